@@ -1,0 +1,57 @@
+"""Domain errors raised by the core and the store.
+
+They carry no gRPC types: the API layer maps each class to one status code in one place
+(`kfpgrpc.api.status`), so the core stays usable outside gRPC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field of a request: a dotted proto path (e.g. `experiment.display_name`) and why."""
+
+    field: str
+    description: str
+
+
+class DomainError(Exception):
+    """Base class: a failure a client can act on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(DomainError):
+    """The request is malformed; `violations` names every bad field."""
+
+    def __init__(self, violations: list[FieldViolation] | FieldViolation, message: str = "") -> None:
+        if isinstance(violations, FieldViolation):
+            violations = [violations]
+        self.violations = list(violations)
+        summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        super().__init__(message or f"invalid argument: {summary}")
+
+    @classmethod
+    def field(cls, field: str, description: str) -> InvalidArgument:
+        return cls(FieldViolation(field, description))
+
+
+class NotFound(DomainError):
+    def __init__(self, kind: str, key: str, value: str) -> None:
+        super().__init__(f"{kind} with {key} {value!r} not found")
+
+
+class AlreadyExists(DomainError):
+    pass
+
+
+class FailedPrecondition(DomainError):
+    pass
+
+
+class Unavailable(DomainError):
+    """The server is shutting down or a dependency is not ready."""
