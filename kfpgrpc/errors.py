@@ -55,3 +55,7 @@ class FailedPrecondition(DomainError):
 
 class Unavailable(DomainError):
     """The server is shutting down or a dependency is not ready."""
+
+
+class Unauthenticated(DomainError):
+    pass

@@ -1,0 +1,129 @@
+"""Server interceptors: bearer-token authentication, and error mapping with an access log.
+
+Both only wrap kfpgrpc's own services; health and reflection stay open and untouched, as
+Kubernetes probes and grpcurl expect.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from kfpgrpc.api.status import to_grpc_status
+from kfpgrpc.errors import DomainError, Unauthenticated
+
+log = logging.getLogger("kfpgrpc.rpc")
+
+OWN_SERVICES_PREFIX = "/kfpgrpc.v1."
+
+
+def _rebuild(handler: grpc.RpcMethodHandler, unary: Callable[..., Any], stream: Callable[..., Any]) -> grpc.RpcMethodHandler:
+    """Wrap a unary-request handler, keeping its arity and (de)serializers."""
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
+        )
+    return handler  # kfpgrpc has no client-streaming RPCs
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Turns exceptions into statuses (kfpgrpc.api.status) and logs every call."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or not method.startswith(OWN_SERVICES_PREFIX):
+            return handler
+
+        def unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+            async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                try:
+                    return await behavior(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - every failure gets a status
+                    await _abort(context, method, exc)
+                finally:
+                    _log_call(method, context, started)
+
+            return wrapper
+
+        def stream(behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+            async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                started = time.perf_counter()
+                try:
+                    async for response in behavior(request, context):
+                        yield response
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - every failure gets a status
+                    await _abort(context, method, exc)
+                finally:
+                    _log_call(method, context, started)
+
+            return wrapper
+
+        return _rebuild(handler, unary, stream)
+
+
+async def _abort(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
+    if not isinstance(exc, (DomainError, NotImplementedError)):
+        log.exception("unexpected error", extra={"fields": {"method": method}})
+    await context.abort_with_status(to_grpc_status(exc))
+
+
+def _log_call(method: str, context: grpc.aio.ServicerContext, started: float) -> None:
+    code = context.code() or grpc.StatusCode.OK
+    level = logging.DEBUG if code == grpc.StatusCode.OK else logging.INFO
+    if log.isEnabledFor(level):
+        fields = {"method": method, "code": getattr(code, "name", str(code)), "ms": round((time.perf_counter() - started) * 1000, 3)}
+        log.log(level, "rpc", extra={"fields": fields})
+
+
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Requires `authorization: Bearer <token>` on kfpgrpc's services."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or not details.method.startswith(OWN_SERVICES_PREFIX):
+            return handler
+        presented = dict(details.invocation_metadata or ()).get("authorization", "")
+        if hmac.compare_digest(str(presented).encode(), self._expected):
+            return handler
+        denial = to_grpc_status(Unauthenticated("missing or invalid bearer token"))
+
+        def unary(_: Any) -> Callable[..., Awaitable[Any]]:
+            async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                await context.abort_with_status(denial)
+
+            return deny
+
+        def stream(_: Any) -> Callable[..., AsyncIterator[Any]]:
+            async def deny(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                await context.abort_with_status(denial)
+                yield  # unreachable: abort raises; makes this an async generator
+
+            return deny
+
+        return _rebuild(handler, unary, stream)

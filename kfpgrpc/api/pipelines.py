@@ -1,0 +1,93 @@
+"""PipelineService: protobuf in, core call, protobuf out."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import empty_pb2
+
+from kfpgrpc.api.convert import list_request, struct, struct_to_dict, timestamp
+from kfpgrpc.core.pipelines import Pipelines
+from kfpgrpc.domain import Pipeline, PipelineVersion
+from kfpgrpc.v1 import pipeline_pb2 as pb
+from kfpgrpc.v1 import pipeline_pb2_grpc
+
+
+def pipeline_to_proto(pipeline: Pipeline) -> pb.Pipeline:
+    return pb.Pipeline(
+        pipeline_id=pipeline.pipeline_id,
+        name=pipeline.name,
+        display_name=pipeline.display_name,
+        description=pipeline.description,
+        created_at=timestamp(pipeline.created_at),
+    )
+
+
+def version_to_proto(version: PipelineVersion) -> pb.PipelineVersion:
+    return pb.PipelineVersion(
+        pipeline_id=version.pipeline_id,
+        pipeline_version_id=version.pipeline_version_id,
+        name=version.name,
+        display_name=version.display_name,
+        description=version.description,
+        created_at=timestamp(version.created_at),
+        code_source_url=version.code_source_url,
+        pipeline_spec=struct(version.pipeline_spec),
+    )
+
+
+class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
+    def __init__(self, pipelines: Pipelines) -> None:
+        self._pipelines = pipelines
+
+    async def CreatePipeline(self, request: pb.CreatePipelineRequest, context: grpc.aio.ServicerContext) -> pb.Pipeline:
+        p = request.pipeline
+        return pipeline_to_proto(await self._pipelines.create(p.name, p.display_name, p.description))
+
+    async def GetPipeline(self, request: pb.GetPipelineRequest, context: grpc.aio.ServicerContext) -> pb.Pipeline:
+        return pipeline_to_proto(await self._pipelines.get(request.pipeline_id))
+
+    async def GetPipelineByName(self, request: pb.GetPipelineByNameRequest, context: grpc.aio.ServicerContext) -> pb.Pipeline:
+        return pipeline_to_proto(await self._pipelines.get_by_name(request.name))
+
+    async def ListPipelines(self, request: pb.ListPipelinesRequest, context: grpc.aio.ServicerContext) -> pb.ListPipelinesResponse:
+        page = await self._pipelines.list(list_request(request))
+        return pb.ListPipelinesResponse(
+            pipelines=[pipeline_to_proto(p) for p in page.items],
+            total_size=page.total_size,
+            next_page_token=page.next_page_token,
+        )
+
+    async def DeletePipeline(self, request: pb.DeletePipelineRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+        await self._pipelines.delete(request.pipeline_id, request.cascade)
+        return empty_pb2.Empty()
+
+    async def CreatePipelineVersion(
+        self, request: pb.CreatePipelineVersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PipelineVersion:
+        v = request.pipeline_version
+        spec = struct_to_dict(v.pipeline_spec) if v.HasField("pipeline_spec") else None
+        version = await self._pipelines.create_version(
+            request.pipeline_id, v.name, v.display_name, v.description, v.code_source_url, spec
+        )
+        return version_to_proto(version)
+
+    async def GetPipelineVersion(
+        self, request: pb.GetPipelineVersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PipelineVersion:
+        return version_to_proto(await self._pipelines.get_version(request.pipeline_id, request.pipeline_version_id))
+
+    async def ListPipelineVersions(
+        self, request: pb.ListPipelineVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListPipelineVersionsResponse:
+        page = await self._pipelines.list_versions(request.pipeline_id, list_request(request))
+        return pb.ListPipelineVersionsResponse(
+            pipeline_versions=[version_to_proto(v) for v in page.items],
+            total_size=page.total_size,
+            next_page_token=page.next_page_token,
+        )
+
+    async def DeletePipelineVersion(
+        self, request: pb.DeletePipelineVersionRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self._pipelines.delete_version(request.pipeline_id, request.pipeline_version_id)
+        return empty_pb2.Empty()

@@ -1,0 +1,52 @@
+"""The one place where errors become gRPC statuses.
+
+Domain errors map to the code a client can act on; InvalidArgument carries a
+google.rpc.BadRequest detail with one field violation per bad field. Anything else is a bug:
+INTERNAL, with the details kept in the server log rather than sent to the client.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from kfpgrpc.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
+
+_CODES: dict[type[DomainError], int] = {
+    InvalidArgument: code_pb2.INVALID_ARGUMENT,
+    NotFound: code_pb2.NOT_FOUND,
+    AlreadyExists: code_pb2.ALREADY_EXISTS,
+    FailedPrecondition: code_pb2.FAILED_PRECONDITION,
+    Unauthenticated: code_pb2.UNAUTHENTICATED,
+    Unavailable: code_pb2.UNAVAILABLE,
+}
+
+
+def to_grpc_status(exc: BaseException) -> grpc.Status:
+    if isinstance(exc, NotImplementedError):
+        return rpc_status.to_status(status_pb2.Status(code=code_pb2.UNIMPLEMENTED, message="not implemented yet"))
+    if not isinstance(exc, DomainError):
+        return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message="internal error; see the server log"))
+    status = status_pb2.Status(code=_CODES[type(exc)], message=exc.message)
+    if isinstance(exc, InvalidArgument):
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in exc.violations
+                ]
+            )
+        )
+        status.details.append(detail)
+    return rpc_status.to_status(status)

@@ -1,0 +1,88 @@
+"""The `kfpgrpc` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from kfpgrpc import logs
+from kfpgrpc.config import ServerConfig
+from kfpgrpc.server import KfpGrpcServer, wait_for_stop_signal
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"KFPGRPC_{name}", default)
+
+
+def _optional_path(value: str) -> Path | None:
+    return Path(value) if value else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kfpgrpc", description="Run and schedule Kubeflow Pipelines over gRPC.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the server")
+    defaults = ServerConfig()
+    serve.add_argument("--listen", default=_env("LISTEN", defaults.listen),
+                       help="HOST:PORT to listen on; port 0 picks a free port (env KFPGRPC_LISTEN)")
+    serve.add_argument("--data-dir", default=_env("DATA_DIR", str(defaults.data_dir)),
+                       help="directory of the database, artifacts and logs (env KFPGRPC_DATA_DIR)")
+    serve.add_argument("--auth-token", default=_env("AUTH_TOKEN", ""),
+                       help="require `authorization: Bearer TOKEN` on every call (env KFPGRPC_AUTH_TOKEN)")
+    serve.add_argument("--tls-cert", default=_env("TLS_CERT", ""), help="PEM certificate chain; enables TLS")
+    serve.add_argument("--tls-key", default=_env("TLS_KEY", ""), help="PEM private key of --tls-cert")
+    serve.add_argument("--tls-client-ca", default=_env("TLS_CLIENT_CA", ""),
+                       help="PEM CA bundle; clients must present a certificate it signed (mTLS)")
+    serve.add_argument("--default-time-zone", default=_env("DEFAULT_TIME_ZONE", defaults.default_time_zone),
+                       help="IANA zone of cron schedules that name none (env KFPGRPC_DEFAULT_TIME_ZONE)")
+    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
+                       choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"])
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("kfpgrpc: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if args.tls_client_ca and not args.tls_cert:
+        print("kfpgrpc: --tls-client-ca needs --tls-cert and --tls-key", file=sys.stderr)
+        return 2
+    logs.configure(args.log_level, args.log_format)
+    config = ServerConfig(
+        listen=args.listen,
+        data_dir=Path(args.data_dir),
+        auth_token=args.auth_token,
+        tls_cert=_optional_path(args.tls_cert),
+        tls_key=_optional_path(args.tls_key),
+        tls_client_ca=_optional_path(args.tls_client_ca),
+        default_time_zone=args.default_time_zone,
+    )
+    server = KfpGrpcServer(config)
+
+    async def run() -> None:
+        await server.start()
+        print(f"listening on {server.address}", flush=True)
+        await wait_for_stop_signal()
+        await server.stop()
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        print(f"kfpgrpc: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

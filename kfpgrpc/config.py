@@ -1,0 +1,22 @@
+"""Server settings. Each has a `kfpgrpc serve` flag and a KFPGRPC_* environment variable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:8887"
+    data_dir: Path = Path(".kfpgrpc")
+    auth_token: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # set = mTLS: clients must present a certificate it signed
+    default_time_zone: str = "UTC"
+    shutdown_grace_seconds: float = 5.0
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "kfpgrpc.db"

@@ -1,0 +1,1 @@
+"""The server core: business rules over the store, independent of gRPC."""

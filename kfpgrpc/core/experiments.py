@@ -1,0 +1,70 @@
+"""Experiments: creation rules, the Default experiment, archiving."""
+
+from __future__ import annotations
+
+from kfpgrpc.clock import Clock
+from kfpgrpc.core.validation import description_violations, id_violations, name_violations, new_id
+from kfpgrpc.domain import ARCHIVED, AVAILABLE, DEFAULT_EXPERIMENT_NAME, Experiment, Page
+from kfpgrpc.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from kfpgrpc.store import experiments as store
+from kfpgrpc.store.database import Database
+from kfpgrpc.store.listing import ListRequest, build_query
+
+
+class Experiments:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+        self.default_experiment_id = ""
+
+    async def ensure_default(self) -> Experiment:
+        """Create the Default experiment on first start; remember its id."""
+        existing = await store.find_by_name(self._db, DEFAULT_EXPERIMENT_NAME)
+        if existing is None:
+            try:
+                existing = await self._insert(DEFAULT_EXPERIMENT_NAME, "Runs that name no experiment land here.")
+            except AlreadyExists:  # created concurrently
+                existing = await store.find_by_name(self._db, DEFAULT_EXPERIMENT_NAME)
+                assert existing is not None
+        self.default_experiment_id = existing.experiment_id
+        return existing
+
+    async def create(self, display_name: str, description: str) -> Experiment:
+        violations = name_violations(display_name, "experiment.display_name")
+        violations += description_violations(description, "experiment.description")
+        if violations:
+            raise InvalidArgument(violations)
+        return await self._insert(display_name, description)
+
+    async def _insert(self, display_name: str, description: str) -> Experiment:
+        experiment = Experiment(new_id(), display_name, description, self._clock.now_us())
+        await store.insert(self._db, experiment)
+        return experiment
+
+    async def get(self, experiment_id: str) -> Experiment:
+        self._check_id(experiment_id)
+        return await store.get(self._db, experiment_id)
+
+    async def list(self, request: ListRequest) -> Page[Experiment]:
+        return await store.list_page(self._db, build_query(store.EXPERIMENTS, request))
+
+    async def archive(self, experiment_id: str) -> None:
+        self._check_id(experiment_id)
+        if experiment_id == self.default_experiment_id:
+            raise FailedPrecondition("the Default experiment cannot be archived")
+        await store.set_storage_state(self._db, experiment_id, ARCHIVED)
+
+    async def unarchive(self, experiment_id: str) -> None:
+        self._check_id(experiment_id)
+        await store.set_storage_state(self._db, experiment_id, AVAILABLE)
+
+    async def delete(self, experiment_id: str) -> None:
+        self._check_id(experiment_id)
+        if experiment_id == self.default_experiment_id:
+            raise FailedPrecondition("the Default experiment cannot be deleted")
+        await store.delete(self._db, experiment_id)
+
+    @staticmethod
+    def _check_id(experiment_id: str) -> None:
+        if violations := id_violations(experiment_id, "experiment_id"):
+            raise InvalidArgument(violations)

@@ -1,0 +1,141 @@
+"""Assembles and runs the gRPC server: store, core, servicers, health, reflection, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from kfpgrpc.api.experiments import ExperimentServicer
+from kfpgrpc.api.interceptors import ErrorMappingInterceptor, TokenAuthInterceptor
+from kfpgrpc.api.pipelines import PipelineServicer
+from kfpgrpc.clock import Clock, SystemClock
+from kfpgrpc.config import ServerConfig
+from kfpgrpc.core.experiments import Experiments
+from kfpgrpc.core.pipelines import Pipelines
+from kfpgrpc.store.database import Database
+from kfpgrpc.v1 import (
+    event_pb2,
+    event_pb2_grpc,
+    experiment_pb2,
+    experiment_pb2_grpc,
+    pipeline_pb2,
+    pipeline_pb2_grpc,
+    recurring_run_pb2,
+    recurring_run_pb2_grpc,
+    run_pb2,
+    run_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    experiment_pb2.DESCRIPTOR.services_by_name["ExperimentService"].full_name,
+    pipeline_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_name,
+    run_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
+    recurring_run_pb2.DESCRIPTOR.services_by_name["RecurringRunService"].full_name,
+    event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+)
+SERVER_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+class KfpGrpcServer:
+    """`await start()`, then `await stop()`."""
+
+    def __init__(self, config: ServerConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.port = 0
+        self._db: Database | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._stopped = asyncio.Event()
+
+    @property
+    def address(self) -> str:
+        host = self.config.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        self._db = db = await Database.open(self.config.database_path)
+        try:
+            experiments = Experiments(db, self.clock)
+            await experiments.ensure_default()
+            pipelines = Pipelines(db, self.clock)
+            self._server = server = self._build_server(experiments, pipelines)
+            self.port = self._bind(server)
+            await server.start()
+        except BaseException:
+            await db.close()
+            raise
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"fields": {"address": self.address, "data_dir": str(self.config.data_dir)}})
+
+    def _build_server(self, experiments: Experiments, pipelines: Pipelines) -> grpc.aio.Server:
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if self.config.auth_token:
+            interceptors.append(TokenAuthInterceptor(self.config.auth_token))
+        interceptors.append(ErrorMappingInterceptor())
+        server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+        experiment_pb2_grpc.add_ExperimentServiceServicer_to_server(ExperimentServicer(experiments), server)
+        pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineServicer(pipelines), server)
+        # Registered so clients see the whole contract; their RPCs answer UNIMPLEMENTED for now.
+        run_pb2_grpc.add_RunServiceServicer_to_server(run_pb2_grpc.RunServiceServicer(), server)
+        recurring_run_pb2_grpc.add_RecurringRunServiceServicer_to_server(
+            recurring_run_pb2_grpc.RecurringRunServiceServicer(), server
+        )
+        event_pb2_grpc.add_EventServiceServicer_to_server(event_pb2_grpc.EventServiceServicer(), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        reflection.enable_server_reflection((*SERVICE_NAMES, health_name, reflection.SERVICE_NAME), server)
+        return server
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        config = self.config
+        if config.tls_cert and config.tls_key:
+            client_ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
+            credentials = grpc.ssl_server_credentials(
+                [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+                root_certificates=client_ca,
+                require_client_auth=client_ca is not None,
+            )
+            port = server.add_secure_port(config.listen, credentials)
+        else:
+            port = server.add_insecure_port(config.listen)
+        if not port:
+            raise OSError(f"cannot listen on {config.listen}")
+        return port
+
+    async def stop(self) -> None:
+        """Graceful: health NOT_SERVING, refuse new calls, let calls finish, commit, close."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(self.config.shutdown_grace_seconds)
+        if self._db is not None:
+            await self._db.close()
+        log.info("stopped")
+
+
+async def wait_for_stop_signal() -> None:
+    """Return on the first SIGINT or SIGTERM."""
+    requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, requested.set)
+    await requested.wait()

@@ -1,0 +1,174 @@
+"""The SQLite database: one writer task with group commit, and a pool of read connections.
+
+Writes are coroutines `job(conn)` queued to the writer task, which runs every job waiting in
+the queue inside one transaction and commits once: an acknowledged write is committed, at the
+cost of one fsync per batch instead of one per write. If a job raises, the batch is rolled back
+and its jobs are retried one transaction each, so one bad request never fails its neighbours.
+Reads use their own connections: in WAL mode they never block the writer nor wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from kfpgrpc.errors import Unavailable
+from kfpgrpc.store.schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WriteJob = Callable[[aiosqlite.Connection], Awaitable[T]]
+
+MAX_BATCH = 256
+BUSY_TIMEOUT_MS = 5000
+
+
+@dataclass
+class _Pending:
+    job: WriteJob[Any]
+    future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+async def _connect(path: Path, *, read_only: bool) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    await conn.execute("PRAGMA foreign_keys = ON")
+    await conn.execute("PRAGMA synchronous = NORMAL")
+    if read_only:
+        await conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+class Database:
+    """Owns every connection to one SQLite file; use `await Database.open(path)`."""
+
+    def __init__(self, writer: aiosqlite.Connection, readers: list[aiosqlite.Connection]) -> None:
+        self._writer = writer
+        self._readers = readers
+        self._idle_readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        for reader in readers:
+            self._idle_readers.put_nowait(reader)
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._closing = False
+        self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+
+    @classmethod
+    async def open(cls, path: Path, readers: int = 4) -> Database:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await _connect(path, read_only=False)
+        try:
+            await writer.execute("PRAGMA journal_mode = WAL")
+            await _migrate(writer)
+            reader_conns = [await _connect(path, read_only=True) for _ in range(readers)]
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(writer, reader_conns)
+
+    async def write(self, job: WriteJob[T]) -> T:
+        """Run job(conn) in a write transaction; return its result once committed."""
+        if self._closing:
+            raise Unavailable("the server is shutting down")
+        pending = _Pending(job)
+        self._queue.put_nowait(pending)
+        return await pending.future
+
+    @contextlib.asynccontextmanager
+    async def reader(self) -> AsyncIterator[aiosqlite.Connection]:
+        conn = await self._idle_readers.get()
+        try:
+            yield conn
+        finally:
+            self._idle_readers.put_nowait(conn)
+
+    async def fetch_all(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
+        async with self.reader() as conn:
+            return list(await conn.execute_fetchall(sql, params))
+
+    async def fetch_one(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> sqlite3.Row | None:
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def close(self) -> None:
+        """Commit every queued write, then close all connections."""
+        if self._closing:
+            return
+        self._closing = True
+        self._queue.put_nowait(None)
+        await self._writer_task
+        for conn in [self._writer, *self._readers]:
+            await conn.close()
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            await self._commit(batch)
+            if stop:
+                return
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            results = [await pending.job(self._writer) for pending in batch]
+            await self._writer.execute("COMMIT")
+        except Exception as exc:  # noqa: BLE001 - delivered to the waiting caller(s)
+            if self._writer.in_transaction:
+                await self._writer.execute("ROLLBACK")
+            if len(batch) == 1:
+                if not batch[0].future.done():
+                    batch[0].future.set_exception(exc)
+                return
+            for pending in batch:
+                await self._commit([pending])
+            return
+        for pending, result in zip(batch, results):
+            if not pending.future.done():
+                pending.future.set_result(result)
+
+
+async def _migrate(conn: aiosqlite.Connection) -> None:
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    applied = row[0] if row else 0
+    if applied > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {applied} is newer than this kfpgrpc ({len(MIGRATIONS)}); upgrade kfpgrpc"
+        )
+    if applied == len(MIGRATIONS):
+        return
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        for version, script in enumerate(MIGRATIONS[applied:], start=applied + 1):
+            for statement in _statements(script):
+                await conn.execute(statement)
+            log.info("applied schema migration", extra={"fields": {"version": version}})
+        await conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+        await conn.execute("COMMIT")
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit our transaction)."""
+    return [s.strip() for s in script.split(";") if s.strip()]

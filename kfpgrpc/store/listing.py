@@ -1,0 +1,314 @@
+"""List queries: KFP's JSON filter, sort_by and keyset page tokens, compiled to SQL.
+
+Every list is ordered by (sort column, id) and resumed with a row-value comparison against the
+last row of the previous page, so each page is an index range scan whatever its depth. The page
+token carries the sort, the filter and the scope, so a client may send the token alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import urllib.parse
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, TypeVar
+
+from google.protobuf import json_format
+
+from kfpgrpc.clock import MICROS_PER_SECOND
+from kfpgrpc.domain import Page
+from kfpgrpc.errors import FieldViolation, InvalidArgument
+from kfpgrpc.store.database import Database
+from kfpgrpc.v1 import filter_pb2
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 200
+Op = filter_pb2.Predicate.Operation
+
+
+class Kind(Enum):
+    TEXT = "text"
+    TIME = "time"  # INTEGER microseconds, 0 = unset
+    ENUM = "enum"  # TEXT holding a KFP enum value name
+
+
+@dataclass(frozen=True)
+class Column:
+    kind: Kind
+    sortable: bool = False
+    enum_names: tuple[str, ...] = ()  # for Kind.ENUM, the names in number order
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What one List RPC may filter and sort on. Column names are the API keys."""
+
+    table: str
+    id_column: str
+    columns: Mapping[str, Column]
+    aliases: Mapping[str, str] = field(default_factory=dict)  # KFP's short keys, e.g. "name"
+    default_sort: str = "created_at"
+
+    def resolve(self, key: str) -> str | None:
+        key = self.aliases.get(key, key)
+        return key if key in self.columns else None
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    page_size: int = 0
+    page_token: str = ""
+    sort_by: str = ""
+    filter: str = ""
+
+
+@dataclass(frozen=True)
+class Query:
+    """A validated list request, ready to run."""
+
+    listing: Listing
+    scope: tuple[tuple[str, str], ...]  # equality conditions the RPC itself imposes
+    sort_column: str
+    descending: bool
+    filter_text: str
+    conditions: tuple[tuple[str, tuple[Any, ...]], ...]  # (SQL, params) from the filter
+    page_size: int
+    after: tuple[Any, Any] | None  # (sort value, id) of the last row already returned
+
+    def _where(self, with_keyset: bool) -> tuple[str, list[Any]]:
+        clauses = [f"{column} = ?" for column, _ in self.scope]
+        params: list[Any] = [value for _, value in self.scope]
+        for sql, values in self.conditions:
+            clauses.append(sql)
+            params.extend(values)
+        if with_keyset and self.after is not None:
+            comparison = "<" if self.descending else ">"
+            clauses.append(f"({self.sort_column}, {self.listing.id_column}) {comparison} (?, ?)")
+            params.extend(self.after)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def page_sql(self, select: str) -> tuple[str, list[Any]]:
+        """SELECT `select` for one page, plus one row to tell whether another page follows."""
+        where, params = self._where(with_keyset=True)
+        direction = "DESC" if self.descending else "ASC"
+        order = f"{self.sort_column} {direction}, {self.listing.id_column} {direction}"
+        return f"SELECT {select} FROM {self.listing.table}{where} ORDER BY {order} LIMIT ?", [
+            *params,
+            self.page_size + 1,
+        ]
+
+    def count_sql(self) -> tuple[str, list[Any]]:
+        where, params = self._where(with_keyset=False)
+        return f"SELECT COUNT(*) FROM {self.listing.table}{where}", params
+
+    def next_page_token(self, last_row: Mapping[str, Any]) -> str:
+        token = {
+            "sort": self.sort_column,
+            "desc": self.descending,
+            "filter": self.filter_text,
+            "scope": [list(pair) for pair in self.scope],
+            "after": [last_row[self.sort_column], last_row[self.listing.id_column]],
+        }
+        return base64.urlsafe_b64encode(json.dumps(token, separators=(",", ":")).encode()).decode()
+
+
+async def fetch_page(db: Database, query: Query, select: str, from_row: Callable[[sqlite3.Row], T]) -> Page[T]:
+    """Run a query: one page of items, the total count and the next page's token."""
+    sql, params = query.page_sql(select)
+    count_sql, count_params = query.count_sql()
+    async with db.reader() as conn:
+        rows = list(await conn.execute_fetchall(sql, params))
+        (total,) = next(iter(await conn.execute_fetchall(count_sql, count_params)))
+    token = query.next_page_token(rows[query.page_size - 1]) if len(rows) > query.page_size else ""
+    return Page([from_row(row) for row in rows[: query.page_size]], total, token)
+
+
+def build_query(listing: Listing, request: ListRequest, scope: Sequence[tuple[str, str]] = ()) -> Query:
+    """Validate a list request; raise InvalidArgument naming each bad field."""
+    scope = tuple(scope)
+    violations: list[FieldViolation] = []
+    page_size = DEFAULT_PAGE_SIZE
+    if request.page_size < 0:
+        violations.append(FieldViolation("page_size", f"must not be negative, got {request.page_size}"))
+    elif request.page_size:
+        page_size = min(request.page_size, MAX_PAGE_SIZE)
+
+    sort_by, filter_text, after = request.sort_by, request.filter, None
+    if request.page_token:
+        try:
+            token_sort, token_filter, after = _read_token(request.page_token, scope)
+        except ValueError as exc:
+            violations.append(FieldViolation("page_token", str(exc)))
+        else:
+            if sort_by and _sort_key(listing, sort_by) != _sort_key(listing, token_sort):
+                violations.append(FieldViolation("sort_by", "differs from the sort of page_token"))
+            if filter_text and filter_text != token_filter:
+                violations.append(FieldViolation("filter", "differs from the filter of page_token"))
+            sort_by, filter_text = token_sort, token_filter
+
+    sort_column, descending = listing.default_sort, False
+    try:
+        sort_column, descending = _parse_sort(listing, sort_by)
+    except ValueError as exc:
+        violations.append(FieldViolation("sort_by", str(exc)))
+    conditions: list[tuple[str, tuple[Any, ...]]] = []
+    if filter_text:
+        conditions, filter_violations = _parse_filter(listing, filter_text)
+        violations.extend(filter_violations)
+    if violations:
+        raise InvalidArgument(violations)
+    return Query(listing, scope, sort_column, descending, filter_text, tuple(conditions), page_size, after)
+
+
+def _parse_sort(listing: Listing, sort_by: str) -> tuple[str, bool]:
+    words = sort_by.split()
+    if not words:
+        return listing.default_sort, False
+    column = listing.resolve(words[0])
+    if column is None or not listing.columns[column].sortable:
+        sortable = sorted(k for k, c in listing.columns.items() if c.sortable)
+        raise ValueError(f"cannot sort by {words[0]!r}; sortable fields: {', '.join(sortable)}")
+    if len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
+        raise ValueError(f"expected \"field\", \"field asc\" or \"field desc\", got {sort_by!r}")
+    return column, len(words) == 2 and words[1].lower() == "desc"
+
+
+def _sort_key(listing: Listing, sort_by: str) -> tuple[str, bool] | None:
+    try:
+        return _parse_sort(listing, sort_by)
+    except ValueError:
+        return None
+
+
+def _read_token(token: str, scope: tuple[tuple[str, str], ...]) -> tuple[str, str, tuple[Any, Any]]:
+    """Return (sort_by, filter, after) from a token; the sort comes back as "column[ desc]"."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        sort, desc, filter_text = data["sort"], data["desc"], data["filter"]
+        token_scope = tuple(tuple(pair) for pair in data["scope"])
+        after_value, after_id = data["after"]
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        raise ValueError("is not a page token returned by this list") from None
+    if not isinstance(sort, str) or not isinstance(filter_text, str) or not isinstance(desc, bool):
+        raise ValueError("is not a page token returned by this list")
+    if token_scope != scope:
+        raise ValueError("belongs to a different list (its parent resource differs)")
+    return (f"{sort} desc" if desc else sort), filter_text, (after_value, after_id)
+
+
+def _parse_filter(listing: Listing, text: str) -> tuple[list[tuple[str, tuple[Any, ...]]], list[FieldViolation]]:
+    if "%" in text and not text.lstrip().startswith("{"):
+        text = urllib.parse.unquote(text)  # KFP clients send it URL-encoded
+    parsed = filter_pb2.Filter()
+    try:
+        json_format.Parse(text, parsed)
+    except json_format.ParseError as exc:
+        return [], [FieldViolation("filter", f"is not a valid KFP filter: {exc}")]
+    conditions, violations = [], []
+    for index, predicate in enumerate(parsed.predicates):
+        try:
+            conditions.append(_predicate_sql(listing, predicate))
+        except _PredicateError as exc:
+            violations.append(FieldViolation(f"filter.predicates[{index}].{exc.part}", str(exc)))
+    return conditions, violations
+
+
+class _PredicateError(ValueError):
+    def __init__(self, part: str, message: str) -> None:
+        super().__init__(message)
+        self.part = part
+
+
+_COMPARISONS = {
+    Op.EQUALS: "=",
+    Op.NOT_EQUALS: "!=",
+    Op.GREATER_THAN: ">",
+    Op.GREATER_THAN_EQUALS: ">=",
+    Op.LESS_THAN: "<",
+    Op.LESS_THAN_EQUALS: "<=",
+}
+_LIST_VALUES = ("int_values", "long_values", "string_values")
+
+
+def _predicate_sql(listing: Listing, predicate: filter_pb2.Predicate) -> tuple[str, tuple[Any, ...]]:
+    column_name = listing.resolve(predicate.key)
+    if column_name is None:
+        raise _PredicateError("key", f"unknown key {predicate.key!r}; valid keys: {', '.join(sorted(listing.columns))}")
+    column = listing.columns[column_name]
+    op = predicate.operation
+    which = predicate.WhichOneof("value")
+    if op == Op.OPERATION_UNSPECIFIED:
+        raise _PredicateError("operation", "is required")
+    if which is None:
+        raise _PredicateError("value", "is required")
+    if op == Op.IN:
+        if which not in _LIST_VALUES:
+            raise _PredicateError("value", "IN takes int_values, long_values or string_values")
+        values = [_column_value(column, column_name, which, v) for v in getattr(predicate, which).values]
+        if not values:
+            raise _PredicateError("value", "IN needs at least one value")
+        if column.kind is Kind.TIME:
+            return _time_in(column_name, values)
+        return f"{column_name} IN ({', '.join('?' * len(values))})", tuple(v for v, _ in values)
+    if which in _LIST_VALUES:
+        raise _PredicateError("value", f"{Op.Name(op)} takes a single value, not {which}")
+    value, whole_second = _column_value(column, column_name, which, getattr(predicate, which))
+    if op == Op.IS_SUBSTRING:
+        if column.kind is not Kind.TEXT:
+            raise _PredicateError("operation", f"IS_SUBSTRING applies to string keys; {column_name!r} is not one")
+        escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return f"{column_name} LIKE ? ESCAPE '\\'", (f"%{escaped}%",)
+    if column.kind is Kind.ENUM and op not in (Op.EQUALS, Op.NOT_EQUALS):
+        raise _PredicateError("operation", f"{Op.Name(op)} does not apply to {column_name!r}; use EQUALS, NOT_EQUALS or IN")
+    if column.kind is Kind.TIME and whole_second:
+        return _time_comparison(column_name, op, value)
+    return f"{column_name} {_COMPARISONS[op]} ?", (value,)
+
+
+def _time_comparison(column: str, op: int, start: int) -> tuple[str, tuple[Any, ...]]:
+    """A time given to the second covers that whole second, as KFP stores seconds."""
+    end = start + MICROS_PER_SECOND - 1
+    return {
+        Op.EQUALS: (f"{column} BETWEEN ? AND ?", (start, end)),
+        Op.NOT_EQUALS: (f"{column} NOT BETWEEN ? AND ?", (start, end)),
+        Op.GREATER_THAN: (f"{column} > ?", (end,)),
+        Op.GREATER_THAN_EQUALS: (f"{column} >= ?", (start,)),
+        Op.LESS_THAN: (f"{column} < ?", (start,)),
+        Op.LESS_THAN_EQUALS: (f"{column} <= ?", (end,)),
+    }[op]
+
+
+def _time_in(column: str, values: list[tuple[Any, bool]]) -> tuple[str, tuple[Any, ...]]:
+    parts, params = [], []
+    for value, _ in values:
+        sql, values_params = _time_comparison(column, Op.EQUALS, value)
+        parts.append(sql)
+        params.extend(values_params)
+    return "(" + " OR ".join(parts) + ")", tuple(params)
+
+
+def _column_value(column: Column, name: str, which: str, raw: Any) -> tuple[Any, bool]:
+    """Convert a predicate value to the column's stored form; also say if it is a whole second."""
+    if column.kind is Kind.TEXT:
+        if which not in ("string_value", "string_values"):
+            raise _PredicateError("value", f"{name!r} is a string key; use string_value(s)")
+        return raw, False
+    if column.kind is Kind.ENUM:
+        if which in ("string_value", "string_values"):
+            if raw not in column.enum_names:
+                raise _PredicateError("value", f"{raw!r} is not a {name} value; one of: {', '.join(column.enum_names[1:])}")
+            return raw, False
+        if which in ("int_value", "int_values", "long_value", "long_values") and 0 < raw < len(column.enum_names):
+            return column.enum_names[raw], False
+        raise _PredicateError("value", f"{raw!r} is not a {name} value; one of: {', '.join(column.enum_names[1:])}")
+    if which == "timestamp_value":
+        return raw.seconds * MICROS_PER_SECOND + raw.nanos // 1000, raw.nanos == 0
+    if which in ("int_value", "int_values", "long_value", "long_values"):
+        return raw * MICROS_PER_SECOND, True  # Unix seconds, as KFP
+    raise _PredicateError("value", f"{name!r} is a time key; use timestamp_value or long_value (Unix seconds)")
