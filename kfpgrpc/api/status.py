@@ -22,6 +22,11 @@ from kfpgrpc.errors import (
     Unavailable,
 )
 
+# Details travel in a trailer; clients refuse metadata over 8 KiB by default, so a request
+# with very many bad fields gets the first ones and a count of the rest.
+MAX_VIOLATIONS = 20
+MAX_DESCRIPTION = 300
+
 _CODES: dict[type[DomainError], int] = {
     InvalidArgument: code_pb2.INVALID_ARGUMENT,
     NotFound: code_pb2.NOT_FOUND,
@@ -39,14 +44,15 @@ def to_grpc_status(exc: BaseException) -> grpc.Status:
         return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message="internal error; see the server log"))
     status = status_pb2.Status(code=_CODES[type(exc)], message=exc.message)
     if isinstance(exc, InvalidArgument):
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(field=v.field[:MAX_DESCRIPTION], description=v.description[:MAX_DESCRIPTION])
+            for v in exc.violations[:MAX_VIOLATIONS]
+        ]
+        if len(exc.violations) > MAX_VIOLATIONS:
+            status.message = f"{len(exc.violations)} invalid fields; the first {MAX_VIOLATIONS} are in the details"
+        else:
+            status.message = status.message[: MAX_DESCRIPTION * 4]
         detail = any_pb2.Any()
-        detail.Pack(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                    for v in exc.violations
-                ]
-            )
-        )
+        detail.Pack(error_details_pb2.BadRequest(field_violations=violations))
         status.details.append(detail)
     return rpc_status.to_status(status)

@@ -89,15 +89,25 @@ class Query:
             params.extend(values)
         if with_keyset and self.after is not None:
             comparison = "<" if self.descending else ">"
-            clauses.append(f"({self.sort_column}, {self.listing.id_column}) {comparison} (?, ?)")
-            params.extend(self.after)
+            if self._sorted_by_id:
+                clauses.append(f"{self.sort_column} {comparison} ?")
+                params.append(self.after[1])
+            else:
+                clauses.append(f"({self.sort_column}, {self.listing.id_column}) {comparison} (?, ?)")
+                params.extend(self.after)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    @property
+    def _sorted_by_id(self) -> bool:
+        return self.sort_column == self.listing.id_column
 
     def page_sql(self, select: str) -> tuple[str, list[Any]]:
         """SELECT `select` for one page, plus one row to tell whether another page follows."""
         where, params = self._where(with_keyset=True)
         direction = "DESC" if self.descending else "ASC"
-        order = f"{self.sort_column} {direction}, {self.listing.id_column} {direction}"
+        order = f"{self.sort_column} {direction}"
+        if not self._sorted_by_id:  # the id breaks ties; sorting by it twice would defeat the index
+            order += f", {self.listing.id_column} {direction}"
         return f"SELECT {select} FROM {self.listing.table}{where} ORDER BY {order} LIMIT ?", [
             *params,
             self.page_size + 1,

@@ -1,0 +1,49 @@
+"""Fixtures: a real kfpgrpc server on 127.0.0.1:0 with its own SQLite file, a real channel,
+and pipelines compiled once per session by the kfp SDK."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from kfpgrpc.config import ServerConfig
+from kfpgrpc.server import KfpGrpcServer
+from tests import pipelines
+from tests.support import Stubs
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+async def server(data_dir: Path) -> AsyncIterator[KfpGrpcServer]:
+    running = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir))
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+async def channel(server: KfpGrpcServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(server.address) as opened:
+        yield opened
+
+
+@pytest.fixture
+def stubs(channel: grpc.aio.Channel) -> Stubs:
+    return Stubs.on(channel)
+
+
+@pytest.fixture(scope="session")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Each pipeline of tests/pipelines.py compiled by the kfp SDK, by pipeline name."""
+    out = tmp_path_factory.mktemp("compiled")
+    return {p.name: pipelines.compile_pipeline(p, out / f"{p.name}.yaml") for p in pipelines.ALL_PIPELINES}

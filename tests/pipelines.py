@@ -1,0 +1,144 @@
+"""Real pipelines written with the kfp SDK, shared by the tests (validation, runs, schedules).
+
+Each pipeline function is a `GraphComponent`; `compile_pipeline` turns one into the IR dict our API
+receives. Components pin their base image so the compiled specs do not change when the SDK's
+default image does. No `from __future__ import annotations` here: the SDK reads the component
+signatures' annotations as types, not strings.
+"""
+
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from kfp import compiler, dsl
+from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl.base_component import BaseComponent
+
+BASE_IMAGE = "python:3.11"
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def write_artifacts(text: str, dataset: Output[Dataset], model: Output[Model]):
+    with open(dataset.path, "w") as file:
+        file.write(text)
+    dataset.metadata["pushed"] = 1
+    with open(model.path, "w") as file:
+        file.write(f"model trained on {len(text)} characters")
+    model.metadata["pushed"] = 1
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def read_dataset(dataset: Input[Dataset]) -> str:
+    with open(dataset.path) as file:
+        return file.read()
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def fail(message: str):
+    raise RuntimeError(message)
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def count_to(n: int) -> list:
+    return list(range(1, n + 1))
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def total(values: list) -> int:
+    return sum(values)
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def parity(n: int) -> str:
+    return "even" if n % 2 == 0 else "odd"
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def echo(message: str) -> str:
+    return message
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def report_status(status: dsl.PipelineTaskFinalStatus):
+    print(status.state, status.error_message)
+
+
+# The mutable defaults are deliberate: KFP compiles them into LIST and STRUCT defaults.
+@dsl.pipeline(name="add-pipeline", description="Adds a and b, then adds b again.")
+def add_pipeline(
+    a: int = 1,
+    b: int = 2,
+    label: str = "sum",
+    scale: Optional[float] = None,
+    verbose: bool = False,
+    tags: list = ["demo"],  # noqa: B006
+    options: dict = {"retries": 1},  # noqa: B006
+) -> int:
+    """Two chained `add` tasks; the other parameters cover every parameter type for run tests."""
+    first = add(a=a, b=b)
+    second = add(a=first.output, b=b)
+    return second.output
+
+
+@dsl.pipeline(
+    name="artifact-pipeline", description="Writes a Dataset and a Model, then reads the Dataset."
+)
+def artifact_pipeline(text: str = "hello artifacts") -> str:
+    written = write_artifacts(text=text)
+    read = read_dataset(dataset=written.outputs["dataset"])
+    return read.output
+
+
+@dsl.pipeline(name="add-twice")
+def add_twice(a: int, b: int = 1) -> int:
+    """Sub-pipeline of `nested_pipeline`: compiled as a DAG component."""
+    first = add(a=a, b=b)
+    second = add(a=first.output, b=b)
+    return second.output
+
+
+@dsl.pipeline(name="nested-pipeline", description="Runs the add-twice sub-pipeline, then adds 10.")
+def nested_pipeline(x: int, y: int = 5) -> int:
+    """`x` has no default, so this pipeline also covers required parameters."""
+    inner = add_twice(a=x, b=y)
+    outer = add(a=inner.output, b=10)
+    return outer.output
+
+
+@dsl.pipeline(name="failing-pipeline", description="Its only task raises.")
+def failing_pipeline(message: str = "this task always fails"):
+    fail(message=message)
+
+
+@dsl.pipeline(name="control-flow-pipeline", description="Loops, conditions and an exit handler.")
+def control_flow_pipeline(n: int = 3) -> str:
+    """Exercises the IR's control flow: ParallelFor with Collected, If/Elif/Else with OneOf,
+    ExitHandler with PipelineTaskFinalStatus, and retries."""
+    with dsl.ExitHandler(report_status()):
+        numbers = count_to(n=n)
+        with dsl.ParallelFor(numbers.output, parallelism=2) as number:
+            doubled = add(a=number, b=number).set_retry(num_retries=2, backoff_duration="5s")
+        total(values=dsl.Collected(doubled.output))
+    kind = parity(n=n)
+    with dsl.If(kind.output == "even"):
+        even = echo(message="even")
+    with dsl.Elif(kind.output == "odd"):
+        odd = echo(message="odd")
+    with dsl.Else():
+        neither = echo(message="neither")
+    return dsl.OneOf(even.output, odd.output, neither.output)
+
+
+ALL_PIPELINES = (add_pipeline, artifact_pipeline, nested_pipeline, failing_pipeline, control_flow_pipeline)
+
+
+def compile_pipeline(pipeline_func: BaseComponent, path: Path | str) -> dict[str, Any]:
+    """Compile `pipeline_func` to the YAML file `path` and return the IR as a dict."""
+    compiler.Compiler().compile(pipeline_func, package_path=str(path))
+    with open(path) as file:
+        return yaml.safe_load(file)
