@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kfpgrpc import logs
 from kfpgrpc.config import ServerConfig
-from kfpgrpc.server import KfpGrpcServer, wait_for_stop_signal
+from kfpgrpc.server import KfpGrpcServer, stop_signal_event
 
 
 def _env(name: str, default: str) -> str:
@@ -64,9 +64,10 @@ def _serve(args: argparse.Namespace) -> int:
     server = KfpGrpcServer(config)
 
     async def run() -> None:
+        stop_requested = stop_signal_event()
         await server.start()
         print(f"listening on {server.address}", flush=True)
-        await wait_for_stop_signal()
+        await stop_requested.wait()
         await server.stop()
 
     try:

@@ -103,20 +103,25 @@ class KfpGrpcServer:
         reflection.enable_server_reflection((*SERVICE_NAMES, health_name, reflection.SERVICE_NAME), server)
         return server
 
-    def _bind(self, server: grpc.aio.Server) -> int:
+    def _credentials(self) -> grpc.ServerCredentials | None:
         config = self.config
-        if config.tls_cert and config.tls_key:
-            client_ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
-            credentials = grpc.ssl_server_credentials(
-                [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
-                root_certificates=client_ca,
-                require_client_auth=client_ca is not None,
-            )
-            port = server.add_secure_port(config.listen, credentials)
-        else:
-            port = server.add_insecure_port(config.listen)
+        if not (config.tls_cert and config.tls_key):
+            return None
+        client_ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
+        return grpc.ssl_server_credentials(
+            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        listen, credentials = self.config.listen, self._credentials()
+        try:
+            port = server.add_secure_port(listen, credentials) if credentials else server.add_insecure_port(listen)
+        except RuntimeError:  # grpc's way of saying the address is taken or invalid
+            port = 0
         if not port:
-            raise OSError(f"cannot listen on {config.listen}")
+            raise OSError(f"cannot listen on {listen}")
         return port
 
     async def stop(self) -> None:
@@ -124,6 +129,7 @@ class KfpGrpcServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        log.info("shutting down")
         await self._health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(self.config.shutdown_grace_seconds)
@@ -132,10 +138,11 @@ class KfpGrpcServer:
         log.info("stopped")
 
 
-async def wait_for_stop_signal() -> None:
-    """Return on the first SIGINT or SIGTERM."""
+def stop_signal_event() -> asyncio.Event:
+    """An event set by the first SIGINT or SIGTERM. Install it before announcing readiness, so
+    that a signal sent as soon as the address is printed still stops the server gracefully."""
     requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, requested.set)
-    await requested.wait()
+    return requested
