@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.v1 import experiment_pb2 as pb
+from kfpgrpc.v1 import pipeline_pb2
 from kfpgrpc.v1 import run_pb2
 from tests.support import ServerProcess, Stubs
 
@@ -242,3 +244,14 @@ async def test_mutual_tls(data_dir: Path, certificates: Path) -> None:
             assert failure.value.code() == grpc.StatusCode.UNAVAILABLE  # handshake refused without a client cert
     finally:
         await server.stop()
+
+
+async def test_an_unexpected_failure_is_internal_and_the_server_keeps_serving(server: KfpGrpcServer, stubs: Stubs, data_dir: Path) -> None:
+    with sqlite3.connect(data_dir / "kfpgrpc.db") as outside:  # an operator breaking the schema underneath
+        outside.execute("ALTER TABLE pipelines RENAME TO pipelines_moved")
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await stubs.pipelines.ListPipelines(pipeline_pb2.ListPipelinesRequest())
+    assert failure.value.code() == grpc.StatusCode.INTERNAL
+    assert failure.value.details() == "internal error; see the server log"  # no SQL leaks to clients
+    listed = await stubs.experiments.ListExperiments(pb.ListExperimentsRequest())
+    assert listed.total_size == 1

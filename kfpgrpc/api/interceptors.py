@@ -6,6 +6,7 @@ Kubernetes probes and grpcurl expect.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import time
@@ -50,40 +51,36 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
         def unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                started = time.perf_counter()
-                try:
+                async with _mapped_errors(method, context):
                     return await behavior(request, context)
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - every failure gets a status
-                    await _abort(context, method, exc)
-                finally:
-                    _log_call(method, context, started)
 
             return wrapper
 
         def stream(behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
             async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                started = time.perf_counter()
-                try:
+                async with _mapped_errors(method, context):
                     async for response in behavior(request, context):
                         yield response
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - every failure gets a status
-                    await _abort(context, method, exc)
-                finally:
-                    _log_call(method, context, started)
 
             return wrapper
 
         return _rebuild(handler, unary, stream)
 
 
-async def _abort(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
-    if not isinstance(exc, (DomainError, NotImplementedError)):
-        log.exception("unexpected error", extra={"fields": {"method": method}})
-    await context.abort_with_status(to_grpc_status(exc))
+@contextlib.asynccontextmanager
+async def _mapped_errors(method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    """Abort the call with the status of any exception raised inside; log the call."""
+    started = time.perf_counter()
+    try:
+        yield
+    except grpc.aio.AbortError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure gets a status
+        if not isinstance(exc, (DomainError, NotImplementedError)):
+            log.exception("unexpected error", extra={"fields": {"method": method}})
+        await context.abort_with_status(to_grpc_status(exc))
+    finally:
+        _log_call(method, context, started)
 
 
 def _log_call(method: str, context: grpc.aio.ServicerContext, started: float) -> None:

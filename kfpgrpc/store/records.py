@@ -1,0 +1,66 @@
+"""Maps a frozen dataclass of the domain to a table whose columns bear its field names."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from functools import cached_property
+from typing import Any, Generic, TypeVar
+
+import aiosqlite
+
+from kfpgrpc.errors import AlreadyExists, NotFound
+from kfpgrpc.store.database import Database
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordTable(Generic[T]):
+    table: str
+    record: type[T]
+    kind: str  # how errors name a record, e.g. "pipeline version"
+    json_fields: frozenset[str] = frozenset()  # dict fields, stored as JSON text
+
+    @cached_property
+    def fields(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self.record)]  # type: ignore[arg-type]
+
+    @cached_property
+    def select(self) -> str:
+        return ", ".join(self.fields)
+
+    def from_row(self, row: sqlite3.Row) -> T:
+        values = {name: row[name] for name in self.fields}
+        for name in self.json_fields:
+            values[name] = json.loads(values[name])
+        return self.record(**values)
+
+    async def insert(self, conn: aiosqlite.Connection, record: T, conflict: str) -> None:
+        """Insert within a write job; a uniqueness clash raises AlreadyExists(conflict)."""
+        values = [getattr(record, name) for name in self.fields]
+        for index, name in enumerate(self.fields):
+            if name in self.json_fields:
+                values[index] = json.dumps(values[index], separators=(",", ":"))
+        placeholders = ", ".join("?" * len(values))
+        try:
+            await conn.execute(f"INSERT INTO {self.table} ({self.select}) VALUES ({placeholders})", values)
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(conflict) from None
+
+    async def find(self, db: Database, column: str, value: Any) -> T | None:
+        row = await db.fetch_one(f"SELECT {self.select} FROM {self.table} WHERE {column} = ?", (value,))
+        return self.from_row(row) if row else None
+
+    async def get(self, db: Database, column: str, value: Any) -> T:
+        found = await self.find(db, column, value)
+        if found is None:
+            raise NotFound(self.kind, column, str(value))
+        return found
+
+    async def delete(self, conn: aiosqlite.Connection, column: str, value: Any) -> None:
+        """Delete within a write job; NotFound if nothing matched."""
+        cursor = await conn.execute(f"DELETE FROM {self.table} WHERE {column} = ?", (value,))
+        if cursor.rowcount == 0:
+            raise NotFound(self.kind, column, str(value))
