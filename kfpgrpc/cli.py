@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kfpgrpc import logs
 from kfpgrpc.config import ServerConfig
@@ -50,6 +51,11 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if args.tls_client_ca and not args.tls_cert:
         print("kfpgrpc: --tls-client-ca needs --tls-cert and --tls-key", file=sys.stderr)
+        return 2
+    try:
+        ZoneInfo(args.default_time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        print(f"kfpgrpc: --default-time-zone: unknown IANA time zone {args.default_time_zone!r}", file=sys.stderr)
         return 2
     logs.configure(args.log_level, args.log_format)
     config = ServerConfig(

@@ -41,6 +41,9 @@ SERVICE_NAMES = (
     event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
 SERVER_OPTIONS = [
+    # gRPC enables SO_REUSEPORT by default: a second server on a taken port would start and
+    # split connections with the first, over a different database.
+    ("grpc.so_reuseport", 0),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),

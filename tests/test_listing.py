@@ -102,6 +102,7 @@ async def test_predicates_are_anded_and_camel_case_and_url_encoding_work(stubs: 
         ({"filter": predicate("created_at", "IS_SUBSTRING", long_value=1)}, "filter.predicates[0].operation", "IS_SUBSTRING applies to string keys; 'created_at' is not one"),
         ({"filter": predicate("created_at", "EQUALS", string_value="yesterday")}, "filter.predicates[0].value", "'created_at' is a time key; use timestamp_value or long_value (Unix seconds)"),
         ({"filter": predicate("storage_state", "EQUALS", string_value="DELETED")}, "filter.predicates[0].value", "'DELETED' is not a storage_state value; one of: AVAILABLE, ARCHIVED"),
+        ({"filter": predicate("storage_state", "EQUALS", string_value="STORAGE_STATE_UNSPECIFIED")}, "filter.predicates[0].value", "'STORAGE_STATE_UNSPECIFIED' is not a storage_state value; one of: AVAILABLE, ARCHIVED"),
         ({"filter": predicate("storage_state", "LESS_THAN", string_value="ARCHIVED")}, "filter.predicates[0].operation", "LESS_THAN does not apply to 'storage_state'; use EQUALS, NOT_EQUALS or IN"),
     ],
 )

@@ -195,3 +195,14 @@ async def test_a_spec_with_hundreds_of_errors_still_gets_a_readable_error(stubs:
     count, _, rest = failure.value.details().partition(" ")
     assert int(count) >= 500 and rest == "invalid fields; the first 20 are in the details"
     assert len(field_violations(failure.value)) == 20
+
+
+async def test_default_version_names_skip_taken_names(stubs: Stubs, compiled: dict[str, dict[str, Any]]) -> None:
+    pipeline = await create_pipeline(stubs, name="renumbered")
+    spec = compiled["add-pipeline"]
+    first, _ = await upload(stubs, pipeline.pipeline_id, spec), await upload(stubs, pipeline.pipeline_id, spec)
+    await stubs.pipelines.DeletePipelineVersion(
+        pb.DeletePipelineVersionRequest(pipeline_id=pipeline.pipeline_id, pipeline_version_id=first.pipeline_version_id)
+    )
+    await upload(stubs, pipeline.pipeline_id, spec, name="v3")
+    assert (await upload(stubs, pipeline.pipeline_id, spec)).name == "v4"  # count+1 = 3 is taken

@@ -123,6 +123,9 @@ def test_bad_command_lines_fail_with_one_clear_line(tmp_path: Path) -> None:
         return subprocess.run([sys.executable, "-m", "kfpgrpc.cli", "serve", "--data-dir", str(tmp_path), *args],
                               capture_output=True, text=True, timeout=30)
 
+    unknown_zone = serve("--default-time-zone", "Mars/Olympus")
+    assert unknown_zone.returncode == 2
+    assert unknown_zone.stderr.strip() == "kfpgrpc: --default-time-zone: unknown IANA time zone 'Mars/Olympus'"
     lonely_cert = serve("--tls-cert", "cert.pem")
     assert lonely_cert.returncode == 2
     assert lonely_cert.stderr.strip() == "kfpgrpc: --tls-cert and --tls-key go together"
@@ -133,6 +136,13 @@ def test_bad_command_lines_fail_with_one_clear_line(tmp_path: Path) -> None:
         occupied = serve("--listen", f"127.0.0.1:{port}")
     assert occupied.returncode == 1
     assert occupied.stderr.strip().splitlines()[-1] == f"kfpgrpc: cannot listen on 127.0.0.1:{port}"
+    first = ServerProcess(tmp_path / "first")  # a second server must not share a live server's port
+    try:
+        second = serve("--listen", first.address)
+        assert second.returncode == 1
+        assert second.stderr.strip().splitlines()[-1] == f"kfpgrpc: cannot listen on {first.address}"
+    finally:
+        first.terminate()
 
 
 async def test_shutdown_sets_health_not_serving_and_commits_acknowledged_writes(data_dir: Path) -> None:

@@ -311,7 +311,7 @@ def _column_value(column: Column, name: str, which: str, raw: Any) -> tuple[Any,
         return raw, False
     if column.kind is Kind.ENUM:
         if which in ("string_value", "string_values"):
-            if raw not in column.enum_names:
+            if raw not in column.enum_names[1:]:
                 raise _PredicateError("value", f"{raw!r} is not a {name} value; one of: {', '.join(column.enum_names[1:])}")
             return raw, False
         if which in ("int_value", "int_values", "long_value", "long_values") and 0 < raw < len(column.enum_names):

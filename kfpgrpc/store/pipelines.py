@@ -76,23 +76,31 @@ async def delete_pipeline(db: Database, pipeline_id: str, cascade: bool) -> None
 
 
 async def insert_version(db: Database, version: PipelineVersion) -> PipelineVersion:
-    """Insert a version; an empty name becomes "v<N>" (N = the pipeline's version count + 1)."""
+    """Insert a version; an empty name becomes the next free "v<N>"."""
 
     async def job(conn: aiosqlite.Connection) -> PipelineVersion:
         if not await conn.execute_fetchall("SELECT 1 FROM pipelines WHERE pipeline_id = ?", (version.pipeline_id,)):
             raise NotFound("pipeline", "pipeline_id", version.pipeline_id)
         stored = version
         if not version.name:
-            rows = await conn.execute_fetchall(
-                "SELECT COUNT(*) FROM pipeline_versions WHERE pipeline_id = ?", (version.pipeline_id,)
-            )
-            name = f"v{next(iter(rows))[0] + 1}"
+            name = await _next_default_name(conn, version.pipeline_id)
             stored = dataclasses.replace(version, name=name, display_name=version.display_name or name)
         conflict = f"pipeline {version.pipeline_id!r} already has a version named {stored.name!r}"
         await _VERSIONS.insert(conn, stored, conflict)
         return stored
 
     return await db.write(job)
+
+
+async def _next_default_name(conn: aiosqlite.Connection, pipeline_id: str) -> str:
+    """"v<N>" with N the version count + 1, or the next free N after deletions or custom names."""
+    rows = await conn.execute_fetchall("SELECT COUNT(*) FROM pipeline_versions WHERE pipeline_id = ?", (pipeline_id,))
+    number = next(iter(rows))[0] + 1
+    while await conn.execute_fetchall(
+        "SELECT 1 FROM pipeline_versions WHERE pipeline_id = ? AND name = ?", (pipeline_id, f"v{number}")
+    ):
+        number += 1
+    return f"v{number}"
 
 
 async def get_version(db: Database, pipeline_version_id: str) -> PipelineVersion:
