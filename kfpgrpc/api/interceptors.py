@@ -36,8 +36,8 @@ def _rebuild(handler: grpc.RpcMethodHandler, unary: Callable[..., Any], stream: 
     return handler  # kfpgrpc has no client-streaming RPCs
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    """Turns exceptions into statuses (kfpgrpc.api.status) and logs every call."""
+class _OwnServicesInterceptor(grpc.aio.ServerInterceptor):
+    """Applies `wrap` to the handlers of kfpgrpc's services and leaves the others alone."""
 
     async def intercept_service(
         self,
@@ -45,9 +45,19 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        method = details.method
-        if handler is None or not method.startswith(OWN_SERVICES_PREFIX):
+        if handler is None or not details.method.startswith(OWN_SERVICES_PREFIX):
             return handler
+        return self.wrap(handler, details)
+
+    def wrap(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        raise NotImplementedError
+
+
+class ErrorMappingInterceptor(_OwnServicesInterceptor):
+    """Turns exceptions into statuses (kfpgrpc.api.status) and logs every call."""
+
+    def wrap(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method = details.method
 
         def unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -91,20 +101,13 @@ def _log_call(method: str, context: grpc.aio.ServicerContext, started: float) ->
         log.log(level, "rpc", extra={"fields": fields})
 
 
-class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
+class TokenAuthInterceptor(_OwnServicesInterceptor):
     """Requires `authorization: Bearer <token>` on kfpgrpc's services."""
 
     def __init__(self, token: str) -> None:
         self._expected = f"Bearer {token}".encode()
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or not details.method.startswith(OWN_SERVICES_PREFIX):
-            return handler
+    def wrap(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         presented = dict(details.invocation_metadata or ()).get("authorization", "")
         if hmac.compare_digest(str(presented).encode(), self._expected):
             return handler

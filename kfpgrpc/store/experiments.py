@@ -26,10 +26,7 @@ _TABLE = RecordTable("experiments", Experiment, "experiment")
 
 
 async def insert(db: Database, experiment: Experiment) -> None:
-    async def job(conn: aiosqlite.Connection) -> None:
-        await _TABLE.insert(conn, experiment, f"an experiment named {experiment.display_name!r} already exists")
-
-    await db.write(job)
+    await _TABLE.insert(db, experiment, f"an experiment named {experiment.display_name!r} already exists")
 
 
 async def get(db: Database, experiment_id: str) -> Experiment:
@@ -56,7 +53,4 @@ async def set_storage_state(db: Database, experiment_id: str, storage_state: str
 
 
 async def delete(db: Database, experiment_id: str) -> None:
-    async def job(conn: aiosqlite.Connection) -> None:
-        await _TABLE.delete(conn, "experiment_id", experiment_id)
-
-    await db.write(job)
+    await _TABLE.delete(db, "experiment_id", experiment_id)

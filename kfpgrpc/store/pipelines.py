@@ -41,10 +41,7 @@ _VERSIONS = RecordTable("pipeline_versions", PipelineVersion, "pipeline version"
 
 
 async def insert_pipeline(db: Database, pipeline: Pipeline) -> None:
-    async def job(conn: aiosqlite.Connection) -> None:
-        await _PIPELINES.insert(conn, pipeline, f"a pipeline named {pipeline.name!r} already exists")
-
-    await db.write(job)
+    await _PIPELINES.insert(db, pipeline, f"a pipeline named {pipeline.name!r} already exists")
 
 
 async def get_pipeline(db: Database, pipeline_id: str) -> Pipeline:
@@ -70,7 +67,7 @@ async def delete_pipeline(db: Database, pipeline_id: str, cascade: bool) -> None
                 f"pipeline {pipeline_id!r} has {versions} version(s); delete them first or set cascade"
             )
         await conn.execute("DELETE FROM pipeline_versions WHERE pipeline_id = ?", (pipeline_id,))
-        await _PIPELINES.delete(conn, "pipeline_id", pipeline_id)
+        await _PIPELINES.delete_within(conn, "pipeline_id", pipeline_id)
 
     await db.write(job)
 
@@ -86,7 +83,7 @@ async def insert_version(db: Database, version: PipelineVersion) -> PipelineVers
             name = await _next_default_name(conn, version.pipeline_id)
             stored = dataclasses.replace(version, name=name, display_name=version.display_name or name)
         conflict = f"pipeline {version.pipeline_id!r} already has a version named {stored.name!r}"
-        await _VERSIONS.insert(conn, stored, conflict)
+        await _VERSIONS.insert_within(conn, stored, conflict)
         return stored
 
     return await db.write(job)
@@ -112,7 +109,4 @@ async def list_versions(db: Database, query: Query) -> Page[PipelineVersion]:
 
 
 async def delete_version(db: Database, pipeline_version_id: str) -> None:
-    async def job(conn: aiosqlite.Connection) -> None:
-        await _VERSIONS.delete(conn, "pipeline_version_id", pipeline_version_id)
-
-    await db.write(job)
+    await _VERSIONS.delete(db, "pipeline_version_id", pipeline_version_id)

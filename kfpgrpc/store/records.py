@@ -37,8 +37,16 @@ class RecordTable(Generic[T]):
             values[name] = json.loads(values[name])
         return self.record(**values)
 
-    async def insert(self, conn: aiosqlite.Connection, record: T, conflict: str) -> None:
-        """Insert within a write job; a uniqueness clash raises AlreadyExists(conflict)."""
+    async def insert(self, db: Database, record: T, conflict: str) -> None:
+        """Insert in a write of its own; a uniqueness clash raises AlreadyExists(conflict)."""
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            await self.insert_within(conn, record, conflict)
+
+        await db.write(job)
+
+    async def insert_within(self, conn: aiosqlite.Connection, record: T, conflict: str) -> None:
+        """Insert inside a write job; a uniqueness clash raises AlreadyExists(conflict)."""
         values = [getattr(record, name) for name in self.fields]
         for index, name in enumerate(self.fields):
             if name in self.json_fields:
@@ -59,8 +67,16 @@ class RecordTable(Generic[T]):
             raise NotFound(self.kind, column, str(value))
         return found
 
-    async def delete(self, conn: aiosqlite.Connection, column: str, value: Any) -> None:
-        """Delete within a write job; NotFound if nothing matched."""
+    async def delete(self, db: Database, column: str, value: Any) -> None:
+        """Delete in a write of its own; NotFound if nothing matched."""
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            await self.delete_within(conn, column, value)
+
+        await db.write(job)
+
+    async def delete_within(self, conn: aiosqlite.Connection, column: str, value: Any) -> None:
+        """Delete inside a write job; NotFound if nothing matched."""
         cursor = await conn.execute(f"DELETE FROM {self.table} WHERE {column} = ?", (value,))
         if cursor.rowcount == 0:
             raise NotFound(self.kind, column, str(value))
