@@ -1,0 +1,753 @@
+"""The `local` executor: runs a compiled KFP pipeline spec on this machine, one subprocess per
+container task.
+
+Decisions (see also the module docstring of `placeholders`):
+- Artifacts live at `<artifact_root>/<run_id>/<task_id>/<output name>`; an artifact's `uri` is that
+  absolute local path (no `file://` scheme), which is also its `path` in the task. Before a task
+  runs, its artifact directory is emptied (a retried task must not see a failed attempt's files).
+- After a task fails (or the run is terminated), tasks that have not started are never started
+  and nothing is reported for them (no SKIPPED updates). Running tasks are allowed to finish;
+  DAG tasks whose children failed are reported FAILED with the child's error.
+- `retryPolicy` is supported: a failed container task is run again up to `maxRetryCount` times,
+  after `backoffDuration * backoffFactor**attempt` (capped by `backoffMaxDuration`); it stays
+  RUNNING between attempts. No retry once the run is failing or terminated.
+- Loops, conditions, exit handlers, importers/non-container executors and parameter expression
+  selectors are not supported: `unsupported_features(spec)` lists them and `execute` refuses
+  such specs with ValueError before running anything.
+- Tasks in `previous` are not run: they are reported SUCCEEDED with the given result. DAG tasks
+  are always walked again (their children may be in `previous`); their result is recomputed.
+- The lightweight-component `pip install kfp==...` preamble is dropped when the interpreter given
+  as `python` has kfp with the same major version as the pinned one.
+- The first log line of every container task is the argv actually run: "+ <shell-quoted argv>"
+  (newlines inside arguments shown as \\n).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import os
+import re
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kfpgrpc.executor.base import (
+    ArtifactOutput,
+    RunObserver,
+    RunOutcome,
+    TaskResult,
+    TaskState,
+    TaskUpdate,
+)
+from kfpgrpc.executor.placeholders import (
+    PlaceholderContext,
+    TaskOutputError,
+    build_executor_input,
+    cast_parameter,
+    read_task_result,
+    resolve_command,
+    resolve_parameter_self_references,
+)
+
+LOG_BATCH_LINES = 50
+LOG_FLUSH_SECONDS = 0.1
+ERROR_LOG_TAIL = 20
+_READ_CHUNK = 65536
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# Static checks
+
+
+def _dags(spec: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Every DAG in the spec: ("root", root.dag) and (component name, component.dag)."""
+    dags: list[tuple[str, Mapping[str, Any]]] = []
+    root_dag = (spec.get("root") or {}).get("dag")
+    if root_dag:
+        dags.append(("root", root_dag))
+    for name, component in sorted((spec.get("components") or {}).items()):
+        if isinstance(component, Mapping) and component.get("dag"):
+            dags.append((name, component["dag"]))
+    return dags
+
+
+def unsupported_features(spec: dict) -> list[str]:
+    """Human-readable names of the control flow in `spec` that the local executor cannot run,
+    e.g. "loops (ParallelFor) in task 'for-loop-2'". Empty when the spec can run locally."""
+    found: list[str] = []
+
+    def add(message: str) -> None:
+        if message not in found:
+            found.append(message)
+
+    components = spec.get("components") or {}
+    executors = (spec.get("deploymentSpec") or {}).get("executors") or {}
+    for _, dag in _dags(spec):
+        for task_name, task in sorted((dag.get("tasks") or {}).items()):
+            if task.get("parameterIterator") or task.get("artifactIterator"):
+                add(f"loops (ParallelFor) in task '{task_name}'")
+            trigger = task.get("triggerPolicy") or {}
+            if trigger.get("condition"):
+                add(f"conditions (If/Elif/Else) in task '{task_name}'")
+            inputs = task.get("inputs") or {}
+            parameters = inputs.get("parameters") or {}
+            final_status = any("taskFinalStatus" in p for p in parameters.values())
+            if trigger.get("strategy") == "ALL_UPSTREAM_TASKS_COMPLETED" or final_status:
+                guarded = list(task.get("dependentTasks") or [])
+                for p in parameters.values():
+                    producer = (p.get("taskFinalStatus") or {}).get("producerTask")
+                    if producer and producer not in guarded:
+                        guarded.append(producer)
+                for group in guarded or [task_name]:
+                    add(f"exit handlers in task '{group}' (exit task '{task_name}')")
+            if any("parameterExpressionSelector" in p for p in parameters.values()):
+                add(f"parameter expression selectors in task '{task_name}'")
+            component = components.get((task.get("componentRef") or {}).get("name", ""))
+            if component and not component.get("dag"):
+                executor = executors.get(component.get("executorLabel", "")) or {}
+                if executor and "container" not in executor:
+                    kind = "importers" if "importer" in executor else "non-container executors"
+                    add(f"{kind} in task '{task_name}'")
+        for output in ((dag.get("outputs") or {}).get("parameters") or {}).values():
+            if "valueFromOneof" in output:
+                add("conditions (OneOf outputs) in a sub-DAG")
+    return found
+
+
+def _validate(spec: Mapping[str, Any]) -> None:
+    """Raise ValueError for specs that cannot run at all (before anything runs)."""
+    unsupported = unsupported_features(dict(spec))
+    if unsupported:
+        raise ValueError(
+            "the local executor does not support " + "; ".join(unsupported)
+        )
+    if not (spec.get("root") or {}).get("dag"):
+        raise ValueError("the pipeline spec has no root DAG")
+    components = spec.get("components") or {}
+    executors = (spec.get("deploymentSpec") or {}).get("executors") or {}
+    for where, dag in _dags(spec):
+        tasks = dag.get("tasks") or {}
+        for task_name, task in tasks.items():
+            ref = (task.get("componentRef") or {}).get("name", "")
+            component = components.get(ref)
+            if component is None:
+                raise ValueError(f"task '{task_name}' in {where} refers to unknown component {ref!r}")
+            if not component.get("dag"):
+                label = component.get("executorLabel", "")
+                if "container" not in (executors.get(label) or {}):
+                    raise ValueError(f"component {ref!r} has no container executor {label!r}")
+            for dependency in _dependencies(task):
+                if dependency not in tasks:
+                    raise ValueError(
+                        f"task '{task_name}' in {where} depends on unknown task '{dependency}'"
+                    )
+
+
+def _dependencies(task: Mapping[str, Any]) -> set[str]:
+    deps = set(task.get("dependentTasks") or [])
+    inputs = task.get("inputs") or {}
+    for parameter in (inputs.get("parameters") or {}).values():
+        producer = (parameter.get("taskOutputParameter") or {}).get("producerTask")
+        if producer:
+            deps.add(producer)
+    for artifact in (inputs.get("artifacts") or {}).values():
+        producer = (artifact.get("taskOutputArtifact") or {}).get("producerTask")
+        if producer:
+            deps.add(producer)
+    return deps
+
+
+# ---------------------------------------------------------------------------------------------
+# Durations and the pip preamble
+
+
+def _seconds(duration: Any) -> float:
+    """"5s", "1.5s", "0s" or a number of seconds."""
+    if isinstance(duration, (int, float)):
+        return float(duration)
+    if isinstance(duration, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*s?\s*", duration)
+        if match:
+            return float(match.group(1))
+    return 0.0
+
+
+_PIN = re.compile(r"""kfp==([0-9][^'"\s]*)""")
+
+
+def _is_pip_preamble(command: list[Any]) -> bool:
+    """The lightweight-component shape: ["sh", "-c", "<pip install ...> && \"$0\" \"$@\"\n",
+    "sh", "-ec", "<program>", ...]."""
+    return (
+        len(command) > 3
+        and command[0] == "sh"
+        and command[1] == "-c"
+        and isinstance(command[2], str)
+        and "pip install" in command[2]
+        and command[2].rstrip().endswith('"$0" "$@"')
+    )
+
+
+def _display_argv(argv: list[str]) -> str:
+    return "+ " + " ".join(shlex.quote(arg.replace("\r", "\\r").replace("\n", "\\n")) for arg in argv)
+
+
+# ---------------------------------------------------------------------------------------------
+# Run state
+
+
+class _TaskFailed(Exception):
+    def __init__(self, error: str, exit_code: int | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.exit_code = exit_code
+
+
+@dataclass
+class _Run:
+    run_id: str
+    spec: Mapping[str, Any]
+    previous: Mapping[str, TaskResult]
+    observer: RunObserver
+    create_time_utc: str
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)  # failing or terminated
+    canceled: bool = False
+    first_error: str = ""
+    processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+
+    def fail(self, error: str) -> None:
+        if not self.first_error:
+            self.first_error = error
+        self.stopped.set()
+
+
+@dataclass
+class _Scope:
+    """The inputs of the DAG being walked and where its tasks report."""
+
+    prefix: str  # "" at root, "<dag task id>." inside a sub-DAG
+    parent_task_id: str
+    parameters: dict[str, Any]
+    artifacts: dict[str, list[ArtifactOutput]]
+
+
+class LocalExecutor:
+    """Runs pipeline specs as local subprocesses (see the module docstring)."""
+
+    def __init__(
+        self,
+        artifact_root: Path,
+        max_parallel_tasks: int = 4,
+        python: str = sys.executable,
+        kill_grace_seconds: float = 3.0,
+    ) -> None:
+        self.artifact_root = Path(artifact_root).absolute()
+        self.max_parallel_tasks = max_parallel_tasks
+        self.python = python
+        self.kill_grace_seconds = kill_grace_seconds
+        self._slots = asyncio.Semaphore(max_parallel_tasks)
+        self._runs: dict[str, _Run] = {}
+        self._kfp_version: str | None = None  # "" when the interpreter has no kfp
+        self._kfp_lock = asyncio.Lock()
+        self._bin_dir: str | None = None
+
+    # -- public API ------------------------------------------------------------------------
+
+    async def execute(
+        self,
+        run_id: str,
+        spec: dict,
+        parameters: dict[str, Any],
+        previous: dict[str, TaskResult],
+        observer: RunObserver,
+    ) -> RunOutcome:
+        _validate(spec)
+        if run_id in self._runs:
+            raise ValueError(f"run {run_id!r} is already executing")
+        run = _Run(
+            run_id=run_id,
+            spec=spec,
+            previous=previous,
+            observer=observer,
+            create_time_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        )
+        self._runs[run_id] = run
+        root = spec["root"]
+        root_parameters = _typed_parameters(
+            parameters, (root.get("inputDefinitions") or {}).get("parameters") or {}
+        )
+        scope = _Scope(prefix="", parent_task_id="", parameters=root_parameters, artifacts={})
+        try:
+            await self._run_dag(run, root["dag"], scope)
+        finally:
+            self._runs.pop(run_id, None)
+            await self._kill_all(run, grace=0.0)
+        if run.canceled:
+            return RunOutcome(TaskState.CANCELED, "the run was terminated")
+        if run.first_error:
+            return RunOutcome(TaskState.FAILED, run.first_error)
+        return RunOutcome(TaskState.SUCCEEDED, "")
+
+    async def terminate(self, run_id: str) -> None:
+        run = self._runs.get(run_id)
+        if run is None:
+            return
+        run.canceled = True
+        run.stopped.set()
+        await self._kill_all(run, grace=self.kill_grace_seconds)
+
+    # -- DAGs --------------------------------------------------------------------------------
+
+    async def _run_dag(
+        self, run: _Run, dag: Mapping[str, Any], scope: _Scope
+    ) -> tuple[TaskResult | None, str]:
+        """Walk `dag`. Returns (the DAG's outputs, "") when every task succeeded, else
+        (None, error of the first task that failed in it, or "" when stopped)."""
+        tasks: Mapping[str, Any] = dag.get("tasks") or {}
+        dependencies = {name: _dependencies(task) for name, task in tasks.items()}
+        results: dict[str, TaskResult] = {}
+        running: dict[asyncio.Task[tuple[TaskResult | None, str]], str] = {}
+        started: set[str] = set()
+        dag_error = ""
+        try:
+            while True:
+                if not run.stopped.is_set():
+                    for name in sorted(tasks):
+                        if name not in started and dependencies[name] <= results.keys():
+                            started.add(name)
+                            coroutine = self._run_task(run, name, tasks[name], scope, results)
+                            running[asyncio.create_task(coroutine)] = name
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for finished in done:
+                    name = running.pop(finished)
+                    result, error = finished.result()
+                    if result is not None:
+                        results[name] = result
+                    elif error and not dag_error:
+                        dag_error = error
+        finally:
+            for pending in running:
+                pending.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+        if len(results) < len(tasks):
+            return None, dag_error
+        return _dag_outputs(dag, results), ""
+
+    async def _run_task(
+        self,
+        run: _Run,
+        name: str,
+        task: Mapping[str, Any],
+        scope: _Scope,
+        results: Mapping[str, TaskResult],
+    ) -> tuple[TaskResult | None, str]:
+        task_id = scope.prefix + name
+        display_name = (task.get("taskInfo") or {}).get("name") or name
+        component = run.spec["components"][task["componentRef"]["name"]]
+        parameters, artifacts = _resolve_inputs(task, component, scope, results)
+        base = dict(task_id=task_id, display_name=display_name, parent_task_id=scope.parent_task_id)
+
+        if component.get("dag"):
+            await run.observer.task_changed(
+                TaskUpdate(**base, state=TaskState.RUNNING, time_us=_now_us(),
+                           input_parameters=parameters)
+            )
+            inner = _Scope(prefix=task_id + ".", parent_task_id=task_id,
+                           parameters=parameters, artifacts=artifacts)
+            result, error = await self._run_dag(run, component["dag"], inner)
+            if result is not None:
+                await run.observer.task_changed(
+                    TaskUpdate(**base, state=TaskState.SUCCEEDED, time_us=_now_us(),
+                               input_parameters=parameters, result=result)
+                )
+                return result, ""
+            if run.canceled:
+                state, reported = TaskState.CANCELED, ""
+            else:
+                state, reported = TaskState.FAILED, error or "not run to the end: another task failed"
+            await run.observer.task_changed(
+                TaskUpdate(**base, state=state, time_us=_now_us(), error=reported,
+                           input_parameters=parameters)
+            )
+            return None, error
+
+        executor = run.spec["deploymentSpec"]["executors"][component["executorLabel"]]
+        container = executor["container"]
+        image = container.get("image", "")
+        if task_id in run.previous:
+            result = run.previous[task_id]
+            await run.observer.task_changed(
+                TaskUpdate(**base, state=TaskState.SUCCEEDED, time_us=_now_us(), image=image,
+                           input_parameters=parameters, result=result)
+            )
+            return result, ""
+
+        retry = task.get("retryPolicy") or {}
+        attempts = 1 + max(0, int(retry.get("maxRetryCount") or 0))
+        reported_running = False
+        for attempt in range(attempts):
+            async with self._slots:
+                if run.stopped.is_set():
+                    if not reported_running:
+                        return None, ""  # never started: nothing reported
+                    break
+                if not reported_running:
+                    reported_running = True
+                    await run.observer.task_changed(
+                        TaskUpdate(**base, state=TaskState.RUNNING, time_us=_now_us(),
+                                   image=image, input_parameters=parameters)
+                    )
+                try:
+                    result = await self._run_container(
+                        run, task_id, display_name, component, container, parameters, artifacts
+                    )
+                except _TaskFailed as failure:
+                    if run.canceled:
+                        break
+                    last_failure = failure
+                else:
+                    await run.observer.task_changed(
+                        TaskUpdate(**base, state=TaskState.SUCCEEDED, time_us=_now_us(),
+                                   image=image, exit_code=0, input_parameters=parameters,
+                                   result=result)
+                    )
+                    return result, ""
+            if attempt + 1 < attempts and not run.stopped.is_set():
+                factor = float(retry.get("backoffFactor") or 2.0)
+                delay = min(
+                    _seconds(retry.get("backoffDuration")) * factor**attempt,
+                    _seconds(retry.get("backoffMaxDuration") or 3600),
+                )
+                reason = last_failure.error.splitlines()[0]
+                message = f"attempt {attempt + 1} of {attempts} failed ({reason}); "
+                await run.observer.log_lines(task_id, [message + f"retrying in {delay:g}s"])
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(run.stopped.wait(), timeout=delay)
+                continue
+            break
+        if run.canceled:
+            await run.observer.task_changed(
+                TaskUpdate(**base, state=TaskState.CANCELED, time_us=_now_us(), image=image,
+                           input_parameters=parameters)
+            )
+            return None, ""
+        error = f"task '{task_id}' failed: {last_failure.error}"
+        run.fail(error)
+        await run.observer.task_changed(
+            TaskUpdate(**base, state=TaskState.FAILED, time_us=_now_us(), image=image,
+                       exit_code=last_failure.exit_code, error=last_failure.error,
+                       input_parameters=parameters)
+        )
+        return None, error
+
+    # -- container tasks ---------------------------------------------------------------------
+
+    async def _run_container(
+        self,
+        run: _Run,
+        task_id: str,
+        display_name: str,
+        component: Mapping[str, Any],
+        container: Mapping[str, Any],
+        parameters: dict[str, Any],
+        artifacts: dict[str, list[ArtifactOutput]],
+    ) -> TaskResult:
+        """Run one attempt of a container task; raises _TaskFailed."""
+        artifact_dir = self.artifact_root / run.run_id / task_id
+        if artifact_dir.exists():
+            shutil.rmtree(artifact_dir)
+        artifact_dir.mkdir(parents=True)
+        workdir = tempfile.mkdtemp(prefix="kfpgrpc-task-")
+        try:
+            prepared = build_executor_input(
+                component, parameters, artifacts, str(artifact_dir), os.path.join(workdir, "outputs")
+            )
+            context = PlaceholderContext(
+                executor_input=prepared.executor_input,
+                pipeline_job_name=str((run.spec.get("pipelineInfo") or {}).get("name", "")),
+                pipeline_job_resource_name=run.run_id,
+                pipeline_job_uuid=run.run_id,
+                pipeline_task_name=display_name,
+                pipeline_task_uuid=f"{run.run_id}/{task_id}",
+                pipeline_root=str(self.artifact_root / run.run_id),
+                create_time_utc=run.create_time_utc,
+            )
+            command = list(container.get("command") or [])
+            if _is_pip_preamble(command) and await self._kfp_satisfies(command[2]):
+                command = command[3:]
+            try:
+                argv = resolve_command(command + list(container.get("args") or []), context)
+            except ValueError as error:
+                raise _TaskFailed(f"could not build the command: {error}") from None
+            if not argv:
+                raise _TaskFailed("the container has no command")
+            tmp = os.path.join(workdir, "tmp")
+            os.makedirs(tmp)
+            env = dict(os.environ)
+            env.update({str(k): str(v) for k, v in _container_env(container).items()})
+            env["PATH"] = self._path_prefix() + os.pathsep + env.get("PATH", os.defpath)
+            env["TMPDIR"] = tmp
+            env["PYTHONUNBUFFERED"] = "1"
+            tail: deque[str] = deque(maxlen=ERROR_LOG_TAIL)
+            pump = _LogPump(run.observer, task_id, tail)
+            await pump.add(_display_argv(argv))
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    cwd=workdir,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as error:
+                await pump.add(f"could not start {argv[0]!r}: {error}")
+                await pump.close()
+                raise _TaskFailed(f"could not start {argv[0]!r}: {error}") from None
+            run.processes[task_id] = process
+            reader = asyncio.create_task(pump.run(process))
+            try:
+                returncode = await process.wait()
+                # Background children may still hold the output pipe: give them a moment.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(reader), timeout=2.0)
+            finally:
+                run.processes.pop(task_id, None)
+                _signal_group(process.pid, signal.SIGKILL)  # leftovers of the task
+                if not reader.done():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(reader), timeout=2.0)
+                    reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+            if returncode != 0:
+                if returncode < 0:
+                    what = f"killed by signal {signal.Signals(-returncode).name}"
+                else:
+                    what = f"exit code {returncode}"
+                raise _TaskFailed(_with_tail(what, tail), returncode)
+            try:
+                return read_task_result(prepared)
+            except TaskOutputError as error:
+                raise _TaskFailed(_with_tail(str(error), tail), 0) from None
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    async def _kfp_satisfies(self, preamble: str) -> bool:
+        """Whether `self.python` has kfp with the major version pinned in the preamble."""
+        async with self._kfp_lock:
+            if self._kfp_version is None:
+                try:
+                    probe = await asyncio.create_subprocess_exec(
+                        self.python, "-c", "import kfp, sys; sys.stdout.write(kfp.__version__)",
+                        stdin=asyncio.subprocess.DEVNULL,
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=asyncio.subprocess.DEVNULL,
+                    )
+                    out, _ = await probe.communicate()
+                    self._kfp_version = out.decode().strip() if probe.returncode == 0 else ""
+                except OSError:
+                    self._kfp_version = ""
+        if not self._kfp_version:
+            return False
+        pin = _PIN.search(preamble)
+        if pin is None:
+            return True
+        return pin.group(1).split(".")[0] == self._kfp_version.split(".")[0]
+
+    def _path_prefix(self) -> str:
+        """Directories to put first on the tasks' PATH so that `python3` (and `python`) is
+        `self.python`."""
+        directory = os.path.dirname(os.path.abspath(self.python))
+        target = os.path.realpath(self.python)
+        if all(
+            os.path.realpath(os.path.join(directory, name)) == target
+            for name in ("python3", "python")
+        ):
+            return directory
+        if self._bin_dir is None:
+            self._bin_dir = tempfile.mkdtemp(prefix="kfpgrpc-bin-")
+            for name in ("python3", "python"):
+                os.symlink(os.path.abspath(self.python), os.path.join(self._bin_dir, name))
+        return self._bin_dir + os.pathsep + directory
+
+    async def _kill_all(self, run: _Run, grace: float) -> None:
+        """SIGTERM every running task's process group, SIGKILL what is left after `grace`."""
+        processes = list(run.processes.values())
+        if not processes:
+            return
+        if grace > 0:
+            for process in processes:
+                _signal_group(process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and any(p.returncode is None for p in processes):
+                await asyncio.sleep(0.05)
+        for process in processes:
+            _signal_group(process.pid, signal.SIGKILL)
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
+def _with_tail(what: str, tail: deque[str]) -> str:
+    if not tail:
+        return what
+    return what + "\n" + "\n".join(tail)
+
+
+def _container_env(container: Mapping[str, Any]) -> dict[str, Any]:
+    env = container.get("env") or []
+    if isinstance(env, Mapping):
+        return dict(env)
+    return {item["name"]: item.get("value", "") for item in env if "name" in item}
+
+
+class _LogPump:
+    """Reads a task's merged stdout/stderr line by line and sends the lines to the observer in
+    batches of at most LOG_BATCH_LINES, at least every LOG_FLUSH_SECONDS."""
+
+    def __init__(self, observer: RunObserver, task_id: str, tail: deque[str]) -> None:
+        self.observer = observer
+        self.task_id = task_id
+        self.tail = tail
+        self.buffer: list[str] = []
+        self.lock = asyncio.Lock()
+
+    async def add(self, line: str) -> None:
+        self.buffer.append(line)
+        self.tail.append(line)
+        if len(self.buffer) >= LOG_BATCH_LINES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self.lock:
+            if self.buffer:
+                lines, self.buffer = self.buffer, []
+                await self.observer.log_lines(self.task_id, lines)
+
+    async def close(self) -> None:
+        await self.flush()
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(LOG_FLUSH_SECONDS)
+            await self.flush()
+
+    async def run(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        ticker = asyncio.create_task(self._ticker())
+        pending = b""
+        try:
+            while True:
+                chunk = await process.stdout.read(_READ_CHUNK)
+                if not chunk:
+                    break
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    await self.add(raw.rstrip(b"\r").decode("utf-8", errors="replace"))
+            if pending:
+                await self.add(pending.rstrip(b"\r").decode("utf-8", errors="replace"))
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            await self.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs and outputs of tasks and DAGs
+
+
+def _typed_parameters(values: Mapping[str, Any], definitions: Mapping[str, Any]) -> dict[str, Any]:
+    typed = dict(values)
+    for name, definition in definitions.items():
+        if name in typed:
+            typed[name] = cast_parameter(typed[name], definition.get("parameterType"))
+    return typed
+
+
+def _constant(spec: Mapping[str, Any]) -> Any:
+    if "constant" in spec:
+        return spec["constant"]
+    old = spec.get("constantValue") or {}  # schema 2.0.0: {"intValue": ...} etc.
+    return next(iter(old.values()), None)
+
+
+def _resolve_inputs(
+    task: Mapping[str, Any],
+    component: Mapping[str, Any],
+    scope: _Scope,
+    results: Mapping[str, TaskResult],
+) -> tuple[dict[str, Any], dict[str, list[ArtifactOutput]]]:
+    inputs = task.get("inputs") or {}
+    parameters: dict[str, Any] = {}
+    for name, source in (inputs.get("parameters") or {}).items():
+        if "componentInputParameter" in source:
+            key = source["componentInputParameter"]
+            if key in scope.parameters:
+                parameters[name] = scope.parameters[key]
+        elif "taskOutputParameter" in source:
+            output = source["taskOutputParameter"]
+            produced = results[output["producerTask"]].output_parameters
+            if output["outputParameterKey"] in produced:
+                parameters[name] = produced[output["outputParameterKey"]]
+        elif "runtimeValue" in source:
+            parameters[name] = _constant(source["runtimeValue"])
+    definitions = (component.get("inputDefinitions") or {}).get("parameters") or {}
+    for name, definition in definitions.items():
+        if parameters.get(name) is None and "defaultValue" in definition:
+            parameters[name] = definition["defaultValue"]
+    parameters = {k: v for k, v in parameters.items() if v is not None}
+    parameters = _typed_parameters(resolve_parameter_self_references(parameters), definitions)
+    artifacts: dict[str, list[ArtifactOutput]] = {}
+    for name, source in (inputs.get("artifacts") or {}).items():
+        if "componentInputArtifact" in source:
+            key = source["componentInputArtifact"]
+            if key in scope.artifacts:
+                artifacts[name] = scope.artifacts[key]
+        elif "taskOutputArtifact" in source:
+            output = source["taskOutputArtifact"]
+            produced = results[output["producerTask"]].output_artifacts
+            if output["outputArtifactKey"] in produced:
+                artifacts[name] = produced[output["outputArtifactKey"]]
+    return parameters, artifacts
+
+
+def _dag_outputs(dag: Mapping[str, Any], results: Mapping[str, TaskResult]) -> TaskResult:
+    outputs = dag.get("outputs") or {}
+    parameters: dict[str, Any] = {}
+    for name, source in (outputs.get("parameters") or {}).items():
+        selector = source.get("valueFromParameter") or {}
+        producer = results.get(selector.get("producerSubtask", ""))
+        if producer is not None and selector.get("outputParameterKey") in producer.output_parameters:
+            parameters[name] = producer.output_parameters[selector["outputParameterKey"]]
+    artifacts: dict[str, list[ArtifactOutput]] = {}
+    for name, source in (outputs.get("artifacts") or {}).items():
+        collected: list[ArtifactOutput] = []
+        for selector in source.get("artifactSelectors") or []:
+            producer = results.get(selector.get("producerSubtask", ""))
+            if producer is not None:
+                collected.extend(producer.output_artifacts.get(selector.get("outputArtifactKey", ""), []))
+        artifacts[name] = collected
+    return TaskResult(output_parameters=parameters, output_artifacts=artifacts)

@@ -1,0 +1,380 @@
+"""KFP container-task plumbing for the local executor: parameter typing, the executor input JSON,
+placeholder substitution in `command` + `args`, and reading the executor output back.
+
+Formats follow KFP's launcher (and `kfp.local`): the executor input is
+`{"inputs": {"parameterValues": {...}, "artifacts": {name: {"artifacts": [RuntimeArtifact]}}},
+  "outputs": {"parameters": {name: {"outputFile": path}},
+              "artifacts": {name: {"artifacts": [RuntimeArtifact]}}, "outputFile": path}}`
+where a RuntimeArtifact is `{"name", "uri", "metadata", "type": {"schemaTitle", "schemaVersion"}}`.
+Only the standard library is used here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kfpgrpc.executor.base import ArtifactOutput, TaskResult
+
+EXECUTOR_OUTPUT_FILE = "executor_output.json"
+
+
+class TaskOutputError(Exception):
+    """A task exited 0 but its outputs could not be read back."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameter types
+
+
+def cast_parameter(value: Any, parameter_type: str | None) -> Any:
+    """Coerce `value` to the declared KFP parameter type where that is unambiguous.
+
+    Values may have gone through google.protobuf.Struct, so integers can arrive as floats (1.0).
+    LIST and STRUCT values are left as they are (their element types are not declared).
+    """
+    if value is None or not parameter_type:
+        return value
+    if parameter_type in ("NUMBER_INTEGER", "INT"):
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                try:
+                    as_float = float(value)
+                except ValueError:
+                    return value
+                return int(as_float) if as_float.is_integer() else as_float
+        return value
+    if parameter_type in ("NUMBER_DOUBLE", "DOUBLE"):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        return value
+    if parameter_type == "BOOLEAN":
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        return value
+    return value
+
+
+def read_output_parameter_file(path: str, parameter_type: str | None) -> Any:
+    """Read a parameter written to its `outputFile` (dsl.OutputPath): strings are the raw text,
+    everything else is JSON (booleans also as true/True)."""
+    with open(path, encoding="utf-8") as file:
+        text = file.read()
+    if parameter_type in ("STRING", None, ""):
+        return text
+    if parameter_type == "BOOLEAN":
+        text = text.strip().lower()
+    try:
+        return cast_parameter(json.loads(text), parameter_type)
+    except json.JSONDecodeError as error:
+        raise TaskOutputError(f"could not parse output parameter file {path}: {error}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Executor input
+
+
+def runtime_artifact(artifact: ArtifactOutput, schema_version: str = "") -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": artifact.name,
+        "uri": artifact.uri,
+        "metadata": dict(artifact.metadata),
+        "type": {"schemaTitle": artifact.schema_title},
+    }
+    if schema_version:
+        entry["type"]["schemaVersion"] = schema_version
+    return entry
+
+
+@dataclass(frozen=True)
+class PreparedTask:
+    """The executor input of one container task and where its outputs will be written."""
+
+    executor_input: dict[str, Any]
+    output_parameter_types: dict[str, str]
+    output_artifacts: dict[str, ArtifactOutput]  # declared outputs, metadata still empty
+
+
+def build_executor_input(
+    component: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    artifacts: Mapping[str, list[ArtifactOutput]],
+    artifact_dir: str,
+    outputs_dir: str,
+) -> PreparedTask:
+    """`parameters` and `artifacts` are the resolved, typed inputs (parameters without a value
+    are absent). Output artifacts go to `<artifact_dir>/<name>`; output parameter files and the
+    executor output file to `outputs_dir`."""
+    input_artifact_defs = (component.get("inputDefinitions") or {}).get("artifacts") or {}
+    output_defs = component.get("outputDefinitions") or {}
+    inputs: dict[str, Any] = {"parameterValues": dict(parameters)}
+    if artifacts:
+        inputs["artifacts"] = {
+            name: {
+                "artifacts": [
+                    runtime_artifact(
+                        artifact,
+                        ((input_artifact_defs.get(name) or {}).get("artifactType") or {}).get(
+                            "schemaVersion", ""
+                        ),
+                    )
+                    for artifact in values
+                ]
+            }
+            for name, values in artifacts.items()
+        }
+    output_parameter_types = {
+        name: definition.get("parameterType", "")
+        for name, definition in (output_defs.get("parameters") or {}).items()
+    }
+    declared: dict[str, ArtifactOutput] = {}
+    output_artifacts: dict[str, Any] = {}
+    for name, definition in (output_defs.get("artifacts") or {}).items():
+        artifact_type = definition.get("artifactType") or {}
+        artifact = ArtifactOutput(
+            name=name,
+            uri=os.path.join(artifact_dir, name),
+            schema_title=artifact_type.get("schemaTitle", "system.Artifact"),
+            metadata={},
+        )
+        declared[name] = artifact
+        output_artifacts[name] = {
+            "artifacts": [runtime_artifact(artifact, artifact_type.get("schemaVersion", ""))]
+        }
+    outputs: dict[str, Any] = {
+        "parameters": {
+            name: {"outputFile": os.path.join(outputs_dir, "parameters", name)}
+            for name in output_parameter_types
+        },
+        "artifacts": output_artifacts,
+        "outputFile": os.path.join(outputs_dir, EXECUTOR_OUTPUT_FILE),
+    }
+    return PreparedTask(
+        executor_input={"inputs": inputs, "outputs": outputs},
+        output_parameter_types=output_parameter_types,
+        output_artifacts=declared,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Placeholders
+
+_PLACEHOLDER = re.compile(r"\{\{\$(?:\.([^{}]*))?\}\}")
+_IO_PLACEHOLDER = re.compile(
+    r"""^(inputs|outputs)\.(parameters|artifacts)\[\s*(?:'([^']*)'|"([^"]*)")\s*\]"""
+    r"""(?:\.([A-Za-z_]+))?$"""
+)
+
+
+@dataclass(frozen=True)
+class PlaceholderContext:
+    executor_input: dict[str, Any]
+    pipeline_job_name: str
+    pipeline_job_resource_name: str
+    pipeline_job_uuid: str
+    pipeline_task_name: str
+    pipeline_task_uuid: str
+    pipeline_root: str
+    create_time_utc: str
+
+
+def _to_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _resolve_one(expression: str | None, context: PlaceholderContext) -> str | None:
+    """The text for one `{{$...}}` placeholder, or None when it is not one we know."""
+    executor_input = context.executor_input
+    if expression is None:
+        return json.dumps(executor_input)
+    constants = {
+        "outputs.output_file": executor_input["outputs"]["outputFile"],
+        "outputMetadataUri": executor_input["outputs"]["outputFile"],
+        "pipeline_job_name": context.pipeline_job_name,
+        "pipeline_job_resource_name": context.pipeline_job_resource_name,
+        "pipeline_job_uuid": context.pipeline_job_uuid,
+        "pipeline_task_name": context.pipeline_task_name,
+        "pipeline_task_uuid": context.pipeline_task_uuid,
+        "pipeline_root": context.pipeline_root,
+        "pipeline_job_create_time_utc": context.create_time_utc,
+        "pipeline_job_schedule_time_utc": context.create_time_utc,
+    }
+    if expression in constants:
+        return constants[expression]
+    match = _IO_PLACEHOLDER.match(expression.strip())
+    if match is None:
+        return None
+    side, kind, quoted1, quoted2, attribute = match.groups()
+    name = quoted1 if quoted1 is not None else quoted2
+    section = executor_input.get(side) or {}
+    if kind == "parameters":
+        if side == "inputs":
+            if attribute is not None:
+                return None
+            return _to_text(section.get("parameterValues", {}).get(name))
+        if attribute == "output_file":
+            parameter = section.get("parameters", {}).get(name)
+            return parameter["outputFile"] if parameter else None
+        return None
+    artifact_list = (section.get("artifacts") or {}).get(name) or {}
+    entries = artifact_list.get("artifacts") or []
+    if not entries:
+        return None
+    first = entries[0]
+    if attribute in ("path", "uri"):
+        return first["uri"]  # local artifacts: the uri is the path
+    if attribute == "metadata":
+        return json.dumps(first.get("metadata") or {})
+    if attribute is None:
+        return json.dumps(first)
+    return None
+
+
+def substitute(text: str, context: PlaceholderContext) -> str:
+    """Replace every known `{{$...}}` placeholder in `text`; unknown ones are left as they are."""
+
+    def replace(match: re.Match[str]) -> str:
+        resolved = _resolve_one(match.group(1), context)
+        return match.group(0) if resolved is None else resolved
+
+    return _PLACEHOLDER.sub(replace, text)
+
+
+def _provided_inputs(executor_input: Mapping[str, Any]) -> set[str]:
+    inputs = executor_input.get("inputs") or {}
+    names = {k for k, v in (inputs.get("parameterValues") or {}).items() if v is not None}
+    names |= {k for k, v in (inputs.get("artifacts") or {}).items() if v}
+    return names
+
+
+def _resolve_struct(node: Any, provided: set[str]) -> list[Any] | str | None:
+    """Resolve a Concat / IfPresent placeholder structure into a string, a (nested) list of
+    strings, or None (an IfPresent without a matching branch)."""
+    if node is None or isinstance(node, str):
+        return node
+    if isinstance(node, list):
+        return [_resolve_struct(item, provided) for item in node]
+    if isinstance(node, dict) and len(node) == 1:
+        key, body = next(iter(node.items()))
+        if key == "Concat":
+            parts = [_resolve_struct(item, provided) for item in body]
+            return "".join(_flatten(parts))
+        if key == "IfPresent":
+            branch = body.get("Then") if body.get("InputName") in provided else body.get("Else")
+            return _resolve_struct(branch, provided)
+    raise ValueError(f"unsupported placeholder structure: {json.dumps(node)[:200]}")
+
+
+def _flatten(items: Any) -> list[str]:
+    if items is None:
+        return []
+    if isinstance(items, str):
+        return [items]
+    flat: list[str] = []
+    for item in items:
+        flat.extend(_flatten(item))
+    return flat
+
+
+def resolve_command(arguments: list[Any], context: PlaceholderContext) -> list[str]:
+    """`command` + `args` with structural (Concat/IfPresent) and `{{$...}}` placeholders resolved."""
+    provided = _provided_inputs(context.executor_input)
+    resolved: list[str] = []
+    for argument in arguments:
+        if isinstance(argument, str) and argument.startswith(('{"Concat"', '{"IfPresent"')):
+            try:
+                structure = json.loads(argument)
+            except json.JSONDecodeError:
+                structure = argument
+            pieces = _flatten(_resolve_struct(structure, provided))
+        elif isinstance(argument, (dict, list)):
+            pieces = _flatten(_resolve_struct(argument, provided))
+        else:
+            pieces = [str(argument)]
+        resolved.extend(substitute(piece, context) for piece in pieces)
+    return resolved
+
+
+def resolve_parameter_self_references(parameters: dict[str, Any]) -> dict[str, Any]:
+    """String inputs may refer to other inputs of the same task (f-strings in the DSL compile to
+    "{{$.inputs.parameters['pipelinechannel--x']}}-suffix"): substitute those."""
+
+    def replace(match: re.Match[str]) -> str:
+        io = _IO_PLACEHOLDER.match((match.group(1) or "").strip())
+        if io is None or io.group(1) != "inputs" or io.group(2) != "parameters" or io.group(5):
+            return match.group(0)
+        name = io.group(3) if io.group(3) is not None else io.group(4)
+        if name not in parameters:
+            return match.group(0)
+        return _to_text(parameters[name])
+
+    return {
+        name: _PLACEHOLDER.sub(replace, value) if isinstance(value, str) else value
+        for name, value in parameters.items()
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Executor output
+
+
+def read_task_result(prepared: PreparedTask) -> TaskResult:
+    """Read back a finished task's outputs: the executor output file (parameter values and artifact
+    metadata), plus parameters written only to their `outputFile`s."""
+    outputs = prepared.executor_input["outputs"]
+    executor_output: dict[str, Any] = {}
+    output_file = outputs["outputFile"]
+    if os.path.isfile(output_file):
+        try:
+            with open(output_file, encoding="utf-8") as file:
+                executor_output = json.load(file) or {}
+        except (OSError, json.JSONDecodeError) as error:
+            raise TaskOutputError(f"could not read the executor output file: {error}") from None
+    values = executor_output.get("parameterValues") or executor_output.get("parameters") or {}
+    parameters: dict[str, Any] = {}
+    missing: list[str] = []
+    for name, parameter_type in prepared.output_parameter_types.items():
+        if name in values:
+            parameters[name] = cast_parameter(values[name], parameter_type)
+            continue
+        path = outputs["parameters"][name]["outputFile"]
+        if os.path.isfile(path):
+            parameters[name] = read_output_parameter_file(path, parameter_type)
+        else:
+            missing.append(name)
+    if missing:
+        raise TaskOutputError(
+            "output parameter(s) not produced: " + ", ".join(repr(name) for name in missing)
+        )
+    written = executor_output.get("artifacts") or {}
+    artifacts: dict[str, list[ArtifactOutput]] = {}
+    for name, declared in prepared.output_artifacts.items():
+        entries = (written.get(name) or {}).get("artifacts") or []
+        if not entries:
+            artifacts[name] = [declared]
+            continue
+        artifacts[name] = [
+            ArtifactOutput(
+                name=name,
+                uri=entry.get("uri") or declared.uri,
+                schema_title=declared.schema_title,
+                metadata=dict(entry.get("metadata") or {}),
+            )
+            for entry in entries
+        ]
+    return TaskResult(output_parameters=parameters, output_artifacts=artifacts)

@@ -1,0 +1,337 @@
+"""The local executor against real kfp-compiled pipelines, run as real subprocesses (no mocks).
+
+No `from __future__ import annotations`: the kfp SDK reads the inline components' annotations."""
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kfp import dsl
+
+from kfpgrpc.executor import (
+    LocalExecutor,
+    RunOutcome,
+    TaskResult,
+    TaskState,
+    TaskUpdate,
+    unsupported_features,
+)
+from tests.pipelines import BASE_IMAGE, compile_pipeline
+
+
+class Recorder:
+    """A RunObserver that records everything it is told."""
+
+    def __init__(self) -> None:
+        self.updates: list[TaskUpdate] = []
+        self.logs: dict[str, list[str]] = {}
+        self.changed = asyncio.Event()
+
+    async def task_changed(self, update: TaskUpdate) -> None:
+        self.updates.append(update)
+        self.changed.set()
+
+    async def log_lines(self, task_id: str, lines: list[str]) -> None:
+        assert all("\n" not in line for line in lines)
+        self.logs.setdefault(task_id, []).extend(lines)
+        self.changed.set()
+
+    def states(self, task_id: str) -> list[TaskState]:
+        return [u.state for u in self.updates if u.task_id == task_id]
+
+    def last(self, task_id: str) -> TaskUpdate:
+        return [u for u in self.updates if u.task_id == task_id][-1]
+
+    async def wait_for(self, condition, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, "timed out waiting"
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), timeout=remaining)
+            except TimeoutError:
+                pass
+
+
+@pytest.fixture
+def executor(tmp_path: Path) -> LocalExecutor:
+    return LocalExecutor(tmp_path / "artifacts", max_parallel_tasks=4)
+
+
+async def run(
+    executor: LocalExecutor,
+    spec: dict[str, Any],
+    parameters: dict[str, Any],
+    previous: dict[str, TaskResult] | None = None,
+    run_id: str = "run-1",
+) -> tuple[RunOutcome, Recorder]:
+    recorder = Recorder()
+    outcome = await asyncio.wait_for(
+        executor.execute(run_id, spec, parameters, previous or {}, recorder), timeout=120
+    )
+    return outcome, recorder
+
+
+# -- add_pipeline -------------------------------------------------------------------------------
+
+
+async def test_add_pipeline_passes_parameters(executor, compiled):
+    # Numbers as they arrive through google.protobuf.Struct: floats.
+    outcome, rec = await run(executor, compiled["add-pipeline"], {"a": 1.0, "b": 2.0})
+    assert outcome == RunOutcome(TaskState.SUCCEEDED, "")
+    assert rec.states("add") == [TaskState.RUNNING, TaskState.SUCCEEDED]
+    assert rec.states("add-2") == [TaskState.RUNNING, TaskState.SUCCEEDED]
+    first, second = rec.last("add"), rec.last("add-2")
+    assert first.result == TaskResult({"Output": 3}, {})
+    assert isinstance(first.result.output_parameters["Output"], int)
+    assert second.input_parameters == {"a": 3, "b": 2}
+    assert second.result == TaskResult({"Output": 5}, {})
+    assert first.image == BASE_IMAGE and first.parent_task_id == "" and first.display_name == "add"
+    assert first.exit_code == 0
+    times = [u.time_us for u in rec.updates]
+    assert times == sorted(times) and abs(times[0] / 1e6 - time.time()) < 120
+
+
+async def test_pip_install_preamble_is_skipped(executor, compiled):
+    spec = compiled["add-pipeline"]
+    command = spec["deploymentSpec"]["executors"]["exec-add"]["container"]["command"]
+    assert "pip install" in command[2]  # the compiled spec does have the preamble
+    outcome, rec = await run(executor, spec, {"a": 1, "b": 2})
+    assert outcome.state == TaskState.SUCCEEDED
+    for task_id in ("add", "add-2"):
+        lines = rec.logs[task_id]
+        assert lines[0].startswith("+ sh -ec "), lines[0]  # the argv actually run
+        assert not any("pip" in line for line in lines)
+
+
+# -- artifacts ----------------------------------------------------------------------------------
+
+
+async def test_artifact_pipeline(executor, compiled, tmp_path):
+    outcome, rec = await run(
+        executor, compiled["artifact-pipeline"], {"text": "hello artifacts"}, run_id="run-a"
+    )
+    assert outcome.state == TaskState.SUCCEEDED, outcome.error
+    written = rec.last("write-artifacts").result
+    assert written is not None
+    base = tmp_path / "artifacts" / "run-a" / "write-artifacts"
+    dataset, = written.output_artifacts["dataset"]
+    model, = written.output_artifacts["model"]
+    assert dataset.uri == str(base / "dataset") and model.uri == str(base / "model")
+    assert dataset.schema_title == "system.Dataset" and model.schema_title == "system.Model"
+    assert dataset.metadata == {"pushed": 1} and model.metadata == {"pushed": 1}
+    assert Path(dataset.uri).read_text() == "hello artifacts"
+    assert Path(model.uri).read_text() == "model trained on 15 characters"
+    assert rec.last("read-dataset").result == TaskResult({"Output": "hello artifacts"}, {})
+
+
+# -- sub-pipelines ------------------------------------------------------------------------------
+
+
+async def test_nested_pipeline(executor, compiled):
+    outcome, rec = await run(executor, compiled["nested-pipeline"], {"x": 1.0, "y": 5.0})
+    assert outcome.state == TaskState.SUCCEEDED, outcome.error
+    assert rec.states("add-twice") == [TaskState.RUNNING, TaskState.SUCCEEDED]
+    for inner, expected in (("add-twice.add", 6), ("add-twice.add-2", 11)):
+        update = rec.last(inner)
+        assert update.parent_task_id == "add-twice"
+        assert update.display_name == inner.split(".")[1]
+        assert update.result == TaskResult({"Output": expected}, {})
+    assert rec.last("add-twice").result == TaskResult({"Output": 11}, {})
+    assert rec.last("add").parent_task_id == ""
+    assert rec.last("add").input_parameters == {"a": 11, "b": 10}
+    assert rec.last("add").result == TaskResult({"Output": 21}, {})
+    # The DAG task succeeds after its children and before its downstream task starts.
+    order = [(u.task_id, u.state) for u in rec.updates]
+    assert order.index(("add-twice", TaskState.SUCCEEDED)) > order.index(
+        ("add-twice.add-2", TaskState.SUCCEEDED)
+    )
+    assert order.index(("add", TaskState.RUNNING)) > order.index(("add-twice", TaskState.SUCCEEDED))
+
+
+# -- failures -----------------------------------------------------------------------------------
+
+
+async def test_failing_pipeline(executor, compiled):
+    outcome, rec = await run(executor, compiled["failing-pipeline"], {"message": "kaboom 42"})
+    assert outcome.state == TaskState.FAILED
+    assert "exit code 1" in outcome.error and "RuntimeError: kaboom 42" in outcome.error
+    assert rec.states("fail") == [TaskState.RUNNING, TaskState.FAILED]
+    failed = rec.last("fail")
+    assert failed.exit_code == 1
+    assert failed.error.startswith("exit code 1")
+    assert "RuntimeError: kaboom 42" in failed.error
+    assert len(failed.error.splitlines()) <= 21
+    assert any("RuntimeError: kaboom 42" in line for line in rec.logs["fail"])
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def fail_now(message: str) -> str:
+    raise RuntimeError(message)
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def slow_echo(message: str, seconds: float) -> str:
+    import time
+
+    time.sleep(seconds)
+    return message
+
+
+@dsl.pipeline(name="fail-fast")
+def fail_fast_pipeline():
+    fail_now(message="early")
+    slow = slow_echo(message="sibling", seconds=1.0)
+    slow_echo(message="never", seconds=0.0).after(slow)
+
+
+async def test_failure_lets_running_siblings_finish_and_starts_nothing_new(executor, tmp_path):
+    spec = compile_pipeline(fail_fast_pipeline, tmp_path / "fail-fast.yaml")
+    outcome, rec = await run(executor, spec, {})
+    assert outcome.state == TaskState.FAILED and "RuntimeError: early" in outcome.error
+    assert rec.states("slow-echo") == [TaskState.RUNNING, TaskState.SUCCEEDED]
+    assert rec.states("slow-echo-2") == []  # not started, nothing reported
+
+
+# -- terminate ----------------------------------------------------------------------------------
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def sleeper(seconds: int) -> str:
+    import os
+    import time
+
+    print(f"sleeper pid {os.getpid()}", flush=True)
+    time.sleep(seconds)
+    return "woke up"
+
+
+@dsl.pipeline(name="sleepy")
+def sleepy_pipeline(seconds: int = 30):
+    slept = sleeper(seconds=seconds)
+    slow_echo(message=slept.output, seconds=0.0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_terminate_cancels_quickly_and_kills_processes(executor, tmp_path):
+    spec = compile_pipeline(sleepy_pipeline, tmp_path / "sleepy.yaml")
+    recorder = Recorder()
+    running = asyncio.create_task(executor.execute("run-t", spec, {"seconds": 30}, {}, recorder))
+    await recorder.wait_for(
+        lambda: any(line.startswith("sleeper pid ") for line in recorder.logs.get("sleeper", []))
+    )
+    pid = int(next(l for l in recorder.logs["sleeper"] if l.startswith("sleeper pid ")).split()[-1])
+    assert _alive(pid)
+    started = time.monotonic()
+    await executor.terminate("run-t")
+    outcome = await asyncio.wait_for(running, timeout=10)
+    assert time.monotonic() - started < 10
+    assert outcome.state == TaskState.CANCELED
+    assert rec_states(recorder, "sleeper") == [TaskState.RUNNING, TaskState.CANCELED]
+    assert rec_states(recorder, "slow-echo") == []
+    for _ in range(50):
+        if not _alive(pid):
+            break
+        await asyncio.sleep(0.1)
+    assert not _alive(pid)
+    await executor.terminate("run-t")  # finished runs: nothing to do
+
+
+def rec_states(recorder: Recorder, task_id: str) -> list[TaskState]:
+    return recorder.states(task_id)
+
+
+# -- retry / resume -----------------------------------------------------------------------------
+
+
+async def test_previous_results_are_reused(executor, compiled):
+    previous = {"add": TaskResult({"Output": 100}, {})}
+    outcome, rec = await run(executor, compiled["add-pipeline"], {"a": 1, "b": 2}, previous)
+    assert outcome.state == TaskState.SUCCEEDED
+    assert rec.states("add") == [TaskState.SUCCEEDED]  # not run again
+    assert rec.last("add").result == previous["add"]
+    assert "add" not in rec.logs
+    assert rec.last("add-2").input_parameters == {"a": 100, "b": 2}
+    assert rec.last("add-2").result == TaskResult({"Output": 102}, {})
+
+
+async def test_previous_results_inside_sub_pipelines(executor, compiled):
+    previous = {"add-twice.add": TaskResult({"Output": 50}, {})}
+    outcome, rec = await run(executor, compiled["nested-pipeline"], {"x": 1, "y": 5}, previous)
+    assert outcome.state == TaskState.SUCCEEDED
+    assert rec.states("add-twice.add") == [TaskState.SUCCEEDED]
+    assert "add-twice.add" not in rec.logs
+    assert rec.last("add").result == TaskResult({"Output": 65}, {})
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def flaky(marker: str) -> str:
+    import os
+
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("first attempt fails")
+    return "second attempt"
+
+
+@dsl.pipeline(name="flaky")
+def flaky_pipeline(marker: str):
+    flaky(marker=marker).set_retry(num_retries=2, backoff_duration="0s")
+
+
+async def test_retry_policy(executor, tmp_path):
+    spec = compile_pipeline(flaky_pipeline, tmp_path / "flaky.yaml")
+    assert unsupported_features(spec) == []
+    outcome, rec = await run(executor, spec, {"marker": str(tmp_path / "marker")})
+    assert outcome.state == TaskState.SUCCEEDED, outcome.error
+    assert rec.states("flaky") == [TaskState.RUNNING, TaskState.SUCCEEDED]
+    assert rec.last("flaky").result == TaskResult({"Output": "second attempt"}, {})
+    assert any("first attempt fails" in line for line in rec.logs["flaky"])
+
+
+# -- unsupported control flow -------------------------------------------------------------------
+
+
+def test_unsupported_features(compiled):
+    found = unsupported_features(compiled["control-flow-pipeline"])
+    text = "\n".join(found)
+    assert "loops (ParallelFor) in task 'for-loop-2'" in text
+    assert "conditions (If/Elif/Else) in task 'condition-4'" in text
+    assert "exit handlers in task 'exit-handler-1'" in text
+    for name in ("add-pipeline", "artifact-pipeline", "nested-pipeline", "failing-pipeline"):
+        assert unsupported_features(compiled[name]) == [], name
+
+
+async def test_execute_refuses_control_flow(executor, compiled, tmp_path):
+    recorder = Recorder()
+    with pytest.raises(ValueError, match="loops"):
+        await executor.execute("run-c", compiled["control-flow-pipeline"], {"n": 3}, {}, recorder)
+    assert recorder.updates == [] and recorder.logs == {}
+    assert not (tmp_path / "artifacts" / "run-c").exists()
+
+
+async def test_parallel_tasks(tmp_path):
+    @dsl.pipeline(name="parallel")
+    def parallel_pipeline():
+        for index in range(3):
+            slow_echo(message=str(index), seconds=1.0)
+
+    spec = compile_pipeline(parallel_pipeline, tmp_path / "parallel.yaml")
+    outcome, rec = await run(LocalExecutor(tmp_path / "a", max_parallel_tasks=3), spec, {})
+    assert outcome.state == TaskState.SUCCEEDED
+    running = {u.task_id: u.time_us for u in rec.updates if u.state == TaskState.RUNNING}
+    done = {u.task_id: u.time_us for u in rec.updates if u.state == TaskState.SUCCEEDED}
+    assert len(running) == 3
+    # All three started before any finished.
+    assert max(running.values()) < min(done.values())
