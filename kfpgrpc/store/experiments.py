@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import aiosqlite
-
 from kfpgrpc.domain import ARCHIVED, AVAILABLE, Experiment, Page
-from kfpgrpc.errors import NotFound
 from kfpgrpc.store.database import Database
-from kfpgrpc.store.listing import Column, Kind, Listing, Query, fetch_page
+from kfpgrpc.store.listing import Column, Kind, Listing, Query
 from kfpgrpc.store.records import RecordTable
 
 EXPERIMENTS = Listing(
@@ -38,18 +35,11 @@ async def find_by_name(db: Database, display_name: str) -> Experiment | None:
 
 
 async def list_page(db: Database, query: Query) -> Page[Experiment]:
-    return await fetch_page(db, query, _TABLE.select, _TABLE.from_row)
+    return await _TABLE.list_page(db, query)
 
 
 async def set_storage_state(db: Database, experiment_id: str, storage_state: str) -> None:
-    async def job(conn: aiosqlite.Connection) -> None:
-        cursor = await conn.execute(
-            "UPDATE experiments SET storage_state = ? WHERE experiment_id = ?", (storage_state, experiment_id)
-        )
-        if cursor.rowcount == 0:
-            raise NotFound("experiment", "experiment_id", experiment_id)
-
-    await db.write(job)
+    await _TABLE.update(db, "experiment_id", experiment_id, {"storage_state": storage_state})
 
 
 async def delete(db: Database, experiment_id: str) -> None:

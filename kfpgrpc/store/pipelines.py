@@ -9,7 +9,7 @@ import aiosqlite
 from kfpgrpc.domain import Page, Pipeline, PipelineVersion
 from kfpgrpc.errors import FailedPrecondition, NotFound
 from kfpgrpc.store.database import Database
-from kfpgrpc.store.listing import Column, Kind, Listing, Query, fetch_page
+from kfpgrpc.store.listing import Column, Kind, Listing, Query
 from kfpgrpc.store.records import RecordTable
 
 PIPELINES = Listing(
@@ -53,15 +53,12 @@ async def get_pipeline_by_name(db: Database, name: str) -> Pipeline:
 
 
 async def list_pipelines(db: Database, query: Query) -> Page[Pipeline]:
-    return await fetch_page(db, query, _PIPELINES.select, _PIPELINES.from_row)
+    return await _PIPELINES.list_page(db, query)
 
 
 async def delete_pipeline(db: Database, pipeline_id: str, cascade: bool) -> None:
     async def job(conn: aiosqlite.Connection) -> None:
-        rows = await conn.execute_fetchall(
-            "SELECT COUNT(*) FROM pipeline_versions WHERE pipeline_id = ?", (pipeline_id,)
-        )
-        (versions,) = next(iter(rows))
+        versions = await _version_count(conn, pipeline_id)
         if versions and not cascade:
             raise FailedPrecondition(
                 f"pipeline {pipeline_id!r} has {versions} version(s); delete them first or set cascade"
@@ -89,10 +86,14 @@ async def insert_version(db: Database, version: PipelineVersion) -> PipelineVers
     return await db.write(job)
 
 
+async def _version_count(conn: aiosqlite.Connection, pipeline_id: str) -> int:
+    rows = await conn.execute_fetchall("SELECT COUNT(*) FROM pipeline_versions WHERE pipeline_id = ?", (pipeline_id,))
+    return int(next(iter(rows))[0])
+
+
 async def _next_default_name(conn: aiosqlite.Connection, pipeline_id: str) -> str:
     """"v<N>" with N the version count + 1, or the next free N after deletions or custom names."""
-    rows = await conn.execute_fetchall("SELECT COUNT(*) FROM pipeline_versions WHERE pipeline_id = ?", (pipeline_id,))
-    number = next(iter(rows))[0] + 1
+    number = await _version_count(conn, pipeline_id) + 1
     while await conn.execute_fetchall(
         "SELECT 1 FROM pipeline_versions WHERE pipeline_id = ? AND name = ?", (pipeline_id, f"v{number}")
     ):
@@ -105,7 +106,7 @@ async def get_version(db: Database, pipeline_version_id: str) -> PipelineVersion
 
 
 async def list_versions(db: Database, query: Query) -> Page[PipelineVersion]:
-    return await fetch_page(db, query, _VERSIONS.select, _VERSIONS.from_row)
+    return await _VERSIONS.list_page(db, query)
 
 
 async def delete_version(db: Database, pipeline_version_id: str) -> None:

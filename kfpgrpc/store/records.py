@@ -11,7 +11,9 @@ from typing import Any, Generic, TypeVar
 import aiosqlite
 
 from kfpgrpc.errors import AlreadyExists, NotFound
+from kfpgrpc.domain import Page
 from kfpgrpc.store.database import Database
+from kfpgrpc.store.listing import Query, fetch_page
 
 T = TypeVar("T")
 
@@ -66,6 +68,22 @@ class RecordTable(Generic[T]):
         if found is None:
             raise NotFound(self.kind, column, str(value))
         return found
+
+    async def list_page(self, db: Database, query: Query) -> Page[T]:
+        return await fetch_page(db, query, self.select, self.from_row)
+
+    async def update(self, db: Database, column: str, value: Any, changes: dict[str, Any]) -> None:
+        """Set `changes` on the record where column = value; NotFound if there is none."""
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            cursor = await conn.execute(
+                f"UPDATE {self.table} SET {assignments} WHERE {column} = ?", [*changes.values(), value]
+            )
+            if cursor.rowcount == 0:
+                raise NotFound(self.kind, column, str(value))
+
+        await db.write(job)
 
     async def delete(self, db: Database, column: str, value: Any) -> None:
         """Delete in a write of its own; NotFound if nothing matched."""
