@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="PEM CA bundle; clients must present a certificate it signed (mTLS)")
     serve.add_argument("--default-time-zone", default=_env("DEFAULT_TIME_ZONE", defaults.default_time_zone),
                        help="IANA zone of cron schedules that name none (env KFPGRPC_DEFAULT_TIME_ZONE)")
+    serve.add_argument("--max-parallel-tasks", type=int,
+                       default=int(_env("MAX_PARALLEL_TASKS", str(defaults.max_parallel_tasks))),
+                       help="task processes running at once, across all runs (env KFPGRPC_MAX_PARALLEL_TASKS)")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"])
@@ -57,6 +60,9 @@ def _serve(args: argparse.Namespace) -> int:
     except (ZoneInfoNotFoundError, ValueError):
         print(f"kfpgrpc: --default-time-zone: unknown IANA time zone {args.default_time_zone!r}", file=sys.stderr)
         return 2
+    if args.max_parallel_tasks < 1:
+        print("kfpgrpc: --max-parallel-tasks must be at least 1", file=sys.stderr)
+        return 2
     logs.configure(args.log_level, args.log_format)
     config = ServerConfig(
         listen=args.listen,
@@ -66,6 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
         tls_key=_optional_path(args.tls_key),
         tls_client_ca=_optional_path(args.tls_client_ca),
         default_time_zone=args.default_time_zone,
+        max_parallel_tasks=args.max_parallel_tasks,
     )
     server = KfpGrpcServer(config)
 

@@ -16,7 +16,12 @@ class ServerConfig:
     tls_client_ca: Path | None = None  # set = mTLS: clients must present a certificate it signed
     default_time_zone: str = "UTC"
     shutdown_grace_seconds: float = 5.0
+    max_parallel_tasks: int = 4  # task processes running at once, across all runs
 
     @property
     def database_path(self) -> Path:
         return self.data_dir / "kfpgrpc.db"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.data_dir / "artifacts"

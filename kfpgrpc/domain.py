@@ -49,3 +49,93 @@ class PipelineVersion:
     created_at: int
     code_source_url: str
     pipeline_spec: dict[str, Any]
+
+
+# Run and task states, by KFP's RuntimeState names.
+PENDING = "PENDING"
+RUNNING = "RUNNING"
+SUCCEEDED = "SUCCEEDED"
+SKIPPED = "SKIPPED"
+FAILED = "FAILED"
+CANCELING = "CANCELING"
+CANCELED = "CANCELED"
+TERMINAL_STATES = frozenset({SUCCEEDED, SKIPPED, FAILED, CANCELED})
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """One entry of a state history: `state` was entered at `time`, because of `error`."""
+
+    state: str
+    time: int
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class TaskDetail:
+    run_id: str
+    task_id: str  # the task's path in the DAG, e.g. "outer.train"
+    display_name: str
+    parent_task_id: str
+    state: str
+    create_time: int
+    start_time: int
+    end_time: int
+    image: str
+    exit_code: int | None
+    error: str
+    input_parameters: dict[str, Any]
+    output_parameters: dict[str, Any]
+    output_artifacts: list[dict[str, Any]]  # {name, uri, schema_title, metadata}
+    state_history: list[StateChange]
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    experiment_id: str
+    display_name: str
+    description: str
+    storage_state: str
+    pipeline_id: str  # with pipeline_version_id: the stored version run; both empty for inline
+    pipeline_version_id: str
+    spec_hash: str  # key of the pipeline spec snapshot the run executes
+    parameters: dict[str, Any]  # effective values: the given ones plus the pipeline's defaults
+    pipeline_root: str
+    service_account: str
+    created_at: int
+    scheduled_at: int
+    finished_at: int
+    state: str
+    error: str
+    recurring_run_id: str
+    state_history: list[StateChange]
+    artifacts: list[dict[str, str]]  # selectors {name, path}
+    output_artifacts: list[dict[str, Any]]  # {name, uri, metadata, unmatched_reason}
+    revision: int  # +1 on every change, so that watchers can order snapshots
+
+    @property
+    def inline(self) -> bool:
+        return not self.pipeline_version_id
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run with its tasks, as the API shows it. `pipeline_spec` only for inline runs."""
+
+    run: Run
+    tasks: list[TaskDetail]
+    pipeline_spec: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class LogLine:
+    sequence: int  # orders all lines of a run
+    task_id: str
+    line_number: int  # 1-based, per task
+    time: int
+    text: str

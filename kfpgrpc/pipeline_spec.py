@@ -105,6 +105,24 @@ def validate_pipeline_spec(spec: object, field: str) -> PipelineSpecInfo:
     )
 
 
+def task_names(spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """(task_id, display_name) of every task, those inside sub-pipelines included; a task id is
+    the task's path in the DAG, e.g. "outer.train"."""
+    components = spec.get("components") or {}
+    found: list[tuple[str, str]] = []
+
+    def walk(dag: dict[str, Any], prefix: str) -> None:
+        for name, task in (dag.get("tasks") or {}).items():
+            task_id = prefix + name
+            found.append((task_id, (task.get("taskInfo") or {}).get("name") or name))
+            component = components.get((task.get("componentRef") or {}).get("name", "")) or {}
+            if component.get("dag"):
+                walk(component["dag"], task_id + ".")
+
+    walk((spec.get("root") or {}).get("dag") or {}, "")
+    return found
+
+
 def _unwrap(spec: object, field: str) -> tuple[dict[str, Any], str, object]:
     """The bare pipeline spec, its field path, and the platform spec if `spec` is wrapped."""
     pipeline_spec = _require_spec_object(spec, field)

@@ -13,10 +13,13 @@ from grpc_reflection.v1alpha import reflection
 from kfpgrpc.api.experiments import ExperimentServicer
 from kfpgrpc.api.interceptors import ErrorMappingInterceptor, TokenAuthInterceptor
 from kfpgrpc.api.pipelines import PipelineServicer
+from kfpgrpc.api.runs import RunServicer
 from kfpgrpc.clock import Clock, SystemClock
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.core.experiments import Experiments
 from kfpgrpc.core.pipelines import Pipelines
+from kfpgrpc.core.runs import Runs
+from kfpgrpc.executor import LocalExecutor
 from kfpgrpc.store.database import Database
 from kfpgrpc.v1 import (
     event_pb2,
@@ -62,6 +65,7 @@ class KfpGrpcServer:
         self.clock = clock or SystemClock()
         self.port = 0
         self._db: Database | None = None
+        self._runs: Runs | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._stopped = asyncio.Event()
@@ -77,17 +81,27 @@ class KfpGrpcServer:
             experiments = Experiments(db, self.clock)
             await experiments.ensure_default()
             pipelines = Pipelines(db, self.clock)
-            self._server = server = self._build_server(experiments, pipelines)
+            executor = LocalExecutor(
+                self.config.artifact_root, max_parallel_tasks=self.config.max_parallel_tasks, clock=self.clock
+            )
+            self._runs = runs = Runs(
+                db, self.clock, executor, self.config.artifact_root, lambda: experiments.default_experiment_id
+            )
+            experiments.on_archive = runs.experiment_archived
+            self._server = server = self._build_server(experiments, pipelines, runs)
             self.port = self._bind(server)
+            await runs.start()
             await server.start()
         except BaseException:
+            if self._runs is not None:
+                await self._runs.stop()
             await db.close()
             raise
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"fields": {"address": self.address, "data_dir": str(self.config.data_dir)}})
 
-    def _build_server(self, experiments: Experiments, pipelines: Pipelines) -> grpc.aio.Server:
+    def _build_server(self, experiments: Experiments, pipelines: Pipelines, runs: Runs) -> grpc.aio.Server:
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if self.config.auth_token:
             interceptors.append(TokenAuthInterceptor(self.config.auth_token))
@@ -95,8 +109,8 @@ class KfpGrpcServer:
         server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
         experiment_pb2_grpc.add_ExperimentServiceServicer_to_server(ExperimentServicer(experiments), server)
         pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineServicer(pipelines), server)
+        run_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(runs), server)
         # Registered so clients see the whole contract; their RPCs answer UNIMPLEMENTED for now.
-        run_pb2_grpc.add_RunServiceServicer_to_server(run_pb2_grpc.RunServiceServicer(), server)
         recurring_run_pb2_grpc.add_RecurringRunServiceServicer_to_server(
             recurring_run_pb2_grpc.RecurringRunServiceServicer(), server
         )
@@ -134,6 +148,8 @@ class KfpGrpcServer:
         self._stopped.set()
         log.info("shutting down")
         await self._health.enter_graceful_shutdown()
+        if self._runs is not None:  # ends watch streams, stops executions for the next start
+            await self._runs.stop()
         if self._server is not None:
             await self._server.stop(self.config.shutdown_grace_seconds)
         if self._db is not None:

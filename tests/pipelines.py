@@ -68,6 +68,36 @@ def report_status(status: dsl.PipelineTaskFinalStatus):
     print(status.state, status.error_message)
 
 
+@dsl.component(base_image=BASE_IMAGE)
+def record(path: str, value: int) -> int:
+    """Appends a line to `path` each time it runs, so tests can count executions."""
+    with open(path, "a") as file:
+        file.write("ran\n")
+    return value
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def wait_for(path: str, value: int) -> int:
+    """Runs until the file `path` exists: a task that stays RUNNING as long as a test needs."""
+    import os
+    import time
+
+    print("waiting for", path, flush=True)
+    while not os.path.exists(path):
+        time.sleep(0.05)
+    return value + 1
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def require(path: str, value: int) -> int:
+    """Fails unless the file `path` exists."""
+    import os
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    return value + 1
+
+
 # The mutable defaults are deliberate: KFP compiles them into LIST and STRUCT defaults.
 @dsl.pipeline(name="add-pipeline", description="Adds a and b, then adds b again.")
 def add_pipeline(
@@ -134,7 +164,29 @@ def control_flow_pipeline(n: int = 3) -> str:
     return dsl.OneOf(even.output, odd.output, neither.output)
 
 
-ALL_PIPELINES = (add_pipeline, artifact_pipeline, nested_pipeline, failing_pipeline, control_flow_pipeline)
+@dsl.pipeline(name="gated-pipeline", description="Counts its first task's runs; the second waits for a file.")
+def gated_pipeline(counter: str, gate: str) -> int:
+    first = record(path=counter, value=1)
+    second = wait_for(path=gate, value=first.output)
+    return second.output
+
+
+@dsl.pipeline(name="retryable-pipeline", description="Counts its first task's runs; the second fails until a file exists.")
+def retryable_pipeline(counter: str, gate: str) -> int:
+    first = record(path=counter, value=1)
+    second = require(path=gate, value=first.output)
+    return second.output
+
+
+ALL_PIPELINES = (
+    add_pipeline,
+    artifact_pipeline,
+    nested_pipeline,
+    failing_pipeline,
+    control_flow_pipeline,
+    gated_pipeline,
+    retryable_pipeline,
+)
 
 
 def compile_pipeline(pipeline_func: BaseComponent, path: Path | str) -> dict[str, Any]:

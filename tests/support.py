@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
+from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from kfpgrpc.v1 import (
+    common_pb2,
     event_pb2_grpc,
     experiment_pb2_grpc,
+    pipeline_pb2,
     pipeline_pb2_grpc,
     recurring_run_pb2_grpc,
+    run_pb2,
     run_pb2_grpc,
 )
 
@@ -80,3 +87,76 @@ class ServerProcess:
     def kill(self) -> None:
         self.process.kill()
         self.process.communicate(timeout=20)
+
+
+async def upload(stubs: Stubs, name: str, spec: dict[str, Any]) -> pipeline_pb2.PipelineVersion:
+    """Create pipeline `name` with one version holding `spec`; return the version."""
+    pipeline = await stubs.pipelines.CreatePipeline(pipeline_pb2.CreatePipelineRequest(pipeline=pipeline_pb2.Pipeline(name=name)))
+    return await stubs.pipelines.CreatePipelineVersion(
+        pipeline_pb2.CreatePipelineVersionRequest(
+            pipeline_id=pipeline.pipeline_id, pipeline_version=pipeline_pb2.PipelineVersion(pipeline_spec=struct(spec))
+        )
+    )
+
+
+def struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(value)
+    return message
+
+
+def run_of(version: pipeline_pb2.PipelineVersion, display_name: str = "run", **parameters: Any) -> run_pb2.Run:
+    """A Run message for CreateRun of a stored version with these parameters."""
+    return run_pb2.Run(
+        display_name=display_name,
+        pipeline_version_reference=common_pb2.PipelineVersionReference(
+            pipeline_id=version.pipeline_id, pipeline_version_id=version.pipeline_version_id
+        ),
+        runtime_config=common_pb2.RuntimeConfig(parameters=dict(struct(parameters).fields)),
+    )
+
+
+def inline_run(spec: dict[str, Any], display_name: str = "run", **parameters: Any) -> run_pb2.Run:
+    return run_pb2.Run(
+        display_name=display_name,
+        pipeline_spec=struct(spec),
+        runtime_config=common_pb2.RuntimeConfig(parameters=dict(struct(parameters).fields)),
+    )
+
+
+TERMINAL = {common_pb2.SUCCEEDED, common_pb2.FAILED, common_pb2.CANCELED}
+
+
+async def watch_to_end(runs: run_pb2_grpc.RunServiceStub, run_id: str, timeout: float = 60) -> list[run_pb2.Run]:
+    """Every snapshot WatchRun sends, up to and including the terminal one."""
+    snapshots: list[run_pb2.Run] = []
+
+    async def collect() -> None:
+        async for snapshot in runs.WatchRun(run_pb2.WatchRunRequest(run_id=run_id)):
+            snapshots.append(snapshot)
+
+    await asyncio.wait_for(collect(), timeout)
+    assert snapshots and snapshots[-1].state in TERMINAL, snapshots[-1:]
+    return snapshots
+
+
+async def wait_until(runs: run_pb2_grpc.RunServiceStub, run_id: str, condition: Callable[[run_pb2.Run], bool], timeout: float = 60) -> run_pb2.Run:
+    """The first WatchRun snapshot that satisfies `condition`."""
+
+    async def find() -> run_pb2.Run:
+        async for snapshot in runs.WatchRun(run_pb2.WatchRunRequest(run_id=run_id)):
+            if condition(snapshot):
+                return snapshot
+        raise AssertionError(f"run {run_id} ended without meeting the condition")
+
+    return await asyncio.wait_for(find(), timeout)
+
+
+def task(run: run_pb2.Run, task_id: str) -> run_pb2.PipelineTaskDetail:
+    found = [t for t in run.run_details.task_details if t.task_id == task_id]
+    assert found, f"no task {task_id!r} in {[t.task_id for t in run.run_details.task_details]}"
+    return found[0]
+
+
+def state_names(history: Any) -> list[str]:
+    return [common_pb2.RuntimeState.Name(entry.state) for entry in history]

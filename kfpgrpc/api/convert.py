@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
@@ -26,6 +27,15 @@ def struct(value: dict[str, Any]) -> struct_pb2.Struct:
 
 def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
     return json_format.MessageToDict(message)
+
+
+def values(value: dict[str, Any]) -> dict[str, struct_pb2.Value]:
+    """A dict of plain values as the values of a proto map<string, google.protobuf.Value>."""
+    return dict(struct(value).fields)
+
+
+def values_to_dict(fields: Mapping[str, struct_pb2.Value]) -> dict[str, Any]:
+    return {name: json_format.MessageToDict(value) for name, value in fields.items()}
 
 
 def list_request(request: Any) -> ListRequest:

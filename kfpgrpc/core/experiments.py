@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from kfpgrpc.clock import Clock
-from kfpgrpc.core.validation import description_violations, id_violations, name_violations, new_id
-from kfpgrpc.domain import ARCHIVED, AVAILABLE, DEFAULT_EXPERIMENT_NAME, Experiment, Page
-from kfpgrpc.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from kfpgrpc.core.validation import check, description_violations, id_violations, name_violations, new_id
+from kfpgrpc.domain import DEFAULT_EXPERIMENT_NAME, Experiment, Page
+from kfpgrpc.errors import AlreadyExists, FailedPrecondition
 from kfpgrpc.store import experiments as store
 from kfpgrpc.store.database import Database
 from kfpgrpc.store.listing import ListRequest, build_query
@@ -16,6 +18,7 @@ class Experiments:
         self._db = db
         self._clock = clock
         self.default_experiment_id = ""
+        self.on_archive: Callable[[str], None] = lambda experiment_id: None  # after its runs were archived
 
     async def ensure_default(self) -> Experiment:
         """Create the Default experiment on first start; remember its id."""
@@ -30,10 +33,8 @@ class Experiments:
         return existing
 
     async def create(self, display_name: str, description: str) -> Experiment:
-        violations = name_violations(display_name, "experiment.display_name")
-        violations += description_violations(description, "experiment.description")
-        if violations:
-            raise InvalidArgument(violations)
+        check(name_violations(display_name, "experiment.display_name")
+              + description_violations(description, "experiment.description"))
         return await self._insert(display_name, description)
 
     async def _insert(self, display_name: str, description: str) -> Experiment:
@@ -52,11 +53,12 @@ class Experiments:
         self._check_id(experiment_id)
         if experiment_id == self.default_experiment_id:
             raise FailedPrecondition("the Default experiment cannot be archived")
-        await store.set_storage_state(self._db, experiment_id, ARCHIVED)
+        await store.archive(self._db, experiment_id)
+        self.on_archive(experiment_id)
 
     async def unarchive(self, experiment_id: str) -> None:
         self._check_id(experiment_id)
-        await store.set_storage_state(self._db, experiment_id, AVAILABLE)
+        await store.unarchive(self._db, experiment_id)
 
     async def delete(self, experiment_id: str) -> None:
         self._check_id(experiment_id)
@@ -66,5 +68,4 @@ class Experiments:
 
     @staticmethod
     def _check_id(experiment_id: str) -> None:
-        if violations := id_violations(experiment_id, "experiment_id"):
-            raise InvalidArgument(violations)
+        check(id_violations(experiment_id, "experiment_id"))

@@ -5,18 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from kfpgrpc.clock import Clock
-from kfpgrpc.core.validation import description_violations, id_violations, name_violations, new_id
+from kfpgrpc.core.validation import check, description_violations, id_violations, name_violations, new_id
 from kfpgrpc.domain import Page, Pipeline, PipelineVersion
-from kfpgrpc.errors import FieldViolation, InvalidArgument, NotFound
+from kfpgrpc.errors import FieldViolation, NotFound
 from kfpgrpc.pipeline_spec import validate_pipeline_spec
 from kfpgrpc.store import pipelines as store
 from kfpgrpc.store.database import Database
 from kfpgrpc.store.listing import ListRequest, build_query
-
-
-def _check(violations: list[FieldViolation]) -> None:
-    if violations:
-        raise InvalidArgument(violations)
 
 
 class Pipelines:
@@ -30,24 +25,24 @@ class Pipelines:
         violations = name_violations(name, "pipeline.name")
         violations += name_violations(display_name, "pipeline.display_name", required=False)
         violations += description_violations(description, "pipeline.description")
-        _check(violations)
+        check(violations)
         pipeline = Pipeline(new_id(), name, display_name or name, description, self._clock.now_us())
         await store.insert_pipeline(self._db, pipeline)
         return pipeline
 
     async def get(self, pipeline_id: str) -> Pipeline:
-        _check(id_violations(pipeline_id, "pipeline_id"))
+        check(id_violations(pipeline_id, "pipeline_id"))
         return await store.get_pipeline(self._db, pipeline_id)
 
     async def get_by_name(self, name: str) -> Pipeline:
-        _check(name_violations(name, "name"))
+        check(name_violations(name, "name"))
         return await store.get_pipeline_by_name(self._db, name)
 
     async def list(self, request: ListRequest) -> Page[Pipeline]:
         return await store.list_pipelines(self._db, build_query(store.PIPELINES, request))
 
     async def delete(self, pipeline_id: str, cascade: bool) -> None:
-        _check(id_violations(pipeline_id, "pipeline_id"))
+        check(id_violations(pipeline_id, "pipeline_id"))
         await store.delete_pipeline(self._db, pipeline_id, cascade)
 
     async def create_version(
@@ -65,7 +60,7 @@ class Pipelines:
         violations += description_violations(description, "pipeline_version.description")
         if pipeline_spec is None:
             violations.append(FieldViolation("pipeline_version.pipeline_spec", "is required"))
-        _check(violations)
+        check(violations)
         assert pipeline_spec is not None
         info = validate_pipeline_spec(pipeline_spec, "pipeline_version.pipeline_spec")
         version = PipelineVersion(
@@ -85,14 +80,14 @@ class Pipelines:
         violations = id_violations(pipeline_version_id, "pipeline_version_id")
         if pipeline_id:
             violations += id_violations(pipeline_id, "pipeline_id")
-        _check(violations)
+        check(violations)
         version = await store.get_version(self._db, pipeline_version_id)
         if pipeline_id and version.pipeline_id != pipeline_id:
             raise NotFound("pipeline version", "pipeline_version_id", pipeline_version_id)
         return version
 
     async def list_versions(self, pipeline_id: str, request: ListRequest) -> Page[PipelineVersion]:
-        _check(id_violations(pipeline_id, "pipeline_id"))
+        check(id_violations(pipeline_id, "pipeline_id"))
         query = build_query(store.PIPELINE_VERSIONS, request, scope=[("pipeline_id", pipeline_id)])
         await store.get_pipeline(self._db, pipeline_id)
         return await store.list_versions(self._db, query)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from kfpgrpc.errors import FieldViolation
+from kfpgrpc.errors import FieldViolation, InvalidArgument
 
 MAX_NAME_LENGTH = 256
 MAX_DESCRIPTION_LENGTH = 10_000
@@ -33,3 +33,9 @@ def id_violations(value: str, field: str) -> list[FieldViolation]:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def check(violations: list[FieldViolation]) -> None:
+    """Raise InvalidArgument naming every violation, if there is any."""
+    if violations:
+        raise InvalidArgument(violations)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -76,9 +77,16 @@ class Executor(Protocol):
         parameters: dict[str, Any],
         previous: dict[str, TaskResult],
         observer: RunObserver,
+        artifact_root: Path | None = None,
     ) -> RunOutcome:
         """Run `spec` to the end. Tasks whose id is in `previous` are not run again: their
-        results are reused and they are reported SUCCEEDED with that result."""
+        results are reused and they are reported SUCCEEDED with that result. Artifacts go
+        under `artifact_root / run_id` (default: the executor's own root)."""
+        ...
+
+    async def kill_orphans(self, run_id: str) -> int:
+        """Before resuming a run after a crash: stop whatever the dead server process left
+        running for it. Returns how many were stopped."""
         ...
 
     async def terminate(self, run_id: str) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import os
 import re
 import shlex
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kfpgrpc.clock import Clock, SystemClock, to_datetime
 from kfpgrpc.executor.base import (
     ArtifactOutput,
     RunObserver,
@@ -59,14 +59,11 @@ from kfpgrpc.executor.placeholders import (
     resolve_parameter_self_references,
 )
 
+RUN_ID_ENV = "KFPGRPC_RUN_ID"
 LOG_BATCH_LINES = 50
 LOG_FLUSH_SECONDS = 0.1
 ERROR_LOG_TAIL = 20
 _READ_CHUNK = 65536
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,6 +221,7 @@ class _Run:
     previous: Mapping[str, TaskResult]
     observer: RunObserver
     create_time_utc: str
+    artifact_root: Path  # this run's artifacts are under artifact_root / run_id
     stopped: asyncio.Event = field(default_factory=asyncio.Event)  # failing or terminated
     canceled: bool = False
     first_error: str = ""
@@ -254,8 +252,10 @@ class LocalExecutor:
         max_parallel_tasks: int = 4,
         python: str = sys.executable,
         kill_grace_seconds: float = 3.0,
+        clock: Clock | None = None,
     ) -> None:
         self.artifact_root = Path(artifact_root).absolute()
+        self._clock = clock or SystemClock()
         self.max_parallel_tasks = max_parallel_tasks
         self.python = python
         self.kill_grace_seconds = kill_grace_seconds
@@ -274,6 +274,7 @@ class LocalExecutor:
         parameters: dict[str, Any],
         previous: dict[str, TaskResult],
         observer: RunObserver,
+        artifact_root: Path | None = None,
     ) -> RunOutcome:
         _validate(spec)
         if run_id in self._runs:
@@ -283,7 +284,8 @@ class LocalExecutor:
             spec=spec,
             previous=previous,
             observer=observer,
-            create_time_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            create_time_utc=to_datetime(self._clock.now_us()).isoformat(),
+            artifact_root=Path(artifact_root).absolute() if artifact_root else self.artifact_root,
         )
         self._runs[run_id] = run
         root = spec["root"]
@@ -301,6 +303,17 @@ class LocalExecutor:
         if run.first_error:
             return RunOutcome(TaskState.FAILED, run.first_error)
         return RunOutcome(TaskState.SUCCEEDED, "")
+
+    async def kill_orphans(self, run_id: str) -> int:
+        """Kill the task processes that a previous server process started for `run_id` and
+        left behind when it died; they would race the resumed run for its artifacts. Returns
+        how many process groups were killed."""
+        if run_id in self._runs:
+            raise ValueError(f"run {run_id!r} is executing in this process")
+        groups = await asyncio.to_thread(_process_groups_with_env, f"{RUN_ID_ENV}={run_id}".encode())
+        for group in groups:
+            _signal_group(group, signal.SIGKILL)
+        return len(groups)
 
     async def terminate(self, run_id: str) -> None:
         run = self._runs.get(run_id)
@@ -366,7 +379,7 @@ class LocalExecutor:
 
         if component.get("dag"):
             await run.observer.task_changed(
-                TaskUpdate(**base, state=TaskState.RUNNING, time_us=_now_us(),
+                TaskUpdate(**base, state=TaskState.RUNNING, time_us=self._clock.now_us(),
                            input_parameters=parameters)
             )
             inner = _Scope(prefix=task_id + ".", parent_task_id=task_id,
@@ -374,7 +387,7 @@ class LocalExecutor:
             result, error = await self._run_dag(run, component["dag"], inner)
             if result is not None:
                 await run.observer.task_changed(
-                    TaskUpdate(**base, state=TaskState.SUCCEEDED, time_us=_now_us(),
+                    TaskUpdate(**base, state=TaskState.SUCCEEDED, time_us=self._clock.now_us(),
                                input_parameters=parameters, result=result)
                 )
                 return result, ""
@@ -383,7 +396,7 @@ class LocalExecutor:
             else:
                 state, reported = TaskState.FAILED, error or "not run to the end: another task failed"
             await run.observer.task_changed(
-                TaskUpdate(**base, state=state, time_us=_now_us(), error=reported,
+                TaskUpdate(**base, state=state, time_us=self._clock.now_us(), error=reported,
                            input_parameters=parameters)
             )
             return None, error
@@ -394,7 +407,7 @@ class LocalExecutor:
         if task_id in run.previous:
             result = run.previous[task_id]
             await run.observer.task_changed(
-                TaskUpdate(**base, state=TaskState.SUCCEEDED, time_us=_now_us(), image=image,
+                TaskUpdate(**base, state=TaskState.SUCCEEDED, time_us=self._clock.now_us(), image=image,
                            input_parameters=parameters, result=result)
             )
             return result, ""
@@ -411,7 +424,7 @@ class LocalExecutor:
                 if not reported_running:
                     reported_running = True
                     await run.observer.task_changed(
-                        TaskUpdate(**base, state=TaskState.RUNNING, time_us=_now_us(),
+                        TaskUpdate(**base, state=TaskState.RUNNING, time_us=self._clock.now_us(),
                                    image=image, input_parameters=parameters)
                     )
                 try:
@@ -424,7 +437,7 @@ class LocalExecutor:
                     last_failure = failure
                 else:
                     await run.observer.task_changed(
-                        TaskUpdate(**base, state=TaskState.SUCCEEDED, time_us=_now_us(),
+                        TaskUpdate(**base, state=TaskState.SUCCEEDED, time_us=self._clock.now_us(),
                                    image=image, exit_code=0, input_parameters=parameters,
                                    result=result)
                     )
@@ -444,14 +457,14 @@ class LocalExecutor:
             break
         if run.canceled:
             await run.observer.task_changed(
-                TaskUpdate(**base, state=TaskState.CANCELED, time_us=_now_us(), image=image,
+                TaskUpdate(**base, state=TaskState.CANCELED, time_us=self._clock.now_us(), image=image,
                            input_parameters=parameters)
             )
             return None, ""
         error = f"task '{task_id}' failed: {last_failure.error}"
         run.fail(error)
         await run.observer.task_changed(
-            TaskUpdate(**base, state=TaskState.FAILED, time_us=_now_us(), image=image,
+            TaskUpdate(**base, state=TaskState.FAILED, time_us=self._clock.now_us(), image=image,
                        exit_code=last_failure.exit_code, error=last_failure.error,
                        input_parameters=parameters)
         )
@@ -470,7 +483,7 @@ class LocalExecutor:
         artifacts: dict[str, list[ArtifactOutput]],
     ) -> TaskResult:
         """Run one attempt of a container task; raises _TaskFailed."""
-        artifact_dir = self.artifact_root / run.run_id / task_id
+        artifact_dir = run.artifact_root / run.run_id / task_id
         if artifact_dir.exists():
             shutil.rmtree(artifact_dir)
         artifact_dir.mkdir(parents=True)
@@ -486,7 +499,7 @@ class LocalExecutor:
                 pipeline_job_uuid=run.run_id,
                 pipeline_task_name=display_name,
                 pipeline_task_uuid=f"{run.run_id}/{task_id}",
-                pipeline_root=str(self.artifact_root / run.run_id),
+                pipeline_root=str(run.artifact_root / run.run_id),
                 create_time_utc=run.create_time_utc,
             )
             command = list(container.get("command") or [])
@@ -505,6 +518,7 @@ class LocalExecutor:
             env["PATH"] = self._path_prefix() + os.pathsep + env.get("PATH", os.defpath)
             env["TMPDIR"] = tmp
             env["PYTHONUNBUFFERED"] = "1"
+            env[RUN_ID_ENV] = run.run_id  # lets a restarted server find this run's orphans
             tail: deque[str] = deque(maxlen=ERROR_LOG_TAIL)
             pump = _LogPump(run.observer, task_id, tail)
             await pump.add(_display_argv(argv))
@@ -602,6 +616,19 @@ class LocalExecutor:
                 await asyncio.sleep(0.05)
         for process in processes:
             _signal_group(process.pid, signal.SIGKILL)
+
+
+def _process_groups_with_env(entry: bytes) -> set[int]:
+    """Process groups of this user's processes whose environment holds `entry` (Linux /proc)."""
+    groups = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                if entry in environ.read().split(b"\0"):
+                    groups.add(os.getpgid(int(pid)))
+        except OSError:  # gone, or another user's
+            continue
+    return groups
 
 
 def _signal_group(pid: int, signum: int) -> None:

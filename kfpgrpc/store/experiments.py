@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import aiosqlite
+
 from kfpgrpc.domain import ARCHIVED, AVAILABLE, Experiment, Page
+from kfpgrpc.errors import FailedPrecondition
 from kfpgrpc.store.database import Database
 from kfpgrpc.store.listing import Column, Kind, Listing, Query
 from kfpgrpc.store.records import RecordTable
@@ -38,9 +41,28 @@ async def list_page(db: Database, query: Query) -> Page[Experiment]:
     return await _TABLE.list_page(db, query)
 
 
-async def set_storage_state(db: Database, experiment_id: str, storage_state: str) -> None:
-    await _TABLE.update(db, "experiment_id", experiment_id, {"storage_state": storage_state})
+async def archive(db: Database, experiment_id: str) -> None:
+    """Archive an experiment and every run in it."""
+
+    async def job(conn: aiosqlite.Connection) -> None:
+        await _TABLE.update_within(conn, "experiment_id", experiment_id, {"storage_state": ARCHIVED})
+        await conn.execute("UPDATE runs SET storage_state = ? WHERE experiment_id = ?", (ARCHIVED, experiment_id))
+
+    await db.write(job)
+
+
+async def unarchive(db: Database, experiment_id: str) -> None:
+    """Restore an experiment; its runs stay archived, as in KFP."""
+    await _TABLE.update(db, "experiment_id", experiment_id, {"storage_state": AVAILABLE})
 
 
 async def delete(db: Database, experiment_id: str) -> None:
-    await _TABLE.delete(db, "experiment_id", experiment_id)
+    """Delete an experiment that has no runs."""
+
+    async def job(conn: aiosqlite.Connection) -> None:
+        rows = await conn.execute_fetchall("SELECT COUNT(*) FROM runs WHERE experiment_id = ?", (experiment_id,))
+        if runs := next(iter(rows))[0]:
+            raise FailedPrecondition(f"experiment {experiment_id!r} has {runs} run(s); delete them first")
+        await _TABLE.delete_within(conn, "experiment_id", experiment_id)
+
+    await db.write(job)

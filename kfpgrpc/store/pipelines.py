@@ -10,7 +10,7 @@ from kfpgrpc.domain import Page, Pipeline, PipelineVersion
 from kfpgrpc.errors import FailedPrecondition, NotFound
 from kfpgrpc.store.database import Database
 from kfpgrpc.store.listing import Column, Kind, Listing, Query
-from kfpgrpc.store.records import RecordTable
+from kfpgrpc.store.records import JSON, RecordTable
 
 PIPELINES = Listing(
     table="pipelines",
@@ -37,7 +37,7 @@ PIPELINE_VERSIONS = Listing(
     aliases={"id": "pipeline_version_id"},
 )
 _PIPELINES = RecordTable("pipelines", Pipeline, "pipeline")
-_VERSIONS = RecordTable("pipeline_versions", PipelineVersion, "pipeline version", frozenset({"pipeline_spec"}))
+_VERSIONS = RecordTable("pipeline_versions", PipelineVersion, "pipeline version", {"pipeline_spec": JSON})
 
 
 async def insert_pipeline(db: Database, pipeline: Pipeline) -> None:
@@ -103,6 +103,15 @@ async def _next_default_name(conn: aiosqlite.Connection, pipeline_id: str) -> st
 
 async def get_version(db: Database, pipeline_version_id: str) -> PipelineVersion:
     return await _VERSIONS.get(db, "pipeline_version_id", pipeline_version_id)
+
+
+async def latest_version(db: Database, pipeline_id: str) -> PipelineVersion | None:
+    row = await db.fetch_one(
+        f"SELECT {_VERSIONS.select} FROM pipeline_versions WHERE pipeline_id = ?"
+        " ORDER BY created_at DESC, pipeline_version_id DESC LIMIT 1",
+        (pipeline_id,),
+    )
+    return _VERSIONS.from_row(row) if row else None
 
 
 async def list_versions(db: Database, query: Query) -> Page[PipelineVersion]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
@@ -19,11 +20,26 @@ T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
+class Codec:
+    """How a field that SQLite cannot hold as is becomes a column value and back."""
+
+    encode: Callable[[Any], Any]
+    decode: Callable[[Any], Any]
+
+
+def _dump_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+JSON = Codec(_dump_json, json.loads)
+
+
+@dataclasses.dataclass(frozen=True)
 class RecordTable(Generic[T]):
     table: str
     record: type[T]
     kind: str  # how errors name a record, e.g. "pipeline version"
-    json_fields: frozenset[str] = frozenset()  # dict fields, stored as JSON text
+    codecs: Mapping[str, Codec] = dataclasses.field(default_factory=dict)  # by field name
 
     @cached_property
     def fields(self) -> list[str]:
@@ -35,9 +51,13 @@ class RecordTable(Generic[T]):
 
     def from_row(self, row: sqlite3.Row) -> T:
         values = {name: row[name] for name in self.fields}
-        for name in self.json_fields:
-            values[name] = json.loads(values[name])
+        for name, codec in self.codecs.items():
+            values[name] = codec.decode(values[name])
         return self.record(**values)
+
+    def encode(self, name: str, value: Any) -> Any:
+        codec = self.codecs.get(name)
+        return codec.encode(value) if codec else value
 
     async def insert(self, db: Database, record: T, conflict: str) -> None:
         """Insert in a write of its own; a uniqueness clash raises AlreadyExists(conflict)."""
@@ -49,10 +69,7 @@ class RecordTable(Generic[T]):
 
     async def insert_within(self, conn: aiosqlite.Connection, record: T, conflict: str) -> None:
         """Insert inside a write job; a uniqueness clash raises AlreadyExists(conflict)."""
-        values = [getattr(record, name) for name in self.fields]
-        for index, name in enumerate(self.fields):
-            if name in self.json_fields:
-                values[index] = json.dumps(values[index], separators=(",", ":"))
+        values = [self.encode(name, getattr(record, name)) for name in self.fields]
         placeholders = ", ".join("?" * len(values))
         try:
             await conn.execute(f"INSERT INTO {self.table} ({self.select}) VALUES ({placeholders})", values)
@@ -74,16 +91,19 @@ class RecordTable(Generic[T]):
 
     async def update(self, db: Database, column: str, value: Any, changes: dict[str, Any]) -> None:
         """Set `changes` on the record where column = value; NotFound if there is none."""
-        assignments = ", ".join(f"{name} = ?" for name in changes)
 
         async def job(conn: aiosqlite.Connection) -> None:
-            cursor = await conn.execute(
-                f"UPDATE {self.table} SET {assignments} WHERE {column} = ?", [*changes.values(), value]
-            )
-            if cursor.rowcount == 0:
-                raise NotFound(self.kind, column, str(value))
+            await self.update_within(conn, column, value, changes)
 
         await db.write(job)
+
+    async def update_within(self, conn: aiosqlite.Connection, column: str, value: Any, changes: dict[str, Any]) -> None:
+        """Update inside a write job; NotFound if nothing matched."""
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        encoded = [self.encode(name, change) for name, change in changes.items()]
+        cursor = await conn.execute(f"UPDATE {self.table} SET {assignments} WHERE {column} = ?", [*encoded, value])
+        if cursor.rowcount == 0:
+            raise NotFound(self.kind, column, str(value))
 
     async def delete(self, db: Database, column: str, value: Any) -> None:
         """Delete in a write of its own; NotFound if nothing matched."""

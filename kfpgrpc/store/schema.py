@@ -53,4 +53,77 @@ MIGRATIONS: list[str] = [
         ON pipeline_versions (pipeline_id, display_name, pipeline_version_id);
     CREATE INDEX pipeline_versions_by_id ON pipeline_versions (pipeline_id, pipeline_version_id);
     """,
+    # 2: runs, their tasks and task logs. A run's pipeline spec is a snapshot shared by every
+    # run of the same spec (keyed by its hash), so that 10^5 runs of one pipeline store it once.
+    """
+    CREATE TABLE pipeline_specs (
+        spec_hash     TEXT PRIMARY KEY,
+        pipeline_spec TEXT NOT NULL
+    );
+
+    CREATE TABLE runs (
+        run_id              TEXT PRIMARY KEY,
+        experiment_id       TEXT NOT NULL,
+        display_name        TEXT NOT NULL,
+        description         TEXT NOT NULL,
+        storage_state       TEXT NOT NULL,
+        pipeline_id         TEXT NOT NULL,
+        pipeline_version_id TEXT NOT NULL,
+        spec_hash           TEXT NOT NULL,
+        parameters          TEXT NOT NULL,
+        pipeline_root       TEXT NOT NULL,
+        service_account     TEXT NOT NULL,
+        created_at          INTEGER NOT NULL,
+        scheduled_at        INTEGER NOT NULL,
+        finished_at         INTEGER NOT NULL,
+        state               TEXT NOT NULL,
+        error               TEXT NOT NULL,
+        recurring_run_id    TEXT NOT NULL,
+        state_history       TEXT NOT NULL,
+        artifacts           TEXT NOT NULL,
+        output_artifacts    TEXT NOT NULL,
+        revision            INTEGER NOT NULL
+    );
+    CREATE INDEX runs_by_created_at ON runs (created_at, run_id);
+    CREATE INDEX runs_in_experiment_by_created_at ON runs (experiment_id, created_at, run_id);
+    CREATE INDEX runs_by_scheduled_at ON runs (scheduled_at, run_id);
+    CREATE INDEX runs_in_experiment_by_scheduled_at ON runs (experiment_id, scheduled_at, run_id);
+    CREATE INDEX runs_by_finished_at ON runs (finished_at, run_id);
+    CREATE INDEX runs_in_experiment_by_finished_at ON runs (experiment_id, finished_at, run_id);
+    CREATE INDEX runs_by_display_name ON runs (display_name, run_id);
+    CREATE INDEX runs_in_experiment_by_display_name ON runs (experiment_id, display_name, run_id);
+    CREATE INDEX runs_in_experiment_by_run_id ON runs (experiment_id, run_id);
+    CREATE INDEX runs_by_spec_hash ON runs (spec_hash);
+    CREATE INDEX runs_unfinished ON runs (state) WHERE state IN ('PENDING', 'RUNNING', 'CANCELING');
+
+    CREATE TABLE tasks (
+        run_id            TEXT NOT NULL,
+        task_id           TEXT NOT NULL,
+        display_name      TEXT NOT NULL,
+        parent_task_id    TEXT NOT NULL,
+        state             TEXT NOT NULL,
+        create_time       INTEGER NOT NULL,
+        start_time        INTEGER NOT NULL,
+        end_time          INTEGER NOT NULL,
+        image             TEXT NOT NULL,
+        exit_code         INTEGER,
+        error             TEXT NOT NULL,
+        input_parameters  TEXT NOT NULL,
+        output_parameters TEXT NOT NULL,
+        output_artifacts  TEXT NOT NULL,
+        state_history     TEXT NOT NULL,
+        PRIMARY KEY (run_id, task_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE log_lines (
+        sequence    INTEGER PRIMARY KEY,
+        run_id      TEXT NOT NULL,
+        task_id     TEXT NOT NULL,
+        line_number INTEGER NOT NULL,
+        time        INTEGER NOT NULL,
+        text        TEXT NOT NULL
+    );
+    CREATE INDEX log_lines_by_run ON log_lines (run_id, sequence);
+    CREATE INDEX log_lines_by_task ON log_lines (run_id, task_id, line_number);
+    """,
 ]

@@ -1,0 +1,171 @@
+"""RunService: protobuf in, core call, protobuf out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import empty_pb2
+from google.rpc import code_pb2
+
+from kfpgrpc.api.convert import list_request, struct, struct_to_dict, timestamp, values, values_to_dict
+from kfpgrpc.core.runs import NewRun, Runs
+from kfpgrpc.domain import CANCELED, RunView, StateChange, TaskDetail
+from kfpgrpc.v1 import common_pb2, run_pb2_grpc
+from kfpgrpc.v1 import run_pb2 as pb
+
+
+def _error(state: str, message: str) -> common_pb2.Status | None:
+    """Errors inside a run or task: CANCELLED for a termination, UNKNOWN for a failure."""
+    if not message:
+        return None
+    return common_pb2.Status(code=code_pb2.CANCELLED if state == CANCELED else code_pb2.UNKNOWN, message=message)
+
+
+def _history(history: list[StateChange]) -> list[common_pb2.RuntimeStatus]:
+    return [
+        common_pb2.RuntimeStatus(
+            update_time=timestamp(change.time),
+            state=common_pb2.RuntimeState.Value(change.state),
+            error=_error(change.state, change.error),
+        )
+        for change in history
+    ]
+
+
+def _task_to_proto(task: TaskDetail, children: list[str]) -> pb.PipelineTaskDetail:
+    return pb.PipelineTaskDetail(
+        run_id=task.run_id,
+        task_id=task.task_id,
+        display_name=task.display_name,
+        create_time=timestamp(task.create_time),
+        start_time=timestamp(task.start_time),
+        end_time=timestamp(task.end_time),
+        state=common_pb2.RuntimeState.Value(task.state),
+        error=_error(task.state, task.error),
+        parent_task_id=task.parent_task_id,
+        state_history=_history(task.state_history),
+        child_tasks=[pb.ChildTask(task_id=child) for child in children],
+        input_parameters=values(task.input_parameters),
+        output_parameters=values(task.output_parameters),
+        output_artifacts=[
+            pb.TaskArtifact(
+                name=a["name"], uri=a["uri"], schema_title=a["schema_title"], metadata=struct(a["metadata"])
+            )
+            for a in task.output_artifacts
+        ],
+        image=task.image,
+        exit_code=task.exit_code or 0,
+    )
+
+
+def run_to_proto(view: RunView) -> pb.Run:
+    run = view.run
+    children: dict[str, list[str]] = {}
+    for task in view.tasks:
+        children.setdefault(task.parent_task_id, []).append(task.task_id)
+    message = pb.Run(
+        experiment_id=run.experiment_id,
+        run_id=run.run_id,
+        display_name=run.display_name,
+        storage_state=pb.Run.StorageState.Value(run.storage_state),
+        description=run.description,
+        runtime_config=common_pb2.RuntimeConfig(parameters=values(run.parameters), pipeline_root=run.pipeline_root),
+        service_account=run.service_account,
+        created_at=timestamp(run.created_at),
+        scheduled_at=timestamp(run.scheduled_at),
+        finished_at=timestamp(run.finished_at),
+        state=common_pb2.RuntimeState.Value(run.state),
+        error=_error(run.state, run.error),
+        run_details=pb.RunDetails(task_details=[_task_to_proto(t, children.get(t.task_id, [])) for t in view.tasks]),
+        recurring_run_id=run.recurring_run_id,
+        state_history=_history(run.state_history),
+        artifacts=[common_pb2.ArtifactSelector(**selector) for selector in run.artifacts],
+        output_artifacts=[
+            common_pb2.ExposedArtifact(
+                name=a["name"], uri=a["uri"], metadata=struct(a["metadata"]), unmatched_reason=a["unmatched_reason"]
+            )
+            for a in run.output_artifacts
+        ],
+    )
+    if run.inline:
+        # Lists and watch streams mark the source without repeating the spec; Get carries it.
+        message.pipeline_spec.CopyFrom(struct(view.pipeline_spec or {}))
+    else:
+        message.pipeline_version_reference.CopyFrom(
+            common_pb2.PipelineVersionReference(pipeline_id=run.pipeline_id, pipeline_version_id=run.pipeline_version_id)
+        )
+    return message
+
+
+def new_run(run: pb.Run) -> NewRun:
+    source = run.WhichOneof("pipeline_source")
+    reference = run.pipeline_version_reference
+    config = run.runtime_config
+    return NewRun(
+        display_name=run.display_name,
+        description=run.description,
+        experiment_id=run.experiment_id,
+        pipeline_id=reference.pipeline_id if source == "pipeline_version_reference" else "",
+        pipeline_version_id=reference.pipeline_version_id if source == "pipeline_version_reference" else "",
+        pipeline_spec=struct_to_dict(run.pipeline_spec) if source == "pipeline_spec" else None,
+        parameters=values_to_dict(config.parameters),
+        parameters_from={name: ref for name, ref in config.parameters_from.items()},
+        pipeline_root=config.pipeline_root,
+        service_account=run.service_account,
+        artifacts=[{"name": a.name, "path": a.path} for a in run.artifacts],
+    )
+
+
+class RunServicer(run_pb2_grpc.RunServiceServicer):
+    def __init__(self, runs: Runs) -> None:
+        self._runs = runs
+
+    async def CreateRun(self, request: pb.CreateRunRequest, context: grpc.aio.ServicerContext) -> pb.Run:
+        return run_to_proto(await self._runs.create(new_run(request.run)))
+
+    async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> pb.Run:
+        return run_to_proto(await self._runs.get(request.run_id))
+
+    async def ListRuns(self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext) -> pb.ListRunsResponse:
+        page = await self._runs.list(request.experiment_id, list_request(request))
+        return pb.ListRunsResponse(
+            runs=[run_to_proto(view) for view in page.items],
+            total_size=page.total_size,
+            next_page_token=page.next_page_token,
+        )
+
+    async def ArchiveRun(self, request: pb.ArchiveRunRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+        await self._runs.set_storage_state(request.run_id, archived=True)
+        return empty_pb2.Empty()
+
+    async def UnarchiveRun(self, request: pb.UnarchiveRunRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+        await self._runs.set_storage_state(request.run_id, archived=False)
+        return empty_pb2.Empty()
+
+    async def DeleteRun(self, request: pb.DeleteRunRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+        await self._runs.delete(request.run_id)
+        return empty_pb2.Empty()
+
+    async def TerminateRun(self, request: pb.TerminateRunRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+        await self._runs.terminate(request.run_id)
+        return empty_pb2.Empty()
+
+    async def RetryRun(self, request: pb.RetryRunRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+        await self._runs.retry(request.run_id)
+        return empty_pb2.Empty()
+
+    async def WatchRun(self, request: pb.WatchRunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Run]:
+        async for view in self._runs.watch(request.run_id):
+            yield run_to_proto(view)
+
+    async def StreamRunLogs(
+        self, request: pb.StreamRunLogsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamRunLogsResponse]:
+        async for lines in self._runs.logs(request.run_id, request.task_name, request.follow):
+            yield pb.StreamRunLogsResponse(
+                lines=[
+                    pb.LogLine(task_id=line.task_id, time=timestamp(line.time), text=line.text, line_number=line.line_number)
+                    for line in lines
+                ]
+            )

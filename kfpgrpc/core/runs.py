@@ -1,0 +1,562 @@
+"""Runs: creation rules, the run state machine, execution through an executor, crash resume,
+watching and log streaming.
+
+Every run that is not finished is *active*: it has an `_Execution` in memory that owns its
+current state. Each change is committed first, then applied in memory and published to the
+run's watchers, so a watcher never sees a state the store could lose. Changes of one run are
+serialised by its lock, so watchers see them in commit order.
+
+Server shutdown stops executions without recording anything: their task processes are killed
+and the runs stay RUNNING in the store, to be resumed by the next start, exactly like after a
+crash. Resuming reuses the results of succeeded tasks and runs the others again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import shutil
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from kfpgrpc.clock import Clock
+from kfpgrpc.core.broadcast import Broadcast
+from kfpgrpc.core.parameters import resolve_parameters
+from kfpgrpc.core.validation import check, description_violations, id_violations, name_violations, new_id
+from kfpgrpc.domain import (
+    ARCHIVED,
+    AVAILABLE,
+    CANCELED,
+    CANCELING,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL_STATES,
+    LogLine,
+    Page,
+    Run,
+    RunView,
+    StateChange,
+    TaskDetail,
+)
+from kfpgrpc.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
+from kfpgrpc.executor import (
+    ArtifactOutput,
+    Executor,
+    RunOutcome,
+    TaskResult,
+    TaskState,
+    TaskUpdate,
+    unsupported_features,
+)
+from kfpgrpc.pipeline_spec import PipelineSpecInfo, task_names, validate_pipeline_spec
+from kfpgrpc.store import pipelines as pipeline_store
+from kfpgrpc.store import runs as store
+from kfpgrpc.store.database import Database
+from kfpgrpc.store.listing import ListRequest, build_query
+
+log = logging.getLogger(__name__)
+
+LOG_PAGE_LINES = 500
+_SPEC_CACHE_SIZE = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class NewRun:
+    """A CreateRun request, in domain terms."""
+
+    display_name: str
+    description: str = ""
+    experiment_id: str = ""
+    pipeline_id: str = ""  # with pipeline_version_id (empty = latest): run a stored version
+    pipeline_version_id: str = ""
+    pipeline_spec: dict[str, Any] | None = None  # or run this inline spec
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    parameters_from: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pipeline_root: str = ""
+    service_account: str = ""
+    artifacts: list[dict[str, str]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class _Execution:
+    run: Run
+    tasks: dict[str, TaskDetail]
+    document: dict[str, Any]  # the stored spec snapshot, maybe wrapped with a platform spec
+    line_numbers: dict[str, int]
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    terminate_requested: bool = False
+    done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def view(self, with_spec: bool = False) -> RunView:
+        tasks = sorted(self.tasks.values(), key=lambda t: (t.create_time, t.task_id))
+        return RunView(self.run, tasks, self.document if with_spec and self.run.inline else None)
+
+
+class Runs:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        executor: Executor,
+        artifact_root: Path,
+        default_experiment_id: Callable[[], str],
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._executor = executor
+        self._artifact_root = artifact_root
+        self._default_experiment_id = default_experiment_id
+        self._active: dict[str, _Execution] = {}
+        self._claimed: set[str] = set()  # runs a Retry or Delete is working on
+        self._workers: set[asyncio.Task[None]] = set()
+        self._spec_infos: OrderedDict[str, PipelineSpecInfo] = OrderedDict()
+        self._snapshots: Broadcast[RunView] = Broadcast()
+        self._log_appended: Broadcast[bool] = Broadcast(capacity=1)
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume the runs a previous server process left unfinished."""
+        for run in await store.unfinished_runs(self._db):
+            orphans = await self._executor.kill_orphans(run.run_id)
+            document = await store.get_spec(self._db, run.spec_hash)
+            tasks = (await store.tasks_of(self._db, [run.run_id]))[run.run_id]
+            execution = _Execution(
+                run, {t.task_id: t for t in tasks}, document, await store.last_line_numbers(self._db, run.run_id)
+            )
+            log.info("resuming run", extra={"fields": {"run_id": run.run_id, "state": run.state, "orphans_killed": orphans}})
+            execution.terminate_requested = run.state == CANCELING
+            self._launch(execution)
+
+    async def stop(self) -> None:
+        """Stop every execution without recording it (see the module docstring); end streams."""
+        self._stopping = True
+        self._snapshots.close()
+        self._log_appended.close()
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def create(self, new: NewRun) -> RunView:
+        run, document = await self.prepare(new)
+        await store.insert_run(self._db, run, document)
+        execution = _Execution(run, {}, document, {})
+        self._launch(execution)
+        return execution.view(with_spec=True)
+
+    async def prepare(self, new: NewRun, field: str = "run") -> tuple[Run, dict[str, Any]]:
+        """Check a new run and resolve what it will execute; nothing is stored yet."""
+        violations = name_violations(new.display_name, f"{field}.display_name")
+        violations += description_violations(new.description, f"{field}.description")
+        violations += _artifact_selector_violations(new.artifacts, f"{field}.artifacts")
+        pipeline_root, root_violations = _local_root(new.pipeline_root, f"{field}.runtime_config.pipeline_root")
+        violations += root_violations
+        if new.parameters_from:
+            raise NotImplementedError(f"{field}.runtime_config.parameters_from is not supported yet")
+        if new.pipeline_spec is None and not new.pipeline_id:
+            violations.append(
+                FieldViolation(
+                    f"{field}.pipeline_version_reference.pipeline_id",
+                    "is required: give pipeline_version_reference or an inline pipeline_spec",
+                )
+            )
+        check(violations)
+        if new.pipeline_spec is not None:
+            document, pipeline_id, version_id = new.pipeline_spec, "", ""
+            info = validate_pipeline_spec(document, f"{field}.pipeline_spec")
+        else:
+            version = await self._version(new.pipeline_id, new.pipeline_version_id, field)
+            document, pipeline_id, version_id = version.pipeline_spec, version.pipeline_id, version.pipeline_version_id
+            info = self._spec_info(document)
+        parameters = resolve_parameters(info.inputs, new.parameters, f"{field}.runtime_config.parameters")
+        if unsupported := unsupported_features(info.spec):
+            raise FailedPrecondition(
+                "the local executor cannot run this pipeline; it uses " + "; ".join(unsupported)
+            )
+        now = self._clock.now_us()
+        run = Run(
+            run_id=new_id(),
+            experiment_id=new.experiment_id or self._default_experiment_id(),
+            display_name=new.display_name,
+            description=new.description,
+            storage_state=AVAILABLE,
+            pipeline_id=pipeline_id,
+            pipeline_version_id=version_id,
+            spec_hash=store.spec_hash(document),
+            parameters=parameters,
+            pipeline_root=pipeline_root,
+            service_account=new.service_account,
+            created_at=now,
+            scheduled_at=now,
+            finished_at=0,
+            state=PENDING,
+            error="",
+            recurring_run_id="",
+            state_history=[StateChange(PENDING, now)],
+            artifacts=list(new.artifacts),
+            output_artifacts=[],
+            revision=1,
+        )
+        return run, document
+
+    async def _version(self, pipeline_id: str, pipeline_version_id: str, field: str) -> Any:
+        reference = f"{field}.pipeline_version_reference"
+        if not pipeline_version_id:
+            version = await pipeline_store.latest_version(self._db, pipeline_id)
+            if version is not None:
+                return version
+            await pipeline_store.get_pipeline(self._db, pipeline_id)  # NOT_FOUND for a bad id
+            raise FailedPrecondition(f"pipeline {pipeline_id!r} has no versions; upload one first")
+        version = await pipeline_store.get_version(self._db, pipeline_version_id)
+        if version.pipeline_id != pipeline_id:
+            raise InvalidArgument.field(
+                f"{reference}.pipeline_version_id", f"version {pipeline_version_id!r} belongs to another pipeline"
+            )
+        return version
+
+    def _spec_info(self, document: dict[str, Any]) -> PipelineSpecInfo:
+        """Stored specs were validated on the way in; cache what reading them again yields."""
+        key = store.spec_hash(document)
+        info = self._spec_infos.get(key)
+        if info is None:
+            info = validate_pipeline_spec(document, "pipeline_spec")
+            self._spec_infos[key] = info
+            if len(self._spec_infos) > _SPEC_CACHE_SIZE:
+                self._spec_infos.popitem(last=False)
+        else:
+            self._spec_infos.move_to_end(key)
+        return info
+
+    async def get(self, run_id: str, with_spec: bool = True) -> RunView:
+        check(id_violations(run_id, "run_id"))
+        execution = self._active.get(run_id)
+        if execution is not None:
+            return execution.view(with_spec)
+        run = await store.get_run(self._db, run_id)
+        tasks = (await store.tasks_of(self._db, [run_id]))[run_id]
+        spec = await store.get_spec(self._db, run.spec_hash) if with_spec and run.inline else None
+        return RunView(run, tasks, spec)
+
+    async def list(self, experiment_id: str, request: ListRequest) -> Page[RunView]:
+        scope = [("experiment_id", experiment_id)] if experiment_id else []
+        page = await store.list_runs(self._db, build_query(store.RUNS, request, scope))
+        tasks = await store.tasks_of(self._db, [r.run_id for r in page.items if r.run_id not in self._active])
+        views = [
+            self._active[r.run_id].view() if r.run_id in self._active else RunView(r, tasks[r.run_id])
+            for r in page.items
+        ]
+        return Page(views, page.total_size, page.next_page_token)
+
+    async def set_storage_state(self, run_id: str, archived: bool) -> None:
+        check(id_violations(run_id, "run_id"))
+        storage_state = ARCHIVED if archived else AVAILABLE
+        execution = self._active.get(run_id)
+        if execution is not None:
+            await self._change(execution, storage_state=storage_state)
+        else:
+            await store.set_storage_state(self._db, run_id, storage_state)
+
+    def experiment_archived(self, experiment_id: str) -> None:
+        """The store archived the experiment's runs; bring active runs in memory up to date."""
+        for execution in self._active.values():
+            if execution.run.experiment_id == experiment_id:
+                execution.run = dataclasses.replace(execution.run, storage_state=ARCHIVED)
+
+    async def terminate(self, run_id: str) -> None:
+        check(id_violations(run_id, "run_id"))
+        execution = self._active.get(run_id)
+        if execution is None:
+            run = await store.get_run(self._db, run_id)
+            raise FailedPrecondition(f"run {run_id!r} is {run.state}; only an unfinished run can be terminated")
+        if execution.terminate_requested:
+            return
+        execution.terminate_requested = True
+        await self._change(execution, unless_finished=True, state=CANCELING)
+        # Killing takes up to the grace period; the RPC returns once CANCELING is committed.
+        self._spawn(self._executor.terminate(run_id))
+
+    async def retry(self, run_id: str) -> None:
+        check(id_violations(run_id, "run_id"))
+        with self._claim(run_id):
+            if run_id in self._active:
+                state = self._active[run_id].run.state
+                raise FailedPrecondition(f"run {run_id!r} is {state}; only FAILED or CANCELED runs can be retried")
+            run = await store.get_run(self._db, run_id)
+            if run.state not in (FAILED, CANCELED):
+                raise FailedPrecondition(f"run {run_id!r} is {run.state}; only FAILED or CANCELED runs can be retried")
+            document = await store.get_spec(self._db, run.spec_hash)
+            tasks = (await store.tasks_of(self._db, [run_id]))[run_id]
+            now = self._clock.now_us()
+            retried = dataclasses.replace(
+                run,
+                state=PENDING,
+                error="",
+                finished_at=0,
+                state_history=[*run.state_history, StateChange(PENDING, now)],
+                output_artifacts=[],
+                revision=run.revision + 1,
+            )
+            await store.save_run(self._db, retried, ("state", "error", "finished_at", "state_history", "output_artifacts", "revision"))
+            line_numbers = await store.last_line_numbers(self._db, run_id)
+            self._launch(_Execution(retried, {t.task_id: t for t in tasks}, document, line_numbers))
+
+    async def delete(self, run_id: str) -> None:
+        """Terminate the run if it is executing, then delete it with its logs and artifacts."""
+        check(id_violations(run_id, "run_id"))
+        with self._claim(run_id):
+            execution = self._active.get(run_id)
+            if execution is not None:
+                if not execution.terminate_requested:
+                    await self.terminate(run_id)
+                await execution.done.wait()
+            run = await store.get_run(self._db, run_id)
+            await store.delete_run(self._db, run_id)
+        await asyncio.to_thread(shutil.rmtree, self._root_of(run) / run_id, ignore_errors=True)
+
+    async def watch(self, run_id: str) -> AsyncIterator[RunView]:
+        """The current snapshot, then one per change, until a terminal state."""
+        with self._snapshots.subscribe(run_id) as subscription:
+            view = await self.get(run_id, with_spec=False)
+            yield view
+            revision = view.run.revision
+            while not view.run.finished:
+                received = await subscription.next()
+                if received is None:
+                    raise Unavailable("the server is shutting down; watch again to resume")
+                if received.run.revision > revision:
+                    view, revision = received, received.run.revision
+                    yield view
+
+    async def logs(self, run_id: str, task_name: str, follow: bool) -> AsyncIterator[list[LogLine]]:
+        """Batches of log lines in capture order; with `follow`, until the run has finished."""
+        view = await self.get(run_id, with_spec=False)
+        task_ids = None
+        if task_name:
+            spec = self._spec_info(await store.get_spec(self._db, view.run.spec_hash)).spec
+            known = {(t.task_id, t.display_name) for t in view.tasks} | set(task_names(spec))
+            task_ids = sorted({task_id for task_id, display_name in known if task_name in (task_id, display_name)})
+            if not task_ids:
+                raise NotFound("task", "task_name", task_name)
+        after = 0
+        with self._log_appended.subscribe(run_id) as subscription:
+            while True:
+                finished = run_id not in self._active  # checked first: no line can follow it
+                lines = await store.log_lines_after(self._db, run_id, after, task_ids, LOG_PAGE_LINES)
+                if lines:
+                    yield lines
+                    after = lines[-1].sequence
+                    if len(lines) == LOG_PAGE_LINES:
+                        continue
+                if not follow or finished:
+                    return
+                if await subscription.next() is None:
+                    raise Unavailable("the server is shutting down; stream the logs again to resume")
+
+    # -- execution ---------------------------------------------------------------------------
+
+    def _launch(self, execution: _Execution) -> None:
+        if self._stopping:  # stays unfinished in the store; the next start resumes it
+            return
+        self._active[execution.run.run_id] = execution
+        self._spawn(self._execute(execution))
+
+    def _spawn(self, coroutine: Any) -> None:
+        worker = asyncio.create_task(coroutine)
+        self._workers.add(worker)
+        worker.add_done_callback(self._workers.discard)
+
+    async def _execute(self, execution: _Execution) -> None:
+        run_id = execution.run.run_id
+        try:
+            if execution.run.state == PENDING and not execution.terminate_requested:
+                await self._change(execution, state=RUNNING)
+            if execution.terminate_requested:
+                outcome = RunOutcome(TaskState.CANCELED, "")
+            else:
+                info = self._spec_info(execution.document)
+                previous = {t.task_id: _task_result(t) for t in execution.tasks.values() if t.state == SUCCEEDED}
+                outcome = await self._executor.execute(
+                    run_id,
+                    info.spec,
+                    execution.run.parameters,
+                    previous,
+                    _Observer(self, execution),
+                    artifact_root=self._root_of(execution.run),
+                )
+            await self._finish(execution, outcome.state.value, outcome.error)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+        except Exception as error:  # a bug or a store failure: the run must still end
+            log.exception("run execution failed", extra={"fields": {"run_id": run_id}})
+            if not self._stopping:
+                await self._finish(execution, FAILED, f"internal error: {error}")
+        finally:
+            self._active.pop(run_id, None)
+            execution.done.set()
+            self._log_appended.publish(run_id, True)  # followers re-check and see the end
+
+    async def _finish(self, execution: _Execution, state: str, error: str) -> None:
+        if state == CANCELED and not error:
+            error = "terminated by TerminateRun"
+        now = self._clock.now_us()
+        # Tasks a crashed attempt left unfinished and this attempt did not reach.
+        leftovers = [
+            dataclasses.replace(
+                task,
+                state=CANCELED,
+                end_time=now,
+                state_history=[*task.state_history, StateChange(CANCELED, now, "the run ended first")],
+            )
+            for task in execution.tasks.values()
+            if task.state not in TERMINAL_STATES
+        ]
+        await self._change(execution, tasks=leftovers, state=state, error=error, finished_at=now)
+
+    async def _change(
+        self, execution: _Execution, tasks: Sequence[TaskDetail] = (), unless_finished: bool = False, **changes: Any
+    ) -> None:
+        """Commit `changes` to the run (and `tasks`), then apply them in memory and publish.
+        With `unless_finished`, a run that has just finished is left alone: FAILED_PRECONDITION."""
+        async with execution.lock:
+            run = execution.run
+            if unless_finished and run.finished:
+                raise FailedPrecondition(f"run {run.run_id!r} is {run.state}; it finished before the request")
+            if "state" in changes:
+                changes["state_history"] = [
+                    *run.state_history,
+                    StateChange(changes["state"], self._clock.now_us(), changes.get("error", "")),
+                ]
+            changed = dataclasses.replace(run, **changes, revision=run.revision + 1)
+            await store.save_run(self._db, changed, [*changes, "revision"], tasks)
+            execution.run = changed
+            for task in tasks:
+                execution.tasks[task.task_id] = task
+            self._snapshots.publish(run.run_id, execution.view())
+
+    async def _task_changed(self, execution: _Execution, update: TaskUpdate) -> None:
+        if self._stopping:
+            return
+        previous = execution.tasks.get(update.task_id)
+        task = _apply_update(execution.run.run_id, previous, update)
+        if task is not None:
+            await self._change(execution, tasks=[task])
+
+    async def _log_lines(self, execution: _Execution, task_id: str, lines: list[str]) -> None:
+        if self._stopping:
+            return
+        run_id, now = execution.run.run_id, self._clock.now_us()
+        first = execution.line_numbers.get(task_id, 0) + 1
+        execution.line_numbers[task_id] = first + len(lines) - 1
+        await store.append_log_lines(
+            self._db, [(run_id, task_id, first + offset, now, text) for offset, text in enumerate(lines)]
+        )
+        self._log_appended.publish(run_id, True)
+
+    def _root_of(self, run: Run) -> Path:
+        return Path(run.pipeline_root) if run.pipeline_root else self._artifact_root
+
+    def _claim(self, run_id: str) -> _Claim:
+        return _Claim(self._claimed, run_id)
+
+
+class _Claim:
+    """Keeps two Retry or Delete calls from working on one run at once."""
+
+    def __init__(self, claimed: set[str], run_id: str) -> None:
+        self._claimed = claimed
+        self._run_id = run_id
+
+    def __enter__(self) -> None:
+        if self._run_id in self._claimed:
+            raise FailedPrecondition(f"run {self._run_id!r} is being retried or deleted by another call")
+        self._claimed.add(self._run_id)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._claimed.discard(self._run_id)
+
+
+class _Observer:
+    """Hands the executor's reports to the run manager."""
+
+    def __init__(self, runs: Runs, execution: _Execution) -> None:
+        self._runs = runs
+        self._execution = execution
+
+    async def task_changed(self, update: TaskUpdate) -> None:
+        await self._runs._task_changed(self._execution, update)
+
+    async def log_lines(self, task_id: str, lines: list[str]) -> None:
+        await self._runs._log_lines(self._execution, task_id, lines)
+
+
+def _apply_update(run_id: str, previous: TaskDetail | None, update: TaskUpdate) -> TaskDetail | None:
+    """The task after `update`; None when it changes nothing (a reused result reported again)."""
+    state = update.state.value
+    if previous is not None and previous.state == state == SUCCEEDED:
+        return None
+    history = [*(previous.state_history if previous else []), StateChange(state, update.time_us, update.error)]
+    finished = state in TERMINAL_STATES
+    start_time = update.time_us if state == RUNNING else (previous.start_time if previous else 0)
+    result = update.result
+    return TaskDetail(
+        run_id=run_id,
+        task_id=update.task_id,
+        display_name=update.display_name,
+        parent_task_id=update.parent_task_id,
+        state=state,
+        create_time=previous.create_time if previous else update.time_us,
+        start_time=start_time or (update.time_us if finished else 0),
+        end_time=update.time_us if finished else 0,
+        image=update.image or (previous.image if previous else ""),
+        exit_code=update.exit_code,
+        error=update.error,
+        input_parameters=update.input_parameters or (previous.input_parameters if previous else {}),
+        output_parameters=dict(result.output_parameters) if result else {},
+        output_artifacts=[
+            {"name": a.name, "uri": a.uri, "schema_title": a.schema_title, "metadata": a.metadata}
+            for artifacts in (result.output_artifacts.values() if result else ())
+            for a in artifacts
+        ],
+        state_history=history,
+    )
+
+
+def _task_result(task: TaskDetail) -> TaskResult:
+    artifacts: dict[str, list[ArtifactOutput]] = {}
+    for a in task.output_artifacts:
+        artifacts.setdefault(a["name"], []).append(ArtifactOutput(a["name"], a["uri"], a["schema_title"], a["metadata"]))
+    return TaskResult(output_parameters=dict(task.output_parameters), output_artifacts=artifacts)
+
+
+def _local_root(pipeline_root: str, field: str) -> tuple[str, list[FieldViolation]]:
+    """The local executor writes on this machine: an absolute path or a file:// URI."""
+    if not pipeline_root:
+        return "", []
+    path = pipeline_root.removeprefix("file://")
+    if not Path(path).is_absolute():
+        return "", [
+            FieldViolation(field, f"must be an absolute local path or a file:// URI (artifacts are written on the server's machine), got {pipeline_root!r}")
+        ]
+    return path, []
+
+
+def _artifact_selector_violations(artifacts: list[dict[str, str]], field: str) -> list[FieldViolation]:
+    violations, seen = [], set()
+    for index, selector in enumerate(artifacts):
+        name = selector.get("name", "")
+        violations += name_violations(name, f"{field}[{index}].name")
+        if name in seen:
+            violations.append(FieldViolation(f"{field}[{index}].name", f"{name!r} is used by another selector"))
+        seen.add(name)
+        if not selector.get("path", "").strip():
+            violations.append(FieldViolation(f"{field}[{index}].path", "is required"))
+    return violations

@@ -1,0 +1,211 @@
+"""Runs, their tasks, task logs and the pipeline spec snapshots runs execute, in SQLite."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import aiosqlite
+
+from kfpgrpc.domain import (
+    ARCHIVED,
+    AVAILABLE,
+    LogLine,
+    Page,
+    Run,
+    StateChange,
+    TaskDetail,
+)
+from kfpgrpc.errors import FailedPrecondition, NotFound
+from kfpgrpc.store.database import Database
+from kfpgrpc.store.listing import Column, Kind, Listing, Query
+from kfpgrpc.store.records import JSON, Codec, RecordTable
+from kfpgrpc.v1 import common_pb2
+
+RUNTIME_STATE_NAMES = tuple(common_pb2.RuntimeState.keys())
+RUNS = Listing(
+    table="runs",
+    id_column="run_id",
+    columns={
+        "run_id": Column(Kind.TEXT, sortable=True),
+        "display_name": Column(Kind.TEXT, sortable=True),
+        "description": Column(Kind.TEXT),
+        "created_at": Column(Kind.TIME, sortable=True),
+        "scheduled_at": Column(Kind.TIME, sortable=True),
+        "finished_at": Column(Kind.TIME, sortable=True),
+        "state": Column(Kind.ENUM, enum_names=RUNTIME_STATE_NAMES),
+        "storage_state": Column(Kind.ENUM, enum_names=("STORAGE_STATE_UNSPECIFIED", AVAILABLE, ARCHIVED)),
+        "experiment_id": Column(Kind.TEXT),
+        "recurring_run_id": Column(Kind.TEXT),
+    },
+    aliases={"id": "run_id", "name": "display_name"},
+)
+
+
+def _encode_history(history: list[StateChange]) -> str:
+    return json.dumps([[change.state, change.time, change.error] for change in history], separators=(",", ":"))
+
+
+def _decode_history(text: str) -> list[StateChange]:
+    return [StateChange(state, time, error) for state, time, error in json.loads(text)]
+
+
+HISTORY = Codec(_encode_history, _decode_history)
+_RUNS = RecordTable(
+    "runs",
+    Run,
+    "run",
+    {"parameters": JSON, "state_history": HISTORY, "artifacts": JSON, "output_artifacts": JSON},
+)
+_TASKS = RecordTable(
+    "tasks",
+    TaskDetail,
+    "task",
+    {
+        "input_parameters": JSON,
+        "output_parameters": JSON,
+        "output_artifacts": JSON,
+        "state_history": HISTORY,
+    },
+)
+_UNFINISHED = "('PENDING', 'RUNNING', 'CANCELING')"  # matches the partial index runs_unfinished
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+async def insert_run(db: Database, run: Run, spec: dict[str, Any]) -> None:
+    """Store a new run and its spec snapshot; the experiment must exist and not be archived."""
+
+    async def job(conn: aiosqlite.Connection) -> None:
+        rows = await conn.execute_fetchall(
+            "SELECT storage_state FROM experiments WHERE experiment_id = ?", (run.experiment_id,)
+        )
+        if not rows:
+            raise NotFound("experiment", "experiment_id", run.experiment_id)
+        if next(iter(rows))[0] == ARCHIVED:
+            raise FailedPrecondition(f"experiment {run.experiment_id!r} is archived; unarchive it to add runs")
+        await conn.execute(
+            "INSERT OR IGNORE INTO pipeline_specs (spec_hash, pipeline_spec) VALUES (?, ?)",
+            (run.spec_hash, JSON.encode(spec)),
+        )
+        await _RUNS.insert_within(conn, run, f"run {run.run_id!r} already exists")
+        await conn.execute(
+            "UPDATE experiments SET last_run_created_at = MAX(last_run_created_at, ?) WHERE experiment_id = ?",
+            (run.created_at, run.experiment_id),
+        )
+
+    await db.write(job)
+
+
+async def get_run(db: Database, run_id: str) -> Run:
+    return await _RUNS.get(db, "run_id", run_id)
+
+
+async def get_spec(db: Database, hash_: str) -> dict[str, Any]:
+    row = await db.fetch_one("SELECT pipeline_spec FROM pipeline_specs WHERE spec_hash = ?", (hash_,))
+    if row is None:
+        raise NotFound("pipeline spec", "spec_hash", hash_)
+    return JSON.decode(row[0])
+
+
+async def list_runs(db: Database, query: Query) -> Page[Run]:
+    return await _RUNS.list_page(db, query)
+
+
+async def unfinished_runs(db: Database) -> list[Run]:
+    rows = await db.fetch_all(f"SELECT {_RUNS.select} FROM runs WHERE state IN {_UNFINISHED} ORDER BY created_at")
+    return [_RUNS.from_row(row) for row in rows]
+
+
+async def tasks_of(db: Database, run_ids: Iterable[str]) -> dict[str, list[TaskDetail]]:
+    """The tasks of each run, by run id, ordered by creation time."""
+    ids = list(run_ids)
+    found: dict[str, list[TaskDetail]] = {run_id: [] for run_id in ids}
+    if not ids:
+        return found
+    rows = await db.fetch_all(
+        f"SELECT {_TASKS.select} FROM tasks WHERE run_id IN ({', '.join('?' * len(ids))})"
+        " ORDER BY create_time, task_id",
+        ids,
+    )
+    for row in rows:
+        task = _TASKS.from_row(row)
+        found[task.run_id].append(task)
+    return found
+
+
+async def save_run(db: Database, run: Run, changes: Iterable[str], tasks: Iterable[TaskDetail] = ()) -> None:
+    """Write the fields `changes` of `run` and the `tasks` (whole) in one transaction."""
+
+    async def job(conn: aiosqlite.Connection) -> None:
+        await _RUNS.update_within(conn, "run_id", run.run_id, {name: getattr(run, name) for name in changes})
+        for task in tasks:
+            await save_task_within(conn, task)
+
+    await db.write(job)
+
+
+async def save_task_within(conn: aiosqlite.Connection, task: TaskDetail) -> None:
+    values = [_TASKS.encode(name, getattr(task, name)) for name in _TASKS.fields]
+    await conn.execute(
+        f"INSERT OR REPLACE INTO tasks ({_TASKS.select}) VALUES ({', '.join('?' * len(values))})", values
+    )
+
+
+async def set_storage_state(db: Database, run_id: str, storage_state: str) -> None:
+    await _RUNS.update(db, "run_id", run_id, {"storage_state": storage_state})
+
+
+async def delete_run(db: Database, run_id: str) -> None:
+    """Delete a run, its tasks, its log lines and its spec snapshot if no other run uses it."""
+
+    async def job(conn: aiosqlite.Connection) -> None:
+        rows = await conn.execute_fetchall("SELECT spec_hash FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise NotFound("run", "run_id", run_id)
+        (hash_,) = next(iter(rows))
+        await conn.execute("DELETE FROM log_lines WHERE run_id = ?", (run_id,))
+        await conn.execute("DELETE FROM tasks WHERE run_id = ?", (run_id,))
+        await conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+        await conn.execute(
+            "DELETE FROM pipeline_specs WHERE spec_hash = ? AND NOT EXISTS (SELECT 1 FROM runs WHERE spec_hash = ?)",
+            (hash_, hash_),
+        )
+
+    await db.write(job)
+
+
+async def append_log_lines(db: Database, lines: list[tuple[str, str, int, int, str]]) -> None:
+    """Append (run_id, task_id, line_number, time, text) rows; their sequence is assigned here."""
+
+    async def job(conn: aiosqlite.Connection) -> None:
+        await conn.executemany(
+            "INSERT INTO log_lines (run_id, task_id, line_number, time, text) VALUES (?, ?, ?, ?, ?)", lines
+        )
+
+    await db.write(job)
+
+
+async def log_lines_after(
+    db: Database, run_id: str, after_sequence: int, task_ids: list[str] | None, limit: int
+) -> list[LogLine]:
+    """Up to `limit` lines of a run after `after_sequence`, in capture order; `task_ids` None = all."""
+    sql = "SELECT sequence, task_id, line_number, time, text FROM log_lines WHERE run_id = ? AND sequence > ?"
+    params: list[Any] = [run_id, after_sequence]
+    if task_ids is not None:
+        sql += f" AND task_id IN ({', '.join('?' * len(task_ids))})"
+        params.extend(task_ids)
+    rows = await db.fetch_all(sql + " ORDER BY sequence LIMIT ?", [*params, limit])
+    return [LogLine(*row) for row in rows]
+
+
+async def last_line_numbers(db: Database, run_id: str) -> dict[str, int]:
+    """The number of the last log line of each task of a run (to continue after a restart)."""
+    rows = await db.fetch_all(
+        "SELECT task_id, MAX(line_number) FROM log_lines WHERE run_id = ? GROUP BY task_id", (run_id,)
+    )
+    return {task_id: number for task_id, number in rows}
