@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -160,3 +160,8 @@ def task(run: run_pb2.Run, task_id: str) -> run_pb2.PipelineTaskDetail:
 
 def state_names(history: Any) -> list[str]:
     return [common_pb2.RuntimeState.Name(entry.state) for entry in history]
+
+
+def plain(values: Any) -> dict[str, Any]:
+    """A proto map<string, google.protobuf.Value> as plain Python values."""
+    return {name: json_format.MessageToDict(value) for name, value in values.items()}

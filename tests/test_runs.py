@@ -1,0 +1,399 @@
+"""RunService through a real server: kfp-compiled pipelines executed as real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format
+
+from kfpgrpc.v1 import common_pb2, experiment_pb2, pipeline_pb2, run_pb2
+from tests.support import (
+    ServerProcess,
+    Stubs,
+    field_violations,
+    inline_run,
+    plain,
+    run_of,
+    state_names,
+    struct,
+    task,
+    upload,
+    wait_until,
+    watch_to_end,
+)
+
+Spec = dict[str, Any]
+
+
+async def create(stubs: Stubs, run: run_pb2.Run) -> run_pb2.Run:
+    return await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run))
+
+
+async def finished(stubs: Stubs, run: run_pb2.Run) -> run_pb2.Run:
+    return (await watch_to_end(stubs.runs, run.run_id))[-1]
+
+
+async def rpc_error(call: Any) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await call
+    return failure.value
+
+
+def is_running(task_id: str) -> Any:
+    return lambda run: any(t.task_id == task_id and t.state == common_pb2.RUNNING for t in run.run_details.task_details)
+
+
+async def test_run_of_a_version_passes_parameters_between_tasks(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    version = await upload(stubs, "add", compiled["add-pipeline"])
+    created = await create(stubs, run_of(version, "add 1 and 2", a=1, b=2))
+    assert created.state == common_pb2.PENDING
+    assert created.pipeline_version_reference.pipeline_version_id == version.pipeline_version_id
+
+    run = await finished(stubs, created)
+    assert run.state == common_pb2.SUCCEEDED, run.error
+    assert state_names(run.state_history) == ["PENDING", "RUNNING", "SUCCEEDED"]
+    assert run.finished_at.ToMicroseconds() >= run.created_at.ToMicroseconds()
+    first, second = task(run, "add"), task(run, "add-2")
+    assert plain(first.input_parameters) == {"a": 1, "b": 2} and plain(first.output_parameters)["Output"] == 3
+    assert plain(second.input_parameters) == {"a": 3, "b": 2} and plain(second.output_parameters)["Output"] == 5
+    for detail in (first, second):
+        assert state_names(detail.state_history) == ["RUNNING", "SUCCEEDED"]
+        assert detail.image == "python:3.11" and detail.exit_code == 0 and not detail.error.message
+        assert detail.start_time.ToMicroseconds() <= detail.end_time.ToMicroseconds()
+    # Defaults are applied and reported with the given values.
+    parameters = json_format.MessageToDict(run.runtime_config)["parameters"]
+    assert parameters == {"a": 1, "b": 2, "label": "sum", "verbose": False, "tags": ["demo"], "options": {"retries": 1}}
+    assert run.experiment_id  # the Default experiment
+    got = await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=run.run_id))
+    assert got == run
+
+
+async def test_run_by_pipeline_id_uses_the_latest_version(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    first = await upload(stubs, "add", compiled["add-pipeline"])
+    second = await stubs.pipelines.CreatePipelineVersion(
+        pipeline_pb2.CreatePipelineVersionRequest(
+            pipeline_id=first.pipeline_id,
+            pipeline_version=pipeline_pb2.PipelineVersion(pipeline_spec=struct(compiled["add-pipeline"])),
+        )
+    )
+    run = run_pb2.Run(
+        display_name="latest", pipeline_version_reference=common_pb2.PipelineVersionReference(pipeline_id=first.pipeline_id)
+    )
+    created = await create(stubs, run)
+    assert created.pipeline_version_reference.pipeline_version_id == second.pipeline_version_id
+    assert (await finished(stubs, created)).state == common_pb2.SUCCEEDED
+
+
+async def test_inline_spec_run_returns_its_spec_from_get_only(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    spec = compiled["add-pipeline"]
+    created = await create(stubs, inline_run(spec, "inline", a=2))
+    assert json_format.MessageToDict(created.pipeline_spec) == spec
+    run = await finished(stubs, created)
+    assert run.state == common_pb2.SUCCEEDED and plain(task(run, "add-2").output_parameters)["Output"] == 6
+    got = await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=run.run_id))
+    assert json_format.MessageToDict(got.pipeline_spec) == spec
+    listed = await stubs.runs.ListRuns(run_pb2.ListRunsRequest())
+    (item,) = listed.runs
+    assert item.WhichOneof("pipeline_source") == "pipeline_spec" and not item.pipeline_spec.fields
+
+
+async def test_artifacts_pass_between_tasks_with_their_metadata(stubs: Stubs, compiled: dict[str, Spec], data_dir: Path) -> None:
+    version = await upload(stubs, "artifacts", compiled["artifact-pipeline"])
+    run = await finished(stubs, await create(stubs, run_of(version, text="some text")))
+    assert run.state == common_pb2.SUCCEEDED, run.error
+    written = task(run, "write-artifacts")
+    artifacts = {a.name: a for a in written.output_artifacts}
+    assert set(artifacts) == {"dataset", "model"}
+    assert artifacts["dataset"].schema_title == "system.Dataset" and artifacts["model"].schema_title == "system.Model"
+    for artifact in artifacts.values():
+        assert json_format.MessageToDict(artifact.metadata) == {"pushed": 1}
+        assert Path(artifact.uri).is_relative_to(data_dir / "artifacts" / run.run_id / "write-artifacts")
+    assert Path(artifacts["dataset"].uri).read_text() == "some text"
+    assert plain(task(run, "read-dataset").output_parameters)["Output"] == "some text"
+
+
+async def test_pipeline_root_puts_artifacts_there(stubs: Stubs, compiled: dict[str, Spec], tmp_path: Path) -> None:
+    run = inline_run(compiled["artifact-pipeline"], text="rooted")
+    run.runtime_config.pipeline_root = f"file://{tmp_path}/root"
+    done = await finished(stubs, await create(stubs, run))
+    assert done.runtime_config.pipeline_root == f"{tmp_path}/root"
+    dataset = next(a for a in task(done, "write-artifacts").output_artifacts if a.name == "dataset")
+    assert dataset.uri.startswith(f"{tmp_path}/root/{done.run_id}/") and Path(dataset.uri).read_text() == "rooted"
+
+
+async def test_sub_pipeline_tasks_nest_under_their_dag_task(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    version = await upload(stubs, "nested", compiled["nested-pipeline"])
+    run = await finished(stubs, await create(stubs, run_of(version, x=1)))
+    assert run.state == common_pb2.SUCCEEDED, run.error
+    dag = task(run, "add-twice")
+    assert [c.task_id for c in dag.child_tasks] == ["add-twice.add", "add-twice.add-2"]
+    assert plain(dag.output_parameters)["Output"] == 11 and not dag.image
+    assert task(run, "add-twice.add-2").parent_task_id == "add-twice"
+    assert plain(task(run, "add").output_parameters)["Output"] == 21 and task(run, "add").parent_task_id == ""
+
+
+async def test_failing_task_fails_the_run_with_its_error_and_log_tail(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    version = await upload(stubs, "failing", compiled["failing-pipeline"])
+    run = await finished(stubs, await create(stubs, run_of(version)))
+    assert run.state == common_pb2.FAILED
+    assert state_names(run.state_history) == ["PENDING", "RUNNING", "FAILED"]
+    assert run.error.code == grpc.StatusCode.UNKNOWN.value[0] and "this task always fails" in run.error.message
+    failed = task(run, "fail")
+    assert failed.state == common_pb2.FAILED and failed.exit_code == 1
+    assert "exit code 1" in failed.error.message and "RuntimeError: this task always fails" in failed.error.message
+    assert run.finished_at.seconds
+
+
+async def test_create_run_rejects_bad_input_naming_each_field(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    version = await upload(stubs, "nested", compiled["nested-pipeline"])
+    bad = run_of(version, "", y="five", z=1)
+    bad.runtime_config.pipeline_root = "gs://bucket/root"
+    bad.artifacts.add(name="", path="")
+    error = await rpc_error(create(stubs, bad))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(error)) == {
+        "run.display_name",
+        "run.runtime_config.pipeline_root",
+        "run.artifacts[0].name",
+        "run.artifacts[0].path",
+    }
+    wrong_parameters = run_of(version, y="five", z=1)
+    error = await rpc_error(create(stubs, wrong_parameters))
+    assert set(field_violations(error)) == {
+        "run.runtime_config.parameters.x",  # required, no default
+        "run.runtime_config.parameters.y",  # not an integer
+        "run.runtime_config.parameters.z",  # not an input
+    }
+    error = await rpc_error(create(stubs, run_pb2.Run(display_name="no source")))
+    assert "run.pipeline_version_reference.pipeline_id" in field_violations(error)
+    error = await rpc_error(create(stubs, inline_run({"root": {}}, x=1)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert all(name.startswith("run.pipeline_spec") for name in field_violations(error))
+
+
+async def test_create_run_of_missing_things_is_not_found_or_failed_precondition(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    version = await upload(stubs, "add", compiled["add-pipeline"])
+    ghost_pipeline = run_pb2.Run(display_name="r", pipeline_version_reference=common_pb2.PipelineVersionReference(pipeline_id="nope"))
+    assert (await rpc_error(create(stubs, ghost_pipeline))).code() == grpc.StatusCode.NOT_FOUND
+    ghost_version = run_of(version)
+    ghost_version.pipeline_version_reference.pipeline_version_id = "nope"
+    assert (await rpc_error(create(stubs, ghost_version))).code() == grpc.StatusCode.NOT_FOUND
+    other = await upload(stubs, "other", compiled["add-pipeline"])
+    mixed = run_of(version)
+    mixed.pipeline_version_reference.pipeline_version_id = other.pipeline_version_id
+    error = await rpc_error(create(stubs, mixed))
+    assert "run.pipeline_version_reference.pipeline_version_id" in field_violations(error)
+    empty = await stubs.pipelines.CreatePipeline(pipeline_pb2.CreatePipelineRequest(pipeline=pipeline_pb2.Pipeline(name="empty")))
+    no_versions = run_pb2.Run(display_name="r", pipeline_version_reference=common_pb2.PipelineVersionReference(pipeline_id=empty.pipeline_id))
+    error = await rpc_error(create(stubs, no_versions))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "no versions" in error.details()
+    in_ghost_experiment = run_of(version)
+    in_ghost_experiment.experiment_id = "nope"
+    assert (await rpc_error(create(stubs, in_ghost_experiment))).code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_unsupported_control_flow_is_refused_before_anything_runs(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    version = await upload(stubs, "control-flow", compiled["control-flow-pipeline"])
+    error = await rpc_error(create(stubs, run_of(version)))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    for feature in ("loops (ParallelFor)", "conditions (If/Elif/Else)", "exit handlers"):
+        assert feature in error.details()
+    assert (await stubs.runs.ListRuns(run_pb2.ListRunsRequest())).total_size == 0
+
+
+async def test_terminate_mid_run_cancels_the_running_task(stubs: Stubs, compiled: dict[str, Spec], tmp_path: Path) -> None:
+    version = await upload(stubs, "gated", compiled["gated-pipeline"])
+    created = await create(stubs, run_of(version, counter=str(tmp_path / "count"), gate=str(tmp_path / "never")))
+    await wait_until(stubs.runs, created.run_id, is_running("wait-for"))
+    await stubs.runs.TerminateRun(run_pb2.TerminateRunRequest(run_id=created.run_id))
+    await stubs.runs.TerminateRun(run_pb2.TerminateRunRequest(run_id=created.run_id))  # again: no effect
+    run = await finished(stubs, created)
+    assert run.state == common_pb2.CANCELED
+    assert state_names(run.state_history) == ["PENDING", "RUNNING", "CANCELING", "CANCELED"]
+    assert run.error.code == grpc.StatusCode.CANCELLED.value[0]
+    assert task(run, "record").state == common_pb2.SUCCEEDED
+    assert task(run, "wait-for").state == common_pb2.CANCELED
+    assert not _processes_of(run.run_id)
+    error = await rpc_error(stubs.runs.TerminateRun(run_pb2.TerminateRunRequest(run_id=run.run_id)))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "CANCELED" in error.details()
+
+
+async def test_retry_reruns_only_the_tasks_that_did_not_succeed(stubs: Stubs, compiled: dict[str, Spec], tmp_path: Path) -> None:
+    counter, gate = tmp_path / "count", tmp_path / "gate"
+    version = await upload(stubs, "retryable", compiled["retryable-pipeline"])
+    failed = await finished(stubs, await create(stubs, run_of(version, counter=str(counter), gate=str(gate))))
+    assert failed.state == common_pb2.FAILED and task(failed, "require").state == common_pb2.FAILED
+    error = await rpc_error(stubs.runs.RetryRun(run_pb2.RetryRunRequest(run_id="nope")))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+
+    gate.touch()
+    await stubs.runs.RetryRun(run_pb2.RetryRunRequest(run_id=failed.run_id))
+    run = await finished(stubs, failed)
+    assert run.state == common_pb2.SUCCEEDED and not run.error.message
+    assert state_names(run.state_history) == ["PENDING", "RUNNING", "FAILED", "PENDING", "RUNNING", "SUCCEEDED"]
+    assert counter.read_text() == "ran\n"  # `record` ran once: its result was reused
+    assert state_names(task(run, "record").state_history) == ["RUNNING", "SUCCEEDED"]
+    assert state_names(task(run, "require").state_history) == ["RUNNING", "FAILED", "RUNNING", "SUCCEEDED"]
+    assert plain(task(run, "require").output_parameters)["Output"] == 2
+    error = await rpc_error(stubs.runs.RetryRun(run_pb2.RetryRunRequest(run_id=run.run_id)))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "SUCCEEDED" in error.details()
+
+
+async def test_list_runs_filters_sorts_and_pages(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    version = await upload(stubs, "add", compiled["add-pipeline"])
+    experiment = await stubs.experiments.CreateExperiment(
+        experiment_pb2.CreateExperimentRequest(experiment=experiment_pb2.Experiment(display_name="exp"))
+    )
+    created = []
+    for index in range(5):
+        run = run_of(version, f"run-{index}")
+        if index % 2:
+            run.experiment_id = experiment.experiment_id
+        created.append(await create(stubs, run))
+    failing = await create(stubs, inline_run(compiled["failing-pipeline"], "run-failing"))
+    for run in [*created, failing]:
+        await finished(stubs, run)
+
+    in_experiment = await stubs.runs.ListRuns(run_pb2.ListRunsRequest(experiment_id=experiment.experiment_id))
+    assert [r.display_name for r in in_experiment.runs] == ["run-1", "run-3"] and in_experiment.total_size == 2
+    by_state = await stubs.runs.ListRuns(
+        run_pb2.ListRunsRequest(filter=json.dumps({"predicates": [{"key": "state", "operation": "EQUALS", "string_value": "FAILED"}]}))
+    )
+    assert [r.display_name for r in by_state.runs] == ["run-failing"]
+    assert by_state.runs[0].run_details.task_details[0].state == common_pb2.FAILED  # lists carry tasks
+    seen, token = [], ""
+    while True:
+        page = await stubs.runs.ListRuns(run_pb2.ListRunsRequest(page_size=2, sort_by="display_name desc", page_token=token))
+        seen += [r.display_name for r in page.runs]
+        assert page.total_size == 6
+        if not (token := page.next_page_token):
+            break
+    assert seen == ["run-failing", "run-4", "run-3", "run-2", "run-1", "run-0"]
+    error = await rpc_error(stubs.runs.ListRuns(run_pb2.ListRunsRequest(sort_by="state")))
+    assert "sort_by" in field_violations(error)
+
+
+async def test_archive_unarchive_and_archived_experiments(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    version = await upload(stubs, "add", compiled["add-pipeline"])
+    run = await finished(stubs, await create(stubs, run_of(version)))
+    await stubs.runs.ArchiveRun(run_pb2.ArchiveRunRequest(run_id=run.run_id))
+    assert (await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=run.run_id))).storage_state == run_pb2.Run.ARCHIVED
+    archived_filter = json.dumps({"predicates": [{"key": "storage_state", "operation": "EQUALS", "string_value": "ARCHIVED"}]})
+    assert (await stubs.runs.ListRuns(run_pb2.ListRunsRequest(filter=archived_filter))).total_size == 1
+    await stubs.runs.UnarchiveRun(run_pb2.UnarchiveRunRequest(run_id=run.run_id))
+    assert (await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=run.run_id))).storage_state == run_pb2.Run.AVAILABLE
+    error = await rpc_error(stubs.runs.ArchiveRun(run_pb2.ArchiveRunRequest(run_id="nope")))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+
+    experiment = await stubs.experiments.CreateExperiment(
+        experiment_pb2.CreateExperimentRequest(experiment=experiment_pb2.Experiment(display_name="exp"))
+    )
+    in_experiment = run_of(version)
+    in_experiment.experiment_id = experiment.experiment_id
+    kept = await finished(stubs, await create(stubs, in_experiment))
+    error = await rpc_error(stubs.experiments.DeleteExperiment(experiment_pb2.DeleteExperimentRequest(experiment_id=experiment.experiment_id)))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "1 run" in error.details()
+    await stubs.experiments.ArchiveExperiment(experiment_pb2.ArchiveExperimentRequest(experiment_id=experiment.experiment_id))
+    assert (await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=kept.run_id))).storage_state == run_pb2.Run.ARCHIVED
+    error = await rpc_error(create(stubs, in_experiment))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "archived" in error.details()
+    got = await stubs.experiments.GetExperiment(experiment_pb2.GetExperimentRequest(experiment_id=experiment.experiment_id))
+    assert got.last_run_created_at == kept.created_at
+
+
+async def test_delete_run_removes_it_with_its_logs_and_artifacts(stubs: Stubs, compiled: dict[str, Spec], data_dir: Path, tmp_path: Path) -> None:
+    version = await upload(stubs, "artifacts", compiled["artifact-pipeline"])
+    run = await finished(stubs, await create(stubs, run_of(version)))
+    assert (data_dir / "artifacts" / run.run_id).is_dir()
+    await stubs.runs.DeleteRun(run_pb2.DeleteRunRequest(run_id=run.run_id))
+    assert not (data_dir / "artifacts" / run.run_id).exists()
+    assert (await rpc_error(stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=run.run_id)))).code() == grpc.StatusCode.NOT_FOUND
+    logs = stubs.runs.StreamRunLogs(run_pb2.StreamRunLogsRequest(run_id=run.run_id))
+    assert (await rpc_error(logs.read())).code() == grpc.StatusCode.NOT_FOUND
+    assert (await rpc_error(stubs.runs.DeleteRun(run_pb2.DeleteRunRequest(run_id=run.run_id)))).code() == grpc.StatusCode.NOT_FOUND
+
+    # A run still executing is terminated first.
+    gated = await upload(stubs, "gated", compiled["gated-pipeline"])
+    running = await create(stubs, run_of(gated, counter=str(tmp_path / "count"), gate=str(tmp_path / "never")))
+    await wait_until(stubs.runs, running.run_id, is_running("wait-for"))
+    await stubs.runs.DeleteRun(run_pb2.DeleteRunRequest(run_id=running.run_id))
+    assert not _processes_of(running.run_id)
+    assert (await stubs.runs.ListRuns(run_pb2.ListRunsRequest())).total_size == 0
+
+
+async def test_empty_run_ids_are_invalid(stubs: Stubs) -> None:
+    calls = [
+        stubs.runs.GetRun(run_pb2.GetRunRequest()),
+        stubs.runs.ArchiveRun(run_pb2.ArchiveRunRequest()),
+        stubs.runs.DeleteRun(run_pb2.DeleteRunRequest()),
+        stubs.runs.TerminateRun(run_pb2.TerminateRunRequest()),
+        stubs.runs.RetryRun(run_pb2.RetryRunRequest()),
+    ]
+    for call in calls:
+        error = await rpc_error(call)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "run_id" in field_violations(error)
+
+
+def _processes_of(run_id: str) -> list[int]:
+    """Live processes started for `run_id` (the executor marks their environment)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                if f"KFPGRPC_RUN_ID={run_id}".encode() in environ.read().split(b"\0"):
+                    with open(f"/proc/{pid}/stat") as stat:
+                        if stat.read().split(") ", 1)[1].startswith("Z"):
+                            continue  # a zombie has already exited
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+async def test_run_resumes_after_the_server_is_killed(data_dir: Path, compiled: dict[str, Spec], tmp_path: Path) -> None:
+    """SIGKILL mid-run: on restart the orphaned task process is killed, the succeeded task is
+    not executed again, the interrupted one runs again, and the run ends SUCCEEDED."""
+    counter, gate = tmp_path / "count", tmp_path / "gate"
+    server = ServerProcess(data_dir)
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stubs = Stubs.on(channel)
+            version = await upload(stubs, "gated", compiled["gated-pipeline"])
+            created = await create(stubs, run_of(version, counter=str(counter), gate=str(gate)))
+            await wait_until(stubs.runs, created.run_id, is_running("wait-for"))
+        orphans = _processes_of(created.run_id)
+        assert orphans
+    finally:
+        server.kill()
+    assert all(os.path.exists(f"/proc/{pid}") for pid in orphans)  # the task outlived the server
+
+    restarted = ServerProcess(data_dir)
+    try:
+        async with grpc.aio.insecure_channel(restarted.address) as channel:
+            stubs = Stubs.on(channel)
+            resumed = await wait_until(stubs.runs, created.run_id, is_running("wait-for"))
+            assert resumed.state == common_pb2.RUNNING
+            assert not set(orphans) & set(_processes_of(created.run_id))
+            gate.touch()
+            run = await finished(stubs, created)
+    finally:
+        restarted.terminate()
+    assert run.state == common_pb2.SUCCEEDED, run.error
+    assert counter.read_text() == "ran\n"
+    assert state_names(task(run, "record").state_history) == ["RUNNING", "SUCCEEDED"]
+    assert state_names(task(run, "wait-for").state_history) == ["RUNNING", "RUNNING", "SUCCEEDED"]
+    assert plain(task(run, "wait-for").output_parameters)["Output"] == 2
+    assert state_names(run.state_history) == ["PENDING", "RUNNING", "SUCCEEDED"]
+
+
+async def test_concurrent_runs_all_finish(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    version = await upload(stubs, "add", compiled["add-pipeline"])
+    created = await asyncio.gather(*(create(stubs, run_of(version, f"r{i}", a=i)) for i in range(8)))
+    runs = await asyncio.gather(*(finished(stubs, run) for run in created))
+    assert [plain(task(r, "add-2").output_parameters)["Output"] for r in runs] == [i + 4 for i in range(8)]
