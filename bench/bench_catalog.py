@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import Latencies, Server, closed_loop  # noqa: E402
+from bench.harness import Server, closed_loop, first_and_deep_pages, repeated  # noqa: E402
 from kfpgrpc.v1 import pipeline_pb2 as pb  # noqa: E402
 from kfpgrpc.v1 import pipeline_pb2_grpc  # noqa: E402
 
@@ -59,33 +59,16 @@ def bulk_load(database: Path, rows: int) -> None:
 async def list_latency(address: str, rows: int) -> None:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pipeline_pb2_grpc.PipelineServiceStub(channel)
+        async def list_pipelines(**fields: object) -> pb.ListPipelinesResponse:
+            return await stub.ListPipelines(pb.ListPipelinesRequest(**fields))
+
         for sort_by in ("created_at", "name desc"):
-            first = Latencies([])
-            for _ in range(200):
-                started = time.perf_counter()
-                page = await stub.ListPipelines(pb.ListPipelinesRequest(page_size=20, sort_by=sort_by))
-                first.seconds.append(time.perf_counter() - started)
-            # Walk to the middle of the list with big pages, then time pages from there on.
-            token = page.next_page_token
-            walked = 20
-            while walked < rows // 2:
-                page = await stub.ListPipelines(pb.ListPipelinesRequest(page_size=200, page_token=token))
-                token, walked = page.next_page_token, walked + 200
-            deep = Latencies([])
-            for _ in range(200):
-                started = time.perf_counter()
-                page = await stub.ListPipelines(pb.ListPipelinesRequest(page_size=20, page_token=token))
-                deep.seconds.append(time.perf_counter() - started)
-                token = page.next_page_token
+            first, deep, walked, total = await first_and_deep_pages(list_pipelines, rows, sort_by)
             print(f"ListPipelines sort_by={sort_by!r:12} first page: {first.summary()}")
-            print(f"ListPipelines sort_by={sort_by!r:12} page at row {walked:,}: {deep.summary()}  (total_size={page.total_size:,})")
+            print(f"ListPipelines sort_by={sort_by!r:12} page at row {walked:,}: {deep.summary()}  (total_size={total:,})")
         # A substring filter cannot use an index: its page and its total_size scan the table.
         substring = json.dumps({"predicates": [{"key": "name", "operation": "IS_SUBSTRING", "string_value": "-00999"}]})
-        scanned = Latencies([])
-        for _ in range(50):
-            started = time.perf_counter()
-            page = await stub.ListPipelines(pb.ListPipelinesRequest(page_size=20, filter=substring))
-            scanned.seconds.append(time.perf_counter() - started)
+        scanned, page = await repeated(lambda: list_pipelines(page_size=20, filter=substring), 50)
         print(f"ListPipelines IS_SUBSTRING filter (full scan, {page.total_size} matches): {scanned.summary()}")
 
 

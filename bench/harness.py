@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class Server:
@@ -60,3 +61,33 @@ async def closed_loop(call: Callable[[int], Awaitable[object]], total: int, conc
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return total / (time.perf_counter() - started), Latencies(latencies)
+
+
+async def repeated(call: Callable[[], Awaitable[Any]], times: int) -> tuple[Latencies, Any]:
+    """Time `times` sequential calls; return their latencies and the last result."""
+    latencies, result = Latencies([]), None
+    for _ in range(times):
+        started = time.perf_counter()
+        result = await call()
+        latencies.seconds.append(time.perf_counter() - started)
+    return latencies, result
+
+
+async def first_and_deep_pages(
+    list_call: Callable[..., Awaitable[Any]], rows: int, sort_by: str, samples: int = 200
+) -> tuple[Latencies, Latencies, int, int]:
+    """Latencies of the first page of 20 and of pages from the middle of the list on, reached by
+    walking there with pages of 200. `list_call(**fields)` sends a List request with these
+    fields. Returns (first, deep, row where the deep pages start, total_size)."""
+    first, page = await repeated(lambda: list_call(page_size=20, sort_by=sort_by), samples)
+    token, walked = page.next_page_token, 20
+    while walked < rows // 2:
+        page = await list_call(page_size=200, page_token=token)
+        token, walked = page.next_page_token, walked + 200
+    deep = Latencies([])
+    for _ in range(samples):
+        started = time.perf_counter()
+        page = await list_call(page_size=20, page_token=token)
+        deep.seconds.append(time.perf_counter() - started)
+        token = page.next_page_token
+    return first, deep, walked, page.total_size

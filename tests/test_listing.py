@@ -4,6 +4,7 @@ query plans that keep every page an index range scan."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import urllib.parse
@@ -17,6 +18,7 @@ from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.store.experiments import EXPERIMENTS
 from kfpgrpc.store.listing import ListRequest, build_query
 from kfpgrpc.store.pipelines import PIPELINE_VERSIONS, PIPELINES
+from kfpgrpc.store.runs import RUNS
 from kfpgrpc.v1 import experiment_pb2 as pb
 from kfpgrpc.v1 import pipeline_pb2
 from tests.support import Stubs, field_violations
@@ -153,9 +155,18 @@ async def test_token_must_match_sort_filter_and_parent(stubs: Stubs, experiments
     assert field_violations(failure.value) == {"page_token": "belongs to a different list (its parent resource differs)"}
 
 
-@pytest.mark.parametrize("listing", [EXPERIMENTS, PIPELINES, PIPELINE_VERSIONS], ids=lambda listing: listing.table)
-async def test_every_sort_is_an_index_scan(server: KfpGrpcServer, data_dir: Path, listing: Any) -> None:
-    scope = [("pipeline_id", "p")] if listing is PIPELINE_VERSIONS else []
+@pytest.mark.parametrize(
+    ("listing", "scope"),
+    [
+        (EXPERIMENTS, []),
+        (PIPELINES, []),
+        (PIPELINE_VERSIONS, [("pipeline_id", "p")]),
+        (RUNS, []),
+        (RUNS, [("experiment_id", "e")]),
+    ],
+    ids=["experiments", "pipelines", "pipeline_versions", "runs", "runs_of_an_experiment"],
+)
+async def test_every_sort_is_an_index_scan(server: KfpGrpcServer, data_dir: Path, listing: Any, scope: list[tuple[str, str]]) -> None:
     database = sqlite3.connect(data_dir / "kfpgrpc.db")
     try:
         for column, spec in listing.columns.items():
@@ -173,3 +184,12 @@ async def test_every_sort_is_an_index_scan(server: KfpGrpcServer, data_dir: Path
                     assert "SCAN" not in plan or query is first, plan  # deep pages seek, never scan from the start
     finally:
         database.close()
+
+
+async def test_runs_filtered_by_state_seek_the_state_index(server: KfpGrpcServer, data_dir: Path) -> None:
+    """"Which runs are RUNNING?" must not scan every run ever made."""
+    query = build_query(RUNS, ListRequest(filter=predicate("state", "EQUALS", string_value="RUNNING")))
+    with contextlib.closing(sqlite3.connect(data_dir / "kfpgrpc.db")) as database:
+        for sql, params in (query.page_sql("*"), query.count_sql()):
+            plan = " | ".join(row[3] for row in database.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            assert "runs_by_state (state=?)" in plan and "TEMP B-TREE" not in plan, plan

@@ -405,8 +405,8 @@ class Runs:
             self._log_appended.publish(run_id, True)  # followers re-check and see the end
 
     async def _finish(self, execution: _Execution, state: str, error: str) -> None:
-        if state == CANCELED and not error:
-            error = "terminated by TerminateRun"
+        if state == CANCELED and not error:  # terminated before the executor started
+            error = "the run was terminated"
         now = self._clock.now_us()
         # Tasks a crashed attempt left unfinished and this attempt did not reach.
         leftovers = [

@@ -70,7 +70,7 @@ _TASKS = RecordTable(
         "state_history": HISTORY,
     },
 )
-_UNFINISHED = "('PENDING', 'RUNNING', 'CANCELING')"  # matches the partial index runs_unfinished
+_UNFINISHED = "('PENDING', 'RUNNING', 'CANCELING')"
 
 
 def spec_hash(spec: dict[str, Any]) -> str:

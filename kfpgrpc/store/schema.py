@@ -94,7 +94,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX runs_in_experiment_by_display_name ON runs (experiment_id, display_name, run_id);
     CREATE INDEX runs_in_experiment_by_run_id ON runs (experiment_id, run_id);
     CREATE INDEX runs_by_spec_hash ON runs (spec_hash);
-    CREATE INDEX runs_unfinished ON runs (state) WHERE state IN ('PENDING', 'RUNNING', 'CANCELING');
+    CREATE INDEX runs_by_state ON runs (state, created_at, run_id);
 
     CREATE TABLE tasks (
         run_id            TEXT NOT NULL,
