@@ -144,9 +144,13 @@ async def wait_until(runs: run_pb2_grpc.RunServiceStub, run_id: str, condition: 
     """The first WatchRun snapshot that satisfies `condition`."""
 
     async def find() -> run_pb2.Run:
-        async for snapshot in runs.WatchRun(run_pb2.WatchRunRequest(run_id=run_id)):
-            if condition(snapshot):
-                return snapshot
+        call = runs.WatchRun(run_pb2.WatchRunRequest(run_id=run_id))
+        try:
+            async for snapshot in call:
+                if condition(snapshot):
+                    return snapshot
+        finally:
+            call.cancel()  # leave no watch open on the server
         raise AssertionError(f"run {run_id} ended without meeting the condition")
 
     return await asyncio.wait_for(find(), timeout)

@@ -342,7 +342,10 @@ class Runs:
         if task_name:
             spec = self._spec_info(await store.get_spec(self._db, view.run.spec_hash)).spec
             known = {(t.task_id, t.display_name) for t in view.tasks} | set(task_names(spec))
-            task_ids = sorted({task_id for task_id, display_name in known if task_name in (task_id, display_name)})
+            # A task id names one task; a display name may be shared by tasks of sub-pipelines.
+            task_ids = [task_name] if any(task_id == task_name for task_id, _ in known) else sorted(
+                task_id for task_id, display_name in known if display_name == task_name
+            )
             if not task_ids:
                 raise NotFound("task", "task_name", task_name)
         after = 0
