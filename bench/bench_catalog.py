@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import Server, closed_loop, first_and_deep_pages, repeated  # noqa: E402
+from bench.harness import Server, at_each_concurrency, first_and_deep_pages, repeated  # noqa: E402
 from kfpgrpc.v1 import pipeline_pb2 as pb  # noqa: E402
 from kfpgrpc.v1 import pipeline_pb2_grpc  # noqa: E402
 
@@ -32,19 +32,16 @@ async def writes_and_reads(address: str) -> None:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pipeline_pb2_grpc.PipelineServiceStub(channel)
         ids: list[str] = []
-        for concurrency in (1, 50):
-            async def create(i: int, prefix: str = f"c{concurrency}") -> None:
-                created = await stub.CreatePipeline(pb.CreatePipelineRequest(pipeline=pb.Pipeline(name=f"{prefix}-{i}")))
-                ids.append(created.pipeline_id)
 
-            rate, latencies = await closed_loop(create, 2000, concurrency)
-            print(f"CreatePipeline  {concurrency:>2} clients: {rate:7.0f} writes/s  {latencies.summary()}")
-        for concurrency in (1, 50):
-            async def get(i: int) -> None:
-                await stub.GetPipeline(pb.GetPipelineRequest(pipeline_id=ids[i % len(ids)]))
+        async def create(concurrency: int, index: int) -> None:
+            pipeline = pb.Pipeline(name=f"c{concurrency}-{index}")
+            ids.append((await stub.CreatePipeline(pb.CreatePipelineRequest(pipeline=pipeline))).pipeline_id)
 
-            rate, latencies = await closed_loop(get, 4000, concurrency)
-            print(f"GetPipeline     {concurrency:>2} clients: {rate:7.0f} reads/s   {latencies.summary()}")
+        async def get(concurrency: int, index: int) -> None:
+            await stub.GetPipeline(pb.GetPipelineRequest(pipeline_id=ids[index % len(ids)]))
+
+        await at_each_concurrency("CreatePipeline", "writes/s", create, {1: 2000, 50: 2000})
+        await at_each_concurrency("GetPipeline", "reads/s", get, {1: 4000, 50: 4000})
 
 
 def bulk_load(database: Path, rows: int) -> None:

@@ -30,7 +30,7 @@ from google.protobuf import struct_pb2
 from kfp import compiler, dsl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import Server, closed_loop, first_and_deep_pages, repeated  # noqa: E402
+from bench.harness import Server, at_each_concurrency, first_and_deep_pages, repeated  # noqa: E402
 from kfpgrpc.v1 import common_pb2, experiment_pb2, experiment_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc  # noqa: E402
 from kfpgrpc.v1 import run_pb2 as pb  # noqa: E402
 from kfpgrpc.v1 import run_pb2_grpc  # noqa: E402
@@ -75,24 +75,22 @@ async def creates_and_gets(address: str, spec: dict) -> None:
             pipeline_id=version.pipeline_id, pipeline_version_id=version.pipeline_version_id
         )
         ids: list[str] = []
-        for concurrency, total in ((1, 500), (50, 2000)):
-            async def create(i: int, prefix: str = f"c{concurrency}") -> None:
-                run = pb.Run(display_name=f"{prefix}-{i}", pipeline_version_reference=reference)
-                ids.append((await stub.CreateRun(pb.CreateRunRequest(run=run))).run_id)
 
-            started = time.perf_counter()
-            rate, latencies = await closed_loop(create, total, concurrency)
-            print(f"CreateRun  {concurrency:>2} clients: {rate:7.0f} runs/s   {latencies.summary()}")
+        async def create(concurrency: int, index: int) -> None:
+            run = pb.Run(display_name=f"c{concurrency}-{index}", pipeline_version_reference=reference)
+            ids.append((await stub.CreateRun(pb.CreateRunRequest(run=run))).run_id)
+
+        async def all_finished(started: float) -> None:
             while (await stub.ListRuns(pb.ListRunsRequest(page_size=1, filter=UNFINISHED))).total_size:
                 await asyncio.sleep(0.05)
             elapsed = time.perf_counter() - started
-            print(f"           all {total} runs finished {elapsed:.2f} s after the first create ({total / elapsed:.0f} runs/s end to end)")
-        for concurrency in (1, 50):
-            async def get(i: int) -> None:
-                await stub.GetRun(pb.GetRunRequest(run_id=ids[i % len(ids)]))
+            print(f"{'':>15} every run had finished {elapsed:.2f} s after the first create")
 
-            rate, latencies = await closed_loop(get, 4000, concurrency)
-            print(f"GetRun     {concurrency:>2} clients: {rate:7.0f} reads/s  {latencies.summary()}")
+        async def get(concurrency: int, index: int) -> None:
+            await stub.GetRun(pb.GetRunRequest(run_id=ids[index % len(ids)]))
+
+        await at_each_concurrency("CreateRun", "runs/s", create, {1: 500, 50: 2000}, after=all_finished)
+        await at_each_concurrency("GetRun", "reads/s", get, {1: 4000, 50: 4000})
 
 
 def bulk_load(database: Path, rows: int, experiment_ids: list[str]) -> None:

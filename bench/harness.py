@@ -63,6 +63,23 @@ async def closed_loop(call: Callable[[int], Awaitable[object]], total: int, conc
     return total / (time.perf_counter() - started), Latencies(latencies)
 
 
+async def at_each_concurrency(
+    label: str,
+    unit: str,
+    call: Callable[[int, int], Awaitable[object]],
+    totals: dict[int, int],
+    after: Callable[[float], Awaitable[None]] | None = None,
+) -> None:
+    """For each {concurrency: total calls}, run `call(concurrency, index)` in a closed loop and
+    print the rate and latencies; `after(start time)` runs once each level is done."""
+    for concurrency, total in totals.items():
+        started = time.perf_counter()
+        rate, latencies = await closed_loop(lambda index: call(concurrency, index), total, concurrency)
+        print(f"{label:<15} {concurrency:>2} clients: {rate:7.0f} {unit:<8} {latencies.summary()}")
+        if after is not None:
+            await after(started)
+
+
 async def repeated(call: Callable[[], Awaitable[Any]], times: int) -> tuple[Latencies, Any]:
     """Time `times` sequential calls; return their latencies and the last result."""
     latencies, result = Latencies([]), None

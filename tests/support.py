@@ -169,3 +169,20 @@ def state_names(history: Any) -> list[str]:
 def plain(values: Any) -> dict[str, Any]:
     """A proto map<string, google.protobuf.Value> as plain Python values."""
     return {name: json_format.MessageToDict(value) for name, value in values.items()}
+
+
+def task_processes(run_id: str) -> dict[int, int]:
+    """{pid: process group} of the live processes the executor started for `run_id`: it marks
+    their environment with KFPGRPC_RUN_ID. Zombies (exited, not yet reaped) do not count."""
+    marker = f"KFPGRPC_RUN_ID={run_id}".encode()
+    found = {}
+    for pid in (int(name) for name in os.listdir("/proc") if name.isdigit()):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()  # after "(command)": state, ppid, pgrp
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                if fields[0] != "Z" and marker in environ.read().split(b"\0"):
+                    found[pid] = int(fields[2])
+        except OSError:  # gone, or not ours
+            continue
+    return found

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import struct as binary
 import uuid
 from collections.abc import Callable
@@ -24,7 +23,17 @@ import pytest
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.v1 import common_pb2, run_pb2
-from tests.support import Stubs, field_violations, run_of, state_names, task, upload, wait_until, watch_to_end
+from tests.support import (
+    Stubs,
+    field_violations,
+    run_of,
+    state_names,
+    task,
+    task_processes,
+    upload,
+    wait_until,
+    watch_to_end,
+)
 
 STREAM_TIMEOUT = 60  # only to turn a hang into a failure; nothing here is expected to take long
 
@@ -118,20 +127,6 @@ async def expect_error(code: grpc.StatusCode, stream: Any) -> grpc.aio.AioRpcErr
             raise AssertionError(f"expected {code.name}, got a message: {item}")
     assert caught.value.code() == code, caught.value
     return caught.value
-
-
-def task_process_groups(run_id: str) -> set[int]:
-    """Process groups of live processes started for `run_id` (they carry KFPGRPC_RUN_ID)."""
-    entry = f"KFPGRPC_RUN_ID={run_id}".encode()
-    groups = set()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as environ:
-                if entry in environ.read().split(b"\0"):
-                    groups.add(os.getpgid(int(pid)))
-        except OSError:
-            continue
-    return groups
 
 
 async def eventually(condition: Callable[[], bool], what: str, timeout: float = STREAM_TIMEOUT) -> None:
@@ -408,7 +403,7 @@ async def test_shutdown_ends_streams_with_unavailable_and_the_run_resumes_after_
             following = asyncio.create_task(follow())
             await eventually(lambda: all(w.snapshots for w in watchers), "the watchers have their first snapshot")
             await eventually(lambda: f"waiting for {gated.gate}" in followed, "the follower has the waiting line")
-            assert task_process_groups(run_id)  # wait-for is running
+            assert task_processes(run_id)  # wait-for is running
 
             await asyncio.wait_for(first.stop(), STREAM_TIMEOUT)
 
@@ -420,7 +415,7 @@ async def test_shutdown_ends_streams_with_unavailable_and_the_run_resumes_after_
             log_error = await asyncio.wait_for(following, STREAM_TIMEOUT)
             assert log_error is not None and log_error.code() == grpc.StatusCode.UNAVAILABLE, log_error
             assert "shutting down" in (log_error.details() or "")
-            await eventually(lambda: not task_process_groups(run_id), "the stopped server's task processes are gone")
+            await eventually(lambda: not task_processes(run_id), "the stopped server's task processes are gone")
     finally:
         await first.stop()
 

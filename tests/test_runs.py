@@ -23,6 +23,7 @@ from tests.support import (
     state_names,
     struct,
     task,
+    task_processes,
     upload,
     wait_until,
     watch_to_end,
@@ -219,7 +220,7 @@ async def test_terminate_mid_run_cancels_the_running_task(stubs: Stubs, compiled
     assert run.error.code == grpc.StatusCode.CANCELLED.value[0]
     assert task(run, "record").state == common_pb2.SUCCEEDED
     assert task(run, "wait-for").state == common_pb2.CANCELED
-    assert not _processes_of(run.run_id)
+    assert not task_processes(run.run_id)
     error = await rpc_error(stubs.runs.TerminateRun(run_pb2.TerminateRunRequest(run_id=run.run_id)))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "CANCELED" in error.details()
 
@@ -323,7 +324,7 @@ async def test_delete_run_removes_it_with_its_logs_and_artifacts(stubs: Stubs, c
     running = await create(stubs, run_of(gated, counter=str(tmp_path / "count"), gate=str(tmp_path / "never")))
     await wait_until(stubs.runs, running.run_id, is_running("wait-for"))
     await stubs.runs.DeleteRun(run_pb2.DeleteRunRequest(run_id=running.run_id))
-    assert not _processes_of(running.run_id)
+    assert not task_processes(running.run_id)
     assert (await stubs.runs.ListRuns(run_pb2.ListRunsRequest())).total_size == 0
 
 
@@ -340,22 +341,6 @@ async def test_empty_run_ids_are_invalid(stubs: Stubs) -> None:
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "run_id" in field_violations(error)
 
 
-def _processes_of(run_id: str) -> list[int]:
-    """Live processes started for `run_id` (the executor marks their environment)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as environ:
-                if f"KFPGRPC_RUN_ID={run_id}".encode() in environ.read().split(b"\0"):
-                    with open(f"/proc/{pid}/stat") as stat:
-                        if stat.read().split(") ", 1)[1].startswith("Z"):
-                            continue  # a zombie has already exited
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
-
-
 async def test_run_resumes_after_the_server_is_killed(data_dir: Path, compiled: dict[str, Spec], tmp_path: Path) -> None:
     """SIGKILL mid-run: on restart the orphaned task process is killed, the succeeded task is
     not executed again, the interrupted one runs again, and the run ends SUCCEEDED."""
@@ -367,7 +352,7 @@ async def test_run_resumes_after_the_server_is_killed(data_dir: Path, compiled: 
             version = await upload(stubs, "gated", compiled["gated-pipeline"])
             created = await create(stubs, run_of(version, counter=str(counter), gate=str(gate)))
             await wait_until(stubs.runs, created.run_id, is_running("wait-for"))
-        orphans = _processes_of(created.run_id)
+        orphans = task_processes(created.run_id)
         assert orphans
     finally:
         server.kill()
@@ -379,7 +364,7 @@ async def test_run_resumes_after_the_server_is_killed(data_dir: Path, compiled: 
             stubs = Stubs.on(channel)
             resumed = await wait_until(stubs.runs, created.run_id, is_running("wait-for"))
             assert resumed.state == common_pb2.RUNNING
-            assert not set(orphans) & set(_processes_of(created.run_id))
+            assert not set(orphans) & set(task_processes(created.run_id))
             gate.touch()
             run = await finished(stubs, created)
     finally:
