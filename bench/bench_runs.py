@@ -138,7 +138,7 @@ async def list_latency(address: str, rows: int, experiment_id: str) -> None:
                 print(f"ListRuns {label:14} sort_by={sort_by!r:17} page at row {walked:,}: {deep.summary()}  (total_size={total:,})")
         failed = json.dumps({"predicates": [{"key": "state", "operation": "EQUALS", "string_value": "FAILED"}]})
         scanned, page = await repeated(lambda: list_runs(page_size=20, filter=failed), 20)
-        print(f"ListRuns state=FAILED filter (no index on state; {page.total_size} matches): {scanned.summary()}")
+        print(f"ListRuns state=FAILED filter (seeks the state index; {page.total_size} matches): {scanned.summary()}")
 
 
 async def experiments(address: str) -> list[str]:

@@ -78,6 +78,9 @@ def test_grpcurl_session_runs_against_a_real_server(tmp_path: Path) -> None:
         "type.googleapis.com/google.rpc.BadRequest",  # the bad request
         '"field":"pipeline_version.pipeline_spec.schemaVersion"',
         "grpcurl exit code: 67",
+        '  "state": "SUCCEEDED"',  # the run, watched to its end
+        "add SUCCEEDED {'Output': 7}",  # 5 + the default 2
+        "Wrote executor output file",  # the end of the task's log
     ):
         assert expected in output, f"{expected!r} not in the session's output:\n{output}"
     assert output.count('"name": "v1"') == 2, output  # CreatePipelineVersion, then ListPipelineVersions
