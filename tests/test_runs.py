@@ -268,6 +268,14 @@ async def test_list_runs_filters_sorts_and_pages(stubs: Stubs, compiled: dict[st
     )
     assert [r.display_name for r in by_state.runs] == ["run-failing"]
     assert by_state.runs[0].run_details.task_details[0].state == common_pb2.FAILED  # lists carry tasks
+    since_third = json.dumps(
+        {"predicates": [
+            {"key": "created_at", "operation": "GREATER_THAN_EQUALS", "timestamp_value": created[3].created_at.ToJsonString()},
+            {"key": "finished_at", "operation": "GREATER_THAN", "long_value": 0},
+        ]}
+    )
+    recent = await stubs.runs.ListRuns(run_pb2.ListRunsRequest(filter=since_third, sort_by="created_at desc"))
+    assert [r.display_name for r in recent.runs] == ["run-failing", "run-4", "run-3"]
     seen, token = [], ""
     while True:
         page = await stubs.runs.ListRuns(run_pb2.ListRunsRequest(page_size=2, sort_by="display_name desc", page_token=token))
