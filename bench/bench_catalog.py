@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import Server, at_each_concurrency, first_and_deep_pages, repeated  # noqa: E402
+from bench.harness import Server, at_each_concurrency, page_latencies, repeated  # noqa: E402
 from kfpgrpc.v1 import pipeline_pb2 as pb  # noqa: E402
 from kfpgrpc.v1 import pipeline_pb2_grpc  # noqa: E402
 
@@ -60,9 +60,7 @@ async def list_latency(address: str, rows: int) -> None:
             return await stub.ListPipelines(pb.ListPipelinesRequest(**fields))
 
         for sort_by in ("created_at", "name desc"):
-            first, deep, walked, total = await first_and_deep_pages(list_pipelines, rows, sort_by)
-            print(f"ListPipelines sort_by={sort_by!r:12} first page: {first.summary()}")
-            print(f"ListPipelines sort_by={sort_by!r:12} page at row {walked:,}: {deep.summary()}  (total_size={total:,})")
+            await page_latencies("ListPipelines", list_pipelines, rows, sort_by)
         # A substring filter cannot use an index: its page and its total_size scan the table.
         substring = json.dumps({"predicates": [{"key": "name", "operation": "IS_SUBSTRING", "string_value": "-00999"}]})
         scanned, page = await repeated(lambda: list_pipelines(page_size=20, filter=substring), 50)

@@ -30,7 +30,7 @@ from google.protobuf import struct_pb2
 from kfp import compiler, dsl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import Server, at_each_concurrency, first_and_deep_pages, repeated  # noqa: E402
+from bench.harness import Server, at_each_concurrency, page_latencies, repeated  # noqa: E402
 from kfpgrpc.v1 import common_pb2, experiment_pb2, experiment_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc  # noqa: E402
 from kfpgrpc.v1 import run_pb2 as pb  # noqa: E402
 from kfpgrpc.v1 import run_pb2_grpc  # noqa: E402
@@ -133,9 +133,7 @@ async def list_latency(address: str, rows: int, experiment_id: str) -> None:
 
         for label, call, size in (("all runs", list_runs, rows), ("one experiment", list_experiment_runs, rows // 2)):
             for sort_by in ("created_at desc", "display_name"):
-                first, deep, walked, total = await first_and_deep_pages(call, size, sort_by)
-                print(f"ListRuns {label:14} sort_by={sort_by!r:17} first page: {first.summary()}")
-                print(f"ListRuns {label:14} sort_by={sort_by!r:17} page at row {walked:,}: {deep.summary()}  (total_size={total:,})")
+                await page_latencies(f"ListRuns, {label},", call, size, sort_by)
         failed = json.dumps({"predicates": [{"key": "state", "operation": "EQUALS", "string_value": "FAILED"}]})
         scanned, page = await repeated(lambda: list_runs(page_size=20, filter=failed), 20)
         print(f"ListRuns state=FAILED filter (seeks the state index; {page.total_size} matches): {scanned.summary()}")

@@ -90,12 +90,9 @@ async def repeated(call: Callable[[], Awaitable[Any]], times: int) -> tuple[Late
     return latencies, result
 
 
-async def first_and_deep_pages(
-    list_call: Callable[..., Awaitable[Any]], rows: int, sort_by: str, samples: int = 200
-) -> tuple[Latencies, Latencies, int, int]:
-    """Latencies of the first page of 20 and of pages from the middle of the list on, reached by
-    walking there with pages of 200. `list_call(**fields)` sends a List request with these
-    fields. Returns (first, deep, row where the deep pages start, total_size)."""
+async def page_latencies(label: str, list_call: Callable[..., Awaitable[Any]], rows: int, sort_by: str, samples: int = 200) -> None:
+    """Print the latencies of the first page of 20 and of pages from the middle of the list on,
+    reached by walking there with pages of 200. `list_call(**fields)` sends a List request."""
     first, page = await repeated(lambda: list_call(page_size=20, sort_by=sort_by), samples)
     token, walked = page.next_page_token, 20
     while walked < rows // 2:
@@ -107,4 +104,6 @@ async def first_and_deep_pages(
         page = await list_call(page_size=20, page_token=token)
         deep.seconds.append(time.perf_counter() - started)
         token = page.next_page_token
-    return first, deep, walked, page.total_size
+    where = f"{label} sort_by={sort_by!r}"
+    print(f"{where:<50} first page: {first.summary()}")
+    print(f"{where:<50} page at row {walked:,}: {deep.summary()}  (total_size={page.total_size:,})")
