@@ -127,6 +127,9 @@ def test_bad_command_lines_fail_with_one_clear_line(tmp_path: Path) -> None:
     unknown_zone = serve("--default-time-zone", "Mars/Olympus")
     assert unknown_zone.returncode == 2
     assert unknown_zone.stderr.strip() == "kfpgrpc: --default-time-zone: unknown IANA time zone 'Mars/Olympus'"
+    no_tasks = serve("--max-parallel-tasks", "0")
+    assert no_tasks.returncode == 2
+    assert no_tasks.stderr.strip() == "kfpgrpc: --max-parallel-tasks must be at least 1"
     lonely_cert = serve("--tls-cert", "cert.pem")
     assert lonely_cert.returncode == 2
     assert lonely_cert.stderr.strip() == "kfpgrpc: --tls-cert and --tls-key go together"
