@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--default-time-zone", default=_env("DEFAULT_TIME_ZONE", defaults.default_time_zone),
                        help="IANA zone of cron schedules that name none (env KFPGRPC_DEFAULT_TIME_ZONE)")
     serve.add_argument("--max-parallel-tasks", type=int,
-                       default=int(_env("MAX_PARALLEL_TASKS", str(defaults.max_parallel_tasks))),
+                       default=_env("MAX_PARALLEL_TASKS", str(defaults.max_parallel_tasks)),
                        help="task processes running at once, across all runs (env KFPGRPC_MAX_PARALLEL_TASKS)")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"])
