@@ -1,17 +1,24 @@
 """Time source of the server core.
 
-Every timestamp the core writes comes from a Clock, so that tests can substitute a virtual
-clock and run hours of schedule in milliseconds. Times are integer microseconds since the Unix
-epoch, UTC: exact, cheap to compare and to index in SQLite.
+Every timestamp the core writes comes from a Clock, and every timer it sets goes through one,
+so that tests can substitute a `VirtualClock` and run days of schedule in milliseconds. Times
+are integer microseconds since the Unix epoch, UTC: exact, cheap to compare and to index.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 MICROS_PER_SECOND = 1_000_000
+
+
+class Alarm(Protocol):
+    def cancel(self) -> None: ...
 
 
 class Clock(Protocol):
@@ -19,11 +26,75 @@ class Clock(Protocol):
         """The current time in microseconds since the Unix epoch."""
         ...
 
+    def wake_at(self, when_us: int, event: asyncio.Event) -> Alarm:
+        """Set `event` once the time is `when_us` or later (maybe slightly early: re-check)."""
+        ...
+
 
 class SystemClock:
     def now_us(self) -> int:
         return time.time_ns() // 1000
 
+    def wake_at(self, when_us: int, event: asyncio.Event) -> Alarm:
+        delay = max(0.0, (when_us - self.now_us()) / MICROS_PER_SECOND)
+        return asyncio.get_running_loop().call_later(delay, event.set)
+
+
+class _VirtualAlarm:
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class VirtualClock:
+    """A clock that moves only when told to (`advance`, `set`), waking the alarms it passes."""
+
+    def __init__(self, now_us: int) -> None:
+        self._now = now_us
+        self._alarms: list[tuple[int, int, asyncio.Event, _VirtualAlarm]] = []
+        self._order = itertools.count()
+
+    def now_us(self) -> int:
+        return self._now
+
+    def wake_at(self, when_us: int, event: asyncio.Event) -> Alarm:
+        alarm = _VirtualAlarm()
+        if when_us <= self._now:
+            event.set()
+        else:
+            heapq.heappush(self._alarms, (when_us, next(self._order), event, alarm))
+        return alarm
+
+    def set(self, now_us: int) -> None:
+        if now_us < self._now:
+            raise ValueError("a virtual clock does not go back")
+        self._now = now_us
+        while self._alarms and self._alarms[0][0] <= now_us:
+            _, _, event, alarm = heapq.heappop(self._alarms)
+            if not alarm.cancelled:
+                event.set()
+
+    def advance(self, seconds: float) -> None:
+        self.set(self._now + round(seconds * MICROS_PER_SECOND))
+
+    @property
+    def next_alarm_us(self) -> int | None:
+        """When the earliest pending alarm fires, if any."""
+        while self._alarms and self._alarms[0][3].cancelled:
+            heapq.heappop(self._alarms)
+        return self._alarms[0][0] if self._alarms else None
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
 
 def to_datetime(micros: int) -> datetime:
-    return datetime.fromtimestamp(micros / MICROS_PER_SECOND, tz=timezone.utc)
+    """Exact: going through a float would lose microseconds of today's timestamps."""
+    return EPOCH + timedelta(microseconds=micros)
+
+
+def to_micros(moment: datetime) -> int:
+    """An aware datetime in microseconds since the epoch, exactly."""
+    return (moment - EPOCH) // timedelta(microseconds=1)

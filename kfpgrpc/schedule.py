@@ -23,13 +23,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 
-from kfpgrpc.clock import MICROS_PER_SECOND, to_datetime
+from kfpgrpc.clock import MICROS_PER_SECOND, to_datetime, to_micros
 from kfpgrpc.errors import FieldViolation
 
 NEXT_TIMES = 10  # how many upcoming fire times a recurring run shows
@@ -90,16 +90,11 @@ class Cron:
         elapsed = self.follows_elapsed_time
         while True:
             local: datetime = matches.get_next(datetime)
-            tick = _micros(local)
+            tick = to_micros(local)
             if self.end_us and tick > self.end_us:
                 return None
             if elapsed or not _second_occurrence(local):
                 return tick
-
-
-def _micros(moment: datetime) -> int:
-    delta = moment.astimezone(timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * MICROS_PER_SECOND + delta.microseconds
 
 
 def _second_occurrence(local: datetime) -> bool:
