@@ -139,3 +139,65 @@ class LogLine:
     line_number: int  # 1-based, per task
     time: int
     text: str
+
+
+ENABLED = "ENABLED"
+DISABLED = "DISABLED"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """When a recurring run fires. `schedule` is "cron", "periodic" or "" (only upstream or
+    new-version triggers). Times in microseconds, 0 = unbounded."""
+
+    schedule: str = ""
+    cron: str = ""
+    time_zone: str = ""
+    interval_seconds: int = 0
+    start_time: int = 0
+    end_time: int = 0
+    upstream_recurring_run_ids: tuple[str, ...] = ()
+    on_new_pipeline_version: bool = False
+
+
+@dataclass(frozen=True)
+class RecurringRun:
+    recurring_run_id: str
+    display_name: str
+    description: str
+    experiment_id: str
+    pipeline_id: str  # with pipeline_version_id; an empty version follows the latest
+    pipeline_version_id: str
+    spec_hash: str  # the inline spec's snapshot; "" for a pipeline reference
+    parameters: dict[str, Any]  # as given: string values may hold macros
+    pipeline_root: str
+    service_account: str
+    max_concurrency: int
+    trigger: Trigger
+    status: str
+    no_catchup: bool
+    overlap_policy: str
+    created_at: int
+    updated_at: int
+    error: str
+    artifacts: list[dict[str, str]]
+    watermark: int  # the newest tick handled (run, queued or skipped): last_scheduled_time
+    ticks_handled: int  # how many ticks were handled: the next tick's [[Index]] is this + 1
+    runs_created: int
+    ticks_skipped: dict[str, int]  # by reason
+    revision: int  # +1 on every change, so that watchers can order snapshots
+
+    @property
+    def inline(self) -> bool:
+        return bool(self.spec_hash)
+
+
+@dataclass(frozen=True)
+class RecurringRunView:
+    """A recurring run as the API shows it: with what its actor knows now."""
+
+    recurring_run: RecurringRun
+    next_scheduled_times: list[int]
+    ticks_queued: int
+    runs_active: int
+    pipeline_spec: dict[str, Any] | None = None

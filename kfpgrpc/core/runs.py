@@ -56,7 +56,7 @@ from kfpgrpc.executor import (
 from kfpgrpc.pipeline_spec import PipelineSpecInfo, task_names, validate_pipeline_spec
 from kfpgrpc.store import pipelines as pipeline_store
 from kfpgrpc.store import runs as store
-from kfpgrpc.store.database import Database
+from kfpgrpc.store.database import Database, WriteJob
 from kfpgrpc.store.listing import ListRequest, build_query
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,10 @@ class NewRun:
     pipeline_root: str = ""
     service_account: str = ""
     artifacts: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    # Set for the runs of a recurring run:
+    run_id: str = ""  # chosen in advance ([[RunUUID]] names it)
+    recurring_run_id: str = ""
+    scheduled_at: int = 0  # the tick; 0 = now
 
 
 @dataclasses.dataclass
@@ -118,6 +122,7 @@ class Runs:
         self._snapshots: Broadcast[RunView] = Broadcast()
         self._log_appended: Broadcast[bool] = Broadcast(capacity=1)
         self._stopping = False
+        self.finished_listeners: list[Callable[[Run], None]] = []  # told of every run that ends
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -147,10 +152,16 @@ class Runs:
 
     async def create(self, new: NewRun) -> RunView:
         run, document = await self.prepare(new)
-        await store.insert_run(self._db, run, document)
-        execution = _Execution(run, {}, document, {})
-        self._launch(execution)
-        return execution.view(with_spec=True)
+        await self.insert_and_launch([(run, document)])
+        return RunView(run, [], document if run.inline else None)
+
+    async def insert_and_launch(
+        self, prepared: list[tuple[Run, dict[str, Any]]], also: WriteJob[None] | None = None
+    ) -> None:
+        """Store prepared runs (and run `also` in the same transaction), then start them."""
+        await store.insert_runs(self._db, prepared, also)
+        for run, document in prepared:
+            self._launch(_Execution(run, {}, document, {}))
 
     async def prepare(self, new: NewRun, field: str = "run") -> tuple[Run, dict[str, Any]]:
         """Check a new run and resolve what it will execute; nothing is stored yet."""
@@ -171,11 +182,11 @@ class Runs:
         check(violations)
         if new.pipeline_spec is not None:
             document, pipeline_id, version_id = new.pipeline_spec, "", ""
-            info = validate_pipeline_spec(document, f"{field}.pipeline_spec")
+            info = self._spec_info(document, f"{field}.pipeline_spec")
         else:
             version = await self._version(new.pipeline_id, new.pipeline_version_id, field)
             document, pipeline_id, version_id = version.pipeline_spec, version.pipeline_id, version.pipeline_version_id
-            info = self._spec_info(document)
+            info = self._spec_info(document, "pipeline_spec")
         parameters = resolve_parameters(info.inputs, new.parameters, f"{field}.runtime_config.parameters")
         if unsupported := unsupported_features(info.spec):
             raise FailedPrecondition(
@@ -183,7 +194,7 @@ class Runs:
             )
         now = self._clock.now_us()
         run = Run(
-            run_id=new_id(),
+            run_id=new.run_id or new_id(),
             experiment_id=new.experiment_id or self._default_experiment_id(),
             display_name=new.display_name,
             description=new.description,
@@ -195,11 +206,11 @@ class Runs:
             pipeline_root=pipeline_root,
             service_account=new.service_account,
             created_at=now,
-            scheduled_at=now,
+            scheduled_at=new.scheduled_at or now,
             finished_at=0,
             state=PENDING,
             error="",
-            recurring_run_id="",
+            recurring_run_id=new.recurring_run_id,
             state_history=[StateChange(PENDING, now)],
             artifacts=list(new.artifacts),
             output_artifacts=[],
@@ -222,12 +233,13 @@ class Runs:
             )
         return version
 
-    def _spec_info(self, document: dict[str, Any]) -> PipelineSpecInfo:
-        """Stored specs were validated on the way in; cache what reading them again yields."""
+    def _spec_info(self, document: dict[str, Any], field: str) -> PipelineSpecInfo:
+        """Validate a spec; what a valid spec yields is cached, as the same specs come back for
+        every run of a version or of a recurring run."""
         key = store.spec_hash(document)
         info = self._spec_infos.get(key)
         if info is None:
-            info = validate_pipeline_spec(document, "pipeline_spec")
+            info = validate_pipeline_spec(document, field)
             self._spec_infos[key] = info
             if len(self._spec_infos) > _SPEC_CACHE_SIZE:
                 self._spec_infos.popitem(last=False)
@@ -340,7 +352,7 @@ class Runs:
         view = await self.get(run_id, with_spec=False)
         task_ids = None
         if task_name:
-            spec = self._spec_info(await store.get_spec(self._db, view.run.spec_hash)).spec
+            spec = self._spec_info(await store.get_spec(self._db, view.run.spec_hash), "pipeline_spec").spec
             known = {(t.task_id, t.display_name) for t in view.tasks} | set(task_names(spec))
             # A task id names one task; a display name may be shared by tasks of sub-pipelines.
             task_ids = [task_name] if any(task_id == task_name for task_id, _ in known) else sorted(
@@ -384,7 +396,7 @@ class Runs:
             if execution.terminate_requested:
                 outcome = RunOutcome(TaskState.CANCELED, "")
             else:
-                info = self._spec_info(execution.document)
+                info = self._spec_info(execution.document, "pipeline_spec")
                 previous = {t.task_id: _task_result(t) for t in execution.tasks.values() if t.state == SUCCEEDED}
                 outcome = await self._executor.execute(
                     run_id,
@@ -406,6 +418,9 @@ class Runs:
             self._active.pop(run_id, None)
             execution.done.set()
             self._log_appended.publish(run_id, True)  # followers re-check and see the end
+            if execution.run.finished:
+                for listener in self.finished_listeners:
+                    listener(execution.run)
 
     async def _finish(self, execution: _Execution, state: str, error: str) -> None:
         if state == CANCELED and not error:  # terminated before the executor started

@@ -19,7 +19,7 @@ from kfpgrpc.domain import (
     TaskDetail,
 )
 from kfpgrpc.errors import FailedPrecondition, NotFound
-from kfpgrpc.store.database import Database
+from kfpgrpc.store.database import Database, WriteJob
 from kfpgrpc.store.listing import Column, Kind, Listing, Query
 from kfpgrpc.store.records import JSON, Codec, RecordTable
 from kfpgrpc.v1 import common_pb2
@@ -77,28 +77,33 @@ def spec_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-async def insert_run(db: Database, run: Run, spec: dict[str, Any]) -> None:
-    """Store a new run and its spec snapshot; the experiment must exist and not be archived."""
+async def insert_runs(db: Database, runs: list[tuple[Run, dict[str, Any]]], also: WriteJob[None] | None = None) -> None:
+    """Store new runs with their spec snapshots and run `also` in the same transaction. Each
+    run's experiment must exist and not be archived."""
 
     async def job(conn: aiosqlite.Connection) -> None:
-        rows = await conn.execute_fetchall(
-            "SELECT storage_state FROM experiments WHERE experiment_id = ?", (run.experiment_id,)
-        )
-        if not rows:
-            raise NotFound("experiment", "experiment_id", run.experiment_id)
-        if next(iter(rows))[0] == ARCHIVED:
-            raise FailedPrecondition(f"experiment {run.experiment_id!r} is archived; unarchive it to add runs")
-        await conn.execute(
-            "INSERT OR IGNORE INTO pipeline_specs (spec_hash, pipeline_spec) VALUES (?, ?)",
-            (run.spec_hash, JSON.encode(spec)),
-        )
-        await _RUNS.insert_within(conn, run, f"run {run.run_id!r} already exists")
-        await conn.execute(
-            "UPDATE experiments SET last_run_created_at = MAX(last_run_created_at, ?) WHERE experiment_id = ?",
-            (run.created_at, run.experiment_id),
-        )
+        for run, spec in runs:
+            await insert_run_within(conn, run, spec)
+        if also is not None:
+            await also(conn)
 
     await db.write(job)
+
+
+async def insert_run_within(conn: aiosqlite.Connection, run: Run, spec: dict[str, Any]) -> None:
+    rows = await conn.execute_fetchall("SELECT storage_state FROM experiments WHERE experiment_id = ?", (run.experiment_id,))
+    if not rows:
+        raise NotFound("experiment", "experiment_id", run.experiment_id)
+    if next(iter(rows))[0] == ARCHIVED:
+        raise FailedPrecondition(f"experiment {run.experiment_id!r} is archived; unarchive it to add runs")
+    await conn.execute(
+        "INSERT OR IGNORE INTO pipeline_specs (spec_hash, pipeline_spec) VALUES (?, ?)", (run.spec_hash, JSON.encode(spec))
+    )
+    await _RUNS.insert_within(conn, run, f"run {run.run_id!r} already exists")
+    await conn.execute(
+        "UPDATE experiments SET last_run_created_at = MAX(last_run_created_at, ?) WHERE experiment_id = ?",
+        (run.created_at, run.experiment_id),
+    )
 
 
 async def get_run(db: Database, run_id: str) -> Run:
@@ -171,10 +176,7 @@ async def delete_run(db: Database, run_id: str) -> None:
         await conn.execute("DELETE FROM log_lines WHERE run_id = ?", (run_id,))
         await conn.execute("DELETE FROM tasks WHERE run_id = ?", (run_id,))
         await conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
-        await conn.execute(
-            "DELETE FROM pipeline_specs WHERE spec_hash = ? AND NOT EXISTS (SELECT 1 FROM runs WHERE spec_hash = ?)",
-            (hash_, hash_),
-        )
+        await forget_spec_if_unused_within(conn, hash_)
 
     await db.write(job)
 
@@ -209,3 +211,12 @@ async def last_line_numbers(db: Database, run_id: str) -> dict[str, int]:
         "SELECT task_id, MAX(line_number) FROM log_lines WHERE run_id = ? GROUP BY task_id", (run_id,)
     )
     return {task_id: number for task_id, number in rows}
+
+
+async def forget_spec_if_unused_within(conn: aiosqlite.Connection, hash_: str) -> None:
+    """Delete a spec snapshot that no run and no recurring run uses any more."""
+    await conn.execute(
+        "DELETE FROM pipeline_specs WHERE spec_hash = ? AND NOT EXISTS (SELECT 1 FROM runs WHERE spec_hash = ?)"
+        " AND NOT EXISTS (SELECT 1 FROM recurring_runs WHERE spec_hash = ?)",
+        (hash_, hash_, hash_),
+    )

@@ -126,4 +126,57 @@ MIGRATIONS: list[str] = [
     CREATE INDEX log_lines_by_run ON log_lines (run_id, sequence);
     CREATE INDEX log_lines_by_task ON log_lines (run_id, task_id, line_number);
     """,
+    # 3: recurring runs, their backfill queues, and one run per (recurring run, tick).
+    """
+    CREATE TABLE recurring_runs (
+        recurring_run_id    TEXT PRIMARY KEY,
+        display_name        TEXT NOT NULL,
+        description         TEXT NOT NULL,
+        experiment_id       TEXT NOT NULL,
+        pipeline_id         TEXT NOT NULL,
+        pipeline_version_id TEXT NOT NULL,
+        spec_hash           TEXT NOT NULL,
+        parameters          TEXT NOT NULL,
+        pipeline_root       TEXT NOT NULL,
+        service_account     TEXT NOT NULL,
+        max_concurrency     INTEGER NOT NULL,
+        trigger             TEXT NOT NULL,
+        status              TEXT NOT NULL,
+        no_catchup          INTEGER NOT NULL,
+        overlap_policy      TEXT NOT NULL,
+        created_at          INTEGER NOT NULL,
+        updated_at          INTEGER NOT NULL,
+        error               TEXT NOT NULL,
+        artifacts           TEXT NOT NULL,
+        watermark           INTEGER NOT NULL,
+        ticks_handled       INTEGER NOT NULL,
+        runs_created        INTEGER NOT NULL,
+        ticks_skipped       TEXT NOT NULL,
+        revision            INTEGER NOT NULL
+    );
+    CREATE INDEX recurring_runs_by_created_at ON recurring_runs (created_at, recurring_run_id);
+    CREATE INDEX recurring_runs_in_experiment_by_created_at
+        ON recurring_runs (experiment_id, created_at, recurring_run_id);
+    CREATE INDEX recurring_runs_by_updated_at ON recurring_runs (updated_at, recurring_run_id);
+    CREATE INDEX recurring_runs_in_experiment_by_updated_at
+        ON recurring_runs (experiment_id, updated_at, recurring_run_id);
+    CREATE INDEX recurring_runs_by_display_name ON recurring_runs (display_name, recurring_run_id);
+    CREATE INDEX recurring_runs_in_experiment_by_display_name
+        ON recurring_runs (experiment_id, display_name, recurring_run_id);
+    CREATE INDEX recurring_runs_in_experiment_by_recurring_run_id ON recurring_runs (experiment_id, recurring_run_id);
+    CREATE INDEX recurring_runs_by_status ON recurring_runs (status, created_at, recurring_run_id);
+
+    -- Ticks waiting for a concurrency slot: caught up, backfilled or buffered by the overlap policy.
+    CREATE TABLE tick_queue (
+        recurring_run_id TEXT NOT NULL,
+        scheduled_at     INTEGER NOT NULL,
+        tick_index       INTEGER NOT NULL,
+        kind             TEXT NOT NULL,
+        PRIMARY KEY (recurring_run_id, scheduled_at)
+    ) WITHOUT ROWID;
+
+    -- Exactly once: a tick of a recurring run has at most one run.
+    CREATE UNIQUE INDEX runs_by_tick ON runs (recurring_run_id, scheduled_at) WHERE recurring_run_id != '';
+    CREATE INDEX runs_of_recurring_run ON runs (recurring_run_id, created_at, run_id);
+    """,
 ]

@@ -1,0 +1,184 @@
+"""Recurring runs and their tick queues in SQLite."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from kfpgrpc.domain import DISABLED, ENABLED, Page, RecurringRun, Trigger
+from kfpgrpc.store.database import Database
+from kfpgrpc.store.listing import Column, Kind, Listing, Query
+from kfpgrpc.store.records import JSON, Codec, RecordTable
+from kfpgrpc.store.runs import forget_spec_if_unused_within
+
+RECURRING_RUNS = Listing(
+    table="recurring_runs",
+    id_column="recurring_run_id",
+    columns={
+        "recurring_run_id": Column(Kind.TEXT, sortable=True),
+        "display_name": Column(Kind.TEXT, sortable=True),
+        "description": Column(Kind.TEXT),
+        "created_at": Column(Kind.TIME, sortable=True),
+        "updated_at": Column(Kind.TIME, sortable=True),
+        "experiment_id": Column(Kind.TEXT),
+        # KFP's numbers: 2 is unused, so no name matches it.
+        "status": Column(Kind.ENUM, enum_names=("STATUS_UNSPECIFIED", ENABLED, "(unused)", DISABLED)),
+    },
+    aliases={"id": "recurring_run_id", "name": "display_name"},
+)
+
+
+def _encode_trigger(trigger: Trigger) -> str:
+    return JSON.encode(dataclasses.asdict(trigger))
+
+
+def _decode_trigger(text: str) -> Trigger:
+    fields = json.loads(text)
+    fields["upstream_recurring_run_ids"] = tuple(fields["upstream_recurring_run_ids"])
+    return Trigger(**fields)
+
+
+_BOOL = Codec(int, bool)
+_TABLE = RecordTable(
+    "recurring_runs",
+    RecurringRun,
+    "recurring run",
+    {
+        "parameters": JSON,
+        "trigger": Codec(_encode_trigger, _decode_trigger),
+        "no_catchup": _BOOL,
+        "artifacts": JSON,
+        "ticks_skipped": JSON,
+    },
+)
+
+
+@dataclass(frozen=True)
+class QueuedTick:
+    scheduled_at: int
+    tick_index: int
+    kind: str  # "catchup", "backfill" or "overlap"
+
+
+async def insert(db: Database, recurring_run: RecurringRun, spec: dict[str, Any] | None) -> None:
+    async def job(conn: aiosqlite.Connection) -> None:
+        if spec is not None:
+            await conn.execute(
+                "INSERT OR IGNORE INTO pipeline_specs (spec_hash, pipeline_spec) VALUES (?, ?)",
+                (recurring_run.spec_hash, JSON.encode(spec)),
+            )
+        await _TABLE.insert_within(conn, recurring_run, f"recurring run {recurring_run.recurring_run_id!r} already exists")
+
+    await db.write(job)
+
+
+async def get(db: Database, recurring_run_id: str) -> RecurringRun:
+    return await _TABLE.get(db, "recurring_run_id", recurring_run_id)
+
+
+async def list_page(db: Database, query: Query) -> Page[RecurringRun]:
+    return await _TABLE.list_page(db, query)
+
+
+async def enabled(db: Database) -> list[RecurringRun]:
+    rows = await db.fetch_all(f"SELECT {_TABLE.select} FROM recurring_runs WHERE status = ?", (ENABLED,))
+    return [_TABLE.from_row(row) for row in rows]
+
+
+async def save_within(conn: aiosqlite.Connection, recurring_run: RecurringRun, changes: Iterable[str]) -> None:
+    await _TABLE.update_within(
+        conn, "recurring_run_id", recurring_run.recurring_run_id, {name: getattr(recurring_run, name) for name in changes}
+    )
+
+
+async def save(db: Database, recurring_run: RecurringRun, changes: Iterable[str]) -> None:
+    async def job(conn: aiosqlite.Connection) -> None:
+        await save_within(conn, recurring_run, changes)
+
+    await db.write(job)
+
+
+async def delete(db: Database, recurring_run_id: str) -> None:
+    """Delete a recurring run and its queue; its runs stay and keep its id."""
+
+    async def job(conn: aiosqlite.Connection) -> None:
+        rows = await conn.execute_fetchall("SELECT spec_hash FROM recurring_runs WHERE recurring_run_id = ?", (recurring_run_id,))
+        await conn.execute("DELETE FROM tick_queue WHERE recurring_run_id = ?", (recurring_run_id,))
+        await _TABLE.delete_within(conn, "recurring_run_id", recurring_run_id)
+        for (spec_hash,) in rows:
+            await forget_spec_if_unused_within(conn, spec_hash)
+
+    await db.write(job)
+
+
+async def disable_in_experiment(conn: aiosqlite.Connection, experiment_id: str) -> list[str]:
+    """Disable the enabled recurring runs of an experiment; return their ids."""
+    rows = await conn.execute_fetchall(
+        "SELECT recurring_run_id FROM recurring_runs WHERE experiment_id = ? AND status = ?", (experiment_id, ENABLED)
+    )
+    await conn.execute(
+        "UPDATE recurring_runs SET status = ?, revision = revision + 1 WHERE experiment_id = ? AND status = ?",
+        (DISABLED, experiment_id, ENABLED),
+    )
+    return [row[0] for row in rows]
+
+
+# -- the tick queue ---------------------------------------------------------------------------
+
+
+async def enqueue_within(conn: aiosqlite.Connection, recurring_run_id: str, ticks: Iterable[QueuedTick]) -> int:
+    """Queue ticks that have neither a run nor a queue entry; return how many were queued."""
+    before = conn.total_changes
+    await conn.executemany(
+        "INSERT OR IGNORE INTO tick_queue (recurring_run_id, scheduled_at, tick_index, kind)"
+        " SELECT ?, ?, ?, ? WHERE NOT EXISTS"
+        " (SELECT 1 FROM runs WHERE recurring_run_id = ? AND scheduled_at = ?)",
+        [(recurring_run_id, t.scheduled_at, t.tick_index, t.kind, recurring_run_id, t.scheduled_at) for t in ticks],
+    )
+    return conn.total_changes - before
+
+
+async def dequeue_within(conn: aiosqlite.Connection, recurring_run_id: str, scheduled_at: Iterable[int]) -> None:
+    await conn.executemany(
+        "DELETE FROM tick_queue WHERE recurring_run_id = ? AND scheduled_at = ?",
+        [(recurring_run_id, tick) for tick in scheduled_at],
+    )
+
+
+async def drop_queued_within(conn: aiosqlite.Connection, recurring_run_id: str, kind: str) -> int:
+    """Remove the queued ticks of one kind; return how many there were."""
+    cursor = await conn.execute("DELETE FROM tick_queue WHERE recurring_run_id = ? AND kind = ?", (recurring_run_id, kind))
+    return cursor.rowcount
+
+
+async def oldest_queued(db: Database, recurring_run_id: str, limit: int) -> list[QueuedTick]:
+    rows = await db.fetch_all(
+        "SELECT scheduled_at, tick_index, kind FROM tick_queue WHERE recurring_run_id = ? ORDER BY scheduled_at LIMIT ?",
+        (recurring_run_id, limit),
+    )
+    return [QueuedTick(*row) for row in rows]
+
+
+async def queued_count(db: Database, recurring_run_id: str) -> int:
+    row = await db.fetch_one("SELECT COUNT(*) FROM tick_queue WHERE recurring_run_id = ?", (recurring_run_id,))
+    assert row is not None
+    return int(row[0])
+
+
+async def unfinished_run_ids(db: Database, recurring_run_id: str) -> list[str]:
+    rows = await db.fetch_all(
+        "SELECT run_id FROM runs WHERE recurring_run_id = ? AND state IN ('PENDING', 'RUNNING', 'CANCELING')"
+        " ORDER BY created_at, run_id",
+        (recurring_run_id,),
+    )
+    return [row[0] for row in rows]
+
+
+async def run_ids(db: Database, recurring_run_id: str) -> list[str]:
+    rows = await db.fetch_all("SELECT run_id FROM runs WHERE recurring_run_id = ?", (recurring_run_id,))
+    return [row[0] for row in rows]
