@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-parallel-tasks", type=int,
                        default=_env("MAX_PARALLEL_TASKS", str(defaults.max_parallel_tasks)),
                        help="task processes running at once, across all runs (env KFPGRPC_MAX_PARALLEL_TASKS)")
+    serve.add_argument("--min-interval-seconds", type=int,
+                       default=_env("MIN_INTERVAL_SECONDS", str(defaults.min_interval_seconds)),
+                       help="shortest periodic / @every interval in seconds (env KFPGRPC_MIN_INTERVAL_SECONDS)")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"])
@@ -63,6 +66,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.max_parallel_tasks < 1:
         print("kfpgrpc: --max-parallel-tasks must be at least 1", file=sys.stderr)
         return 2
+    if args.min_interval_seconds < 1:
+        print("kfpgrpc: --min-interval-seconds must be at least 1", file=sys.stderr)
+        return 2
     logs.configure(args.log_level, args.log_format)
     config = ServerConfig(
         listen=args.listen,
@@ -73,6 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
         tls_client_ca=_optional_path(args.tls_client_ca),
         default_time_zone=args.default_time_zone,
         max_parallel_tasks=args.max_parallel_tasks,
+        min_interval_seconds=args.min_interval_seconds,
     )
     server = KfpGrpcServer(config)
 

@@ -17,6 +17,7 @@ class ServerConfig:
     default_time_zone: str = "UTC"
     shutdown_grace_seconds: float = 5.0
     max_parallel_tasks: int = 4  # task processes running at once, across all runs
+    min_interval_seconds: int = 60  # shortest periodic or @every interval; tests lower it
 
     @property
     def database_path(self) -> Path:

@@ -13,11 +13,13 @@ from grpc_reflection.v1alpha import reflection
 from kfpgrpc.api.experiments import ExperimentServicer
 from kfpgrpc.api.interceptors import ErrorMappingInterceptor, TokenAuthInterceptor
 from kfpgrpc.api.pipelines import PipelineServicer
+from kfpgrpc.api.recurring_runs import RecurringRunServicer
 from kfpgrpc.api.runs import RunServicer
 from kfpgrpc.clock import Clock, SystemClock
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.core.experiments import Experiments
 from kfpgrpc.core.pipelines import Pipelines
+from kfpgrpc.core.recurring import RecurringRuns
 from kfpgrpc.core.runs import Runs
 from kfpgrpc.executor import LocalExecutor
 from kfpgrpc.store.database import Database
@@ -66,6 +68,7 @@ class KfpGrpcServer:
         self.port = 0
         self._db: Database | None = None
         self._runs: Runs | None = None
+        self._recurring_runs: RecurringRuns | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._stopped = asyncio.Event()
@@ -87,21 +90,27 @@ class KfpGrpcServer:
             self._runs = runs = Runs(
                 db, self.clock, executor, self.config.artifact_root, lambda: experiments.default_experiment_id
             )
-            experiments.on_archive = runs.experiment_archived
-            self._server = server = self._build_server(experiments, pipelines, runs)
+            self._recurring_runs = recurring_runs = RecurringRuns(
+                db, self.clock, runs, lambda: experiments.default_experiment_id,
+                self.config.default_time_zone, self.config.min_interval_seconds,
+            )
+            experiments.archive_listeners += [runs.experiment_archived, recurring_runs.experiment_archived]
+            self._server = server = self._build_server(experiments, pipelines, runs, recurring_runs)
             self.port = self._bind(server)
             await runs.start()
+            await recurring_runs.start()
             await server.start()
         except BaseException:
-            if self._runs is not None:
-                await self._runs.stop()
+            await self._stop_core()
             await db.close()
             raise
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"fields": {"address": self.address, "data_dir": str(self.config.data_dir)}})
 
-    def _build_server(self, experiments: Experiments, pipelines: Pipelines, runs: Runs) -> grpc.aio.Server:
+    def _build_server(
+        self, experiments: Experiments, pipelines: Pipelines, runs: Runs, recurring_runs: RecurringRuns
+    ) -> grpc.aio.Server:
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if self.config.auth_token:
             interceptors.append(TokenAuthInterceptor(self.config.auth_token))
@@ -110,10 +119,8 @@ class KfpGrpcServer:
         experiment_pb2_grpc.add_ExperimentServiceServicer_to_server(ExperimentServicer(experiments), server)
         pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineServicer(pipelines), server)
         run_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(runs), server)
-        # Registered so clients see the whole contract; their RPCs answer UNIMPLEMENTED for now.
-        recurring_run_pb2_grpc.add_RecurringRunServiceServicer_to_server(
-            recurring_run_pb2_grpc.RecurringRunServiceServicer(), server
-        )
+        recurring_run_pb2_grpc.add_RecurringRunServiceServicer_to_server(RecurringRunServicer(recurring_runs), server)
+        # Registered so clients see the whole contract; its RPCs answer UNIMPLEMENTED for now.
         event_pb2_grpc.add_EventServiceServicer_to_server(event_pb2_grpc.EventServiceServicer(), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -148,13 +155,20 @@ class KfpGrpcServer:
         self._stopped.set()
         log.info("shutting down")
         await self._health.enter_graceful_shutdown()
-        if self._runs is not None:  # ends watch streams, stops executions for the next start
+        await self._stop_core()
+        log.info("stopped")
+
+    async def _stop_core(self) -> None:
+        """Stop actors (first: no new runs), then executions (resumed by the next start) and
+        watch streams; then let calls in flight finish; then commit and close the store."""
+        if self._recurring_runs is not None:
+            await self._recurring_runs.stop()
+        if self._runs is not None:
             await self._runs.stop()
         if self._server is not None:
             await self._server.stop(self.config.shutdown_grace_seconds)
         if self._db is not None:
             await self._db.close()
-        log.info("stopped")
 
 
 def stop_signal_event() -> asyncio.Event:

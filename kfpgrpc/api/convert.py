@@ -19,6 +19,14 @@ def timestamp(micros: int) -> timestamp_pb2.Timestamp | None:
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=rest * 1000)
 
 
+def micros(message: Any, field: str) -> int:
+    """A Timestamp field in microseconds; 0 when the field is not set."""
+    if not message.HasField(field):
+        return 0
+    stamp = getattr(message, field)
+    return stamp.seconds * MICROS_PER_SECOND + stamp.nanos // 1000
+
+
 def struct(value: dict[str, Any]) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
@@ -88,33 +89,42 @@ def run_to_proto(view: RunView) -> pb.Run:
             for a in run.output_artifacts
         ],
     )
-    if run.inline:
-        # Lists and watch streams mark the source without repeating the spec; Get carries it.
-        message.pipeline_spec.CopyFrom(struct(view.pipeline_spec or {}))
-    else:
-        message.pipeline_version_reference.CopyFrom(
-            common_pb2.PipelineVersionReference(pipeline_id=run.pipeline_id, pipeline_version_id=run.pipeline_version_id)
-        )
+    set_source(message, run.pipeline_id, run.pipeline_version_id, view.pipeline_spec, run.inline)
     return message
 
 
+def source_fields(message: Any) -> dict[str, Any]:
+    """What a Run and a RecurringRun share: the pipeline source, runtime config, service
+    account and artifact selectors, as NewRun/Definition keyword arguments."""
+    source = message.WhichOneof("pipeline_source")
+    reference = message.pipeline_version_reference
+    config = message.runtime_config
+    by_reference = source == "pipeline_version_reference"
+    return {
+        "pipeline_id": reference.pipeline_id if by_reference else "",
+        "pipeline_version_id": reference.pipeline_version_id if by_reference else "",
+        "pipeline_spec": struct_to_dict(message.pipeline_spec) if source == "pipeline_spec" else None,
+        "parameters": values_to_dict(config.parameters),
+        "parameters_from": dict(config.parameters_from.items()),
+        "pipeline_root": config.pipeline_root,
+        "service_account": message.service_account,
+        "artifacts": [{"name": a.name, "path": a.path} for a in message.artifacts],
+    }
+
+
+def set_source(message: Any, pipeline_id: str, pipeline_version_id: str, inline_spec: dict[str, Any] | None, inline: bool) -> None:
+    """Fill the pipeline_source oneof. An inline source whose spec is not given (lists and
+    watch streams) is marked with an empty Struct."""
+    if inline:
+        message.pipeline_spec.CopyFrom(struct(inline_spec or {}))
+    else:
+        message.pipeline_version_reference.CopyFrom(
+            common_pb2.PipelineVersionReference(pipeline_id=pipeline_id, pipeline_version_id=pipeline_version_id)
+        )
+
+
 def new_run(run: pb.Run) -> NewRun:
-    source = run.WhichOneof("pipeline_source")
-    reference = run.pipeline_version_reference
-    config = run.runtime_config
-    return NewRun(
-        display_name=run.display_name,
-        description=run.description,
-        experiment_id=run.experiment_id,
-        pipeline_id=reference.pipeline_id if source == "pipeline_version_reference" else "",
-        pipeline_version_id=reference.pipeline_version_id if source == "pipeline_version_reference" else "",
-        pipeline_spec=struct_to_dict(run.pipeline_spec) if source == "pipeline_spec" else None,
-        parameters=values_to_dict(config.parameters),
-        parameters_from={name: ref for name, ref in config.parameters_from.items()},
-        pipeline_root=config.pipeline_root,
-        service_account=run.service_account,
-        artifacts=[{"name": a.name, "path": a.path} for a in run.artifacts],
-    )
+    return NewRun(display_name=run.display_name, description=run.description, experiment_id=run.experiment_id, **source_fields(run))
 
 
 class RunServicer(run_pb2_grpc.RunServiceServicer):

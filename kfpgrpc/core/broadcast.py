@@ -76,6 +76,11 @@ class Broadcast(Generic[T]):
                 subscription._close()
         self._subscriptions.clear()
 
+    def close_key(self, key: str) -> None:
+        """End the subscriptions of one key (its resource is gone)."""
+        for subscription in self._subscriptions.pop(key, set()):
+            subscription._close()
+
     def _unsubscribe(self, subscription: Subscription[T]) -> None:
         subscriptions = self._subscriptions.get(subscription.key)
         if subscriptions is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from kfpgrpc.clock import Clock
 from kfpgrpc.core.validation import check, description_violations, id_violations, name_violations, new_id
@@ -18,7 +18,8 @@ class Experiments:
         self._db = db
         self._clock = clock
         self.default_experiment_id = ""
-        self.on_archive: Callable[[str], None] = lambda experiment_id: None  # after its runs were archived
+        # Told of each archived experiment, after its runs were archived in the store.
+        self.archive_listeners: list[Callable[[str], Awaitable[None]]] = []
 
     async def ensure_default(self) -> Experiment:
         """Create the Default experiment on first start; remember its id."""
@@ -54,7 +55,8 @@ class Experiments:
         if experiment_id == self.default_experiment_id:
             raise FailedPrecondition("the Default experiment cannot be archived")
         await store.archive(self._db, experiment_id)
-        self.on_archive(experiment_id)
+        for listener in self.archive_listeners:
+            await listener(experiment_id)
 
     async def unarchive(self, experiment_id: str) -> None:
         self._check_id(experiment_id)

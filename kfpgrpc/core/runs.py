@@ -276,7 +276,7 @@ class Runs:
         else:
             await store.set_storage_state(self._db, run_id, storage_state)
 
-    def experiment_archived(self, experiment_id: str) -> None:
+    async def experiment_archived(self, experiment_id: str) -> None:
         """The store archived the experiment's runs; bring active runs in memory up to date."""
         for execution in self._active.values():
             if execution.run.experiment_id == experiment_id:

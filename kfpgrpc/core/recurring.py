@@ -1,0 +1,706 @@
+"""Recurring runs: one asyncio actor per enabled recurring run.
+
+An actor owns its recurring run's trigger clock, its `max_concurrency` slots and its tick
+queue. It sleeps on an alarm until its next tick (or until it is woken: a run of its finished,
+a backfill arrived), handles every tick that is due, starts queued ticks as slots free up, and
+sleeps again. Nothing polls the database.
+
+Exactly once: a tick's fate (a run, a queue entry or a counted skip) and the move of the
+actor's watermark past that tick commit in one transaction, and the store refuses a second run
+for the same (recurring run, tick). After a crash, ticks after the watermark are simply due
+again; ticks before it were handled.
+
+Which tick goes where (SPEC §4): when an actor wakes, the ticks after its watermark up to now
+are due. All but the newest were missed (the server was down, the recurring run disabled, or
+the actor slow): they are queued oldest first (catch-up), or with `no_catchup` counted as
+skipped. The newest is on time: it starts a run if the queue is empty and a slot is free;
+otherwise the overlap policy decides (BUFFER_ALL queues it, BUFFER_ONE queues it in place of
+the other ticks the policy had queued, SKIP counts it as skipped, REPLACE terminates the oldest
+active run and starts it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiosqlite
+
+from kfpgrpc.clock import Clock, to_datetime
+from kfpgrpc.core.broadcast import Broadcast
+from kfpgrpc.core.runs import NewRun, Runs
+from kfpgrpc.core.validation import check, id_violations, new_id
+from kfpgrpc.domain import DISABLED, ENABLED, Page, RecurringRun, RecurringRunView, Run, Trigger
+from kfpgrpc.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument, Unavailable
+from kfpgrpc.macros import MacroContext, expand, macro_violations
+from kfpgrpc.schedule import Schedule, cron_schedule, next_times, periodic_schedule, ticks_between, zone_of
+from kfpgrpc.store import experiments as experiment_store
+from kfpgrpc.store import recurring_runs as store
+from kfpgrpc.store import runs as run_store
+from kfpgrpc.store.database import Database
+from kfpgrpc.store.listing import ListRequest, build_query
+from kfpgrpc.store.recurring_runs import QueuedTick
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENCY = 100
+OVERLAP_POLICIES = ("BUFFER_ALL", "BUFFER_ONE", "SKIP", "REPLACE")
+CATCHUP_BATCH = 1000  # missed ticks queued per transaction
+MAX_BACKFILL_TICKS = 100_000
+RESTART_DELAY_SECONDS = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Definition:
+    """What a user sets on a recurring run (create, or the result of an update)."""
+
+    display_name: str
+    description: str = ""
+    experiment_id: str = ""
+    pipeline_id: str = ""
+    pipeline_version_id: str = ""
+    pipeline_spec: dict[str, Any] | None = None
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    parameters_from: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pipeline_root: str = ""
+    service_account: str = ""
+    max_concurrency: int = 0
+    trigger: Trigger = Trigger()
+    enabled: bool = False
+    no_catchup: bool = False
+    overlap_policy: str = ""
+    artifacts: list[dict[str, str]] = dataclasses.field(default_factory=list)
+
+
+class RecurringRuns:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        runs: Runs,
+        default_experiment_id: Callable[[], str],
+        default_time_zone: str,
+        min_interval_seconds: int,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._runs = runs
+        self._default_experiment_id = default_experiment_id
+        self._default_time_zone = default_time_zone
+        self._min_interval_seconds = min_interval_seconds
+        self._actors: dict[str, _Actor] = {}
+        self._snapshots: Broadcast[RecurringRunView] = Broadcast()
+        self._stopping = False
+        runs.finished_listeners.append(self._run_finished)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for recurring_run in await store.enabled(self._db):
+            self._start_actor(recurring_run)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._snapshots.close()
+        actors = list(self._actors.values())
+        for actor in actors:
+            actor.stop()
+        await asyncio.gather(*(actor.finished() for actor in actors), return_exceptions=True)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def create(self, definition: Definition) -> RecurringRunView:
+        spec = await self._check(definition, "recurring_run")
+        now = self._clock.now_us()
+        recurring_run = RecurringRun(
+            recurring_run_id=new_id(),
+            display_name=definition.display_name,
+            description=definition.description,
+            experiment_id=definition.experiment_id or self._default_experiment_id(),
+            pipeline_id=definition.pipeline_id,
+            pipeline_version_id=definition.pipeline_version_id,
+            spec_hash=run_store.spec_hash(spec) if spec is not None else "",
+            parameters=definition.parameters,
+            pipeline_root=definition.pipeline_root,
+            service_account=definition.service_account,
+            max_concurrency=definition.max_concurrency or 1,
+            trigger=self._with_default_zone(definition.trigger),
+            status=ENABLED if definition.enabled else DISABLED,
+            no_catchup=definition.no_catchup,
+            overlap_policy=definition.overlap_policy or "BUFFER_ALL",
+            created_at=now,
+            updated_at=now,
+            error="",
+            artifacts=definition.artifacts,
+            watermark=now,  # ticks before the creation are never run
+            ticks_handled=0,
+            runs_created=0,
+            ticks_skipped={},
+            revision=1,
+        )
+        await store.insert(self._db, recurring_run, spec)
+        if definition.enabled:
+            self._start_actor(recurring_run)
+        return await self._view(recurring_run, spec)
+
+    async def get(self, recurring_run_id: str, with_spec: bool = True) -> RecurringRunView:
+        check(id_violations(recurring_run_id, "recurring_run_id"))
+        actor = self._actors.get(recurring_run_id)
+        recurring_run = actor.recurring_run if actor else await store.get(self._db, recurring_run_id)
+        spec = await run_store.get_spec(self._db, recurring_run.spec_hash) if with_spec and recurring_run.inline else None
+        return await self._view(recurring_run, spec)
+
+    async def list(self, experiment_id: str, request: ListRequest) -> Page[RecurringRunView]:
+        scope = [("experiment_id", experiment_id)] if experiment_id else []
+        page = await store.list_page(self._db, build_query(store.RECURRING_RUNS, request, scope))
+        views = []
+        for stored in page.items:
+            actor = self._actors.get(stored.recurring_run_id)
+            views.append(await self._view(actor.recurring_run if actor else stored))
+        return Page(views, page.total_size, page.next_page_token)
+
+    async def update(self, recurring_run_id: str, definition: Definition) -> RecurringRunView:
+        """Replace the definition. A changed trigger applies from now on: ticks of the old one
+        that are due are handled first, and the new one never fires for a time before now."""
+        check(id_violations(recurring_run_id, "recurring_run_id"))
+        spec = await self._check(definition, "recurring_run")
+        async with self._paused(recurring_run_id) as current:
+            now = self._clock.now_us()
+            trigger = self._with_default_zone(definition.trigger)
+            updated = dataclasses.replace(
+                current,
+                display_name=definition.display_name,
+                description=definition.description,
+                experiment_id=definition.experiment_id or self._default_experiment_id(),
+                pipeline_id=definition.pipeline_id,
+                pipeline_version_id=definition.pipeline_version_id,
+                spec_hash=run_store.spec_hash(spec) if spec is not None else "",
+                parameters=definition.parameters,
+                pipeline_root=definition.pipeline_root,
+                service_account=definition.service_account,
+                max_concurrency=definition.max_concurrency or 1,
+                trigger=trigger,
+                no_catchup=definition.no_catchup,
+                overlap_policy=definition.overlap_policy or "BUFFER_ALL",
+                artifacts=definition.artifacts,
+                watermark=max(current.watermark, now) if trigger != current.trigger else current.watermark,
+                updated_at=now,
+                error="",
+                revision=current.revision + 1,
+            )
+            changed = [f.name for f in dataclasses.fields(RecurringRun) if getattr(updated, f.name) != getattr(current, f.name)]
+
+            async def job(conn: aiosqlite.Connection) -> None:
+                if spec is not None:
+                    await conn.execute(
+                        "INSERT OR IGNORE INTO pipeline_specs (spec_hash, pipeline_spec) VALUES (?, ?)",
+                        (updated.spec_hash, run_store.JSON.encode(spec)),
+                    )
+                await store.save_within(conn, updated, changed)
+                if current.spec_hash and current.spec_hash != updated.spec_hash:
+                    await run_store.forget_spec_if_unused_within(conn, current.spec_hash)
+
+            await self._db.write(job)
+        return await self._after_change(updated, spec)
+
+    async def set_enabled(self, recurring_run_id: str, enabled: bool) -> None:
+        """Disabling stops new ticks (runs in flight continue); enabling catches up the gap."""
+        check(id_violations(recurring_run_id, "recurring_run_id"))
+        status = ENABLED if enabled else DISABLED
+        async with self._paused(recurring_run_id) as current:
+            if current.status == status:
+                return
+            changed = dataclasses.replace(
+                current, status=status, updated_at=self._clock.now_us(), revision=current.revision + 1
+            )
+            await store.save(self._db, changed, ("status", "updated_at", "revision"))
+        await self._after_change(changed)
+
+    async def delete(self, recurring_run_id: str, delete_runs: bool) -> None:
+        check(id_violations(recurring_run_id, "recurring_run_id"))
+        async with self._paused(recurring_run_id):
+            await store.delete(self._db, recurring_run_id)
+        self._snapshots.close_key(recurring_run_id)
+        if delete_runs:
+            for run_id in await store.run_ids(self._db, recurring_run_id):
+                await self._runs.delete(run_id)
+
+    async def trigger(self, recurring_run_id: str) -> Run:
+        """One run now, outside the schedule; it takes a concurrency slot like any other."""
+        check(id_violations(recurring_run_id, "recurring_run_id"))
+        actor = self._actors.get(recurring_run_id)
+        if actor is not None:
+            async with actor.lock:
+                return await actor.start_now()
+        recurring_run = await store.get(self._db, recurring_run_id)
+        detached = _Actor(self, recurring_run, self._schedule(recurring_run))
+        detached.active = await store.unfinished_run_ids(self._db, recurring_run_id)
+        return await detached.start_now()
+
+    async def backfill(self, recurring_run_id: str, start_time: int, end_time: int) -> tuple[int, int]:
+        """Queue a run for each tick in [start_time, end_time] that has none; returns
+        (ticks queued, ticks left alone because they have a run, are queued, or are not yet
+        handled by the schedule)."""
+        check(id_violations(recurring_run_id, "recurring_run_id"))
+        now = self._clock.now_us()
+        violations = []
+        if not start_time:
+            violations.append(FieldViolation("start_time", "is required"))
+        if not end_time:
+            violations.append(FieldViolation("end_time", "is required"))
+        elif end_time > now:
+            violations.append(FieldViolation("end_time", "must not be in the future"))
+        if start_time and end_time and end_time < start_time:
+            violations.append(FieldViolation("end_time", "must not be before start_time"))
+        check(violations)
+        actor = self._actors.get(recurring_run_id)
+        async with actor.lock if actor else _no_lock():
+            recurring_run = actor.recurring_run if actor else await store.get(self._db, recurring_run_id)
+            schedule = self._schedule(recurring_run)
+            if schedule is None:
+                raise FailedPrecondition(f"recurring run {recurring_run_id!r} has no schedule to backfill")
+            # Ticks after the watermark are the actor's to handle: leaving them alone avoids
+            # handling a tick twice.
+            in_range = ticks_between(schedule, start_time - 1, end_time, MAX_BACKFILL_TICKS + 1)
+            if len(in_range) > MAX_BACKFILL_TICKS:
+                raise InvalidArgument.field("start_time", f"the range holds more than {MAX_BACKFILL_TICKS} ticks")
+            handled = [tick for tick in in_range if tick <= recurring_run.watermark]
+            first_index = recurring_run.ticks_handled + 1
+            ticks = [QueuedTick(tick, first_index + offset, "backfill") for offset, tick in enumerate(handled)]
+            queued = 0
+
+            async def job(conn: aiosqlite.Connection) -> None:
+                nonlocal queued
+                queued = await store.enqueue_within(conn, recurring_run_id, ticks)
+                await store.save_within(conn, changed, ("ticks_handled", "revision"))
+
+            changed = dataclasses.replace(
+                recurring_run, ticks_handled=recurring_run.ticks_handled + len(ticks), revision=recurring_run.revision + 1
+            )
+            await self._db.write(job)
+            if actor is not None:
+                actor.recurring_run = changed
+                actor.queued += queued
+                actor.wake.set()
+        await self._publish(changed)
+        return queued, len(in_range) - queued
+
+    async def watch(self, recurring_run_id: str) -> AsyncIterator[RecurringRunView]:
+        """The current snapshot, then one per change; ends when the recurring run is deleted."""
+        with self._snapshots.subscribe(recurring_run_id) as subscription:
+            view = await self.get(recurring_run_id, with_spec=False)
+            yield view
+            revision = view.recurring_run.revision
+            while True:
+                received = await subscription.next()
+                if received is None:
+                    if self._stopping:
+                        raise Unavailable("the server is shutting down; watch again to resume")
+                    return  # deleted
+                if received.recurring_run.revision > revision or received != view:
+                    view, revision = received, received.recurring_run.revision
+                    yield view
+
+    async def experiment_archived(self, experiment_id: str) -> None:
+        """Archiving an experiment disables its recurring runs."""
+        for recurring_run_id in [a.recurring_run.recurring_run_id for a in self._actors.values() if a.recurring_run.experiment_id == experiment_id]:
+            await self.set_enabled(recurring_run_id, False)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _check(self, definition: Definition, field: str) -> dict[str, Any] | None:
+        """Validate a definition; return the inline spec snapshot, if any."""
+        violations = []
+        if not 0 <= definition.max_concurrency <= MAX_CONCURRENCY:
+            violations.append(
+                FieldViolation(f"{field}.max_concurrency", f"must be between 1 and {MAX_CONCURRENCY} (0 = 1), got {definition.max_concurrency}")
+            )
+        if definition.overlap_policy and definition.overlap_policy not in OVERLAP_POLICIES:
+            violations.append(FieldViolation(f"{field}.overlap_policy", f"must be one of {', '.join(OVERLAP_POLICIES)}"))
+        trigger = self._with_default_zone(definition.trigger)
+        _, trigger_violations = self._parse_trigger(trigger, self._clock.now_us(), f"{field}.trigger")
+        violations += trigger_violations
+        violations += macro_violations(definition.parameters, f"{field}.runtime_config.parameters")
+        check(violations)
+        if trigger.upstream_recurring_run_ids or trigger.on_new_pipeline_version:
+            raise NotImplementedError(f"{field}.trigger: upstream and new-version triggers are not supported yet")
+        if definition.experiment_id:
+            experiment = await experiment_store.get(self._db, definition.experiment_id)
+            if experiment.storage_state != "AVAILABLE":
+                raise FailedPrecondition(f"experiment {experiment.experiment_id!r} is archived")
+        # A sample run checks the pipeline source, the parameters (macros expanded), the
+        # pipeline root and the artifact selectors exactly as each tick will.
+        sample = self._new_run(definition_as_run(definition), MacroContext(self._clock.now_us(), self._clock.now_us(), 1, new_id()), 0)
+        run, document = await self._runs.prepare(sample, field)
+        return document if run.inline else None
+
+    def _with_default_zone(self, trigger: Trigger) -> Trigger:
+        if trigger.schedule == "cron" and not trigger.time_zone:
+            return dataclasses.replace(trigger, time_zone=self._default_time_zone)
+        return trigger
+
+    def _parse_trigger(self, trigger: Trigger, anchor_us: int, field: str) -> tuple[Schedule | None, list[FieldViolation]]:
+        violations = []
+        if trigger.end_time and trigger.start_time and trigger.end_time < trigger.start_time:
+            violations.append(FieldViolation(f"{field}.{trigger.schedule}_schedule.end_time", "must not be before start_time"))
+        if trigger.schedule == "cron":
+            zone, zone_violations = zone_of(trigger.time_zone, f"{field}.cron_schedule.time_zone")
+            if zone is None:
+                return None, violations + zone_violations
+            schedule, schedule_violations = cron_schedule(
+                trigger.cron, zone, trigger.start_time, trigger.end_time, anchor_us, self._min_interval_seconds,
+                f"{field}.cron_schedule.cron",
+            )
+        elif trigger.schedule == "periodic":
+            schedule, schedule_violations = periodic_schedule(
+                trigger.interval_seconds, trigger.start_time, trigger.end_time, anchor_us, self._min_interval_seconds,
+                f"{field}.periodic_schedule.interval_second",
+            )
+        elif not (trigger.upstream_recurring_run_ids or trigger.on_new_pipeline_version):
+            return None, [FieldViolation(field, "set cron_schedule or periodic_schedule")]
+        else:
+            return None, violations
+        return schedule, violations + schedule_violations
+
+    def _schedule(self, recurring_run: RecurringRun) -> Schedule | None:
+        """The stored trigger's schedule; it was valid when stored."""
+        schedule, _ = self._parse_trigger(recurring_run.trigger, recurring_run.created_at, "trigger")
+        return schedule
+
+    def _new_run(self, template: NewRun, context: MacroContext, scheduled_at: int) -> NewRun:
+        return dataclasses.replace(
+            template,
+            parameters={name: expand(value, context) for name, value in template.parameters.items()},
+            run_id=context.run_id,
+            scheduled_at=scheduled_at,
+        )
+
+    def _start_actor(self, recurring_run: RecurringRun) -> None:
+        if self._stopping:
+            return
+        actor = _Actor(self, recurring_run, self._schedule(recurring_run))
+        self._actors[recurring_run.recurring_run_id] = actor
+        actor.start()
+
+    def _actor_exited(self, actor: _Actor, error: BaseException | None) -> None:
+        """Supervision: an actor that died of an error is started again from the store."""
+        if self._actors.get(actor.recurring_run.recurring_run_id) is not actor:
+            return
+        del self._actors[actor.recurring_run.recurring_run_id]
+        if error is None or self._stopping:
+            return
+        log.error("recurring run actor failed; restarting it", exc_info=error,
+                  extra={"fields": {"recurring_run_id": actor.recurring_run.recurring_run_id}})
+        asyncio.get_running_loop().call_later(RESTART_DELAY_SECONDS, self._restart, actor.recurring_run.recurring_run_id)
+
+    def _restart(self, recurring_run_id: str) -> None:
+        async def reload() -> None:
+            recurring_run = await store.get(self._db, recurring_run_id)
+            if recurring_run.status == ENABLED and recurring_run_id not in self._actors:
+                self._start_actor(recurring_run)
+
+        asyncio.get_running_loop().create_task(reload())
+
+    def _paused(self, recurring_run_id: str) -> _Paused:
+        return _Paused(self, recurring_run_id)
+
+    async def _after_change(self, recurring_run: RecurringRun, spec: dict[str, Any] | None = None) -> RecurringRunView:
+        if recurring_run.status == ENABLED:
+            self._start_actor(recurring_run)
+        return await self._publish(recurring_run, spec)
+
+    async def _publish(self, recurring_run: RecurringRun, spec: dict[str, Any] | None = None) -> RecurringRunView:
+        view = await self._view(recurring_run, spec)
+        self._snapshots.publish(recurring_run.recurring_run_id, dataclasses.replace(view, pipeline_spec=None))
+        return view
+
+    async def _view(self, recurring_run: RecurringRun, spec: dict[str, Any] | None = None) -> RecurringRunView:
+        actor = self._actors.get(recurring_run.recurring_run_id)
+        if actor is not None and actor.loaded:
+            queued, active = actor.queued, len(actor.active)
+        else:
+            queued = await store.queued_count(self._db, recurring_run.recurring_run_id)
+            active = len(await store.unfinished_run_ids(self._db, recurring_run.recurring_run_id))
+        schedule = self._schedule(recurring_run) if recurring_run.status == ENABLED else None
+        upcoming = next_times(schedule, recurring_run.watermark) if schedule else []
+        return RecurringRunView(recurring_run, upcoming, queued, active, spec)
+
+    def _run_finished(self, run: Run) -> None:
+        actor = self._actors.get(run.recurring_run_id)
+        if actor is not None:
+            actor.run_finished(run.run_id)
+        elif run.recurring_run_id and not self._stopping:
+            asyncio.get_running_loop().create_task(self._publish_stored(run.recurring_run_id))
+
+    async def _publish_stored(self, recurring_run_id: str) -> None:
+        try:
+            await self._publish(await store.get(self._db, recurring_run_id))
+        except DomainError:  # deleted meanwhile
+            pass
+
+
+def definition_as_run(definition: Definition) -> NewRun:
+    """The run a tick of this definition creates, before macros and naming."""
+    return NewRun(
+        display_name=definition.display_name,
+        description=definition.description,
+        experiment_id=definition.experiment_id,
+        pipeline_id=definition.pipeline_id,
+        pipeline_version_id=definition.pipeline_version_id,
+        pipeline_spec=definition.pipeline_spec,
+        parameters=definition.parameters,
+        parameters_from=definition.parameters_from,
+        pipeline_root=definition.pipeline_root,
+        service_account=definition.service_account,
+        artifacts=definition.artifacts,
+    )
+
+
+class _no_lock:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+class _Paused:
+    """Stops a recurring run's actor (after letting it handle what is due) for a change, and
+    yields the current recurring run; the caller restarts the actor if it stays enabled."""
+
+    def __init__(self, manager: RecurringRuns, recurring_run_id: str) -> None:
+        self._manager = manager
+        self._id = recurring_run_id
+
+    async def __aenter__(self) -> RecurringRun:
+        actor = self._manager._actors.get(self._id)
+        if actor is None:
+            return await store.get(self._manager._db, self._id)
+        async with actor.lock:
+            await actor.step()  # due ticks of the old definition are handled, not dropped
+            actor.stop()
+        await actor.finished()
+        return actor.recurring_run
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+class _Actor:
+    def __init__(self, manager: RecurringRuns, recurring_run: RecurringRun, schedule: Schedule | None) -> None:
+        self.manager = manager
+        self.recurring_run = recurring_run
+        self.schedule = schedule
+        self.active: list[str] = []  # unfinished runs, oldest first
+        self.queued = 0
+        self.loaded = False
+        self.lock = asyncio.Lock()  # one change at a time: the actor's steps and API calls
+        self.wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- supervision -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._task.add_done_callback(self._exited)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def finished(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def _exited(self, task: asyncio.Task[None]) -> None:
+        self.manager._actor_exited(self, None if task.cancelled() else task.exception())
+
+    def run_finished(self, run_id: str) -> None:
+        """A slot is free: wake up to start a queued tick; watchers see the new count."""
+        if run_id in self.active:
+            self.active.remove(run_id)
+        self.wake.set()
+        asyncio.get_running_loop().create_task(self.manager._publish(self.recurring_run))
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        db, recurring_run_id = self.manager._db, self.recurring_run.recurring_run_id
+        self.active = await store.unfinished_run_ids(db, recurring_run_id)
+        self.queued = await store.queued_count(db, recurring_run_id)
+        self.loaded = True
+        clock = self.manager._clock
+        while True:
+            async with self.lock:
+                await self.step()
+            deadline = self.schedule.next_after(self.recurring_run.watermark) if self.schedule else None
+            alarm = clock.wake_at(deadline, self.wake) if deadline is not None else None
+            await self.wake.wait()
+            self.wake.clear()
+            if alarm is not None:
+                alarm.cancel()
+
+    async def step(self) -> None:
+        """Handle every due tick, then start queued ticks while slots are free."""
+        if not self.loaded:
+            return
+        now = self.manager._clock.now_us()
+        while self.schedule is not None:
+            due = ticks_between(self.schedule, self.recurring_run.watermark, now, CATCHUP_BATCH)
+            if not due:
+                break
+            on_time = due[-1] if len(due) < CATCHUP_BATCH else None
+            await self._missed(due[:-1] if on_time is not None else due)
+            await self._drain()
+            if on_time is not None:
+                await self._on_time(on_time)
+        await self._drain()
+
+    async def _missed(self, ticks: list[int]) -> None:
+        if not ticks:
+            return
+        recurring_run = self.recurring_run
+        first = recurring_run.ticks_handled + 1
+        skipped: Counter[str] = Counter()
+        queue: list[QueuedTick] = []
+        if recurring_run.no_catchup:
+            skipped["no_catchup"] = len(ticks)
+        else:
+            queue = [QueuedTick(tick, first + offset, "catchup") for offset, tick in enumerate(ticks)]
+        await self._commit(watermark=ticks[-1], handled=len(ticks), queue=queue, skipped=skipped)
+
+    async def _on_time(self, tick: int) -> None:
+        recurring_run = self.recurring_run
+        index = recurring_run.ticks_handled + 1
+        policy = recurring_run.overlap_policy
+        if not self.queued and len(self.active) < recurring_run.max_concurrency:
+            await self._commit(watermark=tick, handled=1, start=[(tick, index)])
+        elif policy == "SKIP":
+            await self._commit(watermark=tick, handled=1, skipped=Counter({"overlap_skip": 1}))
+        elif policy == "REPLACE":
+            replaced = self.active[: len(self.active) - recurring_run.max_concurrency + 1]
+            await self._commit(watermark=tick, handled=1, start=[(tick, index)])
+            for run_id in replaced:
+                self.active.remove(run_id)
+                try:
+                    await self.manager._runs.terminate(run_id)
+                except DomainError:  # it has just finished
+                    pass
+        else:
+            queue = [QueuedTick(tick, index, "overlap")]
+            await self._commit(watermark=tick, handled=1, queue=queue, drop_overlap=policy == "BUFFER_ONE")
+
+    async def _drain(self) -> None:
+        while self.queued and len(self.active) < self.recurring_run.max_concurrency:
+            free = self.recurring_run.max_concurrency - len(self.active)
+            entries = await store.oldest_queued(self.manager._db, self.recurring_run.recurring_run_id, free)
+            if not entries:
+                self.queued = 0
+                return
+            await self._commit(start=[(e.scheduled_at, e.tick_index) for e in entries], dequeue=[e.scheduled_at for e in entries])
+
+    async def start_now(self) -> Run:
+        """TriggerRecurringRun: a run at this instant, if a slot is free."""
+        recurring_run = self.recurring_run
+        if len(self.active) >= recurring_run.max_concurrency:
+            raise FailedPrecondition(
+                f"all {recurring_run.max_concurrency} concurrency slots of recurring run {recurring_run.recurring_run_id!r} are busy"
+            )
+        started = await self._commit(handled=1, start=[(self.manager._clock.now_us(), recurring_run.ticks_handled + 1)])
+        if not started:
+            raise FailedPrecondition(recurring_run_error(self.recurring_run))
+        return started[0]
+
+    async def _commit(
+        self,
+        *,
+        watermark: int = 0,
+        handled: int = 0,
+        start: list[tuple[int, int]] = (),  # type: ignore[assignment]
+        queue: list[QueuedTick] = (),  # type: ignore[assignment]
+        dequeue: list[int] = (),  # type: ignore[assignment]
+        skipped: Counter[str] | None = None,
+        drop_overlap: bool = False,
+    ) -> list[Run]:
+        """One transaction: the runs to start, queue changes, counters and the watermark."""
+        manager, recurring_run = self.manager, self.recurring_run
+        skipped = Counter(skipped or {})
+        prepared, error = [], ""
+        for tick, index in start:
+            context = MacroContext(tick, manager._clock.now_us(), index, new_id())
+            template = dataclasses.replace(
+                definition_as_run(definition_of(recurring_run, await self._spec())),
+                display_name=f"{recurring_run.display_name}-{to_datetime(tick):%Y%m%d%H%M%S}",
+                recurring_run_id=recurring_run.recurring_run_id,
+            )
+            try:
+                prepared.append(await manager._runs.prepare(manager._new_run(template, context, tick), "recurring_run"))
+            except DomainError as failure:
+                skipped["run creation failed"] += 1
+                error = failure.message
+        dropped = queued = 0
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            nonlocal dropped, queued
+            if drop_overlap:
+                dropped = await store.drop_queued_within(conn, recurring_run.recurring_run_id, "overlap")
+                skipped["overlap_buffer_one"] += dropped
+            # A tick that already has a run or a queue entry is not queued twice.
+            queued = await store.enqueue_within(conn, recurring_run.recurring_run_id, queue)
+            await store.dequeue_within(conn, recurring_run.recurring_run_id, dequeue)
+            await store.save_within(conn, changed(), ("watermark", "ticks_handled", "runs_created", "ticks_skipped", "error", "revision"))
+
+        def changed() -> RecurringRun:
+            totals = Counter(recurring_run.ticks_skipped)
+            totals.update({reason: count for reason, count in skipped.items() if count})
+            return dataclasses.replace(
+                recurring_run,
+                watermark=max(recurring_run.watermark, watermark),
+                ticks_handled=recurring_run.ticks_handled + handled,
+                runs_created=recurring_run.runs_created + len(prepared),
+                ticks_skipped=dict(totals),
+                error=error or recurring_run.error,
+                revision=recurring_run.revision + 1,
+            )
+
+        await manager._runs.insert_and_launch(prepared, job)
+        self.recurring_run = changed()
+        self.active += [run.run_id for run, _ in prepared]
+        self.queued += queued - len(dequeue) - dropped
+        await manager._publish(self.recurring_run)
+        return [run for run, _ in prepared]
+
+    async def _spec(self) -> dict[str, Any] | None:
+        if not self.recurring_run.inline:
+            return None
+        return await run_store.get_spec(self.manager._db, self.recurring_run.spec_hash)
+
+
+def recurring_run_error(recurring_run: RecurringRun) -> str:
+    return recurring_run.error or "the run could not be created"
+
+
+def definition_of(recurring_run: RecurringRun, spec: dict[str, Any] | None) -> Definition:
+    """What a user set on a stored recurring run (its inline spec passed in)."""
+    return Definition(
+        display_name=recurring_run.display_name,
+        description=recurring_run.description,
+        experiment_id=recurring_run.experiment_id,
+        pipeline_id=recurring_run.pipeline_id,
+        pipeline_version_id=recurring_run.pipeline_version_id,
+        pipeline_spec=spec,
+        parameters=recurring_run.parameters,
+        pipeline_root=recurring_run.pipeline_root,
+        service_account=recurring_run.service_account,
+        max_concurrency=recurring_run.max_concurrency,
+        trigger=recurring_run.trigger,
+        enabled=recurring_run.status == ENABLED,
+        no_catchup=recurring_run.no_catchup,
+        overlap_policy=recurring_run.overlap_policy,
+        artifacts=recurring_run.artifacts,
+    )
+
