@@ -178,6 +178,19 @@ def retryable_pipeline(counter: str, gate: str) -> int:
     return second.output
 
 
+@dsl.container_component
+def noop(label: str, gate: str):
+    """Succeeds at once, or once the file `gate` exists when it is not empty."""
+    return dsl.ContainerSpec(
+        image="busybox", command=["sh", "-c", 'while [ -n "$1" ] && [ ! -e "$1" ]; do sleep 0.02; done', "noop"], args=[gate, label]
+    )
+
+
+@dsl.pipeline(name="instant-pipeline", description="One container task that exits at once (or when its gate opens).")
+def instant_pipeline(label: str = "none", gate: str = ""):
+    noop(label=label, gate=gate)
+
+
 ALL_PIPELINES = (
     add_pipeline,
     artifact_pipeline,
@@ -186,6 +199,7 @@ ALL_PIPELINES = (
     control_flow_pipeline,
     gated_pipeline,
     retryable_pipeline,
+    instant_pipeline,
 )
 
 

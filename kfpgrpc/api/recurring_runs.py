@@ -150,7 +150,7 @@ class RecurringRunServicer(recurring_run_pb2_grpc.RecurringRunServiceServicer):
         if violations:
             raise InvalidArgument(violations)
         merged = recurring_run_to_proto(await self._recurring_runs.get(recurring_run_id))
-        request.update_mask.MergeMessage(request.recurring_run, merged, replace_message_field_path=True, replace_repeated_field=True)
+        request.update_mask.MergeMessage(request.recurring_run, merged, replace_message_field=True, replace_repeated_field=True)
         definition = definition_of(merged)
         updated = await self._recurring_runs.update(recurring_run_id, definition)
         if "mode" in request.update_mask.paths and definition.enabled != (updated.recurring_run.status == ENABLED):

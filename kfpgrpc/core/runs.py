@@ -260,11 +260,10 @@ class Runs:
     async def list(self, experiment_id: str, request: ListRequest) -> Page[RunView]:
         scope = [("experiment_id", experiment_id)] if experiment_id else []
         page = await store.list_runs(self._db, build_query(store.RUNS, request, scope))
-        tasks = await store.tasks_of(self._db, [r.run_id for r in page.items if r.run_id not in self._active])
-        views = [
-            self._active[r.run_id].view() if r.run_id in self._active else RunView(r, tasks[r.run_id])
-            for r in page.items
-        ]
+        # Snapshot the active runs first: one may finish while the others' tasks are read.
+        active = {r.run_id: self._active[r.run_id].view() for r in page.items if r.run_id in self._active}
+        tasks = await store.tasks_of(self._db, [r.run_id for r in page.items if r.run_id not in active])
+        views = [active.get(r.run_id) or RunView(r, tasks[r.run_id]) for r in page.items]
         return Page(views, page.total_size, page.next_page_token)
 
     async def set_storage_state(self, run_id: str, archived: bool) -> None:

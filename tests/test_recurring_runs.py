@@ -1,0 +1,417 @@
+"""RecurringRunService on a virtual clock: hours of schedule in milliseconds, with real runs of
+kfp-compiled pipelines (instant-pipeline: one container task that exits at once, or once the
+file named by its `gate` parameter exists, which is how a test keeps runs active)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2, json_format, timestamp_pb2
+
+from kfpgrpc.clock import VirtualClock
+from kfpgrpc.config import ServerConfig
+from kfpgrpc.server import KfpGrpcServer
+from kfpgrpc.v1 import common_pb2, run_pb2
+from kfpgrpc.v1 import recurring_run_pb2 as pb
+from tests.support import Stubs, field_violations, upload
+
+T = TypeVar("T")
+START = "2026-05-04T10:07:00+00:00"  # a Monday
+Spec = dict[str, Any]
+
+
+def us(text: str) -> int:
+    moment = datetime.fromisoformat(text)
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+def stamp(text: str) -> timestamp_pb2.Timestamp:
+    message = timestamp_pb2.Timestamp()
+    message.FromMicroseconds(us(text))
+    return message
+
+
+def iso(message: timestamp_pb2.Timestamp) -> str:
+    return message.ToJsonString()
+
+
+@pytest.fixture
+def clock(request: pytest.FixtureRequest) -> VirtualClock:
+    """Starts at START, or at the time of the test's `clock_start` mark."""
+    marker = request.node.get_closest_marker("clock_start")
+    return VirtualClock(us(marker.args[0] if marker else START))
+
+
+@pytest.fixture
+async def server(data_dir: Path, clock: VirtualClock) -> AsyncIterator[KfpGrpcServer]:
+    """Overrides conftest's server: the same, on the virtual clock."""
+    running = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+async def version(stubs: Stubs, compiled: dict[str, Spec]) -> Any:
+    return await upload(stubs, "instant", compiled["instant-pipeline"])
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], condition: Callable[[T], bool], timeout: float = 30) -> T:
+    """Poll `probe` until `condition` holds for its result (a liveness wait, not a timing check)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if condition(value):
+            return value
+        assert asyncio.get_running_loop().time() < deadline, f"condition never held; last value: {value}"
+        await asyncio.sleep(0.01)
+
+
+def recurring(version: Any, name: str = "nightly", cron: str = "", **fields: Any) -> pb.RecurringRun:
+    parameters = fields.pop("parameters", {})
+    message = pb.RecurringRun(
+        display_name=name,
+        mode=pb.RecurringRun.ENABLE,
+        pipeline_version_reference=common_pb2.PipelineVersionReference(pipeline_id=version.pipeline_id),
+        **fields,
+    )
+    if cron:
+        message.trigger.cron_schedule.cron = cron
+    for key, value in parameters.items():
+        message.runtime_config.parameters[key].string_value = value
+    return message
+
+
+class Harness:
+    def __init__(self, stubs: Stubs, clock: VirtualClock) -> None:
+        self.stubs = stubs
+        self.clock = clock
+
+    async def create(self, message: pb.RecurringRun) -> pb.RecurringRun:
+        return await self.stubs.recurring_runs.CreateRecurringRun(pb.CreateRecurringRunRequest(recurring_run=message))
+
+    async def get(self, recurring_run_id: str) -> pb.RecurringRun:
+        return await self.stubs.recurring_runs.GetRecurringRun(pb.GetRecurringRunRequest(recurring_run_id=recurring_run_id))
+
+    async def runs(self, recurring_run_id: str = "") -> list[run_pb2.Run]:
+        found: list[run_pb2.Run] = []
+        token = ""
+        while True:
+            page = await self.stubs.runs.ListRuns(run_pb2.ListRunsRequest(page_size=200, sort_by="scheduled_at", page_token=token))
+            found += [r for r in page.runs if not recurring_run_id or r.recurring_run_id == recurring_run_id]
+            if not (token := page.next_page_token):
+                return found
+
+    async def ticks(self, recurring_run_id: str, count: int) -> list[str]:
+        """The scheduled times of its runs, once there are `count` of them, all finished."""
+        runs = await eventually(
+            lambda: self.runs(recurring_run_id),
+            lambda found: len(found) >= count and all(r.state == common_pb2.SUCCEEDED for r in found),
+        )
+        assert len(runs) == count, [iso(r.scheduled_at) for r in runs]
+        return [iso(r.scheduled_at) for r in runs]
+
+    async def advance_to(self, text: str, recurring_run_id: str) -> pb.RecurringRun:
+        """Move the clock; return the recurring run once its actor has handled every due tick."""
+        self.clock.set(us(text))
+        return await eventually(
+            lambda: self.get(recurring_run_id),
+            lambda got: not got.next_scheduled_times or got.next_scheduled_times[0].ToMicroseconds() > us(text),
+        )
+
+    async def error(self, call: Awaitable[Any]) -> grpc.aio.AioRpcError:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await call
+        return failure.value
+
+
+@pytest.fixture
+def harness(stubs: Stubs, clock: VirtualClock) -> Harness:
+    return Harness(stubs, clock)
+
+
+async def test_cron_ticks_fire_at_their_times_with_named_runs(harness: Harness, version: Any) -> None:
+    created = await harness.create(recurring(version, "every15", "*/15 * * * *"))
+    assert created.status == pb.RecurringRun.ENABLED and created.max_concurrency == 1
+    assert [iso(t) for t in created.next_scheduled_times[:3]] == [
+        "2026-05-04T10:15:00Z", "2026-05-04T10:30:00Z", "2026-05-04T10:45:00Z"]
+    assert len(created.next_scheduled_times) == 10 and not created.HasField("last_scheduled_time")
+    await harness.advance_to("2026-05-04T10:14:59+00:00", created.recurring_run_id)
+    assert await harness.runs() == []
+    got = await harness.advance_to("2026-05-04T10:15:00+00:00", created.recurring_run_id)
+    assert await harness.ticks(created.recurring_run_id, 1) == ["2026-05-04T10:15:00Z"]
+    assert iso(got.last_scheduled_time) == "2026-05-04T10:15:00Z"
+    (run,) = await harness.runs()
+    assert run.display_name == "every15-20260504101500" and run.recurring_run_id == created.recurring_run_id
+    assert run.created_at.ToMicroseconds() == us("2026-05-04T10:15:00+00:00")  # the (virtual) real time
+
+
+async def test_periodic_ticks_follow_the_anchor(harness: Harness, version: Any) -> None:
+    message = recurring(version, "hourly")
+    message.trigger.periodic_schedule.interval_second = 3600
+    message.trigger.periodic_schedule.start_time.CopyFrom(stamp("2026-05-04T09:30:00+00:00"))
+    created = await harness.create(message)
+    assert [iso(t) for t in created.next_scheduled_times[:2]] == ["2026-05-04T10:30:00Z", "2026-05-04T11:30:00Z"]
+    await harness.advance_to("2026-05-04T11:30:00+00:00", created.recurring_run_id)
+    assert await harness.ticks(created.recurring_run_id, 2) == ["2026-05-04T10:30:00Z", "2026-05-04T11:30:00Z"]
+
+
+@pytest.mark.clock_start("2026-03-07T12:00:00-05:00")
+async def test_time_zone_and_both_dst_days(harness: Harness, version: Any) -> None:
+    spring = recurring(version, "spring", "30 2 * * *")
+    spring.trigger.cron_schedule.time_zone = "America/New_York"
+    created = await harness.create(spring)
+    # 02:30 does not exist on 2026-03-08: it fires at 03:00 EDT; the day after, at 02:30 EDT.
+    assert [iso(t) for t in created.next_scheduled_times[:2]] == ["2026-03-08T07:00:00Z", "2026-03-09T06:30:00Z"]
+    await harness.advance_to("2026-03-09T12:00:00+00:00", created.recurring_run_id)
+    assert await harness.ticks(created.recurring_run_id, 2) == ["2026-03-08T07:00:00Z", "2026-03-09T06:30:00Z"]
+    await harness.stubs.recurring_runs.DeleteRecurringRun(pb.DeleteRecurringRunRequest(recurring_run_id=created.recurring_run_id))
+
+    harness.clock.set(us("2026-10-31T12:00:00-04:00"))
+    fall = recurring(version, "fall", "30 1 * * *")
+    fall.trigger.cron_schedule.time_zone = "America/New_York"
+    created = await harness.create(fall)
+    # 01:30 happens twice on 2026-11-01: it fires once, at its first occurrence (EDT).
+    await harness.advance_to("2026-11-02T12:00:00+00:00", created.recurring_run_id)
+    assert await harness.ticks(created.recurring_run_id, 2) == ["2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"]
+
+
+async def test_start_and_end_times_bound_the_ticks(harness: Harness, version: Any) -> None:
+    message = recurring(version, "bounded", "0 * * * *")
+    message.trigger.cron_schedule.start_time.CopyFrom(stamp("2026-05-04T12:00:00+00:00"))
+    message.trigger.cron_schedule.end_time.CopyFrom(stamp("2026-05-04T13:00:00+00:00"))
+    created = await harness.create(message)
+    assert [iso(t) for t in created.next_scheduled_times] == ["2026-05-04T12:00:00Z", "2026-05-04T13:00:00Z"]
+    got = await harness.advance_to("2026-05-04T18:00:00+00:00", created.recurring_run_id)
+    assert await harness.ticks(created.recurring_run_id, 2) == ["2026-05-04T12:00:00Z", "2026-05-04T13:00:00Z"]
+    assert not got.next_scheduled_times and got.status == pb.RecurringRun.ENABLED
+
+
+async def test_max_concurrency_holds_under_a_burst(harness: Harness, version: Any, tmp_path: Path) -> None:
+    gate = str(tmp_path / "gate-[[Index]]")
+    created = await harness.create(recurring(version, "burst", "* * * * *", max_concurrency=2, parameters={"gate": gate}))
+    rid = created.recurring_run_id
+    got = await harness.advance_to("2026-05-04T10:17:00+00:00", rid)  # 10 ticks at once
+    assert got.counters.runs_active == 2 and got.counters.ticks_queued == 8
+    for index in range(1, 11):
+        unfinished = [r for r in await harness.runs(rid) if r.state not in (common_pb2.SUCCEEDED,)]
+        assert len(unfinished) <= 2
+        (tmp_path / f"gate-{index}").touch()
+        await eventually(lambda: harness.runs(rid), lambda runs, i=index: sum(r.state == common_pb2.SUCCEEDED for r in runs) >= i)
+    ticks = await harness.ticks(rid, 10)
+    assert ticks == [f"2026-05-04T10:{minute:02d}:00Z" for minute in range(8, 18)]  # oldest first
+    got = await harness.get(rid)
+    assert got.counters.runs_created == 10 and got.counters.ticks_queued == 0 and got.counters.runs_active == 0
+
+
+@pytest.mark.parametrize(
+    ("policy", "active_after", "queued_after", "skipped"),
+    [
+        ("BUFFER_ALL", 1, 3, {}),
+        ("BUFFER_ONE", 1, 1, {"overlap_buffer_one": "2"}),
+        ("SKIP", 1, 0, {"overlap_skip": "3"}),
+        ("REPLACE", 1, 0, {}),
+    ],
+)
+async def test_overlap_policies(harness: Harness, version: Any, tmp_path: Path, policy: str, active_after: int,
+                                queued_after: int, skipped: dict[str, str]) -> None:
+    gate = str(tmp_path / "gate-[[Index]]")
+    created = await harness.create(
+        recurring(version, policy, "* * * * *", overlap_policy=pb.OverlapPolicy.Value(policy), parameters={"gate": gate})
+    )
+    rid = created.recurring_run_id
+    for minute in range(8, 12):  # one tick at a time: each is on time, the first run blocks the slot
+        await harness.advance_to(f"2026-05-04T10:{minute:02d}:00+00:00", rid)
+    got = await eventually(lambda: harness.get(rid), lambda g: g.counters.runs_active == active_after)
+    assert got.counters.ticks_queued == queued_after
+    assert json_format.MessageToDict(got.counters).get("ticksSkippedByReason", {}) == skipped
+    runs = await harness.runs(rid)
+    if policy == "REPLACE":  # each new tick terminated the run before it
+        assert len(runs) == 4
+        await eventually(lambda: harness.runs(rid), lambda rs: [r.state for r in rs][:3] == [common_pb2.CANCELED] * 3)
+    for index in range(1, 5):
+        (tmp_path / f"gate-{index}").touch()
+
+
+async def test_catch_up_after_downtime_runs_missed_ticks_in_order(data_dir: Path, compiled: dict[str, Spec]) -> None:
+    clock = VirtualClock(us(START))
+    first = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
+    await first.start()
+    try:
+        async with grpc.aio.insecure_channel(first.address) as channel:
+            harness = Harness(Stubs.on(channel), clock)
+            version = await upload(harness.stubs, "instant", compiled["instant-pipeline"])
+            created = await harness.create(recurring(version, "quarterly", "*/15 * * * *"))
+            await harness.advance_to("2026-05-04T10:15:00+00:00", created.recurring_run_id)
+            await harness.ticks(created.recurring_run_id, 1)
+    finally:
+        await first.stop()
+    clock.set(us("2026-05-04T11:20:00+00:00"))  # down for an hour: four ticks missed
+    second = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
+    await second.start()
+    try:
+        async with grpc.aio.insecure_channel(second.address) as channel:
+            harness = Harness(Stubs.on(channel), clock)
+            ticks = await harness.ticks(created.recurring_run_id, 5)
+    finally:
+        await second.stop()
+    assert ticks == ["2026-05-04T10:15:00Z", "2026-05-04T10:30:00Z", "2026-05-04T10:45:00Z",
+                     "2026-05-04T11:00:00Z", "2026-05-04T11:15:00Z"]
+
+
+@pytest.mark.parametrize("no_catchup", [False, True])
+async def test_re_enable_catches_up_the_gap_unless_no_catchup(harness: Harness, version: Any, no_catchup: bool) -> None:
+    created = await harness.create(recurring(version, "minutely", "* * * * *", no_catchup=no_catchup))
+    rid = created.recurring_run_id
+    await harness.stubs.recurring_runs.DisableRecurringRun(pb.DisableRecurringRunRequest(recurring_run_id=rid))
+    disabled = await harness.get(rid)
+    assert disabled.status == pb.RecurringRun.DISABLED and not disabled.next_scheduled_times
+    harness.clock.set(us("2026-05-04T10:12:30+00:00"))  # 10:08 ... 10:12 missed while disabled
+    await asyncio.sleep(0.05)
+    assert await harness.runs(rid) == []
+    await harness.stubs.recurring_runs.EnableRecurringRun(pb.EnableRecurringRunRequest(recurring_run_id=rid))
+    if no_catchup:
+        assert await harness.ticks(rid, 1) == ["2026-05-04T10:12:00Z"]
+        got = await harness.get(rid)
+        assert dict(got.counters.ticks_skipped_by_reason) == {"no_catchup": 4} and got.counters.ticks_skipped == 4
+    else:
+        assert await harness.ticks(rid, 5) == [f"2026-05-04T10:{m:02d}:00Z" for m in range(8, 13)]
+
+
+async def test_update_changes_the_schedule_without_replaying_ticks(harness: Harness, version: Any) -> None:
+    created = await harness.create(recurring(version, "minutely", "* * * * *"))
+    rid = created.recurring_run_id
+    await harness.advance_to("2026-05-04T10:09:00+00:00", rid)
+    harness.clock.set(us("2026-05-04T10:09:30+00:00"))
+    change = pb.RecurringRun(recurring_run_id=rid)
+    change.trigger.cron_schedule.cron = "0 * * * *"
+    updated = await harness.stubs.recurring_runs.UpdateRecurringRun(pb.UpdateRecurringRunRequest(
+        recurring_run=change, update_mask=field_mask_pb2.FieldMask(paths=["trigger.cron_schedule.cron"])))
+    assert updated.trigger.cron_schedule.cron == "0 * * * *" and updated.display_name == "minutely"
+    assert iso(updated.next_scheduled_times[0]) == "2026-05-04T11:00:00Z"
+    assert updated.updated_at.ToMicroseconds() == us("2026-05-04T10:09:30+00:00")
+    await harness.advance_to("2026-05-04T11:00:00+00:00", rid)
+    assert await harness.ticks(rid, 3) == ["2026-05-04T10:08:00Z", "2026-05-04T10:09:00Z", "2026-05-04T11:00:00Z"]
+
+    renamed = pb.RecurringRun(recurring_run_id=rid, display_name="hourly", max_concurrency=3)
+    updated = await harness.stubs.recurring_runs.UpdateRecurringRun(pb.UpdateRecurringRunRequest(
+        recurring_run=renamed, update_mask=field_mask_pb2.FieldMask(paths=["display_name", "max_concurrency"])))
+    assert (updated.display_name, updated.max_concurrency, updated.trigger.cron_schedule.cron) == ("hourly", 3, "0 * * * *")
+    for paths, field in ((["created_at"], "update_mask.paths[0]"), ([], "update_mask"), (["nope"], "update_mask")):
+        error = await harness.error(harness.stubs.recurring_runs.UpdateRecurringRun(pb.UpdateRecurringRunRequest(
+            recurring_run=renamed, update_mask=field_mask_pb2.FieldMask(paths=paths))))
+        assert field in field_violations(error), paths
+    bad = pb.RecurringRun(recurring_run_id=rid, max_concurrency=500)
+    error = await harness.error(harness.stubs.recurring_runs.UpdateRecurringRun(pb.UpdateRecurringRunRequest(
+        recurring_run=bad, update_mask=field_mask_pb2.FieldMask(paths=["max_concurrency"]))))
+    assert "recurring_run.max_concurrency" in field_violations(error)
+
+
+async def test_backfill_queues_only_ticks_without_runs(harness: Harness, version: Any) -> None:
+    created = await harness.create(recurring(version, "quarterly", "*/15 * * * *"))
+    rid = created.recurring_run_id
+    await harness.advance_to("2026-05-04T10:45:00+00:00", rid)
+    await harness.ticks(rid, 3)  # 10:15, 10:30, 10:45
+    response = await harness.stubs.recurring_runs.BackfillRecurringRun(pb.BackfillRecurringRunRequest(
+        recurring_run_id=rid, start_time=stamp("2026-05-04T09:30:00+00:00"), end_time=stamp("2026-05-04T10:30:00+00:00")))
+    assert (response.ticks_queued, response.ticks_already_present) == (3, 2)  # 09:30, 09:45, 10:00 are new
+    ticks = await harness.ticks(rid, 6)
+    assert ticks == [f"2026-05-04T{t}:00Z" for t in ("09:30", "09:45", "10:00", "10:15", "10:30", "10:45")]
+    again = await harness.stubs.recurring_runs.BackfillRecurringRun(pb.BackfillRecurringRunRequest(
+        recurring_run_id=rid, start_time=stamp("2026-05-04T09:30:00+00:00"), end_time=stamp("2026-05-04T10:30:00+00:00")))
+    assert (again.ticks_queued, again.ticks_already_present) == (0, 5)
+    error = await harness.error(harness.stubs.recurring_runs.BackfillRecurringRun(pb.BackfillRecurringRunRequest(
+        recurring_run_id=rid, start_time=stamp("2026-05-04T09:30:00+00:00"), end_time=stamp("2026-05-05T10:30:00+00:00"))))
+    assert field_violations(error) == {"end_time": "must not be in the future"}
+
+
+async def test_trigger_starts_a_run_now_within_the_slots(harness: Harness, version: Any, tmp_path: Path) -> None:
+    message = recurring(version, "manual", "0 0 1 1 *", parameters={"gate": str(tmp_path / "gate")})
+    message.mode = pb.RecurringRun.DISABLE  # triggering works on a disabled recurring run too
+    created = await harness.create(message)
+    run = await harness.stubs.recurring_runs.TriggerRecurringRun(pb.TriggerRecurringRunRequest(recurring_run_id=created.recurring_run_id))
+    assert run.scheduled_at.ToMicroseconds() == us(START) and run.display_name == "manual-20260504100700"
+    error = await harness.error(harness.stubs.recurring_runs.TriggerRecurringRun(
+        pb.TriggerRecurringRunRequest(recurring_run_id=created.recurring_run_id)))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "slots" in error.details()
+    (tmp_path / "gate").touch()
+    await harness.ticks(created.recurring_run_id, 1)
+    assert (await harness.get(created.recurring_run_id)).counters.runs_created == 1
+
+
+async def test_macros_are_expanded_for_every_run(harness: Harness, version: Any) -> None:
+    label = "[[ScheduledTime]] [[Index]] [[ScheduledTime.2006-01-02]] {{$.scheduledTime.strftime('%H:%M')}} [[CurrentTime]]"
+    created = await harness.create(recurring(version, "macros", "*/15 * * * *", parameters={"label": label}))
+    harness.clock.set(us("2026-05-04T10:31:00+00:00"))  # 10:15 missed, 10:30 on time
+    await harness.ticks(created.recurring_run_id, 2)
+    runs = await harness.runs(created.recurring_run_id)
+    labels = [r.runtime_config.parameters["label"].string_value for r in runs]
+    assert labels == [
+        "20260504101500 1 2026-05-04 10:15 20260504103100",
+        "20260504103000 2 2026-05-04 10:30 20260504103100",
+    ]
+    error = await harness.error(harness.create(recurring(version, "typo", "* * * * *", parameters={"label": "[[Scheduledtime]]"})))
+    assert "recurring_run.runtime_config.parameters.label" in field_violations(error)
+
+
+async def test_disable_leaves_runs_in_flight_alone(harness: Harness, version: Any, tmp_path: Path) -> None:
+    created = await harness.create(recurring(version, "slow", "* * * * *", parameters={"gate": str(tmp_path / "gate")}))
+    rid = created.recurring_run_id
+    await harness.advance_to("2026-05-04T10:08:00+00:00", rid)
+    await eventually(lambda: harness.runs(rid), lambda runs: len(runs) == 1 and runs[0].state == common_pb2.RUNNING)
+    await harness.stubs.recurring_runs.DisableRecurringRun(pb.DisableRecurringRunRequest(recurring_run_id=rid))
+    harness.clock.set(us("2026-05-04T10:20:00+00:00"))
+    (tmp_path / "gate").touch()
+    assert await harness.ticks(rid, 1) == ["2026-05-04T10:08:00Z"]  # it finished; no new tick
+
+
+async def test_bad_definitions_name_each_field(harness: Harness, version: Any) -> None:
+    message = recurring(version, "", "61 * * * *", max_concurrency=101)
+    message.trigger.cron_schedule.time_zone = "Mars/Olympus"
+    error = await harness.error(harness.create(message))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(error)) == {"recurring_run.max_concurrency", "recurring_run.trigger.cron_schedule.time_zone"}
+    cases = [
+        (recurring(version, "x", "61 * * * *"), "recurring_run.trigger.cron_schedule.cron"),
+        (recurring(version, "x"), "recurring_run.trigger"),
+        (recurring(version, ""  , "* * * * *"), "recurring_run.display_name"),
+    ]
+    periodic = recurring(version, "x")
+    periodic.trigger.periodic_schedule.interval_second = 30
+    cases.append((periodic, "recurring_run.trigger.periodic_schedule.interval_second"))
+    for bad, field in cases:
+        error = await harness.error(harness.create(bad))
+        assert field in field_violations(error), (field, field_violations(error))
+    assert (await harness.stubs.recurring_runs.ListRecurringRuns(pb.ListRecurringRunsRequest())).total_size == 0
+
+
+async def test_watch_sends_a_snapshot_per_change_and_ends_on_delete(harness: Harness, version: Any) -> None:
+    created = await harness.create(recurring(version, "watched", "*/15 * * * *"))
+    rid = created.recurring_run_id
+    seen: list[pb.RecurringRun] = []
+
+    async def watch() -> None:
+        async for snapshot in harness.stubs.recurring_runs.WatchRecurringRun(pb.WatchRecurringRunRequest(recurring_run_id=rid)):
+            seen.append(snapshot)
+
+    watcher = asyncio.create_task(watch())
+    await eventually(lambda: asyncio.sleep(0, len(seen)), lambda count: count == 1)
+    await harness.advance_to("2026-05-04T10:15:00+00:00", rid)
+    await eventually(lambda: asyncio.sleep(0, seen[-1]), lambda last: last.counters.runs_created == 1 and last.counters.runs_active == 0)
+    await harness.stubs.recurring_runs.DisableRecurringRun(pb.DisableRecurringRunRequest(recurring_run_id=rid))
+    await eventually(lambda: asyncio.sleep(0, seen[-1]), lambda last: last.status == pb.RecurringRun.DISABLED)
+    await harness.stubs.recurring_runs.DeleteRecurringRun(pb.DeleteRecurringRunRequest(recurring_run_id=rid, delete_runs=True))
+    await asyncio.wait_for(watcher, 10)  # the stream ended by itself
+    assert seen[0].counters.runs_created == 0
+    assert [s.counters.runs_created for s in seen] == sorted(s.counters.runs_created for s in seen)
+    assert await harness.runs(rid) == []
+    error = await harness.error(harness.get(rid))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
