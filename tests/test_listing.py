@@ -18,6 +18,7 @@ from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.store.experiments import EXPERIMENTS
 from kfpgrpc.store.listing import ListRequest, build_query
 from kfpgrpc.store.pipelines import PIPELINE_VERSIONS, PIPELINES
+from kfpgrpc.store.recurring_runs import RECURRING_RUNS
 from kfpgrpc.store.runs import RUNS
 from kfpgrpc.v1 import experiment_pb2 as pb
 from kfpgrpc.v1 import pipeline_pb2
@@ -163,8 +164,11 @@ async def test_token_must_match_sort_filter_and_parent(stubs: Stubs, experiments
         (PIPELINE_VERSIONS, [("pipeline_id", "p")]),
         (RUNS, []),
         (RUNS, [("experiment_id", "e")]),
+        (RECURRING_RUNS, []),
+        (RECURRING_RUNS, [("experiment_id", "e")]),
     ],
-    ids=["experiments", "pipelines", "pipeline_versions", "runs", "runs_of_an_experiment"],
+    ids=["experiments", "pipelines", "pipeline_versions", "runs", "runs_of_an_experiment", "recurring_runs",
+         "recurring_runs_of_an_experiment"],
 )
 async def test_every_sort_is_an_index_scan(server: KfpGrpcServer, data_dir: Path, listing: Any, scope: list[tuple[str, str]]) -> None:
     database = sqlite3.connect(data_dir / "kfpgrpc.db")

@@ -17,7 +17,7 @@ from google.protobuf import field_mask_pb2, json_format, timestamp_pb2
 from kfpgrpc.clock import VirtualClock
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.server import KfpGrpcServer
-from kfpgrpc.v1 import common_pb2, run_pb2
+from kfpgrpc.v1 import common_pb2, experiment_pb2, run_pb2
 from kfpgrpc.v1 import recurring_run_pb2 as pb
 from tests.support import Stubs, field_violations, upload
 
@@ -415,3 +415,24 @@ async def test_watch_sends_a_snapshot_per_change_and_ends_on_delete(harness: Har
     assert await harness.runs(rid) == []
     error = await harness.error(harness.get(rid))
     assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_archiving_the_experiment_disables_its_recurring_runs(harness: Harness, version: Any) -> None:
+    experiments = harness.stubs.experiments
+    experiment = await experiments.CreateExperiment(
+        experiment_pb2.CreateExperimentRequest(experiment=experiment_pb2.Experiment(display_name="team"))
+    )
+    created = await harness.create(recurring(version, "in-team", "* * * * *", experiment_id=experiment.experiment_id))
+    error = await harness.error(experiments.DeleteExperiment(experiment_pb2.DeleteExperimentRequest(experiment_id=experiment.experiment_id)))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "1 recurring run" in error.details()
+    await experiments.ArchiveExperiment(experiment_pb2.ArchiveExperimentRequest(experiment_id=experiment.experiment_id))
+    assert (await harness.get(created.recurring_run_id)).status == pb.RecurringRun.DISABLED
+    harness.clock.set(us("2026-05-04T10:30:00+00:00"))
+    await asyncio.sleep(0.05)
+    assert await harness.runs(created.recurring_run_id) == []
+    listed = await harness.stubs.recurring_runs.ListRecurringRuns(pb.ListRecurringRunsRequest(
+        experiment_id=experiment.experiment_id,
+        filter='{"predicates": [{"key": "status", "operation": "EQUALS", "string_value": "DISABLED"}]}'))
+    assert [r.display_name for r in listed.recurring_runs] == ["in-team"]
+    error = await harness.error(harness.create(recurring(version, "late", "* * * * *", experiment_id=experiment.experiment_id)))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -57,12 +57,13 @@ async def unarchive(db: Database, experiment_id: str) -> None:
 
 
 async def delete(db: Database, experiment_id: str) -> None:
-    """Delete an experiment that has no runs."""
+    """Delete an experiment that has no runs and no recurring runs."""
 
     async def job(conn: aiosqlite.Connection) -> None:
-        rows = await conn.execute_fetchall("SELECT COUNT(*) FROM runs WHERE experiment_id = ?", (experiment_id,))
-        if runs := next(iter(rows))[0]:
-            raise FailedPrecondition(f"experiment {experiment_id!r} has {runs} run(s); delete them first")
+        for table, what in (("runs", "run(s)"), ("recurring_runs", "recurring run(s)")):
+            rows = await conn.execute_fetchall(f"SELECT COUNT(*) FROM {table} WHERE experiment_id = ?", (experiment_id,))
+            if count := next(iter(rows))[0]:
+                raise FailedPrecondition(f"experiment {experiment_id!r} has {count} {what}; delete them first")
         await _TABLE.delete_within(conn, "experiment_id", experiment_id)
 
     await db.write(job)
