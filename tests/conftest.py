@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
+from kfpgrpc.clock import Clock
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.server import KfpGrpcServer
 from tests import pipelines
@@ -22,8 +23,14 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def server(data_dir: Path) -> AsyncIterator[KfpGrpcServer]:
-    running = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir))
+def clock() -> Clock | None:
+    """The server's clock: the system's; a test module overrides it with a VirtualClock."""
+    return None
+
+
+@pytest.fixture
+async def server(data_dir: Path, clock: Clock | None) -> AsyncIterator[KfpGrpcServer]:
+    running = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
     await running.start()
     try:
         yield running

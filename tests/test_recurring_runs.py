@@ -5,7 +5,7 @@ file named by its `gate` parameter exists, which is how a test keeps runs active
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,17 +46,6 @@ def clock(request: pytest.FixtureRequest) -> VirtualClock:
     """Starts at START, or at the time of the test's `clock_start` mark."""
     marker = request.node.get_closest_marker("clock_start")
     return VirtualClock(us(marker.args[0] if marker else START))
-
-
-@pytest.fixture
-async def server(data_dir: Path, clock: VirtualClock) -> AsyncIterator[KfpGrpcServer]:
-    """Overrides conftest's server: the same, on the virtual clock."""
-    running = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
 
 
 @pytest.fixture

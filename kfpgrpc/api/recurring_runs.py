@@ -9,7 +9,7 @@ from google.protobuf import empty_pb2
 from google.rpc import code_pb2
 
 from kfpgrpc.api.convert import list_request, micros, timestamp, values
-from kfpgrpc.api.runs import run_to_proto, set_source, source_fields
+from kfpgrpc.api.runs import new_run, run_to_proto, set_source
 from kfpgrpc.core.recurring import Definition, RecurringRuns
 from kfpgrpc.domain import ENABLED, RecurringRunView, RunView, Trigger
 from kfpgrpc.errors import FieldViolation, InvalidArgument
@@ -59,15 +59,12 @@ def trigger_to_proto(trigger: Trigger) -> pb.Trigger:
 
 def definition_of(message: pb.RecurringRun) -> Definition:
     return Definition(
-        display_name=message.display_name,
-        description=message.description,
-        experiment_id=message.experiment_id,
+        run=new_run(message),
         max_concurrency=message.max_concurrency,
         trigger=trigger_of(message.trigger),
         enabled=message.mode == pb.RecurringRun.ENABLE,
         no_catchup=message.no_catchup,
         overlap_policy=pb.OverlapPolicy.Name(message.overlap_policy) if message.overlap_policy else "",
-        **source_fields(message),
     )
 
 

@@ -123,7 +123,8 @@ def set_source(message: Any, pipeline_id: str, pipeline_version_id: str, inline_
         )
 
 
-def new_run(run: pb.Run) -> NewRun:
+def new_run(run: Any) -> NewRun:
+    """A Run message, or the run template a RecurringRun message describes."""
     return NewRun(display_name=run.display_name, description=run.description, experiment_id=run.experiment_id, **source_fields(run))
 
 

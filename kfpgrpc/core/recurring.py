@@ -56,24 +56,15 @@ RESTART_DELAY_SECONDS = 1.0
 
 @dataclasses.dataclass(frozen=True)
 class Definition:
-    """What a user sets on a recurring run (create, or the result of an update)."""
+    """What a user sets on a recurring run (create, or the result of an update): the run each
+    tick creates, and when and how ticks create runs."""
 
-    display_name: str
-    description: str = ""
-    experiment_id: str = ""
-    pipeline_id: str = ""
-    pipeline_version_id: str = ""
-    pipeline_spec: dict[str, Any] | None = None
-    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
-    parameters_from: dict[str, Any] = dataclasses.field(default_factory=dict)
-    pipeline_root: str = ""
-    service_account: str = ""
-    max_concurrency: int = 0
+    run: NewRun  # display_name is the recurring run's; macros are not expanded yet
+    max_concurrency: int = 0  # 0 = 1
     trigger: Trigger = Trigger()
     enabled: bool = False
     no_catchup: bool = False
-    overlap_policy: str = ""
-    artifacts: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    overlap_policy: str = ""  # "" = BUFFER_ALL
 
 
 class RecurringRuns:
@@ -118,24 +109,11 @@ class RecurringRuns:
         now = self._clock.now_us()
         recurring_run = RecurringRun(
             recurring_run_id=new_id(),
-            display_name=definition.display_name,
-            description=definition.description,
-            experiment_id=definition.experiment_id or self._default_experiment_id(),
-            pipeline_id=definition.pipeline_id,
-            pipeline_version_id=definition.pipeline_version_id,
-            spec_hash=run_store.spec_hash(spec) if spec is not None else "",
-            parameters=definition.parameters,
-            pipeline_root=definition.pipeline_root,
-            service_account=definition.service_account,
-            max_concurrency=definition.max_concurrency or 1,
-            trigger=self._with_default_zone(definition.trigger),
+            **self._defined(definition, spec),
             status=ENABLED if definition.enabled else DISABLED,
-            no_catchup=definition.no_catchup,
-            overlap_policy=definition.overlap_policy or "BUFFER_ALL",
             created_at=now,
             updated_at=now,
             error="",
-            artifacts=definition.artifacts,
             watermark=now,  # ticks before the creation are never run
             ticks_handled=0,
             runs_created=0,
@@ -170,24 +148,11 @@ class RecurringRuns:
         spec = await self._check(definition, "recurring_run")
         async with self._paused(recurring_run_id) as current:
             now = self._clock.now_us()
-            trigger = self._with_default_zone(definition.trigger)
+            defined = self._defined(definition, spec)
             updated = dataclasses.replace(
                 current,
-                display_name=definition.display_name,
-                description=definition.description,
-                experiment_id=definition.experiment_id or self._default_experiment_id(),
-                pipeline_id=definition.pipeline_id,
-                pipeline_version_id=definition.pipeline_version_id,
-                spec_hash=run_store.spec_hash(spec) if spec is not None else "",
-                parameters=definition.parameters,
-                pipeline_root=definition.pipeline_root,
-                service_account=definition.service_account,
-                max_concurrency=definition.max_concurrency or 1,
-                trigger=trigger,
-                no_catchup=definition.no_catchup,
-                overlap_policy=definition.overlap_policy or "BUFFER_ALL",
-                artifacts=definition.artifacts,
-                watermark=max(current.watermark, now) if trigger != current.trigger else current.watermark,
+                **defined,
+                watermark=max(current.watermark, now) if defined["trigger"] != current.trigger else current.watermark,
                 updated_at=now,
                 error="",
                 revision=current.revision + 1,
@@ -324,19 +289,39 @@ class RecurringRuns:
         trigger = self._with_default_zone(definition.trigger)
         _, trigger_violations = self._parse_trigger(trigger, self._clock.now_us(), f"{field}.trigger")
         violations += trigger_violations
-        violations += macro_violations(definition.parameters, f"{field}.runtime_config.parameters")
+        violations += macro_violations(definition.run.parameters, f"{field}.runtime_config.parameters")
         check(violations)
         if trigger.upstream_recurring_run_ids or trigger.on_new_pipeline_version:
             raise NotImplementedError(f"{field}.trigger: upstream and new-version triggers are not supported yet")
-        if definition.experiment_id:
-            experiment = await experiment_store.get(self._db, definition.experiment_id)
+        if definition.run.experiment_id:
+            experiment = await experiment_store.get(self._db, definition.run.experiment_id)
             if experiment.storage_state != "AVAILABLE":
                 raise FailedPrecondition(f"experiment {experiment.experiment_id!r} is archived")
         # A sample run checks the pipeline source, the parameters (macros expanded), the
         # pipeline root and the artifact selectors exactly as each tick will.
-        sample = self._new_run(definition_as_run(definition), MacroContext(self._clock.now_us(), self._clock.now_us(), 1, new_id()), 0)
+        sample = self._new_run(definition.run, MacroContext(self._clock.now_us(), self._clock.now_us(), 1, new_id()), 0)
         run, document = await self._runs.prepare(sample, field)
         return document if run.inline else None
+
+    def _defined(self, definition: Definition, spec: dict[str, Any] | None) -> dict[str, Any]:
+        """The RecurringRun fields a definition sets, defaults applied."""
+        run = definition.run
+        return {
+            "display_name": run.display_name,
+            "description": run.description,
+            "experiment_id": run.experiment_id or self._default_experiment_id(),
+            "pipeline_id": run.pipeline_id,
+            "pipeline_version_id": run.pipeline_version_id,
+            "spec_hash": run_store.spec_hash(spec) if spec is not None else "",
+            "parameters": run.parameters,
+            "pipeline_root": run.pipeline_root,
+            "service_account": run.service_account,
+            "max_concurrency": definition.max_concurrency or 1,
+            "trigger": self._with_default_zone(definition.trigger),
+            "no_catchup": definition.no_catchup,
+            "overlap_policy": definition.overlap_policy or "BUFFER_ALL",
+            "artifacts": run.artifacts,
+        }
 
     def _with_default_zone(self, trigger: Trigger) -> Trigger:
         if trigger.schedule == "cron" and not trigger.time_zone:
@@ -441,23 +426,6 @@ class RecurringRuns:
             await self._publish(await store.get(self._db, recurring_run_id))
         except DomainError:  # deleted meanwhile
             pass
-
-
-def definition_as_run(definition: Definition) -> NewRun:
-    """The run a tick of this definition creates, before macros and naming."""
-    return NewRun(
-        display_name=definition.display_name,
-        description=definition.description,
-        experiment_id=definition.experiment_id,
-        pipeline_id=definition.pipeline_id,
-        pipeline_version_id=definition.pipeline_version_id,
-        pipeline_spec=definition.pipeline_spec,
-        parameters=definition.parameters,
-        parameters_from=definition.parameters_from,
-        pipeline_root=definition.pipeline_root,
-        service_account=definition.service_account,
-        artifacts=definition.artifacts,
-    )
 
 
 class _no_lock:
@@ -633,7 +601,7 @@ class _Actor:
         for tick, index in start:
             context = MacroContext(tick, manager._clock.now_us(), index, new_id())
             template = dataclasses.replace(
-                definition_as_run(definition_of(recurring_run, await self._spec())),
+                run_template(recurring_run, await self._spec()),
                 display_name=f"{recurring_run.display_name}-{to_datetime(tick):%Y%m%d%H%M%S}",
                 recurring_run_id=recurring_run.recurring_run_id,
             )
@@ -684,9 +652,10 @@ def recurring_run_error(recurring_run: RecurringRun) -> str:
     return recurring_run.error or "the run could not be created"
 
 
-def definition_of(recurring_run: RecurringRun, spec: dict[str, Any] | None) -> Definition:
-    """What a user set on a stored recurring run (its inline spec passed in)."""
-    return Definition(
+def run_template(recurring_run: RecurringRun, spec: dict[str, Any] | None) -> NewRun:
+    """The run a tick of a stored recurring run creates (its inline spec passed in), before
+    macros and naming."""
+    return NewRun(
         display_name=recurring_run.display_name,
         description=recurring_run.description,
         experiment_id=recurring_run.experiment_id,
@@ -696,11 +665,5 @@ def definition_of(recurring_run: RecurringRun, spec: dict[str, Any] | None) -> D
         parameters=recurring_run.parameters,
         pipeline_root=recurring_run.pipeline_root,
         service_account=recurring_run.service_account,
-        max_concurrency=recurring_run.max_concurrency,
-        trigger=recurring_run.trigger,
-        enabled=recurring_run.status == ENABLED,
-        no_catchup=recurring_run.no_catchup,
-        overlap_policy=recurring_run.overlap_policy,
         artifacts=recurring_run.artifacts,
     )
-
