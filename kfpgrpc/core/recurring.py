@@ -469,6 +469,7 @@ class _Actor:
         self.lock = asyncio.Lock()  # one change at a time: the actor's steps and API calls
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._inline_spec: tuple[str, dict[str, Any]] | None = None  # (hash, spec)
 
     # -- supervision -------------------------------------------------------------------------
 
@@ -643,9 +644,13 @@ class _Actor:
         return [run for run, _ in prepared]
 
     async def _spec(self) -> dict[str, Any] | None:
-        if not self.recurring_run.inline:
+        """The inline spec, read once: every tick's run shares it."""
+        spec_hash = self.recurring_run.spec_hash
+        if not spec_hash:
             return None
-        return await run_store.get_spec(self.manager._db, self.recurring_run.spec_hash)
+        if self._inline_spec is None or self._inline_spec[0] != spec_hash:
+            self._inline_spec = (spec_hash, await run_store.get_spec(self.manager._db, spec_hash))
+        return self._inline_spec[1]
 
 
 def recurring_run_error(recurring_run: RecurringRun) -> str:

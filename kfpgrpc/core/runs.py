@@ -38,6 +38,7 @@ from kfpgrpc.domain import (
     TERMINAL_STATES,
     LogLine,
     Page,
+    PipelineVersion,
     Run,
     RunView,
     StateChange,
@@ -119,6 +120,7 @@ class Runs:
         self._claimed: set[str] = set()  # runs a Retry or Delete is working on
         self._workers: set[asyncio.Task[None]] = set()
         self._spec_infos: OrderedDict[str, PipelineSpecInfo] = OrderedDict()
+        self._versions: OrderedDict[str, tuple[PipelineVersion, str]] = OrderedDict()
         self._snapshots: Broadcast[RunView] = Broadcast()
         self._log_appended: Broadcast[bool] = Broadcast(capacity=1)
         self._stopping = False
@@ -182,11 +184,12 @@ class Runs:
         check(violations)
         if new.pipeline_spec is not None:
             document, pipeline_id, version_id = new.pipeline_spec, "", ""
-            info = self._spec_info(document, f"{field}.pipeline_spec")
+            hash_ = store.spec_hash(document)
+            info = self._spec_info(document, f"{field}.pipeline_spec", hash_)
         else:
-            version = await self._version(new.pipeline_id, new.pipeline_version_id, field)
+            version, hash_ = await self._version(new.pipeline_id, new.pipeline_version_id, field)
             document, pipeline_id, version_id = version.pipeline_spec, version.pipeline_id, version.pipeline_version_id
-            info = self._spec_info(document, "pipeline_spec")
+            info = self._spec_info(document, "pipeline_spec", hash_)
         parameters = resolve_parameters(info.inputs, new.parameters, f"{field}.runtime_config.parameters")
         if unsupported := unsupported_features(info.spec):
             raise FailedPrecondition(
@@ -201,7 +204,7 @@ class Runs:
             storage_state=AVAILABLE,
             pipeline_id=pipeline_id,
             pipeline_version_id=version_id,
-            spec_hash=store.spec_hash(document),
+            spec_hash=hash_,
             parameters=parameters,
             pipeline_root=pipeline_root,
             service_account=new.service_account,
@@ -218,25 +221,36 @@ class Runs:
         )
         return run, document
 
-    async def _version(self, pipeline_id: str, pipeline_version_id: str, field: str) -> Any:
-        reference = f"{field}.pipeline_version_reference"
+    async def _version(self, pipeline_id: str, pipeline_version_id: str, field: str) -> tuple[PipelineVersion, str]:
+        """The version to run and its spec hash. Versions never change, so their parsed specs
+        are cached: every run of a version (every tick of a recurring run) shares one."""
         if not pipeline_version_id:
-            version = await pipeline_store.latest_version(self._db, pipeline_id)
-            if version is not None:
-                return version
-            await pipeline_store.get_pipeline(self._db, pipeline_id)  # NOT_FOUND for a bad id
-            raise FailedPrecondition(f"pipeline {pipeline_id!r} has no versions; upload one first")
-        version = await pipeline_store.get_version(self._db, pipeline_version_id)
-        if version.pipeline_id != pipeline_id:
+            pipeline_version_id = await pipeline_store.latest_version_id(self._db, pipeline_id) or ""
+            if not pipeline_version_id:
+                await pipeline_store.get_pipeline(self._db, pipeline_id)  # NOT_FOUND for a bad id
+                raise FailedPrecondition(f"pipeline {pipeline_id!r} has no versions; upload one first")
+        owner = await pipeline_store.pipeline_of_version(self._db, pipeline_version_id)
+        if owner is None:
+            raise NotFound("pipeline version", "pipeline_version_id", pipeline_version_id)
+        if owner != pipeline_id:
             raise InvalidArgument.field(
-                f"{reference}.pipeline_version_id", f"version {pipeline_version_id!r} belongs to another pipeline"
+                f"{field}.pipeline_version_reference.pipeline_version_id",
+                f"version {pipeline_version_id!r} belongs to another pipeline",
             )
-        return version
+        cached = self._versions.get(pipeline_version_id)
+        if cached is None:
+            version = await pipeline_store.get_version(self._db, pipeline_version_id)
+            cached = self._versions[pipeline_version_id] = (version, store.spec_hash(version.pipeline_spec))
+            if len(self._versions) > _SPEC_CACHE_SIZE:
+                self._versions.popitem(last=False)
+        else:
+            self._versions.move_to_end(pipeline_version_id)
+        return cached
 
-    def _spec_info(self, document: dict[str, Any], field: str) -> PipelineSpecInfo:
-        """Validate a spec; what a valid spec yields is cached, as the same specs come back for
-        every run of a version or of a recurring run."""
-        key = store.spec_hash(document)
+    def _spec_info(self, document: dict[str, Any], field: str, key: str = "") -> PipelineSpecInfo:
+        """Validate a spec (whose hash is `key`, if known); what a valid spec yields is cached,
+        as the same specs come back for every run of a version or of a recurring run."""
+        key = key or store.spec_hash(document)
         info = self._spec_infos.get(key)
         if info is None:
             info = validate_pipeline_spec(document, field)
@@ -351,7 +365,8 @@ class Runs:
         view = await self.get(run_id, with_spec=False)
         task_ids = None
         if task_name:
-            spec = self._spec_info(await store.get_spec(self._db, view.run.spec_hash), "pipeline_spec").spec
+            document = await store.get_spec(self._db, view.run.spec_hash)
+            spec = self._spec_info(document, "pipeline_spec", view.run.spec_hash).spec
             known = {(t.task_id, t.display_name) for t in view.tasks} | set(task_names(spec))
             # A task id names one task; a display name may be shared by tasks of sub-pipelines.
             task_ids = [task_name] if any(task_id == task_name for task_id, _ in known) else sorted(
@@ -395,7 +410,7 @@ class Runs:
             if execution.terminate_requested:
                 outcome = RunOutcome(TaskState.CANCELED, "")
             else:
-                info = self._spec_info(execution.document, "pipeline_spec")
+                info = self._spec_info(execution.document, "pipeline_spec", execution.run.spec_hash)
                 previous = {t.task_id: _task_result(t) for t in execution.tasks.values() if t.state == SUCCEEDED}
                 outcome = await self._executor.execute(
                     run_id,

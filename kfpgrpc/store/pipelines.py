@@ -105,13 +105,19 @@ async def get_version(db: Database, pipeline_version_id: str) -> PipelineVersion
     return await _VERSIONS.get(db, "pipeline_version_id", pipeline_version_id)
 
 
-async def latest_version(db: Database, pipeline_id: str) -> PipelineVersion | None:
+async def latest_version_id(db: Database, pipeline_id: str) -> str | None:
     row = await db.fetch_one(
-        f"SELECT {_VERSIONS.select} FROM pipeline_versions WHERE pipeline_id = ?"
+        "SELECT pipeline_version_id FROM pipeline_versions WHERE pipeline_id = ?"
         " ORDER BY created_at DESC, pipeline_version_id DESC LIMIT 1",
         (pipeline_id,),
     )
-    return _VERSIONS.from_row(row) if row else None
+    return row[0] if row else None
+
+
+async def pipeline_of_version(db: Database, pipeline_version_id: str) -> str | None:
+    """The pipeline a version belongs to; None when the version does not exist."""
+    row = await db.fetch_one("SELECT pipeline_id FROM pipeline_versions WHERE pipeline_version_id = ?", (pipeline_version_id,))
+    return row[0] if row else None
 
 
 async def list_versions(db: Database, query: Query) -> Page[PipelineVersion]:
