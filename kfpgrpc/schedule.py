@@ -79,14 +79,18 @@ class Cron:
     def follows_elapsed_time(self) -> bool:
         """Fires every hour of the day: repeated local hours fire twice (elapsed time)."""
         # croniter keeps fields in 5-field order (the seconds last), so hours are always [1].
-        hours = croniter(self.expression, second_at_beginning=self._seconds_first).expanded[1]
+        hours = self._matches.expanded[1]
         return hours == ["*"] or len(hours) == 24
+
+    @cached_property
+    def _matches(self) -> croniter:
+        """Parsing is most of croniter's cost: parse once, then move the iterator."""
+        return croniter(self.expression, datetime.now(self.zone), second_at_beginning=self._seconds_first)
 
     def next_after(self, after_us: int) -> int | None:
         after_us = max(after_us, self.start_us - 1)
-        matches = croniter(
-            self.expression, to_datetime(after_us).astimezone(self.zone), second_at_beginning=self._seconds_first
-        )
+        matches = self._matches
+        matches.set_current(to_datetime(after_us).astimezone(self.zone), force=True)
         elapsed = self.follows_elapsed_time
         while True:
             local: datetime = matches.get_next(datetime)

@@ -64,6 +64,10 @@ class Broadcast(Generic[T]):
             self._subscriptions.setdefault(key, set()).add(subscription)
         return subscription
 
+    def watched(self, key: str) -> bool:
+        """Whether anyone subscribes to `key`: snapshots nobody watches need not be built."""
+        return key in self._subscriptions
+
     def publish(self, key: str, item: T) -> None:
         for subscription in self._subscriptions.get(key, ()):
             subscription._offer(item)

@@ -396,12 +396,14 @@ class RecurringRuns:
     async def _after_change(self, recurring_run: RecurringRun, spec: dict[str, Any] | None = None) -> RecurringRunView:
         if recurring_run.status == ENABLED:
             self._start_actor(recurring_run)
-        return await self._publish(recurring_run, spec)
-
-    async def _publish(self, recurring_run: RecurringRun, spec: dict[str, Any] | None = None) -> RecurringRunView:
         view = await self._view(recurring_run, spec)
         self._snapshots.publish(recurring_run.recurring_run_id, dataclasses.replace(view, pipeline_spec=None))
         return view
+
+    async def _publish(self, recurring_run: RecurringRun) -> None:
+        """Send watchers a snapshot; built only when someone watches."""
+        if self._snapshots.watched(recurring_run.recurring_run_id):
+            self._snapshots.publish(recurring_run.recurring_run_id, await self._view(recurring_run))
 
     async def _view(self, recurring_run: RecurringRun, spec: dict[str, Any] | None = None) -> RecurringRunView:
         actor = self._actors.get(recurring_run.recurring_run_id)
@@ -410,7 +412,12 @@ class RecurringRuns:
         else:
             queued = await store.queued_count(self._db, recurring_run.recurring_run_id)
             active = len(await store.unfinished_run_ids(self._db, recurring_run.recurring_run_id))
-        schedule = self._schedule(recurring_run) if recurring_run.status == ENABLED else None
+        if recurring_run.status != ENABLED:
+            schedule = None
+        elif actor is not None and actor.recurring_run.trigger == recurring_run.trigger:
+            schedule = actor.schedule  # parsed once
+        else:
+            schedule = self._schedule(recurring_run)
         upcoming = next_times(schedule, recurring_run.watermark) if schedule else []
         return RecurringRunView(recurring_run, upcoming, queued, active, spec)
 

@@ -472,7 +472,8 @@ class Runs:
             execution.run = changed
             for task in tasks:
                 execution.tasks[task.task_id] = task
-            self._snapshots.publish(run.run_id, execution.view())
+            if self._snapshots.watched(run.run_id):
+                self._snapshots.publish(run.run_id, execution.view())
 
     async def _task_changed(self, execution: _Execution, update: TaskUpdate) -> None:
         if self._stopping:
