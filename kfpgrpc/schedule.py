@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from datetime import datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -82,10 +82,9 @@ class Cron:
         hours = self._matches.expanded[1]
         return hours == ["*"] or len(hours) == 24
 
-    @cached_property
+    @property
     def _matches(self) -> croniter:
-        """Parsing is most of croniter's cost: parse once, then move the iterator."""
-        return croniter(self.expression, datetime.now(self.zone), second_at_beginning=self._seconds_first)
+        return _parsed(self.expression, self.zone)
 
     def next_after(self, after_us: int) -> int | None:
         after_us = max(after_us, self.start_us - 1)
@@ -104,6 +103,13 @@ class Cron:
 def _second_occurrence(local: datetime) -> bool:
     """Whether `local` is the later of two instants with the same wall time (DST fall-back)."""
     return local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
+
+
+@lru_cache(maxsize=4096)
+def _parsed(expression: str, zone: ZoneInfo) -> croniter:
+    """Parsing is most of croniter's cost, and many schedules share an expression: parse once,
+    then move the shared iterator. Safe without locks: next_after never awaits while using it."""
+    return croniter(expression, datetime.now(zone), second_at_beginning=len(expression.split()) == 6)
 
 
 def next_times(schedule: Schedule, after_us: int, count: int = NEXT_TIMES) -> list[int]:
@@ -177,11 +183,12 @@ def cron_schedule(
                 f"needs 5 fields (minute hour day-of-month month day-of-week) or 6 (seconds first), got {fields}",
             )
         ]
+    schedule = Cron(text, zone, start_us, end_us)
     try:
-        croniter(text, second_at_beginning=fields == 6).get_next(datetime)
+        schedule.next_after(anchor_us)  # parses, and finds a first match
     except (CroniterError, ValueError, KeyError) as error:
         return None, [FieldViolation(field, f"{expression!r} is not a valid cron expression: {error}")]
-    return Cron(text, zone, start_us, end_us), []
+    return schedule, []
 
 
 def periodic_schedule(

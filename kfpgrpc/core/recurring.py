@@ -91,8 +91,11 @@ class RecurringRuns:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        active = await store.unfinished_runs_by_recurring_run(self._db)
+        queued = await store.queued_counts(self._db)
         for recurring_run in await store.enabled(self._db):
-            self._start_actor(recurring_run)
+            rid = recurring_run.recurring_run_id
+            self._start_actor(recurring_run, (active.get(rid, []), queued.get(rid, 0)))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -364,10 +367,14 @@ class RecurringRuns:
             scheduled_at=scheduled_at,
         )
 
-    def _start_actor(self, recurring_run: RecurringRun) -> None:
+    def _start_actor(self, recurring_run: RecurringRun, loaded: tuple[list[str], int] | None = None) -> None:
+        """`loaded`: its unfinished runs and queue length, when already read from the store."""
         if self._stopping:
             return
         actor = _Actor(self, recurring_run, self._schedule(recurring_run))
+        if loaded is not None:
+            actor.active, actor.queued = loaded
+            actor.loaded = True
         self._actors[recurring_run.recurring_run_id] = actor
         actor.start()
 
@@ -505,10 +512,11 @@ class _Actor:
     # -- the loop ----------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        db, recurring_run_id = self.manager._db, self.recurring_run.recurring_run_id
-        self.active = await store.unfinished_run_ids(db, recurring_run_id)
-        self.queued = await store.queued_count(db, recurring_run_id)
-        self.loaded = True
+        if not self.loaded:
+            db, recurring_run_id = self.manager._db, self.recurring_run.recurring_run_id
+            self.active = await store.unfinished_run_ids(db, recurring_run_id)
+            self.queued = await store.queued_count(db, recurring_run_id)
+            self.loaded = True
         clock = self.manager._clock
         while True:
             async with self.lock:

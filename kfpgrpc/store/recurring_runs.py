@@ -182,3 +182,21 @@ async def unfinished_run_ids(db: Database, recurring_run_id: str) -> list[str]:
 async def run_ids(db: Database, recurring_run_id: str) -> list[str]:
     rows = await db.fetch_all("SELECT run_id FROM runs WHERE recurring_run_id = ?", (recurring_run_id,))
     return [row[0] for row in rows]
+
+
+async def unfinished_runs_by_recurring_run(db: Database) -> dict[str, list[str]]:
+    """Every recurring run's unfinished runs, oldest first: one query at start instead of one
+    per actor."""
+    rows = await db.fetch_all(
+        "SELECT recurring_run_id, run_id FROM runs WHERE state IN ('PENDING', 'RUNNING', 'CANCELING')"
+        " AND recurring_run_id != '' ORDER BY created_at, run_id"
+    )
+    found: dict[str, list[str]] = {}
+    for recurring_run_id, run_id in rows:
+        found.setdefault(recurring_run_id, []).append(run_id)
+    return found
+
+
+async def queued_counts(db: Database) -> dict[str, int]:
+    rows = await db.fetch_all("SELECT recurring_run_id, COUNT(*) FROM tick_queue GROUP BY recurring_run_id")
+    return {recurring_run_id: count for recurring_run_id, count in rows}
