@@ -1,5 +1,4 @@
-"""Recurring runs benchmark: fire lag, idle cost and catch-up through a real server, and the
-same schedule load on APScheduler 3.
+"""Recurring runs benchmark: fire lag, idle cost, catch-up, and the same load on APScheduler 3.
 
     python bench/bench_recurring.py [--lag-sizes 1000,10000] [--ticks 3] [--interval 10]
         [--idle-sizes 10000,100000] [--idle-seconds 20] [--catchup-ticks 10000]
@@ -13,25 +12,32 @@ cores. Recurring runs run the "instant" pipeline of bench_runs.py (one container
 1. Fire lag. N enabled recurring runs, all with the 6-field cron `*/10 * * * * *` (every
    --interval s, so every tick of every recurring run falls in the same second) and
    max_concurrency 100 (so an on-time tick always starts a run even while earlier runs wait for
-   the executor). Measured over --ticks ticks after every create has returned (ticks * N
-   runs). For each run: lag = run.created_at - run.scheduled_at, where created_at is stamped
-   when the server builds the run, just before the transaction that inserts it. Printed per
-   tick: lag p50/p99/max (the max is how long the server took to create all N runs of that
-   tick), and "visible": when the client first counted N runs of that tick with ListRuns (the
-   last one committed). Every run then executes a task subprocess on the same cores, so the
-   executor falls behind at large N; the unfinished runs at the end are printed. Then every
-   recurring run is disabled (timed).
+   the executor). So that no tick fires while they are being created, all share a
+   cron_schedule.start_time after the expected end of creation (estimated from a pilot of 300
+   creates, then deleted). Measured over --ticks ticks after every create has returned
+   (ticks * N runs). For each run: lag = run.created_at - run.scheduled_at; created_at is
+   stamped when the server builds the run, before the transaction that inserts it. Printed
+   per tick: lag p50/p99/max (the max is how long the server took to build all N runs of the
+   tick), and "listed": when the client (polling ListRuns every 0.2 s) first counted all N
+   runs of the tick, i.e. when the last one was committed. Every run then executes a task
+   subprocess on the same cores; the runs succeeded and unfinished at the end are printed.
+   Then every recurring run is disabled (timed; given up after --disable-timeout s) and the
+   server is stopped (SIGKILL if it has not exited --disable-timeout s after SIGTERM).
 2. Idle cost. N enabled recurring runs whose next tick is far away (cron `0 0 1 1 *`): the
-   time to create them through the RPC, then the server's RSS (VmRSS of /proc/<pid>/status)
-   and CPU% (utime + stime deltas of /proc/<pid>/stat over --idle-seconds, after a few
-   seconds of settling). The server is then restarted on the same store: time until it
-   listens, time until its CPU settles (loading N actors), and idle RSS/CPU again.
+   time to create them through the RPC, then the server's RSS (VmRSS of /proc/<pid>/status;
+   "empty server" is the RSS right after it started) and CPU% of one core (utime + stime
+   deltas of /proc/<pid>/stat over --idle-seconds, after 3 s of settling). The server is then
+   restarted on the same store: time until it prints its address (it reads every enabled
+   recurring run first), time until its CPU settles (under 5% over 2 s: the N actors load
+   their state), and idle RSS/CPU again.
 3. APScheduler 3 (skipped with a message if `apscheduler` is not importable): the same loads
    on an AsyncIOScheduler with a SQLAlchemyJobStore on a SQLite file, in a subprocess of its
    own (so RSS/CPU compare). Jobs have CronTrigger(second='*/10') and are coroutines that
    return time.time(); an EVENT_JOB_EXECUTED listener records lag = that time minus the
    event's scheduled_run_time (misfire_grace_time=None so late jobs run rather than being
-   dropped; misses are counted anyway). Idle: N jobs with CronTrigger.from_crontab('0 0 1 1 *').
+   dropped; misses are counted anyway). The jobs are added before start(), which stores them
+   (one job-store transaction each; the time is printed) and wakes the scheduler once. Idle: N
+   jobs with CronTrigger.from_crontab('0 0 1 1 *').
    Note that an APScheduler job does far less than a kfpgrpc tick: a Python coroutine call and
    one job-store UPDATE, versus a persisted run (checked, inserted, its tick recorded exactly
    once) that executes a subprocess. The comparison is with what one would otherwise pick for
@@ -43,6 +49,12 @@ cores. Recurring runs run the "instant" pipeline of bench_runs.py (one container
    ticks are materialised (counters ticks_queued + runs_created reach --catchup-ticks, via
    GetRecurringRun), when they are drained (ticks_queued = 0, runs_active = 0), and the drain
    rate. Ticks that fall due during the drain are queued behind the missed ones and drained too.
+
+At the default sizes the script takes about 15 minutes on 2 cores; creating 100,000
+recurring runs through the RPC (about 4 minutes) and adding 100,000 APScheduler jobs (about
+2 minutes) are the longest parts (`--idle-sizes 10000` brings it under 10 minutes). The
+server's commit is printed first, with a warning at the end if the server code changed
+during the run.
 """
 
 from __future__ import annotations
@@ -100,6 +112,7 @@ def lag_summary(lags: list[float]) -> str:
     if not lags:
         return "no samples"
     ordered = sorted(lags)
+
     def at(q: float) -> float:
         return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
     return f"p50 {at(0.5):8.1f} ms  p99 {at(0.99):8.1f} ms  max {1000 * ordered[-1]:8.1f} ms  (n={len(ordered):,})"
@@ -197,18 +210,21 @@ from kfpgrpc.v1 import recurring_run_pb2_grpc, run_pb2, run_pb2_grpc  # noqa: E4
 UNFINISHED = json.dumps({"predicates": [{"key": "state", "operation": "IN", "string_values": {"values": ["PENDING", "RUNNING", "CANCELING"]}}]})
 
 
+SUCCEEDED = json.dumps({"predicates": [{"key": "state", "operation": "EQUALS", "string_value": "SUCCEEDED"}]})
+
+
 def tick_filter(tick: int) -> str:
     return json.dumps({"predicates": [{"key": "scheduled_at", "operation": "EQUALS", "long_value": str(tick)}]})
 
 
-def stop(server: Server) -> float:
-    """SIGTERM and wait (kill after 120 s); return how long it took."""
+def stop(server: Server, timeout: float = 60) -> float:
+    """SIGTERM and wait (SIGKILL after `timeout` s); return how long it took."""
     started = time.perf_counter()
     server.process.send_signal(signal.SIGTERM)
     try:
-        server.process.wait(timeout=120)
+        server.process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        print("    (server did not exit 120 s after SIGTERM: killed)")
+        print(f"    (server still running {timeout:.0f} s after SIGTERM: killed)")
         server.process.kill()
         server.process.wait()
     return time.perf_counter() - started
@@ -216,16 +232,20 @@ def stop(server: Server) -> float:
 
 async def create_recurring_runs(
     channel: grpc.aio.Channel, reference: common_pb2.PipelineVersionReference, prefix: str, n: int, cron: str,
-    max_concurrency: int, concurrency: int,
+    max_concurrency: int, concurrency: int, start_time: int = 0, quiet: bool = False,
 ) -> tuple[list[str], float]:
-    """Create n enabled recurring runs; return their ids and the seconds it took."""
+    """Create n enabled recurring runs (no tick before `start_time`, Unix seconds, if set);
+    return their ids and the seconds it took."""
     stub = recurring_run_pb2_grpc.RecurringRunServiceStub(channel)
     ids: list[str] = []
+    schedule = rr.CronSchedule(cron=cron)
+    if start_time:
+        schedule.start_time.FromSeconds(start_time)
 
     async def create(index: int) -> None:
         recurring_run = rr.RecurringRun(
             display_name=f"{prefix}-{index}", mode=rr.RecurringRun.ENABLE, pipeline_version_reference=reference,
-            trigger=rr.Trigger(cron_schedule=rr.CronSchedule(cron=cron)), max_concurrency=max_concurrency,
+            trigger=rr.Trigger(cron_schedule=schedule), max_concurrency=max_concurrency,
         )
         created = await stub.CreateRecurringRun(rr.CreateRecurringRunRequest(recurring_run=recurring_run))
         ids.append(created.recurring_run_id)
@@ -233,8 +253,9 @@ async def create_recurring_runs(
     started = time.perf_counter()
     rate, latencies = await closed_loop(create, n, concurrency)
     elapsed = time.perf_counter() - started
-    print(f"    created {n:,} enabled recurring runs in {elapsed:.1f} s ({rate:,.0f}/s, {concurrency} in flight;"
-          f" call p50 {latencies.ms(0.5):.1f} ms, p99 {latencies.ms(0.99):.1f} ms)")
+    if not quiet:
+        print(f"    created {n:,} enabled recurring runs in {elapsed:.1f} s ({rate:,.0f}/s, {concurrency} in flight;"
+              f" call p50 {latencies.ms(0.5):.1f} ms, p99 {latencies.ms(0.99):.1f} ms)")
     return ids, elapsed
 
 
@@ -251,23 +272,40 @@ async def fire_lag(address: str, pid: int, spec: dict, n: int, args: argparse.Na
     async with grpc.aio.insecure_channel(address) as channel:
         runs = run_pb2_grpc.RunServiceStub(channel)
         reference = await pipeline_reference(channel, spec)
-        ids, _ = await create_recurring_runs(channel, reference, "lag", n, f"*/{interval} * * * * *", 100, args.create_concurrency)
-        first = first_tick_after(time.time() + 1, interval)
+        # No tick may fire while the recurring runs are being created (it would load the server
+        # during creation and skew both figures): all get a start_time after the expected end
+        # of creation, estimated from a pilot of 300 creates (then deleted).
+        stub = recurring_run_pb2_grpc.RecurringRunServiceStub(channel)
+        pilot, seconds = await create_recurring_runs(channel, reference, "pilot", 300, "0 0 1 1 *", 1, args.create_concurrency, quiet=True)
+        await closed_loop(lambda i: stub.DeleteRecurringRun(rr.DeleteRecurringRunRequest(recurring_run_id=pilot[i])), len(pilot), args.create_concurrency)
+        start_time = first_tick_after(time.time() + 1.5 * n * seconds / len(pilot) + 10, interval)
+        ids, _ = await create_recurring_runs(
+            channel, reference, "lag", n, f"*/{interval} * * * * *", 100, args.create_concurrency, start_time=start_time
+        )
+        if time.time() > start_time:
+            print(f"    (creation overran the start_time by {time.time() - start_time:.0f} s: ticks fired during creation)")
+        first = max(start_time, first_tick_after(time.time() + 1, interval))
         measured = [first + k * interval for k in range(ticks)]
         print(f"    measuring ticks at +0 .. +{interval * (ticks - 1)} s from {time.strftime('%H:%M:%S', time.gmtime(first))} UTC"
               f" (first in {first - time.time():.1f} s)")
         cpu_before, wall_before = cpu_seconds(pid), time.time()
         visible: dict[int, float] = {}
         deadline = measured[-1] + args.lag_timeout
+        counts: dict[int, int] = {}
+        last_report = time.time()
         while len(visible) < ticks and time.time() < deadline:
             await asyncio.sleep(0.2)
             for tick in measured:
                 if tick not in visible and time.time() >= tick:
-                    count = (await runs.ListRuns(run_pb2.ListRunsRequest(page_size=1, filter=tick_filter(tick)))).total_size
-                    if count >= n:
+                    counts[tick] = (await runs.ListRuns(run_pb2.ListRunsRequest(page_size=1, filter=tick_filter(tick)))).total_size
+                    if counts[tick] >= n:
                         visible[tick] = time.time() - tick
+            if time.time() - last_report > 15:
+                last_report = time.time()
+                print(f"      … runs of the measured ticks so far: {[counts.get(t, 0) for t in measured]}")
         server_cpu = 100 * (cpu_seconds(pid) - cpu_before) / (time.time() - wall_before)
         unfinished = (await runs.ListRuns(run_pb2.ListRunsRequest(page_size=1, filter=UNFINISHED))).total_size
+        succeeded = (await runs.ListRuns(run_pb2.ListRunsRequest(page_size=1, filter=SUCCEEDED))).total_size
         all_lags: list[float] = []
         for index, tick in enumerate(measured):
             lags, token = [], ""
@@ -278,15 +316,24 @@ async def fire_lag(address: str, pid: int, spec: dict, n: int, args: argparse.Na
                 if not token:
                     break
             all_lags += lags
-            shown = f"all {n:,} visible after {visible[tick]:.2f} s" if tick in visible else f"only {len(lags):,} of {n:,} runs within the timeout"
+            shown = f"all {n:,} listed {visible[tick]:.2f} s after the tick" if tick in visible else f"only {len(lags):,} of {n:,} runs within the timeout"
             print(f"    N={n:<7,} tick {index + 1}: lag {lag_summary(lags)}; {shown}")
         print(f"    N={n:<7,} all ticks: lag {lag_summary(all_lags)}")
         print(f"    server CPU over the ticks: {server_cpu:.0f}% of one core (own process, not its task processes);"
-              f" {unfinished:,} runs not yet finished at the end (executor backlog)")
-        stub = recurring_run_pb2_grpc.RecurringRunServiceStub(channel)
+              f" at the end {succeeded:,} runs had succeeded and {unfinished:,} were unfinished (executor backlog)")
+        disabled = 0
+
+        async def disable(index: int) -> None:
+            nonlocal disabled
+            await stub.DisableRecurringRun(rr.DisableRecurringRunRequest(recurring_run_id=ids[index]))
+            disabled += 1
+
         started = time.perf_counter()
-        await closed_loop(lambda i: stub.DisableRecurringRun(rr.DisableRecurringRunRequest(recurring_run_id=ids[i])), n, args.create_concurrency)
-        print(f"    disabled all {n:,} in {time.perf_counter() - started:.1f} s")
+        try:
+            await asyncio.wait_for(closed_loop(disable, n, args.create_concurrency), timeout=args.disable_timeout)
+            print(f"    disabled all {n:,} in {time.perf_counter() - started:.1f} s")
+        except TimeoutError:
+            print(f"    disabled only {disabled:,} of {n:,} in {args.disable_timeout:.0f} s (gave up; the server is stopped instead)")
 
 
 # -- 2. idle cost -----------------------------------------------------------------------------
@@ -411,7 +458,7 @@ async def follow_catch_up(address: str, recurring_run_id: str, missed: int, spaw
         stub = recurring_run_pb2_grpc.RecurringRunServiceStub(channel)
         runs = run_pb2_grpc.RunServiceStub(channel)
         materialised = drained = None
-        first_created = None
+        first_created = created_at_materialised = None
         last_report = time.perf_counter()
         counters = None
         while time.perf_counter() - spawned < timeout:
@@ -420,7 +467,7 @@ async def follow_catch_up(address: str, recurring_run_id: str, missed: int, spaw
             if first_created is None:
                 first_created = counters.runs_created
             if materialised is None and counters.ticks_queued + counters.runs_created >= missed:
-                materialised = now
+                materialised, created_at_materialised = now, counters.runs_created
                 print(f"    {missed:,} missed ticks materialised {now:.2f} s after the restart"
                       f" (queued {counters.ticks_queued:,}, runs created {counters.runs_created:,})")
             if materialised is not None and counters.ticks_queued == 0 and counters.runs_active == 0 and counters.runs_created >= missed:
@@ -436,11 +483,12 @@ async def follow_catch_up(address: str, recurring_run_id: str, missed: int, spaw
             print(f"    not drained within {timeout:.0f} s: runs created {counters.runs_created:,},"
                   f" queued {counters.ticks_queued:,}, active {counters.runs_active}")
             return
-        assert materialised is not None
-        created = counters.runs_created - first_created
+        assert materialised is not None and created_at_materialised is not None
+        after_restart = counters.runs_created - first_created
+        during_drain = counters.runs_created - created_at_materialised
         print(f"    drained {drained:.1f} s after the restart: {counters.runs_created:,} runs created in all"
-              f" ({counters.ticks_skipped} ticks skipped); drain {created / (drained - materialised):.0f} runs/s"
-              f" from materialisation ({created:,} runs), {created / drained:.0f} runs/s from the restart")
+              f" ({counters.ticks_skipped} ticks skipped); drain rate {during_drain / (drained - materialised):.0f} runs/s"
+              f" ({during_drain:,} runs from materialisation to drained; {after_restart / drained:.0f} runs/s from the restart)")
         listed = (await runs.ListRuns(run_pb2.ListRunsRequest(page_size=1, filter=json.dumps(
             {"predicates": [{"key": "recurring_run_id", "operation": "EQUALS", "string_value": recurring_run_id}]})))).total_size
         failed = (await runs.ListRuns(run_pb2.ListRunsRequest(page_size=1, filter=json.dumps(
@@ -475,6 +523,16 @@ def catch_up(data: Path, spec: dict, args: argparse.Namespace) -> None:
 # -- main -------------------------------------------------------------------------------------
 
 
+def revision() -> str:
+    """The repository's commit, and whether the server code differs from it (another change
+    landing during a long run would make sections measure different code)."""
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "kfpgrpc")
+    return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes to kfpgrpc/" if dirty else "")
+
+
 def sizes(text: str) -> list[int]:
     return [int(part.replace("_", "")) for part in text.split(",") if part]
 
@@ -486,6 +544,8 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=3, help="ticks measured per fire-lag size")
     parser.add_argument("--interval", type=int, default=10, help="seconds between ticks (a divisor of 60)")
     parser.add_argument("--lag-timeout", type=float, default=180, help="seconds after the last tick to wait for its runs")
+    parser.add_argument("--disable-timeout", type=float, default=30,
+                        help="seconds allowed for disabling all, and for the server to exit after SIGTERM, per fire-lag size")
     parser.add_argument("--idle-sizes", type=sizes, default=[10000, 100000], help="N for the idle test")
     parser.add_argument("--idle-seconds", type=float, default=20)
     parser.add_argument("--create-concurrency", type=int, default=50, help="CreateRecurringRun calls in flight")
@@ -496,7 +556,8 @@ def main() -> None:
     if 60 % args.interval:
         parser.error("--interval must divide 60")
     sections = set(args.sections.split(","))
-    begun = time.perf_counter()
+    begun, code = time.perf_counter(), revision()
+    print(f"server code: {code}")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         spec = compiled_instant(data)
@@ -507,7 +568,7 @@ def main() -> None:
                 try:
                     asyncio.run(fire_lag(server.address, server.process.pid, spec, n, args))
                 finally:
-                    print(f"    server stopped in {stop(server):.1f} s")
+                    print(f"    server stopped in {stop(server, args.disable_timeout):.1f} s")
         if "idle" in sections:
             print("2. Idle cost: N enabled recurring runs, next tick far away (cron 0 0 1 1 *)")
             for n in args.idle_sizes:
@@ -525,6 +586,8 @@ def main() -> None:
             print(f"4. Catch-up: cron * * * * * *, max_concurrency {args.catchup_concurrency}, {args.catchup_ticks:,} missed ticks")
             catch_up(data, spec, args)
     print(f"total {time.perf_counter() - begun:.0f} s")
+    if revision() != code:
+        print(f"WARNING: the server code changed during the run (now {revision()}): sections measured different code")
 
 
 if __name__ == "__main__":
