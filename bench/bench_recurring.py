@@ -523,14 +523,16 @@ def catch_up(data: Path, spec: dict, args: argparse.Namespace) -> None:
 # -- main -------------------------------------------------------------------------------------
 
 
-def revision() -> str:
-    """The repository's commit, and whether the server code differs from it (another change
-    landing during a long run would make sections measure different code)."""
+def revision() -> tuple[str, str]:
+    """(the repository's commit as shown, an identity of the server code: its tree in that
+    commit plus any uncommitted change to it), so that a change to kfpgrpc/ landing during a
+    long run is noticed."""
     def git(*argv: str) -> str:
         return subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
-    dirty = git("status", "--porcelain", "--", "kfpgrpc")
-    return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes to kfpgrpc/" if dirty else "")
+    diff = git("diff", "HEAD", "--", "kfpgrpc")
+    shown = git("rev-parse", "--short", "HEAD") + (" + uncommitted changes to kfpgrpc/" if diff else "")
+    return shown, git("rev-parse", "HEAD:kfpgrpc") + str(hash(diff))
 
 
 def sizes(text: str) -> list[int]:
@@ -556,8 +558,8 @@ def main() -> None:
     if 60 % args.interval:
         parser.error("--interval must divide 60")
     sections = set(args.sections.split(","))
-    begun, code = time.perf_counter(), revision()
-    print(f"server code: {code}")
+    begun, (shown, code) = time.perf_counter(), revision()
+    print(f"server code: {shown}")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         spec = compiled_instant(data)
@@ -586,8 +588,9 @@ def main() -> None:
             print(f"4. Catch-up: cron * * * * * *, max_concurrency {args.catchup_concurrency}, {args.catchup_ticks:,} missed ticks")
             catch_up(data, spec, args)
     print(f"total {time.perf_counter() - begun:.0f} s")
-    if revision() != code:
-        print(f"WARNING: the server code changed during the run (now {revision()}): sections measured different code")
+    now_shown, now_code = revision()
+    if now_code != code:
+        print(f"WARNING: the server code (kfpgrpc/) changed during the run (now {now_shown}): sections measured different code")
 
 
 if __name__ == "__main__":
