@@ -88,7 +88,9 @@ class KfpGrpcServer:
                 self.config.artifact_root, max_parallel_tasks=self.config.max_parallel_tasks, clock=self.clock
             )
             self._runs = runs = Runs(
-                db, self.clock, executor, self.config.artifact_root, lambda: experiments.default_experiment_id
+                db, self.clock, executor, self.config.artifact_root, lambda: experiments.default_experiment_id,
+                # Enough runs in hand to keep every task slot busy, few enough not to flood the writer.
+                max_executing=2 * self.config.max_parallel_tasks,
             )
             self._recurring_runs = recurring_runs = RecurringRuns(
                 db, self.clock, runs, lambda: experiments.default_experiment_id,

@@ -12,6 +12,8 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
+from kfpgrpc.config import ServerConfig
+from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.v1 import common_pb2, experiment_pb2, pipeline_pb2, run_pb2
 from tests.support import (
     ServerProcess,
@@ -390,3 +392,27 @@ async def test_concurrent_runs_all_finish(stubs: Stubs, compiled: dict[str, Spec
     created = await asyncio.gather(*(create(stubs, run_of(version, f"r{i}", a=i)) for i in range(8)))
     runs = await asyncio.gather(*(finished(stubs, run) for run in created))
     assert [plain(task(r, "add-2").output_parameters)["Output"] for r in runs] == [i + 4 for i in range(8)]
+
+
+async def test_runs_beyond_the_executors_capacity_wait_pending(data_dir: Path, compiled: dict[str, Spec], tmp_path: Path) -> None:
+    """With one task slot, two runs are in the executor's hands and the rest wait, PENDING and
+    without tasks, in creation order; a waiting run can be terminated at once."""
+    server = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir, max_parallel_tasks=1))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stubs = Stubs.on(channel)
+            version = await upload(stubs, "gated", compiled["gated-pipeline"])
+            gates = [tmp_path / f"gate-{i}" for i in range(4)]
+            runs = [await create(stubs, run_of(version, f"r{i}", counter=str(tmp_path / f"count-{i}"), gate=str(gate)))
+                    for i, gate in enumerate(gates)]
+            await wait_until(stubs.runs, runs[0].run_id, is_running("wait-for"))
+            waiting = await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=runs[3].run_id))
+            assert waiting.state == common_pb2.PENDING and not waiting.run_details.task_details
+            await stubs.runs.TerminateRun(run_pb2.TerminateRunRequest(run_id=runs[3].run_id))
+            assert (await finished(stubs, runs[3])).state == common_pb2.CANCELED
+            for gate in gates[:3]:
+                gate.touch()
+            assert [(await finished(stubs, run)).state for run in runs[:3]] == [common_pb2.SUCCEEDED] * 3
+    finally:
+        await server.stop()

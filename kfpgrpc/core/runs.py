@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import shutil
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,7 @@ class Runs:
         executor: Executor,
         artifact_root: Path,
         default_experiment_id: Callable[[], str],
+        max_executing: int = 8,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -119,6 +120,12 @@ class Runs:
         self._active: dict[str, _Execution] = {}
         self._claimed: set[str] = set()  # runs a Retry or Delete is working on
         self._workers: set[asyncio.Task[None]] = set()
+        # Admission: at most `max_executing` runs are handed to the executor at once; the others
+        # wait, PENDING, in creation order. Without it a burst of runs would all commit RUNNING
+        # and their task reports, flooding the single writer that every other write waits for.
+        self._max_executing = max_executing
+        self._executing = 0
+        self._admission: deque[_Execution] = deque()
         self._spec_infos: OrderedDict[str, PipelineSpecInfo] = OrderedDict()
         self._versions: OrderedDict[str, tuple[PipelineVersion, str]] = OrderedDict()
         self._snapshots: Broadcast[RunView] = Broadcast()
@@ -305,8 +312,12 @@ class Runs:
             return
         execution.terminate_requested = True
         await self._change(execution, unless_finished=True, state=CANCELING)
-        # Killing takes up to the grace period; the RPC returns once CANCELING is committed.
-        self._spawn(self._executor.terminate(run_id))
+        if execution in self._admission:  # never started: it ends at once, without a slot
+            self._admission.remove(execution)
+            self._start(execution)
+        else:
+            # Killing takes up to the grace period; the RPC returns once CANCELING is committed.
+            self._spawn(self._executor.terminate(run_id))
 
     async def retry(self, run_id: str) -> None:
         check(id_violations(run_id, "run_id"))
@@ -395,6 +406,15 @@ class Runs:
         if self._stopping:  # stays unfinished in the store; the next start resumes it
             return
         self._active[execution.run.run_id] = execution
+        self._admission.append(execution)
+        self._admit()
+
+    def _admit(self) -> None:
+        while self._admission and self._executing < self._max_executing:
+            self._start(self._admission.popleft())
+
+    def _start(self, execution: _Execution) -> None:
+        self._executing += 1
         self._spawn(self._execute(execution))
 
     def _spawn(self, coroutine: Any) -> None:
@@ -429,6 +449,8 @@ class Runs:
             if not self._stopping:
                 await self._finish(execution, FAILED, f"internal error: {error}")
         finally:
+            self._executing -= 1
+            self._admit()
             self._active.pop(run_id, None)
             execution.done.set()
             self._log_appended.publish(run_id, True)  # followers re-check and see the end
