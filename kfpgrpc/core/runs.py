@@ -410,7 +410,7 @@ class Runs:
         self._admit()
 
     def _admit(self) -> None:
-        while self._admission and self._executing < self._max_executing:
+        while self._admission and self._executing < self._max_executing and not self._stopping:
             self._start(self._admission.popleft())
 
     def _start(self, execution: _Execution) -> None:
