@@ -79,13 +79,6 @@ class VirtualClock:
     def advance(self, seconds: float) -> None:
         self.set(self._now + round(seconds * MICROS_PER_SECOND))
 
-    @property
-    def next_alarm_us(self) -> int | None:
-        """When the earliest pending alarm fires, if any."""
-        while self._alarms and self._alarms[0][3].cancelled:
-            heapq.heappop(self._alarms)
-        return self._alarms[0][0] if self._alarms else None
-
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 

@@ -22,6 +22,7 @@ active run and starts it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections import Counter
@@ -160,19 +161,7 @@ class RecurringRuns:
                 error="",
                 revision=current.revision + 1,
             )
-            changed = [f.name for f in dataclasses.fields(RecurringRun) if getattr(updated, f.name) != getattr(current, f.name)]
-
-            async def job(conn: aiosqlite.Connection) -> None:
-                if spec is not None:
-                    await conn.execute(
-                        "INSERT OR IGNORE INTO pipeline_specs (spec_hash, pipeline_spec) VALUES (?, ?)",
-                        (updated.spec_hash, run_store.JSON.encode(spec)),
-                    )
-                await store.save_within(conn, updated, changed)
-                if current.spec_hash and current.spec_hash != updated.spec_hash:
-                    await run_store.forget_spec_if_unused_within(conn, current.spec_hash)
-
-            await self._db.write(job)
+            await store.replace_definition(self._db, current, updated, spec)
         return await self._after_change(updated, spec)
 
     async def set_enabled(self, recurring_run_id: str, enabled: bool) -> None:
@@ -226,7 +215,7 @@ class RecurringRuns:
             violations.append(FieldViolation("end_time", "must not be before start_time"))
         check(violations)
         actor = self._actors.get(recurring_run_id)
-        async with actor.lock if actor else _no_lock():
+        async with actor.lock if actor else contextlib.nullcontext():
             recurring_run = actor.recurring_run if actor else await store.get(self._db, recurring_run_id)
             schedule = self._schedule(recurring_run)
             if schedule is None:
@@ -442,14 +431,6 @@ class RecurringRuns:
             pass
 
 
-class _no_lock:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
-
-
 class _Paused:
     """Stops a recurring run's actor (after letting it handle what is due) for a change, and
     yields the current recurring run; the caller restarts the actor if it stays enabled."""
@@ -507,7 +488,8 @@ class _Actor:
         if run_id in self.active:
             self.active.remove(run_id)
         self.wake.set()
-        asyncio.get_running_loop().create_task(self.manager._publish(self.recurring_run))
+        if self.manager._snapshots.watched(self.recurring_run.recurring_run_id):  # runs finish often
+            asyncio.get_running_loop().create_task(self.manager._publish(self.recurring_run))
 
     # -- the loop ----------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from kfpgrpc.domain import DISABLED, ENABLED, Page, RecurringRun, Trigger
 from kfpgrpc.store.database import Database
 from kfpgrpc.store.listing import Column, Kind, Listing, Query
 from kfpgrpc.store.records import JSON, Codec, RecordTable
-from kfpgrpc.store.runs import forget_spec_if_unused_within
+from kfpgrpc.store.runs import forget_spec_if_unused_within, remember_spec_within
 
 RECURRING_RUNS = Listing(
     table="recurring_runs",
@@ -68,11 +68,25 @@ class QueuedTick:
 async def insert(db: Database, recurring_run: RecurringRun, spec: dict[str, Any] | None) -> None:
     async def job(conn: aiosqlite.Connection) -> None:
         if spec is not None:
-            await conn.execute(
-                "INSERT OR IGNORE INTO pipeline_specs (spec_hash, pipeline_spec) VALUES (?, ?)",
-                (recurring_run.spec_hash, JSON.encode(spec)),
-            )
+            await remember_spec_within(conn, recurring_run.spec_hash, spec)
         await _TABLE.insert_within(conn, recurring_run, f"recurring run {recurring_run.recurring_run_id!r} already exists")
+
+    await db.write(job)
+
+
+async def replace_definition(
+    db: Database, previous: RecurringRun, updated: RecurringRun, spec: dict[str, Any] | None
+) -> None:
+    """Write an updated recurring run (only the fields that differ), with its new inline spec,
+    forgetting the previous spec if nothing uses it any more."""
+    changed = [f.name for f in dataclasses.fields(RecurringRun) if getattr(updated, f.name) != getattr(previous, f.name)]
+
+    async def job(conn: aiosqlite.Connection) -> None:
+        if spec is not None:
+            await remember_spec_within(conn, updated.spec_hash, spec)
+        await save_within(conn, updated, changed)
+        if previous.spec_hash and previous.spec_hash != updated.spec_hash:
+            await forget_spec_if_unused_within(conn, previous.spec_hash)
 
     await db.write(job)
 
@@ -114,18 +128,6 @@ async def delete(db: Database, recurring_run_id: str) -> None:
             await forget_spec_if_unused_within(conn, spec_hash)
 
     await db.write(job)
-
-
-async def disable_in_experiment(conn: aiosqlite.Connection, experiment_id: str) -> list[str]:
-    """Disable the enabled recurring runs of an experiment; return their ids."""
-    rows = await conn.execute_fetchall(
-        "SELECT recurring_run_id FROM recurring_runs WHERE experiment_id = ? AND status = ?", (experiment_id, ENABLED)
-    )
-    await conn.execute(
-        "UPDATE recurring_runs SET status = ?, revision = revision + 1 WHERE experiment_id = ? AND status = ?",
-        (DISABLED, experiment_id, ENABLED),
-    )
-    return [row[0] for row in rows]
 
 
 # -- the tick queue ---------------------------------------------------------------------------

@@ -96,9 +96,7 @@ async def insert_run_within(conn: aiosqlite.Connection, run: Run, spec: dict[str
         raise NotFound("experiment", "experiment_id", run.experiment_id)
     if next(iter(rows))[0] == ARCHIVED:
         raise FailedPrecondition(f"experiment {run.experiment_id!r} is archived; unarchive it to add runs")
-    await conn.execute(
-        "INSERT OR IGNORE INTO pipeline_specs (spec_hash, pipeline_spec) VALUES (?, ?)", (run.spec_hash, JSON.encode(spec))
-    )
+    await remember_spec_within(conn, run.spec_hash, spec)
     await _RUNS.insert_within(conn, run, f"run {run.run_id!r} already exists")
     await conn.execute(
         "UPDATE experiments SET last_run_created_at = MAX(last_run_created_at, ?) WHERE experiment_id = ?",
@@ -211,6 +209,11 @@ async def last_line_numbers(db: Database, run_id: str) -> dict[str, int]:
         "SELECT task_id, MAX(line_number) FROM log_lines WHERE run_id = ? GROUP BY task_id", (run_id,)
     )
     return {task_id: number for task_id, number in rows}
+
+
+async def remember_spec_within(conn: aiosqlite.Connection, hash_: str, spec: dict[str, Any]) -> None:
+    """Store a spec snapshot unless one with this hash is already stored."""
+    await conn.execute("INSERT OR IGNORE INTO pipeline_specs (spec_hash, pipeline_spec) VALUES (?, ?)", (hash_, JSON.encode(spec)))
 
 
 async def forget_spec_if_unused_within(conn: aiosqlite.Connection, hash_: str) -> None:
