@@ -73,17 +73,11 @@ def main() -> None:
     rows = parser.parse_args().rows
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        server = Server(data)
-        try:
+        with Server(data) as server:
             asyncio.run(writes_and_reads(server.address))
-        finally:
-            server.stop()
         bulk_load(data / "kfpgrpc.db", rows)
-        server = Server(data)
-        try:
+        with Server(data) as server:
             asyncio.run(list_latency(server.address, rows))
-        finally:
-            server.stop()
 
 
 if __name__ == "__main__":

@@ -120,11 +120,8 @@ def main() -> None:
         package = Path(tmp) / "add_twice.yaml"
         compiler.Compiler().compile(add_twice, package_path=str(package))
         spec = yaml.safe_load(package.read_text())
-        server = Server(Path(tmp) / "server")
-        try:
+        with Server(Path(tmp) / "server") as server:
             served = asyncio.run(server_times(server.address, spec, runs))
-        finally:
-            server.stop()
         if served is not None:
             print(f"server:    {summary(served)}")
         in_process = kfp_local_times(runs, str(Path(tmp) / "kfp-local"))

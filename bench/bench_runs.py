@@ -158,18 +158,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         spec = compiled_instant(data)
-        server = Server(data / "server")
-        try:
+        with Server(data / "server") as server:
             asyncio.run(creates_and_gets(server.address, spec))
             experiment_ids = asyncio.run(experiments(server.address))
-        finally:
-            server.stop()
         bulk_load(data / "server" / "kfpgrpc.db", rows, experiment_ids)
-        server = Server(data / "server")
-        try:
+        with Server(data / "server") as server:
             asyncio.run(list_latency(server.address, rows, experiment_ids[0]))
-        finally:
-            server.stop()
 
 
 if __name__ == "__main__":
