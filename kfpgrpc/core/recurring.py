@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -586,9 +586,9 @@ class _Actor:
         *,
         watermark: int = 0,
         handled: int = 0,
-        start: list[tuple[int, int]] = (),  # type: ignore[assignment]
-        queue: list[QueuedTick] = (),  # type: ignore[assignment]
-        dequeue: list[int] = (),  # type: ignore[assignment]
+        start: Sequence[tuple[int, int]] = (),
+        queue: Sequence[QueuedTick] = (),
+        dequeue: Sequence[int] = (),
         skipped: Counter[str] | None = None,
         drop_overlap: bool = False,
     ) -> list[Run]:
