@@ -1,0 +1,65 @@
+"""Where and how a client connects: address, TLS, bearer token, channel options."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import grpc
+
+DEFAULT_SERVER = "127.0.0.1:8887"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # the server's limit: compiled pipelines can be large
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Notice a silently dead connection within a minute (the server allows pings every 10 s).
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    # gRPC's default backoff grows to 120 s between connection attempts; watches that resume
+    # after a server restart should find it within a couple of seconds.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A resolved connection: the address, the channel credentials (None = plaintext) and the
+    metadata sent with every call."""
+
+    server: str
+    credentials: grpc.ChannelCredentials | None
+    metadata: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def resolve(
+        cls,
+        server: str | None = None,
+        token: str | None = None,
+        tls: bool = False,
+        tls_ca: str | PathLike[str] | None = None,
+        tls_cert: str | PathLike[str] | None = None,
+        tls_key: str | PathLike[str] | None = None,
+    ) -> Connection:
+        """`server` defaults to $KFPGRPC_SERVER, then 127.0.0.1:8887; `token` to $KFPGRPC_TOKEN.
+        TLS is on with `tls` or any tls_* file: `tls_ca` verifies the server (default: the
+        system's roots); `tls_cert` and `tls_key` are the client certificate for mTLS."""
+        if bool(tls_cert) != bool(tls_key):
+            raise ValueError("tls_cert and tls_key go together")
+        token = os.environ.get("KFPGRPC_TOKEN", "") if token is None else token
+        credentials = None
+        if tls or tls_ca or tls_cert:
+            credentials = grpc.ssl_channel_credentials(
+                _read(tls_ca), _read(tls_key), _read(tls_cert))
+        return cls(
+            server=server or os.environ.get("KFPGRPC_SERVER") or DEFAULT_SERVER,
+            credentials=credentials,
+            metadata=(("authorization", f"Bearer {token}"),) if token else (),
+        )
+
+
+def _read(path: str | PathLike[str] | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
