@@ -186,3 +186,19 @@ def task_processes(run_id: str) -> dict[int, int]:
         except OSError:  # gone, or not ours
             continue
     return found
+
+
+def run_with_venv(args: list[str], cwd: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `args` to its end with this interpreter's bin directory first on PATH (so `python3`
+    and `grpcurl` are the venv's) and `env` added; stdout and stderr together in `.stdout`."""
+    path = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    return subprocess.run(
+        args,
+        cwd=cwd,
+        env={**os.environ, "PATH": path, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
