@@ -22,6 +22,9 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2_000),
+    # Each client connects by itself: gRPC otherwise shares connections process-wide, and a new
+    # client would inherit the backoff of an older one that saw the server go away.
+    ("grpc.use_local_subchannel_pool", 1),
 ]
 
 

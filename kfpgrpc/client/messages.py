@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -15,6 +14,7 @@ import yaml
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from kfpgrpc.client.errors import KfpGrpcError
+from kfpgrpc.schedule import parse_go_duration
 from kfpgrpc.v1 import common_pb2, recurring_run_pb2
 
 PipelineSource = str | PathLike[str] | Mapping[str, Any] | Callable[..., Any]
@@ -27,7 +27,6 @@ _FILTER_OPERATIONS = {
     "": "EQUALS", "ne": "NOT_EQUALS", "gt": "GREATER_THAN", "ge": "GREATER_THAN_EQUALS",
     "lt": "LESS_THAN", "le": "LESS_THAN_EQUALS", "in": "IN", "contains": "IS_SUBSTRING",
 }
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|m|s|ms)")
 
 
 def kfp_filter(**conditions: Any) -> str:
@@ -82,20 +81,17 @@ def timestamp(value: TimeValue, field: str = "time") -> timestamp_pb2.Timestamp:
 
 
 def interval_seconds(value: float | timedelta | str, field: str = "interval") -> int:
-    """Whole seconds from a number, a timedelta, or a Go-style duration such as "1h30m" or "90s"."""
+    """Whole seconds from a number, a timedelta, or a Go duration such as "1h30m" or "90s"."""
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, str):
-        text = value.strip()
-        parts = _DURATION_PART.findall(text)
-        if not text or "".join(number + unit for number, unit in parts) != text:
+        try:
+            seconds = float(value)
+        except ValueError:
             try:
-                seconds = float(text)
+                seconds = parse_go_duration(value.strip()) / 1_000_000
             except ValueError:
                 raise KfpGrpcError.invalid_argument(field, f"must be seconds or a duration such as 1h30m, got {value!r}") from None
-        else:
-            scale = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
-            seconds = sum(float(number) * scale[unit] for number, unit in parts)
     else:
         seconds = float(value)
     if seconds < 1 or seconds != int(seconds):

@@ -129,6 +129,7 @@ class ClientOperations:
 
     create_recurring_run = _Unary(plans.create_recurring_run)
     get_recurring_run = _Unary(plans.get_recurring_run)
+    find_recurring_run = _Unary(plans.find_recurring_run)
     list_recurring_runs = _Iterating(plans.list_recurring_runs)
     update_recurring_run = _Unary(plans.update_recurring_run)
     enable_recurring_run = _Unary(plans.enable_recurring_run)

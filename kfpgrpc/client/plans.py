@@ -388,6 +388,21 @@ def get_recurring_run(recurring_run_id: str) -> Plan[recurring_run_pb2.Recurring
     return (yield from unary(RECURRING_RUNS + "GetRecurringRun", request, recurring_run_pb2.RecurringRun))
 
 
+def find_recurring_run(name_or_id: str) -> Plan[recurring_run_pb2.RecurringRun]:
+    """The recurring run with this id, else the only one with this display name (NOT_FOUND if
+    none, FAILED_PRECONDITION if several share the name)."""
+    found = yield from _unless_not_found(get_recurring_run(name_or_id))
+    if found is not None:
+        return found
+    request = recurring_run_pb2.ListRecurringRunsRequest(page_size=2, filter=kfp_filter(display_name=name_or_id))
+    page = yield from unary(RECURRING_RUNS + "ListRecurringRuns", request, recurring_run_pb2.ListRecurringRunsResponse)
+    if not page.recurring_runs:
+        raise _not_found("recurring run", name_or_id)
+    if page.total_size > 1:
+        raise KfpGrpcError(grpc.StatusCode.FAILED_PRECONDITION, f"{page.total_size} recurring runs are named {name_or_id!r}: use an id")
+    return page.recurring_runs[0]
+
+
 def list_recurring_runs(
     experiment_id: str = "", filter: str = "", sort_by: str = "", page_size: int = 0, limit: int | None = None
 ) -> Stream[recurring_run_pb2.RecurringRun]:

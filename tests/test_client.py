@@ -1,0 +1,290 @@
+"""kfpgrpc.client against real servers: the in-process `server` fixture, and `kfpgrpc serve`
+subprocesses where a test restarts the server under a watch.
+
+The `server` fixture serves on this test's event loop, so blocking `Client` calls run in a
+thread (asyncio.to_thread) to keep it serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+import yaml
+
+from kfpgrpc.client import AsyncClient, Client, KfpGrpcError, kfp_filter
+from kfpgrpc.config import ServerConfig
+from kfpgrpc.server import KfpGrpcServer
+from kfpgrpc.v1 import common_pb2, event_pb2, recurring_run_pb2, run_pb2
+from tests import pipelines
+from tests.support import ServerProcess, plain, task
+from tests.test_server import certificates  # noqa: F401 - the CA and certificates fixture, reused
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+async def client(server: KfpGrpcServer) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(server.address) as opened:
+        yield opened
+
+
+@pytest.fixture
+def blocking(server: KfpGrpcServer) -> Iterator[Client]:
+    """A blocking Client on the server; call it as `await in_thread(blocking.method, …)`."""
+    with Client(server.address) as opened:
+        yield opened
+
+
+async def in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return await asyncio.to_thread(function, *args, **kwargs)
+
+
+def spec_file(directory: Path, spec: dict[str, Any], name: str = "pipeline.yaml") -> Path:
+    path = directory / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_sync_client_uploads_a_yaml_file_runs_it_and_waits(blocking: Client, compiled: dict[str, Any], tmp_path: Path) -> None:
+    path = spec_file(tmp_path, compiled["add-pipeline"])
+    first = await in_thread(blocking.upload_pipeline, path)
+    second = await in_thread(blocking.upload_pipeline, str(path), version_name="again")
+    assert (first.name, second.name) == ("v1", "again")
+    assert first.pipeline_id == second.pipeline_id  # the name was known: a new version, not a new pipeline
+    pipeline = await in_thread(blocking.find_pipeline, "add-pipeline")
+    assert pipeline.pipeline_id == first.pipeline_id
+    assert (await in_thread(blocking.find_pipeline, first.pipeline_id)).name == "add-pipeline"
+
+    run = await in_thread(blocking.create_run, "add-pipeline", {"a": 5}, version="v1", display_name="five")
+    assert run.pipeline_version_reference.pipeline_version_id == first.pipeline_version_id
+    snapshots = await in_thread(lambda: list(blocking.watch_run(run.run_id)))
+    assert snapshots[-1].state == common_pb2.SUCCEEDED
+    assert all(before != after for before, after in zip(snapshots, snapshots[1:]))
+    final = await in_thread(blocking.wait_for_run, run.run_id, timeout=30)
+    assert final == snapshots[-1]
+    assert plain(task(final, "add-2").output_parameters) == {"Output": 9}  # (5 + 2) + 2
+    lines = await in_thread(lambda: list(blocking.run_logs(run.run_id, "add")))
+    assert [line.line_number for line in lines] == list(range(1, len(lines) + 1))
+    assert lines[0].text.startswith("+ ")
+
+
+async def test_async_client_uploads_a_pipeline_function_and_runs_it_in_an_experiment(client: AsyncClient) -> None:
+    version = await client.upload_pipeline(pipelines.nested_pipeline)  # compiled by the kfp SDK on the fly
+    pipeline = await client.get_pipeline(version.pipeline_id)
+    assert (pipeline.name, pipeline.description) == ("nested-pipeline", "Runs the add-twice sub-pipeline, then adds 10.")
+    experiment = await client.create_experiment("client-demo")
+    run = await client.create_run("nested-pipeline", {"x": 1}, experiment="client-demo")
+    assert run.experiment_id == experiment.experiment_id
+    assert run.display_name.startswith("nested-pipeline ")
+    final = await client.wait_for_run(run.run_id)
+    assert final.state == common_pb2.SUCCEEDED
+    assert plain(task(final, "add").output_parameters) == {"Output": 21}  # ((1 + 5) + 5) + 10
+    listed = [r.run_id async for r in client.list_runs(experiment.experiment_id)]
+    assert listed == [run.run_id]
+
+
+async def test_paging_iterators_walk_every_page_with_filter_and_sort(client: AsyncClient, blocking: Client) -> None:
+    names = [f"paging-{index}" for index in range(7)]
+    for name in names:
+        await client.create_experiment(name)
+    everything = [e.display_name async for e in client.list_experiments(page_size=2)]
+    assert everything == ["Default", *names]  # four pages of two, in creation order
+    matching = kfp_filter(display_name__contains="PAGING")  # IS_SUBSTRING ignores ASCII case
+    newest_first = [e.display_name async for e in client.list_experiments(filter=matching, sort_by="display_name desc", page_size=3)]
+    assert newest_first == names[::-1]
+    assert [e.display_name for e in await in_thread(lambda: list(blocking.list_experiments(filter=matching, page_size=3, limit=4)))] == names[:4]
+    chosen = kfp_filter(display_name__in=["paging-1", "paging-5"], display_name__ne="paging-5")
+    assert [e.display_name async for e in client.list_experiments(filter=chosen)] == ["paging-1"]
+
+
+async def test_every_failure_is_one_error_type_with_code_and_field_violations(client: AsyncClient, compiled: dict[str, Any]) -> None:
+    await client.upload_pipeline(compiled["add-pipeline"])
+    with pytest.raises(KfpGrpcError) as bad_parameter:
+        await client.create_run("add-pipeline", {"a": "five"})
+    assert bad_parameter.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_parameter.value.field_violations == {"run.runtime_config.parameters.a": "must be an integer, got 'five'"}
+    assert "run.runtime_config.parameters.a" in bad_parameter.value.message
+
+    with pytest.raises(KfpGrpcError) as unknown_run:
+        await client.get_run("no-such-run")
+    assert (unknown_run.value.code, unknown_run.value.field_violations) == (grpc.StatusCode.NOT_FOUND, {})
+    with pytest.raises(KfpGrpcError) as unknown_pipeline:
+        await client.create_run("no-such-pipeline")
+    assert unknown_pipeline.value.code == grpc.StatusCode.NOT_FOUND
+    assert unknown_pipeline.value.message == "no pipeline named or with id 'no-such-pipeline'"
+
+    with pytest.raises(KfpGrpcError) as bad_spec:
+        await client.upload_pipeline({"pipelineInfo": {"name": "broken"}, "schemaVersion": "1.0"})
+    assert bad_spec.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "pipeline_version.pipeline_spec.schemaVersion" in bad_spec.value.field_violations
+    assert [p.name async for p in client.list_pipelines()] == ["add-pipeline"]  # no empty "broken" pipeline left behind
+
+    with pytest.raises(KfpGrpcError) as no_schedule:  # refused before anything is sent
+        await client.create_recurring_run("add-pipeline")
+    assert no_schedule.value.field_violations == {"recurring_run.trigger": "give a cron schedule or an interval"}
+    with pytest.raises(KfpGrpcError) as bad_type:
+        [event async for event in client.watch_events(types=["RUN_EXPLODED"])]
+    assert list(bad_type.value.field_violations) == ["types"]
+
+
+async def test_recurring_run_lifecycle(client: AsyncClient, compiled: dict[str, Any]) -> None:
+    await client.upload_pipeline(compiled["add-pipeline"])
+    created = await client.create_recurring_run(
+        "add-pipeline", cron="0 3 * * *", time_zone="Europe/Berlin", parameters={"a": 40}, display_name="nightly",
+        description="adds at three", max_concurrency=2, no_catchup=True, overlap_policy="skip")
+    assert created.status == recurring_run_pb2.RecurringRun.ENABLED
+    assert (created.trigger.cron_schedule.cron, created.trigger.cron_schedule.time_zone) == ("0 3 * * *", "Europe/Berlin")
+    assert (created.max_concurrency, created.no_catchup, created.overlap_policy) == (2, True, recurring_run_pb2.SKIP)
+    assert [t.ToDatetime().hour for t in created.next_scheduled_times] in ([2] * 10, [1] * 10)  # 03:00 CET or CEST, in UTC
+    recurring_run_id = created.recurring_run_id
+
+    updated = await client.update_recurring_run(recurring_run_id, cron="30 4 * * *", max_concurrency=3)
+    assert (updated.trigger.cron_schedule.cron, updated.max_concurrency) == ("30 4 * * *", 3)
+    assert (updated.description, updated.trigger.cron_schedule.time_zone, updated.no_catchup) == ("adds at three", "Europe/Berlin", True)
+    bounded = await client.update_recurring_run(recurring_run_id, start_time="2999-01-01T00:00:00Z")  # the client looks up the schedule kind
+    assert bounded.trigger.cron_schedule.start_time.ToJsonString() == "2999-01-01T00:00:00Z"
+    assert bounded.trigger.cron_schedule.cron == "30 4 * * *"
+    await client.update_recurring_run(recurring_run_id, start_time="2000-01-01T00:00:00Z")
+
+    await client.disable_recurring_run(recurring_run_id)
+    disabled = await client.find_recurring_run("nightly")
+    assert (disabled.status, list(disabled.next_scheduled_times)) == (recurring_run_pb2.RecurringRun.DISABLED, [])
+    await client.enable_recurring_run(recurring_run_id)
+    assert (await client.get_recurring_run(recurring_run_id)).status == recurring_run_pb2.RecurringRun.ENABLED
+
+    triggered = await client.trigger_recurring_run(recurring_run_id)
+    assert (triggered.recurring_run_id, triggered.display_name.startswith("nightly-")) == (recurring_run_id, True)
+    finished = await client.wait_for_run(triggered.run_id)
+    assert finished.state == common_pb2.SUCCEEDED
+    assert plain(finished.runtime_config.parameters)["a"] == 40
+    backfilled = await client.backfill_recurring_run(recurring_run_id, "2024-01-01T00:00:00Z", "2024-01-03T12:00:00Z")
+    assert (backfilled.ticks_queued, backfilled.ticks_already_present) == (3, 0)
+
+    periodic = await client.create_recurring_run("add-pipeline", interval="1h30m", enabled=False)
+    assert (periodic.display_name, periodic.trigger.periodic_schedule.interval_second) == ("add-pipeline", 5400)
+    assert periodic.status == recurring_run_pb2.RecurringRun.DISABLED
+    listed = [r.display_name async for r in client.list_recurring_runs(sort_by="display_name")]
+    assert listed == ["add-pipeline", "nightly"]
+    watch = client.watch_recurring_run(periodic.recurring_run_id)
+    assert (await anext(watch)).recurring_run_id == periodic.recurring_run_id
+    await watch.aclose()
+
+    await client.delete_recurring_run(periodic.recurring_run_id)
+    with pytest.raises(KfpGrpcError) as deleted:
+        await client.get_recurring_run(periodic.recurring_run_id)
+    assert deleted.value.code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_bearer_token_and_mutual_tls(data_dir: Path, certificates: Path) -> None:  # noqa: F811 - the fixture
+    config = ServerConfig(listen="127.0.0.1:0", data_dir=data_dir, auth_token="s3cret", tls_cert=certificates / "server.pem",
+                          tls_key=certificates / "server.key", tls_client_ca=certificates / "ca.pem")
+    server = KfpGrpcServer(config)
+    await server.start()
+    tls = {"tls_ca": certificates / "ca.pem", "tls_cert": certificates / "client.pem", "tls_key": certificates / "client.key"}
+    try:
+        async with AsyncClient(server.address, token="s3cret", **tls) as client:
+            assert [e.display_name async for e in client.list_experiments()] == ["Default"]
+        async with AsyncClient(server.address, token="wrong", **tls) as client:
+            with pytest.raises(KfpGrpcError) as refused:
+                await client.get_experiment("x")
+            assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        await server.stop()
+
+
+def _wait_for_run_across_a_restart(tmp_path: Path, gated: dict[str, Any]) -> list[run_pb2.Run]:
+    """Watch a run whose task waits for a file; restart the server mid-watch; then open the gate."""
+    data_dir, gate = tmp_path / "data", tmp_path / "gate"
+    listen = f"127.0.0.1:{free_port()}"
+    server = ServerProcess(data_dir, "--listen", listen)
+    snapshots: list[run_pb2.Run] = []
+    restarted = False
+    try:
+        with Client(listen) as client:
+            client.upload_pipeline(gated)
+            run = client.create_run("gated-pipeline", {"counter": str(tmp_path / "counter"), "gate": str(gate)})
+            for snapshot in client.watch_run(run.run_id, timeout=120):
+                snapshots.append(snapshot)
+                waiting = any(t.task_id == "wait-for" and t.state == common_pb2.RUNNING for t in snapshot.run_details.task_details)
+                if waiting and not restarted:
+                    assert server.terminate()[0] == 0
+                    server = ServerProcess(data_dir, "--listen", listen)  # same port, same data: the run resumes
+                    gate.touch()
+                    restarted = True
+    finally:
+        server.terminate()
+    assert restarted
+    return snapshots
+
+
+async def test_watch_run_reconnects_across_a_server_restart_without_repeating_a_snapshot(
+    tmp_path: Path, compiled: dict[str, Any]
+) -> None:
+    snapshots = await in_thread(_wait_for_run_across_a_restart, tmp_path, compiled["gated-pipeline"])
+    assert snapshots[-1].state == common_pb2.SUCCEEDED
+    assert all(before != after for before, after in zip(snapshots, snapshots[1:]))
+    wait_for = task(snapshots[-1], "wait-for")
+    assert [common_pb2.RuntimeState.Name(s.state) for s in wait_for.state_history] == ["RUNNING", "RUNNING", "SUCCEEDED"]  # ran again after the restart
+
+
+async def test_the_client_watch_helper_survives_a_server_restart_mid_stream_without_losing_or_repeating_an_event(
+    tmp_path: Path, compiled: dict[str, Any]
+) -> None:
+    data_dir, listen = tmp_path / "data", f"127.0.0.1:{free_port()}"
+    spec = compiled["instant-pipeline"]
+    server = await in_thread(ServerProcess, data_dir, "--listen", listen)
+    seen: list[event_pb2.Event] = []
+    progress = asyncio.Condition()
+    last_version = asyncio.get_running_loop().create_future()
+
+    async def consume(client: AsyncClient) -> None:
+        async for event in client.watch_events():
+            seen.append(event)
+            async with progress:
+                progress.notify_all()
+            if last_version.done() and event.pipeline_version_created.pipeline_version_id == last_version.result():
+                return
+
+    async def seen_at_least(count: int) -> None:
+        async with progress:
+            await asyncio.wait_for(progress.wait_for(lambda: len(seen) >= count), 60)
+
+    try:
+        async with AsyncClient(listen) as watcher:
+            consumer = asyncio.create_task(consume(watcher))
+            async with AsyncClient(listen) as client:
+                for index in range(3):
+                    await client.upload_pipeline(spec, name="events", version_name=f"before-{index}")
+            await seen_at_least(3)
+            assert (await in_thread(server.terminate))[0] == 0  # SIGTERM while the stream is open
+            server = await in_thread(ServerProcess, data_dir, "--listen", listen)
+            async with AsyncClient(listen) as client:  # a new connection: the old one is still backing off
+                for index in range(3):
+                    await client.upload_pipeline(spec, name="events", version_name=f"after-{index}")
+                run = await client.create_run("events", {"label": "after the restart"})
+                assert (await client.wait_for_run(run.run_id)).state == common_pb2.SUCCEEDED
+                last_version.set_result((await client.upload_pipeline(spec, name="events", version_name="last")).pipeline_version_id)
+                await asyncio.wait_for(consumer, 60)
+                everything: list[event_pb2.Event] = []
+                async for event in client.watch_events():  # the whole log, read in one go
+                    everything.append(event)
+                    if event.sequence == seen[-1].sequence:
+                        break
+    finally:
+        await in_thread(server.terminate)
+    sequences = [event.sequence for event in seen]
+    assert sequences == list(range(1, len(seen) + 1))  # consecutive: nothing lost, nothing repeated
+    assert seen == everything
+    assert {event.run_id for event in seen if event.type == event_pb2.RUN_COMPLETED} == {run.run_id}
