@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kfpgrpc import logs
 from kfpgrpc.config import ServerConfig
+from kfpgrpc.schedule import parse_go_duration
 from kfpgrpc.server import KfpGrpcServer, stop_signal_event
 
 
@@ -45,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--min-interval-seconds", type=int,
                        default=_env("MIN_INTERVAL_SECONDS", str(defaults.min_interval_seconds)),
                        help="shortest periodic / @every interval in seconds (env KFPGRPC_MIN_INTERVAL_SECONDS)")
+    serve.add_argument("--event-retention", default=_env("EVENT_RETENTION", "168h"),
+                       help="how long events are kept, a Go duration such as 168h; 0 = forever (env KFPGRPC_EVENT_RETENTION)")
+    serve.add_argument("--run-ttl", default=_env("RUN_TTL", "0"),
+                       help="delete finished runs (with logs and artifacts) this long after they finish,"
+                            " a Go duration such as 720h; 0 = never (env KFPGRPC_RUN_TTL)")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"])
@@ -69,6 +75,13 @@ def _serve(args: argparse.Namespace) -> int:
     if args.min_interval_seconds < 1:
         print("kfpgrpc: --min-interval-seconds must be at least 1", file=sys.stderr)
         return 2
+    durations = {}
+    for flag in ("event_retention", "run_ttl"):
+        try:
+            durations[flag] = parse_go_duration(getattr(args, flag))
+        except ValueError as error:
+            print(f"kfpgrpc: --{flag.replace('_', '-')}: {error}", file=sys.stderr)
+            return 2
     logs.configure(args.log_level, args.log_format)
     config = ServerConfig(
         listen=args.listen,
@@ -80,6 +93,8 @@ def _serve(args: argparse.Namespace) -> int:
         default_time_zone=args.default_time_zone,
         max_parallel_tasks=args.max_parallel_tasks,
         min_interval_seconds=args.min_interval_seconds,
+        event_retention_us=durations["event_retention"],
+        run_ttl_us=durations["run_ttl"],
     )
     server = KfpGrpcServer(config)
 

@@ -18,6 +18,8 @@ class ServerConfig:
     shutdown_grace_seconds: float = 5.0
     max_parallel_tasks: int = 4  # task processes running at once, across all runs
     min_interval_seconds: int = 60  # shortest periodic or @every interval; tests lower it
+    event_retention_us: int = 7 * 24 * 3600 * 1_000_000  # events older are pruned; 0 = kept forever
+    run_ttl_us: int = 0  # finished runs older are deleted; 0 = kept forever
 
     @property
     def database_path(self) -> Path:

@@ -170,6 +170,7 @@ class RecurringRun:
     pipeline_version_id: str
     spec_hash: str  # the inline spec's snapshot; "" for a pipeline reference
     parameters: dict[str, Any]  # as given: string values may hold macros
+    parameters_from: dict[str, dict[str, Any]]  # {parameter: {recurring_run_id, output_artifact, optional}}
     pipeline_root: str
     service_account: str
     max_concurrency: int
@@ -201,3 +202,45 @@ class RecurringRunView:
     ticks_queued: int
     runs_active: int
     pipeline_spec: dict[str, Any] | None = None
+
+
+# Event types: EventType's value names.
+RUN_STATE_CHANGED = "RUN_STATE_CHANGED"
+RUN_COMPLETED = "RUN_COMPLETED"
+RECURRING_RUN_CHANGED = "RECURRING_RUN_CHANGED"
+TICK_SKIPPED = "TICK_SKIPPED"
+RUN_DELETED = "RUN_DELETED"
+PIPELINE_VERSION_CREATED = "PIPELINE_VERSION_CREATED"
+EVENT_TYPES = (RUN_STATE_CHANGED, RUN_COMPLETED, RECURRING_RUN_CHANGED, TICK_SKIPPED, RUN_DELETED, PIPELINE_VERSION_CREATED)
+
+
+@dataclass(frozen=True)
+class Event:
+    """An entry of the durable event log. `details` holds the payload of its type, by the
+    payload message's field names (times in microseconds)."""
+
+    sequence: int  # 0 until committed
+    time: int
+    type: str
+    run_id: str = ""
+    recurring_run_id: str = ""
+    experiment_id: str = ""
+    details: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a watcher wants; empty fields match everything."""
+
+    run_id: str = ""
+    recurring_run_id: str = ""
+    experiment_id: str = ""
+    types: frozenset[str] = frozenset()
+
+    def matches(self, event: Event) -> bool:
+        return (
+            (not self.run_id or event.run_id == self.run_id)
+            and (not self.recurring_run_id or event.recurring_run_id == self.recurring_run_id)
+            and (not self.experiment_id or event.experiment_id == self.experiment_id)
+            and (not self.types or event.type in self.types)
+        )

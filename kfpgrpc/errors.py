@@ -53,6 +53,14 @@ class FailedPrecondition(DomainError):
     pass
 
 
+class ResourceExhausted(DomainError):
+    """A limit was hit, e.g. a watcher fell too far behind."""
+
+
+class OutOfRange(DomainError):
+    """The request asks for what is no longer (or not yet) there."""
+
+
 class Unavailable(DomainError):
     """The server is shutting down or a dependency is not ready."""
 

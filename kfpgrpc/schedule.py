@@ -133,7 +133,9 @@ def ticks_between(schedule: Schedule, after_us: int, until_us: int, limit: int) 
 
 
 def parse_go_duration(text: str) -> int:
-    """A Go duration ("1h30m", "90s", "1.5h") in microseconds; ValueError if malformed."""
+    """A Go duration ("1h30m", "90s", "1.5h", "0") in microseconds; ValueError if malformed."""
+    if text == "0":  # Go's one unitless duration
+        return 0
     position, total = 0, 0.0
     for match in _GO_DURATION.finditer(text):
         if match.start() != position:

@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from kfpgrpc.api.events import EventServicer
 from kfpgrpc.api.experiments import ExperimentServicer
 from kfpgrpc.api.interceptors import ErrorMappingInterceptor, TokenAuthInterceptor
 from kfpgrpc.api.pipelines import PipelineServicer
@@ -17,7 +18,9 @@ from kfpgrpc.api.recurring_runs import RecurringRunServicer
 from kfpgrpc.api.runs import RunServicer
 from kfpgrpc.clock import Clock, SystemClock
 from kfpgrpc.config import ServerConfig
+from kfpgrpc.core.events import Events
 from kfpgrpc.core.experiments import Experiments
+from kfpgrpc.core.housekeeping import Housekeeping
 from kfpgrpc.core.pipelines import Pipelines
 from kfpgrpc.core.recurring import RecurringRuns
 from kfpgrpc.core.runs import Runs
@@ -67,8 +70,10 @@ class KfpGrpcServer:
         self.clock = clock or SystemClock()
         self.port = 0
         self._db: Database | None = None
+        self._events: Events | None = None
         self._runs: Runs | None = None
         self._recurring_runs: RecurringRuns | None = None
+        self._housekeeping: Housekeeping | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._stopped = asyncio.Event()
@@ -81,26 +86,30 @@ class KfpGrpcServer:
     async def start(self) -> None:
         self._db = db = await Database.open(self.config.database_path)
         try:
+            self._events = events = Events(db)
             experiments = Experiments(db, self.clock)
             await experiments.ensure_default()
-            pipelines = Pipelines(db, self.clock)
+            pipelines = Pipelines(db, self.clock, events)
             executor = LocalExecutor(
                 self.config.artifact_root, max_parallel_tasks=self.config.max_parallel_tasks, clock=self.clock
             )
             self._runs = runs = Runs(
-                db, self.clock, executor, self.config.artifact_root, lambda: experiments.default_experiment_id,
+                db, self.clock, events, executor, self.config.artifact_root, lambda: experiments.default_experiment_id,
                 # Enough runs in hand to keep every task slot busy, few enough not to flood the writer.
                 max_executing=2 * self.config.max_parallel_tasks,
             )
             self._recurring_runs = recurring_runs = RecurringRuns(
-                db, self.clock, runs, lambda: experiments.default_experiment_id,
+                db, self.clock, events, runs, lambda: experiments.default_experiment_id,
                 self.config.default_time_zone, self.config.min_interval_seconds,
             )
             experiments.archive_listeners += [runs.experiment_archived, recurring_runs.experiment_archived]
-            self._server = server = self._build_server(experiments, pipelines, runs, recurring_runs)
+            pipelines.version_listeners.append(recurring_runs.pipeline_version_created)
+            self._housekeeping = Housekeeping(db, self.clock, runs, self.config.event_retention_us, self.config.run_ttl_us)
+            self._server = server = self._build_server(experiments, pipelines, runs, recurring_runs, events)
             self.port = self._bind(server)
             await runs.start()
             await recurring_runs.start()
+            self._housekeeping.start()
             await server.start()
         except BaseException:
             await self._stop_core()
@@ -111,7 +120,7 @@ class KfpGrpcServer:
         log.info("serving", extra={"fields": {"address": self.address, "data_dir": str(self.config.data_dir)}})
 
     def _build_server(
-        self, experiments: Experiments, pipelines: Pipelines, runs: Runs, recurring_runs: RecurringRuns
+        self, experiments: Experiments, pipelines: Pipelines, runs: Runs, recurring_runs: RecurringRuns, events: Events
     ) -> grpc.aio.Server:
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if self.config.auth_token:
@@ -122,8 +131,7 @@ class KfpGrpcServer:
         pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineServicer(pipelines), server)
         run_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(runs), server)
         recurring_run_pb2_grpc.add_RecurringRunServiceServicer_to_server(RecurringRunServicer(recurring_runs), server)
-        # Registered so clients see the whole contract; its RPCs answer UNIMPLEMENTED for now.
-        event_pb2_grpc.add_EventServiceServicer_to_server(event_pb2_grpc.EventServiceServicer(), server)
+        event_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(events), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         reflection.enable_server_reflection((*SERVICE_NAMES, health_name, reflection.SERVICE_NAME), server)
@@ -163,6 +171,10 @@ class KfpGrpcServer:
     async def _stop_core(self) -> None:
         """Stop actors (first: no new runs), then executions (resumed by the next start) and
         watch streams; then let calls in flight finish; then commit and close the store."""
+        if self._events is not None:
+            self._events.close()
+        if self._housekeeping is not None:
+            await self._housekeeping.stop()
         if self._recurring_runs is not None:
             await self._recurring_runs.stop()
         if self._runs is not None:

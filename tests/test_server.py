@@ -17,7 +17,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.server import KfpGrpcServer
-from kfpgrpc.v1 import event_pb2
 from kfpgrpc.v1 import experiment_pb2 as pb
 from kfpgrpc.v1 import pipeline_pb2
 from kfpgrpc.v1 import run_pb2
@@ -187,13 +186,6 @@ async def test_shutdown_sets_health_not_serving_and_commits_acknowledged_writes(
     finally:
         await restarted.stop()
     assert acknowledged <= stored
-
-
-async def test_services_of_later_issues_answer_unimplemented(stubs: Stubs) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as failure:
-        async for _ in stubs.events.WatchEvents(event_pb2.WatchEventsRequest()):
-            pass
-    assert failure.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 async def test_bearer_token_guards_kfpgrpc_services_only(data_dir: Path) -> None:

@@ -8,8 +8,8 @@ import grpc
 from google.protobuf import empty_pb2
 from google.rpc import code_pb2
 
-from kfpgrpc.api.convert import list_request, micros, timestamp, values
-from kfpgrpc.api.runs import new_run, run_to_proto, set_source
+from kfpgrpc.api.convert import list_request, micros, timestamp
+from kfpgrpc.api.runs import new_run, run_to_proto, runtime_config, set_source
 from kfpgrpc.core.recurring import Definition, RecurringRuns
 from kfpgrpc.domain import ENABLED, RecurringRunView, RunView, Trigger
 from kfpgrpc.errors import FieldViolation, InvalidArgument
@@ -75,9 +75,7 @@ def recurring_run_to_proto(view: RecurringRunView) -> pb.RecurringRun:
         recurring_run_id=recurring_run.recurring_run_id,
         display_name=recurring_run.display_name,
         description=recurring_run.description,
-        runtime_config=common_pb2.RuntimeConfig(
-            parameters=values(recurring_run.parameters), pipeline_root=recurring_run.pipeline_root
-        ),
+        runtime_config=runtime_config(recurring_run.parameters, recurring_run.parameters_from, recurring_run.pipeline_root),
         service_account=recurring_run.service_account,
         max_concurrency=recurring_run.max_concurrency,
         trigger=trigger_to_proto(recurring_run.trigger),
@@ -149,7 +147,7 @@ class RecurringRunServicer(recurring_run_pb2_grpc.RecurringRunServiceServicer):
         merged = recurring_run_to_proto(await self._recurring_runs.get(recurring_run_id))
         request.update_mask.MergeMessage(request.recurring_run, merged, replace_message_field=True, replace_repeated_field=True)
         definition = definition_of(merged)
-        updated = await self._recurring_runs.update(recurring_run_id, definition)
+        updated = await self._recurring_runs.update(recurring_run_id, definition, list(request.update_mask.paths))
         if "mode" in request.update_mask.paths and definition.enabled != (updated.recurring_run.status == ENABLED):
             await self._recurring_runs.set_enabled(recurring_run_id, definition.enabled)
             updated = await self._recurring_runs.get(recurring_run_id)

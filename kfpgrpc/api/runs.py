@@ -16,11 +16,20 @@ from kfpgrpc.v1 import common_pb2, run_pb2_grpc
 from kfpgrpc.v1 import run_pb2 as pb
 
 
-def _error(state: str, message: str) -> common_pb2.Status | None:
+def run_error(state: str, message: str) -> common_pb2.Status | None:
     """Errors inside a run or task: CANCELLED for a termination, UNKNOWN for a failure."""
     if not message:
         return None
     return common_pb2.Status(code=code_pb2.CANCELLED if state == CANCELED else code_pb2.UNKNOWN, message=message)
+
+
+def exposed_artifacts(artifacts: list[dict[str, Any]]) -> list[common_pb2.ExposedArtifact]:
+    return [
+        common_pb2.ExposedArtifact(
+            name=a["name"], uri=a["uri"], metadata=struct(a["metadata"]), unmatched_reason=a["unmatched_reason"]
+        )
+        for a in artifacts
+    ]
 
 
 def _history(history: list[StateChange]) -> list[common_pb2.RuntimeStatus]:
@@ -28,7 +37,7 @@ def _history(history: list[StateChange]) -> list[common_pb2.RuntimeStatus]:
         common_pb2.RuntimeStatus(
             update_time=timestamp(change.time),
             state=common_pb2.RuntimeState.Value(change.state),
-            error=_error(change.state, change.error),
+            error=run_error(change.state, change.error),
         )
         for change in history
     ]
@@ -43,7 +52,7 @@ def _task_to_proto(task: TaskDetail, children: list[str]) -> pb.PipelineTaskDeta
         start_time=timestamp(task.start_time),
         end_time=timestamp(task.end_time),
         state=common_pb2.RuntimeState.Value(task.state),
-        error=_error(task.state, task.error),
+        error=run_error(task.state, task.error),
         parent_task_id=task.parent_task_id,
         state_history=_history(task.state_history),
         child_tasks=[pb.ChildTask(task_id=child) for child in children],
@@ -71,23 +80,18 @@ def run_to_proto(view: RunView) -> pb.Run:
         display_name=run.display_name,
         storage_state=pb.Run.StorageState.Value(run.storage_state),
         description=run.description,
-        runtime_config=common_pb2.RuntimeConfig(parameters=values(run.parameters), pipeline_root=run.pipeline_root),
+        runtime_config=runtime_config(run.parameters, {}, run.pipeline_root),
         service_account=run.service_account,
         created_at=timestamp(run.created_at),
         scheduled_at=timestamp(run.scheduled_at),
         finished_at=timestamp(run.finished_at),
         state=common_pb2.RuntimeState.Value(run.state),
-        error=_error(run.state, run.error),
+        error=run_error(run.state, run.error),
         run_details=pb.RunDetails(task_details=[_task_to_proto(t, children.get(t.task_id, [])) for t in view.tasks]),
         recurring_run_id=run.recurring_run_id,
         state_history=_history(run.state_history),
         artifacts=[common_pb2.ArtifactSelector(**selector) for selector in run.artifacts],
-        output_artifacts=[
-            common_pb2.ExposedArtifact(
-                name=a["name"], uri=a["uri"], metadata=struct(a["metadata"]), unmatched_reason=a["unmatched_reason"]
-            )
-            for a in run.output_artifacts
-        ],
+        output_artifacts=exposed_artifacts(run.output_artifacts),
     )
     set_source(message, run.pipeline_id, run.pipeline_version_id, view.pipeline_spec, run.inline)
     return message
@@ -105,11 +109,22 @@ def source_fields(message: Any) -> dict[str, Any]:
         "pipeline_version_id": reference.pipeline_version_id if by_reference else "",
         "pipeline_spec": struct_to_dict(message.pipeline_spec) if source == "pipeline_spec" else None,
         "parameters": values_to_dict(config.parameters),
-        "parameters_from": dict(config.parameters_from.items()),
+        "parameters_from": {
+            name: {"recurring_run_id": ref.recurring_run_id, "output_artifact": ref.output_artifact, "optional": ref.optional}
+            for name, ref in config.parameters_from.items()
+        },
         "pipeline_root": config.pipeline_root,
         "service_account": message.service_account,
         "artifacts": [{"name": a.name, "path": a.path} for a in message.artifacts],
     }
+
+
+def runtime_config(parameters: dict[str, Any], parameters_from: dict[str, dict[str, Any]], pipeline_root: str) -> common_pb2.RuntimeConfig:
+    return common_pb2.RuntimeConfig(
+        parameters=values(parameters),
+        pipeline_root=pipeline_root,
+        parameters_from={name: common_pb2.ArtifactRef(**ref) for name, ref in parameters_from.items()},
+    )
 
 
 def set_source(message: Any, pipeline_id: str, pipeline_version_id: str, inline_spec: dict[str, Any] | None, inline: bool) -> None:

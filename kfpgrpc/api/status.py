@@ -18,6 +18,8 @@ from kfpgrpc.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    OutOfRange,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -33,6 +35,8 @@ _CODES: dict[type[DomainError], int] = {
     AlreadyExists: code_pb2.ALREADY_EXISTS,
     FailedPrecondition: code_pb2.FAILED_PRECONDITION,
     Unauthenticated: code_pb2.UNAUTHENTICATED,
+    ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
+    OutOfRange: code_pb2.OUT_OF_RANGE,
     Unavailable: code_pb2.UNAVAILABLE,
 }
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kfpgrpc.clock import Clock
+from kfpgrpc.core.events import Events, pipeline_version_created
 from kfpgrpc.core.validation import check, description_violations, id_violations, name_violations, new_id
 from kfpgrpc.domain import Page, Pipeline, PipelineVersion
 from kfpgrpc.errors import FieldViolation, NotFound
@@ -15,9 +17,11 @@ from kfpgrpc.store.listing import ListRequest, build_query
 
 
 class Pipelines:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, events: Events) -> None:
         self._db = db
         self._clock = clock
+        self._events = events
+        self.version_listeners: list[Callable[[PipelineVersion], None]] = []  # told of every new version
 
     async def create(self, name: str, display_name: str, description: str) -> Pipeline:
         """`name` is the unique key; either name may stand in for the other."""
@@ -73,7 +77,10 @@ class Pipelines:
             code_source_url=code_source_url,
             pipeline_spec=pipeline_spec,
         )
-        return await store.insert_version(self._db, version)
+        stored = await store.insert_version(self._db, version, self._events.job(pipeline_version_created(version, version.created_at)))
+        for listener in self.version_listeners:
+            listener(stored)
+        return stored
 
     async def get_version(self, pipeline_id: str, pipeline_version_id: str) -> PipelineVersion:
         """pipeline_id may be empty; when given, the version must belong to it."""

@@ -32,10 +32,12 @@ from typing import Any
 import aiosqlite
 
 from kfpgrpc.clock import Clock, to_datetime
+from kfpgrpc.core import events as event
 from kfpgrpc.core.broadcast import Broadcast
-from kfpgrpc.core.runs import NewRun, Runs
+from kfpgrpc.core.events import Events
+from kfpgrpc.core.runs import DependencyUnresolved, NewRun, Runs
 from kfpgrpc.core.validation import check, id_violations, new_id
-from kfpgrpc.domain import DISABLED, ENABLED, Page, RecurringRun, RecurringRunView, Run, Trigger
+from kfpgrpc.domain import DISABLED, ENABLED, SUCCEEDED, Page, PipelineVersion, RecurringRun, RecurringRunView, Run, Trigger
 from kfpgrpc.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument, Unavailable
 from kfpgrpc.macros import MacroContext, expand, macro_violations
 from kfpgrpc.schedule import Schedule, cron_schedule, next_times, periodic_schedule, ticks_between, zone_of
@@ -73,6 +75,7 @@ class RecurringRuns:
         self,
         db: Database,
         clock: Clock,
+        events: Events,
         runs: Runs,
         default_experiment_id: Callable[[], str],
         default_time_zone: str,
@@ -80,6 +83,7 @@ class RecurringRuns:
     ) -> None:
         self._db = db
         self._clock = clock
+        self._events = events
         self._runs = runs
         self._default_experiment_id = default_experiment_id
         self._default_time_zone = default_time_zone
@@ -124,7 +128,7 @@ class RecurringRuns:
             ticks_skipped={},
             revision=1,
         )
-        await store.insert(self._db, recurring_run, spec)
+        await store.insert(self._db, recurring_run, spec, self._events.job(event.recurring_run_changed(recurring_run, "CREATED", now)))
         if definition.enabled:
             self._start_actor(recurring_run)
         return await self._view(recurring_run, spec)
@@ -145,11 +149,12 @@ class RecurringRuns:
             views.append(await self._view(actor.recurring_run if actor else stored))
         return Page(views, page.total_size, page.next_page_token)
 
-    async def update(self, recurring_run_id: str, definition: Definition) -> RecurringRunView:
+    async def update(self, recurring_run_id: str, definition: Definition, updated_fields: Sequence[str] = ()) -> RecurringRunView:
         """Replace the definition. A changed trigger applies from now on: ticks of the old one
-        that are due are handled first, and the new one never fires for a time before now."""
+        that are due are handled first, and the new one never fires for a time before now.
+        `updated_fields` (the update mask's paths) goes into the event."""
         check(id_violations(recurring_run_id, "recurring_run_id"))
-        spec = await self._check(definition, "recurring_run")
+        spec = await self._check(definition, "recurring_run", recurring_run_id)
         async with self._paused(recurring_run_id) as current:
             now = self._clock.now_us()
             defined = self._defined(definition, spec)
@@ -161,7 +166,10 @@ class RecurringRuns:
                 error="",
                 revision=current.revision + 1,
             )
-            await store.replace_definition(self._db, current, updated, spec)
+            await store.replace_definition(
+                self._db, current, updated, spec,
+                self._events.job(event.recurring_run_changed(updated, "UPDATED", now, list(updated_fields))),
+            )
         return await self._after_change(updated, spec)
 
     async def set_enabled(self, recurring_run_id: str, enabled: bool) -> None:
@@ -171,20 +179,23 @@ class RecurringRuns:
         async with self._paused(recurring_run_id) as current:
             if current.status == status:
                 return
-            changed = dataclasses.replace(
-                current, status=status, updated_at=self._clock.now_us(), revision=current.revision + 1
+            now = self._clock.now_us()
+            changed = dataclasses.replace(current, status=status, updated_at=now, revision=current.revision + 1)
+            await store.save(
+                self._db, changed, ("status", "updated_at", "revision"),
+                self._events.job(event.recurring_run_changed(changed, status, now)),
             )
-            await store.save(self._db, changed, ("status", "updated_at", "revision"))
         await self._after_change(changed)
 
     async def delete(self, recurring_run_id: str, delete_runs: bool) -> None:
         check(id_violations(recurring_run_id, "recurring_run_id"))
-        async with self._paused(recurring_run_id):
-            await store.delete(self._db, recurring_run_id)
+        async with self._paused(recurring_run_id) as current:
+            deleted = dataclasses.replace(current, status=DISABLED)
+            await store.delete(self._db, recurring_run_id, self._events.job(event.recurring_run_changed(deleted, "DELETED", self._clock.now_us())))
         self._snapshots.close_key(recurring_run_id)
         if delete_runs:
             for run_id in await store.run_ids(self._db, recurring_run_id):
-                await self._runs.delete(run_id)
+                await self._runs.delete(run_id, "recurring run deleted")
 
     async def trigger(self, recurring_run_id: str) -> Run:
         """One run now, outside the schedule; it takes a concurrency slot like any other."""
@@ -269,8 +280,9 @@ class RecurringRuns:
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _check(self, definition: Definition, field: str) -> dict[str, Any] | None:
-        """Validate a definition; return the inline spec snapshot, if any."""
+    async def _check(self, definition: Definition, field: str, recurring_run_id: str = "") -> dict[str, Any] | None:
+        """Validate a definition (of `recurring_run_id` when it is an update); return the
+        inline spec snapshot, if any."""
         violations = []
         if not 0 <= definition.max_concurrency <= MAX_CONCURRENCY:
             violations.append(
@@ -282,9 +294,13 @@ class RecurringRuns:
         _, trigger_violations = self._parse_trigger(trigger, self._clock.now_us(), f"{field}.trigger")
         violations += trigger_violations
         violations += macro_violations(definition.run.parameters, f"{field}.runtime_config.parameters")
+        if trigger.on_new_pipeline_version and (not definition.run.pipeline_id or definition.run.pipeline_version_id):
+            violations.append(FieldViolation(
+                f"{field}.trigger.on_new_pipeline_version",
+                "needs a pipeline_version_reference with a pipeline_id and no pipeline_version_id (following the latest version)",
+            ))
         check(violations)
-        if trigger.upstream_recurring_run_ids or trigger.on_new_pipeline_version:
-            raise NotImplementedError(f"{field}.trigger: upstream and new-version triggers are not supported yet")
+        await self._check_dependencies(definition, field, recurring_run_id)
         if definition.run.experiment_id:
             experiment = await experiment_store.get(self._db, definition.run.experiment_id)
             if experiment.storage_state != "AVAILABLE":
@@ -292,8 +308,27 @@ class RecurringRuns:
         # A sample run checks the pipeline source, the parameters (macros expanded), the
         # pipeline root and the artifact selectors exactly as each tick will.
         sample = self._new_run(definition.run, MacroContext(self._clock.now_us(), self._clock.now_us(), 1, new_id()), 0)
-        run, document = await self._runs.prepare(sample, field)
+        run, document = await self._runs.prepare(sample, field, resolve=False)
         return document if run.inline else None
+
+    async def _check_dependencies(self, definition: Definition, field: str, recurring_run_id: str) -> None:
+        """Upstream recurring runs exist, and no recurring run depends on itself, through
+        triggers or parameters_from, directly or not."""
+        upstream_field = f"{field}.trigger.upstream_recurring_run_ids"
+        for index, upstream_id in enumerate(definition.trigger.upstream_recurring_run_ids):
+            if upstream_id == recurring_run_id:
+                raise InvalidArgument.field(f"{upstream_field}[{index}]", "a recurring run cannot trigger itself")
+            if upstream_id not in self._actors:
+                await store.get(self._db, upstream_id)  # NOT_FOUND for a bad id
+        if not recurring_run_id:
+            return  # a new recurring run: nothing depends on it yet
+        edges = {r.recurring_run_id: _dependencies(r.trigger, r.parameters_from) for r in await store.with_dependencies(self._db)}
+        edges[recurring_run_id] = _dependencies(definition.trigger, definition.run.parameters_from)
+        if cycle := _cycle_through(recurring_run_id, edges):
+            raise InvalidArgument.field(
+                upstream_field if cycle[1] in definition.trigger.upstream_recurring_run_ids else f"{field}.runtime_config.parameters_from",
+                "would make a dependency cycle: " + " -> ".join(cycle),
+            )
 
     def _defined(self, definition: Definition, spec: dict[str, Any] | None) -> dict[str, Any]:
         """The RecurringRun fields a definition sets, defaults applied."""
@@ -306,6 +341,7 @@ class RecurringRuns:
             "pipeline_version_id": run.pipeline_version_id,
             "spec_hash": run_store.spec_hash(spec) if spec is not None else "",
             "parameters": run.parameters,
+            "parameters_from": run.parameters_from,
             "pipeline_root": run.pipeline_root,
             "service_account": run.service_account,
             "max_concurrency": definition.max_concurrency or 1,
@@ -417,7 +453,19 @@ class RecurringRuns:
         upcoming = next_times(schedule, recurring_run.watermark) if schedule else []
         return RecurringRunView(recurring_run, upcoming, queued, active, spec)
 
+    def pipeline_version_created(self, version: PipelineVersion) -> None:
+        """Fire the recurring runs that follow the pipeline's latest version and ask for it."""
+        for actor in self._actors.values():
+            recurring_run = actor.recurring_run
+            if (recurring_run.trigger.on_new_pipeline_version and recurring_run.pipeline_id == version.pipeline_id
+                    and not recurring_run.pipeline_version_id):
+                actor.fire(version.created_at)
+
     def _run_finished(self, run: Run) -> None:
+        if run.state == SUCCEEDED and run.recurring_run_id:
+            for downstream in self._actors.values():
+                if run.recurring_run_id in downstream.recurring_run.trigger.upstream_recurring_run_ids:
+                    downstream.fire(run.finished_at)
         actor = self._actors.get(run.recurring_run_id)
         if actor is not None:
             actor.run_finished(run.run_id)
@@ -463,6 +511,8 @@ class _Actor:
         self.loaded = False
         self.lock = asyncio.Lock()  # one change at a time: the actor's steps and API calls
         self.wake = asyncio.Event()
+        self.fired: list[int] = []  # times an upstream run or a new pipeline version fired it
+        self.last_failure = ""  # why the latest tick that should have made a run did not
         self._task: asyncio.Task[None] | None = None
         self._inline_spec: tuple[str, dict[str, Any]] | None = None  # (hash, spec)
 
@@ -482,6 +532,11 @@ class _Actor:
 
     def _exited(self, task: asyncio.Task[None]) -> None:
         self.manager._actor_exited(self, None if task.cancelled() else task.exception())
+
+    def fire(self, time: int) -> None:
+        """A tick outside the schedule, handled by the loop like an on-time tick."""
+        self.fired.append(time)
+        self.wake.set()
 
     def run_finished(self, run_id: str) -> None:
         """A slot is free: wake up to start a queued tick; watchers see the new count."""
@@ -524,6 +579,10 @@ class _Actor:
             await self._drain()
             if on_time is not None:
                 await self._on_time(on_time)
+        while self.fired:
+            # After the schedule's due ticks; a tick time of its own, as one run per tick.
+            await self._drain()
+            await self._on_time(max(self.fired.pop(0), self.recurring_run.watermark + 1))
         await self._drain()
 
     async def _missed(self, ticks: list[int]) -> None:
@@ -531,10 +590,10 @@ class _Actor:
             return
         recurring_run = self.recurring_run
         first = recurring_run.ticks_handled + 1
-        skipped: Counter[str] = Counter()
+        skipped: list[_Skip] = []
         queue: list[QueuedTick] = []
         if recurring_run.no_catchup:
-            skipped["no_catchup"] = len(ticks)
+            skipped = [_Skip(tick, "no_catchup") for tick in ticks]
         else:
             queue = [QueuedTick(tick, first + offset, "catchup") for offset, tick in enumerate(ticks)]
         await self._commit(watermark=ticks[-1], handled=len(ticks), queue=queue, skipped=skipped)
@@ -546,7 +605,7 @@ class _Actor:
         if not self.queued and len(self.active) < recurring_run.max_concurrency:
             await self._commit(watermark=tick, handled=1, start=[(tick, index)])
         elif policy == "SKIP":
-            await self._commit(watermark=tick, handled=1, skipped=Counter({"overlap_skip": 1}))
+            await self._commit(watermark=tick, handled=1, skipped=[_Skip(tick, "overlap_skip", "all concurrency slots were busy")])
         elif policy == "REPLACE":
             replaced = self.active[: len(self.active) - recurring_run.max_concurrency + 1]
             await self._commit(watermark=tick, handled=1, start=[(tick, index)])
@@ -578,7 +637,7 @@ class _Actor:
             )
         started = await self._commit(handled=1, start=[(self.manager._clock.now_us(), recurring_run.ticks_handled + 1)])
         if not started:
-            raise FailedPrecondition(recurring_run_error(self.recurring_run))
+            raise FailedPrecondition(self.last_failure)
         return started[0]
 
     async def _commit(
@@ -589,12 +648,13 @@ class _Actor:
         start: Sequence[tuple[int, int]] = (),
         queue: Sequence[QueuedTick] = (),
         dequeue: Sequence[int] = (),
-        skipped: Counter[str] | None = None,
+        skipped: Sequence[_Skip] = (),
         drop_overlap: bool = False,
     ) -> list[Run]:
-        """One transaction: the runs to start, queue changes, counters and the watermark."""
+        """One transaction: the runs to start, queue changes, counters, skip events and the
+        watermark."""
         manager, recurring_run = self.manager, self.recurring_run
-        skipped = Counter(skipped or {})
+        skips = list(skipped)
         prepared, error = [], ""
         for tick, index in start:
             context = MacroContext(tick, manager._clock.now_us(), index, new_id())
@@ -605,24 +665,31 @@ class _Actor:
             )
             try:
                 prepared.append(await manager._runs.prepare(manager._new_run(template, context, tick), "recurring_run"))
+            except DependencyUnresolved as unresolved:
+                skips.append(_Skip(tick, "dependency unresolved", unresolved.message))
+                self.last_failure = unresolved.message
             except DomainError as failure:
-                skipped["run creation failed"] += 1
-                error = failure.message
-        dropped = queued = 0
+                skips.append(_Skip(tick, "run creation failed", failure.message))
+                error = self.last_failure = failure.message
+        dropped: list[int] = []
+        queued = 0
 
         async def job(conn: aiosqlite.Connection) -> None:
             nonlocal dropped, queued
             if drop_overlap:
                 dropped = await store.drop_queued_within(conn, recurring_run.recurring_run_id, "overlap")
-                skipped["overlap_buffer_one"] += dropped
+                skips.extend(_Skip(tick, "overlap_buffer_one", "a newer tick took its place in the queue") for tick in dropped)
             # A tick that already has a run or a queue entry is not queued twice.
             queued = await store.enqueue_within(conn, recurring_run.recurring_run_id, queue)
             await store.dequeue_within(conn, recurring_run.recurring_run_id, dequeue)
-            await store.save_within(conn, changed(), ("watermark", "ticks_handled", "runs_created", "ticks_skipped", "error", "revision"))
+            updated = changed()
+            await store.save_within(conn, updated, ("watermark", "ticks_handled", "runs_created", "ticks_skipped", "error", "revision"))
+            now = manager._clock.now_us()
+            manager._events.log.stage(*(event.tick_skipped(updated, s.tick, s.reason, s.detail, now) for s in skips))
 
         def changed() -> RecurringRun:
             totals = Counter(recurring_run.ticks_skipped)
-            totals.update({reason: count for reason, count in skipped.items() if count})
+            totals.update(s.reason for s in skips)
             return dataclasses.replace(
                 recurring_run,
                 watermark=max(recurring_run.watermark, watermark),
@@ -633,10 +700,10 @@ class _Actor:
                 revision=recurring_run.revision + 1,
             )
 
-        await manager._runs.insert_and_launch(prepared, job)
+        await manager._runs.insert_and_launch(prepared, job, background=True)
         self.recurring_run = changed()
         self.active += [run.run_id for run, _ in prepared]
-        self.queued += queued - len(dequeue) - dropped
+        self.queued += queued - len(dequeue) - len(dropped)
         await manager._publish(self.recurring_run)
         return [run for run, _ in prepared]
 
@@ -650,8 +717,13 @@ class _Actor:
         return self._inline_spec[1]
 
 
-def recurring_run_error(recurring_run: RecurringRun) -> str:
-    return recurring_run.error or "the run could not be created"
+@dataclasses.dataclass(frozen=True)
+class _Skip:
+    """A tick that creates no run."""
+
+    tick: int
+    reason: str  # counted in ticks_skipped
+    detail: str = ""
 
 
 def run_template(recurring_run: RecurringRun, spec: dict[str, Any] | None) -> NewRun:
@@ -667,5 +739,28 @@ def run_template(recurring_run: RecurringRun, spec: dict[str, Any] | None) -> Ne
         parameters=recurring_run.parameters,
         pipeline_root=recurring_run.pipeline_root,
         service_account=recurring_run.service_account,
+        parameters_from=recurring_run.parameters_from,
         artifacts=recurring_run.artifacts,
     )
+
+
+def _dependencies(trigger: Trigger, parameters_from: dict[str, dict[str, Any]]) -> set[str]:
+    return set(trigger.upstream_recurring_run_ids) | {ref["recurring_run_id"] for ref in parameters_from.values()}
+
+
+def _cycle_through(start: str, edges: dict[str, set[str]]) -> list[str]:
+    """A path start -> ... -> start along `edges`, or [] when there is none."""
+    parents: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        node = frontier.pop()
+        for upstream in sorted(edges.get(node, ())):
+            if upstream == start:
+                path = [node]
+                while path[-1] != start:
+                    path.append(parents[path[-1]])
+                return [start, *reversed(path[:-1]), start]
+            if upstream not in parents:
+                parents[upstream] = node
+                frontier.append(upstream)
+    return []

@@ -22,8 +22,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
+
 from kfpgrpc.clock import Clock
+from kfpgrpc.core import events as event
 from kfpgrpc.core.broadcast import Broadcast
+from kfpgrpc.core.events import Events
 from kfpgrpc.core.parameters import resolve_parameters
 from kfpgrpc.core.validation import check, description_violations, id_violations, name_violations, new_id
 from kfpgrpc.domain import (
@@ -55,7 +59,9 @@ from kfpgrpc.executor import (
     unsupported_features,
 )
 from kfpgrpc.pipeline_spec import PipelineSpecInfo, task_names, validate_pipeline_spec
+from kfpgrpc.selectors import SelectorError, expose, parse_selector
 from kfpgrpc.store import pipelines as pipeline_store
+from kfpgrpc.store import recurring_runs as recurring_store
 from kfpgrpc.store import runs as store
 from kfpgrpc.store.database import Database, WriteJob
 from kfpgrpc.store.listing import ListRequest, build_query
@@ -64,6 +70,10 @@ log = logging.getLogger(__name__)
 
 LOG_PAGE_LINES = 500
 _SPEC_CACHE_SIZE = 128
+
+
+class DependencyUnresolved(FailedPrecondition):
+    """A parameter from another recurring run's artifact has no value yet."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +87,9 @@ class NewRun:
     pipeline_version_id: str = ""
     pipeline_spec: dict[str, Any] | None = None  # or run this inline spec
     parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
-    parameters_from: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # {parameter: {recurring_run_id, output_artifact, optional}}: a value from another
+    # recurring run's latest successful run
+    parameters_from: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     pipeline_root: str = ""
     service_account: str = ""
     artifacts: list[dict[str, str]] = dataclasses.field(default_factory=list)
@@ -107,6 +119,7 @@ class Runs:
         self,
         db: Database,
         clock: Clock,
+        events: Events,
         executor: Executor,
         artifact_root: Path,
         default_experiment_id: Callable[[], str],
@@ -114,6 +127,7 @@ class Runs:
     ) -> None:
         self._db = db
         self._clock = clock
+        self._events = events
         self._executor = executor
         self._artifact_root = artifact_root
         self._default_experiment_id = default_experiment_id
@@ -165,22 +179,29 @@ class Runs:
         return RunView(run, [], document if run.inline else None)
 
     async def insert_and_launch(
-        self, prepared: list[tuple[Run, dict[str, Any]]], also: WriteJob[None] | None = None
+        self, prepared: list[tuple[Run, dict[str, Any]]], also: WriteJob[None] | None = None, *, background: bool = False
     ) -> None:
         """Store prepared runs (and run `also` in the same transaction), then start them."""
-        await store.insert_runs(self._db, prepared, also)
+        created = self._events.job(*(event.run_state_changed(run, "", run.created_at) for run, _ in prepared))
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            await created(conn)
+            if also is not None:
+                await also(conn)
+
+        await store.insert_runs(self._db, prepared, job, background=background)
         for run, document in prepared:
             self._launch(_Execution(run, {}, document, {}))
 
-    async def prepare(self, new: NewRun, field: str = "run") -> tuple[Run, dict[str, Any]]:
-        """Check a new run and resolve what it will execute; nothing is stored yet."""
+    async def prepare(self, new: NewRun, field: str = "run", resolve: bool = True) -> tuple[Run, dict[str, Any]]:
+        """Check a new run and resolve what it will execute; nothing is stored yet. Without
+        `resolve`, parameters_from is checked but not resolved (a recurring run's definition)."""
         violations = name_violations(new.display_name, f"{field}.display_name")
         violations += description_violations(new.description, f"{field}.description")
-        violations += _artifact_selector_violations(new.artifacts, f"{field}.artifacts")
+        violations += artifact_selector_violations(new.artifacts, f"{field}.artifacts")
         pipeline_root, root_violations = _local_root(new.pipeline_root, f"{field}.runtime_config.pipeline_root")
         violations += root_violations
-        if new.parameters_from:
-            raise NotImplementedError(f"{field}.runtime_config.parameters_from is not supported yet")
+        violations += _parameters_from_violations(new, f"{field}.runtime_config")
         if new.pipeline_spec is None and not new.pipeline_id:
             violations.append(
                 FieldViolation(
@@ -197,7 +218,14 @@ class Runs:
             version, hash_ = await self._version(new.pipeline_id, new.pipeline_version_id, field)
             document, pipeline_id, version_id = version.pipeline_spec, version.pipeline_id, version.pipeline_version_id
             info = self._spec_info(document, "pipeline_spec", hash_)
-        parameters = resolve_parameters(info.inputs, new.parameters, f"{field}.runtime_config.parameters")
+        from_field = f"{field}.runtime_config.parameters_from"
+        if resolve:
+            dependencies = await self._dependency_values(new.parameters_from, from_field)
+        else:
+            await self.check_dependencies(new.parameters_from, from_field)
+            dependencies = {name: "" for name in new.parameters_from}  # a URI is a string
+        given = {**new.parameters, **dependencies}
+        parameters = resolve_parameters(info.inputs, given, f"{field}.runtime_config.parameters")
         if unsupported := unsupported_features(info.spec):
             raise FailedPrecondition(
                 "the local executor cannot run this pipeline; it uses " + "; ".join(unsupported)
@@ -227,6 +255,39 @@ class Runs:
             revision=1,
         )
         return run, document
+
+    async def check_dependencies(self, parameters_from: dict[str, dict[str, Any]], field: str) -> None:
+        """Each referenced recurring run exists and exposes the named artifact."""
+        for name, ref in sorted(parameters_from.items()):
+            ref_field = f"{field}[{name}]"
+            try:
+                upstream = await recurring_store.get(self._db, ref["recurring_run_id"])
+            except NotFound:
+                raise InvalidArgument.field(f"{ref_field}.recurring_run_id", f"no recurring run {ref['recurring_run_id']!r}") from None
+            exposed = [selector["name"] for selector in upstream.artifacts]
+            if ref["output_artifact"] not in exposed:
+                raise InvalidArgument.field(
+                    f"{ref_field}.output_artifact",
+                    f"recurring run {upstream.recurring_run_id!r} exposes no artifact {ref['output_artifact']!r}"
+                    f" (it exposes {', '.join(map(repr, exposed)) or 'none'})",
+                )
+
+    async def _dependency_values(self, parameters_from: dict[str, dict[str, Any]], field: str) -> dict[str, str]:
+        """The URIs `parameters_from` resolves to now; optional ones that do not resolve are left out."""
+        await self.check_dependencies(parameters_from, field)
+        values = {}
+        for name, ref in sorted(parameters_from.items()):
+            latest = await store.latest_succeeded(self._db, ref["recurring_run_id"])
+            uri = next(
+                (a["uri"] for a in (latest.output_artifacts if latest else []) if a["name"] == ref["output_artifact"] and a["uri"]),
+                "",
+            )
+            if uri:
+                values[name] = uri
+            elif not ref.get("optional"):
+                why = "has no succeeded run" if latest is None else f"exposed no {ref['output_artifact']!r} in its latest succeeded run {latest.run_id!r}"
+                raise DependencyUnresolved(f"{field}[{name}]: recurring run {ref['recurring_run_id']!r} {why}")
+        return values
 
     async def _version(self, pipeline_id: str, pipeline_version_id: str, field: str) -> tuple[PipelineVersion, str]:
         """The version to run and its spec hash. Versions never change, so their parsed specs
@@ -340,12 +401,16 @@ class Runs:
                 output_artifacts=[],
                 revision=run.revision + 1,
             )
-            await store.save_run(self._db, retried, ("state", "error", "finished_at", "state_history", "output_artifacts", "revision"))
+            await store.save_run(
+                self._db, retried, ("state", "error", "finished_at", "state_history", "output_artifacts", "revision"),
+                also=self._events.job(event.run_state_changed(retried, run.state, now)),
+            )
             line_numbers = await store.last_line_numbers(self._db, run_id)
             self._launch(_Execution(retried, {t.task_id: t for t in tasks}, document, line_numbers))
 
-    async def delete(self, run_id: str) -> None:
-        """Terminate the run if it is executing, then delete it with its logs and artifacts."""
+    async def delete(self, run_id: str, reason: str = "user") -> None:
+        """Terminate the run if it is executing, then delete it with its logs and artifacts.
+        `reason` goes into the RUN_DELETED event: "user", "ttl" or "recurring run deleted"."""
         check(id_violations(run_id, "run_id"))
         with self._claim(run_id):
             execution = self._active.get(run_id)
@@ -354,7 +419,7 @@ class Runs:
                     await self.terminate(run_id)
                 await execution.done.wait()
             run = await store.get_run(self._db, run_id)
-            await store.delete_run(self._db, run_id)
+            await store.delete_run(self._db, run_id, self._events.job(event.run_deleted(run, reason, self._clock.now_us())))
         await asyncio.to_thread(shutil.rmtree, self._root_of(run) / run_id, ignore_errors=True)
 
     async def watch(self, run_id: str) -> AsyncIterator[RunView]:
@@ -426,7 +491,7 @@ class Runs:
         run_id = execution.run.run_id
         try:
             if execution.run.state == PENDING and not execution.terminate_requested:
-                await self._change(execution, state=RUNNING)
+                await self._change(execution, background=True, state=RUNNING)
             if execution.terminate_requested:
                 outcome = RunOutcome(TaskState.CANCELED, "")
             else:
@@ -473,13 +538,23 @@ class Runs:
             for task in execution.tasks.values()
             if task.state not in TERMINAL_STATES
         ]
-        await self._change(execution, tasks=leftovers, state=state, error=error, finished_at=now)
+        tasks = [*execution.tasks.values(), *leftovers]
+        await self._change(
+            execution, tasks=leftovers, background=True, state=state, error=error, finished_at=now,
+            output_artifacts=_exposed(execution.run.artifacts, tasks),
+        )
 
     async def _change(
-        self, execution: _Execution, tasks: Sequence[TaskDetail] = (), unless_finished: bool = False, **changes: Any
+        self,
+        execution: _Execution,
+        tasks: Sequence[TaskDetail] = (),
+        unless_finished: bool = False,
+        background: bool = False,
+        **changes: Any,
     ) -> None:
-        """Commit `changes` to the run (and `tasks`), then apply them in memory and publish.
-        With `unless_finished`, a run that has just finished is left alone: FAILED_PRECONDITION."""
+        """Commit `changes` to the run (and `tasks`) with their events, then apply them in
+        memory and publish. With `unless_finished`, a run that has just finished is left alone:
+        FAILED_PRECONDITION. `background`: the executor's reports, not a request."""
         async with execution.lock:
             run = execution.run
             if unless_finished and run.finished:
@@ -490,12 +565,23 @@ class Runs:
                     StateChange(changes["state"], self._clock.now_us(), changes.get("error", "")),
                 ]
             changed = dataclasses.replace(run, **changes, revision=run.revision + 1)
-            await store.save_run(self._db, changed, [*changes, "revision"], tasks)
+            events = []
+            if "state" in changes:
+                events.append(event.run_state_changed(changed, run.state, self._clock.now_us()))
+                if changed.finished:
+                    events.append(await self._completed_event(changed))
+            await store.save_run(
+                self._db, changed, [*changes, "revision"], tasks, self._events.job(*events), background=background
+            )
             execution.run = changed
             for task in tasks:
                 execution.tasks[task.task_id] = task
             if self._snapshots.watched(run.run_id):
                 self._snapshots.publish(run.run_id, execution.view())
+
+    async def _completed_event(self, run: Run) -> Any:
+        names = await store.names_of(self._db, run)
+        return event.run_completed(run, *names)
 
     async def _task_changed(self, execution: _Execution, update: TaskUpdate) -> None:
         if self._stopping:
@@ -503,7 +589,7 @@ class Runs:
         previous = execution.tasks.get(update.task_id)
         task = _apply_update(execution.run.run_id, previous, update)
         if task is not None:
-            await self._change(execution, tasks=[task])
+            await self._change(execution, tasks=[task], background=True)
 
     async def _log_lines(self, execution: _Execution, task_id: str, lines: list[str]) -> None:
         if self._stopping:
@@ -604,7 +690,7 @@ def _local_root(pipeline_root: str, field: str) -> tuple[str, list[FieldViolatio
     return path, []
 
 
-def _artifact_selector_violations(artifacts: list[dict[str, str]], field: str) -> list[FieldViolation]:
+def artifact_selector_violations(artifacts: list[dict[str, str]], field: str) -> list[FieldViolation]:
     violations, seen = [], set()
     for index, selector in enumerate(artifacts):
         name = selector.get("name", "")
@@ -612,6 +698,35 @@ def _artifact_selector_violations(artifacts: list[dict[str, str]], field: str) -
         if name in seen:
             violations.append(FieldViolation(f"{field}[{index}].name", f"{name!r} is used by another selector"))
         seen.add(name)
-        if not selector.get("path", "").strip():
-            violations.append(FieldViolation(f"{field}[{index}].path", "is required"))
+        try:
+            parse_selector(selector.get("path", ""))
+        except SelectorError as error:
+            violations.append(FieldViolation(f"{field}[{index}].path", str(error)))
+    return violations
+
+
+def _exposed(selectors: list[dict[str, str]], tasks: list[TaskDetail]) -> list[dict[str, Any]]:
+    """Each selector's artifact among the run's task outputs, or why there is none."""
+    outputs = [(t.display_name, t.output_artifacts) for t in sorted(tasks, key=lambda t: (t.create_time, t.task_id))]
+    exposed = []
+    for selector in selectors:
+        artifact, reason = expose(parse_selector(selector["path"]), outputs)
+        exposed.append({
+            "name": selector["name"],
+            "uri": artifact["uri"] if artifact else "",
+            "metadata": artifact.get("metadata") or {} if artifact else {},
+            "unmatched_reason": reason,
+        })
+    return exposed
+
+
+def _parameters_from_violations(new: NewRun, field: str) -> list[FieldViolation]:
+    violations = []
+    for name, ref in sorted(new.parameters_from.items()):
+        if name in new.parameters:
+            violations.append(FieldViolation(f"{field}.parameters_from[{name}]", "is also given in parameters; give one"))
+        if not ref.get("recurring_run_id"):
+            violations.append(FieldViolation(f"{field}.parameters_from[{name}].recurring_run_id", "is required"))
+        if not ref.get("output_artifact"):
+            violations.append(FieldViolation(f"{field}.parameters_from[{name}].output_artifact", "is required"))
     return violations

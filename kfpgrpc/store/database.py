@@ -5,6 +5,10 @@ the queue inside one transaction and commits once: an acknowledged write is comm
 cost of one fsync per batch instead of one per write. If a job raises, the batch is rolled back
 and its jobs are retried one transaction each, so one bad request never fails its neighbours.
 Reads use their own connections: in WAL mode they never block the writer nor wait for it.
+
+Two lanes: requests' writes go before background writes (ticks, task reports, log lines),
+so a user's call waits for at most one batch even when schedules flood the writer.
+Commit hooks see every transaction's end (the event log appends what a batch staged).
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
@@ -36,6 +41,16 @@ BUSY_TIMEOUT_MS = 5000
 class _Pending:
     job: WriteJob[Any]
     future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class CommitHook(Protocol):
+    """Told of each write transaction's end; `before_commit` writes inside the transaction."""
+
+    async def before_commit(self, conn: aiosqlite.Connection) -> None: ...
+
+    def committed(self) -> None: ...
+
+    def rolled_back(self) -> None: ...
 
 
 async def _connect(path: Path, *, read_only: bool) -> aiosqlite.Connection:
@@ -58,8 +73,12 @@ class Database:
         self._idle_readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         for reader in readers:
             self._idle_readers.put_nowait(reader)
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._requests: deque[_Pending] = deque()
+        self._background: deque[_Pending] = deque()
+        self._work = asyncio.Event()
         self._closing = False
+        self.writing = False  # a batch's jobs are running
+        self.commit_hooks: list[CommitHook] = []
         self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
 
     @classmethod
@@ -75,12 +94,14 @@ class Database:
             raise
         return cls(writer, reader_conns)
 
-    async def write(self, job: WriteJob[T]) -> T:
-        """Run job(conn) in a write transaction; return its result once committed."""
+    async def write(self, job: WriteJob[T], *, background: bool = False) -> T:
+        """Run job(conn) in a write transaction; return its result once committed. A
+        `background` write waits behind every request's."""
         if self._closing:
             raise Unavailable("the server is shutting down")
         pending = _Pending(job)
-        self._queue.put_nowait(pending)
+        (self._background if background else self._requests).append(pending)
+        self._work.set()
         return await pending.future
 
     @contextlib.asynccontextmanager
@@ -104,36 +125,41 @@ class Database:
         if self._closing:
             return
         self._closing = True
-        self._queue.put_nowait(None)
+        self._work.set()
         await self._writer_task
         for conn in [self._writer, *self._readers]:
             await conn.close()
 
     async def _write_loop(self) -> None:
         while True:
-            first = await self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
+            if not (self._requests or self._background):
+                if self._closing:
+                    return
+                self._work.clear()
+                await self._work.wait()
+                continue
+            batch: list[_Pending] = []
+            for lane in (self._requests, self._background):
+                while lane and len(batch) < MAX_BATCH:
+                    batch.append(lane.popleft())
             await self._commit(batch)
-            if stop:
-                return
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
             await self._writer.execute("BEGIN IMMEDIATE")
-            results = [await pending.job(self._writer) for pending in batch]
+            self.writing = True
+            try:
+                results = [await pending.job(self._writer) for pending in batch]
+            finally:
+                self.writing = False
+            for hook in self.commit_hooks:
+                await hook.before_commit(self._writer)
             await self._writer.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - delivered to the waiting caller(s)
             if self._writer.in_transaction:
                 await self._writer.execute("ROLLBACK")
+            for hook in self.commit_hooks:
+                hook.rolled_back()
             if len(batch) == 1:
                 if not batch[0].future.done():
                     batch[0].future.set_exception(exc)
@@ -141,6 +167,8 @@ class Database:
             for pending in batch:
                 await self._commit([pending])
             return
+        for hook in self.commit_hooks:
+            hook.committed()
         for pending, result in zip(batch, results):
             if not pending.future.done():
                 pending.future.set_result(result)
@@ -170,5 +198,13 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
 
 
 def _statements(script: str) -> list[str]:
-    """Split a migration into statements (executescript would commit our transaction)."""
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """Split a migration into statements (executescript would commit our transaction); a
+    trigger's body holds semicolons, so pieces are joined until SQLite deems them complete."""
+    statements, current = [], ""
+    for piece in script.split(";"):
+        current += piece + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \n;"):
+                statements.append(current.strip())
+            current = ""
+    return statements

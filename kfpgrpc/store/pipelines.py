@@ -8,7 +8,7 @@ import aiosqlite
 
 from kfpgrpc.domain import Page, Pipeline, PipelineVersion
 from kfpgrpc.errors import FailedPrecondition, NotFound
-from kfpgrpc.store.database import Database
+from kfpgrpc.store.database import Database, WriteJob
 from kfpgrpc.store.listing import Column, Kind, Listing, Query
 from kfpgrpc.store.records import JSON, RecordTable
 
@@ -69,8 +69,9 @@ async def delete_pipeline(db: Database, pipeline_id: str, cascade: bool) -> None
     await db.write(job)
 
 
-async def insert_version(db: Database, version: PipelineVersion) -> PipelineVersion:
-    """Insert a version; an empty name becomes the next free "v<N>"."""
+async def insert_version(db: Database, version: PipelineVersion, also: WriteJob[None] | None = None) -> PipelineVersion:
+    """Insert a version (and run `also` in the same transaction); an empty name becomes the
+    next free "v<N>"."""
 
     async def job(conn: aiosqlite.Connection) -> PipelineVersion:
         if not await conn.execute_fetchall("SELECT 1 FROM pipelines WHERE pipeline_id = ?", (version.pipeline_id,)):
@@ -81,6 +82,8 @@ async def insert_version(db: Database, version: PipelineVersion) -> PipelineVers
             stored = dataclasses.replace(version, name=name, display_name=version.display_name or name)
         conflict = f"pipeline {version.pipeline_id!r} already has a version named {stored.name!r}"
         await _VERSIONS.insert_within(conn, stored, conflict)
+        if also is not None:
+            await also(conn)
         return stored
 
     return await db.write(job)

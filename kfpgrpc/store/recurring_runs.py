@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 
 from kfpgrpc.domain import DISABLED, ENABLED, Page, RecurringRun, Trigger
-from kfpgrpc.store.database import Database
+from kfpgrpc.store.database import Database, WriteJob
 from kfpgrpc.store.listing import Column, Kind, Listing, Query
 from kfpgrpc.store.records import JSON, Codec, RecordTable
 from kfpgrpc.store.runs import forget_spec_if_unused_within, remember_spec_within
@@ -50,6 +50,7 @@ _TABLE = RecordTable(
     "recurring run",
     {
         "parameters": JSON,
+        "parameters_from": JSON,
         "trigger": Codec(_encode_trigger, _decode_trigger),
         "no_catchup": _BOOL,
         "artifacts": JSON,
@@ -65,17 +66,29 @@ class QueuedTick:
     kind: str  # "catchup", "backfill" or "overlap"
 
 
-async def insert(db: Database, recurring_run: RecurringRun, spec: dict[str, Any] | None) -> None:
+async def insert(
+    db: Database, recurring_run: RecurringRun, spec: dict[str, Any] | None, also: WriteJob[None] | None = None
+) -> None:
     async def job(conn: aiosqlite.Connection) -> None:
         if spec is not None:
             await remember_spec_within(conn, recurring_run.spec_hash, spec)
         await _TABLE.insert_within(conn, recurring_run, f"recurring run {recurring_run.recurring_run_id!r} already exists")
+        await _also(conn, also)
 
     await db.write(job)
 
 
+async def _also(conn: aiosqlite.Connection, also: WriteJob[None] | None) -> None:
+    if also is not None:
+        await also(conn)
+
+
 async def replace_definition(
-    db: Database, previous: RecurringRun, updated: RecurringRun, spec: dict[str, Any] | None
+    db: Database,
+    previous: RecurringRun,
+    updated: RecurringRun,
+    spec: dict[str, Any] | None,
+    also: WriteJob[None] | None = None,
 ) -> None:
     """Write an updated recurring run (only the fields that differ), with its new inline spec,
     forgetting the previous spec if nothing uses it any more."""
@@ -87,6 +100,7 @@ async def replace_definition(
         await save_within(conn, updated, changed)
         if previous.spec_hash and previous.spec_hash != updated.spec_hash:
             await forget_spec_if_unused_within(conn, previous.spec_hash)
+        await _also(conn, also)
 
     await db.write(job)
 
@@ -110,14 +124,17 @@ async def save_within(conn: aiosqlite.Connection, recurring_run: RecurringRun, c
     )
 
 
-async def save(db: Database, recurring_run: RecurringRun, changes: Iterable[str]) -> None:
+async def save(
+    db: Database, recurring_run: RecurringRun, changes: Iterable[str], also: WriteJob[None] | None = None
+) -> None:
     async def job(conn: aiosqlite.Connection) -> None:
         await save_within(conn, recurring_run, changes)
+        await _also(conn, also)
 
     await db.write(job)
 
 
-async def delete(db: Database, recurring_run_id: str) -> None:
+async def delete(db: Database, recurring_run_id: str, also: WriteJob[None] | None = None) -> None:
     """Delete a recurring run and its queue; its runs stay and keep its id."""
 
     async def job(conn: aiosqlite.Connection) -> None:
@@ -126,6 +143,7 @@ async def delete(db: Database, recurring_run_id: str) -> None:
         await _TABLE.delete_within(conn, "recurring_run_id", recurring_run_id)
         for (spec_hash,) in rows:
             await forget_spec_if_unused_within(conn, spec_hash)
+        await _also(conn, also)
 
     await db.write(job)
 
@@ -135,6 +153,9 @@ async def delete(db: Database, recurring_run_id: str) -> None:
 
 async def enqueue_within(conn: aiosqlite.Connection, recurring_run_id: str, ticks: Iterable[QueuedTick]) -> int:
     """Queue ticks that have neither a run nor a queue entry; return how many were queued."""
+    ticks = list(ticks)
+    if not ticks:
+        return 0
     before = conn.total_changes
     await conn.executemany(
         "INSERT OR IGNORE INTO tick_queue (recurring_run_id, scheduled_at, tick_index, kind)"
@@ -145,17 +166,21 @@ async def enqueue_within(conn: aiosqlite.Connection, recurring_run_id: str, tick
     return conn.total_changes - before
 
 
-async def dequeue_within(conn: aiosqlite.Connection, recurring_run_id: str, scheduled_at: Iterable[int]) -> None:
+async def dequeue_within(conn: aiosqlite.Connection, recurring_run_id: str, scheduled_at: Sequence[int]) -> None:
+    if not scheduled_at:
+        return
     await conn.executemany(
         "DELETE FROM tick_queue WHERE recurring_run_id = ? AND scheduled_at = ?",
         [(recurring_run_id, tick) for tick in scheduled_at],
     )
 
 
-async def drop_queued_within(conn: aiosqlite.Connection, recurring_run_id: str, kind: str) -> int:
-    """Remove the queued ticks of one kind; return how many there were."""
-    cursor = await conn.execute("DELETE FROM tick_queue WHERE recurring_run_id = ? AND kind = ?", (recurring_run_id, kind))
-    return cursor.rowcount
+async def drop_queued_within(conn: aiosqlite.Connection, recurring_run_id: str, kind: str) -> list[int]:
+    """Remove the queued ticks of one kind; return their times."""
+    rows = await conn.execute_fetchall(
+        "DELETE FROM tick_queue WHERE recurring_run_id = ? AND kind = ? RETURNING scheduled_at", (recurring_run_id, kind)
+    )
+    return sorted(row[0] for row in rows)
 
 
 async def oldest_queued(db: Database, recurring_run_id: str, limit: int) -> list[QueuedTick]:
@@ -202,3 +227,12 @@ async def unfinished_runs_by_recurring_run(db: Database) -> dict[str, list[str]]
 async def queued_counts(db: Database) -> dict[str, int]:
     rows = await db.fetch_all("SELECT recurring_run_id, COUNT(*) FROM tick_queue GROUP BY recurring_run_id")
     return {recurring_run_id: count for recurring_run_id, count in rows}
+
+
+async def with_dependencies(db: Database) -> list[RecurringRun]:
+    """The recurring runs that depend on others: upstream triggers or parameters_from."""
+    rows = await db.fetch_all(
+        f"SELECT {_TABLE.select} FROM recurring_runs"
+        " WHERE json_array_length(trigger, '$.upstream_recurring_run_ids') > 0 OR parameters_from != '{}'"
+    )
+    return [_TABLE.from_row(row) for row in rows]

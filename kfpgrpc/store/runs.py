@@ -12,6 +12,7 @@ import aiosqlite
 from kfpgrpc.domain import (
     ARCHIVED,
     AVAILABLE,
+    SUCCEEDED,
     LogLine,
     Page,
     Run,
@@ -77,7 +78,9 @@ def spec_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-async def insert_runs(db: Database, runs: list[tuple[Run, dict[str, Any]]], also: WriteJob[None] | None = None) -> None:
+async def insert_runs(
+    db: Database, runs: list[tuple[Run, dict[str, Any]]], also: WriteJob[None] | None = None, *, background: bool = False
+) -> None:
     """Store new runs with their spec snapshots and run `also` in the same transaction. Each
     run's experiment must exist and not be archived."""
 
@@ -87,21 +90,26 @@ async def insert_runs(db: Database, runs: list[tuple[Run, dict[str, Any]]], also
         if also is not None:
             await also(conn)
 
-    await db.write(job)
+    await db.write(job, background=background)
 
 
 async def insert_run_within(conn: aiosqlite.Connection, run: Run, spec: dict[str, Any]) -> None:
-    rows = await conn.execute_fetchall("SELECT storage_state FROM experiments WHERE experiment_id = ?", (run.experiment_id,))
-    if not rows:
-        raise NotFound("experiment", "experiment_id", run.experiment_id)
-    if next(iter(rows))[0] == ARCHIVED:
-        raise FailedPrecondition(f"experiment {run.experiment_id!r} is archived; unarchive it to add runs")
-    await remember_spec_within(conn, run.spec_hash, spec)
-    await _RUNS.insert_within(conn, run, f"run {run.run_id!r} already exists")
-    await conn.execute(
-        "UPDATE experiments SET last_run_created_at = MAX(last_run_created_at, ?) WHERE experiment_id = ?",
-        (run.created_at, run.experiment_id),
+    # One query checks the experiment and whether the spec is stored (a recurring run's ticks
+    # all share one): a spec is encoded only when it is new. The experiment's last run time is
+    # kept by a trigger.
+    rows = await conn.execute_fetchall(
+        "SELECT (SELECT storage_state FROM experiments WHERE experiment_id = ?),"
+        " EXISTS (SELECT 1 FROM pipeline_specs WHERE spec_hash = ?)",
+        (run.experiment_id, run.spec_hash),
     )
+    storage_state, spec_stored = next(iter(rows))
+    if storage_state is None:
+        raise NotFound("experiment", "experiment_id", run.experiment_id)
+    if storage_state == ARCHIVED:
+        raise FailedPrecondition(f"experiment {run.experiment_id!r} is archived; unarchive it to add runs")
+    if not spec_stored:
+        await remember_spec_within(conn, run.spec_hash, spec)
+    await _RUNS.insert_within(conn, run, f"run {run.run_id!r} already exists")
 
 
 async def get_run(db: Database, run_id: str) -> Run:
@@ -141,15 +149,26 @@ async def tasks_of(db: Database, run_ids: Iterable[str]) -> dict[str, list[TaskD
     return found
 
 
-async def save_run(db: Database, run: Run, changes: Iterable[str], tasks: Iterable[TaskDetail] = ()) -> None:
-    """Write the fields `changes` of `run` and the `tasks` (whole) in one transaction."""
+async def save_run(
+    db: Database,
+    run: Run,
+    changes: Iterable[str],
+    tasks: Iterable[TaskDetail] = (),
+    also: WriteJob[None] | None = None,
+    *,
+    background: bool = False,
+) -> None:
+    """Write the fields `changes` of `run` and the `tasks` (whole), and run `also`, in one
+    transaction."""
 
     async def job(conn: aiosqlite.Connection) -> None:
         await _RUNS.update_within(conn, "run_id", run.run_id, {name: getattr(run, name) for name in changes})
         for task in tasks:
             await save_task_within(conn, task)
+        if also is not None:
+            await also(conn)
 
-    await db.write(job)
+    await db.write(job, background=background)
 
 
 async def save_task_within(conn: aiosqlite.Connection, task: TaskDetail) -> None:
@@ -163,8 +182,9 @@ async def set_storage_state(db: Database, run_id: str, storage_state: str) -> No
     await _RUNS.update(db, "run_id", run_id, {"storage_state": storage_state})
 
 
-async def delete_run(db: Database, run_id: str) -> None:
-    """Delete a run, its tasks, its log lines and its spec snapshot if no other run uses it."""
+async def delete_run(db: Database, run_id: str, also: WriteJob[None] | None = None) -> None:
+    """Delete a run, its tasks, its log lines and its spec snapshot if no other run uses it;
+    run `also` in the same transaction."""
 
     async def job(conn: aiosqlite.Connection) -> None:
         rows = await conn.execute_fetchall("SELECT spec_hash FROM runs WHERE run_id = ?", (run_id,))
@@ -175,6 +195,8 @@ async def delete_run(db: Database, run_id: str) -> None:
         await conn.execute("DELETE FROM tasks WHERE run_id = ?", (run_id,))
         await conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
         await forget_spec_if_unused_within(conn, hash_)
+        if also is not None:
+            await also(conn)
 
     await db.write(job)
 
@@ -187,7 +209,7 @@ async def append_log_lines(db: Database, lines: list[tuple[str, str, int, int, s
             "INSERT INTO log_lines (run_id, task_id, line_number, time, text) VALUES (?, ?, ?, ?, ?)", lines
         )
 
-    await db.write(job)
+    await db.write(job, background=True)
 
 
 async def log_lines_after(
@@ -223,3 +245,35 @@ async def forget_spec_if_unused_within(conn: aiosqlite.Connection, hash_: str) -
         " AND NOT EXISTS (SELECT 1 FROM recurring_runs WHERE spec_hash = ?)",
         (hash_, hash_, hash_),
     )
+
+
+async def finished_before(db: Database, before: int, limit: int) -> list[str]:
+    """Ids of runs that finished before `before`, oldest first."""
+    rows = await db.fetch_all(
+        "SELECT run_id FROM runs WHERE finished_at > 0 AND finished_at < ? ORDER BY finished_at LIMIT ?", (before, limit)
+    )
+    return [row[0] for row in rows]
+
+
+async def latest_succeeded(db: Database, recurring_run_id: str) -> Run | None:
+    """The recurring run's SUCCEEDED run of the latest tick."""
+    row = await db.fetch_one(
+        f"SELECT {_RUNS.select} FROM runs WHERE recurring_run_id = ? AND state = ?"
+        " ORDER BY scheduled_at DESC LIMIT 1",
+        (recurring_run_id, SUCCEEDED),
+    )
+    return _RUNS.from_row(row) if row else None
+
+
+async def names_of(db: Database, run: Run) -> tuple[str, str]:
+    """(its recurring run's display name, its pipeline's name), "" where there is none; an
+    inline spec's pipeline is named by its pipelineInfo."""
+    row = await db.fetch_one(
+        "SELECT (SELECT display_name FROM recurring_runs WHERE recurring_run_id = ?),"
+        " COALESCE((SELECT name FROM pipelines WHERE pipeline_id = ?),"
+        " (SELECT COALESCE(json_extract(pipeline_spec, '$.pipelineInfo.name'),"
+        " json_extract(pipeline_spec, '$.pipeline_spec.pipelineInfo.name')) FROM pipeline_specs WHERE spec_hash = ?))",
+        (run.recurring_run_id, run.pipeline_id, run.spec_hash),
+    )
+    assert row is not None
+    return row[0] or "", row[1] or ""

@@ -179,4 +179,28 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX runs_by_tick ON runs (recurring_run_id, scheduled_at) WHERE recurring_run_id != '';
     CREATE INDEX runs_of_recurring_run ON runs (recurring_run_id, created_at, run_id);
     """,
+    # 4: the event log; an experiment's last run time kept by a trigger (one statement less
+    # per run created)
+    """
+    CREATE TABLE events (
+        sequence         INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after pruning
+        time             INTEGER NOT NULL,
+        type             TEXT NOT NULL,
+        run_id           TEXT NOT NULL,
+        recurring_run_id TEXT NOT NULL,
+        experiment_id    TEXT NOT NULL,
+        details          TEXT NOT NULL
+    );
+    CREATE INDEX events_by_time ON events (time);
+    CREATE INDEX events_of_run ON events (run_id, sequence) WHERE run_id != '';
+    CREATE INDEX events_of_recurring_run ON events (recurring_run_id, sequence) WHERE recurring_run_id != '';
+
+    -- {parameter: {recurring_run_id, output_artifact, optional}}
+    ALTER TABLE recurring_runs ADD COLUMN parameters_from TEXT NOT NULL DEFAULT '{}';
+
+    CREATE TRIGGER runs_set_last_run_created_at AFTER INSERT ON runs BEGIN
+        UPDATE experiments SET last_run_created_at = MAX(last_run_created_at, NEW.created_at)
+        WHERE experiment_id = NEW.experiment_id;
+    END;
+    """,
 ]

@@ -1,0 +1,89 @@
+"""EventService: protobuf in, core call, protobuf out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from kfpgrpc.api.convert import timestamp
+from kfpgrpc.api.runs import exposed_artifacts, run_error
+from kfpgrpc.core.events import Events
+from kfpgrpc.domain import (
+    PIPELINE_VERSION_CREATED,
+    RECURRING_RUN_CHANGED,
+    RUN_COMPLETED,
+    RUN_DELETED,
+    RUN_STATE_CHANGED,
+    TICK_SKIPPED,
+    Event,
+    EventFilter,
+)
+from kfpgrpc.errors import InvalidArgument
+from kfpgrpc.v1 import common_pb2, event_pb2_grpc, recurring_run_pb2
+from kfpgrpc.v1 import event_pb2 as pb
+
+
+def _state(name: str) -> int:
+    return common_pb2.RuntimeState.Value(name) if name else common_pb2.RUNTIME_STATE_UNSPECIFIED
+
+
+def _payload(event: Event) -> tuple[str, Any]:
+    """The oneof field of `event`'s type and its message."""
+    d = event.details or {}
+    if event.type == RUN_STATE_CHANGED:
+        return "run_state_changed", pb.RunStateChanged(
+            state=_state(d["state"]), previous_state=_state(d["previous_state"]), run_name=d["run_name"],
+            error=run_error(d["state"], d["error"]),
+        )
+    if event.type == RUN_COMPLETED:
+        return "run_completed", pb.RunCompleted(
+            run_name=d["run_name"], recurring_run_name=d["recurring_run_name"], pipeline_name=d["pipeline_name"],
+            state=_state(d["state"]), start_time=timestamp(d["start_time"]), end_time=timestamp(d["end_time"]),
+            artifacts=exposed_artifacts(d["artifacts"]), error=run_error(d["state"], d["error"]),
+        )
+    if event.type == RECURRING_RUN_CHANGED:
+        return "recurring_run_changed", pb.RecurringRunChanged(
+            change=pb.RecurringRunChanged.Change.Value(d["change"]),
+            status=recurring_run_pb2.RecurringRun.Status.Value(d["status"]),
+            updated_fields=d["updated_fields"], display_name=d["display_name"],
+        )
+    if event.type == TICK_SKIPPED:
+        return "tick_skipped", pb.TickSkipped(
+            scheduled_time=timestamp(d["scheduled_time"]), reason=d["reason"], detail=d["detail"]
+        )
+    if event.type == RUN_DELETED:
+        return "run_deleted", pb.RunDeleted(reason=d["reason"])
+    assert event.type == PIPELINE_VERSION_CREATED, event.type
+    return "pipeline_version_created", pb.PipelineVersionCreated(**d)
+
+
+def event_to_proto(event: Event) -> pb.Event:
+    field, payload = _payload(event)
+    message = pb.Event(
+        sequence=event.sequence, time=timestamp(event.time), type=pb.EventType.Value(event.type),
+        run_id=event.run_id, recurring_run_id=event.recurring_run_id, experiment_id=event.experiment_id,
+    )
+    getattr(message, field).CopyFrom(payload)
+    return message
+
+
+def event_filter(request: pb.WatchEventsRequest) -> EventFilter:
+    types = set()
+    for index, value in enumerate(request.types):
+        if value == pb.EVENT_TYPE_UNSPECIFIED or value not in pb.EventType.values():
+            raise InvalidArgument.field(f"types[{index}]", f"{value} is not an event type")
+        types.add(pb.EventType.Name(value))
+    return EventFilter(request.run_id, request.recurring_run_id, request.experiment_id, frozenset(types))
+
+
+class EventServicer(event_pb2_grpc.EventServiceServicer):
+    def __init__(self, events: Events) -> None:
+        self._events = events
+
+    async def WatchEvents(  # noqa: N802 - gRPC method name
+        self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.Event]:
+        async for event in self._events.watch(request.after_sequence, event_filter(request)):
+            yield event_to_proto(event)

@@ -1,0 +1,207 @@
+"""The event stream: what each event says, and WatchEvents.
+
+A watcher first reads the stored log after its `after_sequence`, then follows the events
+committed since, which the log hands to every watcher's own bounded buffer: publishing never
+waits for a watcher. A watcher whose buffer overflows (it stopped reading, or reads slower
+than events come) is ended with RESOURCE_EXHAUSTED naming the sequence to resume after; one
+that overflows while still reading the stored log just reads on from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiosqlite
+
+from kfpgrpc.domain import (
+    PIPELINE_VERSION_CREATED,
+    RECURRING_RUN_CHANGED,
+    RUN_COMPLETED,
+    RUN_DELETED,
+    RUN_STATE_CHANGED,
+    TICK_SKIPPED,
+    Event,
+    EventFilter,
+    PipelineVersion,
+    RecurringRun,
+    Run,
+)
+from kfpgrpc.errors import InvalidArgument, OutOfRange, ResourceExhausted, Unavailable
+from kfpgrpc.store import events as store
+from kfpgrpc.store.database import Database, WriteJob
+from kfpgrpc.store.events import EventLog
+
+WATCH_PAGE = 500
+DEFAULT_WATCHER_CAPACITY = 10_000  # events buffered per watcher before it is cut off
+
+
+class _Watcher:
+    def __init__(self, wanted: EventFilter, capacity: int) -> None:
+        self.wanted = wanted
+        self._capacity = capacity
+        self._items: deque[Event] = deque()
+        self._ready = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+
+    def offer(self, events: list[Event]) -> None:
+        if self.overflowed:
+            return
+        before = len(self._items)
+        self._items.extend(e for e in events if self.wanted.matches(e))
+        if len(self._items) > self._capacity:
+            self.overflowed = True
+            self._items.clear()
+        if len(self._items) != before or self.overflowed:
+            self._ready.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+    def reset(self) -> None:
+        self.overflowed = False
+        self._items.clear()
+
+    async def next(self) -> Event | None:
+        """The next buffered event; None after an overflow or once closed."""
+        while not self._items:
+            if self.closed or self.overflowed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+
+class Events:
+    def __init__(self, db: Database, watcher_capacity: int = DEFAULT_WATCHER_CAPACITY) -> None:
+        self._db = db
+        self.log = EventLog(db)
+        self.log.listeners.append(self._committed)
+        self._watcher_capacity = watcher_capacity
+        self._watchers: set[_Watcher] = set()
+        self._closed = False
+
+    def job(self, *events: Event) -> WriteJob[None]:
+        """A write job that stages `events`: pass it as a store call's `also`."""
+
+        async def stage(conn: aiosqlite.Connection) -> None:
+            self.log.stage(*events)
+
+        return stage
+
+    def close(self) -> None:
+        """End every watch stream (server shutdown)."""
+        self._closed = True
+        for watcher in self._watchers:
+            watcher.close()
+
+    async def watch(self, after: int, wanted: EventFilter) -> AsyncIterator[Event]:
+        if after < 0:
+            raise InvalidArgument.field("after_sequence", "must not be negative")
+        pruned, newest = await store.sequence_bounds(self._db)
+        if after > newest:
+            raise InvalidArgument.field("after_sequence", f"is after the newest event, {newest}")
+        if 0 < after < pruned:
+            raise OutOfRange(
+                f"events up to {pruned} were removed by retention; resume with after_sequence={pruned}"
+                " (or 0) to read from the oldest retained event"
+            )
+        watcher = _Watcher(wanted, self._watcher_capacity)
+        if self._closed:
+            raise Unavailable("the server is shutting down")
+        self._watchers.add(watcher)
+        try:
+            last = after
+            while True:  # the stored log, up to the newest committed event
+                page = await store.events_after(self._db, last, wanted, WATCH_PAGE)
+                for event in page:
+                    yield event
+                    last = event.sequence
+                if len(page) < WATCH_PAGE:
+                    if not watcher.overflowed:
+                        break
+                    watcher.reset()  # the store has what the buffer dropped
+            while True:
+                event = await watcher.next()
+                if event is None:
+                    if watcher.overflowed:
+                        raise ResourceExhausted(
+                            f"this watcher fell more than {self._watcher_capacity} events behind;"
+                            f" resume with after_sequence={last}"
+                        )
+                    raise Unavailable(f"the server is shutting down; resume with after_sequence={last}")
+                if event.sequence > last:
+                    yield event
+                    last = event.sequence
+        finally:
+            self._watchers.discard(watcher)
+
+    def _committed(self, events: list[Event]) -> None:
+        for watcher in self._watchers:
+            watcher.offer(events)
+
+
+# -- what each event says ------------------------------------------------------------------
+
+
+def _run_event(type_: str, run: Run, time: int, details: dict[str, Any]) -> Event:
+    return Event(0, time, type_, run.run_id, run.recurring_run_id, run.experiment_id, details)
+
+
+def run_state_changed(run: Run, previous_state: str, time: int) -> Event:
+    return _run_event(
+        RUN_STATE_CHANGED, run, time,
+        {"state": run.state, "previous_state": previous_state, "run_name": run.display_name, "error": run.error},
+    )
+
+
+def run_completed(run: Run, recurring_run_name: str, pipeline_name: str) -> Event:
+    started = next((change.time for change in run.state_history if change.state == "RUNNING"), run.created_at)
+    return _run_event(
+        RUN_COMPLETED, run, run.finished_at,
+        {
+            "run_name": run.display_name,
+            "recurring_run_name": recurring_run_name,
+            "pipeline_name": pipeline_name,
+            "state": run.state,
+            "start_time": started,
+            "end_time": run.finished_at,
+            "artifacts": run.output_artifacts,
+            "error": run.error,
+        },
+    )
+
+
+def run_deleted(run: Run, reason: str, time: int) -> Event:
+    return _run_event(RUN_DELETED, run, time, {"reason": reason})
+
+
+def recurring_run_changed(recurring_run: RecurringRun, change: str, time: int, updated_fields: list[str] | None = None) -> Event:
+    return Event(
+        0, time, RECURRING_RUN_CHANGED, "", recurring_run.recurring_run_id, recurring_run.experiment_id,
+        {
+            "change": change,
+            "status": recurring_run.status,
+            "updated_fields": updated_fields or [],
+            "display_name": recurring_run.display_name,
+        },
+    )
+
+
+def tick_skipped(recurring_run: RecurringRun, scheduled_time: int, reason: str, detail: str, time: int) -> Event:
+    return Event(
+        0, time, TICK_SKIPPED, "", recurring_run.recurring_run_id, recurring_run.experiment_id,
+        {"scheduled_time": scheduled_time, "reason": reason, "detail": detail},
+    )
+
+
+def pipeline_version_created(version: PipelineVersion, time: int) -> Event:
+    return Event(
+        0, time, PIPELINE_VERSION_CREATED, details={
+            "pipeline_id": version.pipeline_id, "pipeline_version_id": version.pipeline_version_id,
+        },
+    )
