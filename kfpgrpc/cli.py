@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kfpgrpc import logs
+from kfpgrpc.commands import ArgumentParser, add_client_commands, run_client_command
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.schedule import parse_go_duration
 from kfpgrpc.server import KfpGrpcServer, stop_signal_event
@@ -24,7 +25,7 @@ def _optional_path(value: str) -> Path | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kfpgrpc", description="Run and schedule Kubeflow Pipelines over gRPC.")
+    parser = ArgumentParser(prog="kfpgrpc", description="Run and schedule Kubeflow Pipelines over gRPC.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="start the server")
     defaults = ServerConfig()
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"])
+    add_client_commands(commands)
     return parser
 
 
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
-    return 2
+    return run_client_command(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,134 @@
+"""`kfpgrpc runs create|get|list|watch|logs|terminate|retry`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from kfpgrpc.client import Client, kfp_filter
+from kfpgrpc.commands.common import (
+    action,
+    add_list_options,
+    list_arguments,
+    parameter,
+    parameters,
+    plain_values,
+    print_details,
+    print_json,
+    print_table,
+    show,
+    state_name,
+    subcommands,
+    when,
+)
+from kfpgrpc.commands.watch import watch_run
+from kfpgrpc.v1 import common_pb2, run_pb2
+
+
+def register(commands: Any, options: argparse.ArgumentParser) -> None:
+    actions = subcommands(commands, "runs", "runs: one execution of a pipeline each")
+    create = action(actions, "create", create_run, "start a run of a pipeline", options)
+    create.add_argument("--pipeline", required=True, metavar="NAME_OR_ID")
+    create.add_argument("--version", metavar="ID_OR_NAME", help="a version of the pipeline (default: the latest)")
+    create.add_argument("--param", type=parameter, action="append", metavar="NAME=VALUE",
+                        help="a pipeline parameter; VALUE is JSON when it parses (5, true, [1,2]), else a string; repeatable")
+    create.add_argument("--experiment", metavar="NAME_OR_ID", help="default: the Default experiment")
+    create.add_argument("--name", default="", help="the run's display name (default: '<pipeline> <time>')")
+    create.add_argument("--description", default="")
+    create.add_argument("--watch", action="store_true", help="then follow it like `runs watch`")
+    listing = action(actions, "list", list_runs, "list runs, newest first", options)
+    listing.add_argument("--experiment", metavar="NAME_OR_ID")
+    states = [name for name in common_pb2.RuntimeState.keys() if name != "RUNTIME_STATE_UNSPECIFIED"]
+    add_list_options(listing, sort_by="created_at desc").add_argument(
+        "--state", action="append", choices=states, help="only runs in this state; repeatable")
+    for name, handler, help in (
+        ("get", get_run, "show a run and its tasks"),
+        ("watch", watch, "follow a run until it ends, task by task; exit 0 only if it succeeded"),
+        ("terminate", terminate_run, "stop a run"),
+    ):
+        action(actions, name, handler, help, options).add_argument("run_id", metavar="RUN_ID")
+    retry = action(actions, "retry", retry_run, "run again the tasks of a failed or canceled run that did not succeed", options)
+    retry.add_argument("run_id", metavar="RUN_ID")
+    retry.add_argument("--watch", action="store_true", help="then follow it like `runs watch`")
+    logs = action(actions, "logs", run_logs, "print the log lines of a run's tasks", options)
+    logs.add_argument("run_id", metavar="RUN_ID")
+    logs.add_argument("--task", default="", help="only this task (task id or name)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the run ends")
+
+
+def create_run(args: argparse.Namespace, client: Client) -> int:
+    run = client.create_run(args.pipeline, parameters(args.param), version=args.version, experiment=args.experiment,
+                            display_name=args.name, description=args.description)
+    return _then_watch(args, client, run)
+
+
+def _then_watch(args: argparse.Namespace, client: Client, run: run_pb2.Run) -> int:
+    """Show the run, or with --watch follow it (JSON output: only its final state)."""
+    if not args.watch:
+        return show(args, run, run_details)
+    return watch_run(client, run.run_id, args.output)
+
+
+def list_runs(args: argparse.Namespace, client: Client) -> int:
+    experiment_id = client.find_experiment(args.experiment).experiment_id if args.experiment else ""
+    filter = kfp_filter(state__in=args.state) if args.state else args.filter
+    runs = list(client.list_runs(experiment_id, **{**list_arguments(args), "filter": filter}))
+    return show(args, runs, run_table)
+
+
+def get_run(args: argparse.Namespace, client: Client) -> int:
+    return show(args, client.get_run(args.run_id), run_details)
+
+
+def watch(args: argparse.Namespace, client: Client) -> int:
+    return watch_run(client, args.run_id, args.output)
+
+
+def terminate_run(args: argparse.Namespace, client: Client) -> int:
+    client.terminate_run(args.run_id)
+    run = client.get_run(args.run_id)
+    return show(args, run, lambda r: print(f"run {r.display_name} ({r.run_id}): {state_name(r.state)}"))
+
+
+def retry_run(args: argparse.Namespace, client: Client) -> int:
+    client.retry_run(args.run_id)
+    return _then_watch(args, client, client.get_run(args.run_id))
+
+
+def run_logs(args: argparse.Namespace, client: Client) -> int:
+    for line in client.run_logs(args.run_id, args.task, args.follow):
+        if args.output == "json":
+            print_json(line, compact=True)
+        else:
+            print(f"{line.task_id}: {line.text}", flush=True)
+    return 0
+
+
+def run_table(runs: Sequence[run_pb2.Run]) -> None:
+    print_table(["RUN ID", "NAME", "STATE", "CREATED", "FINISHED"],
+                [[r.run_id, r.display_name, state_name(r.state), when(r.created_at), when(r.finished_at)] for r in runs])
+
+
+def run_details(run: run_pb2.Run) -> None:
+    reference = run.pipeline_version_reference
+    print_details({
+        "Run ID": run.run_id,
+        "Name": run.display_name,
+        "Description": run.description,
+        "State": state_name(run.state),
+        "Error": run.error.message.splitlines()[0] if run.error.message else "",
+        "Experiment ID": run.experiment_id,
+        "Pipeline ID": reference.pipeline_id,
+        "Version ID": reference.pipeline_version_id,
+        "Recurring run ID": run.recurring_run_id,
+        "Parameters": plain_values(run.runtime_config.parameters),
+        "Created": when(run.created_at),
+        "Scheduled": when(run.scheduled_at) if run.recurring_run_id else "",
+        "Finished": when(run.finished_at),
+    })
+    tasks = run.run_details.task_details
+    if tasks:
+        print()
+        print_table(["TASK", "STATE", "STARTED", "ENDED", "OUTPUTS"],
+                    [[t.task_id, state_name(t.state), when(t.start_time), when(t.end_time), plain_values(t.output_parameters)] for t in tasks])
