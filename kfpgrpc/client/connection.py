@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
@@ -28,40 +27,27 @@ CHANNEL_OPTIONS = [
 ]
 
 
-@dataclass(frozen=True)
-class Connection:
-    """A resolved connection: the address, the channel credentials (None = plaintext) and the
-    metadata sent with every call."""
+def server_address(server: str | None) -> str:
+    """`server`, else $KFPGRPC_SERVER, else 127.0.0.1:8887."""
+    return server or os.environ.get("KFPGRPC_SERVER") or DEFAULT_SERVER
 
-    server: str
-    credentials: grpc.ChannelCredentials | None
-    metadata: tuple[tuple[str, str], ...]
 
-    @classmethod
-    def resolve(
-        cls,
-        server: str | None = None,
-        token: str | None = None,
-        tls: bool = False,
-        tls_ca: str | PathLike[str] | None = None,
-        tls_cert: str | PathLike[str] | None = None,
-        tls_key: str | PathLike[str] | None = None,
-    ) -> Connection:
-        """`server` defaults to $KFPGRPC_SERVER, then 127.0.0.1:8887; `token` to $KFPGRPC_TOKEN.
-        TLS is on with `tls` or any tls_* file: `tls_ca` verifies the server (default: the
-        system's roots); `tls_cert` and `tls_key` are the client certificate for mTLS."""
-        if bool(tls_cert) != bool(tls_key):
-            raise ValueError("tls_cert and tls_key go together")
-        token = os.environ.get("KFPGRPC_TOKEN", "") if token is None else token
-        credentials = None
-        if tls or tls_ca or tls_cert:
-            credentials = grpc.ssl_channel_credentials(
-                _read(tls_ca), _read(tls_key), _read(tls_cert))
-        return cls(
-            server=server or os.environ.get("KFPGRPC_SERVER") or DEFAULT_SERVER,
-            credentials=credentials,
-            metadata=(("authorization", f"Bearer {token}"),) if token else (),
-        )
+def call_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """The `authorization: Bearer` metadata of `token` (None: $KFPGRPC_TOKEN; empty: none)."""
+    token = os.environ.get("KFPGRPC_TOKEN", "") if token is None else token
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def channel_credentials(
+    tls: bool, tls_ca: str | PathLike[str] | None, tls_cert: str | PathLike[str] | None, tls_key: str | PathLike[str] | None
+) -> grpc.ChannelCredentials | None:
+    """TLS credentials when `tls` or any file is given (None: plaintext). `tls_ca` verifies the
+    server (default: the system's roots); `tls_cert` and `tls_key` are a client certificate."""
+    if bool(tls_cert) != bool(tls_key):
+        raise ValueError("tls_cert and tls_key go together")
+    if not (tls or tls_ca or tls_cert):
+        return None
+    return grpc.ssl_channel_credentials(_read(tls_ca), _read(tls_key), _read(tls_cert))
 
 
 def _read(path: str | PathLike[str] | None) -> bytes | None:

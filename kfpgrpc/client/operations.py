@@ -13,7 +13,7 @@ from os import PathLike
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, overload
 
 from kfpgrpc.client import plans
-from kfpgrpc.client.connection import Connection
+from kfpgrpc.client.connection import call_metadata, channel_credentials, server_address
 from kfpgrpc.client.steps import Plan, ReconnectPolicy, Stream
 
 if TYPE_CHECKING:
@@ -24,12 +24,29 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class _Unary(Generic[P, T]):
-    """An operation with one result."""
+class _Operation:
+    """A plan function that each client flavour binds to its driver method `_call` or `_iterate`."""
 
-    def __init__(self, plan: Callable[P, Plan[T]]) -> None:
+    driver = ""
+
+    def __init__(self, plan: Callable[..., Any]) -> None:
         self.plan = plan
         self.__doc__ = plan.__doc__
+
+    def bind(self, client: ClientOperations | None) -> Any:
+        if client is None:
+            return self
+        plan, drive = self.plan, getattr(client, self.driver)
+        return functools.wraps(plan)(lambda *args, **kwargs: drive(plan(*args, **kwargs)))
+
+
+class _Unary(_Operation, Generic[P, T]):
+    """An operation with one result."""
+
+    driver = "_call"
+
+    def __init__(self, plan: Callable[P, Plan[T]]) -> None:
+        super().__init__(plan)
 
     @overload
     def __get__(self, client: None, owner: type[Any]) -> Self: ...
@@ -38,18 +55,16 @@ class _Unary(Generic[P, T]):
     @overload
     def __get__(self, client: AsyncClient, owner: type[Any]) -> Callable[P, Coroutine[Any, Any, T]]: ...
     def __get__(self, client: ClientOperations | None, owner: type[Any]) -> Any:
-        if client is None:
-            return self
-        plan = self.plan
-        return functools.wraps(plan)(lambda *args, **kwargs: client._call(plan(*args, **kwargs)))
+        return self.bind(client)
 
 
-class _Iterating(Generic[P, T]):
+class _Iterating(_Operation, Generic[P, T]):
     """An operation that yields items: pages of a list, or a watch stream."""
 
+    driver = "_iterate"
+
     def __init__(self, plan: Callable[P, Stream[T]]) -> None:
-        self.plan = plan
-        self.__doc__ = plan.__doc__
+        super().__init__(plan)
 
     @overload
     def __get__(self, client: None, owner: type[Any]) -> Self: ...
@@ -58,10 +73,7 @@ class _Iterating(Generic[P, T]):
     @overload
     def __get__(self, client: AsyncClient, owner: type[Any]) -> Callable[P, AsyncIterator[T]]: ...
     def __get__(self, client: ClientOperations | None, owner: type[Any]) -> Any:
-        if client is None:
-            return self
-        plan = self.plan
-        return functools.wraps(plan)(lambda *args, **kwargs: client._iterate(plan(*args, **kwargs)))
+        return self.bind(client)
 
 
 class ClientOperations:
@@ -85,7 +97,9 @@ class ClientOperations:
         certificate (default: the system's), `tls_cert`/`tls_key` a client certificate for
         mTLS. `timeout` bounds each unary call, in seconds; `reconnect` says how watch
         streams reconnect."""
-        self.connection = Connection.resolve(server, token, tls, tls_ca, tls_cert, tls_key)
+        self.server = server_address(server)
+        self.credentials = channel_credentials(tls, tls_ca, tls_cert, tls_key)
+        self.metadata = call_metadata(token)
         self.timeout = timeout
         self.reconnect = reconnect
 

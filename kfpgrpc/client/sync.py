@@ -26,11 +26,10 @@ class Client(ClientOperations):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        connection = self.connection
         self._channel = (
-            grpc.secure_channel(connection.server, connection.credentials, CHANNEL_OPTIONS)
-            if connection.credentials
-            else grpc.insecure_channel(connection.server, CHANNEL_OPTIONS)
+            grpc.secure_channel(self.server, self.credentials, CHANNEL_OPTIONS)
+            if self.credentials
+            else grpc.insecure_channel(self.server, CHANNEL_OPTIONS)
         )
 
     __init__.__doc__ = ClientOperations.__init__.__doc__
@@ -71,10 +70,10 @@ class Client(ClientOperations):
         match step:
             case Unary(path, request, response_type):
                 call = self._channel.unary_unary(path, type(request).SerializeToString, response_type.FromString)
-                return call(request, timeout=self.timeout, metadata=self.connection.metadata)
+                return call(request, timeout=self.timeout, metadata=self.metadata)
             case OpenStream(path, request, response_type, timeout):
                 stream = self._channel.unary_stream(path, type(request).SerializeToString, response_type.FromString)
-                return stream(request, timeout=timeout, metadata=self.connection.metadata)
+                return stream(request, timeout=timeout, metadata=self.metadata)
             case Receive(stream):
                 return next(stream, None)
             case Backoff():

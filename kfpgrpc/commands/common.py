@@ -71,9 +71,16 @@ def subcommands(commands: Any, name: str, help: str) -> Any:
     return group.add_subparsers(dest="action", required=True, metavar="ACTION")
 
 
-def action(actions: Any, name: str, handler: Handler, help: str, options: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def action(actions: Any, name: str, handler: Handler, help: str, options: argparse.ArgumentParser,
+           target: str = "", watch: bool = False) -> argparse.ArgumentParser:
+    """An action of a command group. `target` is the metavar of the positional argument naming
+    what it acts on (args.target); `watch` adds --watch (args.watch)."""
     parser: argparse.ArgumentParser = actions.add_parser(name, help=help, description=help, parents=[options])
     parser.set_defaults(handler=handler)
+    if target:
+        parser.add_argument("target", metavar=target)
+    if watch:
+        parser.add_argument("--watch", action="store_true", help="then follow the run like `runs watch`")
     return parser
 
 

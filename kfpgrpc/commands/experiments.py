@@ -36,7 +36,7 @@ def register(commands: Any, options: argparse.ArgumentParser) -> None:
         ("unarchive", _change(lambda client, id: client.unarchive_experiment(id), "unarchived"), "restore an archived experiment"),
         ("delete", _change(lambda client, id: client.delete_experiment(id), "deleted"), "delete an experiment that has no runs"),
     ):
-        action(actions, name, handler, help, options).add_argument("target", metavar="NAME_OR_ID")
+        action(actions, name, handler, help, options, target="NAME_OR_ID")
 
 
 def list_experiments(args: argparse.Namespace, client: Client) -> int:

@@ -31,8 +31,7 @@ def register(commands: Any, options: argparse.ArgumentParser) -> None:
     upload.add_argument("--description", default="")
     listing = action(actions, "list", list_pipelines, "list pipelines", options)
     add_list_options(listing)
-    get = action(actions, "get", get_pipeline, "show a pipeline and its versions", options)
-    get.add_argument("pipeline", metavar="NAME_OR_ID")
+    action(actions, "get", get_pipeline, "show a pipeline and its versions", options, target="NAME_OR_ID")
 
 
 def upload_pipeline(args: argparse.Namespace, client: Client) -> int:
@@ -46,7 +45,7 @@ def list_pipelines(args: argparse.Namespace, client: Client) -> int:
 
 
 def get_pipeline(args: argparse.Namespace, client: Client) -> int:
-    pipeline = client.find_pipeline(args.pipeline)
+    pipeline = client.find_pipeline(args.target)
 
     def details(pipeline: pipeline_pb2.Pipeline) -> None:
         print_details({

@@ -38,8 +38,7 @@ def register(commands: Any, options: argparse.ArgumentParser) -> None:
     actions = subcommands(commands, "recurring", "recurring runs: a pipeline run on a schedule")
     create = action(actions, "create", create_recurring_run, "create a recurring run (enabled unless --disabled)", options)
     _add_definition_flags(create, creating=True)
-    update = action(actions, "update", update_recurring_run, "change the given fields of a recurring run", options)
-    update.add_argument("target", metavar="ID_OR_NAME")
+    update = action(actions, "update", update_recurring_run, "change the given fields of a recurring run", options, target="ID_OR_NAME")
     _add_definition_flags(update, creating=False)
     listing = action(actions, "list", list_recurring_runs, "list recurring runs", options)
     listing.add_argument("--experiment", metavar="NAME_OR_ID")
@@ -50,19 +49,17 @@ def register(commands: Any, options: argparse.ArgumentParser) -> None:
          "enable: ticks missed while disabled are caught up (unless no_catchup)"),
         ("disable", _change(lambda client, id: client.disable_recurring_run(id), "disabled"), "disable: no new ticks"),
     ):
-        action(actions, name, handler, help, options).add_argument("target", metavar="ID_OR_NAME")
-    trigger = action(actions, "trigger", trigger_recurring_run, "start one run now, outside the schedule", options)
-    trigger.add_argument("target", metavar="ID_OR_NAME")
-    trigger.add_argument("--watch", action="store_true", help="then follow the run like `runs watch`")
-    backfill = action(actions, "backfill", backfill_recurring_run, "queue a run for every tick in [--start, --end] that has none", options)
-    backfill.add_argument("target", metavar="ID_OR_NAME")
+        action(actions, name, handler, help, options, target="ID_OR_NAME")
+    action(actions, "trigger", trigger_recurring_run, "start one run now, outside the schedule", options, target="ID_OR_NAME", watch=True)
+    backfill = action(actions, "backfill", backfill_recurring_run, "queue a run for every tick in [--start, --end] that has none",
+                      options, target="ID_OR_NAME")
     backfill.add_argument("--start", type=time_value, required=True, metavar="TIME", help="ISO 8601; no zone = UTC")
     backfill.add_argument("--end", type=time_value, required=True, metavar="TIME", help="ISO 8601, not in the future")
-    upcoming = action(actions, "next", next_fire_times, "print the next fire times, in the schedule's zone and in UTC", options)
-    upcoming.add_argument("target", metavar="ID_OR_NAME")
+    upcoming = action(actions, "next", next_fire_times, "print the next fire times, in the schedule's zone and in UTC", options,
+                      target="ID_OR_NAME")
     upcoming.add_argument("--count", type=int, default=10, help="at most N (the server computes up to 10)")
-    delete = action(actions, "delete", _change(lambda client, id: client.delete_recurring_run(id), "deleted"), "delete a recurring run", options)
-    delete.add_argument("target", metavar="ID_OR_NAME")
+    action(actions, "delete", _change(lambda client, id: client.delete_recurring_run(id), "deleted"), "delete a recurring run", options,
+           target="ID_OR_NAME")
 
 
 def _add_definition_flags(parser: argparse.ArgumentParser, creating: bool) -> None:

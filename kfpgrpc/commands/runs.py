@@ -28,7 +28,7 @@ from kfpgrpc.v1 import common_pb2, run_pb2
 
 def register(commands: Any, options: argparse.ArgumentParser) -> None:
     actions = subcommands(commands, "runs", "runs: one execution of a pipeline each")
-    create = action(actions, "create", create_run, "start a run of a pipeline", options)
+    create = action(actions, "create", create_run, "start a run of a pipeline", options, watch=True)
     create.add_argument("--pipeline", required=True, metavar="NAME_OR_ID")
     create.add_argument("--version", metavar="ID_OR_NAME", help="a version of the pipeline (default: the latest)")
     create.add_argument("--param", type=parameter, action="append", metavar="NAME=VALUE",
@@ -36,7 +36,6 @@ def register(commands: Any, options: argparse.ArgumentParser) -> None:
     create.add_argument("--experiment", metavar="NAME_OR_ID", help="default: the Default experiment")
     create.add_argument("--name", default="", help="the run's display name (default: '<pipeline> <time>')")
     create.add_argument("--description", default="")
-    create.add_argument("--watch", action="store_true", help="then follow it like `runs watch`")
     listing = action(actions, "list", list_runs, "list runs, newest first", options)
     listing.add_argument("--experiment", metavar="NAME_OR_ID")
     states = [name for name in common_pb2.RuntimeState.keys() if name != "RUNTIME_STATE_UNSPECIFIED"]
@@ -47,12 +46,10 @@ def register(commands: Any, options: argparse.ArgumentParser) -> None:
         ("watch", watch, "follow a run until it ends, task by task; exit 0 only if it succeeded"),
         ("terminate", terminate_run, "stop a run"),
     ):
-        action(actions, name, handler, help, options).add_argument("run_id", metavar="RUN_ID")
-    retry = action(actions, "retry", retry_run, "run again the tasks of a failed or canceled run that did not succeed", options)
-    retry.add_argument("run_id", metavar="RUN_ID")
-    retry.add_argument("--watch", action="store_true", help="then follow it like `runs watch`")
-    logs = action(actions, "logs", run_logs, "print the log lines of a run's tasks", options)
-    logs.add_argument("run_id", metavar="RUN_ID")
+        action(actions, name, handler, help, options, target="RUN_ID")
+    action(actions, "retry", retry_run, "run again the tasks of a failed or canceled run that did not succeed", options,
+           target="RUN_ID", watch=True)
+    logs = action(actions, "logs", run_logs, "print the log lines of a run's tasks", options, target="RUN_ID")
     logs.add_argument("--task", default="", help="only this task (task id or name)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the run ends")
 
@@ -78,26 +75,26 @@ def list_runs(args: argparse.Namespace, client: Client) -> int:
 
 
 def get_run(args: argparse.Namespace, client: Client) -> int:
-    return show(args, client.get_run(args.run_id), run_details)
+    return show(args, client.get_run(args.target), run_details)
 
 
 def watch(args: argparse.Namespace, client: Client) -> int:
-    return watch_run(client, args.run_id, args.output)
+    return watch_run(client, args.target, args.output)
 
 
 def terminate_run(args: argparse.Namespace, client: Client) -> int:
-    client.terminate_run(args.run_id)
-    run = client.get_run(args.run_id)
+    client.terminate_run(args.target)
+    run = client.get_run(args.target)
     return show(args, run, lambda r: print(f"run {r.display_name} ({r.run_id}): {state_name(r.state)}"))
 
 
 def retry_run(args: argparse.Namespace, client: Client) -> int:
-    client.retry_run(args.run_id)
-    return _then_watch(args, client, client.get_run(args.run_id))
+    client.retry_run(args.target)
+    return _then_watch(args, client, client.get_run(args.target))
 
 
 def run_logs(args: argparse.Namespace, client: Client) -> int:
-    for line in client.run_logs(args.run_id, args.task, args.follow):
+    for line in client.run_logs(args.target, args.task, args.follow):
         if args.output == "json":
             print_json(line, compact=True)
         else:

@@ -15,7 +15,7 @@ from kfpgrpc.client import Client
 from kfpgrpc.commands.common import print_json, state_name, utc_datetime
 from kfpgrpc.v1 import common_pb2, run_pb2
 
-STATE_STYLES = {
+STATE_STYLES: dict[int, str] = {
     common_pb2.PENDING: "yellow", common_pb2.RUNNING: "cyan", common_pb2.SUCCEEDED: "green",
     common_pb2.FAILED: "bold red", common_pb2.CANCELING: "magenta", common_pb2.CANCELED: "magenta",
     common_pb2.SKIPPED: "dim",
