@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import re
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import yaml
 
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.server import KfpGrpcServer
+from tests.support import ServerProcess
 
 
 @dataclass
@@ -229,6 +231,27 @@ async def test_server_errors_give_one_line_with_the_code_and_exit_1(server: KfpG
     assert_one_line_error(await kfpgrpc(server, "pipelines", "upload", str(broken)), 1,
                           "INVALID_ARGUMENT", "pipeline_version.pipeline_spec.schemaVersion")
     assert_one_line_error(await kfpgrpc("127.0.0.1:1", "runs", "list"), 1, "kfpgrpc: UNAVAILABLE: ")
+    assert_one_line_error(await kfpgrpc("127.0.0.1:1", "runs", "watch", "some-run"), 1, "kfpgrpc: UNAVAILABLE: ")  # no retrying in the dark
+
+
+async def test_events_tail_waits_for_a_server_that_is_not_up_yet(tmp_path: Path, pipeline_files: dict[str, str]) -> None:
+    with socket.socket() as impostor:  # holds the port, and hangs up on the tail's first attempt
+        impostor.bind(("127.0.0.1", 0))
+        impostor.listen()
+        address = f"127.0.0.1:{impostor.getsockname()[1]}"
+        tail = asyncio.create_task(kfpgrpc(address, "events", "tail", "--limit", "1", "-o", "json"))
+        connection, _ = await asyncio.wait_for(asyncio.to_thread(impostor.accept), 60)
+        connection.close()
+    server = await asyncio.to_thread(ServerProcess, tmp_path / "data", "--listen", address)
+    try:
+        uploaded = await kfpgrpc(address, "pipelines", "upload", pipeline_files["instant-pipeline"], "-o", "json")
+        tailed = await tail
+    finally:
+        await asyncio.to_thread(server.terminate)
+    assert tailed.code == 0, tailed
+    event = json.loads(tailed.stdout)
+    assert (event["sequence"], event["type"]) == ("1", "PIPELINE_VERSION_CREATED")
+    assert event["pipeline_version_created"]["pipeline_version_id"] == uploaded.json["pipeline_version_id"]
 
 
 async def test_token_from_the_flag_or_the_environment(data_dir: Path) -> None:

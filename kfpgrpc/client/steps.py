@@ -57,10 +57,12 @@ class Receive:
 @dataclass(frozen=True)
 class Backoff:
     """Wait before reconnecting attempt number `attempt` (0-based) after `error`; the driver
-    raises `error` instead when its ReconnectPolicy gives up."""
+    raises `error` instead when its ReconnectPolicy gives up. `established`: the watch has
+    received a message, so the server was there."""
 
     error: KfpGrpcError
     attempt: int
+    established: bool
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ def resumable(
     where callers drop what they have already seen. Returns the last item emitted.
     `deadline` (time.monotonic) bounds the whole watch: DEADLINE_EXCEEDED after it."""
     last: T | None = None
-    attempt = 0
+    attempt, established = 0, False
     while True:
         timeout = None if deadline is None else deadline - time.monotonic()
         if timeout is not None and timeout <= 0:
@@ -121,14 +123,14 @@ def resumable(
         stream = yield OpenStream(path, request(), response_type, timeout)
         try:
             while (message := (yield Receive(stream))) is not None:
-                attempt = 0
+                attempt, established = 0, True
                 for last in select(message):
                     yield Emit(last)
             return last
         except KfpGrpcError as error:
             if error.code not in RECONNECT_CODES:
                 raise
-            yield Backoff(error, attempt)
+            yield Backoff(error, attempt, established)
             attempt += 1
 
 
@@ -136,14 +138,19 @@ def resumable(
 class ReconnectPolicy:
     """How watch streams reconnect: exponential backoff with jitter from `initial_delay` up to
     `max_delay` seconds, giving up (raising the last error) after `max_attempts` failed
-    attempts in a row; None retries forever."""
+    attempts in a row (None: never). A watch that has not received anything yet fails at
+    once (a wrong address should not look like a hang), unless `before_first_message`: then
+    it also waits for a server that is not up yet, or sends nothing before it restarts."""
 
     initial_delay: float = 0.1
     max_delay: float = 2.0
     max_attempts: int | None = 100
+    before_first_message: bool = False
 
     def delay(self, step: Backoff) -> float:
         if self.max_attempts is not None and step.attempt >= self.max_attempts:
+            raise step.error
+        if not (step.established or self.before_first_message):
             raise step.error
         return min(self.max_delay, self.initial_delay * 2.0 ** min(step.attempt, 30)) * random.uniform(0.5, 1.0)
 

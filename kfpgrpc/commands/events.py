@@ -23,7 +23,8 @@ def register(commands: Any, options: argparse.ArgumentParser) -> None:
     tail.add_argument("--experiment", metavar="NAME_OR_ID", help="only events of this experiment")
     tail.add_argument("--type", action="append", choices=EVENT_TYPES, default=[], help="only events of this type; repeatable")
     tail.add_argument("--limit", type=int, metavar="N", help="exit after N events")
-    tail.set_defaults(reconnect=ReconnectPolicy(max_attempts=None))  # a tail waits for its server however long it takes
+    # A tail waits for its server however long it takes, also before its first event.
+    tail.set_defaults(reconnect=ReconnectPolicy(max_attempts=None, before_first_message=True))
 
 
 def tail_events(args: argparse.Namespace, client: Client) -> int:
