@@ -20,6 +20,7 @@ class ServerConfig:
     min_interval_seconds: int = 60  # shortest periodic or @every interval; tests lower it
     event_retention_us: int = 7 * 24 * 3600 * 1_000_000  # events older are pruned; 0 = kept forever
     run_ttl_us: int = 0  # finished runs older are deleted; 0 = kept forever
+    event_watcher_capacity: int = 10_000  # events buffered per WatchEvents stream before it is cut off
 
     @property
     def database_path(self) -> Path:

@@ -86,7 +86,7 @@ class KfpGrpcServer:
     async def start(self) -> None:
         self._db = db = await Database.open(self.config.database_path)
         try:
-            self._events = events = Events(db)
+            self._events = events = Events(db, self.config.event_watcher_capacity)
             experiments = Experiments(db, self.clock)
             await experiments.ensure_default()
             pipelines = Pipelines(db, self.clock, events)

@@ -191,6 +191,30 @@ def instant_pipeline(label: str = "none", gate: str = ""):
     noop(label=label, gate=gate)
 
 
+@dsl.component(base_image=BASE_IMAGE)
+def push_model(pushed: int, model: Output[Model]):
+    with open(model.path, "w") as file:
+        file.write("model weights")
+    model.metadata["pushed"] = pushed
+    model.metadata["accuracy"] = 0.93
+
+
+@dsl.pipeline(name="push-pipeline", description="Writes a model whose metadata says whether it was pushed.")
+def push_pipeline(pushed: int = 1):
+    push_model(pushed=pushed)
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def read_model(model_uri: str) -> str:
+    with open(model_uri.removeprefix("file://")) as file:
+        return file.read()
+
+
+@dsl.pipeline(name="consume-pipeline", description="Reads the model a parameter points to.")
+def consume_pipeline(model_uri: str) -> str:
+    return read_model(model_uri=model_uri).output
+
+
 ALL_PIPELINES = (
     add_pipeline,
     artifact_pipeline,
@@ -200,6 +224,8 @@ ALL_PIPELINES = (
     gated_pipeline,
     retryable_pipeline,
     instant_pipeline,
+    push_pipeline,
+    consume_pipeline,
 )
 
 

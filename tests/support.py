@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format, struct_pb2
@@ -27,6 +27,8 @@ from kfpgrpc.v1 import (
     run_pb2,
     run_pb2_grpc,
 )
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -202,3 +204,14 @@ def run_with_venv(args: list[str], cwd: Path, timeout: float = 120, **env: str) 
         text=True,
         timeout=timeout,
     )
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], condition: Callable[[T], bool], timeout: float = 30) -> T:
+    """Poll `probe` until `condition` holds for its result (a liveness wait, not a timing check)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if condition(value):
+            return value
+        assert asyncio.get_running_loop().time() < deadline, f"condition never held; last value: {value}"
+        await asyncio.sleep(0.01)

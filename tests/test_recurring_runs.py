@@ -5,10 +5,10 @@ file named by its `gate` parameter exists, which is how a test keeps runs active
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import pytest
@@ -19,9 +19,8 @@ from kfpgrpc.config import ServerConfig
 from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.v1 import common_pb2, experiment_pb2, run_pb2
 from kfpgrpc.v1 import recurring_run_pb2 as pb
-from tests.support import Stubs, field_violations, upload
+from tests.support import Stubs, eventually, field_violations, upload
 
-T = TypeVar("T")
 START = "2026-05-04T10:07:00+00:00"  # a Monday
 Spec = dict[str, Any]
 
@@ -51,17 +50,6 @@ def clock(request: pytest.FixtureRequest) -> VirtualClock:
 @pytest.fixture
 async def version(stubs: Stubs, compiled: dict[str, Spec]) -> Any:
     return await upload(stubs, "instant", compiled["instant-pipeline"])
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], condition: Callable[[T], bool], timeout: float = 30) -> T:
-    """Poll `probe` until `condition` holds for its result (a liveness wait, not a timing check)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if condition(value):
-            return value
-        assert asyncio.get_running_loop().time() < deadline, f"condition never held; last value: {value}"
-        await asyncio.sleep(0.01)
 
 
 def recurring(version: Any, name: str = "nightly", cron: str = "", **fields: Any) -> pb.RecurringRun:

@@ -10,8 +10,6 @@ before it ends, so no task process outlives it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import struct as binary
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +21,7 @@ import pytest
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.v1 import common_pb2, run_pb2
+from tests.stalled_http2 import StalledHttp2Stream
 from tests.support import (
     Stubs,
     field_violations,
@@ -163,120 +162,6 @@ class Watcher:
         self._call.cancel()
 
 
-class StalledHttp2Watch:
-    """WatchRun over a hand-written HTTP/2 connection that announces a stream flow-control window
-    of 0 bytes: the server can accept the call and send headers, but not one byte of a message,
-    until `resume` opens the window. It answers SETTINGS and PING so the connection stays up."""
-
-    PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-    DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0x0, 0x1, 0x3, 0x4, 0x6, 0x7, 0x8
-    END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
-    STREAM = 1
-
-    def __init__(self) -> None:
-        self.headers_received = asyncio.Event()
-        self.ended = asyncio.Event()
-        self.body = b""
-        self.reset = False
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task[None] | None = None
-
-    @classmethod
-    async def open(cls, address: str, run_id: str) -> StalledHttp2Watch:
-        self = cls()
-        host, port = address.rsplit(":", 1)
-        reader, self._writer = await asyncio.open_connection(host, int(port))
-        settings = binary.pack(">HI", 0x2, 0) + binary.pack(">HI", 0x4, 0)  # ENABLE_PUSH 0, INITIAL_WINDOW_SIZE 0
-        request = run_pb2.WatchRunRequest(run_id=run_id).SerializeToString()
-        headers = b"".join(
-            cls._literal(name, value)
-            for name, value in (
-                (b":method", b"POST"),
-                (b":scheme", b"http"),
-                (b":path", b"/kfpgrpc.v1.RunService/WatchRun"),
-                (b":authority", address.encode()),
-                (b"content-type", b"application/grpc"),
-                (b"te", b"trailers"),
-            )
-        )
-        self._writer.write(
-            cls.PREFACE
-            + cls._frame(cls.SETTINGS, 0, 0, settings)
-            + cls._frame(cls.HEADERS, cls.END_HEADERS, cls.STREAM, headers)
-            + cls._frame(cls.DATA, cls.END_STREAM, cls.STREAM, b"\0" + binary.pack(">I", len(request)) + request)
-        )
-        await self._writer.drain()
-        self._reader_task = asyncio.create_task(self._read(reader))
-        return self
-
-    @staticmethod
-    def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
-        return binary.pack(">I", len(payload))[1:] + bytes([kind, flags]) + binary.pack(">I", stream) + payload
-
-    @staticmethod
-    def _literal(name: bytes, value: bytes) -> bytes:
-        """HPACK literal header field without indexing, new name, no Huffman (short strings)."""
-        assert len(name) < 127 and len(value) < 127
-        return b"\0" + bytes([len(name)]) + name + bytes([len(value)]) + value
-
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        assert self._writer is not None
-        try:
-            while True:
-                header = await reader.readexactly(9)
-                length = int.from_bytes(header[:3], "big")
-                kind, flags = header[3], header[4]
-                stream = int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
-                payload = await reader.readexactly(length)
-                if kind == self.SETTINGS and not flags & self.ACK:
-                    self._writer.write(self._frame(self.SETTINGS, self.ACK, 0, b""))
-                elif kind == self.PING and not flags & self.ACK:
-                    self._writer.write(self._frame(self.PING, self.ACK, 0, payload))
-                elif stream == self.STREAM and kind == self.HEADERS:
-                    self.headers_received.set()
-                elif stream == self.STREAM and kind == self.DATA:
-                    self.body += payload
-                elif (stream == self.STREAM and kind == self.RST_STREAM) or kind == self.GOAWAY:
-                    self.reset = True
-                    self.ended.set()
-                if stream == self.STREAM and kind in (self.DATA, self.HEADERS) and flags & self.END_STREAM:
-                    self.ended.set()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            self.ended.set()
-
-    def messages(self) -> list[run_pb2.Run]:
-        """The gRPC messages received so far, decoded."""
-        found, body = [], self.body
-        while len(body) >= 5:
-            size = int.from_bytes(body[1:5], "big")
-            if len(body) < 5 + size:
-                break
-            found.append(run_pb2.Run.FromString(body[5 : 5 + size]))
-            body = body[5 + size :]
-        return found
-
-    async def resume(self) -> None:
-        """Open the stream's and the connection's windows wide: the server may send again."""
-        assert self._writer is not None
-        increment = binary.pack(">I", 1 << 24)
-        self._writer.write(
-            self._frame(self.WINDOW_UPDATE, 0, self.STREAM, increment) + self._frame(self.WINDOW_UPDATE, 0, 0, increment)
-        )
-        await self._writer.drain()
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            if not self.ended.is_set():  # cancel the call (CANCEL = 0x8) before hanging up
-                self._writer.write(self._frame(self.RST_STREAM, 0, self.STREAM, binary.pack(">I", 0x8)))
-            self._writer.close()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await self._writer.wait_closed()
-        if self._reader_task is not None:
-            self._reader_task.cancel()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await self._reader_task
-
-
 def assert_moves_forward(snapshots: list[run_pb2.Run]) -> None:
     """Neither the run nor any task ever goes back to an earlier state; tasks never vanish."""
     for before, after in zip(snapshots, snapshots[1:]):
@@ -336,7 +221,9 @@ async def test_a_stalled_watcher_blocks_neither_the_run_nor_other_watchers(
     gated = Gated(tmp_path / "gated")
     current = await start_gated(stubs, compiled, gated)
     unread = stubs.runs.WatchRun(run_pb2.WatchRunRequest(run_id=current.run_id))
-    stalled = await StalledHttp2Watch.open(server.address, current.run_id)
+    stalled = await StalledHttp2Stream.open(
+        server.address, "/kfpgrpc.v1.RunService/WatchRun", run_pb2.WatchRunRequest(run_id=current.run_id)
+    )
     try:
         await asyncio.wait_for(unread.initial_metadata(), STREAM_TIMEOUT)  # the server has taken it
         await asyncio.wait_for(stalled.headers_received.wait(), STREAM_TIMEOUT)
@@ -349,11 +236,11 @@ async def test_a_stalled_watcher_blocks_neither_the_run_nor_other_watchers(
         final = await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=current.run_id))
         assert final.state == common_pb2.SUCCEEDED
 
-        assert stalled.messages() == [] and not stalled.ended.is_set()  # it really was stalled
+        assert stalled.messages(run_pb2.Run) == [] and not stalled.ended.is_set()  # it really was stalled
         await stalled.resume()
         await asyncio.wait_for(stalled.ended.wait(), STREAM_TIMEOUT)
         assert not stalled.reset
-        assert [summary(s) for s in stalled.messages()] == [WAITING, GATE_OPENED, FINISHED]
+        assert [summary(s) for s in stalled.messages(run_pb2.Run)] == [WAITING, GATE_OPENED, FINISHED]
     finally:
         gated.open()
         unread.cancel()

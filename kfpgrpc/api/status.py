@@ -46,7 +46,8 @@ def to_grpc_status(exc: BaseException) -> grpc.Status:
         return rpc_status.to_status(status_pb2.Status(code=code_pb2.UNIMPLEMENTED, message="not implemented yet"))
     if not isinstance(exc, DomainError):
         return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message="internal error; see the server log"))
-    status = status_pb2.Status(code=_CODES[type(exc)], message=exc.message)
+    code = next(_CODES[kind] for kind in type(exc).__mro__ if kind in _CODES)  # subclasses map as their base
+    status = status_pb2.Status(code=code, message=exc.message)
     if isinstance(exc, InvalidArgument):
         violations = [
             error_details_pb2.BadRequest.FieldViolation(field=v.field[:MAX_DESCRIPTION], description=v.description[:MAX_DESCRIPTION])

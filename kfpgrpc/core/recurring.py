@@ -571,11 +571,12 @@ class _Actor:
             return
         now = self.manager._clock.now_us()
         while self.schedule is not None:
-            due = ticks_between(self.schedule, self.recurring_run.watermark, now, CATCHUP_BATCH)
+            # One more than a batch: whether the batch's last tick is the newest due.
+            due = ticks_between(self.schedule, self.recurring_run.watermark, now, CATCHUP_BATCH + 1)
             if not due:
                 break
-            on_time = due[-1] if len(due) < CATCHUP_BATCH else None
-            await self._missed(due[:-1] if on_time is not None else due)
+            on_time = due[-1] if len(due) <= CATCHUP_BATCH else None
+            await self._missed(due[:-1] if on_time is not None else due[:CATCHUP_BATCH])
             await self._drain()
             if on_time is not None:
                 await self._on_time(on_time)
