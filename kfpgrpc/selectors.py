@@ -234,8 +234,6 @@ class _Parser:
                 except re.error as error:
                     raise SelectorError(f"at column {first.column}: bad regular expression {literal!r}: {error}") from None
             return Compare(selector, op, literal, negated)
-        if negated:
-            raise self._fail("`in`, `contains` or `matches` after `not`")
         if self._is("is"):
             self._next()
             empty_negated = self._is("not")
