@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,8 +18,12 @@ from google.protobuf import json_format, struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from kfpgrpc.clock import VirtualClock
+from kfpgrpc.config import ServerConfig
+from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.v1 import (
     common_pb2,
+    event_pb2,
     event_pb2_grpc,
     experiment_pb2_grpc,
     pipeline_pb2,
@@ -215,3 +220,31 @@ async def eventually(probe: Callable[[], Awaitable[T]], condition: Callable[[T],
             return value
         assert asyncio.get_running_loop().time() < deadline, f"condition never held; last value: {value}"
         await asyncio.sleep(0.01)
+
+
+STREAM_TIMEOUT = 60  # only turns a hang into a failure
+
+
+async def read_events(stubs: Stubs, count: int, **request: Any) -> list[event_pb2.Event]:
+    """The first `count` events WatchEvents sends for `request`; the call is then cancelled."""
+    call = stubs.events.WatchEvents(event_pb2.WatchEventsRequest(**request))
+    received: list[event_pb2.Event] = []
+    try:
+        while len(received) < count:
+            received.append(await asyncio.wait_for(call.read(), STREAM_TIMEOUT))
+    finally:
+        call.cancel()
+    return received
+
+
+@contextlib.asynccontextmanager
+async def running(data_dir: Path, clock: VirtualClock | None = None, **config: Any) -> AsyncIterator[tuple[KfpGrpcServer, Stubs]]:
+    """A server of its own (to restart it, or with a virtual clock or a setting), with stubs."""
+    server = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir, **config), clock)
+    await server.start()
+    channel = grpc.aio.insecure_channel(server.address)
+    try:
+        yield server, Stubs.on(channel)
+    finally:
+        await server.stop()  # first: streams open on the channel see the shutdown
+        await channel.close()

@@ -5,8 +5,6 @@ cut off with the sequence to resume after while runs go on, retention, and bad r
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,28 +12,25 @@ import grpc
 import pytest
 
 from kfpgrpc.clock import MICROS_PER_SECOND, VirtualClock
-from kfpgrpc.config import ServerConfig
 from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.v1 import common_pb2, experiment_pb2, pipeline_pb2, recurring_run_pb2, run_pb2
 from kfpgrpc.v1 import event_pb2 as pb
-from tests.support import Stubs, eventually, field_violations, run_of, struct, upload, watch_to_end
+from tests.support import (
+    STREAM_TIMEOUT,
+    Stubs,
+    eventually,
+    field_violations,
+    read_events,
+    run_of,
+    running,
+    struct,
+    upload,
+    watch_to_end,
+)
 
-STREAM_TIMEOUT = 60  # only turns a hang into a failure
 Spec = dict[str, Any]
 MINUTE = 60 * MICROS_PER_SECOND
 START = 1_780_000_000 * MICROS_PER_SECOND
-
-
-async def read_events(stubs: Stubs, count: int, **request: Any) -> list[pb.Event]:
-    """The first `count` events WatchEvents sends for `request`; the call is then cancelled."""
-    call = stubs.events.WatchEvents(pb.WatchEventsRequest(**request))
-    received: list[pb.Event] = []
-    try:
-        while len(received) < count:
-            received.append(await asyncio.wait_for(call.read(), STREAM_TIMEOUT))
-    finally:
-        call.cancel()
-    return received
 
 
 async def add_versions(stubs: Stubs, pipeline_id: str, spec: Spec, count: int) -> list[str]:
@@ -58,19 +53,6 @@ async def new_pipeline(stubs: Stubs, name: str = "p") -> str:
 
 def version_ids(events: list[pb.Event]) -> list[str]:
     return [e.pipeline_version_created.pipeline_version_id for e in events]
-
-
-@contextlib.asynccontextmanager
-async def running(data_dir: Path, clock: VirtualClock | None = None, **config: Any) -> AsyncIterator[tuple[KfpGrpcServer, Stubs]]:
-    """A server of its own (to restart it, or with a virtual clock or a setting), with stubs."""
-    server = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir, **config), clock)
-    await server.start()
-    channel = grpc.aio.insecure_channel(server.address)
-    try:
-        yield server, Stubs.on(channel)
-    finally:
-        await server.stop()  # first: streams open on the channel see the shutdown
-        await channel.close()
 
 
 async def test_a_watcher_resumes_exactly_after_a_disconnect_and_a_restart(data_dir: Path, compiled: dict[str, Spec]) -> None:
