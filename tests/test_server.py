@@ -250,8 +250,12 @@ async def test_mutual_tls(data_dir: Path, certificates: Path) -> None:
 
 
 async def test_an_unexpected_failure_is_internal_and_the_server_keeps_serving(server: KfpGrpcServer, stubs: Stubs, data_dir: Path) -> None:
-    with sqlite3.connect(data_dir / "kfpgrpc.db") as outside:  # an operator breaking the schema underneath
-        outside.execute("ALTER TABLE pipelines RENAME TO pipelines_moved")
+    def break_the_schema() -> None:  # an operator, in another process, breaking the schema underneath
+        with sqlite3.connect(data_dir / "kfpgrpc.db") as outside:
+            outside.execute("ALTER TABLE pipelines RENAME TO pipelines_moved")
+
+    # In a thread: the server's event loop must go on (its writer may hold the lock a moment).
+    await asyncio.to_thread(break_the_schema)
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await stubs.pipelines.ListPipelines(pipeline_pb2.ListPipelinesRequest())
     assert failure.value.code() == grpc.StatusCode.INTERNAL

@@ -50,7 +50,9 @@ class EventServiceServicer(object):
         """Streams events with sequence > after_sequence that match the filters, first the stored
         ones, then new ones as they happen. Resuming with the last sequence seen skips nothing
         and repeats nothing, across disconnects and server restarts. A watcher that falls too far
-        behind is ended with RESOURCE_EXHAUSTED and resumes from its last sequence.
+        behind is ended with RESOURCE_EXHAUSTED and resumes from its last sequence; so does every
+        watcher at shutdown, with UNAVAILABLE. Events are kept for the server's --event-retention
+        (168h by default): resuming after an event already removed is OUT_OF_RANGE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,7 +37,9 @@ class EventServiceStub:
     """Streams events with sequence > after_sequence that match the filters, first the stored
     ones, then new ones as they happen. Resuming with the last sequence seen skips nothing
     and repeats nothing, across disconnects and server restarts. A watcher that falls too far
-    behind is ended with RESOURCE_EXHAUSTED and resumes from its last sequence.
+    behind is ended with RESOURCE_EXHAUSTED and resumes from its last sequence; so does every
+    watcher at shutdown, with UNAVAILABLE. Events are kept for the server's --event-retention
+    (168h by default): resuming after an event already removed is OUT_OF_RANGE.
     """
 
 @_typing.type_check_only
@@ -49,7 +51,9 @@ class EventServiceAsyncStub(EventServiceStub):
     """Streams events with sequence > after_sequence that match the filters, first the stored
     ones, then new ones as they happen. Resuming with the last sequence seen skips nothing
     and repeats nothing, across disconnects and server restarts. A watcher that falls too far
-    behind is ended with RESOURCE_EXHAUSTED and resumes from its last sequence.
+    behind is ended with RESOURCE_EXHAUSTED and resumes from its last sequence; so does every
+    watcher at shutdown, with UNAVAILABLE. Events are kept for the server's --event-retention
+    (168h by default): resuming after an event already removed is OUT_OF_RANGE.
     """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -64,7 +68,9 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams events with sequence > after_sequence that match the filters, first the stored
         ones, then new ones as they happen. Resuming with the last sequence seen skips nothing
         and repeats nothing, across disconnects and server restarts. A watcher that falls too far
-        behind is ended with RESOURCE_EXHAUSTED and resumes from its last sequence.
+        behind is ended with RESOURCE_EXHAUSTED and resumes from its last sequence; so does every
+        watcher at shutdown, with UNAVAILABLE. Events are kept for the server's --event-retention
+        (168h by default): resuming after an event already removed is OUT_OF_RANGE.
         """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
