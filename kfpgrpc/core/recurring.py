@@ -206,6 +206,7 @@ class RecurringRuns:
                 return await actor.start_now()
         recurring_run = await store.get(self._db, recurring_run_id)
         detached = _Actor(self, recurring_run, self._schedule(recurring_run))
+        detached.urgent = True  # it only serves this request
         detached.active = await store.unfinished_run_ids(self._db, recurring_run_id)
         return await detached.start_now()
 
@@ -491,6 +492,8 @@ class _Paused:
         actor = self._manager._actors.get(self._id)
         if actor is None:
             return await store.get(self._manager._db, self._id)
+        actor.urgent = True  # it is stopped after this step: its writes need not go back
+        self._manager._db.expedite(actor)
         async with actor.lock:
             await actor.step()  # due ticks of the old definition are handled, not dropped
             actor.stop()
@@ -513,6 +516,7 @@ class _Actor:
         self.wake = asyncio.Event()
         self.fired: list[int] = []  # times an upstream run or a new pipeline version fired it
         self.last_failure = ""  # why the latest tick that should have made a run did not
+        self.urgent = False  # a request waits on this actor: its writes go in the requests' lane
         self._task: asyncio.Task[None] | None = None
         self._inline_spec: tuple[str, dict[str, Any]] | None = None  # (hash, spec)
 
@@ -701,7 +705,7 @@ class _Actor:
                 revision=recurring_run.revision + 1,
             )
 
-        await manager._runs.insert_and_launch(prepared, job, background=True)
+        await manager._runs.insert_and_launch(prepared, job, background=not self.urgent, owner=self)
         self.recurring_run = changed()
         self.active += [run.run_id for run, _ in prepared]
         self.queued += queued - len(dequeue) - len(dropped)

@@ -179,9 +179,15 @@ class Runs:
         return RunView(run, [], document if run.inline else None)
 
     async def insert_and_launch(
-        self, prepared: list[tuple[Run, dict[str, Any]]], also: WriteJob[None] | None = None, *, background: bool = False
+        self,
+        prepared: list[tuple[Run, dict[str, Any]]],
+        also: WriteJob[None] | None = None,
+        *,
+        background: bool = False,
+        owner: object = None,
     ) -> None:
-        """Store prepared runs (and run `also` in the same transaction), then start them."""
+        """Store prepared runs (and run `also` in the same transaction), then start them.
+        `background` and `owner`: see Database.write."""
         created = self._events.job(*(event.run_state_changed(run, "", run.created_at) for run, _ in prepared))
 
         async def job(conn: aiosqlite.Connection) -> None:
@@ -189,7 +195,7 @@ class Runs:
             if also is not None:
                 await also(conn)
 
-        await store.insert_runs(self._db, prepared, job, background=background)
+        await store.insert_runs(self._db, prepared, job, background=background, owner=owner)
         for run, document in prepared:
             self._launch(_Execution(run, {}, document, {}))
 

@@ -40,6 +40,7 @@ BUSY_TIMEOUT_MS = 5000
 @dataclass
 class _Pending:
     job: WriteJob[Any]
+    owner: object = None  # who may expedite it
     future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -94,15 +95,23 @@ class Database:
             raise
         return cls(writer, reader_conns)
 
-    async def write(self, job: WriteJob[T], *, background: bool = False) -> T:
+    async def write(self, job: WriteJob[T], *, background: bool = False, owner: object = None) -> T:
         """Run job(conn) in a write transaction; return its result once committed. A
-        `background` write waits behind every request's."""
+        `background` write waits behind every request's, unless its `owner` expedites it."""
         if self._closing:
             raise Unavailable("the server is shutting down")
-        pending = _Pending(job)
+        pending = _Pending(job, owner)
         (self._background if background else self._requests).append(pending)
         self._work.set()
         return await pending.future
+
+    def expedite(self, owner: object) -> None:
+        """Move `owner`'s queued background writes to the requests' lane: a request is waiting
+        for them (e.g. to disable a recurring run whose actor is committing a tick)."""
+        mine = [pending for pending in self._background if pending.owner is owner]
+        for pending in mine:
+            self._background.remove(pending)
+        self._requests.extend(mine)
 
     @contextlib.asynccontextmanager
     async def reader(self) -> AsyncIterator[aiosqlite.Connection]:

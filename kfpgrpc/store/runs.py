@@ -79,7 +79,12 @@ def spec_hash(spec: dict[str, Any]) -> str:
 
 
 async def insert_runs(
-    db: Database, runs: list[tuple[Run, dict[str, Any]]], also: WriteJob[None] | None = None, *, background: bool = False
+    db: Database,
+    runs: list[tuple[Run, dict[str, Any]]],
+    also: WriteJob[None] | None = None,
+    *,
+    background: bool = False,
+    owner: object = None,
 ) -> None:
     """Store new runs with their spec snapshots and run `also` in the same transaction. Each
     run's experiment must exist and not be archived."""
@@ -90,7 +95,7 @@ async def insert_runs(
         if also is not None:
             await also(conn)
 
-    await db.write(job, background=background)
+    await db.write(job, background=background, owner=owner)
 
 
 async def insert_run_within(conn: aiosqlite.Connection, run: Run, spec: dict[str, Any]) -> None:
