@@ -84,9 +84,6 @@ class Selector:
     filter_text: str
     filter: Expr | None
 
-    def __str__(self) -> str:
-        return f"{self.component}:{self.output}:{self.index}" + (f"[{self.filter_text}]" if self.filter else "")
-
 
 def parse_selector(path: str) -> Selector:
     match = _PATH.match(path.strip())

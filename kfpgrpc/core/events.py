@@ -110,9 +110,9 @@ class Events:
                 f"events up to {pruned} were removed by retention; resume with after_sequence={pruned}"
                 " (or 0) to read from the oldest retained event"
             )
-        watcher = _Watcher(wanted, self._watcher_capacity)
         if self._closed:
             raise Unavailable("the server is shutting down")
+        watcher = _Watcher(wanted, self._watcher_capacity)
         self._watchers.add(watcher)
         try:
             last = after

@@ -89,6 +89,9 @@ class RecurringRuns:
         self._default_time_zone = default_time_zone
         self._min_interval_seconds = min_interval_seconds
         self._actors: dict[str, _Actor] = {}
+        # The ids of actors with upstream triggers: a finished run is checked against these
+        # few, not against every actor.
+        self._downstream: set[str] = set()
         self._snapshots: Broadcast[RecurringRunView] = Broadcast()
         self._stopping = False
         runs.finished_listeners.append(self._run_finished)
@@ -402,6 +405,8 @@ class RecurringRuns:
             actor.active, actor.queued = loaded
             actor.loaded = True
         self._actors[recurring_run.recurring_run_id] = actor
+        if recurring_run.trigger.upstream_recurring_run_ids:
+            self._downstream.add(recurring_run.recurring_run_id)
         actor.start()
 
     def _actor_exited(self, actor: _Actor, error: BaseException | None) -> None:
@@ -409,6 +414,7 @@ class RecurringRuns:
         if self._actors.get(actor.recurring_run.recurring_run_id) is not actor:
             return
         del self._actors[actor.recurring_run.recurring_run_id]
+        self._downstream.discard(actor.recurring_run.recurring_run_id)
         if error is None or self._stopping:
             return
         log.error("recurring run actor failed; restarting it", exc_info=error,
@@ -464,7 +470,7 @@ class RecurringRuns:
 
     def _run_finished(self, run: Run) -> None:
         if run.state == SUCCEEDED and run.recurring_run_id:
-            for downstream in self._actors.values():
+            for downstream in filter(None, map(self._actors.get, self._downstream)):
                 if run.recurring_run_id in downstream.recurring_run.trigger.upstream_recurring_run_ids:
                     downstream.fire(run.finished_at)
         actor = self._actors.get(run.recurring_run_id)

@@ -575,7 +575,7 @@ class Runs:
             if "state" in changes:
                 events.append(event.run_state_changed(changed, run.state, self._clock.now_us()))
                 if changed.finished:
-                    events.append(await self._completed_event(changed))
+                    events.append(event.run_completed(changed, *await store.names_of(self._db, changed)))
             await store.save_run(
                 self._db, changed, [*changes, "revision"], tasks, self._events.job(*events), background=background
             )
@@ -584,10 +584,6 @@ class Runs:
                 execution.tasks[task.task_id] = task
             if self._snapshots.watched(run.run_id):
                 self._snapshots.publish(run.run_id, execution.view())
-
-    async def _completed_event(self, run: Run) -> Any:
-        names = await store.names_of(self._db, run)
-        return event.run_completed(run, *names)
 
     async def _task_changed(self, execution: _Execution, update: TaskUpdate) -> None:
         if self._stopping:
