@@ -81,6 +81,11 @@ class VirtualClock:
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# The times the server can hold: google.protobuf.Timestamp's range, which is also Python's
+# datetime range (0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z); in microseconds they fit
+# SQLite's int64 with room to spare.
+MIN_TIME_US = (datetime(1, 1, 1, tzinfo=timezone.utc) - EPOCH) // timedelta(microseconds=1)
+MAX_TIME_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc) - EPOCH) // timedelta(microseconds=1)
 
 
 def to_datetime(micros: int) -> datetime:

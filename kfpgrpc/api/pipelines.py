@@ -65,7 +65,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
         self, request: pb.CreatePipelineVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.PipelineVersion:
         v = request.pipeline_version
-        spec = struct_to_dict(v.pipeline_spec) if v.HasField("pipeline_spec") else None
+        spec = struct_to_dict(v.pipeline_spec, "pipeline_version.pipeline_spec") if v.HasField("pipeline_spec") else None
         version = await self._pipelines.create_version(
             request.pipeline_id, v.name, v.display_name, v.description, v.code_source_url, spec
         )

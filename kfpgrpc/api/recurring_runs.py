@@ -8,7 +8,7 @@ import grpc
 from google.protobuf import empty_pb2
 from google.rpc import code_pb2
 
-from kfpgrpc.api.convert import list_request, micros, timestamp
+from kfpgrpc.api.convert import enum_name, list_request, micros, timestamp
 from kfpgrpc.api.runs import new_run, run_to_proto, runtime_config, set_source
 from kfpgrpc.core.recurring import Definition, RecurringRuns
 from kfpgrpc.domain import ENABLED, RecurringRunView, RunView, Trigger
@@ -23,23 +23,26 @@ OUTPUT_ONLY = {
 }
 
 
-def trigger_of(message: pb.Trigger) -> Trigger:
+def trigger_of(message: pb.Trigger, field: str) -> Trigger:
+    """`field` names the Trigger message in the request."""
     which = message.WhichOneof("trigger")
     common = {
         "upstream_recurring_run_ids": tuple(message.upstream_recurring_run_ids),
         "on_new_pipeline_version": message.on_new_pipeline_version,
     }
     if which == "cron_schedule":
-        cron = message.cron_schedule
+        cron, cron_field = message.cron_schedule, f"{field}.cron_schedule"
         return Trigger(
             "cron", cron=cron.cron, time_zone=cron.time_zone,
-            start_time=micros(cron, "start_time"), end_time=micros(cron, "end_time"), **common,
+            start_time=micros(cron, "start_time", f"{cron_field}.start_time"),
+            end_time=micros(cron, "end_time", f"{cron_field}.end_time"), **common,
         )
     if which == "periodic_schedule":
-        periodic = message.periodic_schedule
+        periodic, periodic_field = message.periodic_schedule, f"{field}.periodic_schedule"
         return Trigger(
             "periodic", interval_seconds=periodic.interval_second,
-            start_time=micros(periodic, "start_time"), end_time=micros(periodic, "end_time"), **common,
+            start_time=micros(periodic, "start_time", f"{periodic_field}.start_time"),
+            end_time=micros(periodic, "end_time", f"{periodic_field}.end_time"), **common,
         )
     return Trigger(**common)
 
@@ -57,14 +60,15 @@ def trigger_to_proto(trigger: Trigger) -> pb.Trigger:
     return message
 
 
-def definition_of(message: pb.RecurringRun) -> Definition:
+def definition_of(message: pb.RecurringRun, field: str = "recurring_run") -> Definition:
+    mode = enum_name(pb.RecurringRun.Mode, message.mode, f"{field}.mode")
     return Definition(
-        run=new_run(message),
+        run=new_run(message, field),
         max_concurrency=message.max_concurrency,
-        trigger=trigger_of(message.trigger),
-        enabled=message.mode == pb.RecurringRun.ENABLE,
+        trigger=trigger_of(message.trigger, f"{field}.trigger"),
+        enabled=mode == "ENABLE",
         no_catchup=message.no_catchup,
-        overlap_policy=pb.OverlapPolicy.Name(message.overlap_policy) if message.overlap_policy else "",
+        overlap_policy=enum_name(pb.OverlapPolicy, message.overlap_policy, f"{field}.overlap_policy") if message.overlap_policy else "",
     )
 
 
@@ -173,7 +177,7 @@ class RecurringRunServicer(recurring_run_pb2_grpc.RecurringRunServiceServicer):
         self, request: pb.BackfillRecurringRunRequest, context: grpc.aio.ServicerContext
     ) -> pb.BackfillRecurringRunResponse:
         queued, present = await self._recurring_runs.backfill(
-            request.recurring_run_id, micros(request, "start_time"), micros(request, "end_time")
+            request.recurring_run_id, micros(request, "start_time", "start_time"), micros(request, "end_time", "end_time")
         )
         return pb.BackfillRecurringRunResponse(ticks_queued=queued, ticks_already_present=present)
 

@@ -97,9 +97,10 @@ def run_to_proto(view: RunView) -> pb.Run:
     return message
 
 
-def source_fields(message: Any) -> dict[str, Any]:
+def source_fields(message: Any, field: str) -> dict[str, Any]:
     """What a Run and a RecurringRun share: the pipeline source, runtime config, service
-    account and artifact selectors, as NewRun/Definition keyword arguments."""
+    account and artifact selectors, as NewRun/Definition keyword arguments. `field` names
+    `message` in the request (e.g. "run"), for InvalidArgument."""
     source = message.WhichOneof("pipeline_source")
     reference = message.pipeline_version_reference
     config = message.runtime_config
@@ -107,8 +108,8 @@ def source_fields(message: Any) -> dict[str, Any]:
     return {
         "pipeline_id": reference.pipeline_id if by_reference else "",
         "pipeline_version_id": reference.pipeline_version_id if by_reference else "",
-        "pipeline_spec": struct_to_dict(message.pipeline_spec) if source == "pipeline_spec" else None,
-        "parameters": values_to_dict(config.parameters),
+        "pipeline_spec": struct_to_dict(message.pipeline_spec, f"{field}.pipeline_spec") if source == "pipeline_spec" else None,
+        "parameters": values_to_dict(config.parameters, f"{field}.runtime_config.parameters"),
         "parameters_from": {
             name: {"recurring_run_id": ref.recurring_run_id, "output_artifact": ref.output_artifact, "optional": ref.optional}
             for name, ref in config.parameters_from.items()
@@ -138,9 +139,12 @@ def set_source(message: Any, pipeline_id: str, pipeline_version_id: str, inline_
         )
 
 
-def new_run(run: Any) -> NewRun:
-    """A Run message, or the run template a RecurringRun message describes."""
-    return NewRun(display_name=run.display_name, description=run.description, experiment_id=run.experiment_id, **source_fields(run))
+def new_run(run: Any, field: str) -> NewRun:
+    """A Run message, or the run template a RecurringRun message describes; `field` names it
+    in the request."""
+    return NewRun(
+        display_name=run.display_name, description=run.description, experiment_id=run.experiment_id, **source_fields(run, field)
+    )
 
 
 class RunServicer(run_pb2_grpc.RunServiceServicer):
@@ -148,7 +152,7 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
         self._runs = runs
 
     async def CreateRun(self, request: pb.CreateRunRequest, context: grpc.aio.ServicerContext) -> pb.Run:
-        return run_to_proto(await self._runs.create(new_run(request.run)))
+        return run_to_proto(await self._runs.create(new_run(request.run, "run")))
 
     async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> pb.Run:
         return run_to_proto(await self._runs.get(request.run_id))

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from google.protobuf import json_format
 
-from kfpgrpc.clock import MICROS_PER_SECOND
+from kfpgrpc.clock import MAX_TIME_US, MICROS_PER_SECOND, MIN_TIME_US
 from kfpgrpc.domain import Page
 from kfpgrpc.errors import FieldViolation, InvalidArgument
 from kfpgrpc.store.database import Database
@@ -29,6 +29,14 @@ T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 200
+# Filter bounds. SQLite allows 32,766 bound values and expressions 1,000 deep; predicates are
+# AND-ed and a time key's IN list becomes an OR of ranges (two values each), so these keep every
+# filter far inside both. Tokens carry the filter, so its length bounds theirs.
+MAX_FILTER_LENGTH = 65_536
+MAX_PREDICATES = 100
+MAX_FILTER_VALUES = 500  # single values and IN list elements of all predicates together
+MAX_PAGE_TOKEN_LENGTH = 2 * MAX_FILTER_LENGTH
+_INT64 = range(-(2**63), 2**63)
 Op = filter_pb2.Predicate.Operation
 
 
@@ -119,6 +127,7 @@ class Query:
 
     def next_page_token(self, last_row: Mapping[str, Any]) -> str:
         token = {
+            "list": self.listing.table,
             "sort": self.sort_column,
             "desc": self.descending,
             "filter": self.filter_text,
@@ -152,7 +161,7 @@ def build_query(listing: Listing, request: ListRequest, scope: Sequence[tuple[st
     sort_by, filter_text, after = request.sort_by, request.filter, None
     if request.page_token:
         try:
-            token_sort, token_filter, after = _read_token(request.page_token, scope)
+            token_sort, token_filter, after = _read_token(listing, request.page_token, scope)
         except ValueError as exc:
             violations.append(FieldViolation("page_token", str(exc)))
         else:
@@ -196,23 +205,46 @@ def _sort_key(listing: Listing, sort_by: str) -> tuple[str, bool] | None:
         return None
 
 
-def _read_token(token: str, scope: tuple[tuple[str, str], ...]) -> tuple[str, str, tuple[Any, Any]]:
-    """Return (sort_by, filter, after) from a token; the sort comes back as "column[ desc]"."""
+def _read_token(listing: Listing, token: str, scope: tuple[tuple[str, str], ...]) -> tuple[str, str, tuple[Any, Any]]:
+    """Return (sort_by, filter, after) from a token; the sort comes back as "column[ desc]".
+    A token is client input: every part is checked, so that a forged one is a ValueError
+    rather than a failing query."""
+    forged = ValueError("is not a page token returned by this list")
+    if len(token) > MAX_PAGE_TOKEN_LENGTH:
+        raise forged
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        sort, desc, filter_text = data["sort"], data["desc"], data["filter"]
+        kind, sort, desc, filter_text = data["list"], data["sort"], data["desc"], data["filter"]
         token_scope = tuple(tuple(pair) for pair in data["scope"])
         after_value, after_id = data["after"]
-    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
-        raise ValueError("is not a page token returned by this list") from None
-    if not isinstance(sort, str) or not isinstance(filter_text, str) or not isinstance(desc, bool):
-        raise ValueError("is not a page token returned by this list")
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError):
+        raise forged from None
+    column = listing.columns.get(sort) if isinstance(sort, str) else None
+    if (
+        kind != listing.table
+        or column is None
+        or not column.sortable
+        or not isinstance(desc, bool)
+        or not isinstance(filter_text, str)
+        or not isinstance(after_id, str)
+        or not _stored_form(column, after_value)
+    ):
+        raise forged
     if token_scope != scope:
         raise ValueError("belongs to a different list (its parent resource differs)")
     return (f"{sort} desc" if desc else sort), filter_text, (after_value, after_id)
 
 
+def _stored_form(column: Column, value: Any) -> bool:
+    """Whether `value` is of the column's stored type (and range), as a real row's is."""
+    if column.kind is Kind.TIME:
+        return type(value) is int and value in _INT64
+    return isinstance(value, str)
+
+
 def _parse_filter(listing: Listing, text: str) -> tuple[list[tuple[str, tuple[Any, ...]]], list[FieldViolation]]:
+    if len(text) > MAX_FILTER_LENGTH:
+        return [], [FieldViolation("filter", f"must be at most {MAX_FILTER_LENGTH} characters, got {len(text)}")]
     if "%" in text and not text.lstrip().startswith("{"):
         text = urllib.parse.unquote(text)  # KFP clients send it URL-encoded
     parsed = filter_pb2.Filter()
@@ -220,6 +252,11 @@ def _parse_filter(listing: Listing, text: str) -> tuple[list[tuple[str, tuple[An
         json_format.Parse(text, parsed)
     except json_format.ParseError as exc:
         return [], [FieldViolation("filter", f"is not a valid KFP filter: {exc}")]
+    if len(parsed.predicates) > MAX_PREDICATES:
+        return [], [FieldViolation("filter", f"has {len(parsed.predicates)} predicates; at most {MAX_PREDICATES} are allowed")]
+    value_count = sum(_value_count(predicate) for predicate in parsed.predicates)
+    if value_count > MAX_FILTER_VALUES:
+        return [], [FieldViolation("filter", f"has {value_count} values in its predicates; at most {MAX_FILTER_VALUES} are allowed")]
     conditions, violations = [], []
     for index, predicate in enumerate(parsed.predicates):
         try:
@@ -246,6 +283,11 @@ _COMPARISONS = {
 _LIST_VALUES = ("int_values", "long_values", "string_values")
 
 
+def _value_count(predicate: filter_pb2.Predicate) -> int:
+    which = predicate.WhichOneof("value")
+    return len(getattr(predicate, which).values) if which in _LIST_VALUES else 1
+
+
 def _predicate_sql(listing: Listing, predicate: filter_pb2.Predicate) -> tuple[str, tuple[Any, ...]]:
     column_name = listing.resolve(predicate.key)
     if column_name is None:
@@ -255,6 +297,8 @@ def _predicate_sql(listing: Listing, predicate: filter_pb2.Predicate) -> tuple[s
     which = predicate.WhichOneof("value")
     if op == Op.OPERATION_UNSPECIFIED:
         raise _PredicateError("operation", "is required")
+    if op not in Op.values():  # proto3 enums are open: a number JSON names need not exist
+        raise _PredicateError("operation", f"{op} is not an operation; one of: {', '.join(Op.keys()[1:])}")
     if which is None:
         raise _PredicateError("value", "is required")
     if op == Op.IN:
@@ -317,8 +361,12 @@ def _column_value(column: Column, name: str, which: str, raw: Any) -> tuple[Any,
         if which in ("int_value", "int_values", "long_value", "long_values") and 0 < raw < len(column.enum_names):
             return column.enum_names[raw], False
         raise _PredicateError("value", f"{raw!r} is not a {name} value; one of: {', '.join(column.enum_names[1:])}")
-    if which == "timestamp_value":
+    if which == "timestamp_value":  # JSON parsing keeps it within Timestamp's range
         return raw.seconds * MICROS_PER_SECOND + raw.nanos // 1000, raw.nanos == 0
     if which in ("int_value", "int_values", "long_value", "long_values"):
+        if not MIN_TIME_US <= raw * MICROS_PER_SECOND <= MAX_TIME_US:
+            raise _PredicateError(
+                "value", f"{raw} Unix seconds is outside the years 1 to 9999 a time key holds"
+            )
         return raw * MICROS_PER_SECOND, True  # Unix seconds, as KFP
     raise _PredicateError("value", f"{name!r} is a time key; use timestamp_value or long_value (Unix seconds)")

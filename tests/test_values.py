@@ -1,0 +1,241 @@
+"""Out-of-range values over gRPC: every one is INVALID_ARGUMENT naming its field (or NOT_FOUND for
+an id that names nothing), never INTERNAL; no stored row can break a list; queued runs of one
+spec share one decoded copy of it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Awaitable
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2, timestamp_pb2
+
+from kfpgrpc.v1 import common_pb2, experiment_pb2, pipeline_pb2, run_pb2
+from kfpgrpc.v1 import recurring_run_pb2 as rpb
+from tests.support import Stubs, field_violations, run_of, struct, upload
+
+Spec = dict[str, Any]
+MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
+
+
+async def failure(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call
+    return raised.value
+
+
+async def invalid(call: Awaitable[Any]) -> dict[str, str]:
+    """The field violations of a call that must fail with INVALID_ARGUMENT."""
+    error = await failure(call)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
+    return field_violations(error)
+
+
+@pytest.fixture
+async def add_version(stubs: Stubs, compiled: dict[str, Spec]) -> pipeline_pb2.PipelineVersion:
+    return await upload(stubs, "add", compiled["add-pipeline"])
+
+
+def recurring(version: pipeline_pb2.PipelineVersion, **fields: Any) -> rpb.RecurringRun:
+    return rpb.RecurringRun(
+        display_name=fields.pop("display_name", "hourly"),
+        mode=fields.pop("mode", rpb.RecurringRun.ENABLE),
+        pipeline_version_reference=common_pb2.PipelineVersionReference(pipeline_id=version.pipeline_id),
+        trigger=fields.pop("trigger", rpb.Trigger(periodic_schedule=rpb.PeriodicSchedule(interval_second=3600))),
+        **fields,
+    )
+
+
+def create_recurring(stubs: Stubs, message: rpb.RecurringRun) -> Awaitable[rpb.RecurringRun]:
+    return stubs.recurring_runs.CreateRecurringRun(rpb.CreateRecurringRunRequest(recurring_run=message))
+
+
+# -- NaN and Infinity ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+async def test_nan_and_infinity_are_refused_naming_the_path_to_them(
+    stubs: Stubs, add_version: pipeline_pb2.PipelineVersion, compiled: dict[str, Spec], number: float
+) -> None:
+    """JSON, our storage and KFP's spec format, has no NaN or Infinity."""
+    run = run_of(add_version, tags=["a", 1.0])
+    run.runtime_config.parameters["tags"].list_value.values[1].number_value = number
+    violations = await invalid(stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run)))
+    assert list(violations) == ["run.runtime_config.parameters.tags[1]"]
+    assert "must be a finite number" in violations["run.runtime_config.parameters.tags[1]"]
+
+    spec = struct(compiled["add-pipeline"])
+    spec["root"]["inputDefinitions"]["parameters"]["scale"]["defaultValue"] = number
+    version = pipeline_pb2.PipelineVersion(pipeline_spec=spec)
+    violations = await invalid(stubs.pipelines.CreatePipelineVersion(
+        pipeline_pb2.CreatePipelineVersionRequest(pipeline_id=add_version.pipeline_id, pipeline_version=version)))
+    assert list(violations) == ["pipeline_version.pipeline_spec.root.inputDefinitions.parameters.scale.defaultValue"]
+
+    inline = run_pb2.Run(display_name="inline", pipeline_spec=spec)
+    violations = await invalid(stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=inline)))
+    assert list(violations) == ["run.pipeline_spec.root.inputDefinitions.parameters.scale.defaultValue"]
+
+    message = recurring(add_version)
+    message.runtime_config.parameters["options"].struct_value.update({"retries": 1})
+    message.runtime_config.parameters["options"].struct_value["retries"] = number
+    violations = await invalid(create_recurring(stubs, message))
+    assert list(violations) == ["recurring_run.runtime_config.parameters.options.retries"]
+
+    created = await create_recurring(stubs, recurring(add_version))
+    update = rpb.RecurringRun(recurring_run_id=created.recurring_run_id)
+    update.runtime_config.parameters["scale"].number_value = number
+    violations = await invalid(stubs.recurring_runs.UpdateRecurringRun(rpb.UpdateRecurringRunRequest(
+        recurring_run=update, update_mask=field_mask_pb2.FieldMask(paths=["runtime_config.parameters"]))))
+    assert list(violations) == ["recurring_run.runtime_config.parameters.scale"]
+
+
+# -- unknown enum numbers ------------------------------------------------------------------------
+
+
+async def test_unknown_enum_numbers_are_refused_naming_the_field(stubs: Stubs, add_version: pipeline_pb2.PipelineVersion) -> None:
+    """Proto3 enums are open: any int32 arrives, and must be checked like any other value."""
+    violations = await invalid(create_recurring(stubs, recurring(add_version, overlap_policy=99)))
+    assert list(violations) == ["recurring_run.overlap_policy"]
+    assert "99 is not a value of OverlapPolicy" in violations["recurring_run.overlap_policy"]
+    assert list(await invalid(create_recurring(stubs, recurring(add_version, mode=7)))) == ["recurring_run.mode"]
+
+    created = await create_recurring(stubs, recurring(add_version))
+    for field, value in (("mode", 9), ("overlap_policy", -3)):
+        update = rpb.RecurringRun(recurring_run_id=created.recurring_run_id, **{field: value})
+        violations = await invalid(stubs.recurring_runs.UpdateRecurringRun(rpb.UpdateRecurringRunRequest(
+            recurring_run=update, update_mask=field_mask_pb2.FieldMask(paths=[field]))))
+        assert list(violations) == [f"recurring_run.{field}"]
+
+    listed = json.dumps({"predicates": [{"key": "display_name", "operation": 99, "string_value": "x"}]})
+    violations = await invalid(stubs.runs.ListRuns(run_pb2.ListRunsRequest(filter=listed)))
+    assert list(violations) == ["filter.predicates[0].operation"]
+    assert (await stubs.recurring_runs.GetRecurringRun(
+        rpb.GetRecurringRunRequest(recurring_run_id=created.recurring_run_id))).mode == rpb.RecurringRun.ENABLE
+
+
+# -- times ---------------------------------------------------------------------------------------
+
+
+def trigger_at(kind: str, bound: str, seconds: int, nanos: int = 0) -> rpb.Trigger:
+    trigger = rpb.Trigger(cron_schedule=rpb.CronSchedule(cron="0 * * * *")) if kind == "cron" else rpb.Trigger(
+        periodic_schedule=rpb.PeriodicSchedule(interval_second=3600))
+    getattr(getattr(trigger, f"{kind}_schedule"), bound).CopyFrom(timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos))
+    return trigger
+
+
+@pytest.mark.parametrize(
+    ("kind", "bound", "seconds", "nanos"),
+    [
+        ("periodic", "start_time", 2**62, 0),  # beyond datetime, and beyond int64 in microseconds
+        ("periodic", "end_time", MAX_SECONDS + 1, 0),
+        ("cron", "start_time", -62135596801, 0),  # a second before year 1
+        ("cron", "end_time", 1_900_000_000, -1),
+        ("cron", "start_time", 1_900_000_000, 1_000_000_000),
+    ],
+)
+async def test_trigger_times_outside_the_timestamp_range_are_refused(
+    stubs: Stubs, add_version: pipeline_pb2.PipelineVersion, kind: str, bound: str, seconds: int, nanos: int
+) -> None:
+    field = f"recurring_run.trigger.{kind}_schedule.{bound}"
+    violations = await invalid(create_recurring(stubs, recurring(add_version, trigger=trigger_at(kind, bound, seconds, nanos))))
+    assert list(violations) == [field]
+    listed = await stubs.recurring_runs.ListRecurringRuns(rpb.ListRecurringRunsRequest())
+    assert listed.total_size == 0
+
+
+async def test_backfill_and_filter_times_outside_the_range_are_refused(stubs: Stubs, add_version: pipeline_pb2.PipelineVersion) -> None:
+    created = await create_recurring(stubs, recurring(add_version))
+    huge = timestamp_pb2.Timestamp(seconds=2**62)
+    violations = await invalid(stubs.recurring_runs.BackfillRecurringRun(rpb.BackfillRecurringRunRequest(
+        recurring_run_id=created.recurring_run_id, start_time=huge, end_time=timestamp_pb2.Timestamp(seconds=1))))
+    assert list(violations) == ["start_time"]
+
+    for value in ({"long_value": str(2**63 - 1)}, {"long_value": str(-(2**62))}, {"long_values": {"values": ["1", str(2**62)]}}):
+        operation = "IN" if "long_values" in value else "GREATER_THAN"
+        listed = json.dumps({"predicates": [{"key": "created_at", "operation": operation, **value}]})
+        violations = await invalid(stubs.runs.ListRuns(run_pb2.ListRunsRequest(filter=listed)))
+        assert list(violations) == ["filter.predicates[0].value"], value
+    # The ends of the range are times like any other.
+    for seconds in (-62135596800, MAX_SECONDS):
+        listed = json.dumps({"predicates": [{"key": "finished_at", "operation": "LESS_THAN_EQUALS", "long_value": str(seconds)}]})
+        await stubs.runs.ListRuns(run_pb2.ListRunsRequest(filter=listed))
+
+
+# -- lists ---------------------------------------------------------------------------------------
+
+
+def token_of(data: Any) -> str:
+    return base64.urlsafe_b64encode(data if isinstance(data, bytes) else json.dumps(data).encode()).decode()
+
+
+def runs_token(**changes: Any) -> dict[str, Any]:
+    return {"list": "runs", "sort": "created_at", "desc": False, "filter": "", "scope": [], "after": [1, "x"], **changes}
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "%%%not base64%%%",
+        token_of(b"\xff\xfe\x00garbage"),
+        token_of([1, 2, 3]),
+        token_of("a string"),
+        token_of({"sort": "created_at"}),
+        token_of(b"[" * 100_000),  # nesting deeper than the JSON decoder's recursion
+        token_of(b'{"list": "runs", "sort": "created_at", "desc": false, "filter": "", "scope": [], "after": [NaN, "x"]}'),
+        token_of(runs_token(after=[1e400, "x"])),
+        token_of(runs_token(after=[10**30, "x"])),
+        token_of(runs_token(after=[1.5, "x"])),
+        token_of(runs_token(after=[True, "x"])),
+        token_of(runs_token(after=[[1], {"a": 1}])),
+        token_of(runs_token(after=[1, 2])),
+        token_of(runs_token(after="ab")),
+        token_of(runs_token(sort="display_name", after=[3, "x"])),  # a text key with a number
+        token_of(runs_token(sort="description")),  # not sortable
+        token_of(runs_token(sort="created_at; DROP TABLE runs")),
+        token_of(runs_token(desc="yes")),
+        token_of(runs_token(filter=7)),
+        token_of(runs_token(list="experiments")),
+        token_of({k: v for k, v in runs_token().items() if k != "list"}),
+        token_of(runs_token(filter="x" * 150_000)),  # longer than any token a list returns
+    ],
+)
+async def test_forged_page_tokens_are_invalid_argument(stubs: Stubs, token: str) -> None:
+    violations = await invalid(stubs.runs.ListRuns(run_pb2.ListRunsRequest(page_token=token)))
+    assert violations == {"page_token": "is not a page token returned by this list"}
+
+
+async def test_a_token_of_another_list_is_refused(stubs: Stubs) -> None:
+    for name in ("a", "b"):
+        await stubs.experiments.CreateExperiment(experiment_pb2.CreateExperimentRequest(experiment=experiment_pb2.Experiment(display_name=name)))
+    first = await stubs.experiments.ListExperiments(experiment_pb2.ListExperimentsRequest(page_size=1))
+    violations = await invalid(stubs.runs.ListRuns(run_pb2.ListRunsRequest(page_token=first.next_page_token)))
+    assert violations == {"page_token": "is not a page token returned by this list"}
+    rest = await stubs.experiments.ListExperiments(experiment_pb2.ListExperimentsRequest(page_token=first.next_page_token))
+    assert len(rest.experiments) == 2
+
+
+async def test_filter_sizes_are_bounded(stubs: Stubs) -> None:
+    """SQLite takes at most 32,766 values and expressions 1,000 deep: a filter stays far below."""
+    many = {"predicates": [{"key": "display_name", "operation": "IN", "string_values": {"values": [str(i) for i in range(501)]}}]}
+    violations = await invalid(stubs.runs.ListRuns(run_pb2.ListRunsRequest(filter=json.dumps(many))))
+    assert violations == {"filter": "has 501 values in its predicates; at most 500 are allowed"}
+    predicates = {"predicates": [{"key": "created_at", "operation": "GREATER_THAN", "long_value": str(i)} for i in range(101)]}
+    violations = await invalid(stubs.runs.ListRuns(run_pb2.ListRunsRequest(filter=json.dumps(predicates))))
+    assert violations == {"filter": "has 101 predicates; at most 100 are allowed"}
+    huge = {"predicates": [{"key": "created_at", "operation": "IN", "long_values": {"values": [str(i) for i in range(40_000)]}}]}
+    assert list(await invalid(stubs.runs.ListRuns(run_pb2.ListRunsRequest(filter=json.dumps(huge))))) == ["filter"]
+    # At the bounds the query runs: a time key's IN list is an OR of ranges, two values each.
+    at_bounds = [
+        {"predicates": [{"key": "run_id", "operation": "IN", "string_values": {"values": [str(i) for i in range(500)]}}]},
+        {"predicates": [
+            {"key": "created_at", "operation": "IN", "long_values": {"values": [str(i) for i in range(401)]}},
+            *({"key": "finished_at", "operation": "NOT_EQUALS", "int_value": i} for i in range(99)),
+        ]},
+    ]
+    for request in at_bounds:
+        response = await stubs.runs.ListRuns(run_pb2.ListRunsRequest(filter=json.dumps(request)))
+        assert response.total_size == 0
