@@ -13,6 +13,9 @@ schedule's IANA zone. The rules (SPEC §4):
 - Periodic: ticks at `anchor + k * interval`, k >= 1; the anchor is the start time, or the
   creation time when there is none.
 - start/end bound the ticks, inclusive; 0 means unbounded.
+- Time ends at 9999-12-31T23:59:59.999999Z (Timestamp's and datetime's range): a schedule has
+  no tick after it, so no computation overflows. Intervals are at most Go's longest duration
+  (2562047h47m16.854775807s, about 292 years), as in KFP, whose scheduler computes in Go.
 
 croniter (pinned to major 7: its majors change what expressions mean) finds cron matches; this
 module adds the DST rule for repeated times, the descriptors it lacks and the bounds.
@@ -29,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 
-from kfpgrpc.clock import MICROS_PER_SECOND, to_datetime, to_micros
+from kfpgrpc.clock import MAX_TIME_US, MICROS_PER_SECOND, MIN_TIME_US, to_datetime, to_micros
 from kfpgrpc.errors import FieldViolation
 
 NEXT_TIMES = 10  # how many upcoming fire times a recurring run shows
@@ -44,6 +47,13 @@ _DESCRIPTORS = {
 }
 _GO_UNITS_US = {"ns": 0.001, "us": 1, "µs": 1, "μs": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
 _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+MAX_INTERVAL_US = (2**63 - 1) // 1000  # Go's time.Duration is int64 nanoseconds
+# Cron ticks are searched from a day after the first representable instant (so that a zone's
+# offset cannot take a local time before year 1) up to the last; croniter looks up to this many
+# years ahead for a match, so a failed search that started this close to the end only means
+# that the next tick would fall after it.
+_CRON_FIRST_US = MIN_TIME_US + 24 * 3600 * MICROS_PER_SECOND
+_CRON_SEARCH_YEARS = 50
 
 
 class Schedule(Protocol):
@@ -61,7 +71,7 @@ class Periodic:
     def next_after(self, after_us: int) -> int | None:
         steps = max(1, (after_us - self.anchor_us) // self.interval_us + 1)
         tick = self.anchor_us + steps * self.interval_us
-        return None if self.end_us and tick > self.end_us else tick
+        return None if tick > (self.end_us or MAX_TIME_US) else tick
 
 
 @dataclass(frozen=True)
@@ -87,17 +97,23 @@ class Cron:
         return _parsed(self.expression, self.zone)
 
     def next_after(self, after_us: int) -> int | None:
-        after_us = max(after_us, self.start_us - 1)
+        after_us = max(after_us, self.start_us - 1, _CRON_FIRST_US)
+        end_us = min(self.end_us or MAX_TIME_US, MAX_TIME_US)
         matches = self._matches
-        matches.set_current(to_datetime(after_us).astimezone(self.zone), force=True)
         elapsed = self.follows_elapsed_time
-        while True:
-            local: datetime = matches.get_next(datetime)
-            tick = to_micros(local)
-            if self.end_us and tick > self.end_us:
-                return None
-            if elapsed or not _second_occurrence(local):
-                return tick
+        try:
+            matches.set_current(to_datetime(after_us).astimezone(self.zone), force=True)
+            while True:
+                local: datetime = matches.get_next(datetime)
+                tick = to_micros(local)
+                if tick > end_us:
+                    return None
+                if elapsed or not _second_occurrence(local):
+                    return tick
+        except (OverflowError, ValueError):  # datetime (or croniter) ran past year 9999
+            if to_datetime(min(after_us, MAX_TIME_US)).year < 9999 - _CRON_SEARCH_YEARS:
+                raise
+            return None
 
 
 def _second_occurrence(local: datetime) -> bool:
@@ -142,8 +158,11 @@ def parse_go_duration(text: str) -> int:
             break
         total += float(match.group(1)) * _GO_UNITS_US[match.group(2)]
         position = match.end()
+    shown = repr(text if len(text) <= 40 else text[:40] + "…")
     if not text or position != len(text):
-        raise ValueError(f"{text!r} is not a Go duration such as 90s, 15m or 1h30m")
+        raise ValueError(f"{shown} is not a Go duration such as 90s, 15m or 1h30m")
+    if not total <= MAX_INTERVAL_US:  # also inf, from a number too long for a float
+        raise ValueError(f"{shown} is longer than Go's longest duration, 2562047h47m16.854775807s")
     return round(total)
 
 
@@ -198,4 +217,8 @@ def periodic_schedule(
 ) -> tuple[Schedule | None, list[FieldViolation]]:
     if interval_seconds < min_interval_seconds:
         return None, [FieldViolation(field, f"must be at least {min_interval_seconds}, got {interval_seconds}")]
+    if interval_seconds * MICROS_PER_SECOND > MAX_INTERVAL_US:
+        return None, [
+            FieldViolation(field, f"must be at most {MAX_INTERVAL_US // MICROS_PER_SECOND} (Go's longest duration), got {interval_seconds}")
+        ]
     return Periodic(interval_seconds * MICROS_PER_SECOND, start_us or anchor_us, end_us), []

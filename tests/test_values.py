@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import json
 import math
+import sqlite3
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,7 +18,7 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from kfpgrpc.v1 import common_pb2, experiment_pb2, pipeline_pb2, run_pb2
 from kfpgrpc.v1 import recurring_run_pb2 as rpb
-from tests.support import Stubs, field_violations, run_of, struct, upload
+from tests.support import Stubs, field_violations, run_of, running, struct, upload
 
 Spec = dict[str, Any]
 MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
@@ -239,3 +241,87 @@ async def test_filter_sizes_are_bounded(stubs: Stubs) -> None:
     for request in at_bounds:
         response = await stubs.runs.ListRuns(run_pb2.ListRunsRequest(filter=json.dumps(request)))
         assert response.total_size == 0
+
+
+# -- schedules near the end of time --------------------------------------------------------------
+
+
+async def test_schedules_that_overflow_are_refused_and_the_last_ticks_stop_at_year_9999(
+    stubs: Stubs, add_version: pipeline_pb2.PipelineVersion
+) -> None:
+    huge_interval = rpb.Trigger(periodic_schedule=rpb.PeriodicSchedule(interval_second=2**63 - 1))
+    violations = await invalid(create_recurring(stubs, recurring(add_version, trigger=huge_interval)))
+    assert "recurring_run.trigger.periodic_schedule.interval_second" in violations
+    for cron in ("@every 9999999999999h", "@every " + "9" * 400 + "h"):  # beyond Go's int64 nanoseconds; beyond a float
+        trigger = rpb.Trigger(cron_schedule=rpb.CronSchedule(cron=cron))
+        violations = await invalid(create_recurring(stubs, recurring(add_version, trigger=trigger)))
+        assert "Go's longest duration" in violations["recurring_run.trigger.cron_schedule.cron"]
+
+    # Valid schedules whose ticks run into the end of 9999: they stop there.
+    near_end = MAX_SECONDS - 3 * 3600
+    created = [
+        await create_recurring(stubs, recurring(add_version, display_name=name, trigger=trigger_at(kind, "start_time", near_end)))
+        for name, kind in (("periodic", "periodic"), ("cron", "cron"))
+    ]
+    daily = rpb.Trigger(cron_schedule=rpb.CronSchedule(cron="30 2 31 12 *", time_zone="Pacific/Kiritimati"))  # UTC+14
+    daily.cron_schedule.start_time.seconds = near_end
+    created.append(await create_recurring(stubs, recurring(add_version, display_name="kiritimati", trigger=daily)))
+    listed = await stubs.recurring_runs.ListRecurringRuns(rpb.ListRecurringRunsRequest(sort_by="display_name"))
+    times = {r.display_name: [t.seconds for t in r.next_scheduled_times] for r in listed.recurring_runs}
+    assert times["periodic"] == [near_end + 3600, near_end + 7200, MAX_SECONDS]
+    assert times["cron"] == [MAX_SECONDS + 1 - 3 * 3600, MAX_SECONDS + 1 - 2 * 3600, MAX_SECONDS + 1 - 3600]
+    assert times["kiritimati"] == []  # its next tick, local 10000-12-31, is after the end of time
+    assert all(not r.HasField("error") for r in listed.recurring_runs)
+    for message in created:
+        got = await stubs.recurring_runs.GetRecurringRun(rpb.GetRecurringRunRequest(recurring_run_id=message.recurring_run_id))
+        assert all(t.seconds <= MAX_SECONDS for t in got.next_scheduled_times)
+
+
+# -- stored rows ---------------------------------------------------------------------------------
+
+
+async def test_a_stored_recurring_run_whose_schedule_overflows_breaks_no_list(
+    data_dir: Path, compiled: dict[str, Spec]
+) -> None:
+    """Rows an older server stored unchecked: they show with an `error`; every other row, Get,
+    List and the server's start work as before."""
+    async with running(data_dir) as (_, stubs):
+        version = await upload(stubs, "add", compiled["add-pipeline"])
+        good = await create_recurring(stubs, recurring(version, display_name="good"))
+        bad = {
+            name: (await create_recurring(stubs, recurring(version, display_name=name))).recurring_run_id
+            for name in ("huge-start", "huge-interval", "huge-every", "cron-9999")
+        }
+    day = 86_400 * 1_000_000
+    triggers = {
+        "huge-start": {"schedule": "periodic", "interval_seconds": 3600, "start_time": 2**62 * 1_000_000},
+        "huge-interval": {"schedule": "periodic", "interval_seconds": 2**63 - 1, "start_time": 0},
+        "huge-every": {"schedule": "cron", "cron": "@every 99999999999999999999h", "time_zone": "UTC", "start_time": 0},
+        "cron-9999": {"schedule": "cron", "cron": "0 * * * *", "time_zone": "UTC", "start_time": MAX_SECONDS * 1_000_000 - day},
+    }
+    with sqlite3.connect(data_dir / "kfpgrpc.db") as database:
+        for name, changes in triggers.items():
+            (stored,) = database.execute("SELECT trigger FROM recurring_runs WHERE recurring_run_id = ?", (bad[name],)).fetchone()
+            database.execute("UPDATE recurring_runs SET trigger = ? WHERE recurring_run_id = ?",
+                             (json.dumps({**json.loads(stored), **changes}), bad[name]))
+    database.close()
+
+    async with running(data_dir) as (_, stubs):
+        listed = await stubs.recurring_runs.ListRecurringRuns(rpb.ListRecurringRunsRequest(sort_by="display_name"))
+        shown = {r.display_name: r for r in listed.recurring_runs}
+        assert set(shown) == {"good", *bad}
+        assert len(shown["good"].next_scheduled_times) == 10 and not shown["good"].HasField("error")
+        assert "periodic_schedule.start_time: must be in the years 1 to 9999" in shown["huge-start"].error.message
+        assert shown["huge-start"].trigger.periodic_schedule.start_time.seconds == MAX_SECONDS  # shown at the end of the range
+        assert "periodic_schedule.interval_second: must be at most" in shown["huge-interval"].error.message
+        assert "Go's longest duration" in shown["huge-every"].error.message
+        assert not shown["cron-9999"].HasField("error")
+        assert all(t.seconds <= MAX_SECONDS for t in shown["cron-9999"].next_scheduled_times)
+        for recurring_run_id in [good.recurring_run_id, *bad.values()]:
+            await stubs.recurring_runs.GetRecurringRun(rpb.GetRecurringRunRequest(recurring_run_id=recurring_run_id))
+        # They can be repaired by an update.
+        update = rpb.RecurringRun(recurring_run_id=bad["huge-interval"],
+                                  trigger=rpb.Trigger(periodic_schedule=rpb.PeriodicSchedule(interval_second=7200)))
+        repaired = await stubs.recurring_runs.UpdateRecurringRun(
+            rpb.UpdateRecurringRunRequest(recurring_run=update, update_mask=field_mask_pb2.FieldMask(paths=["trigger"])))
+        assert not repaired.HasField("error") and len(repaired.next_scheduled_times) == 10

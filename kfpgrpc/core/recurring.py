@@ -31,7 +31,7 @@ from typing import Any
 
 import aiosqlite
 
-from kfpgrpc.clock import Clock, to_datetime
+from kfpgrpc.clock import MAX_TIME_US, MIN_TIME_US, Clock, to_datetime
 from kfpgrpc.core import events as event
 from kfpgrpc.core.broadcast import Broadcast
 from kfpgrpc.core.events import Events
@@ -362,6 +362,9 @@ class RecurringRuns:
 
     def _parse_trigger(self, trigger: Trigger, anchor_us: int, field: str) -> tuple[Schedule | None, list[FieldViolation]]:
         violations = []
+        for name, time in (("start_time", trigger.start_time), ("end_time", trigger.end_time)):
+            if time and not MIN_TIME_US <= time <= MAX_TIME_US:  # stored by a server that did not check
+                violations.append(FieldViolation(f"{field}.{trigger.schedule}_schedule.{name}", "must be in the years 1 to 9999"))
         if trigger.end_time and trigger.start_time and trigger.end_time < trigger.start_time:
             violations.append(FieldViolation(f"{field}.{trigger.schedule}_schedule.end_time", "must not be before start_time"))
         if trigger.schedule == "cron":
@@ -384,9 +387,17 @@ class RecurringRuns:
         return schedule, violations + schedule_violations
 
     def _schedule(self, recurring_run: RecurringRun) -> Schedule | None:
-        """The stored trigger's schedule; it was valid when stored."""
-        schedule, _ = self._parse_trigger(recurring_run.trigger, recurring_run.created_at, "trigger")
-        return schedule
+        """The stored trigger's schedule; None when it has none, or no valid one any more."""
+        return self._stored_schedule(recurring_run)[0]
+
+    def _stored_schedule(self, recurring_run: RecurringRun) -> tuple[Schedule | None, str]:
+        """The stored trigger's schedule, and why it has none when it should. It was valid when
+        stored, but --min-interval-seconds or the zone database may have changed since, or an
+        older server stored it unchecked."""
+        schedule, violations = self._parse_trigger(recurring_run.trigger, recurring_run.created_at, "trigger")
+        if violations:
+            return None, "; ".join(f"{v.field}: {v.description}" for v in violations)
+        return schedule, ""
 
     def _new_run(self, template: NewRun, context: MacroContext, scheduled_at: int) -> NewRun:
         return dataclasses.replace(
@@ -451,13 +462,20 @@ class RecurringRuns:
         else:
             queued = await store.queued_count(self._db, recurring_run.recurring_run_id)
             active = len(await store.unfinished_run_ids(self._db, recurring_run.recurring_run_id))
-        if recurring_run.status != ENABLED:
-            schedule = None
-        elif actor is not None and actor.recurring_run.trigger == recurring_run.trigger:
-            schedule = actor.schedule  # parsed once
-        else:
-            schedule = self._schedule(recurring_run)
-        upcoming = next_times(schedule, recurring_run.watermark) if schedule else []
+        schedule, problem = None, ""
+        if recurring_run.status == ENABLED:
+            if actor is not None and actor.schedule is not None and actor.recurring_run.trigger == recurring_run.trigger:
+                schedule = actor.schedule  # parsed once
+            else:
+                schedule, problem = self._stored_schedule(recurring_run)
+        upcoming: list[int] = []
+        try:
+            upcoming = next_times(schedule, recurring_run.watermark) if schedule else []
+        except Exception as error:  # noqa: BLE001 - one stored row must not break every list
+            log.exception("next scheduled times failed", extra={"fields": {"recurring_run_id": recurring_run.recurring_run_id}})
+            problem = f"the next scheduled times cannot be computed: {error}"
+        if problem:
+            recurring_run = dataclasses.replace(recurring_run, error=problem)
         return RecurringRunView(recurring_run, upcoming, queued, active, spec)
 
     def pipeline_version_created(self, version: PipelineVersion) -> None:
