@@ -38,6 +38,10 @@ _TOKEN = re.compile(
     re.X,
 )
 _KEYWORDS = {"and", "or", "not", "in", "contains", "matches", "is", "empty"}
+# Parsing and evaluation recurse once per `not` or parenthesis and once per comparison of an
+# `and`/`or` chain: these bounds keep both far from Python's recursion limit.
+MAX_NESTING = 32
+MAX_COMPARISONS = 100
 _COMPARISONS = ("==", "!=", "<=", ">=", "<", ">")
 
 
@@ -149,6 +153,8 @@ class _Parser:
     def __init__(self, tokens: list[_Token]) -> None:
         self._tokens = tokens
         self._at = 0
+        self._depth = 0  # of `not` and parentheses around the current token
+        self._comparisons = 0
 
     def _peek(self, ahead: int = 0) -> _Token:
         return self._tokens[min(self._at + ahead, len(self._tokens) - 1)]
@@ -185,17 +191,20 @@ class _Parser:
         return left
 
     def _unary(self) -> Expr:
-        if self._is("not"):
-            self._next()
-            return Not(self._unary())
-        if self._is("("):
-            self._next()
+        if not (self._is("not") or self._is("(")):
+            return self._comparison()
+        self._depth += 1
+        if self._depth > MAX_NESTING:
+            raise SelectorError(f"at column {self._peek().column}: nests `not` and parentheses more than {MAX_NESTING} deep")
+        if self._next().text == "not":
+            inner: Expr = Not(self._unary())
+        else:
             inner = self.expression()
             if not self._is(")"):
                 raise self._fail("`)`")
             self._next()
-            return inner
-        return self._comparison()
+        self._depth -= 1
+        return inner
 
     def _value(self) -> Any:
         token = self._peek()
@@ -208,6 +217,9 @@ class _Parser:
         first = self._peek()
         if first.kind not in ("number", "string", "word"):
             raise self._fail("a metadata key, a value, `not` or `(`")
+        self._comparisons += 1
+        if self._comparisons > MAX_COMPARISONS:
+            raise SelectorError(f"at column {first.column}: has more than {MAX_COMPARISONS} comparisons")
         self._next()
         negated = self._is("not") and (self._is("in", 1) or self._is("contains", 1) or self._is("matches", 1))
         if negated:

@@ -325,3 +325,26 @@ async def test_a_stored_recurring_run_whose_schedule_overflows_breaks_no_list(
         repaired = await stubs.recurring_runs.UpdateRecurringRun(
             rpb.UpdateRecurringRunRequest(recurring_run=update, update_mask=field_mask_pb2.FieldMask(paths=["trigger"])))
         assert not repaired.HasField("error") and len(repaired.next_scheduled_times) == 10
+
+
+# -- selectors -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "train:model[" + "(" * 5000 + "a == 1" + ")" * 5000 + "]",
+        "train:model[" + "not " * 5000 + "a == 1]",
+        "train:model[" + " and ".join(["a == 1"] * 5000) + "]",
+        "train:model[" + " or ".join(["(not a == 1)"] * 101) + "]",
+    ],
+    ids=["parentheses", "not", "and-chain", "or-chain"],
+)
+async def test_deeply_nested_selectors_are_refused(stubs: Stubs, add_version: pipeline_pb2.PipelineVersion, path: str) -> None:
+    run = run_of(add_version)
+    run.artifacts.add(name="model", path=path)
+    violations = await invalid(stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run)))
+    assert list(violations) == ["run.artifacts[0].path"]
+    # As deep as allowed is fine.
+    run.artifacts[0].path = "train:model[" + "(" * 16 + "not " * 16 + " and ".join(["a == 1"] * 100) + ")" * 16 + "]"
+    await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run))
