@@ -41,8 +41,11 @@ class InvalidArgument(DomainError):
 
 
 class NotFound(DomainError):
+    MAX_SHOWN = 100  # characters of the value shown: an 8 KB id need not come back in full
+
     def __init__(self, kind: str, key: str, value: str) -> None:
-        super().__init__(f"{kind} with {key} {value!r} not found")
+        shown = repr(value) if len(value) <= self.MAX_SHOWN else f"{value[:self.MAX_SHOWN]!r}… ({len(value)} characters)"
+        super().__init__(f"{kind} with {key} {shown} not found")
 
 
 class AlreadyExists(DomainError):

@@ -8,7 +8,7 @@ import base64
 import json
 import math
 import sqlite3
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -348,3 +348,59 @@ async def test_deeply_nested_selectors_are_refused(stubs: Stubs, add_version: pi
     # As deep as allowed is fine.
     run.artifacts[0].path = "train:model[" + "(" * 16 + "not " * 16 + " and ".join(["a == 1"] * 100) + ")" * 16 + "]"
     await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run))
+
+
+# -- ids and the size of errors ------------------------------------------------------------------
+
+BIG_ID = "x" * 8192
+
+ID_CALLS: dict[str, Callable[[Stubs], Awaitable[Any]]] = {
+    "GetRun": lambda s: s.runs.GetRun(run_pb2.GetRunRequest(run_id=BIG_ID)),
+    "DeleteRun": lambda s: s.runs.DeleteRun(run_pb2.DeleteRunRequest(run_id=BIG_ID)),
+    "ArchiveRun": lambda s: s.runs.ArchiveRun(run_pb2.ArchiveRunRequest(run_id=BIG_ID)),
+    "UnarchiveRun": lambda s: s.runs.UnarchiveRun(run_pb2.UnarchiveRunRequest(run_id=BIG_ID)),
+    "TerminateRun": lambda s: s.runs.TerminateRun(run_pb2.TerminateRunRequest(run_id=BIG_ID)),
+    "RetryRun": lambda s: s.runs.RetryRun(run_pb2.RetryRunRequest(run_id=BIG_ID)),
+    "WatchRun": lambda s: s.runs.WatchRun(run_pb2.WatchRunRequest(run_id=BIG_ID)).read(),
+    "StreamRunLogs": lambda s: s.runs.StreamRunLogs(run_pb2.StreamRunLogsRequest(run_id=BIG_ID)).read(),
+    "CreateRun": lambda s: s.runs.CreateRun(run_pb2.CreateRunRequest(run=run_pb2.Run(
+        display_name="r", pipeline_version_reference=common_pb2.PipelineVersionReference(pipeline_id=BIG_ID)))),
+    "GetExperiment": lambda s: s.experiments.GetExperiment(experiment_pb2.GetExperimentRequest(experiment_id=BIG_ID)),
+    "ArchiveExperiment": lambda s: s.experiments.ArchiveExperiment(experiment_pb2.ArchiveExperimentRequest(experiment_id=BIG_ID)),
+    "UnarchiveExperiment": lambda s: s.experiments.UnarchiveExperiment(experiment_pb2.UnarchiveExperimentRequest(experiment_id=BIG_ID)),
+    "DeleteExperiment": lambda s: s.experiments.DeleteExperiment(experiment_pb2.DeleteExperimentRequest(experiment_id=BIG_ID)),
+    "GetPipeline": lambda s: s.pipelines.GetPipeline(pipeline_pb2.GetPipelineRequest(pipeline_id=BIG_ID)),
+    "DeletePipeline": lambda s: s.pipelines.DeletePipeline(pipeline_pb2.DeletePipelineRequest(pipeline_id=BIG_ID)),
+    "ListPipelineVersions": lambda s: s.pipelines.ListPipelineVersions(pipeline_pb2.ListPipelineVersionsRequest(pipeline_id=BIG_ID)),
+    "GetPipelineVersion": lambda s: s.pipelines.GetPipelineVersion(pipeline_pb2.GetPipelineVersionRequest(pipeline_version_id=BIG_ID)),
+    "DeletePipelineVersion": lambda s: s.pipelines.DeletePipelineVersion(
+        pipeline_pb2.DeletePipelineVersionRequest(pipeline_version_id=BIG_ID)),
+    "GetRecurringRun": lambda s: s.recurring_runs.GetRecurringRun(rpb.GetRecurringRunRequest(recurring_run_id=BIG_ID)),
+    "EnableRecurringRun": lambda s: s.recurring_runs.EnableRecurringRun(rpb.EnableRecurringRunRequest(recurring_run_id=BIG_ID)),
+    "DisableRecurringRun": lambda s: s.recurring_runs.DisableRecurringRun(rpb.DisableRecurringRunRequest(recurring_run_id=BIG_ID)),
+    "DeleteRecurringRun": lambda s: s.recurring_runs.DeleteRecurringRun(rpb.DeleteRecurringRunRequest(recurring_run_id=BIG_ID)),
+    "TriggerRecurringRun": lambda s: s.recurring_runs.TriggerRecurringRun(rpb.TriggerRecurringRunRequest(recurring_run_id=BIG_ID)),
+    "WatchRecurringRun": lambda s: s.recurring_runs.WatchRecurringRun(rpb.WatchRecurringRunRequest(recurring_run_id=BIG_ID)).read(),
+    "UpdateRecurringRun": lambda s: s.recurring_runs.UpdateRecurringRun(rpb.UpdateRecurringRunRequest(
+        recurring_run=rpb.RecurringRun(recurring_run_id=BIG_ID), update_mask=field_mask_pb2.FieldMask(paths=["description"]))),
+}
+
+
+@pytest.mark.parametrize("call", list(ID_CALLS))
+async def test_ids_of_8_kb_answer_not_found_with_a_short_message(stubs: Stubs, call: str) -> None:
+    """Echoing the id in full made the status trailer too big for the client (RESOURCE_EXHAUSTED)."""
+    error = await failure(ID_CALLS[call](stubs))
+    assert error.code() == grpc.StatusCode.NOT_FOUND, (error.code(), error.details()[:200])
+    assert len(error.details()) < 300 and "… (8192 characters)" in error.details()
+
+
+async def test_many_long_bad_fields_still_fit_the_status_trailer(stubs: Stubs, add_version: pipeline_pb2.PipelineVersion) -> None:
+    """Violations echo field names; 3-byte characters made the details three times as long."""
+    run = run_of(add_version)
+    for index in range(50):
+        run.runtime_config.parameters[f"{index:02}" + "€" * 2000].string_value = "x"
+    error = await failure(stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details()[:200])
+    shown = field_violations(error)
+    assert 1 <= len(shown) <= 20 and all(field.startswith("run.runtime_config.parameters.") for field in shown)
+    assert error.details() == f"50 invalid fields; the first {len(shown)} are in the details"

@@ -24,10 +24,15 @@ from kfpgrpc.errors import (
     Unavailable,
 )
 
-# Details travel in a trailer; clients refuse metadata over 8 KiB by default, so a request
-# with very many bad fields gets the first ones and a count of the rest.
+# A status travels in trailers: its message in grpc-message (percent-encoded, so up to three
+# bytes per byte) and again, with the details, in grpc-status-details-bin (base64). gRPC clients
+# refuse trailers over 8 KiB by default, so the message is cut and a request with many bad
+# fields gets the first ones that fit, with a count of the rest: an 8 KB id or field name in a
+# request must not turn its answer into a RESOURCE_EXHAUSTED of the client's own.
 MAX_VIOLATIONS = 20
-MAX_DESCRIPTION = 300
+MAX_DESCRIPTION = 300  # characters of each violation's field and description
+MAX_MESSAGE = 1200  # characters (and UTF-8 bytes) of the message
+TRAILER_BUDGET = 7000  # bytes of both trailers; the rest of 8 KiB is left to other headers
 
 _CODES: dict[type[DomainError], int] = {
     InvalidArgument: code_pb2.INVALID_ARGUMENT,
@@ -47,17 +52,29 @@ def to_grpc_status(exc: BaseException) -> grpc.Status:
     if not isinstance(exc, DomainError):
         return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message="internal error; see the server log"))
     code = next(_CODES[kind] for kind in type(exc).__mro__ if kind in _CODES)  # subclasses map as their base
-    status = status_pb2.Status(code=code, message=exc.message)
+    status = status_pb2.Status(code=code, message=_cut(exc.message, MAX_MESSAGE))
     if isinstance(exc, InvalidArgument):
-        violations = [
-            error_details_pb2.BadRequest.FieldViolation(field=v.field[:MAX_DESCRIPTION], description=v.description[:MAX_DESCRIPTION])
+        shown = [
+            error_details_pb2.BadRequest.FieldViolation(field=_cut(v.field, MAX_DESCRIPTION), description=_cut(v.description, MAX_DESCRIPTION))
             for v in exc.violations[:MAX_VIOLATIONS]
         ]
-        if len(exc.violations) > MAX_VIOLATIONS:
-            status.message = f"{len(exc.violations)} invalid fields; the first {MAX_VIOLATIONS} are in the details"
-        else:
-            status.message = status.message[: MAX_DESCRIPTION * 4]
-        detail = any_pb2.Any()
-        detail.Pack(error_details_pb2.BadRequest(field_violations=violations))
-        status.details.append(detail)
+        detail = status.details.add()
+        detail.Pack(error_details_pb2.BadRequest(field_violations=shown))
+        while len(shown) < len(exc.violations) or _trailer_size(status) > TRAILER_BUDGET:
+            status.message = f"{len(exc.violations)} invalid fields; the first {len(shown)} are in the details"
+            if _trailer_size(status) <= TRAILER_BUDGET or len(shown) == 1:
+                break
+            shown.pop()
+            detail.Pack(error_details_pb2.BadRequest(field_violations=shown))
     return rpc_status.to_status(status)
+
+
+def _cut(text: str, limit: int) -> str:
+    """At most `limit` characters and `limit` bytes of UTF-8."""
+    return text[:limit].encode()[:limit].decode(errors="ignore")
+
+
+def _trailer_size(status: status_pb2.Status) -> int:
+    """Bytes of grpc-message (percent-encoded as gRPC does) and grpc-status-details-bin."""
+    message = sum(1 if 0x20 <= byte <= 0x7E and byte != 0x25 else 3 for byte in status.message.encode())
+    return message + 4 * -(-status.ByteSize() // 3)
