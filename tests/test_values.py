@@ -5,6 +5,7 @@ spec share one decoded copy of it."""
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import math
 import sqlite3
@@ -16,9 +17,10 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2, timestamp_pb2
 
+from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.v1 import common_pb2, experiment_pb2, pipeline_pb2, run_pb2
 from kfpgrpc.v1 import recurring_run_pb2 as rpb
-from tests.support import Stubs, field_violations, run_of, running, struct, upload
+from tests.support import Stubs, field_violations, inline_run, run_of, running, struct, upload
 
 Spec = dict[str, Any]
 MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
@@ -404,3 +406,39 @@ async def test_many_long_bad_fields_still_fit_the_status_trailer(stubs: Stubs, a
     shown = field_violations(error)
     assert 1 <= len(shown) <= 20 and all(field.startswith("run.runtime_config.parameters.") for field in shown)
     assert error.details() == f"50 invalid fields; the first {len(shown)} are in the details"
+
+
+# -- shared spec snapshots -----------------------------------------------------------------------
+
+
+def with_big_default(spec: Spec, size: int) -> Spec:
+    """`spec` with one more pipeline input, unused by its tasks, whose default is `size` characters."""
+    bigger = copy.deepcopy(spec)
+    bigger["root"]["inputDefinitions"]["parameters"]["big"] = {
+        "parameterType": "STRING", "defaultValue": "x" * size, "isOptional": True}
+    return bigger
+
+
+async def test_queued_runs_of_one_spec_share_one_decoded_copy(data_dir: Path, compiled: dict[str, Spec], tmp_path: Path) -> None:
+    """Each queued run held its own copy of the spec and of its default values (300 runs of a
+    spec with a 1 MB default took 411 MB, and 947 MB after a restart)."""
+    spec = with_big_default(compiled["instant-pipeline"], 100_000)
+    gate = str(tmp_path / "never")
+
+    def held(server: KfpGrpcServer, run_ids: list[str]) -> tuple[set[int], set[int]]:
+        executions = [server._runs._active[run_id] for run_id in run_ids]  # noqa: SLF001 - what memory holds
+        return {id(e.document) for e in executions}, {id(e.run.parameters["big"]) for e in executions}
+
+    async with running(data_dir, max_parallel_tasks=1) as (server, stubs):
+        version = await upload(stubs, "big", spec)
+        run_ids = [(await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=inline_run(spec, f"inline-{i}", gate=gate)))).run_id
+                   for i in range(4)]
+        run_ids += [(await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run_of(version, f"version-{i}", gate=gate)))).run_id
+                    for i in range(4)]
+        assert [len(ids) for ids in held(server, run_ids)] == [1, 1]
+        assert sum(server._runs._active[i].run.state == "PENDING" for i in run_ids) >= 6  # noqa: SLF001
+    async with running(data_dir, max_parallel_tasks=1) as (server, stubs):
+        assert [len(ids) for ids in held(server, run_ids)] == [1, 1]
+        got = await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=run_ids[1]))
+        assert len(got.runtime_config.parameters["big"].string_value) == 100_000
+        assert got.pipeline_spec["root"]["inputDefinitions"]["parameters"]["big"]["defaultValue"] == "x" * 100_000

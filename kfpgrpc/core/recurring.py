@@ -742,7 +742,7 @@ class _Actor:
         if not spec_hash:
             return None
         if self._inline_spec is None or self._inline_spec[0] != spec_hash:
-            self._inline_spec = (spec_hash, await run_store.get_spec(self.manager._db, spec_hash))
+            self._inline_spec = (spec_hash, await self.manager._runs.spec_snapshot(spec_hash))
         return self._inline_spec[1]
 
 

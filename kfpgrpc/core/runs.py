@@ -29,6 +29,7 @@ from kfpgrpc.core import events as event
 from kfpgrpc.core.broadcast import Broadcast
 from kfpgrpc.core.events import Events
 from kfpgrpc.core.parameters import resolve_parameters
+from kfpgrpc.core.specs import SpecSnapshots, share_defaults
 from kfpgrpc.core.validation import check, description_violations, id_violations, name_violations, new_id
 from kfpgrpc.domain import (
     ARCHIVED,
@@ -141,6 +142,7 @@ class Runs:
         self._executing = 0
         self._admission: deque[_Execution] = deque()
         self._spec_infos: OrderedDict[str, PipelineSpecInfo] = OrderedDict()
+        self._specs = SpecSnapshots(db)
         self._versions: OrderedDict[str, tuple[PipelineVersion, str]] = OrderedDict()
         self._snapshots: Broadcast[RunView] = Broadcast()
         self._log_appended: Broadcast[bool] = Broadcast(capacity=1)
@@ -151,9 +153,9 @@ class Runs:
 
     async def start(self) -> None:
         """Resume the runs a previous server process left unfinished."""
-        for run in await store.unfinished_runs(self._db):
-            orphans = await self._executor.kill_orphans(run.run_id)
-            document = await store.get_spec(self._db, run.spec_hash)
+        async for stored in store.unfinished_runs(self._db):
+            orphans = await self._executor.kill_orphans(stored.run_id)
+            run, document = await self._with_snapshot(stored)
             tasks = (await store.tasks_of(self._db, [run.run_id]))[run.run_id]
             execution = _Execution(
                 run, {t.task_id: t for t in tasks}, document, await store.last_line_numbers(self._db, run.run_id)
@@ -224,6 +226,7 @@ class Runs:
             version, hash_ = await self._version(new.pipeline_id, new.pipeline_version_id, field)
             document, pipeline_id, version_id = version.pipeline_spec, version.pipeline_id, version.pipeline_version_id
             info = self._spec_info(document, "pipeline_spec", hash_)
+        document = self._specs.share(hash_, document)  # runs of one spec hold one copy
         from_field = f"{field}.runtime_config.parameters_from"
         if resolve:
             dependencies = await self._dependency_values(new.parameters_from, from_field)
@@ -321,6 +324,20 @@ class Runs:
             self._versions.move_to_end(pipeline_version_id)
         return cached
 
+    async def spec_snapshot(self, spec_hash: str) -> dict[str, Any]:
+        """The stored spec snapshot `spec_hash`, decoded once while runs hold it."""
+        return await self._specs.get(spec_hash)
+
+    async def _with_snapshot(self, run: Run) -> tuple[Run, dict[str, Any]]:
+        """A run read from the store, with its parameters' default values shared with its spec,
+        and its spec snapshot."""
+        document = await self._specs.get(run.spec_hash)
+        try:
+            inputs = self._spec_info(document, "pipeline_spec", run.spec_hash).inputs
+        except InvalidArgument:  # the run fails when it executes, saying why
+            return run, document
+        return dataclasses.replace(run, parameters=share_defaults(run.parameters, inputs)), document
+
     def _spec_info(self, document: dict[str, Any], field: str, key: str = "") -> PipelineSpecInfo:
         """Validate a spec (whose hash is `key`, if known); what a valid spec yields is cached,
         as the same specs come back for every run of a version or of a recurring run."""
@@ -342,7 +359,7 @@ class Runs:
             return execution.view(with_spec)
         run = await store.get_run(self._db, run_id)
         tasks = (await store.tasks_of(self._db, [run_id]))[run_id]
-        spec = await store.get_spec(self._db, run.spec_hash) if with_spec and run.inline else None
+        spec = await self._specs.get(run.spec_hash) if with_spec and run.inline else None
         return RunView(run, tasks, spec)
 
     async def list(self, experiment_id: str, request: ListRequest) -> Page[RunView]:
@@ -392,10 +409,9 @@ class Runs:
             if run_id in self._active:
                 state = self._active[run_id].run.state
                 raise FailedPrecondition(f"run {run_id!r} is {state}; only FAILED or CANCELED runs can be retried")
-            run = await store.get_run(self._db, run_id)
+            run, document = await self._with_snapshot(await store.get_run(self._db, run_id))
             if run.state not in (FAILED, CANCELED):
                 raise FailedPrecondition(f"run {run_id!r} is {run.state}; only FAILED or CANCELED runs can be retried")
-            document = await store.get_spec(self._db, run.spec_hash)
             tasks = (await store.tasks_of(self._db, [run_id]))[run_id]
             now = self._clock.now_us()
             retried = dataclasses.replace(
@@ -447,7 +463,7 @@ class Runs:
         view = await self.get(run_id, with_spec=False)
         task_ids = None
         if task_name:
-            document = await store.get_spec(self._db, view.run.spec_hash)
+            document = await self._specs.get(view.run.spec_hash)
             spec = self._spec_info(document, "pipeline_spec", view.run.spec_hash).spec
             known = {(t.task_id, t.display_name) for t in view.tasks} | set(task_names(spec))
             # A task id names one task; a display name may be shared by tasks of sub-pipelines.

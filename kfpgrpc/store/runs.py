@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import aiosqlite
@@ -132,9 +132,18 @@ async def list_runs(db: Database, query: Query) -> Page[Run]:
     return await _RUNS.list_page(db, query)
 
 
-async def unfinished_runs(db: Database) -> list[Run]:
-    rows = await db.fetch_all(f"SELECT {_RUNS.select} FROM runs WHERE state IN {_UNFINISHED} ORDER BY created_at")
-    return [_RUNS.from_row(row) for row in rows]
+async def unfinished_runs(db: Database, batch: int = 16) -> AsyncIterator[Run]:
+    """The unfinished runs, oldest first, read a few at a time: a run may hold large parameter
+    values, which its caller shares among runs (core/specs.py), so decoding every run at once
+    would be the peak of memory."""
+    rows = await db.fetch_all(f"SELECT run_id FROM runs WHERE state IN {_UNFINISHED} ORDER BY created_at, run_id")
+    run_ids = [row[0] for row in rows]
+    for start in range(0, len(run_ids), batch):
+        chunk = run_ids[start : start + batch]
+        rows = await db.fetch_all(f"SELECT {_RUNS.select} FROM runs WHERE run_id IN ({', '.join('?' * len(chunk))})", chunk)
+        found = {run.run_id: run for run in map(_RUNS.from_row, rows)}
+        for run_id in chunk:
+            yield found[run_id]
 
 
 async def tasks_of(db: Database, run_ids: Iterable[str]) -> dict[str, list[TaskDetail]]:
