@@ -215,6 +215,28 @@ def consume_pipeline(model_uri: str) -> str:
     return read_model(model_uri=model_uri).output
 
 
+@dsl.component(base_image=BASE_IMAGE)
+def emit(kind: str, model: Output[Model]) -> int:
+    """Writes an output no google.protobuf.Value can hold, chosen by `kind`, or a fine one."""
+    with open(model.path, "w") as file:
+        file.write("model")
+    if kind == "huge-integer":
+        return 10**400  # kfp writes it as a 401-digit JSON number
+    if kind == "nan-metadata":
+        model.metadata["loss"] = float("nan")
+    if kind == "deep-metadata":
+        nested: list = []
+        for _ in range(60):
+            nested = [nested]
+        model.metadata["nested"] = nested
+    return 1
+
+
+@dsl.pipeline(name="emit-pipeline", description="One task whose outputs are out of range, or not.")
+def emit_pipeline(kind: str = "fine") -> int:
+    return emit(kind=kind).outputs["Output"]
+
+
 ALL_PIPELINES = (
     add_pipeline,
     artifact_pipeline,
@@ -226,6 +248,7 @@ ALL_PIPELINES = (
     instant_pipeline,
     push_pipeline,
     consume_pipeline,
+    emit_pipeline,
 )
 
 

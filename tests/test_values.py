@@ -20,7 +20,7 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.v1 import common_pb2, experiment_pb2, pipeline_pb2, run_pb2
 from kfpgrpc.v1 import recurring_run_pb2 as rpb
-from tests.support import Stubs, field_violations, inline_run, run_of, running, struct, upload
+from tests.support import Stubs, field_violations, inline_run, run_of, running, struct, upload, watch_to_end
 
 Spec = dict[str, Any]
 MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
@@ -442,3 +442,59 @@ async def test_queued_runs_of_one_spec_share_one_decoded_copy(data_dir: Path, co
         got = await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=run_ids[1]))
         assert len(got.runtime_config.parameters["big"].string_value) == 100_000
         assert got.pipeline_spec["root"]["inputDefinitions"]["parameters"]["big"]["defaultValue"] == "x" * 100_000
+
+
+# -- task outputs --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("huge-integer", "output parameter 'Output' holds an integer beyond the range of a double"),
+        ("nan-metadata", "the metadata of output artifact 'model' holds NaN, which JSON cannot represent"),
+        ("deep-metadata", "the metadata of output artifact 'model' nests lists and objects deeper than 32 levels"),
+    ],
+)
+async def test_task_outputs_no_value_can_hold_fail_the_task_and_leave_the_run_readable(
+    stubs: Stubs, compiled: dict[str, Spec], kind: str, error: str
+) -> None:
+    """A 401-digit number made every GetRun, ListRuns and WatchRun of its run INTERNAL; metadata
+    nested 60 deep made them unreadable for the client."""
+    version = await upload(stubs, "emit", compiled["emit-pipeline"])
+    run = await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run_of(version, kind=kind)))
+    final = (await watch_to_end(stubs.runs, run.run_id))[-1]
+    assert final.state == common_pb2.FAILED
+    assert final.error.message.startswith(f"task 'emit' failed: {error}"), final.error.message[:300]
+    await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=run.run_id))
+    assert (await stubs.runs.ListRuns(run_pb2.ListRunsRequest())).total_size == 1
+
+
+async def test_parameters_nest_at_most_32_levels(stubs: Stubs, add_version: pipeline_pb2.PipelineVersion) -> None:
+    """A task's copy of a parameter sits deeper in a response than the request's: protobuf's
+    100 levels would be exceeded by lists of runs before the request's own."""
+    def nested(levels: int) -> run_pb2.Run:
+        run = run_of(add_version)
+        value = run.runtime_config.parameters["tags"]
+        for _ in range(levels):
+            value = value.list_value.values.add()
+        value.string_value = "x"
+        return run
+
+    violations = await invalid(stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=nested(33))))
+    assert violations == {"run.runtime_config.parameters.tags" + "[0]" * 32: "must not nest lists and objects deeper than 32 levels"}
+    await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=nested(32)))
+
+
+async def test_a_stored_output_beyond_a_double_breaks_no_read(data_dir: Path, compiled: dict[str, Spec]) -> None:
+    """A run an older server stored with a 401-digit output: it reads with the number as Infinity."""
+    async with running(data_dir) as (_, stubs):
+        version = await upload(stubs, "add", compiled["add-pipeline"])
+        run = await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run_of(version)))
+        await watch_to_end(stubs.runs, run.run_id)
+    with sqlite3.connect(data_dir / "kfpgrpc.db") as database:
+        database.execute("UPDATE tasks SET output_parameters = ? WHERE run_id = ?", ('{"Output": 1' + "0" * 400 + "}", run.run_id))
+    database.close()
+    async with running(data_dir) as (_, stubs):
+        got = await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=run.run_id))
+        assert {t.output_parameters["Output"].number_value for t in got.run_details.task_details} == {math.inf}
+        assert (await stubs.runs.ListRuns(run_pb2.ListRunsRequest())).total_size == 1

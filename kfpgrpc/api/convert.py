@@ -2,13 +2,14 @@
 
 Input conversions check what the proto types allow but the server cannot hold, naming the
 request field: Timestamps outside their documented range (years 1 to 9999, nanos below 10^9),
-and NaN or infinite numbers in a google.protobuf.Value, which JSON (our storage, and KFP's
-pipeline specs) cannot represent.
+NaN or infinite numbers in a google.protobuf.Value, which JSON (our storage, and KFP's pipeline
+specs) cannot represent, and parameters nested deeper than kfpgrpc.json_values allows.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from kfpgrpc.clock import MAX_TIME_US, MICROS_PER_SECOND, MIN_TIME_US
 from kfpgrpc.errors import InvalidArgument
+from kfpgrpc.json_values import MAX_DEPTH, non_finite_name
 from kfpgrpc.store.listing import ListRequest
 
 _MIN_SECONDS = MIN_TIME_US // MICROS_PER_SECOND
@@ -61,16 +63,30 @@ def enum_name(enum: EnumTypeWrapper, number: int, field: str) -> str:
 
 def struct(value: dict[str, Any]) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
-    message.update(value)
+    try:
+        message.update(value)
+    except OverflowError:  # an integer beyond a double, stored before task outputs were checked
+        message.update(_doubles(value))
     return message
 
 
+def _doubles(value: Any) -> Any:
+    """`value` with each integer beyond a double's range as the infinity of its sign."""
+    if isinstance(value, dict):
+        return {key: _doubles(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_doubles(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max:
+        return math.inf if value > 0 else -math.inf
+    return value
+
+
 def struct_to_dict(message: struct_pb2.Struct, field: str) -> dict[str, Any]:
-    """A Struct as a dict of plain JSON values; raises InvalidArgument naming the path below
-    `field` of a NaN or infinite number (e.g. `pipeline_spec.root.inputDefinitions`)."""
+    """A Struct (a pipeline spec) as a dict of plain JSON values; raises InvalidArgument naming
+    the path below `field` of a NaN or infinite number (e.g. `pipeline_spec.root.x`)."""
     try:
-        return _plain_struct(message)
-    except _NonFinite as error:
+        return _plain_struct(message, _UNBOUNDED)
+    except _Refused as error:
         raise error.violation(field) from None
 
 
@@ -80,63 +96,70 @@ def values(value: dict[str, Any]) -> dict[str, struct_pb2.Value]:
 
 
 def values_to_dict(fields: Mapping[str, struct_pb2.Value], field: str) -> dict[str, Any]:
-    """A map<string, google.protobuf.Value> as plain values; see struct_to_dict."""
+    """A map<string, google.protobuf.Value> (parameters) as plain values. Raises InvalidArgument
+    naming the path below `field` of a value out of json_values' bounds: a NaN or infinite
+    number, or nesting deeper than json_values.MAX_DEPTH."""
     plain = {}
     for name, value in fields.items():
         try:
-            plain[name] = _plain(value)
-        except _NonFinite as error:
+            plain[name] = _plain(value, MAX_DEPTH)
+        except _Refused as error:
             raise error.violation(f"{field}.{name}") from None
     return plain
 
 
-class _NonFinite(Exception):
-    """A NaN or infinite number; the path to it is collected while the conversion unwinds, so
+_UNBOUNDED = 1 << 30  # protobuf's parser already refuses requests nested over 100 deep
+
+
+class _Refused(Exception):
+    """A value out of bounds; the path to it is collected while the conversion unwinds, so
     that converting a valid value (a 50 MB spec) builds no paths."""
 
-    def __init__(self, number: float) -> None:
-        super().__init__()
-        self.number = number
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
         self.steps: list[str] = []  # innermost first
 
     def violation(self, field: str) -> InvalidArgument:
-        shown = "NaN" if math.isnan(self.number) else ("Infinity" if self.number > 0 else "-Infinity")
-        path = field + "".join(reversed(self.steps))
-        return InvalidArgument.field(path, f"must be a finite number (JSON has no {shown}), got {shown}")
+        return InvalidArgument.field(field + "".join(reversed(self.steps)), self.description)
 
 
-def _plain(value: struct_pb2.Value) -> Any:
-    """Value -> None, float, str, bool, dict or list, as json_format.MessageToDict gives."""
+def _plain(value: struct_pb2.Value, depth: int) -> Any:
+    """Value -> None, float, str, bool, dict or list, as json_format.MessageToDict gives;
+    `depth`: how many levels of lists and objects are still allowed."""
     kind = value.WhichOneof("kind")
     if kind == "number_value":
         number = value.number_value
         if not math.isfinite(number):
-            raise _NonFinite(number)
+            shown = non_finite_name(number)
+            raise _Refused(f"must be a finite number (JSON has no {shown}), got {shown}")
         return number
     if kind == "string_value":
         return value.string_value
     if kind == "bool_value":
         return value.bool_value
+    if kind in ("struct_value", "list_value") and depth == 0:
+        raise _Refused(f"must not nest lists and objects deeper than {MAX_DEPTH} levels")
     if kind == "struct_value":
-        return _plain_struct(value.struct_value)
+        return _plain_struct(value.struct_value, depth - 1)
     if kind == "list_value":
         items = []
         for index, item in enumerate(value.list_value.values):
             try:
-                items.append(_plain(item))
-            except _NonFinite as error:
+                items.append(_plain(item, depth - 1))
+            except _Refused as error:
                 error.steps.append(f"[{index}]")
                 raise
         return items
     return None  # null_value, or unset (which JSON also shows as null)
 
 
-def _plain_struct(message: struct_pb2.Struct) -> dict[str, Any]:
+def _plain_struct(message: struct_pb2.Struct, depth: int) -> dict[str, Any]:
     plain = {}
     for key, value in message.fields.items():
         try:
-            plain[key] = _plain(value)
-        except _NonFinite as error:
+            plain[key] = _plain(value, depth)
+        except _Refused as error:
             error.steps.append(f".{key}")
             raise
     return plain

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kfpgrpc import json_values
 from kfpgrpc.executor.base import ArtifactOutput, TaskResult
 
 EXECUTOR_OUTPUT_FILE = "executor_output.json"
@@ -81,7 +82,7 @@ def read_output_parameter_file(path: str, parameter_type: str | None) -> Any:
         text = text.strip().lower()
     try:
         return cast_parameter(json.loads(text), parameter_type)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, RecursionError) as error:
         raise TaskOutputError(f"could not parse output parameter file {path}: {error}") from None
 
 
@@ -343,7 +344,7 @@ def read_task_result(prepared: PreparedTask) -> TaskResult:
         try:
             with open(output_file, encoding="utf-8") as file:
                 executor_output = json.load(file) or {}
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, json.JSONDecodeError, RecursionError) as error:
             raise TaskOutputError(f"could not read the executor output file: {error}") from None
     values = executor_output.get("parameterValues") or executor_output.get("parameters") or {}
     parameters: dict[str, Any] = {}
@@ -377,4 +378,10 @@ def read_task_result(prepared: PreparedTask) -> TaskResult:
             )
             for entry in entries
         ]
+    # What the run keeps must fit a google.protobuf.Value, or no response could carry the run.
+    kept = [(f"output parameter {name!r}", value) for name, value in parameters.items()]
+    kept += [(f"the metadata of output artifact {a.name!r}", a.metadata) for entries in artifacts.values() for a in entries]
+    for what, value in kept:
+        if problem := json_values.problem(value):
+            raise TaskOutputError(f"{what} {problem}")
     return TaskResult(output_parameters=parameters, output_artifacts=artifacts)
