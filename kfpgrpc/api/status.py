@@ -8,7 +8,6 @@ INTERNAL, with the details kept in the server log rather than sent to the client
 from __future__ import annotations
 
 import grpc
-from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
