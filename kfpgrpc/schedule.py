@@ -48,6 +48,7 @@ _DESCRIPTORS = {
 _GO_UNITS_US = {"ns": 0.001, "us": 1, "µs": 1, "μs": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
 _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 MAX_INTERVAL_US = (2**63 - 1) // 1000  # Go's time.Duration is int64 nanoseconds
+MAX_CRON_LENGTH = 1000  # croniter takes ~25 µs per list element, on the event loop
 # Cron ticks are searched from a day after the first representable instant (so that a zone's
 # offset cannot take a local time before year 1) up to the last; croniter looks up to this many
 # years ahead for a match, so a failed search that started this close to the end only means
@@ -169,7 +170,7 @@ def parse_go_duration(text: str) -> int:
 def zone_of(name: str, field: str) -> tuple[ZoneInfo | None, list[FieldViolation]]:
     try:
         return ZoneInfo(name), []
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         return None, [FieldViolation(field, f"{name!r} is not an IANA time zone such as Europe/Berlin")]
 
 
@@ -183,6 +184,8 @@ def cron_schedule(
     field: str,
 ) -> tuple[Schedule | None, list[FieldViolation]]:
     """A cron (or `@every`) schedule, or the violations of `field` (the expression)."""
+    if len(expression) > MAX_CRON_LENGTH:
+        return None, [FieldViolation(field, f"must be at most {MAX_CRON_LENGTH} characters, got {len(expression)}")]
     text = " ".join(expression.split())
     if text.startswith("@every"):
         try:

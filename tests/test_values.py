@@ -259,6 +259,14 @@ async def test_schedules_that_overflow_are_refused_and_the_last_ticks_stop_at_ye
         violations = await invalid(create_recurring(stubs, recurring(add_version, trigger=trigger)))
         assert "Go's longest duration" in violations["recurring_run.trigger.cron_schedule.cron"]
 
+    # Too long to parse on the event loop, or to be a zone's file name.
+    long_cron = rpb.Trigger(cron_schedule=rpb.CronSchedule(cron=",".join(["1"] * 100_000) + " * * * *"))
+    violations = await invalid(create_recurring(stubs, recurring(add_version, trigger=long_cron)))
+    assert violations == {"recurring_run.trigger.cron_schedule.cron": "must be at most 1000 characters, got 200007"}
+    long_zone = rpb.Trigger(cron_schedule=rpb.CronSchedule(cron="0 3 * * *", time_zone="x" * 8192))
+    violations = await invalid(create_recurring(stubs, recurring(add_version, trigger=long_zone)))
+    assert list(violations) == ["recurring_run.trigger.cron_schedule.time_zone"]
+
     # Valid schedules whose ticks run into the end of 9999: they stop there.
     near_end = MAX_SECONDS - 3 * 3600
     created = [
