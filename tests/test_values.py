@@ -9,7 +9,7 @@ import copy
 import json
 import math
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -363,35 +363,21 @@ async def test_deeply_nested_selectors_are_refused(stubs: Stubs, add_version: pi
 # -- ids and the size of errors ------------------------------------------------------------------
 
 BIG_ID = "x" * 8192
-
-ID_CALLS: dict[str, Callable[[Stubs], Awaitable[Any]]] = {
-    "GetRun": lambda s: s.runs.GetRun(run_pb2.GetRunRequest(run_id=BIG_ID)),
-    "DeleteRun": lambda s: s.runs.DeleteRun(run_pb2.DeleteRunRequest(run_id=BIG_ID)),
-    "ArchiveRun": lambda s: s.runs.ArchiveRun(run_pb2.ArchiveRunRequest(run_id=BIG_ID)),
-    "UnarchiveRun": lambda s: s.runs.UnarchiveRun(run_pb2.UnarchiveRunRequest(run_id=BIG_ID)),
-    "TerminateRun": lambda s: s.runs.TerminateRun(run_pb2.TerminateRunRequest(run_id=BIG_ID)),
-    "RetryRun": lambda s: s.runs.RetryRun(run_pb2.RetryRunRequest(run_id=BIG_ID)),
-    "WatchRun": lambda s: s.runs.WatchRun(run_pb2.WatchRunRequest(run_id=BIG_ID)).read(),
-    "StreamRunLogs": lambda s: s.runs.StreamRunLogs(run_pb2.StreamRunLogsRequest(run_id=BIG_ID)).read(),
-    "CreateRun": lambda s: s.runs.CreateRun(run_pb2.CreateRunRequest(run=run_pb2.Run(
+MODULES = {"runs": run_pb2, "experiments": experiment_pb2, "pipelines": pipeline_pb2, "recurring_runs": rpb}
+# RPC: (stub, the id field of its request), or the request itself where the id is nested.
+ID_CALLS: dict[str, tuple[str, Any]] = {
+    **{name: ("runs", "run_id") for name in (
+        "GetRun", "DeleteRun", "ArchiveRun", "UnarchiveRun", "TerminateRun", "RetryRun", "WatchRun", "StreamRunLogs")},
+    **{name: ("experiments", "experiment_id") for name in (
+        "GetExperiment", "ArchiveExperiment", "UnarchiveExperiment", "DeleteExperiment")},
+    **{name: ("pipelines", "pipeline_id") for name in ("GetPipeline", "DeletePipeline", "ListPipelineVersions")},
+    **{name: ("pipelines", "pipeline_version_id") for name in ("GetPipelineVersion", "DeletePipelineVersion")},
+    **{name: ("recurring_runs", "recurring_run_id") for name in (
+        "GetRecurringRun", "EnableRecurringRun", "DisableRecurringRun", "DeleteRecurringRun", "TriggerRecurringRun",
+        "WatchRecurringRun")},
+    "CreateRun": ("runs", run_pb2.CreateRunRequest(run=run_pb2.Run(
         display_name="r", pipeline_version_reference=common_pb2.PipelineVersionReference(pipeline_id=BIG_ID)))),
-    "GetExperiment": lambda s: s.experiments.GetExperiment(experiment_pb2.GetExperimentRequest(experiment_id=BIG_ID)),
-    "ArchiveExperiment": lambda s: s.experiments.ArchiveExperiment(experiment_pb2.ArchiveExperimentRequest(experiment_id=BIG_ID)),
-    "UnarchiveExperiment": lambda s: s.experiments.UnarchiveExperiment(experiment_pb2.UnarchiveExperimentRequest(experiment_id=BIG_ID)),
-    "DeleteExperiment": lambda s: s.experiments.DeleteExperiment(experiment_pb2.DeleteExperimentRequest(experiment_id=BIG_ID)),
-    "GetPipeline": lambda s: s.pipelines.GetPipeline(pipeline_pb2.GetPipelineRequest(pipeline_id=BIG_ID)),
-    "DeletePipeline": lambda s: s.pipelines.DeletePipeline(pipeline_pb2.DeletePipelineRequest(pipeline_id=BIG_ID)),
-    "ListPipelineVersions": lambda s: s.pipelines.ListPipelineVersions(pipeline_pb2.ListPipelineVersionsRequest(pipeline_id=BIG_ID)),
-    "GetPipelineVersion": lambda s: s.pipelines.GetPipelineVersion(pipeline_pb2.GetPipelineVersionRequest(pipeline_version_id=BIG_ID)),
-    "DeletePipelineVersion": lambda s: s.pipelines.DeletePipelineVersion(
-        pipeline_pb2.DeletePipelineVersionRequest(pipeline_version_id=BIG_ID)),
-    "GetRecurringRun": lambda s: s.recurring_runs.GetRecurringRun(rpb.GetRecurringRunRequest(recurring_run_id=BIG_ID)),
-    "EnableRecurringRun": lambda s: s.recurring_runs.EnableRecurringRun(rpb.EnableRecurringRunRequest(recurring_run_id=BIG_ID)),
-    "DisableRecurringRun": lambda s: s.recurring_runs.DisableRecurringRun(rpb.DisableRecurringRunRequest(recurring_run_id=BIG_ID)),
-    "DeleteRecurringRun": lambda s: s.recurring_runs.DeleteRecurringRun(rpb.DeleteRecurringRunRequest(recurring_run_id=BIG_ID)),
-    "TriggerRecurringRun": lambda s: s.recurring_runs.TriggerRecurringRun(rpb.TriggerRecurringRunRequest(recurring_run_id=BIG_ID)),
-    "WatchRecurringRun": lambda s: s.recurring_runs.WatchRecurringRun(rpb.WatchRecurringRunRequest(recurring_run_id=BIG_ID)).read(),
-    "UpdateRecurringRun": lambda s: s.recurring_runs.UpdateRecurringRun(rpb.UpdateRecurringRunRequest(
+    "UpdateRecurringRun": ("recurring_runs", rpb.UpdateRecurringRunRequest(
         recurring_run=rpb.RecurringRun(recurring_run_id=BIG_ID), update_mask=field_mask_pb2.FieldMask(paths=["description"]))),
 }
 
@@ -399,7 +385,11 @@ ID_CALLS: dict[str, Callable[[Stubs], Awaitable[Any]]] = {
 @pytest.mark.parametrize("call", list(ID_CALLS))
 async def test_ids_of_8_kb_answer_not_found_with_a_short_message(stubs: Stubs, call: str) -> None:
     """Echoing the id in full made the status trailer too big for the client (RESOURCE_EXHAUSTED)."""
-    error = await failure(ID_CALLS[call](stubs))
+    stub, request = ID_CALLS[call]
+    if isinstance(request, str):
+        request = getattr(MODULES[stub], f"{call}Request")(**{request: BIG_ID})
+    answer = getattr(getattr(stubs, stub), call)(request)
+    error = await failure(answer.read() if call.startswith(("Watch", "Stream")) else answer)
     assert error.code() == grpc.StatusCode.NOT_FOUND, (error.code(), error.details()[:200])
     assert len(error.details()) < 300 and "… (8192 characters)" in error.details()
 
