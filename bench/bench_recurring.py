@@ -78,13 +78,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # -- process usage from /proc -----------------------------------------------------------------
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the process itself (not of its children)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -202,7 +195,7 @@ import grpc  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from bench.bench_runs import compiled_instant, upload  # noqa: E402
-from bench.harness import Server, closed_loop  # noqa: E402
+from bench.harness import Server, closed_loop, rss_mib  # noqa: E402
 from kfpgrpc.v1 import common_pb2  # noqa: E402
 from kfpgrpc.v1 import recurring_run_pb2 as rr  # noqa: E402
 from kfpgrpc.v1 import recurring_run_pb2_grpc, run_pb2, run_pb2_grpc  # noqa: E402
