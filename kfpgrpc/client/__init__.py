@@ -11,7 +11,7 @@ Every failure raises KfpGrpcError (`.code`, `.message`, `.field_violations`). Se
 """
 
 from kfpgrpc.client.aio import AsyncClient
-from kfpgrpc.client.errors import KfpGrpcError
+from kfpgrpc.client.errors import KfpGrpcError, ServerUnreachable
 from kfpgrpc.client.messages import RecurringRunChanges, RecurringRunOptions, kfp_filter
 from kfpgrpc.client.plans import TERMINAL_STATES
 from kfpgrpc.client.steps import ReconnectPolicy
@@ -24,6 +24,7 @@ __all__ = [
     "ReconnectPolicy",
     "RecurringRunChanges",
     "RecurringRunOptions",
+    "ServerUnreachable",
     "TERMINAL_STATES",
     "kfp_filter",
 ]

@@ -64,7 +64,7 @@ class AsyncClient(ClientOperations):
         except KfpGrpcError as error:
             runner.throw(error)
         except grpc.RpcError as error:
-            runner.throw(KfpGrpcError.from_rpc_error(error))
+            runner.throw(KfpGrpcError.from_rpc_error(error, self.server))
 
     async def _result(self, step: Step) -> Any:
         match step:

@@ -1,11 +1,11 @@
-"""The client's one exception type."""
+"""The client's exception type, and its case for a server that cannot be reached."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 import grpc
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 
@@ -30,9 +30,14 @@ class KfpGrpcError(Exception):
         return "; ".join([f"{self.code.name}: {self.message}", *unsaid])
 
     @classmethod
-    def from_rpc_error(cls, error: grpc.RpcError) -> KfpGrpcError:
+    def from_rpc_error(cls, error: grpc.RpcError, server: str) -> KfpGrpcError:
+        """The error of a failed call to `server`: a ServerUnreachable when no kfpgrpc server
+        answered it."""
         call: grpc.Call = error  # type: ignore[assignment]  # every RpcError grpc raises is also a Call
-        return cls(call.code(), call.details() or "", _field_violations(call))
+        status = _status(call)
+        if call.code() == grpc.StatusCode.UNAVAILABLE and status is None:
+            return ServerUnreachable(server, call.details() or "")
+        return cls(call.code(), call.details() or "", _field_violations(status))
 
     @classmethod
     def invalid_argument(cls, field: str, description: str) -> KfpGrpcError:
@@ -40,11 +45,27 @@ class KfpGrpcError(Exception):
         return cls(grpc.StatusCode.INVALID_ARGUMENT, f"invalid argument: {field}: {description}", {field: description})
 
 
-def _field_violations(call: grpc.Call) -> dict[str, str]:
+class ServerUnreachable(KfpGrpcError):
+    """UNAVAILABLE, and no kfpgrpc server said so: nothing listens at the address, its host
+    name is unknown, the connection or its TLS handshake failed, or it dropped. (A kfpgrpc
+    server sends every status it chooses with a google.rpc.Status trailer; gRPC's own
+    connection errors have none.) `server` is the address tried, `reason` gRPC's words."""
+
+    def __init__(self, server: str, reason: str) -> None:
+        self.server = server
+        self.reason = reason
+        super().__init__(grpc.StatusCode.UNAVAILABLE, f"cannot reach kfpgrpc at {server} ({reason})")
+
+
+def _status(call: grpc.Call) -> status_pb2.Status | None:
+    """The google.rpc.Status trailer of a failed call; None without one."""
     try:
-        status = rpc_status.from_call(call)
+        return rpc_status.from_call(call)
     except ValueError:  # a details trailer that contradicts the status: keep code and message
-        return {}
+        return status_pb2.Status()
+
+
+def _field_violations(status: status_pb2.Status | None) -> dict[str, str]:
     found: dict[str, str] = {}
     for detail in status.details if status else ():
         bad_request = error_details_pb2.BadRequest()

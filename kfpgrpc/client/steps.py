@@ -140,18 +140,24 @@ class ReconnectPolicy:
     `max_delay` seconds, giving up (raising the last error) after `max_attempts` failed
     attempts in a row (None: never). A watch that has not received anything yet fails at
     once (a wrong address should not look like a hang), unless `before_first_message`: then
-    it also waits for a server that is not up yet, or sends nothing before it restarts."""
+    it also waits for a server that is not up yet, or sends nothing before it restarts.
+    `on_retry(error, attempt)` is called before each wait (attempt 0-based, back to 0 after a
+    message arrives): to tell someone why nothing arrives."""
 
     initial_delay: float = 0.1
     max_delay: float = 2.0
     max_attempts: int | None = 100
     before_first_message: bool = False
+    on_retry: Callable[[KfpGrpcError, int], None] | None = None
 
     def delay(self, step: Backoff) -> float:
+        """Seconds to wait before the next attempt; raises step.error to give up."""
         if self.max_attempts is not None and step.attempt >= self.max_attempts:
             raise step.error
         if not (step.established or self.before_first_message):
             raise step.error
+        if self.on_retry is not None:
+            self.on_retry(step.error, step.attempt)
         return min(self.max_delay, self.initial_delay * 2.0 ** min(step.attempt, 30)) * random.uniform(0.5, 1.0)
 
 
