@@ -10,11 +10,9 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, TypedDict
 
-import yaml
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from kfpgrpc.client.errors import KfpGrpcError
-from kfpgrpc.schedule import parse_go_duration
 from kfpgrpc.v1 import common_pb2, recurring_run_pb2
 
 PipelineSource = str | PathLike[str] | Mapping[str, Any] | Callable[..., Any]
@@ -88,6 +86,8 @@ def interval_seconds(value: float | timedelta | str, field: str = "interval") ->
         try:
             seconds = float(value)
         except ValueError:
+            from kfpgrpc.schedule import parse_go_duration  # loads croniter: only for a duration
+
             try:
                 seconds = parse_go_duration(value.strip()) / 1_000_000
             except ValueError:
@@ -133,6 +133,8 @@ def load_pipeline_spec(source: PipelineSource) -> dict[str, Any]:
 
 
 def _read_spec_file(path: Path) -> dict[str, Any]:
+    import yaml  # only uploads read YAML: every other command starts without it
+
     try:
         documents: list[dict[str, Any]] = [document for document in yaml.safe_load_all(path.read_text()) if document is not None]
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:

@@ -91,14 +91,16 @@ class ClientOperations:
         timeout: float | None = 60.0,
         reconnect: ReconnectPolicy = ReconnectPolicy(),
     ) -> None:
-        """Connect to `server` (default: $KFPGRPC_SERVER, else 127.0.0.1:8887) with the
+        """Connect to `server` (default: $KFPGRPC_SERVER, else 127.0.0.1:8887): `HOST:PORT`,
+        `HOST` (port 8887), `http://HOST[:PORT]` or `https://HOST[:PORT]` (TLS), with the
         bearer `token` of `kfpgrpc serve --auth-token` (default: $KFPGRPC_TOKEN). TLS is on
-        with `tls` or any tls_* file: `tls_ca` is the CA bundle that signed the server's
-        certificate (default: the system's), `tls_cert`/`tls_key` a client certificate for
-        mTLS. `timeout` bounds each unary call, in seconds; `reconnect` says how watch
-        streams reconnect."""
-        self.server = server_address(server)
-        self.credentials = channel_credentials(tls, tls_ca, tls_cert, tls_key)
+        with https://, `tls` or any tls_* file: `tls_ca` is the CA bundle that signed the
+        server's certificate (default: the system's), `tls_cert`/`tls_key` a client
+        certificate for mTLS. `timeout` bounds each unary call, in seconds; `reconnect` says
+        how watch streams reconnect. Raises KfpGrpcError (INVALID_ARGUMENT) for a malformed
+        `server`, or TLS files with an http:// address. Nothing is sent before the first call."""
+        self.server, scheme_tls = server_address(server)
+        self.credentials = channel_credentials(tls, tls_ca, tls_cert, tls_key, scheme_tls)
         self.metadata = call_metadata(token)
         self.timeout = timeout
         self.reconnect = reconnect
@@ -126,6 +128,7 @@ class ClientOperations:
     delete_pipeline = _Unary(plans.delete_pipeline)
     get_pipeline_version = _Unary(plans.get_pipeline_version)
     find_pipeline_version = _Unary(plans.find_pipeline_version)
+    resolve_pipeline_version = _Unary(plans.resolve_pipeline_version)
     list_pipeline_versions = _Iterating(plans.list_pipeline_versions)
     delete_pipeline_version = _Unary(plans.delete_pipeline_version)
 

@@ -39,6 +39,7 @@ RUNS = "/kfpgrpc.v1.RunService/"
 RECURRING_RUNS = "/kfpgrpc.v1.RecurringRunService/"
 EVENTS = "/kfpgrpc.v1.EventService/"
 DEFAULT_PAGE_SIZE = 100
+_NAMESAKES_SHOWN = 10  # ids listed when a name is ambiguous
 TERMINAL_STATES = frozenset({common_pb2.SUCCEEDED, common_pb2.FAILED, common_pb2.CANCELED, common_pb2.SKIPPED})
 
 
@@ -117,6 +118,12 @@ def find_experiment(name_or_id: str) -> Plan[experiment_pb2.Experiment]:
     return found
 
 
+def _experiment_id(experiment: str | None) -> Plan[str]:
+    """The id of the experiment named or identified by `experiment` (NOT_FOUND if none); ""
+    for None or "" (to CreateRun: the Default experiment; to a list or watch: every one)."""
+    return (yield from find_experiment(experiment)).experiment_id if experiment else ""
+
+
 def list_experiments(filter: str = "", sort_by: str = "", page_size: int = 0, limit: int | None = None) -> Stream[experiment_pb2.Experiment]:
     """Every experiment (or the first `limit`), fetching pages as needed. `filter` is KFP's
     JSON filter (see kfp_filter); `sort_by` is "field" or "field desc"."""
@@ -124,16 +131,21 @@ def list_experiments(filter: str = "", sort_by: str = "", page_size: int = 0, li
     yield from _pages(EXPERIMENTS + "ListExperiments", request, experiment_pb2.ListExperimentsResponse, "experiments", limit)
 
 
-def archive_experiment(experiment_id: str) -> Plan[None]:
-    """Archive an experiment and its runs; disable its recurring runs."""
+def archive_experiment(experiment: str) -> Plan[None]:
+    """Archive an experiment (name or id) and its runs; disable its recurring runs."""
+    experiment_id = yield from _experiment_id(experiment)
     yield from _done(EXPERIMENTS + "ArchiveExperiment", experiment_pb2.ArchiveExperimentRequest(experiment_id=experiment_id))
 
 
-def unarchive_experiment(experiment_id: str) -> Plan[None]:
+def unarchive_experiment(experiment: str) -> Plan[None]:
+    """Restore an archived experiment (name or id)."""
+    experiment_id = yield from _experiment_id(experiment)
     yield from _done(EXPERIMENTS + "UnarchiveExperiment", experiment_pb2.UnarchiveExperimentRequest(experiment_id=experiment_id))
 
 
-def delete_experiment(experiment_id: str) -> Plan[None]:
+def delete_experiment(experiment: str) -> Plan[None]:
+    """Delete an experiment (name or id) that holds no runs."""
+    experiment_id = yield from _experiment_id(experiment)
     yield from _done(EXPERIMENTS + "DeleteExperiment", experiment_pb2.DeleteExperimentRequest(experiment_id=experiment_id))
 
 
@@ -223,6 +235,19 @@ def find_pipeline_version(pipeline_id: str, name_or_id: str) -> Plan[pipeline_pb
     return found
 
 
+def resolve_pipeline_version(pipeline: str, version: str | None = None) -> Plan[pipeline_pb2.PipelineVersion]:
+    """The version (id or name; None: the latest, as CreateRun picks it) of the pipeline (name
+    or id), with its spec; NOT_FOUND if either is missing."""
+    found = yield from find_pipeline(pipeline)
+    if version:
+        return (yield from find_pipeline_version(found.pipeline_id, version))
+    request = pipeline_pb2.ListPipelineVersionsRequest(pipeline_id=found.pipeline_id, page_size=1, sort_by="created_at desc")
+    page = yield from unary(PIPELINES + "ListPipelineVersions", request, pipeline_pb2.ListPipelineVersionsResponse)
+    if not page.pipeline_versions:
+        raise KfpGrpcError(grpc.StatusCode.NOT_FOUND, f"pipeline {found.name!r} has no versions")
+    return page.pipeline_versions[0]
+
+
 def list_pipeline_versions(
     pipeline_id: str, filter: str = "", sort_by: str = "", page_size: int = 0, limit: int | None = None
 ) -> Stream[pipeline_pb2.PipelineVersion]:
@@ -244,11 +269,6 @@ def _pipeline_reference(pipeline: str, version: str | None) -> Plan[tuple[common
     if version:
         reference.pipeline_version_id = (yield from find_pipeline_version(found.pipeline_id, version)).pipeline_version_id
     return reference, found.name
-
-
-def _experiment_id(experiment: str | None) -> Plan[str]:
-    """The id of an experiment named or identified by `experiment`; "" (Default) for None."""
-    return (yield from find_experiment(experiment)).experiment_id if experiment else ""
 
 
 # Runs
@@ -285,9 +305,11 @@ def get_run(run_id: str) -> Plan[run_pb2.Run]:
 
 
 def list_runs(
-    experiment_id: str = "", filter: str = "", sort_by: str = "", page_size: int = 0, limit: int | None = None
+    experiment: str | None = None, filter: str = "", sort_by: str = "", page_size: int = 0, limit: int | None = None
 ) -> Stream[run_pb2.Run]:
-    """Every run (of one experiment, when given; or the first `limit`), fetching pages as needed."""
+    """Every run (or the first `limit`), fetching pages as needed; of one `experiment` (name
+    or id; NOT_FOUND when there is none such) when given."""
+    experiment_id = yield from _experiment_id(experiment)
     request = run_pb2.ListRunsRequest(experiment_id=experiment_id, filter=filter, sort_by=sort_by, page_size=page_size)
     yield from _pages(RUNS + "ListRuns", request, run_pb2.ListRunsResponse, "runs", limit)
 
@@ -390,36 +412,52 @@ def get_recurring_run(recurring_run_id: str) -> Plan[recurring_run_pb2.Recurring
 
 def find_recurring_run(name_or_id: str) -> Plan[recurring_run_pb2.RecurringRun]:
     """The recurring run with this id, else the only one with this display name (NOT_FOUND if
-    none, FAILED_PRECONDITION if several share the name)."""
+    none; FAILED_PRECONDITION listing their ids, oldest first, if several share the name)."""
     found = yield from _unless_not_found(get_recurring_run(name_or_id))
     if found is not None:
         return found
-    request = recurring_run_pb2.ListRecurringRunsRequest(page_size=2, filter=kfp_filter(display_name=name_or_id))
+    request = recurring_run_pb2.ListRecurringRunsRequest(page_size=_NAMESAKES_SHOWN, filter=kfp_filter(display_name=name_or_id),
+                                                         sort_by="created_at")
     page = yield from unary(RECURRING_RUNS + "ListRecurringRuns", request, recurring_run_pb2.ListRecurringRunsResponse)
     if not page.recurring_runs:
         raise _not_found("recurring run", name_or_id)
     if page.total_size > 1:
-        raise KfpGrpcError(grpc.StatusCode.FAILED_PRECONDITION, f"{page.total_size} recurring runs are named {name_or_id!r}: use an id")
+        ids = ", ".join(r.recurring_run_id for r in page.recurring_runs)
+        more = f" and {page.total_size - len(page.recurring_runs)} more" if page.total_size > len(page.recurring_runs) else ""
+        raise KfpGrpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"{page.total_size} recurring runs are named {name_or_id!r} ({ids}{more}): use an id")
     return page.recurring_runs[0]
 
 
 def list_recurring_runs(
-    experiment_id: str = "", filter: str = "", sort_by: str = "", page_size: int = 0, limit: int | None = None
+    experiment: str | None = None, filter: str = "", sort_by: str = "", page_size: int = 0, limit: int | None = None
 ) -> Stream[recurring_run_pb2.RecurringRun]:
-    """Every recurring run (of one experiment, when given; or the first `limit`)."""
+    """Every recurring run (or the first `limit`); of one `experiment` (name or id; NOT_FOUND
+    when there is none such) when given."""
+    experiment_id = yield from _experiment_id(experiment)
     request = recurring_run_pb2.ListRecurringRunsRequest(experiment_id=experiment_id, filter=filter, sort_by=sort_by, page_size=page_size)
     yield from _pages(RECURRING_RUNS + "ListRecurringRuns", request, recurring_run_pb2.ListRecurringRunsResponse, "recurring_runs", limit)
 
 
 def update_recurring_run(recurring_run_id: str, **changes: Unpack[RecurringRunChanges]) -> Plan[recurring_run_pb2.RecurringRun]:
     """Change the given fields only (the update_mask is built from the keywords given; None
-    means unchanged). A new schedule applies from now on; past ticks are never replayed."""
+    means unchanged). A new schedule applies from now on; past ticks are never replayed. A
+    `version` without `pipeline` is a version of the pipeline the recurring run has."""
     schedule = _schedule_kind(changes)
-    if schedule is None and ("start_time" in changes or "end_time" in changes):
-        schedule = (yield from get_recurring_run(recurring_run_id)).trigger.WhichOneof("trigger")
+    pipeline = changes.get("pipeline")
+    # Times belong to the schedule the recurring run has; a version, to the pipeline it has.
+    times_only = schedule is None and ("start_time" in changes or "end_time" in changes)
+    version_only = pipeline is None and bool(changes.get("version"))
+    if times_only or version_only:
+        current = yield from get_recurring_run(recurring_run_id)
+        schedule = schedule or current.trigger.WhichOneof("trigger")
+        if version_only:
+            if not current.HasField("pipeline_version_reference"):
+                raise KfpGrpcError.invalid_argument("pipeline", "the recurring run has an inline pipeline spec: name the pipeline of the version")
+            pipeline = current.pipeline_version_reference.pipeline_id
     recurring_run, paths = recurring_run_fields(
         {name: value for name, value in changes.items() if name != "pipeline"}, schedule or "cron_schedule")
-    yield from _with_references(recurring_run, paths, changes, changes.get("pipeline"))
+    yield from _with_references(recurring_run, paths, changes, pipeline)
     if not paths:
         raise KfpGrpcError.invalid_argument("update_mask", "name at least one field to change")
     recurring_run.recurring_run_id = recurring_run_id
@@ -481,15 +519,17 @@ def watch_events(
     *,
     run_id: str = "",
     recurring_run_id: str = "",
-    experiment_id: str = "",
+    experiment: str | None = None,
     types: Sequence[event_pb2.EventType | str] = (),
 ) -> Stream[event_pb2.Event]:
     """The durable event log from after `after_sequence` (0 = the oldest event kept), then new
-    events as they happen, for ever. Filters are AND-ed; `types` are EventType values or
-    names. After a dropped connection, a server restart or a RESOURCE_EXHAUSTED (watcher too
-    slow), it resumes after the last sequence it emitted: nothing is lost or repeated."""
+    events as they happen, for ever. Filters are AND-ed; `experiment` is a name or an id
+    (NOT_FOUND when there is none such); `types` are EventType values or names. After a
+    dropped connection, a server restart or a RESOURCE_EXHAUSTED (watcher too slow), it
+    resumes after the last sequence it emitted: nothing is lost or repeated."""
     last = after_sequence
     type_values = [_event_type(kind) for kind in types]
+    experiment_id = yield from _experiment_id(experiment)
 
     def request() -> event_pb2.WatchEventsRequest:
         return event_pb2.WatchEventsRequest(
