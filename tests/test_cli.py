@@ -4,10 +4,12 @@ against the in-process `server` (run with asyncio subprocesses, so the server ke
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import pty
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -95,11 +97,13 @@ async def test_upload_run_and_watch_exit_0_on_success_and_1_on_failure(server: K
     await kfpgrpc(server, "pipelines", "upload", pipeline_files["failing-pipeline"])
     failed = await kfpgrpc(server, "runs", "create", "--pipeline", "failing-pipeline", "--param", "message=broken on purpose", "--watch")
     assert failed.code == 1, failed
-    assert "FAILED after " in failed.stdout.splitlines()[-1]
-    assert failed.stdout.splitlines()[-1].endswith("s: task 'fail' failed: exit code 1")
+    *_, outcome, error_line, log_hint = failed.stdout.splitlines()
+    assert "FAILED after " in outcome and outcome.endswith("s: task 'fail' failed: exit code 1")
+    assert error_line == "task fail failed: exit code 1: RuntimeError: broken on purpose"  # the error, not only the exit code
     failed_run = (await kfpgrpc(server, "runs", "list", "--state", "FAILED", "-o", "json")).json
     assert [r["runtime_config"]["parameters"]["message"] for r in failed_run] == ["broken on purpose"]
-    logs = await kfpgrpc(server, "runs", "logs", failed_run[0]["run_id"])
+    assert log_hint == f"its log: kfpgrpc runs logs {failed_run[0]['run_id']} --task fail"
+    logs = await kfpgrpc(server, *log_hint.removeprefix("its log: kfpgrpc ").split())  # the command works as printed
     assert logs.stdout.splitlines()[-1] == "fail: RuntimeError: broken on purpose"
     json_watch = await kfpgrpc(server, "runs", "watch", failed_run[0]["run_id"], "-o", "json")
     assert (json_watch.code, json_watch.json["state"]) == (1, "FAILED")
@@ -216,6 +220,10 @@ async def test_bad_command_lines_give_one_line_and_exit_2(server: KfpGrpcServer,
         (("pipelines", "upload", str(tmp_path / "missing.yaml")), "no such file"),
         (("runs", "frobnicate"), "invalid choice: 'frobnicate'"),
         (("runs", "list", "--tls-cert", __file__), "--tls-cert and --tls-key go together"),
+        (("runs", "list", "--server", "grpc://127.0.0.1:8887"), "runs list: argument --server (or KFPGRPC_SERVER): unknown scheme grpc://"),
+        (("runs", "list", "--server", "127.0.0.1:http"), "argument --server (or KFPGRPC_SERVER): the port must be a number from 1 to 65535"),
+        (("runs", "list", "--server", "http://127.0.0.1/api"), "without a path, query or user; got 'http://127.0.0.1/api'"),
+        (("runs", "list", "--server", "http://127.0.0.1", "--tls"), "an http:// address is plaintext: use https://"),
     ]
     for args, message in cases:
         assert_one_line_error(await kfpgrpc(server, *args), 2, message)
@@ -224,14 +232,17 @@ async def test_bad_command_lines_give_one_line_and_exit_2(server: KfpGrpcServer,
 async def test_server_errors_give_one_line_with_the_code_and_exit_1(server: KfpGrpcServer, pipeline_files: dict[str, str], tmp_path: Path) -> None:
     assert_one_line_error(await kfpgrpc(server, "runs", "get", "no-such-run"), 1, "kfpgrpc: NOT_FOUND: run with run_id 'no-such-run' not found")
     await kfpgrpc(server, "pipelines", "upload", pipeline_files["add-pipeline"])
-    assert_one_line_error(await kfpgrpc(server, "runs", "create", "--pipeline", "add-pipeline", "--param", "a=[1]"), 1,
-                          "INVALID_ARGUMENT", "run.runtime_config.parameters.a: must be an integer")
+    assert_one_line_error(await kfpgrpc(server, "recurring", "create", "--pipeline", "add-pipeline", "--every", "1h", "--max-concurrency", "1000"),
+                          1, "INVALID_ARGUMENT", "recurring_run.max_concurrency: must be between 1 and 100")
     broken = tmp_path / "broken.yaml"
     broken.write_text("pipelineInfo: {name: broken}\nschemaVersion: '1.0'\n")
     assert_one_line_error(await kfpgrpc(server, "pipelines", "upload", str(broken)), 1,
                           "INVALID_ARGUMENT", "pipeline_version.pipeline_spec.schemaVersion")
-    assert_one_line_error(await kfpgrpc("127.0.0.1:1", "runs", "list"), 1, "kfpgrpc: UNAVAILABLE: ")
-    assert_one_line_error(await kfpgrpc("127.0.0.1:1", "runs", "watch", "some-run"), 1, "kfpgrpc: UNAVAILABLE: ")  # no retrying in the dark
+    for args in (("runs", "list"), ("runs", "watch", "some-run")):  # a watch does not retry in the dark either
+        assert_one_line_error(await kfpgrpc("127.0.0.1:1", *args), 1, "kfpgrpc: UNAVAILABLE: cannot reach kfpgrpc at 127.0.0.1:1 (",
+                              "Connection refused", "): is `kfpgrpc serve` running there? set --server or KFPGRPC_SERVER")
+    assert_one_line_error(await kfpgrpc(server, "runs", "list", "--server", f"https://{server.address}"), 1,
+                          f"cannot reach kfpgrpc at {server.address} (", "TLS failed: --tls-ca must name the CA")
 
 
 async def test_events_tail_waits_for_a_server_that_is_not_up_yet(tmp_path: Path, pipeline_files: dict[str, str]) -> None:
@@ -251,6 +262,9 @@ async def test_events_tail_waits_for_a_server_that_is_not_up_yet(tmp_path: Path,
     assert tailed.code == 0, tailed
     event = json.loads(tailed.stdout)
     assert (event["sequence"], event["type"]) == ("1", "PIPELINE_VERSION_CREATED")
+    waiting = tailed.stderr.splitlines()  # it said why it waited, and that it would go on trying
+    assert waiting and all(line.startswith(f"kfpgrpc: UNAVAILABLE: cannot reach kfpgrpc at {address} (") for line in waiting), waiting
+    assert waiting[0].endswith("is `kfpgrpc serve` running there? set --server or KFPGRPC_SERVER (and --tls-ca FILE if it serves TLS); retrying")
     assert event["pipeline_version_created"]["pipeline_version_id"] == uploaded.json["pipeline_version_id"]
 
 
@@ -263,3 +277,154 @@ async def test_token_from_the_flag_or_the_environment(data_dir: Path) -> None:
         assert (await kfpgrpc(server, "experiments", "list", KFPGRPC_TOKEN="s3cret")).stdout.splitlines()[1].split()[1] == "Default"
     finally:
         await server.stop()
+
+
+async def test_param_values_take_the_types_the_pipeline_declares(server: KfpGrpcServer, pipeline_files: dict[str, str]) -> None:
+    await kfpgrpc(server, "pipelines", "upload", pipeline_files["add-pipeline"], "--name", "adder")
+    created = await kfpgrpc(server, "runs", "create", "--pipeline", "adder", "--param", "label=null", "--param", "verbose=True",
+                            "--param", "a=5.0", "--param", "scale=.5", "--param", "tags=[1, \"x\"]", "--param", 'options={"k": null}',
+                            "-o", "json")
+    assert created.code == 0, created
+    parameters = created.json["runtime_config"]["parameters"]
+    assert parameters == {"label": "null", "verbose": True, "a": 5, "b": 2, "scale": 0.5, "tags": [1, "x"], "options": {"k": None}}
+    assert (await kfpgrpc(server, "runs", "watch", created.json["run_id"])).code == 0  # the typed values run
+
+    for text in ("20261129", "1.10", "true", "", "[1]"):  # a STRING input takes the text as it stands
+        recurring = await kfpgrpc(server, "recurring", "create", "--pipeline", "adder", "--every", "1h", "--disabled",
+                                  "--param", f"label={text}", "--param", "verbose=0", "-o", "json")
+        assert recurring.code == 0, recurring
+        assert recurring.json["runtime_config"]["parameters"] == {"label": text, "verbose": False}
+
+    refused = [
+        ("a=five", "a: must be a whole number (NUMBER_INTEGER) from -2**53 to 2**53, got 'five'"),
+        ("a=2.5", "a: must be a whole number (NUMBER_INTEGER)"),
+        ("a=9007199254740993", "a: must be a whole number (NUMBER_INTEGER)"),  # would round to 2**53 as a JSON number
+        ("scale=nan", "scale: must be a finite number (NUMBER_DOUBLE), got 'nan'"),
+        ("verbose=yes", "verbose: must be true, false, 1 or 0 (BOOLEAN), got 'yes'"),
+        ("tags=demo", "tags: must be a JSON array (LIST)"),
+        ("options=[1]", "options: must be a JSON object (STRUCT)"),
+        ("lable=x", "lable: is not an input of the pipeline; its inputs: a (NUMBER_INTEGER), b (NUMBER_INTEGER), label (STRING), "
+                    "options (STRUCT), scale (NUMBER_DOUBLE), tags (LIST), verbose (BOOLEAN)"),
+    ]
+    for param, problem in refused:
+        for command in (("runs", "create", "--pipeline", "adder"), ("recurring", "create", "--pipeline", "adder", "--every", "1h")):
+            assert_one_line_error(await kfpgrpc(server, *command, "--param", param), 2,
+                                  f"kfpgrpc: {command[0]} create: argument --param: {problem}")
+    assert (await kfpgrpc(server, "runs", "list", "-o", "json")).json[0]["run_id"] == created.json["run_id"]  # nothing was sent
+
+
+async def test_param_types_come_from_the_version_that_runs(server: KfpGrpcServer, pipeline_files: dict[str, str]) -> None:
+    v1 = (await kfpgrpc(server, "pipelines", "upload", pipeline_files["add-pipeline"], "--name", "adder", "-o", "json")).json
+    await kfpgrpc(server, "pipelines", "upload", pipeline_files["instant-pipeline"], "--name", "adder")  # v2, the latest: no input a
+    assert_one_line_error(await kfpgrpc(server, "runs", "create", "--pipeline", "adder", "--param", "a=1"), 2,
+                          "a: is not an input of the pipeline; its inputs: gate (STRING), label (STRING)")
+    run = await kfpgrpc(server, "runs", "create", "--pipeline", "adder", "--version", "v1", "--param", "a=1", "-o", "json")
+    assert run.code == 0, run
+
+    created = await kfpgrpc(server, "recurring", "create", "--pipeline", "adder", "--version", "v1", "--every", "1h", "--disabled",
+                            "--name", "pinned", "--param", "a=1", "-o", "json")
+    assert created.code == 0, created
+    updated = await kfpgrpc(server, "recurring", "update", "pinned", "--param", "a=2", "-o", "json")  # typed by its own v1
+    assert updated.code == 0, updated
+    assert updated.json["runtime_config"]["parameters"] == {"a": 2}
+    assert_one_line_error(await kfpgrpc(server, "recurring", "update", "pinned", "--version", "v2", "--param", "a=3"), 2,
+                          "a: is not an input of the pipeline")
+    moved = await kfpgrpc(server, "recurring", "update", "pinned", "--pipeline", "adder", "--version", "v2", "--param", "label=1", "-o", "json")
+    assert moved.code == 0, moved
+    assert moved.json["pipeline_version_reference"]["pipeline_version_id"] != v1["pipeline_version_id"]
+    assert moved.json["runtime_config"]["parameters"] == {"label": "1"}  # typed by v2, where label is a STRING
+    # A version alone is a version of the recurring run's own pipeline (it was sent without one).
+    pinned_again = await kfpgrpc(server, "recurring", "update", "pinned", "--version", "v1", "--param", "a=4", "-o", "json")
+    assert pinned_again.code == 0, pinned_again
+    assert pinned_again.json["pipeline_version_reference"] == {"pipeline_id": v1["pipeline_id"], "pipeline_version_id": v1["pipeline_version_id"]}
+
+
+async def test_a_name_several_recurring_runs_share_lists_their_ids(server: KfpGrpcServer, pipeline_files: dict[str, str]) -> None:
+    await kfpgrpc(server, "pipelines", "upload", pipeline_files["instant-pipeline"])
+    ids = [(await kfpgrpc(server, "recurring", "create", "--pipeline", "instant-pipeline", "--every", "1h", "--disabled", "--name", "twin",
+                          "-o", "json")).json["recurring_run_id"] for _ in range(2)]
+    assert_one_line_error(await kfpgrpc(server, "recurring", "enable", "twin"), 1,
+                          f"FAILED_PRECONDITION: 2 recurring runs are named 'twin' ({ids[0]}, {ids[1]}): use an id")
+    assert (await kfpgrpc(server, "recurring", "enable", ids[1])).code == 0
+
+
+async def test_experiment_names_select_runs_and_an_unknown_one_is_an_error(server: KfpGrpcServer, pipeline_files: dict[str, str]) -> None:
+    await kfpgrpc(server, "pipelines", "upload", pipeline_files["instant-pipeline"])
+    await kfpgrpc(server, "experiments", "create", "nightly")
+    run = (await kfpgrpc(server, "runs", "create", "--pipeline", "instant-pipeline", "--experiment", "nightly", "--watch", "-o", "json")).json
+    assert [r["run_id"] for r in (await kfpgrpc(server, "runs", "list", "--experiment", "nightly", "-o", "json")).json] == [run["run_id"]]
+    assert (await kfpgrpc(server, "runs", "list", "--experiment", "Default", "-o", "json")).json == []
+    for args in (("runs", "list"), ("recurring", "list"), ("events", "tail", "--limit", "1")):
+        assert_one_line_error(await kfpgrpc(server, *args, "--experiment", "nigthly"), 1,
+                              "NOT_FOUND: no experiment named or with id 'nigthly'")
+
+
+async def test_ctrl_c_stops_the_watch_and_says_how_to_stop_the_run(server: KfpGrpcServer, pipeline_files: dict[str, str],
+                                                                  tmp_path: Path) -> None:
+    await kfpgrpc(server, "pipelines", "upload", pipeline_files["gated-pipeline"])
+    watch = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kfpgrpc.cli", "runs", "create", "--pipeline", "gated-pipeline", "--param", f"counter={tmp_path / 'counter'}",
+        "--param", f"gate={tmp_path / 'gate'}", "--watch",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "KFPGRPC_SERVER": server.address})
+    assert watch.stdout is not None
+    first = (await asyncio.wait_for(watch.stdout.readline(), 60)).decode()
+    run_id = first.rsplit("(", 1)[1].rstrip(")\n")
+    while b"task wait-for: RUNNING" not in await asyncio.wait_for(watch.stdout.readline(), 60):
+        pass
+    watch.send_signal(signal.SIGINT)
+    _, stderr = await asyncio.wait_for(watch.communicate(), 60)
+    assert watch.returncode == 130
+    hint = f"kfpgrpc: stopped watching; the run continues on the server. Stop it with: kfpgrpc runs terminate {run_id}\n"
+    assert stderr.decode() == hint
+    assert (await kfpgrpc(server, "runs", "get", run_id, "-o", "json")).json["state"] == "RUNNING"
+    terminated = await kfpgrpc(server, *hint.split("kfpgrpc ")[-1].split())  # the command works as printed
+    assert terminated.code == 0, terminated
+    assert (await kfpgrpc(server, "runs", "watch", run_id, "-o", "json")).json["state"] == "CANCELED"
+
+
+async def test_server_without_a_port_means_port_8887_and_http_urls_are_plaintext(data_dir: Path) -> None:
+    # 127.0.0.2 is this machine too (the loopback network is 127.0.0.0/8); port 8887 there is free
+    # of other tests, which listen on 127.0.0.1.
+    server = KfpGrpcServer(ServerConfig(listen="127.0.0.2:8887", data_dir=data_dir))
+    await server.start()
+    try:
+        for address in ("127.0.0.2", "http://127.0.0.2", "http://127.0.0.2:8887/", "HTTP://127.0.0.2"):
+            listed = await kfpgrpc("127.0.0.1:1", "experiments", "list", "--server", address, "-o", "json")
+            assert listed.code == 0, (address, listed)
+            assert [e["display_name"] for e in listed.json] == ["Default"]
+        assert (await kfpgrpc("127.0.0.2", "experiments", "get", "Default")).code == 0  # KFPGRPC_SERVER too
+    finally:
+        await server.stop()
+
+
+async def test_version_and_help_need_no_server(data_dir: Path) -> None:
+    shown = await kfpgrpc("127.0.0.1:1", "--version")
+    assert (shown.code, shown.stdout, shown.stderr) == (0, f"kfpgrpc {importlib.metadata.version('kfpgrpc')}\n", "")
+
+
+# What `kfpgrpc serve` needs and the client commands do not: the server and its store, the kfp
+# SDK (kfp.pipeline_spec imports all of it when it is installed), YAML, cron and the live view.
+SERVER_MODULES = {"kfpgrpc.server", "kfpgrpc.api", "kfpgrpc.core", "kfpgrpc.store", "kfpgrpc.executor", "kfpgrpc.pipeline_spec",
+                  "kfpgrpc.schedule", "kfp", "aiosqlite", "croniter", "yaml", "rich"}
+
+
+async def test_client_commands_import_nothing_of_the_server(server: KfpGrpcServer) -> None:
+    script = """
+import json, sys
+from kfpgrpc.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+    for args in (["--help"], ["runs", "list"], ["runs", "get", "no-such-run"], ["experiments", "get", "Default", "-o", "json"]):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "KFPGRPC_SERVER": server.address})
+        _, stderr = await asyncio.wait_for(process.communicate(), 60)
+        report = json.loads(stderr.decode().splitlines()[-1])
+        assert report["code"] == (1 if "no-such-run" in args else 0), (args, stderr)
+        loaded = [m for m in report["modules"] if any(m == name or m.startswith(name + ".") for name in SERVER_MODULES)]
+        assert loaded == [], (args, loaded)

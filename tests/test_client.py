@@ -8,6 +8,11 @@ thread (asyncio.to_thread) to keep it serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
+import io
+import re
+import shutil
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -17,7 +22,8 @@ import grpc
 import pytest
 import yaml
 
-from kfpgrpc.client import AsyncClient, Client, KfpGrpcError, kfp_filter
+from kfpgrpc.client import AsyncClient, Client, KfpGrpcError, ReconnectPolicy, ServerUnreachable, kfp_filter
+from kfpgrpc.client.operations import ClientOperations, _Operation
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.v1 import common_pb2, event_pb2, recurring_run_pb2, run_pb2
@@ -288,3 +294,156 @@ async def test_the_client_watch_helper_survives_a_server_restart_mid_stream_with
     assert sequences == list(range(1, len(seen) + 1))  # consecutive: nothing lost, nothing repeated
     assert seen == everything
     assert {event.run_id for event in seen if event.type == event_pb2.RUN_COMPLETED} == {run.run_id}
+
+
+async def test_experiment_names_are_accepted_wherever_an_experiment_is(client: AsyncClient, compiled: dict[str, Any]) -> None:
+    await client.upload_pipeline(compiled["instant-pipeline"])
+    experiment = await client.create_experiment("nightly")
+    run = await client.create_run("instant-pipeline", experiment="nightly")
+    await client.wait_for_run(run.run_id)
+    recurring = await client.create_recurring_run("instant-pipeline", interval="1h", enabled=False, experiment="nightly")
+    assert [r.run_id async for r in client.list_runs("nightly")] == [run.run_id]
+    assert [r.run_id async for r in client.list_runs(experiment.experiment_id)] == [run.run_id]
+    assert [r.run_id async for r in client.list_runs(experiment="Default")] == []
+    assert [r.recurring_run_id async for r in client.list_recurring_runs("nightly")] == [recurring.recurring_run_id]
+    events = client.watch_events(experiment="nightly", types=["RUN_COMPLETED"])
+    assert (await asyncio.wait_for(anext(events), 60)).run_id == run.run_id
+    await events.aclose()
+    for listing in (client.list_runs("nigthly"), client.list_recurring_runs(experiment="nigthly"), client.watch_events(experiment="nigthly")):
+        with pytest.raises(KfpGrpcError) as unknown:  # never a silent empty list
+            [item async for item in listing]
+        assert (unknown.value.code, unknown.value.message) == (grpc.StatusCode.NOT_FOUND, "no experiment named or with id 'nigthly'")
+
+
+async def test_a_server_that_cannot_be_reached_is_told_from_one_that_answers_unavailable(data_dir: Path, compiled: dict[str, Any],
+                                                                                          tmp_path: Path) -> None:
+    port = free_port()
+    with Client(f"127.0.0.1:{port}") as nobody, pytest.raises(ServerUnreachable) as refused:
+        await in_thread(lambda: list(nobody.list_runs()))
+    assert (refused.value.code, refused.value.server) == (grpc.StatusCode.UNAVAILABLE, f"127.0.0.1:{port}")
+    assert refused.value.message.startswith(f"cannot reach kfpgrpc at 127.0.0.1:{port} (") and "Connection refused" in refused.value.reason
+
+    # A server that stops answers the watches it ends with UNAVAILABLE itself: that is no unreachable server.
+    server = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir))
+    await server.start()
+    async with AsyncClient(server.address, reconnect=ReconnectPolicy(max_attempts=0)) as client:
+        await client.upload_pipeline(compiled["gated-pipeline"])
+        run = await client.create_run("gated-pipeline", {"counter": str(tmp_path / "counter"), "gate": str(tmp_path / "gate")})
+        snapshots = client.watch_run(run.run_id)
+        await anext(snapshots)
+        stopping = asyncio.create_task(server.stop())
+        with pytest.raises(KfpGrpcError) as ended:
+            async for _ in snapshots:
+                pass
+        await stopping
+    assert type(ended.value) is KfpGrpcError, ended.value
+    assert (ended.value.code, ended.value.message) == (grpc.StatusCode.UNAVAILABLE, "the server is shutting down; watch again to resume")
+
+
+async def test_a_server_that_takes_time_to_answer_a_connection_is_reached(server: KfpGrpcServer) -> None:
+    """A server half a second away (a TLS handshake over a long link) is still reached: a connection
+    attempt may take longer than the first reconnection backoff."""
+    host, port = server.address.rsplit(":", 1)
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+        with contextlib.suppress(ConnectionError):
+            first = True
+            while data := await reader.read(65536):
+                if first:
+                    await asyncio.sleep(delay)  # the far server's first bytes (its SETTINGS frame) arrive late
+                    first = False
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def connect(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection(host, int(port))
+        await asyncio.gather(relay(client_reader, server_writer, 0), relay(server_reader, client_writer, 0.5))
+
+    far = await asyncio.start_server(connect, "127.0.0.1", 0)
+    try:
+        address = "127.0.0.1:{}".format(far.sockets[0].getsockname()[1])
+        with Client(address) as blocking:
+            assert [e.display_name for e in await in_thread(lambda: list(blocking.list_experiments()))] == ["Default"]
+    finally:
+        far.close()
+
+
+def test_a_malformed_server_address_is_refused_before_connecting() -> None:
+    for address, problem in (("grpc://127.0.0.1:8887", "unknown scheme grpc://"), ("127.0.0.1:99999", "the port must be a number"),
+                             ("https://127.0.0.1/v1", "without a path")):
+        with pytest.raises(KfpGrpcError) as refused:
+            Client(address)
+        assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT and problem in refused.value.field_violations["server"]
+    with pytest.raises(KfpGrpcError) as mixed:
+        Client("http://127.0.0.1", tls=True)
+    assert "an http:// address is plaintext" in mixed.value.field_violations["server"]
+
+
+CLIENT_DOCS = Path(__file__).resolve().parent.parent / "docs" / "client.md"
+
+
+class _Enough(Exception):
+    """Ends the docs' event loop, which would follow the log for ever."""
+
+
+def _run_docs_examples(directory: Path, address: str, run_id: str) -> list[tuple[str, list[str]]]:
+    """Run the ```python blocks of docs/client.md in order in one namespace, as a reader would
+    in a session; return each block with the lines it printed. A fresh open `client` stands in
+    for the one a block may have closed; the helpers the examples leave to the reader exist."""
+    consumed: list[int] = []
+
+    def save_checkpoint(sequence: int) -> None:
+        consumed.append(sequence)
+        raise _Enough
+
+    namespace: dict[str, Any] = {"load_checkpoint": lambda: 0, "handle": lambda event: None, "save_checkpoint": save_checkpoint}
+    blocks = re.findall(r"^```python\n(.*?)^```$", CLIENT_DOCS.read_text(), re.MULTILINE | re.DOTALL)
+    printed = []
+    with Client(address) as client:
+        for number, block in enumerate(blocks, 1):
+            namespace["client"] = client
+            output = io.StringIO()
+            code = block.replace("127.0.0.1:8887", address).replace('"RUN_ID"', repr(run_id))
+            with contextlib.redirect_stdout(output), contextlib.suppress(_Enough):
+                exec(compile(code, f"docs/client.md, python block {number}", "exec"), namespace)
+            printed.append((block, output.getvalue().splitlines()))
+    for value in namespace.values():
+        if isinstance(value, Client):
+            value.close()
+    assert consumed, "the event example handled no event"
+    return printed
+
+
+async def test_the_examples_of_the_client_docs_run_as_written(server: KfpGrpcServer, compiled: dict[str, Any], tmp_path: Path,
+                                                             certificates: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    spec_file(tmp_path, compiled["add-pipeline"])  # pipeline.yaml: the inputs a and b
+    (tmp_path / "my_pipelines.py").write_text("from tests.pipelines import add_pipeline as train\n")
+    for name, source in (("ca.pem", "ca.pem"), ("me.pem", "client.pem"), ("me.key", "client.key")):
+        shutil.copy(certificates / source, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("KFPGRPC_SERVER", server.address)
+    async with AsyncClient(server.address) as client:
+        await client.upload_pipeline(compiled["instant-pipeline"])
+        finished = await client.wait_for_run((await client.create_run("instant-pipeline")).run_id)
+
+    printed = await in_thread(_run_docs_examples, tmp_path, server.address, finished.run_id)
+    for block, lines in printed:  # what a block shows in a comment under a print() is what it prints
+        shown = re.findall(r"^\s*print\(.*\n((?:\s*# .*\n)+)", block, re.MULTILINE)
+        if shown:
+            assert lines == [line.strip().removeprefix("# ") for line in shown[0].splitlines()], block
+    assert printed[0][1][0].startswith(f"{common_pb2.SUCCEEDED} ")  # the quick start's run succeeded
+
+
+def test_the_operations_table_of_the_client_docs_gives_every_call_its_real_signature() -> None:
+    table = re.search(r"^\| Resource \| Calls \|\n(.*?)\n\n", CLIENT_DOCS.read_text(), re.MULTILINE | re.DOTALL)
+    assert table, "docs/client.md has no operations table"
+    documented = dict(re.findall(r"`(\w+)\(([^)]*)\)`", table.group(1)))
+    operations = {name for name, value in vars(ClientOperations).items() if isinstance(value, _Operation)}
+    assert set(documented) == operations
+    for name, arguments in documented.items():
+        parameters = inspect.signature(getattr(ClientOperations, name).plan).parameters.values()
+        written = [argument.strip() for argument in arguments.split(",")]
+        real = [f"**{p.name}" if p.kind == p.VAR_KEYWORD else f"{p.name}=" if p.kind == p.KEYWORD_ONLY else p.name for p in parameters]
+        assert written == real, name

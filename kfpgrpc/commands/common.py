@@ -5,20 +5,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
-from kfpgrpc.client import Client, KfpGrpcError, ReconnectPolicy
+from kfpgrpc.client import Client, KfpGrpcError, ReconnectPolicy, ServerUnreachable
 from kfpgrpc.client.messages import interval_seconds, timestamp
+from kfpgrpc.client.parameters import declared_parameters, typed_parameters
 from kfpgrpc.v1 import common_pb2
 
 T = TypeVar("T")
 Handler = Callable[[argparse.Namespace, Client], int]
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -33,7 +37,8 @@ def client_options() -> argparse.ArgumentParser:
     """The flags every client command takes (a parent parser)."""
     options = argparse.ArgumentParser(add_help=False)
     group = options.add_argument_group("connection")
-    group.add_argument("--server", help="HOST:PORT of the server (env KFPGRPC_SERVER; default 127.0.0.1:8887)")
+    group.add_argument("--server", help="HOST[:PORT] of the server, port 8887 unless given; http://… is plaintext,"
+                                        " https://… TLS (env KFPGRPC_SERVER; default 127.0.0.1:8887)")
     group.add_argument("--token", help="bearer token of `kfpgrpc serve --auth-token` (env KFPGRPC_TOKEN)")
     group.add_argument("--tls", action="store_true", help="use TLS, verifying the server with the system's CAs")
     group.add_argument("--tls-ca", type=existing_file, metavar="FILE", help="PEM CA bundle that signed the server's certificate; implies --tls")
@@ -45,24 +50,72 @@ def client_options() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the handler the command line chose; a failure is one line on stderr and exit 1."""
+    """Run the handler the command line chose; a failure is one line on stderr and exit 1 (2
+    for a bad command line)."""
     if bool(args.tls_cert) != bool(args.tls_key):
         print("kfpgrpc: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
-    reconnect = getattr(args, "reconnect", ReconnectPolicy())
+    reconnect = replace(getattr(args, "reconnect", ReconnectPolicy()), on_retry=RetryNotice())
     try:
-        with Client(args.server, token=args.token, tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
-                    tls_key=args.tls_key, reconnect=reconnect) as client:
+        client = Client(args.server, token=args.token, tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                        tls_key=args.tls_key, reconnect=reconnect)
+    except KfpGrpcError as error:  # a malformed --server or KFPGRPC_SERVER, or TLS with http://
+        return usage_error(args, "--server (or KFPGRPC_SERVER)", "; ".join(error.field_violations.values()))
+    try:
+        with client:
             handler: Handler = args.handler
             return handler(args, client)
+    except UsageError as error:
+        return usage_error(args, error.argument, error.problem)
     except KfpGrpcError as error:
-        print(f"kfpgrpc: {error}", file=sys.stderr)
+        print(f"kfpgrpc: {explain(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:  # `kfpgrpc … | head`: the reader has what it wanted
         sys.stderr.close()  # Python would report the broken stdout again at exit
         return 0
+
+
+class UsageError(Exception):
+    """A command line that only the server's answer shows to be wrong (a --param the pipeline
+    does not declare): reported like argparse's errors, exit 2."""
+
+    def __init__(self, argument: str, problem: str) -> None:
+        super().__init__(f"{argument}: {problem}")
+        self.argument = argument
+        self.problem = problem
+
+
+def usage_error(args: argparse.Namespace, argument: str, problem: str) -> int:
+    """Print `kfpgrpc: <command>: argument <argument>: <problem> (see --help)`; return 2."""
+    print(f"kfpgrpc: {args.command} {args.action}: argument {argument}: {problem} (see --help)", file=sys.stderr)
+    return 2
+
+
+def explain(error: KfpGrpcError) -> str:
+    """An error as the commands print it; for a server that cannot be reached, what to check."""
+    if not isinstance(error, ServerUnreachable):
+        return str(error)
+    if "handshake" in error.reason.lower():
+        return f"{error}: TLS failed: --tls-ca must name the CA that signed the server's --tls-cert, and a server without --tls-cert takes no TLS"
+    return f"{error}: is `kfpgrpc serve` running there? set --server or KFPGRPC_SERVER (and --tls-ca FILE if it serves TLS)"
+
+
+class RetryNotice:
+    """The commands' ReconnectPolicy.on_retry: a watch or an event tail that waits for its
+    server says why on stderr, when it starts waiting and then every 30 seconds."""
+
+    INTERVAL = 30.0
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    def __call__(self, error: KfpGrpcError, attempt: int) -> None:
+        now = time.monotonic()
+        if attempt == 0 or now - self._last >= self.INTERVAL:
+            self._last = now
+            print(f"kfpgrpc: {explain(error)}; retrying", file=sys.stderr, flush=True)
 
 
 def subcommands(commands: Any, name: str, help: str) -> Any:
@@ -112,15 +165,13 @@ def _argument_type(convert: Callable[[str], T]) -> Callable[[str], T]:
     return checked
 
 
-def _parameter(text: str) -> tuple[str, Any]:
-    """NAME=VALUE; VALUE is read as JSON when it parses (5, true, [1, 2]), else as a string."""
+def _parameter(text: str) -> tuple[str, str]:
+    """NAME=VALUE, both as text: the pipeline's declared type of NAME says what VALUE means
+    (see parameter_values)."""
     name, equals, value = text.partition("=")
     if not equals or not name:
         raise KfpGrpcError.invalid_argument("param", f"expected NAME=VALUE, got {text!r}")
-    try:
-        return name, json.loads(value)
-    except ValueError:  # not JSON: a plain string
-        return name, value
+    return name, value
 
 
 def _existing_file(text: str) -> str:
@@ -140,8 +191,17 @@ time_value = _argument_type(_time)
 duration = _argument_type(interval_seconds)
 
 
-def parameters(pairs: Sequence[tuple[str, Any]] | None) -> dict[str, Any] | None:
-    return dict(pairs) if pairs else None
+def parameter_values(pairs: Sequence[tuple[str, str]] | None, spec: struct_pb2.Struct) -> dict[str, Any] | None:
+    """The --param pairs (the last of a name counts) converted to the types the pipeline spec
+    declares (kfpgrpc.client.parameters); None without any. Raises UsageError for a name the
+    pipeline does not declare or a value that is not of its type."""
+    if not pairs:
+        return None
+    try:
+        return typed_parameters(dict(pairs), declared_parameters(json_format.MessageToDict(spec)))
+    except KfpGrpcError as error:
+        field, problem = next(iter(error.field_violations.items()))
+        raise UsageError("--param", f"{field.removeprefix('parameters.')}: {problem}") from None
 
 
 def add_list_options(parser: argparse.ArgumentParser, sort_by: str = "") -> Any:

@@ -28,9 +28,8 @@ def register(commands: Any, options: argparse.ArgumentParser) -> None:
 
 
 def tail_events(args: argparse.Namespace, client: Client) -> int:
-    experiment_id = client.find_experiment(args.experiment).experiment_id if args.experiment else ""
     events = client.watch_events(args.after, run_id=args.run, recurring_run_id=args.recurring_run,
-                                 experiment_id=experiment_id, types=args.type)
+                                 experiment=args.experiment, types=args.type)
     for event in itertools.islice(events, args.limit):
         if args.output == "json":
             print_json(event, compact=True)

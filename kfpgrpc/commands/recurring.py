@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from google.protobuf import struct_pb2
+
 from kfpgrpc.client import Client
 from kfpgrpc.commands.common import (
     Handler,
@@ -17,7 +19,7 @@ from kfpgrpc.commands.common import (
     duration,
     list_arguments,
     parameter,
-    parameters,
+    parameter_values,
     plain_values,
     print_details,
     print_table,
@@ -75,7 +77,8 @@ def _add_definition_flags(parser: argparse.ArgumentParser, creating: bool) -> No
     parser.add_argument("--max-concurrency", type=int, metavar="N", help="runs active at once (1 to 100; default 1)")
     parser.add_argument("--overlap-policy", choices=OVERLAP_POLICIES, help="when every slot is busy (default BUFFER_ALL)")
     parser.add_argument("--param", type=parameter, action="append", metavar="NAME=VALUE",
-                        help="a pipeline parameter for every run (JSON when it parses, else a string; macros such as [[ScheduledTime]]); repeatable")
+                        help="a pipeline parameter for every run, converted to the type the pipeline declares for NAME"
+                             " (strings may hold macros such as [[ScheduledTime]]); repeatable")
     parser.add_argument("--experiment", metavar="NAME_OR_ID")
     parser.add_argument("--name", help="display name, prefix of its runs' names (default: the pipeline's name)")
     parser.add_argument("--description")
@@ -85,32 +88,44 @@ def _add_definition_flags(parser: argparse.ArgumentParser, creating: bool) -> No
         parser.add_argument("--disabled", action="store_true", help="create it disabled")
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
-    """The client's RecurringRunOptions from the flags given (None = not given)."""
+def _options(args: argparse.Namespace, spec: Callable[[], struct_pb2.Struct]) -> dict[str, Any]:
+    """The client's RecurringRunOptions from the flags given (None = not given); `spec` gives
+    the pipeline spec whose declared types the --param values take."""
     return {
         "version": args.version, "cron": args.cron, "interval": args.every, "time_zone": args.time_zone,
         "start_time": args.start, "end_time": args.end, "max_concurrency": args.max_concurrency,
-        "overlap_policy": args.overlap_policy, "parameters": parameters(args.param), "experiment": args.experiment,
-        "display_name": args.name, "description": args.description,
+        "overlap_policy": args.overlap_policy, "parameters": parameter_values(args.param, spec()) if args.param else None,
+        "experiment": args.experiment, "display_name": args.name, "description": args.description,
         "no_catchup": None if args.catchup is None else not args.catchup,
     }
 
 
 def create_recurring_run(args: argparse.Namespace, client: Client) -> int:
-    options = {name: value for name, value in _options(args).items() if value is not None}
+    def spec() -> struct_pb2.Struct:
+        return client.resolve_pipeline_version(args.pipeline, args.version).pipeline_spec
+
+    options = {name: value for name, value in _options(args, spec).items() if value is not None}
     recurring_run = client.create_recurring_run(args.pipeline, enabled=not args.disabled, **options)
     return show(args, recurring_run, recurring_run_details)
 
 
 def update_recurring_run(args: argparse.Namespace, client: Client) -> int:
     found = client.find_recurring_run(args.target)
-    changes = {name: value for name, value in {**_options(args), "pipeline": args.pipeline}.items() if value is not None}
+
+    def spec() -> struct_pb2.Struct:
+        """The spec the recurring run will have: of --pipeline and --version when given, else its own."""
+        reference = found.pipeline_version_reference
+        if not args.pipeline and found.HasField("pipeline_spec"):
+            return found.pipeline_spec
+        version = args.version or (None if args.pipeline else reference.pipeline_version_id or None)
+        return client.resolve_pipeline_version(args.pipeline or reference.pipeline_id, version).pipeline_spec
+
+    changes = {name: value for name, value in {**_options(args, spec), "pipeline": args.pipeline}.items() if value is not None}
     return show(args, client.update_recurring_run(found.recurring_run_id, **changes), recurring_run_details)
 
 
 def list_recurring_runs(args: argparse.Namespace, client: Client) -> int:
-    experiment_id = client.find_experiment(args.experiment).experiment_id if args.experiment else ""
-    return show(args, list(client.list_recurring_runs(experiment_id, **list_arguments(args))), recurring_run_table)
+    return show(args, list(client.list_recurring_runs(args.experiment, **list_arguments(args))), recurring_run_table)
 
 
 def get_recurring_run(args: argparse.Namespace, client: Client) -> int:

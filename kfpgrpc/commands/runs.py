@@ -12,7 +12,7 @@ from kfpgrpc.commands.common import (
     add_list_options,
     list_arguments,
     parameter,
-    parameters,
+    parameter_values,
     plain_values,
     print_details,
     print_json,
@@ -32,7 +32,8 @@ def register(commands: Any, options: argparse.ArgumentParser) -> None:
     create.add_argument("--pipeline", required=True, metavar="NAME_OR_ID")
     create.add_argument("--version", metavar="ID_OR_NAME", help="a version of the pipeline (default: the latest)")
     create.add_argument("--param", type=parameter, action="append", metavar="NAME=VALUE",
-                        help="a pipeline parameter; VALUE is JSON when it parses (5, true, [1,2]), else a string; repeatable")
+                        help="a pipeline parameter, converted to the type the pipeline declares for NAME (a string stays as"
+                             " typed; LIST and STRUCT are JSON); repeatable")
     create.add_argument("--experiment", metavar="NAME_OR_ID", help="default: the Default experiment")
     create.add_argument("--name", default="", help="the run's display name (default: '<pipeline> <time>')")
     create.add_argument("--description", default="")
@@ -55,7 +56,8 @@ def register(commands: Any, options: argparse.ArgumentParser) -> None:
 
 
 def create_run(args: argparse.Namespace, client: Client) -> int:
-    run = client.create_run(args.pipeline, parameters(args.param), version=args.version, experiment=args.experiment,
+    values = parameter_values(args.param, client.resolve_pipeline_version(args.pipeline, args.version).pipeline_spec) if args.param else None
+    run = client.create_run(args.pipeline, values, version=args.version, experiment=args.experiment,
                             display_name=args.name, description=args.description)
     return _then_watch(args, client, run)
 
@@ -68,9 +70,8 @@ def _then_watch(args: argparse.Namespace, client: Client, run: run_pb2.Run) -> i
 
 
 def list_runs(args: argparse.Namespace, client: Client) -> int:
-    experiment_id = client.find_experiment(args.experiment).experiment_id if args.experiment else ""
     filter = kfp_filter(state__in=args.state) if args.state else args.filter
-    runs = list(client.list_runs(experiment_id, **{**list_arguments(args), "filter": filter}))
+    runs = list(client.list_runs(args.experiment, **{**list_arguments(args), "filter": filter}))
     return show(args, runs, run_table)
 
 

@@ -1,37 +1,38 @@
-"""Following a run to its end: a live task view on a terminal, plain lines elsewhere."""
+"""Following a run to its end: a live task view on a terminal (commands/live.py), plain lines
+elsewhere; then, for a run that did not succeed, where to look next."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from datetime import datetime, timezone
-
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
 from kfpgrpc.client import Client
-from kfpgrpc.commands.common import print_json, state_name, utc_datetime
+from kfpgrpc.commands.common import INTERRUPTED, print_json, state_name, utc_datetime
 from kfpgrpc.v1 import common_pb2, run_pb2
-
-STATE_STYLES: dict[int, str] = {
-    common_pb2.PENDING: "yellow", common_pb2.RUNNING: "cyan", common_pb2.SUCCEEDED: "green",
-    common_pb2.FAILED: "bold red", common_pb2.CANCELING: "magenta", common_pb2.CANCELED: "magenta",
-    common_pb2.SKIPPED: "dim",
-}
 
 
 def watch_run(client: Client, run_id: str, output: str) -> int:
-    """Follow the run until it ends; 0 if it SUCCEEDED, else 1. JSON output: the final run only."""
-    if output == "json":
-        final = client.wait_for_run(run_id)
-        print_json(final)
-    elif sys.stdout.isatty():
-        final = _live(client.watch_run(run_id))
-    else:
-        final = _plain(client.watch_run(run_id))
-    return 0 if final.state == common_pb2.SUCCEEDED else 1
+    """Follow the run until it ends; 0 if it SUCCEEDED, else 1. JSON output: the final run only.
+    Ctrl-C stops watching, not the run: 130, saying how to terminate it."""
+    try:
+        if output == "json":
+            final = client.wait_for_run(run_id)
+            print_json(final)
+        elif sys.stdout.isatty():
+            from kfpgrpc.commands.live import follow_live  # rich is loaded only to draw on a terminal
+
+            final = follow_live(client.watch_run(run_id))
+        else:
+            final = _plain(client.watch_run(run_id))
+    except KeyboardInterrupt:
+        print(f"kfpgrpc: stopped watching; the run continues on the server. Stop it with: kfpgrpc runs terminate {run_id}",
+              file=sys.stderr)
+        return INTERRUPTED
+    if final.state == common_pb2.SUCCEEDED:
+        return 0
+    if output != "json":
+        print_failed_tasks(final)
+    return 1
 
 
 def _plain(snapshots: Iterable[run_pb2.Run]) -> run_pb2.Run:
@@ -47,50 +48,41 @@ def _plain(snapshots: Iterable[run_pb2.Run]) -> run_pb2.Run:
             if seen.get(key) != state:
                 seen[key] = state
                 print(f"{label}: {state_name(state)}", flush=True)
-    _print_outcome(final, Console(highlight=False))
+    before, after = outcome(final)
+    print(f"{before}{state_name(final.state)}{after}", flush=True)
     return final
 
 
-def _live(snapshots: Iterable[run_pb2.Run]) -> run_pb2.Run:
-    console = Console()
-    view = _RunView()
-    with Live(view, console=console, refresh_per_second=4):
-        for view.run in snapshots:
-            pass
-    _print_outcome(view.run, console)
-    return view.run
-
-
-class _RunView:
-    """The run's state and a table of its tasks, rendered afresh (durations tick)."""
-
-    def __init__(self) -> None:
-        self.run = run_pb2.Run()
-
-    def __rich__(self) -> RenderableType:
-        run, now = self.run, datetime.now(timezone.utc)
-        header = Text.assemble(("run ", "bold"), f"{run.display_name} ({run.run_id})  ", _state_text(run.state))
-        tasks = Table(box=None, pad_edge=False)
-        for column in ("TASK", "STATE", "STARTED", "DURATION"):
-            tasks.add_column(column)
-        for task in run.run_details.task_details:
-            started = utc_datetime(task.start_time) if task.HasField("start_time") else None
-            ended = utc_datetime(task.end_time) if task.HasField("end_time") else now
-            tasks.add_row(
-                task.task_id, _state_text(task.state),
-                started.strftime("%H:%M:%S") if started else "", f"{(ended - started).total_seconds():.1f}s" if started else "",
-            )
-        return Group(header, tasks)
-
-
-def _state_text(state: int) -> Text:
-    return Text(state_name(state) or "…", style=STATE_STYLES.get(state, ""))
-
-
-def _print_outcome(run: run_pb2.Run, console: Console) -> None:
-    line = Text.assemble(f"run {run.display_name} ", _state_text(run.state))
+def outcome(run: run_pb2.Run) -> tuple[str, str]:
+    """The last line of a watch, around the run's final state: ("run NAME ", " after 1.2s: error")."""
+    after = ""
     if run.HasField("finished_at") and run.HasField("created_at"):
-        line.append(f" after {(utc_datetime(run.finished_at) - utc_datetime(run.created_at)).total_seconds():.1f}s")
+        after = f" after {(utc_datetime(run.finished_at) - utc_datetime(run.created_at)).total_seconds():.1f}s"
     if run.error.message:
-        line.append(f": {run.error.message.splitlines()[0]}")
-    console.print(line, soft_wrap=True)
+        after += f": {run.error.message.splitlines()[0]}"
+    return f"run {run.display_name} ", after
+
+
+def print_failed_tasks(run: run_pb2.Run) -> None:
+    """The error line of the task that failed first and the command that prints its log; the
+    count of other failed tasks. A DAG task fails because a task inside it did: only tasks
+    without child tasks (containers) are named."""
+    failed = sorted((task for task in run.run_details.task_details if task.state == common_pb2.FAILED and not task.child_tasks),
+                    key=lambda task: (task.end_time.seconds, task.end_time.nanos))
+    if not failed:
+        return
+    first = failed[0]
+    print(f"task {first.task_id} failed: {error_line(first.error.message)}")
+    print(f"its log: kfpgrpc runs logs {run.run_id} --task {first.task_id}")
+    if len(failed) > 1:
+        print(f"{len(failed) - 1} more tasks failed: kfpgrpc runs get {run.run_id}")
+
+
+def error_line(message: str) -> str:
+    """A task error in one line: its first line (how the task ended, e.g. "exit code 1") and,
+    when the error carries the end of the task's output, that output's last line (for a Python
+    task, the exception)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return "(no message)"
+    return lines[0] if len(lines) == 1 else f"{lines[0]}: {lines[-1]}"
