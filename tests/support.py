@@ -248,3 +248,43 @@ async def running(data_dir: Path, clock: VirtualClock | None = None, **config: A
     finally:
         await server.stop()  # first: streams open on the channel see the shutdown
         await channel.close()
+
+
+def container_spec(task: str, command: list[str], outputs: dict[str, Any] | None = None, retries: int = 0) -> dict[str, Any]:
+    """A one-task pipeline, written by hand as a hostile author would: no validation on the way."""
+    spec_task: dict[str, Any] = {"taskInfo": {"name": "task"}, "componentRef": {"name": "comp-x"}}
+    if retries:
+        spec_task["retryPolicy"] = {"maxRetryCount": retries, "backoffDuration": "0s"}
+    return {
+        "schemaVersion": "2.1.0",
+        "pipelineInfo": {"name": "hostile"},
+        "root": {"dag": {"tasks": {task: spec_task}}},
+        "components": {"comp-x": {"executorLabel": "exec-x", "outputDefinitions": outputs or {}}},
+        "deploymentSpec": {"executors": {"exec-x": {"container": {"image": "busybox", "command": command}}}},
+    }
+
+
+def victim_dir(tmp_path: Path, *entries: str) -> Path:
+    """A directory of the server's user that no pipeline may touch, holding `precious` files."""
+    victim = tmp_path / "victim"
+    for entry in ("", *entries):
+        (victim / entry).mkdir(parents=True, exist_ok=True)
+        (victim / entry / "precious").write_text("keep me")
+    return victim
+
+
+def assert_untouched(victim: Path, *entries: str) -> None:
+    for entry in ("", *entries):
+        assert (victim / entry / "precious").read_text() == "keep me", entry
+
+
+# A task's shell script: on its first attempt (file $3 missing) it replaces its own artifact
+# directory (that of $1, its output artifact `out`) with a link to $2 and fails; then it succeeds.
+REPLACE_OWN_DIRECTORY = """
+task_dir=$(dirname "$1")
+if [ ! -e "$3" ]; then touch "$3"; rm -rf "$task_dir"; ln -s "$2" "$task_dir"; exit 1; fi
+echo second attempt > "$1"
+"""
+
+# A task's shell script: it replaces the run's directory $1 ({{$.pipeline_root}}) with a link to $2.
+REPLACE_RUN_DIRECTORY = 'mv "$1" "$1.moved" && ln -s "$2" "$1"'

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from kfp import dsl
+from kfp.dsl import Model, Output
 
 from kfpgrpc.executor import (
     LocalExecutor,
@@ -20,6 +21,7 @@ from kfpgrpc.executor import (
     unsupported_features,
 )
 from tests.pipelines import BASE_IMAGE, compile_pipeline
+from tests.support import REPLACE_OWN_DIRECTORY, REPLACE_RUN_DIRECTORY, assert_untouched, container_spec, victim_dir
 
 
 class Recorder:
@@ -335,3 +337,134 @@ async def test_parallel_tasks(tmp_path):
     assert len(running) == 3
     # All three started before any finished.
     assert max(running.values()) < min(done.values())
+
+
+# -- the run's directory: names, links and uris never take the server outside it ---------------
+
+
+async def test_a_task_named_like_a_path_never_empties_that_directory(executor, tmp_path):
+    """The issue's example, reaching the executor without upload validation (a spec stored before
+    it): the task id must be one file name below the run's directory, or the task fails."""
+    victim = victim_dir(tmp_path)
+    task = "../" * 30 + str(victim).lstrip("/")
+    outcome, rec = await run(executor, container_spec(task, ["sh", "-c", "echo ran"]), {})
+    assert outcome.state == TaskState.FAILED
+    assert "could not prepare the task's artifact directory" in outcome.error and "not one file name" in outcome.error
+    assert_untouched(victim)
+    assert "ran" not in rec.logs.get(task, [])
+
+
+async def test_an_output_named_like_a_path_is_never_read(executor, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("the server's secret")
+    outputs = {"parameters": {str(secret): {"parameterType": "STRING"}}}
+    outcome, rec = await run(executor, container_spec("x", ["true"], outputs), {})
+    assert outcome.state == TaskState.FAILED and "could not prepare the task's outputs" in outcome.error
+    assert all(update.result is None for update in rec.updates)
+    assert "the server's secret" not in repr(rec.updates)
+
+
+async def test_a_retried_task_that_made_its_directory_a_link_empties_only_the_link(executor, tmp_path):
+    victim = victim_dir(tmp_path, "sub")
+    command = ["sh", "-c", REPLACE_OWN_DIRECTORY, "sh", "{{$.outputs.artifacts['out'].path}}", str(victim), str(tmp_path / "marker")]
+    outputs = {"artifacts": {"out": {"artifactType": {"schemaTitle": "system.Artifact"}}}}
+    outcome, rec = await run(executor, container_spec("x", command, outputs, retries=1), {}, run_id="run-l")
+    assert outcome == RunOutcome(TaskState.SUCCEEDED, "")
+    assert_untouched(victim, "sub")
+    task_dir = tmp_path / "artifacts" / "run-l" / "x"
+    assert not task_dir.is_symlink() and (task_dir / "out").read_text() == "second attempt\n"
+    assert rec.last("x").result.output_artifacts["out"][0].uri == str(task_dir / "out")
+
+
+async def test_a_run_directory_made_a_link_is_never_followed(executor, tmp_path):
+    """A task replaces the whole run directory with a link; the next task's directory would be
+    `<victim>/<task>`: the server refuses to go through the link, and that task fails."""
+    victim = victim_dir(tmp_path, "second")
+    spec = container_spec("first", ["sh", "-c", REPLACE_RUN_DIRECTORY, "sh", "{{$.pipeline_root}}", str(victim)])
+    spec["root"]["dag"]["tasks"]["second"] = {"componentRef": {"name": "comp-y"}, "dependentTasks": ["first"]}
+    spec["components"]["comp-y"] = {"executorLabel": "exec-y"}
+    spec["deploymentSpec"]["executors"]["exec-y"] = {"container": {"image": "busybox", "command": ["sh", "-c", "echo ran"]}}
+    outcome, rec = await run(executor, spec, {}, run_id="run-r")
+    assert outcome.state == TaskState.FAILED
+    assert "is a symbolic link; the server does not follow links a task made" in rec.last("second").error
+    assert rec.states("first") == [TaskState.RUNNING, TaskState.SUCCEEDED]
+    assert_untouched(victim, "second")
+    assert "ran" not in rec.logs.get("second", [])
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def relocate(how: str, outside: str, model: Output[Model]):
+    import os
+
+    if how == "absolute":
+        model.uri = outside
+    elif how == "dotdot":
+        model.uri = model.path + "/.." * 20 + outside
+    elif how == "link":
+        os.symlink(outside, model.path)
+    elif how == "relative":
+        model.uri = "model.bin"
+    elif how == "remote":
+        model.uri = "gs://bucket/model"
+    elif how == "link-inside-the-run":
+        with open(model.path + ".real", "w") as file:
+            file.write("weights")
+        os.symlink(model.path + ".real", model.path)
+
+
+@dsl.pipeline(name="relocate")
+def relocate_pipeline(how: str, outside: str):
+    relocate(how=how, outside=outside)
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "link", "relative", "remote"])
+async def test_an_artifact_uri_outside_the_run_fails_the_task(executor, tmp_path, how):
+    outside = victim_dir(tmp_path)
+    spec = compile_pipeline(relocate_pipeline, tmp_path / "relocate.yaml")
+    outcome, rec = await run(executor, spec, {"how": how, "outside": str(outside)})
+    assert outcome.state == TaskState.FAILED, how
+    failed = rec.last("relocate")
+    assert failed.state == TaskState.FAILED and failed.exit_code == 0 and failed.result is None
+    assert failed.error.startswith("output artifact 'model' has uri ")
+    assert "which is outside the run's artifact directory" in failed.error
+
+
+async def test_a_link_between_files_of_the_run_is_the_tasks_business(executor, tmp_path):
+    spec = compile_pipeline(relocate_pipeline, tmp_path / "relocate.yaml")
+    outcome, rec = await run(executor, spec, {"how": "link-inside-the-run", "outside": ""}, run_id="run-i")
+    assert outcome.state == TaskState.SUCCEEDED, outcome.error
+    model, = rec.last("relocate").result.output_artifacts["model"]
+    assert model.uri == str(tmp_path / "artifacts" / "run-i" / "relocate" / "model")
+    assert Path(model.uri).read_text() == "weights"
+
+
+@pytest.mark.parametrize("output", ["parameter file", "executor output file"])
+async def test_an_output_file_made_a_link_to_a_secret_is_never_read(executor, tmp_path, output):
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"parameterValues": {"o": "the server\'s secret"}}')
+    target = "{{$.outputs.parameters['o'].output_file}}" if output == "parameter file" else "{{$.outputs.output_file}}"
+    command = ["sh", "-c", 'mkdir -p "$(dirname "$1")" && ln -s "$2" "$1"', "sh", target, str(secret)]
+    outcome, rec = await run(executor, container_spec("x", command, {"parameters": {"o": {"parameterType": "STRING"}}}), {})
+    assert outcome.state == TaskState.FAILED
+    failed = rec.last("x")
+    assert failed.result is None and "is a symbolic link" in failed.error
+    assert "secret'" not in repr(rec.updates) and "the server's secret" not in repr(rec.updates)
+
+
+@pytest.mark.parametrize(
+    ("executor_output", "problem"),
+    [
+        ("[1]", "the executor output file must be a JSON object, got list"),
+        ('{"parameterValues": [1]}', "parameterValues in the executor output file must be a JSON object, got list"),
+        ('{"artifacts": {"out": {"artifacts": "x"}}}', "artifacts['out'].artifacts in the executor output file must be a list of objects"),
+        ('{"artifacts": {"out": {"artifacts": [{"metadata": 3}]}}}', "artifacts['out'] metadata must be a JSON object, got int"),
+        ('{"artifacts": {"out": {"artifacts": [{"uri": 5}]}}}', "output artifact 'out' has uri 5, which is outside the run's artifact directory"),
+    ],
+    ids=["list", "parameter-values", "artifact-list", "metadata", "uri-type"],
+)
+async def test_a_malformed_executor_output_fails_the_task_saying_why(executor, executor_output, problem):
+    command = ["sh", "-c", 'mkdir -p "$(dirname "$1")" && printf %s "$2" > "$1"', "sh", "{{$.outputs.output_file}}", executor_output]
+    outputs = {"artifacts": {"out": {"artifactType": {"schemaTitle": "system.Artifact"}}}}
+    outcome, rec = await run(executor, container_spec("x", command, outputs), {})
+    assert outcome.state == TaskState.FAILED
+    assert rec.last("x").error.startswith(problem), rec.last("x").error

@@ -5,6 +5,11 @@ Decisions (see also the module docstring of `placeholders`):
 - Artifacts live at `<artifact_root>/<run_id>/<task_id>/<output name>`; an artifact's `uri` is that
   absolute local path (no `file://` scheme), which is also its `path` in the task. Before a task
   runs, its artifact directory is emptied (a retried task must not see a failed attempt's files).
+- The server never follows a link below the artifact root (`kfpgrpc.confined`): emptying or
+  making a task's directory through a link a task planted fails that task; an output file that
+  is a link fails it too; an artifact uri a task reports (or its declared path, if the task made
+  it a link) must resolve inside `<artifact_root>/<run_id>`, or the task FAILS saying so. Links a
+  task makes between files inside the run's directory are its own business.
 - After a task fails (or the run is terminated), tasks that have not started are never started
   and nothing is reported for them (no SKIPPED updates). Running tasks are allowed to finish;
   DAG tasks whose children failed are reported FAILED with the child's error.
@@ -41,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from kfpgrpc.clock import Clock, SystemClock, to_datetime
+from kfpgrpc.confined import Directory, UnsafePath
 from kfpgrpc.executor.base import (
     ArtifactOutput,
     RunObserver,
@@ -285,7 +291,8 @@ class LocalExecutor:
             previous=previous,
             observer=observer,
             create_time_utc=to_datetime(self._clock.now_us()).isoformat(),
-            artifact_root=Path(artifact_root).absolute() if artifact_root else self.artifact_root,
+            # Resolved once: a link a task plants below it later is not followed (see confined).
+            artifact_root=Path(os.path.realpath(artifact_root or self.artifact_root)),
         )
         self._runs[run_id] = run
         root = spec["root"]
@@ -483,15 +490,21 @@ class LocalExecutor:
         artifacts: dict[str, list[ArtifactOutput]],
     ) -> TaskResult:
         """Run one attempt of a container task; raises _TaskFailed."""
-        artifact_dir = run.artifact_root / run.run_id / task_id
-        if artifact_dir.exists():
-            shutil.rmtree(artifact_dir)
-        artifact_dir.mkdir(parents=True)
-        workdir = tempfile.mkdtemp(prefix="kfpgrpc-task-")
+        run_dir = run.artifact_root / run.run_id
         try:
-            prepared = build_executor_input(
-                component, parameters, artifacts, str(artifact_dir), os.path.join(workdir, "outputs")
-            )
+            await asyncio.to_thread(_empty_artifact_dir, run.artifact_root, run.run_id, task_id)
+        except (UnsafePath, OSError) as error:
+            raise _TaskFailed(f"could not prepare the task's artifact directory: {error}") from None
+        workdir = tempfile.mkdtemp(prefix="kfpgrpc-task-")
+        # Opened before the task starts: its outputs are read through this descriptor only.
+        outputs = Directory.open(os.path.join(workdir, "outputs"), create=True)
+        try:
+            try:
+                prepared = build_executor_input(
+                    component, parameters, artifacts, str(run_dir / task_id), outputs.path
+                )
+            except UnsafePath as error:
+                raise _TaskFailed(f"could not prepare the task's outputs: {error}") from None
             context = PlaceholderContext(
                 executor_input=prepared.executor_input,
                 pipeline_job_name=str((run.spec.get("pipelineInfo") or {}).get("name", "")),
@@ -499,7 +512,7 @@ class LocalExecutor:
                 pipeline_job_uuid=run.run_id,
                 pipeline_task_name=display_name,
                 pipeline_task_uuid=f"{run.run_id}/{task_id}",
-                pipeline_root=str(run.artifact_root / run.run_id),
+                pipeline_root=str(run_dir),
                 create_time_utc=run.create_time_utc,
             )
             command = list(container.get("command") or [])
@@ -559,10 +572,11 @@ class LocalExecutor:
                     what = f"exit code {returncode}"
                 raise _TaskFailed(_with_tail(what, tail), returncode)
             try:
-                return read_task_result(prepared)
+                return await asyncio.to_thread(read_task_result, prepared, outputs, str(run_dir))
             except TaskOutputError as error:
                 raise _TaskFailed(_with_tail(str(error), tail), 0) from None
         finally:
+            outputs.close()
             shutil.rmtree(workdir, ignore_errors=True)
 
     async def _kfp_satisfies(self, preamble: str) -> bool:
@@ -616,6 +630,15 @@ class LocalExecutor:
                 await asyncio.sleep(0.05)
         for process in processes:
             _signal_group(process.pid, signal.SIGKILL)
+
+
+def _empty_artifact_dir(root: Path, run_id: str, task_id: str) -> None:
+    """Make `<root>/<run_id>/<task_id>` an empty directory (a retried task must not see a failed
+    attempt's files), following no link below the artifact root: a task may have replaced its
+    directory, or the run's, with a link to a directory of the server's."""
+    with Directory.open(root, create=True) as anchor, anchor.child(run_id, create=True) as run_dir:
+        run_dir.remove(task_id)
+        run_dir.child(task_id, create=True).close()
 
 
 def _process_groups_with_env(entry: bytes) -> set[int]:

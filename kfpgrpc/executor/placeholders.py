@@ -19,9 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfpgrpc import json_values
+from kfpgrpc.confined import Directory, UnsafePath, component_problem, inside
 from kfpgrpc.executor.base import ArtifactOutput, TaskResult
 
 EXECUTOR_OUTPUT_FILE = "executor_output.json"
+PARAMETERS_DIR = "parameters"  # in the outputs directory: one file per output parameter
+# The most read back from one output file: far below the gRPC message limit a run is sent in.
+MAX_OUTPUT_FILE_BYTES = 4 * 1024 * 1024
 
 
 class TaskOutputError(Exception):
@@ -71,11 +75,9 @@ def cast_parameter(value: Any, parameter_type: str | None) -> Any:
     return value
 
 
-def read_output_parameter_file(path: str, parameter_type: str | None) -> Any:
-    """Read a parameter written to its `outputFile` (dsl.OutputPath): strings are the raw text,
-    everything else is JSON (booleans also as true/True)."""
-    with open(path, encoding="utf-8") as file:
-        text = file.read()
+def parse_output_parameter(text: str, parameter_type: str | None, path: str) -> Any:
+    """A parameter as written to its `outputFile` (dsl.OutputPath): strings are the raw text,
+    everything else is JSON (booleans also as true/True). `path` names the file in errors."""
     if parameter_type in ("STRING", None, ""):
         return text
     if parameter_type == "BOOLEAN":
@@ -119,10 +121,16 @@ def build_executor_input(
     outputs_dir: str,
 ) -> PreparedTask:
     """`parameters` and `artifacts` are the resolved, typed inputs (parameters without a value
-    are absent). Output artifacts go to `<artifact_dir>/<name>`; output parameter files and the
-    executor output file to `outputs_dir`."""
+    are absent). Output artifacts go to `<artifact_dir>/<name>`; output parameter files to
+    `<outputs_dir>/parameters/<name>` and the executor output file to `outputs_dir`. Raises
+    UnsafePath for an output name that is not one file name (upload refuses those; this is the
+    last line of defence for specs stored before that check)."""
     input_artifact_defs = (component.get("inputDefinitions") or {}).get("artifacts") or {}
     output_defs = component.get("outputDefinitions") or {}
+    for kind in ("parameters", "artifacts"):
+        for name in output_defs.get(kind) or {}:
+            if (problem := component_problem(name)) is not None:
+                raise UnsafePath(f"output {kind[:-1]} name: {problem}")
     inputs: dict[str, Any] = {"parameterValues": dict(parameters)}
     if artifacts:
         inputs["artifacts"] = {
@@ -159,7 +167,7 @@ def build_executor_input(
         }
     outputs: dict[str, Any] = {
         "parameters": {
-            name: {"outputFile": os.path.join(outputs_dir, "parameters", name)}
+            name: {"outputFile": os.path.join(outputs_dir, PARAMETERS_DIR, name)}
             for name in output_parameter_types
         },
         "artifacts": output_artifacts,
@@ -334,49 +342,53 @@ def resolve_parameter_self_references(parameters: dict[str, Any]) -> dict[str, A
 # Executor output
 
 
-def read_task_result(prepared: PreparedTask) -> TaskResult:
+def read_task_result(prepared: PreparedTask, outputs: Directory, run_dir: str) -> TaskResult:
     """Read back a finished task's outputs: the executor output file (parameter values and artifact
-    metadata), plus parameters written only to their `outputFile`s."""
-    outputs = prepared.executor_input["outputs"]
-    executor_output: dict[str, Any] = {}
-    output_file = outputs["outputFile"]
-    if os.path.isfile(output_file):
-        try:
-            with open(output_file, encoding="utf-8") as file:
-                executor_output = json.load(file) or {}
-        except (OSError, json.JSONDecodeError, RecursionError) as error:
-            raise TaskOutputError(f"could not read the executor output file: {error}") from None
+    metadata), plus parameters written only to their `outputFile`s.
+
+    `outputs` is the task's outputs directory, opened before the task started: files are read
+    through it without following links (a task may have replaced one with a link to a file of
+    the server's). `run_dir` is the run's artifact directory, resolved: every artifact uri must
+    resolve inside it. Raises TaskOutputError saying what is wrong. Blocking: call off the loop.
+    """
+    text = _read(outputs, EXECUTOR_OUTPUT_FILE)
+    try:
+        parsed = json.loads(text) if text is not None else {}
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise TaskOutputError(f"could not read the executor output file: {error}") from None
+    executor_output = _json_object(parsed, "the executor output file")
     values = executor_output.get("parameterValues") or executor_output.get("parameters") or {}
+    values = _json_object(values, "parameterValues in the executor output file")
     parameters: dict[str, Any] = {}
     missing: list[str] = []
     for name, parameter_type in prepared.output_parameter_types.items():
         if name in values:
             parameters[name] = cast_parameter(values[name], parameter_type)
             continue
-        path = outputs["parameters"][name]["outputFile"]
-        if os.path.isfile(path):
-            parameters[name] = read_output_parameter_file(path, parameter_type)
-        else:
+        text = _read(outputs, PARAMETERS_DIR, name)
+        if text is None:
             missing.append(name)
+        else:
+            path = prepared.executor_input["outputs"]["parameters"][name]["outputFile"]
+            parameters[name] = parse_output_parameter(text, parameter_type, path)
     if missing:
         raise TaskOutputError(
             "output parameter(s) not produced: " + ", ".join(repr(name) for name in missing)
         )
-    written = executor_output.get("artifacts") or {}
+    written = _json_object(executor_output.get("artifacts") or {}, "artifacts in the executor output file")
     artifacts: dict[str, list[ArtifactOutput]] = {}
     for name, declared in prepared.output_artifacts.items():
-        entries = (written.get(name) or {}).get("artifacts") or []
-        if not entries:
-            artifacts[name] = [declared]
-            continue
+        entries = _json_object(written.get(name) or {}, f"artifacts[{name!r}]").get("artifacts") or []
+        if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+            raise TaskOutputError(f"artifacts[{name!r}].artifacts in the executor output file must be a list of objects")
         artifacts[name] = [
             ArtifactOutput(
                 name=name,
-                uri=entry.get("uri") or declared.uri,
+                uri=_confined_uri(name, entry.get("uri") or declared.uri, run_dir),
                 schema_title=declared.schema_title,
-                metadata=dict(entry.get("metadata") or {}),
+                metadata=_json_object(entry.get("metadata") or {}, f"artifacts[{name!r}] metadata"),
             )
-            for entry in entries
+            for entry in entries or [{}]
         ]
     # What the run keeps must fit a google.protobuf.Value, or no response could carry the run.
     kept = [(f"output parameter {name!r}", value) for name, value in parameters.items()]
@@ -385,3 +397,33 @@ def read_task_result(prepared: PreparedTask) -> TaskResult:
         if problem := json_values.problem(value):
             raise TaskOutputError(f"{what} {problem}")
     return TaskResult(output_parameters=parameters, output_artifacts=artifacts)
+
+
+def _read(outputs: Directory, *names: str) -> str | None:
+    """The text of an output file below `outputs`; None when the task did not write it."""
+    try:
+        content = outputs.read_bytes(*names, limit=MAX_OUTPUT_FILE_BYTES)
+    except (UnsafePath, OSError) as error:
+        raise TaskOutputError(f"could not read an output file: {error}") from None
+    return None if content is None else content.decode("utf-8", errors="replace")
+
+
+def _json_object(value: Any, what: str) -> dict[str, Any]:
+    """`value`, a parsed JSON value (null = absent), as an object; else TaskOutputError."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TaskOutputError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _confined_uri(name: str, uri: Any, run_dir: str) -> str:
+    """The local path of output artifact `name`'s `uri`: an absolute path (or file:// URI) that
+    resolves, links followed, inside `run_dir`."""
+    path = uri.removeprefix("file://") if isinstance(uri, str) else ""
+    if not os.path.isabs(path) or "\0" in path or not inside(path, run_dir):
+        raise TaskOutputError(
+            f"output artifact {name!r} has uri {uri!r}, which is outside the run's artifact directory"
+            f" {run_dir}; the local executor keeps every artifact of a run there"
+        )
+    return path
