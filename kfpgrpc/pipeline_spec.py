@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -48,6 +49,9 @@ _MessageT = TypeVar("_MessageT", bound=Message)
 _Edges = Mapping[str, Sequence[tuple[str, str]]]
 
 _SCHEMA_VERSION = re.compile(r"2\.\d+\.\d+")
+# Map keys written as `.key` in field paths; any other key is written `["key"]`, JSON-quoted.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+MAX_NAME_BYTES = 255  # a name becomes a file name: NAME_MAX of Linux file systems
 _PARAMETER_TYPES = {
     number: name
     for name, number in pipeline_spec_pb2.ParameterType.ParameterTypeEnum.items()
@@ -133,7 +137,7 @@ def _unwrap(spec: object, field: str) -> tuple[dict[str, Any], str, object]:
         raise InvalidArgument(
             [
                 FieldViolation(
-                    f"{field}.{key}",
+                    f"{field}{_key(key)}",
                     "is not allowed next to pipeline_spec; "
                     "a wrapped spec holds only pipeline_spec and platform_spec",
                 )
@@ -188,7 +192,7 @@ def _find_schema_violation(
         if field is None:
             known = ", ".join(sorted(f.json_name for f in message_type.fields))
             return FieldViolation(
-                f"{path}.{key}", f"is not a field of {message_type.name}; known fields are {known}"
+                f"{path}{_key(key)}", f"is not a field of {message_type.name}; known fields are {known}"
             )
         if item is None:  # ParseDict treats null as "not set"
             continue
@@ -212,7 +216,7 @@ def _find_field_violation(
             return FieldViolation(path, f"must be an object, got {_describe(value)}")
         value_field = field.message_type.fields_by_name["value"]
         entries: Iterable[tuple[str, object]] = (
-            (f"{path}.{key}", entry) for key, entry in value.items()
+            (f"{path}{_key(key)}", entry) for key, entry in value.items()
         )
     elif field.is_repeated:
         if not isinstance(value, list):
@@ -319,9 +323,10 @@ class _StructureChecker:
             return
         self._executors = parsed.executors
         for label in sorted(parsed.executors):
+            self._check_name(f"deploymentSpec.executors{_key(label)}", label)
             if parsed.executors[label].WhichOneof("spec") is None:
                 self._report(
-                    f"deploymentSpec.executors.{label}",
+                    f"deploymentSpec.executors{_key(label)}",
                     "must set one of container, importer, resolver, customJob",
                 )
 
@@ -340,7 +345,8 @@ class _StructureChecker:
         return self._check_dag("root.dag", root.dag)
 
     def _check_component(self, name: str, component: pipeline_spec_pb2.ComponentSpec) -> None:
-        path = f"components.{name}"
+        path = f"components{_key(name)}"
+        self._check_name(path, name)
         self._check_parameters(path, component)
         implementation = component.WhichOneof("implementation")
         if implementation == "dag":
@@ -362,7 +368,10 @@ class _StructureChecker:
         dependencies: dict[str, list[tuple[str, str]]] = {}
         for task_name in sorted(tasks):
             task = tasks[task_name]
-            task_path = f"{path}.tasks.{task_name}"
+            task_path = f"{path}.tasks{_key(task_name)}"
+            self._check_name(task_path, task_name, task=True)
+            for name_path, name in _task_input_names(task):
+                self._check_name(f"{task_path}.{name_path}", name)
             ref_path = f"{task_path}.componentRef.name"
             component = task.component_ref.name
             if not component:
@@ -382,6 +391,8 @@ class _StructureChecker:
                 self._check_task_ref(f"{task_path}.{producer_path}", producer, tasks)
         for output_path, producer in _dag_output_producers(dag.outputs):
             self._check_task_ref(f"{path}.outputs.{output_path}", producer, tasks)
+        for name_path, name in _dag_output_names(dag.outputs):
+            self._check_name(f"{path}.outputs.{name_path}", name)
         for cycle, dependency_path in _find_cycles(dependencies, sorted(tasks)):
             path_text = " -> ".join([cycle[-1], *cycle])
             self._report(
@@ -399,15 +410,27 @@ class _StructureChecker:
             return False
         return True
 
+    def _check_name(self, path: str, name: str, task: bool = False) -> None:
+        problem = _name_problem(name, task)
+        if problem is not None:
+            self._report(path, problem)
+
     def _check_parameters(self, path: str, component: pipeline_spec_pb2.ComponentSpec) -> None:
+        for side, definitions in (
+            ("inputDefinitions", component.input_definitions),
+            ("outputDefinitions", component.output_definitions),
+        ):
+            for kind in ("parameters", "artifacts"):
+                for name in sorted(getattr(definitions, kind)):
+                    self._check_name(f"{path}.{side}.{kind}{_key(name)}", name)
         outputs = component.output_definitions.parameters
         for name in sorted(outputs):
             self._check_parameter_type(
-                f"{path}.outputDefinitions.parameters.{name}", outputs[name].parameter_type
+                f"{path}.outputDefinitions.parameters{_key(name)}", outputs[name].parameter_type
             )
         inputs = component.input_definitions.parameters
         for name in sorted(inputs):
-            parameter_path = f"{path}.inputDefinitions.parameters.{name}"
+            parameter_path = f"{path}.inputDefinitions.parameters{_key(name)}"
             parameter = inputs[name]
             type_name = self._check_parameter_type(parameter_path, parameter.parameter_type)
             if type_name is not None and parameter.HasField("default_value"):
@@ -439,6 +462,75 @@ class _StructureChecker:
             )
 
 
+def _key(name: str) -> str:
+    """The field path segment of the map key `name`: `.name`, or `["name"]` when `name` is not
+    plain (a name such as `../x` or `a.b` could not be told from the path around it)."""
+    if _PLAIN_KEY.fullmatch(name):
+        return f".{name}"
+    return f"[{json.dumps(name, ensure_ascii=False)}]"
+
+
+def _name_problem(name: str, task: bool) -> str | None:
+    """Why `name` cannot be a name in a pipeline, None if it can. Task, component, executor,
+    parameter and artifact names become file and directory names (a task's artifact directory
+    `<run>/<task id>`, its output files `<outputs>/parameters/<name>`, `<task dir>/<artifact>`;
+    KFP's backend builds `<pipeline_root>/<pipeline>/<run>/<task>/<output>` alike), so they must
+    be one harmless file name. Task names also must not hold "." (it joins the task id
+    `outer.inner`). What the kfp SDK compiles (`comp-add`, `for-loop-2`, `pipelinechannel--x`,
+    `Output`) always passes; display names (`taskInfo.name`) are not names in this sense."""
+    if not name:
+        return "must not be empty: names become file and directory names"
+    if "/" in name or "\\" in name:
+        return 'must not contain "/" or "\\": names become file and directory names'
+    if name == "." or ".." in name:
+        return 'must not be "." or contain "..": names become file and directory names'
+    if task and "." in name:
+        return 'must not contain ".": it separates the names in a task id such as outer.inner'
+    control = next((char for char in name if unicodedata.category(char) == "Cc"), None)
+    if control is not None:
+        return f"must not contain control characters (found U+{ord(control):04X}): names become file names"
+    size = len(name.encode())
+    if size > MAX_NAME_BYTES:
+        return f"must be at most {MAX_NAME_BYTES} bytes in UTF-8, got {size}: names become file names"
+    return None
+
+
+def _task_input_names(task: pipeline_spec_pb2.PipelineTaskSpec) -> Iterator[tuple[str, str]]:
+    """(path relative to the task, name) of each input name the task defines or refers to."""
+    for kind in ("parameters", "artifacts"):
+        inputs = getattr(task.inputs, kind)
+        for name in sorted(inputs):
+            path = f"inputs.{kind}{_key(name)}"
+            yield path, name
+            source = inputs[name]
+            which = source.WhichOneof("kind")
+            if which is None or not which.startswith(("component_input_", "task_output_")):
+                continue
+            field, value = source.DESCRIPTOR.fields_by_name[which], getattr(source, which)
+            if field.message_type is None:  # componentInputParameter/-Artifact: the name itself
+                yield f"{path}.{field.json_name}", value
+            else:  # taskOutputParameter/-Artifact: the producer's output key
+                key = value.DESCRIPTOR.fields_by_name[f"output_{kind[:-1]}_key"]
+                yield f"{path}.{field.json_name}.{key.json_name}", getattr(value, key.name)
+
+
+def _dag_output_names(outputs: pipeline_spec_pb2.DagOutputsSpec) -> Iterator[tuple[str, str]]:
+    """(path relative to dag.outputs, name) of each output name a DAG defines or takes."""
+    for name in sorted(outputs.parameters):
+        path = f"parameters{_key(name)}"
+        yield path, name
+        parameter = outputs.parameters[name]
+        if parameter.HasField("value_from_parameter"):
+            yield f"{path}.valueFromParameter.outputParameterKey", parameter.value_from_parameter.output_parameter_key
+        for index, selector in enumerate(parameter.value_from_oneof.parameter_selectors):
+            yield f"{path}.valueFromOneof.parameterSelectors[{index}].outputParameterKey", selector.output_parameter_key
+    for name in sorted(outputs.artifacts):
+        path = f"artifacts{_key(name)}"
+        yield path, name
+        for index, selector in enumerate(outputs.artifacts[name].artifact_selectors):
+            yield f"{path}.artifactSelectors[{index}].outputArtifactKey", selector.output_artifact_key
+
+
 def _task_producers(task: pipeline_spec_pb2.PipelineTaskSpec) -> Iterator[tuple[str, str]]:
     """(path relative to the task, task name) of each sibling task whose output the task reads."""
     parameters = task.inputs.parameters
@@ -447,19 +539,19 @@ def _task_producers(task: pipeline_spec_pb2.PipelineTaskSpec) -> Iterator[tuple[
         kind = parameter.WhichOneof("kind")
         if kind == "task_output_parameter":
             yield (
-                f"inputs.parameters.{name}.taskOutputParameter.producerTask",
+                f"inputs.parameters{_key(name)}.taskOutputParameter.producerTask",
                 parameter.task_output_parameter.producer_task,
             )
         elif kind == "task_final_status":
             yield (
-                f"inputs.parameters.{name}.taskFinalStatus.producerTask",
+                f"inputs.parameters{_key(name)}.taskFinalStatus.producerTask",
                 parameter.task_final_status.producer_task,
             )
     artifacts = task.inputs.artifacts
     for name in sorted(artifacts):
         if artifacts[name].WhichOneof("kind") == "task_output_artifact":
             yield (
-                f"inputs.artifacts.{name}.taskOutputArtifact.producerTask",
+                f"inputs.artifacts{_key(name)}.taskOutputArtifact.producerTask",
                 artifacts[name].task_output_artifact.producer_task,
             )
 
@@ -470,18 +562,18 @@ def _dag_output_producers(outputs: pipeline_spec_pb2.DagOutputsSpec) -> Iterator
         parameter = outputs.parameters[name]
         if parameter.HasField("value_from_parameter"):
             yield (
-                f"parameters.{name}.valueFromParameter.producerSubtask",
+                f"parameters{_key(name)}.valueFromParameter.producerSubtask",
                 parameter.value_from_parameter.producer_subtask,
             )
         for index, selector in enumerate(parameter.value_from_oneof.parameter_selectors):
             yield (
-                f"parameters.{name}.valueFromOneof.parameterSelectors[{index}].producerSubtask",
+                f"parameters{_key(name)}.valueFromOneof.parameterSelectors[{index}].producerSubtask",
                 selector.producer_subtask,
             )
     for name in sorted(outputs.artifacts):
         for index, artifact_selector in enumerate(outputs.artifacts[name].artifact_selectors):
             yield (
-                f"artifacts.{name}.artifactSelectors[{index}].producerSubtask",
+                f"artifacts{_key(name)}.artifactSelectors[{index}].producerSubtask",
                 artifact_selector.producer_subtask,
             )
 

@@ -1,16 +1,22 @@
 """Tests of kfpgrpc.pipeline_spec against pipelines compiled by the real kfp SDK."""
 
 import copy
+import json
+import os
+import random
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from google.protobuf import json_format, struct_pb2
+from kfp import dsl
 from kfp.dsl.base_component import BaseComponent
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfpgrpc.errors import InvalidArgument
 from kfpgrpc.pipeline_spec import PipelineInput, validate_pipeline_spec
-from tests.pipelines import ALL_PIPELINES
+from tests.pipelines import ALL_PIPELINES, compile_pipeline
 
 Spec = dict[str, Any]
 
@@ -552,3 +558,192 @@ def test_error_message_summarizes_the_violations(add_spec: Spec) -> None:
     with pytest.raises(InvalidArgument) as caught:
         validate_pipeline_spec(add_spec, FIELD)
     assert caught.value.message == f"invalid argument: {FIELD}.root: is required"
+
+
+# Names are not paths: every name that becomes a file or directory name is one harmless file
+# name. A hand-made spec uses each kind of name once, referenced everywhere a real spec does.
+
+NAME_KINDS = ("task", "component", "executor", "input_parameter", "output_parameter", "input_artifact", "output_artifact")
+SAFE_NAMES = dict(zip(NAME_KINDS, ("t", "comp-t", "exec-t", "p", "o", "ia", "oa"), strict=True))
+BAD_NAMES = [
+    "../x", "..", ".", "", "/etc/hostname", "a/b", "a\\b", "..\\x", "a..b", "x\0y", "tab\there",
+    "new\nline", "\x7f", "\x85", "x" * 256, "é" * 128,
+]
+
+
+def named_spec(**names: str) -> Spec:
+    """A valid pipeline whose names are SAFE_NAMES, overridden by `names`."""
+    n = {**SAFE_NAMES, **names}
+    string = {"parameterType": "STRING"}
+    artifact = {"artifactType": {"schemaTitle": "system.Artifact", "schemaVersion": "0.0.1"}}
+    return {
+        "schemaVersion": "2.1.0",
+        "pipelineInfo": {"name": "names"},
+        "root": {
+            "inputDefinitions": {"parameters": {n["input_parameter"]: string}},
+            "outputDefinitions": {"parameters": {n["output_parameter"]: string}},
+            "dag": {
+                "outputs": {"parameters": {n["output_parameter"]: {
+                    "valueFromParameter": {"producerSubtask": "second", "outputParameterKey": n["output_parameter"]}
+                }}},
+                "tasks": {
+                    n["task"]: {
+                        "taskInfo": {"name": "First step — Étape 1"},  # display names may be anything
+                        "componentRef": {"name": n["component"]},
+                        "inputs": {"parameters": {n["input_parameter"]: {"componentInputParameter": n["input_parameter"]}}},
+                    },
+                    "second": {
+                        "taskInfo": {"name": "second"},
+                        "componentRef": {"name": n["component"]},
+                        "dependentTasks": [n["task"]],
+                        "inputs": {
+                            "parameters": {n["input_parameter"]: {"taskOutputParameter": {
+                                "producerTask": n["task"], "outputParameterKey": n["output_parameter"]
+                            }}},
+                            "artifacts": {n["input_artifact"]: {"taskOutputArtifact": {
+                                "producerTask": n["task"], "outputArtifactKey": n["output_artifact"]
+                            }}},
+                        },
+                    },
+                },
+            },
+        },
+        "components": {n["component"]: {
+            "executorLabel": n["executor"],
+            "inputDefinitions": {"parameters": {n["input_parameter"]: string}, "artifacts": {n["input_artifact"]: artifact}},
+            "outputDefinitions": {"parameters": {n["output_parameter"]: string}, "artifacts": {n["output_artifact"]: artifact}},
+        }},
+        "deploymentSpec": {"executors": {n["executor"]: {"container": {"image": "busybox", "command": ["true"]}}}},
+    }
+
+
+def key_of(name: str) -> str:
+    """How a field path writes the map key `name`: `.name` when plain, else `["name"]`."""
+    return "." + name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else "[" + json.dumps(name, ensure_ascii=False) + "]"
+
+
+def name_fields(kind: str, name: str) -> set[str]:
+    """The fields where a name of `kind` is defined or used, which a bad `name` makes bad."""
+    key, tasks, component = key_of(name), "root.dag.tasks", "components.comp-t"
+    fields = {
+        "task": {f"{tasks}{key}"},
+        "component": {f"components{key}"},
+        "executor": {f"deploymentSpec.executors{key}"},
+        "input_parameter": {
+            f"root.inputDefinitions.parameters{key}",
+            f"{component}.inputDefinitions.parameters{key}",
+            f"{tasks}.t.inputs.parameters{key}",
+            f"{tasks}.t.inputs.parameters{key}.componentInputParameter",
+            f"{tasks}.second.inputs.parameters{key}",
+        },
+        "output_parameter": {
+            f"root.outputDefinitions.parameters{key}",
+            f"{component}.outputDefinitions.parameters{key}",
+            f"{tasks}.second.inputs.parameters.p.taskOutputParameter.outputParameterKey",
+            f"root.dag.outputs.parameters{key}",
+            f"root.dag.outputs.parameters{key}.valueFromParameter.outputParameterKey",
+        },
+        "input_artifact": {f"{component}.inputDefinitions.artifacts{key}", f"{tasks}.second.inputs.artifacts{key}"},
+        "output_artifact": {
+            f"{component}.outputDefinitions.artifacts{key}",
+            f"{tasks}.second.inputs.artifacts.ia.taskOutputArtifact.outputArtifactKey",
+        },
+    }[kind]
+    return {f"{FIELD}.{field}" for field in fields}
+
+
+# An empty task or component name also leaves the references to it empty: "is required" there.
+EMPTY_REFERENCES = {
+    "task": {
+        f"{FIELD}.root.dag.tasks.second.dependentTasks[0]",
+        f"{FIELD}.root.dag.tasks.second.inputs.parameters.p.taskOutputParameter.producerTask",
+        f"{FIELD}.root.dag.tasks.second.inputs.artifacts.ia.taskOutputArtifact.producerTask",
+    },
+    "component": {f"{FIELD}.root.dag.tasks.t.componentRef.name", f"{FIELD}.root.dag.tasks.second.componentRef.name"},
+}
+
+
+def assert_refused_naming_its_fields(kind: str, name: str) -> None:
+    violations = dict(violations_of(named_spec(**{kind: name})))
+    expected = name_fields(kind, name)
+    assert set(violations) == expected | (EMPTY_REFERENCES.get(kind, set()) if not name else set()), name
+    assert all("name" in violations[field] for field in expected), violations
+
+
+def test_the_named_spec_is_valid() -> None:
+    validate_pipeline_spec(named_spec(), FIELD)
+
+
+@pytest.mark.parametrize("kind", NAME_KINDS)
+@pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
+def test_a_name_that_is_a_path_is_refused_where_it_is_defined_and_used(kind: str, name: str) -> None:
+    assert_refused_naming_its_fields(kind, name)
+
+
+def test_the_issue_examples_name_their_fields() -> None:
+    assert [field for field, _ in violations_of(named_spec(task="../x"))] == [f"{FIELD}.root.dag.tasks[\"../x\"]"]
+    spec = named_spec()
+    outputs = spec["components"]["comp-t"]["outputDefinitions"]["parameters"]
+    outputs["/etc/hostname"] = outputs.pop("o")
+    assert violations_of(spec) == [
+        at('components.comp-t.outputDefinitions.parameters["/etc/hostname"]',
+           'must not contain "/" or "\\": names become file and directory names'),
+    ]
+
+
+def test_a_task_name_holds_no_dot_it_joins_task_ids() -> None:
+    assert violations_of(named_spec(task="outer.inner")) == [
+        at('root.dag.tasks["outer.inner"]', 'must not contain ".": it separates the names in a task id such as outer.inner'),
+    ]
+    validate_pipeline_spec(named_spec(component="comp.v1", input_parameter="a.b"), FIELD)  # only task names
+
+
+def test_names_in_sub_pipelines_are_checked(nested_spec: Spec) -> None:
+    inner = nested_spec["components"]["comp-add-twice"]["dag"]["tasks"]
+    inner["../../victim"] = inner.pop("add")
+    fields = [field for field, _ in violations_of(nested_spec)]
+    assert f'{FIELD}.components.comp-add-twice.dag.tasks["../../victim"]' in fields
+
+
+def test_random_names_are_accepted_only_when_they_are_one_harmless_file_name() -> None:
+    """A seeded fuzz over every kind of name: an accepted name is one path component that
+    stays in its directory; a refused one is refused naming its own fields only."""
+    rng = random.Random(11)
+    accepted = 0
+    alphabet = ["a", "Z", "0", "-", "_", " ", ".", "/", "\\", "\0", "\n", "\x1b", "\x9f", "é", "語", "\u202e"]
+    for _ in range(600):
+        kind = rng.choice(NAME_KINDS)
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+        if name in {"second", "p", "ia"} or name in SAFE_NAMES.values():
+            continue  # would collide with the spec's other names
+        if not safe(name, kind):
+            assert_refused_naming_its_fields(kind, name)
+        else:
+            validate_pipeline_spec(named_spec(**{kind: name}), FIELD)
+            accepted += 1
+    assert accepted > 50  # the fuzz reaches both sides
+
+
+def safe(name: str, kind: str) -> bool:
+    """The contract, stated independently: one file name that stays in its directory, no `..`,
+    no control characters, at most 255 bytes; a task name without "." (it joins task ids)."""
+    stays = bool(name) and os.path.dirname(os.path.normpath(os.path.join("/run/dir", name))) == "/run/dir"
+    return (
+        stays and "/" not in name and "\\" not in name and ".." not in name and len(name.encode()) <= 255
+        and not any(ord(char) < 32 or 127 <= ord(char) < 160 for char in name)
+        and (kind != "task" or "." not in name)
+    )
+
+
+def test_sdk_pipelines_with_free_display_names_are_valid(tmp_path: Path) -> None:
+    @dsl.component(base_image="python:3.11")
+    def step_one(text: str) -> str:
+        return text
+
+    @dsl.pipeline(name="display-names", description="Pipeline with display names a user would write")
+    def display_names(text: str = "x") -> str:
+        first = step_one(text=text).set_display_name("Étape 1 / prepare data: a..b")
+        return step_one(text=first.output).set_display_name("训练 模型 \\ train").output
+
+    spec = compile_pipeline(display_names, tmp_path / "display-names.yaml")
+    assert validate_pipeline_spec(spec, FIELD).name == "display-names"
