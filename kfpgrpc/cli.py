@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--run-ttl", default=_env("RUN_TTL", "0"),
                        help="delete finished runs (with logs and artifacts) this long after they finish,"
                             " a Go duration such as 720h; 0 = never (env KFPGRPC_RUN_TTL)")
+    serve.add_argument("--allowed-pipeline-roots", default=_env("ALLOWED_PIPELINE_ROOTS", ""),
+                       help=f"absolute directories, separated by {os.pathsep!r}, where runs may put their artifacts"
+                            " (runtime_config.pipeline_root) besides DATA_DIR/artifacts (env KFPGRPC_ALLOWED_PIPELINE_ROOTS)")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"])
@@ -110,6 +113,10 @@ def _serve(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f"kfpgrpc: --{flag.replace('_', '-')}: {error}", file=sys.stderr)
             return 2
+    allowed_roots = [Path(root) for root in args.allowed_pipeline_roots.split(os.pathsep) if root]
+    if not all(root.is_absolute() for root in allowed_roots):
+        print(f"kfpgrpc: --allowed-pipeline-roots: each directory must be an absolute path, got {args.allowed_pipeline_roots!r}", file=sys.stderr)
+        return 2
     logs.configure(args.log_level, args.log_format)
     config = ServerConfig(
         listen=args.listen,
@@ -123,6 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
         min_interval_seconds=args.min_interval_seconds,
         event_retention_us=durations["event_retention"],
         run_ttl_us=durations["run_ttl"],
+        allowed_pipeline_roots=tuple(allowed_roots),
     )
     server = KfpGrpcServer(config)
 

@@ -21,6 +21,8 @@ class ServerConfig:
     event_retention_us: int = 7 * 24 * 3600 * 1_000_000  # events older are pruned; 0 = kept forever
     run_ttl_us: int = 0  # finished runs older are deleted; 0 = kept forever
     event_watcher_capacity: int = 10_000  # events buffered per WatchEvents stream before it is cut off
+    # Absolute directories a run's pipeline_root may be in, besides artifact_root (always allowed).
+    allowed_pipeline_roots: tuple[Path, ...] = ()
 
     @property
     def database_path(self) -> Path:

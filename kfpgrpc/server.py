@@ -97,6 +97,7 @@ class KfpGrpcServer:
                 db, self.clock, events, executor, self.config.artifact_root, lambda: experiments.default_experiment_id,
                 # Enough runs in hand to keep every task slot busy, few enough not to flood the writer.
                 max_executing=2 * self.config.max_parallel_tasks,
+                allowed_pipeline_roots=self.config.allowed_pipeline_roots,
             )
             self._recurring_runs = recurring_runs = RecurringRuns(
                 db, self.clock, events, runs, lambda: experiments.default_experiment_id,

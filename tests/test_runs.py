@@ -22,6 +22,7 @@ from tests.support import (
     inline_run,
     plain,
     run_of,
+    running,
     state_names,
     struct,
     task,
@@ -121,10 +122,11 @@ async def test_artifacts_pass_between_tasks_with_their_metadata(stubs: Stubs, co
     assert plain(task(run, "read-dataset").output_parameters)["Output"] == "some text"
 
 
-async def test_pipeline_root_puts_artifacts_there(stubs: Stubs, compiled: dict[str, Spec], tmp_path: Path) -> None:
-    run = inline_run(compiled["artifact-pipeline"], text="rooted")
-    run.runtime_config.pipeline_root = f"file://{tmp_path}/root"
-    done = await finished(stubs, await create(stubs, run))
+async def test_pipeline_root_puts_artifacts_there(compiled: dict[str, Spec], data_dir: Path, tmp_path: Path) -> None:
+    async with running(data_dir, allowed_pipeline_roots=(tmp_path,)) as (_, stubs):  # see tests/test_run_directory.py
+        run = inline_run(compiled["artifact-pipeline"], text="rooted")
+        run.runtime_config.pipeline_root = f"file://{tmp_path}/root"
+        done = await finished(stubs, await create(stubs, run))
     assert done.runtime_config.pipeline_root == f"{tmp_path}/root"
     dataset = next(a for a in task(done, "write-artifacts").output_artifacts if a.name == "dataset")
     assert dataset.uri.startswith(f"{tmp_path}/root/{done.run_id}/") and Path(dataset.uri).read_text() == "rooted"

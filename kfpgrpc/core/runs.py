@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import shutil
+import os
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any
 import aiosqlite
 
 from kfpgrpc.clock import Clock
+from kfpgrpc.confined import UnsafePath, inside, remove_below
 from kfpgrpc.core import events as event
 from kfpgrpc.core.broadcast import Broadcast
 from kfpgrpc.core.events import Events
@@ -49,7 +50,7 @@ from kfpgrpc.domain import (
     StateChange,
     TaskDetail,
 )
-from kfpgrpc.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
+from kfpgrpc.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
 from kfpgrpc.executor import (
     ArtifactOutput,
     Executor,
@@ -116,6 +117,12 @@ class _Execution:
 
 
 class Runs:
+    """The run manager (see the module docstring).
+
+    `artifact_root` holds the artifacts of runs without a pipeline_root; a run's pipeline_root
+    must be inside it or one of `allowed_pipeline_roots` (absolute directories), links resolved.
+    """
+
     def __init__(
         self,
         db: Database,
@@ -125,12 +132,15 @@ class Runs:
         artifact_root: Path,
         default_experiment_id: Callable[[], str],
         max_executing: int = 8,
+        allowed_pipeline_roots: Sequence[Path] = (),
     ) -> None:
         self._db = db
         self._clock = clock
         self._events = events
         self._executor = executor
-        self._artifact_root = artifact_root
+        # Resolved once, at start: what a root's links point to later does not widen them.
+        self._artifact_root = Path(os.path.realpath(artifact_root))
+        self._allowed_roots = list(dict.fromkeys([str(self._artifact_root), *map(os.path.realpath, allowed_pipeline_roots)]))
         self._default_experiment_id = default_experiment_id
         self._active: dict[str, _Execution] = {}
         self._claimed: set[str] = set()  # runs a Retry or Delete is working on
@@ -207,7 +217,7 @@ class Runs:
         violations = name_violations(new.display_name, f"{field}.display_name")
         violations += description_violations(new.description, f"{field}.description")
         violations += artifact_selector_violations(new.artifacts, f"{field}.artifacts")
-        pipeline_root, root_violations = _local_root(new.pipeline_root, f"{field}.runtime_config.pipeline_root")
+        pipeline_root, root_violations = self._pipeline_root(new.pipeline_root, f"{field}.runtime_config.pipeline_root")
         violations += root_violations
         violations += _parameters_from_violations(new, f"{field}.runtime_config")
         if new.pipeline_spec is None and not new.pipeline_id:
@@ -412,6 +422,7 @@ class Runs:
             run, document = await self._with_snapshot(await store.get_run(self._db, run_id))
             if run.state not in (FAILED, CANCELED):
                 raise FailedPrecondition(f"run {run_id!r} is {run.state}; only FAILED or CANCELED runs can be retried")
+            self._root_of(run)  # FAILED_PRECONDITION if its root is no longer allowed
             tasks = (await store.tasks_of(self._db, [run_id]))[run_id]
             now = self._clock.now_us()
             retried = dataclasses.replace(
@@ -442,7 +453,10 @@ class Runs:
                 await execution.done.wait()
             run = await store.get_run(self._db, run_id)
             await store.delete_run(self._db, run_id, self._events.job(event.run_deleted(run, reason, self._clock.now_us())))
-        await asyncio.to_thread(shutil.rmtree, self._root_of(run) / run_id, ignore_errors=True)
+        try:
+            await asyncio.to_thread(remove_below, self._root_of(run), run_id)
+        except (DomainError, UnsafePath, OSError) as error:  # the run is gone; its files stay
+            log.warning("run artifacts not deleted", extra={"fields": {"run_id": run_id, "error": str(error)}})
 
     async def watch(self, run_id: str) -> AsyncIterator[RunView]:
         """The current snapshot, then one per change, until a terminal state."""
@@ -517,16 +531,16 @@ class Runs:
             if execution.terminate_requested:
                 outcome = RunOutcome(TaskState.CANCELED, "")
             else:
-                info = self._spec_info(execution.document, "pipeline_spec", execution.run.spec_hash)
-                previous = {t.task_id: _task_result(t) for t in execution.tasks.values() if t.state == SUCCEEDED}
-                outcome = await self._executor.execute(
-                    run_id,
-                    info.spec,
-                    execution.run.parameters,
-                    previous,
-                    _Observer(self, execution),
-                    artifact_root=self._root_of(execution.run),
-                )
+                try:
+                    info = self._spec_info(execution.document, "pipeline_spec", execution.run.spec_hash)
+                    root = self._root_of(execution.run)
+                except DomainError as refused:  # stored before this server's checks: never run
+                    outcome = RunOutcome(TaskState.FAILED, refused.message)
+                else:
+                    previous = {t.task_id: _task_result(t) for t in execution.tasks.values() if t.state == SUCCEEDED}
+                    outcome = await self._executor.execute(
+                        run_id, info.spec, execution.run.parameters, previous, _Observer(self, execution), artifact_root=root
+                    )
             await self._finish(execution, outcome.state.value, outcome.error)
         except asyncio.CancelledError:
             if not self._stopping:
@@ -620,8 +634,37 @@ class Runs:
         )
         self._log_appended.publish(run_id, True)
 
+    def _pipeline_root(self, pipeline_root: str, field: str) -> tuple[str, list[FieldViolation]]:
+        """A new run's pipeline_root as stored ("" = the artifact root), or why it is refused: the
+        local executor writes on this machine, and only below an allowed root."""
+        if not pipeline_root:
+            return "", []
+        path = pipeline_root.removeprefix("file://")
+        if not os.path.isabs(path) or "\0" in path:
+            return "", [FieldViolation(field, f"must be an absolute local path or a file:// URI (artifacts are written on the server's machine), got {pipeline_root!r}")]
+        if not self._allowed(path):
+            resolved = os.path.realpath(path)
+            resolves = f"; it resolves to {resolved!r}" if resolved != path else ""
+            return "", [FieldViolation(field, f"must be inside an allowed pipeline root: {self._allowed_text()}{resolves}")]
+        return path, []
+
     def _root_of(self, run: Run) -> Path:
-        return Path(run.pipeline_root) if run.pipeline_root else self._artifact_root
+        """The resolved directory `run`'s artifacts are under (`<it>/<run_id>`); FailedPrecondition
+        if its pipeline_root is not (or no longer) inside an allowed root."""
+        if not run.pipeline_root:
+            return self._artifact_root
+        if not self._allowed(run.pipeline_root):
+            raise FailedPrecondition(
+                f"run {run.run_id!r} has pipeline_root {run.pipeline_root!r}, which is not inside an allowed pipeline root"
+                f" ({self._allowed_text()}); the server neither writes nor deletes artifacts there (see --allowed-pipeline-roots)"
+            )
+        return Path(os.path.realpath(run.pipeline_root))
+
+    def _allowed(self, path: str) -> bool:
+        return any(inside(path, root) for root in self._allowed_roots)
+
+    def _allowed_text(self) -> str:
+        return ", ".join(self._allowed_roots)
 
     def _claim(self, run_id: str) -> _Claim:
         return _Claim(self._claimed, run_id)
@@ -694,18 +737,6 @@ def _task_result(task: TaskDetail) -> TaskResult:
     for a in task.output_artifacts:
         artifacts.setdefault(a["name"], []).append(ArtifactOutput(a["name"], a["uri"], a["schema_title"], a["metadata"]))
     return TaskResult(output_parameters=dict(task.output_parameters), output_artifacts=artifacts)
-
-
-def _local_root(pipeline_root: str, field: str) -> tuple[str, list[FieldViolation]]:
-    """The local executor writes on this machine: an absolute path or a file:// URI."""
-    if not pipeline_root:
-        return "", []
-    path = pipeline_root.removeprefix("file://")
-    if not Path(path).is_absolute():
-        return "", [
-            FieldViolation(field, f"must be an absolute local path or a file:// URI (artifacts are written on the server's machine), got {pipeline_root!r}")
-        ]
-    return path, []
 
 
 def artifact_selector_violations(artifacts: list[dict[str, str]], field: str) -> list[FieldViolation]:
