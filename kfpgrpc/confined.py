@@ -101,7 +101,8 @@ class Directory:
 
     def read_bytes(self, *names: str, limit: int) -> bytes | None:
         """The content of the regular file at `names` (path components below this directory),
-        None when it does not exist. More than `limit` bytes is UnsafePath."""
+        None when it does not exist. A link, a file of another kind, a file with other hard links
+        or more than `limit` bytes is UnsafePath."""
         *parents, name = names
         directories: list[Directory] = []
         try:
@@ -121,8 +122,11 @@ class Directory:
                 current._explain(error, name, path, "a regular file")
                 raise
             with os.fdopen(fd, "rb") as file:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                status = os.fstat(fd)
+                if not stat.S_ISREG(status.st_mode):
                     raise UnsafePath(f"{path} is not a regular file")
+                if status.st_nlink > 1:  # a hard link to a file of the server's, made by a task
+                    raise UnsafePath(f"{path} has {status.st_nlink} hard links; the server reads only files a task wrote")
                 content = file.read(limit + 1)
             if len(content) > limit:
                 raise UnsafePath(f"{path} is larger than {limit} bytes")

@@ -439,15 +439,16 @@ async def test_a_link_between_files_of_the_run_is_the_tasks_business(executor, t
 
 
 @pytest.mark.parametrize("output", ["parameter file", "executor output file"])
-async def test_an_output_file_made_a_link_to_a_secret_is_never_read(executor, tmp_path, output):
+@pytest.mark.parametrize(("link", "problem"), [("-s", "is a symbolic link"), ("", "has 2 hard links")], ids=["symbolic", "hard"])
+async def test_an_output_file_made_a_link_to_a_secret_is_never_read(executor, tmp_path, output, link, problem):
     secret = tmp_path / "secret.json"
     secret.write_text('{"parameterValues": {"o": "the server\'s secret"}}')
     target = "{{$.outputs.parameters['o'].output_file}}" if output == "parameter file" else "{{$.outputs.output_file}}"
-    command = ["sh", "-c", 'mkdir -p "$(dirname "$1")" && ln -s "$2" "$1"', "sh", target, str(secret)]
+    command = ["sh", "-c", f'mkdir -p "$(dirname "$1")" && ln {link} "$2" "$1"', "sh", target, str(secret)]
     outcome, rec = await run(executor, container_spec("x", command, {"parameters": {"o": {"parameterType": "STRING"}}}), {})
     assert outcome.state == TaskState.FAILED
     failed = rec.last("x")
-    assert failed.result is None and "is a symbolic link" in failed.error
+    assert failed.exit_code == 0 and failed.result is None and problem in failed.error, failed.error
     assert "secret'" not in repr(rec.updates) and "the server's secret" not in repr(rec.updates)
 
 
