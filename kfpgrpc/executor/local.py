@@ -492,7 +492,9 @@ class LocalExecutor:
         """Run one attempt of a container task; raises _TaskFailed."""
         run_dir = run.artifact_root / run.run_id
         try:
-            await asyncio.to_thread(_empty_artifact_dir, run.artifact_root, run.run_id, task_id)
+            # On the loop, as before: a few system calls (a retry's old files aside); a thread hop
+            # here would let watchers see the task RUNNING well before its process exists.
+            _empty_artifact_dir(run.artifact_root, run.run_id, task_id)
         except (UnsafePath, OSError) as error:
             raise _TaskFailed(f"could not prepare the task's artifact directory: {error}") from None
         workdir = tempfile.mkdtemp(prefix="kfpgrpc-task-")
