@@ -96,3 +96,8 @@ def to_datetime(micros: int) -> datetime:
 def to_micros(moment: datetime) -> int:
     """An aware datetime in microseconds since the epoch, exactly."""
     return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def rfc3339(micros: int) -> str:
+    """An instant as RFC 3339 text in UTC, as messages show it: 2026-05-04T10:15:00Z."""
+    return to_datetime(micros).isoformat().replace("+00:00", "Z")

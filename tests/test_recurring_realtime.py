@@ -1,5 +1,6 @@
 """Recurring runs in real time, with 6-field (seconds) cron: fire lag, and exactly one run per
-tick across repeated SIGKILLs of a real `kfpgrpc serve` process."""
+tick across repeated SIGKILLs of a real `kfpgrpc serve` process. The servers allow ticks a
+second apart (`--min-interval-seconds 1`; the default is 60)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,31 @@ import asyncio
 import json
 import random
 import statistics
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 
+from kfpgrpc.config import ServerConfig
+from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.v1 import common_pb2, run_pb2
 from kfpgrpc.v1 import recurring_run_pb2 as pb
 from tests.support import ServerProcess, Stubs, upload
 
 SECOND = 1_000_000
+EVERY_SECOND = ("--min-interval-seconds", "1")
+
+
+@pytest.fixture
+async def server(data_dir: Path) -> AsyncIterator[KfpGrpcServer]:
+    running = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir, min_interval_seconds=1))
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
 
 
 def every_second(version: Any, name: str) -> pb.RecurringRun:
@@ -54,7 +70,7 @@ async def test_a_seconds_cron_tick_creates_its_run_within_100_ms(stubs: Stubs, c
 
 async def test_every_tick_has_exactly_one_run_across_repeated_sigkills(tmp_path: Path, compiled: dict[str, Any]) -> None:
     data_dir = tmp_path / "data"
-    server = ServerProcess(data_dir)
+    server = ServerProcess(data_dir, *EVERY_SECOND)
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
             stubs = Stubs.on(channel)
@@ -68,7 +84,7 @@ async def test_every_tick_has_exactly_one_run_across_repeated_sigkills(tmp_path:
         for _ in range(4):  # killed at varied moments: before, during and after tick handling
             await asyncio.sleep(rng.uniform(0.6, 2.2))
             server.kill()
-            server = ServerProcess(data_dir)
+            server = ServerProcess(data_dir, *EVERY_SECOND)
         async with grpc.aio.insecure_channel(server.address) as channel:
             stubs = Stubs.on(channel)
             await asyncio.sleep(1.5)
