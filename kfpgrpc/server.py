@@ -103,7 +103,8 @@ class KfpGrpcServer:
                 db, self.clock, events, runs, lambda: experiments.default_experiment_id,
                 self.config.default_time_zone, self.config.min_interval_seconds,
             )
-            experiments.archive_listeners += [runs.experiment_archived, recurring_runs.experiment_archived]
+            experiments.archiving_listeners.append(recurring_runs.experiment_archiving)
+            experiments.archive_listeners.append(runs.experiment_archived)
             pipelines.version_listeners.append(recurring_runs.pipeline_version_created)
             self._housekeeping = Housekeeping(db, self.clock, runs, self.config.event_retention_us, self.config.run_ttl_us)
             self._server = server = self._build_server(experiments, pipelines, runs, recurring_runs, events)

@@ -237,6 +237,21 @@ def emit_pipeline(kind: str = "fine") -> int:
     return emit(kind=kind).outputs["Output"]
 
 
+@dsl.component(base_image=BASE_IMAGE)
+def train_model(previous_model: str, model: Output[Model]):
+    weights = ""
+    if previous_model:
+        with open(previous_model.removeprefix("file://")) as file:
+            weights = file.read()
+    with open(model.path, "w") as file:
+        file.write(weights + "+")
+
+
+@dsl.pipeline(name="train-pipeline", description="Trains on top of the previous model (a URI), or from scratch.")
+def train_pipeline(previous_model: str = ""):
+    train_model(previous_model=previous_model)
+
+
 ALL_PIPELINES = (
     add_pipeline,
     artifact_pipeline,
@@ -249,6 +264,7 @@ ALL_PIPELINES = (
     push_pipeline,
     consume_pipeline,
     emit_pipeline,
+    train_pipeline,
 )
 
 

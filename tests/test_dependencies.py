@@ -1,5 +1,6 @@
 """Exposed artifacts on real pipelines, recurring runs that depend on each other (parameters
-from another's artifact, upstream and new-version triggers, cycles), and the run TTL."""
+from another's artifact or their own previous run, upstream and new-version triggers, cycles,
+references that cannot dangle), and the run TTL."""
 
 from __future__ import annotations
 
@@ -193,7 +194,10 @@ async def test_dependency_cycles_are_rejected_naming_the_cycle(stubs: Stubs, com
     assert field_violations(error) == {"recurring_run.trigger.upstream_recurring_run_ids[1]": "a recurring run cannot trigger itself"}
     unknown = hourly(push, "D")
     unknown.trigger.upstream_recurring_run_ids.append("missing")
-    assert (await failure(create(stubs, unknown))).code() == grpc.StatusCode.NOT_FOUND
+    error = await failure(create(stubs, unknown))
+    assert (error.code(), field_violations(error)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, {"recurring_run.trigger.upstream_recurring_run_ids[0]": "no recurring run 'missing'"}
+    )
     # The refused updates changed nothing.
     stored = await stubs.recurring_runs.GetRecurringRun(pb.GetRecurringRunRequest(recurring_run_id=a.recurring_run_id))
     assert list(stored.trigger.upstream_recurring_run_ids) == []
@@ -237,3 +241,90 @@ async def test_ttl_deletes_finished_runs_with_their_logs_and_artifacts(data_dir:
         assert [r.run_id for r in (await stubs.runs.ListRuns(run_pb2.ListRunsRequest())).runs] == [young.run_id]
         logs = stubs.runs.StreamRunLogs(run_pb2.StreamRunLogsRequest(run_id=old.run_id))
         assert (await failure(logs.read())).code() == grpc.StatusCode.NOT_FOUND
+
+
+def from_recurring_run(message: pb.RecurringRun, parameter: str, upstream: pb.RecurringRun, output: str = "model", optional: bool = False) -> pb.RecurringRun:
+    message.runtime_config.parameters_from[parameter].CopyFrom(
+        common_pb2.ArtifactRef(recurring_run_id=upstream.recurring_run_id, output_artifact=output, optional=optional)
+    )
+    return message
+
+
+def update(recurring_run: pb.RecurringRun, *paths: str) -> pb.UpdateRecurringRunRequest:
+    request = pb.UpdateRecurringRunRequest(recurring_run=recurring_run)
+    request.update_mask.paths.extend(paths)
+    return request
+
+
+async def test_a_referenced_recurring_run_cannot_be_deleted(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    """Deleting it would leave its dependents' references dangling: refused, naming them."""
+    push = await upload(stubs, "push", compiled["push-pipeline"])
+    consume = await upload(stubs, "consume", compiled["consume-pipeline"])
+    a = await create(stubs, hourly(push, "A", artifacts=[PUSHED]))
+    triggered = recurring(consume, "by-trigger")
+    triggered.trigger.upstream_recurring_run_ids.append(a.recurring_run_id)
+    by_trigger = await create(stubs, from_recurring_run(triggered, "model_uri", a, optional=True))
+    by_parameter = await create(stubs, from_recurring_run(hourly(consume, "by-parameter"), "model_uri", a))
+    await create(stubs, hourly(push, "unrelated"))
+
+    for delete_runs in (False, True):
+        error = await failure(stubs.recurring_runs.DeleteRecurringRun(
+            pb.DeleteRecurringRunRequest(recurring_run_id=a.recurring_run_id, delete_runs=delete_runs)))
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error.details() == (
+            f"recurring run {a.recurring_run_id!r} is referenced by 'by-parameter' ({by_parameter.recurring_run_id}),"
+            f" 'by-trigger' ({by_trigger.recurring_run_id}) (upstream trigger or parameters_from): update or delete those first"
+        )
+    assert (await stubs.recurring_runs.GetRecurringRun(pb.GetRecurringRunRequest(recurring_run_id=a.recurring_run_id))).status == pb.RecurringRun.ENABLED
+
+    # Once no reference is left, it goes.
+    unlinked = pb.RecurringRun(recurring_run_id=by_parameter.recurring_run_id, runtime_config=common_pb2.RuntimeConfig(
+        parameters=dict(struct({"model_uri": "file:///elsewhere"}).fields)))
+    await stubs.recurring_runs.UpdateRecurringRun(update(unlinked, "runtime_config"))
+    await stubs.recurring_runs.DeleteRecurringRun(pb.DeleteRecurringRunRequest(recurring_run_id=by_trigger.recurring_run_id))
+    await stubs.recurring_runs.DeleteRecurringRun(pb.DeleteRecurringRunRequest(recurring_run_id=a.recurring_run_id))
+
+
+async def test_an_update_naming_a_missing_upstream_is_invalid_not_not_found(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    """NOT_FOUND would read as if the recurring run being updated were missing."""
+    push = await upload(stubs, "push", compiled["push-pipeline"])
+    consume = await upload(stubs, "consume", compiled["consume-pipeline"])
+    a = await create(stubs, hourly(push, "A", artifacts=[PUSHED]))
+    b = await create(stubs, from_recurring_run(hourly(consume, "B"), "model_uri", a))
+    changed = pb.RecurringRun(recurring_run_id=b.recurring_run_id)
+    changed.trigger.CopyFrom(b.trigger)
+    changed.trigger.upstream_recurring_run_ids.extend([a.recurring_run_id, "gone"])
+    error = await failure(stubs.recurring_runs.UpdateRecurringRun(update(changed, "trigger")))
+    assert (error.code(), field_violations(error)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, {"recurring_run.trigger.upstream_recurring_run_ids[1]": "no recurring run 'gone'"})
+    moved = from_recurring_run(pb.RecurringRun(recurring_run_id=b.recurring_run_id), "model_uri", pb.RecurringRun(recurring_run_id="gone"))
+    error = await failure(stubs.recurring_runs.UpdateRecurringRun(update(moved, "runtime_config.parameters_from")))
+    assert (error.code(), field_violations(error)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, {"recurring_run.runtime_config.parameters_from[model_uri].recurring_run_id": "no recurring run 'gone'"})
+
+
+async def test_a_recurring_run_may_take_an_optional_parameter_from_its_own_previous_run(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    """Incremental training: each run starts from the model of the one before. Not a cycle."""
+    train = await upload(stubs, "train", compiled["train-pipeline"])
+    created = await create(stubs, hourly(train, "trainer", mode=pb.RecurringRun.DISABLE))
+    rid = created.recurring_run_id
+    own = pb.RecurringRun(recurring_run_id=rid, artifacts=[common_pb2.ArtifactSelector(name="model", path="train-model:model")])
+    required = from_recurring_run(pb.RecurringRun(recurring_run_id=rid, artifacts=own.artifacts), "previous_model", created)
+    error = await failure(stubs.recurring_runs.UpdateRecurringRun(update(required, "artifacts", "runtime_config.parameters_from")))
+    assert field_violations(error) == {"recurring_run.runtime_config.parameters_from[previous_model].optional":
+                                       "must be true for a parameter from this recurring run's own previous run: its first run has none"}
+    # The selector and the reference to it arrive in one update.
+    await stubs.recurring_runs.UpdateRecurringRun(update(
+        from_recurring_run(own, "previous_model", created, optional=True), "artifacts", "runtime_config.parameters_from"))
+
+    models = []
+    for _ in range(2):
+        run = await stubs.recurring_runs.TriggerRecurringRun(pb.TriggerRecurringRunRequest(recurring_run_id=rid))
+        finished = (await watch_to_end(stubs.runs, run.run_id))[-1]
+        assert finished.state == common_pb2.SUCCEEDED, finished.error
+        models.append(exposed(finished)["model"][0])
+    assert [Path(uri.removeprefix("file://")).read_text() for uri in models] == ["+", "++"]
+    runs = await runs_of(stubs, rid)
+    assert [plain(r.runtime_config.parameters)["previous_model"] for r in runs] == ["", models[0]]  # the default, then the URI
+    await stubs.recurring_runs.DeleteRecurringRun(pb.DeleteRecurringRunRequest(recurring_run_id=rid))  # it references only itself
+

@@ -19,7 +19,7 @@ from kfpgrpc.config import ServerConfig
 from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.v1 import common_pb2, experiment_pb2, run_pb2
 from kfpgrpc.v1 import recurring_run_pb2 as pb
-from tests.support import Stubs, eventually, field_violations, upload
+from tests.support import Stubs, eventually, field_violations, running, upload
 
 START = "2026-05-04T10:07:00+00:00"  # a Monday
 Spec = dict[str, Any]
@@ -56,7 +56,7 @@ def recurring(version: Any, name: str = "nightly", cron: str = "", **fields: Any
     parameters = fields.pop("parameters", {})
     message = pb.RecurringRun(
         display_name=name,
-        mode=pb.RecurringRun.ENABLE,
+        mode=fields.pop("mode", pb.RecurringRun.ENABLE),
         pipeline_version_reference=common_pb2.PipelineVersionReference(pipeline_id=version.pipeline_id),
         **fields,
     )
@@ -413,3 +413,162 @@ async def test_archiving_the_experiment_disables_its_recurring_runs(harness: Har
     assert [r.display_name for r in listed.recurring_runs] == ["in-team"]
     error = await harness.error(harness.create(recurring(version, "late", "* * * * *", experiment_id=experiment.experiment_id)))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def starting(message: pb.RecurringRun, text: str) -> pb.RecurringRun:
+    """The message with its schedule's start_time set."""
+    schedule = message.trigger.cron_schedule if message.trigger.HasField("cron_schedule") else message.trigger.periodic_schedule
+    schedule.start_time.CopyFrom(stamp(text))
+    return message
+
+
+def hourly_periodic(version: Any, name: str, **fields: Any) -> pb.RecurringRun:
+    message = recurring(version, name, **fields)
+    message.trigger.periodic_schedule.interval_second = 3600
+    return message
+
+
+async def test_a_past_start_time_catches_up_every_tick_from_it_oldest_first(harness: Harness, version: Any) -> None:
+    """As KFP's scheduler does: the ticks from start_time to now are missed ticks."""
+    created = await harness.create(starting(recurring(version, "since-eight", "*/15 * * * *", parameters={"label": "[[Index]]"}),
+                                            "2026-05-04T08:00:00+00:00"))
+    expected = [f"2026-05-04T{h:02d}:{m:02d}:00Z" for h in (8, 9) for m in (0, 15, 30, 45)] + ["2026-05-04T10:00:00Z"]
+    assert await harness.ticks(created.recurring_run_id, 9) == expected
+    runs = await harness.runs(created.recurring_run_id)
+    assert [r.runtime_config.parameters["label"].string_value for r in runs] == [str(i) for i in range(1, 10)]  # oldest first
+    got = await harness.get(created.recurring_run_id)
+    assert iso(got.last_scheduled_time) == "2026-05-04T10:00:00Z" and got.counters.ticks_skipped == 0
+
+    periodic = await harness.create(starting(hourly_periodic(version, "hourly-since"), "2026-05-04T05:30:00+00:00"))
+    assert await harness.ticks(periodic.recurring_run_id, 4) == [f"2026-05-04T0{h}:30:00Z" for h in (6, 7, 8, 9)]
+
+
+async def test_no_catchup_with_a_past_start_time_runs_only_the_latest_tick(harness: Harness, version: Any) -> None:
+    created = await harness.create(starting(recurring(version, "latest", "*/15 * * * *", no_catchup=True), "2026-05-04T08:00:00+00:00"))
+    assert await harness.ticks(created.recurring_run_id, 1) == ["2026-05-04T10:00:00Z"]
+    await harness.advance_to("2026-05-04T10:15:00+00:00", created.recurring_run_id)
+    assert await harness.ticks(created.recurring_run_id, 2) == ["2026-05-04T10:00:00Z", "2026-05-04T10:15:00Z"]
+    # Ten years of minutes: only the latest runs, found without walking them.
+    decade = await asyncio.wait_for(harness.create(starting(
+        recurring(version, "decade", "@every 1m", no_catchup=True), "2016-05-04T10:16:00+00:00")), 30)
+    assert await harness.ticks(decade.recurring_run_id, 1) == ["2026-05-04T10:15:00Z"]
+    assert (await harness.get(decade.recurring_run_id)).counters.ticks_skipped == 0  # they predate it
+
+
+async def test_more_than_100000_past_ticks_are_refused_naming_the_start_time(harness: Harness, version: Any) -> None:
+    too_many = "is more than 100000 ticks ago, too many to catch up: set no_catchup to run only the latest of them, or a later start_time"
+    for message, field in [
+        (starting(recurring(version, "minutely", "* * * * *"), "2025-01-01T00:00:00+00:00"), "cron_schedule"),
+        (starting(recurring(version, "every", "@every 1m"), "2016-01-01T00:00:00+00:00"), "cron_schedule"),
+        (starting(recurring(version, "daily", "0 0 * * *"), "1700-01-01T00:00:00+00:00"), "cron_schedule"),
+        (starting(hourly_periodic(version, "hourly"), "1990-01-01T00:00:00+00:00"), "periodic_schedule"),
+    ]:
+        error = await asyncio.wait_for(harness.error(harness.create(message)), 30)
+        assert field_violations(error) == {f"recurring_run.trigger.{field}.start_time": too_many}
+    # Exactly 100,000 ticks (10:07 back to the start, inclusive) are caught up.
+    boundary = starting(recurring(version, "boundary", "* * * * *", mode=pb.RecurringRun.DISABLE), "2026-02-23T23:28:00+00:00")
+    await harness.create(boundary)
+    boundary.trigger.cron_schedule.start_time.CopyFrom(stamp("2026-02-23T23:27:00+00:00"))
+    assert field_violations(await harness.error(harness.create(boundary))) == {"recurring_run.trigger.cron_schedule.start_time": too_many}
+    assert (await harness.stubs.recurring_runs.ListRecurringRuns(pb.ListRecurringRunsRequest())).total_size == 1
+
+
+async def test_backfill_reaches_before_the_creation_of_a_periodic_schedule(harness: Harness, version: Any) -> None:
+    """Without start_time the anchor is the creation: the grid extends back before it."""
+    for message in (hourly_periodic(version, "hourly"), recurring(version, "every-hour", "@every 1h")):
+        created = await harness.create(message)
+        response = await harness.stubs.recurring_runs.BackfillRecurringRun(pb.BackfillRecurringRunRequest(
+            recurring_run_id=created.recurring_run_id, start_time=stamp("2026-05-04T05:00:00+00:00"), end_time=stamp("2026-05-04T10:00:00+00:00")))
+        assert (response.ticks_queued, response.ticks_already_present) == (5, 0)
+        assert await harness.ticks(created.recurring_run_id, 5) == [f"2026-05-04T0{h}:07:00Z" for h in range(5, 10)]
+
+
+async def test_a_backfill_never_queues_nothing_silently(harness: Harness, version: Any) -> None:
+    yearly = await harness.create(recurring(version, "new-year", "0 0 1 1 *"))
+    error = await harness.error(harness.stubs.recurring_runs.BackfillRecurringRun(pb.BackfillRecurringRunRequest(
+        recurring_run_id=yearly.recurring_run_id, start_time=stamp("2026-02-01T00:00:00+00:00"), end_time=stamp("2026-05-01T00:00:00+00:00"))))
+    assert field_violations(error) == {"start_time": "no tick of the schedule falls in the range; the first after start_time is at 2027-01-01T00:00:00Z"}
+    bounded = await harness.create(starting(recurring(version, "bounded", "0 * * * *"), "2026-05-04T12:00:00+00:00"))
+    error = await harness.error(harness.stubs.recurring_runs.BackfillRecurringRun(pb.BackfillRecurringRunRequest(
+        recurring_run_id=bounded.recurring_run_id, start_time=stamp("2026-05-04T08:00:00+00:00"), end_time=stamp("2026-05-04T10:00:00+00:00"))))
+    assert field_violations(error) == {"start_time": "no tick of the schedule falls in the range; the first after start_time is at 2026-05-04T12:00:00Z"}
+    # A disabled recurring run has not handled its ticks since: enabling runs them, not a backfill.
+    disabled = await harness.create(recurring(version, "paused", "*/15 * * * *", mode=pb.RecurringRun.DISABLE))
+    harness.clock.set(us("2026-05-04T11:00:00+00:00"))
+    error = await harness.error(harness.stubs.recurring_runs.BackfillRecurringRun(pb.BackfillRecurringRunRequest(
+        recurring_run_id=disabled.recurring_run_id, start_time=stamp("2026-05-04T10:10:00+00:00"), end_time=stamp("2026-05-04T10:50:00+00:00"))))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "has not reached these ticks yet (its last handled tick is 2026-05-04T10:07:00Z)" in (error.details() or "")
+    assert await harness.runs() == []
+
+
+async def test_cron_errors_name_the_problem_in_the_users_terms(harness: Harness, version: Any) -> None:
+    field = "recurring_run.trigger.cron_schedule.cron"
+    for cron, problem in [
+        ("CRON_TZ=Europe/Berlin 0 3 * * *", "put the time zone in trigger.cron_schedule.time_zone (an IANA name such as Europe/Berlin), not in the expression"),
+        ("61 3 * * *", "minute must be 0-59, got 61"),
+        ("0 0 30 2 *", "never fires: day-of-month 30 does not occur in February (at most 29 days)"),
+        ("* * * * * *", "fires 1s apart (at 00:00:00 and 00:00:01); ticks must be at least 60s apart"),
+    ]:
+        error = await harness.error(harness.create(recurring(version, "x", cron)))
+        assert field_violations(error) == {field: problem}
+
+
+@pytest.mark.parametrize("clock_start", [START])
+async def test_the_minimum_interval_flag_allows_seconds_cron(data_dir: Path, compiled: dict[str, Spec], clock_start: str) -> None:
+    clock = VirtualClock(us(clock_start))
+    async with running(data_dir, clock, min_interval_seconds=5) as (_, stubs):
+        harness = Harness(stubs, clock)
+        version = await upload(stubs, "instant", compiled["instant-pipeline"])
+        error = await harness.error(harness.create(recurring(version, "x", "*/2 * * * * *")))
+        assert field_violations(error) == {
+            "recurring_run.trigger.cron_schedule.cron": "fires 2s apart (at 00:00:00 and 00:00:02); ticks must be at least 5s apart"}
+        created = await harness.create(recurring(version, "five", "*/5 * * * * *"))
+        await harness.advance_to("2026-05-04T10:07:15+00:00", created.recurring_run_id)
+        assert await harness.ticks(created.recurring_run_id, 3) == ["2026-05-04T10:07:05Z", "2026-05-04T10:07:10Z", "2026-05-04T10:07:15Z"]
+        # A start ten years back at 5 s is far over the catch-up bound, and counted at once.
+        error = await asyncio.wait_for(harness.error(harness.create(starting(recurring(version, "y", "@every 5s"), "2016-05-04T10:07:00+00:00"))), 30)
+        assert list(field_violations(error)) == ["recurring_run.trigger.cron_schedule.start_time"]
+
+
+async def test_an_archived_experiment_holds_no_active_work(harness: Harness, version: Any, tmp_path: Path) -> None:
+    recurring_runs, experiments = harness.stubs.recurring_runs, harness.stubs.experiments
+    team = await experiments.CreateExperiment(experiment_pb2.CreateExperimentRequest(experiment=experiment_pb2.Experiment(display_name="team")))
+    created = await harness.create(recurring(version, "in-team", "*/15 * * * *", experiment_id=team.experiment_id,
+                                             parameters={"gate": str(tmp_path / "gate")}))
+    rid = created.recurring_run_id
+    await recurring_runs.BackfillRecurringRun(pb.BackfillRecurringRunRequest(
+        recurring_run_id=rid, start_time=stamp("2026-05-04T09:00:00+00:00"), end_time=stamp("2026-05-04T10:00:00+00:00")))
+    got = await eventually(lambda: harness.get(rid), lambda g: g.counters.runs_active == 1)
+    assert got.counters.ticks_queued == 4  # the gate holds the first run: the others wait
+    await experiments.ArchiveExperiment(experiment_pb2.ArchiveExperimentRequest(experiment_id=team.experiment_id))
+    assert (await harness.get(rid)).status == pb.RecurringRun.DISABLED
+    (active,) = await harness.runs(rid)
+
+    archived = f"experiment {team.experiment_id!r} is archived: unarchive it before"
+    enable_by_update = pb.UpdateRecurringRunRequest(
+        recurring_run=pb.RecurringRun(recurring_run_id=rid, mode=pb.RecurringRun.ENABLE), update_mask=field_mask_pb2.FieldMask(paths=["mode"]))
+    for call, refused in [
+        (recurring_runs.EnableRecurringRun(pb.EnableRecurringRunRequest(recurring_run_id=rid)), f"enabling recurring run {rid!r}"),
+        (recurring_runs.TriggerRecurringRun(pb.TriggerRecurringRunRequest(recurring_run_id=rid)), f"triggering recurring run {rid!r}"),
+        (recurring_runs.BackfillRecurringRun(pb.BackfillRecurringRunRequest(
+            recurring_run_id=rid, start_time=stamp("2026-05-04T08:00:00+00:00"), end_time=stamp("2026-05-04T08:30:00+00:00"))),
+         f"backfilling recurring run {rid!r}"),
+        (recurring_runs.UpdateRecurringRun(enable_by_update), "is archived"),
+        (harness.stubs.runs.UnarchiveRun(run_pb2.UnarchiveRunRequest(run_id=active.run_id)), f"unarchiving run {active.run_id!r}"),
+    ]:
+        error = await harness.error(call)
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and refused in (error.details() or ""), error.details()
+        if refused != "is archived":
+            assert (error.details() or "").startswith(archived)
+
+    # Unarchiving restores the experiment only: the recurring run stays disabled, its queue waits.
+    await experiments.UnarchiveExperiment(experiment_pb2.UnarchiveExperimentRequest(experiment_id=team.experiment_id))
+    (tmp_path / "gate").touch()
+    await harness.advance_to("2026-05-04T10:45:00+00:00", rid)
+    await eventually(lambda: harness.runs(rid), lambda runs: [r.state for r in runs] == [common_pb2.SUCCEEDED])
+    got = await harness.get(rid)
+    assert (got.status, got.counters.ticks_queued, got.counters.runs_created) == (pb.RecurringRun.DISABLED, 4, 1)
+    await recurring_runs.EnableRecurringRun(pb.EnableRecurringRunRequest(recurring_run_id=rid))
+    ticks = await harness.ticks(rid, 8)  # the queue, then the ticks missed while disabled
+    assert ticks == [f"2026-05-04T{t}:00Z" for t in ("09:00", "09:15", "09:30", "09:45", "10:00", "10:15", "10:30", "10:45")]

@@ -18,7 +18,10 @@ class Experiments:
         self._db = db
         self._clock = clock
         self.default_experiment_id = ""
-        # Told of each archived experiment, after its runs were archived in the store.
+        # Told of an experiment about to be archived (its recurring runs are disabled first,
+        # so that no tick meets an archived experiment), then of it archived, after its runs
+        # were archived in the store.
+        self.archiving_listeners: list[Callable[[str], Awaitable[None]]] = []
         self.archive_listeners: list[Callable[[str], Awaitable[None]]] = []
 
     async def ensure_default(self) -> Experiment:
@@ -51,14 +54,20 @@ class Experiments:
         return await store.list_page(self._db, build_query(store.EXPERIMENTS, request))
 
     async def archive(self, experiment_id: str) -> None:
+        """Archive the experiment and its runs, disabling its recurring runs. FailedPrecondition
+        for the Default experiment."""
         self._check_id(experiment_id)
         if experiment_id == self.default_experiment_id:
             raise FailedPrecondition("the Default experiment cannot be archived")
+        for listener in self.archiving_listeners:
+            await listener(experiment_id)
         await store.archive(self._db, experiment_id)
         for listener in self.archive_listeners:
             await listener(experiment_id)
 
     async def unarchive(self, experiment_id: str) -> None:
+        """Restore the experiment only: its runs stay archived and its recurring runs disabled
+        (as in KFP); enabling one then catches up what it missed, unless no_catchup."""
         self._check_id(experiment_id)
         await store.unarchive(self._db, experiment_id)
 

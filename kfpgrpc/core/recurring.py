@@ -31,7 +31,7 @@ from typing import Any
 
 import aiosqlite
 
-from kfpgrpc.clock import MAX_TIME_US, MIN_TIME_US, Clock, to_datetime
+from kfpgrpc.clock import MAX_TIME_US, MIN_TIME_US, Clock, rfc3339, to_datetime
 from kfpgrpc.core import events as event
 from kfpgrpc.core.broadcast import Broadcast
 from kfpgrpc.core.events import Events
@@ -40,7 +40,7 @@ from kfpgrpc.core.validation import check, id_violations, new_id
 from kfpgrpc.domain import DISABLED, ENABLED, SUCCEEDED, Page, PipelineVersion, RecurringRun, RecurringRunView, Run, Trigger
 from kfpgrpc.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument, Unavailable
 from kfpgrpc.macros import MacroContext, expand, macro_violations
-from kfpgrpc.schedule import Schedule, cron_schedule, next_times, periodic_schedule, ticks_between, zone_of
+from kfpgrpc.schedule import Schedule, count_ticks, cron_schedule, next_times, periodic_schedule, ticks_between, zone_of
 from kfpgrpc.store import experiments as experiment_store
 from kfpgrpc.store import recurring_runs as store
 from kfpgrpc.store import runs as run_store
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 MAX_CONCURRENCY = 100
 OVERLAP_POLICIES = ("BUFFER_ALL", "BUFFER_ONE", "SKIP", "REPLACE")
 CATCHUP_BATCH = 1000  # missed ticks queued per transaction
-MAX_BACKFILL_TICKS = 100_000
+MAX_REQUESTED_TICKS = 100_000  # ticks one request may queue: a backfill, or a past start_time
 RESTART_DELAY_SECONDS = 1.0
 
 
@@ -118,6 +118,7 @@ class RecurringRuns:
     async def create(self, definition: Definition) -> RecurringRunView:
         spec = await self._check(definition, "recurring_run")
         now = self._clock.now_us()
+        watermark = await self._first_watermark(definition, now, "recurring_run.trigger")
         recurring_run = RecurringRun(
             recurring_run_id=new_id(),
             **self._defined(definition, spec),
@@ -125,7 +126,7 @@ class RecurringRuns:
             created_at=now,
             updated_at=now,
             error="",
-            watermark=now,  # ticks before the creation are never run
+            watermark=watermark,
             ticks_handled=0,
             runs_created=0,
             ticks_skipped={},
@@ -176,7 +177,8 @@ class RecurringRuns:
         return await self._after_change(updated, spec)
 
     async def set_enabled(self, recurring_run_id: str, enabled: bool) -> None:
-        """Disabling stops new ticks (runs in flight continue); enabling catches up the gap."""
+        """Disabling stops new ticks (runs in flight continue); enabling catches up the gap.
+        FailedPrecondition: enabling in an archived experiment, which holds no active work."""
         check(id_violations(recurring_run_id, "recurring_run_id"))
         status = ENABLED if enabled else DISABLED
         async with self._paused(recurring_run_id) as current:
@@ -184,14 +186,22 @@ class RecurringRuns:
                 return
             now = self._clock.now_us()
             changed = dataclasses.replace(current, status=status, updated_at=now, revision=current.revision + 1)
-            await store.save(
-                self._db, changed, ("status", "updated_at", "revision"),
-                self._events.job(event.recurring_run_changed(changed, status, now)),
-            )
+            changed_event = self._events.job(event.recurring_run_changed(changed, status, now))
+
+            async def job(conn: aiosqlite.Connection) -> None:
+                if enabled:
+                    await experiment_store.check_available_within(conn, current.experiment_id, f"enabling recurring run {recurring_run_id!r}")
+                await changed_event(conn)
+
+            await store.save(self._db, changed, ("status", "updated_at", "revision"), job)
         await self._after_change(changed)
 
     async def delete(self, recurring_run_id: str, delete_runs: bool) -> None:
+        """Stop the actor and delete the recurring run (and its runs if `delete_runs`).
+        FailedPrecondition, listing them, while other recurring runs reference it."""
         check(id_violations(recurring_run_id, "recurring_run_id"))
+        async with self._db.reader() as conn:  # refused without disturbing the actor
+            await store.check_unreferenced_within(conn, recurring_run_id)
         async with self._paused(recurring_run_id) as current:
             deleted = dataclasses.replace(current, status=DISABLED)
             await store.delete(self._db, recurring_run_id, self._events.job(event.recurring_run_changed(deleted, "DELETED", self._clock.now_us())))
@@ -201,13 +211,16 @@ class RecurringRuns:
                 await self._runs.delete(run_id, "recurring run deleted")
 
     async def trigger(self, recurring_run_id: str) -> Run:
-        """One run now, outside the schedule; it takes a concurrency slot like any other."""
+        """One run now, outside the schedule; it takes a concurrency slot like any other.
+        FailedPrecondition: all slots busy, or an archived experiment."""
         check(id_violations(recurring_run_id, "recurring_run_id"))
         actor = self._actors.get(recurring_run_id)
+        recurring_run = actor.recurring_run if actor is not None else await store.get(self._db, recurring_run_id)
+        async with self._db.reader() as conn:  # said first; storing the run checks it again
+            await experiment_store.check_available_within(conn, recurring_run.experiment_id, f"triggering recurring run {recurring_run_id!r}")
         if actor is not None:
             async with actor.lock:
                 return await actor.start_now()
-        recurring_run = await store.get(self._db, recurring_run_id)
         detached = _Actor(self, recurring_run, self._schedule(recurring_run))
         detached.urgent = True  # it only serves this request
         detached.active = await store.unfinished_run_ids(self._db, recurring_run_id)
@@ -215,8 +228,10 @@ class RecurringRuns:
 
     async def backfill(self, recurring_run_id: str, start_time: int, end_time: int) -> tuple[int, int]:
         """Queue a run for each tick in [start_time, end_time] that has none; returns
-        (ticks queued, ticks left alone because they have a run, are queued, or are not yet
-        handled by the schedule)."""
+        (ticks queued, ticks left alone because they have a run or are queued, or, for a
+        disabled recurring run, are not yet handled by its schedule). A backfill never
+        queues nothing silently: a range without ticks is InvalidArgument, ticks that all
+        wait for a disabled schedule FailedPrecondition, and so is an archived experiment."""
         check(id_violations(recurring_run_id, "recurring_run_id"))
         now = self._clock.now_us()
         violations = []
@@ -231,22 +246,37 @@ class RecurringRuns:
         check(violations)
         actor = self._actors.get(recurring_run_id)
         async with actor.lock if actor else contextlib.nullcontext():
+            if actor is not None:
+                await actor.step()  # the due ticks are handled first: none in the range is left to it
             recurring_run = actor.recurring_run if actor else await store.get(self._db, recurring_run_id)
             schedule = self._schedule(recurring_run)
             if schedule is None:
                 raise FailedPrecondition(f"recurring run {recurring_run_id!r} has no schedule to backfill")
-            # Ticks after the watermark are the actor's to handle: leaving them alone avoids
-            # handling a tick twice.
-            in_range = ticks_between(schedule, start_time - 1, end_time, MAX_BACKFILL_TICKS + 1)
-            if len(in_range) > MAX_BACKFILL_TICKS:
-                raise InvalidArgument.field("start_time", f"the range holds more than {MAX_BACKFILL_TICKS} ticks")
+            in_range = await asyncio.to_thread(ticks_between, schedule.detached(), start_time - 1, end_time, MAX_REQUESTED_TICKS + 1)
+            if len(in_range) > MAX_REQUESTED_TICKS:
+                raise InvalidArgument.field("start_time", f"the range holds more than {MAX_REQUESTED_TICKS} ticks")
+            if not in_range:
+                following = schedule.next_after(start_time - 1)
+                raise InvalidArgument.field("start_time", "no tick of the schedule falls in the range; " + (
+                    f"the first after start_time is at {rfc3339(following)}" if following else "it has no tick after start_time"
+                ))
+            # Ticks after the watermark are the schedule's to handle: queuing them here would
+            # handle them twice.
             handled = [tick for tick in in_range if tick <= recurring_run.watermark]
+            if not handled:
+                handled_until = rfc3339(recurring_run.watermark)
+                raise FailedPrecondition(
+                    f"recurring run {recurring_run_id!r} has not reached these ticks yet (its last handled tick is"
+                    f" {handled_until}): its schedule runs them once enabled (catch-up, unless no_catchup),"
+                    f" or backfill a range up to {handled_until}"
+                )
             first_index = recurring_run.ticks_handled + 1
             ticks = [QueuedTick(tick, first_index + offset, "backfill") for offset, tick in enumerate(handled)]
             queued = 0
 
             async def job(conn: aiosqlite.Connection) -> None:
                 nonlocal queued
+                await experiment_store.check_available_within(conn, recurring_run.experiment_id, f"backfilling recurring run {recurring_run_id!r}")
                 queued = await store.enqueue_within(conn, recurring_run_id, ticks)
                 await store.save_within(conn, changed, ("ticks_handled", "revision"))
 
@@ -277,8 +307,9 @@ class RecurringRuns:
                     view, revision = received, received.recurring_run.revision
                     yield view
 
-    async def experiment_archived(self, experiment_id: str) -> None:
-        """Archiving an experiment disables its recurring runs."""
+    async def experiment_archiving(self, experiment_id: str) -> None:
+        """Archiving an experiment disables its recurring runs first, so that no tick of
+        theirs meets the archived experiment."""
         for recurring_run_id in [a.recurring_run.recurring_run_id for a in self._actors.values() if a.recurring_run.experiment_id == experiment_id]:
             await self.set_enabled(recurring_run_id, False)
 
@@ -303,27 +334,38 @@ class RecurringRuns:
                 f"{field}.trigger.on_new_pipeline_version",
                 "needs a pipeline_version_reference with a pipeline_id and no pipeline_version_id (following the latest version)",
             ))
-        check(violations)
+        # A parameter from the recurring run's own previous run is checked against the new
+        # definition's selectors (the stored ones are about to change).
+        own = {name: ref for name, ref in definition.run.parameters_from.items() if recurring_run_id and ref["recurring_run_id"] == recurring_run_id}
+        check(violations + _own_reference_violations(own, definition.run.artifacts, f"{field}.runtime_config.parameters_from"))
         await self._check_dependencies(definition, field, recurring_run_id)
         if definition.run.experiment_id:
             experiment = await experiment_store.get(self._db, definition.run.experiment_id)
             if experiment.storage_state != "AVAILABLE":
                 raise FailedPrecondition(f"experiment {experiment.experiment_id!r} is archived")
         # A sample run checks the pipeline source, the parameters (macros expanded), the
-        # pipeline root and the artifact selectors exactly as each tick will.
-        sample = self._new_run(definition.run, MacroContext(self._clock.now_us(), self._clock.now_us(), 1, new_id()), 0)
+        # pipeline root and the artifact selectors exactly as each tick will; an own
+        # previous run's artifact stands in as a string.
+        template = dataclasses.replace(
+            definition.run,
+            parameters={**definition.run.parameters, **{name: "" for name in own}},
+            parameters_from={name: ref for name, ref in definition.run.parameters_from.items() if name not in own},
+        )
+        sample = self._new_run(template, MacroContext(self._clock.now_us(), self._clock.now_us(), 1, new_id()), 0)
         run, document = await self._runs.prepare(sample, field, resolve=False)
         return document if run.inline else None
 
     async def _check_dependencies(self, definition: Definition, field: str, recurring_run_id: str) -> None:
-        """Upstream recurring runs exist, and no recurring run depends on itself, through
-        triggers or parameters_from, directly or not."""
+        """Upstream recurring runs exist (InvalidArgument naming the reference, never a
+        NotFound that would read as if this recurring run were missing), and no recurring
+        run depends on itself, through triggers or required parameters_from, directly or
+        not. An optional parameter from its own previous run is no cycle: it never blocks."""
         upstream_field = f"{field}.trigger.upstream_recurring_run_ids"
         for index, upstream_id in enumerate(definition.trigger.upstream_recurring_run_ids):
             if upstream_id == recurring_run_id:
                 raise InvalidArgument.field(f"{upstream_field}[{index}]", "a recurring run cannot trigger itself")
-            if upstream_id not in self._actors:
-                await store.get(self._db, upstream_id)  # NOT_FOUND for a bad id
+            if upstream_id not in self._actors and not await store.exists(self._db, upstream_id):
+                raise InvalidArgument.field(f"{upstream_field}[{index}]", f"no recurring run {upstream_id!r}")
         if not recurring_run_id:
             return  # a new recurring run: nothing depends on it yet
         edges = {r.recurring_run_id: _dependencies(r.trigger, r.parameters_from) for r in await store.with_dependencies(self._db)}
@@ -333,6 +375,28 @@ class RecurringRuns:
                 upstream_field if cycle[1] in definition.trigger.upstream_recurring_run_ids else f"{field}.runtime_config.parameters_from",
                 "would make a dependency cycle: " + " -> ".join(cycle),
             )
+
+    async def _first_watermark(self, definition: Definition, now: int, field: str) -> int:
+        """Where a new recurring run's ticks start. A start_time in the past is honoured as
+        KFP does: the ticks from it to now are missed ticks, caught up oldest first (at most
+        MAX_REQUESTED_TICKS, else InvalidArgument on the start_time); with no_catchup only
+        the latest of them runs (the earlier ones predate the recurring run: not counted)."""
+        trigger = self._with_default_zone(definition.trigger)
+        schedule, _ = self._parse_trigger(trigger, now, field)
+        if schedule is None or not trigger.start_time or trigger.start_time > now:
+            return now
+        # Years of ticks take a while to walk: off the event loop.
+        schedule = schedule.detached()
+        if definition.no_catchup:
+            latest = await asyncio.to_thread(schedule.latest, trigger.start_time - 1, now)
+            return now if latest is None else latest - 1
+        if await asyncio.to_thread(count_ticks, schedule, trigger.start_time - 1, now, MAX_REQUESTED_TICKS + 1) > MAX_REQUESTED_TICKS:
+            raise InvalidArgument.field(
+                f"{field}.{trigger.schedule}_schedule.start_time",
+                f"is more than {MAX_REQUESTED_TICKS} ticks ago, too many to catch up:"
+                " set no_catchup to run only the latest of them, or a later start_time",
+            )
+        return trigger.start_time - 1
 
     def _defined(self, definition: Definition, spec: dict[str, Any] | None) -> dict[str, Any]:
         """The RecurringRun fields a definition sets, defaults applied."""
@@ -360,7 +424,13 @@ class RecurringRuns:
             return dataclasses.replace(trigger, time_zone=self._default_time_zone)
         return trigger
 
-    def _parse_trigger(self, trigger: Trigger, anchor_us: int, field: str) -> tuple[Schedule | None, list[FieldViolation]]:
+    def _parse_trigger(
+        self, trigger: Trigger, anchor_us: int, field: str, min_interval_seconds: int | None = None
+    ) -> tuple[Schedule | None, list[FieldViolation]]:
+        """The trigger's schedule, or the violations of `field` (the trigger). The server's
+        minimum interval applies unless `min_interval_seconds` is given."""
+        if min_interval_seconds is None:
+            min_interval_seconds = self._min_interval_seconds
         violations = []
         for name, time in (("start_time", trigger.start_time), ("end_time", trigger.end_time)):
             if time and not MIN_TIME_US <= time <= MAX_TIME_US:  # stored by a server that did not check
@@ -372,12 +442,12 @@ class RecurringRuns:
             if zone is None:
                 return None, violations + zone_violations
             schedule, schedule_violations = cron_schedule(
-                trigger.cron, zone, trigger.start_time, trigger.end_time, anchor_us, self._min_interval_seconds,
+                trigger.cron, zone, trigger.start_time, trigger.end_time, anchor_us, min_interval_seconds,
                 f"{field}.cron_schedule.cron",
             )
         elif trigger.schedule == "periodic":
             schedule, schedule_violations = periodic_schedule(
-                trigger.interval_seconds, trigger.start_time, trigger.end_time, anchor_us, self._min_interval_seconds,
+                trigger.interval_seconds, trigger.start_time, trigger.end_time, anchor_us, min_interval_seconds,
                 f"{field}.periodic_schedule.interval_second",
             )
         elif not (trigger.upstream_recurring_run_ids or trigger.on_new_pipeline_version):
@@ -392,9 +462,10 @@ class RecurringRuns:
 
     def _stored_schedule(self, recurring_run: RecurringRun) -> tuple[Schedule | None, str]:
         """The stored trigger's schedule, and why it has none when it should. It was valid when
-        stored, but --min-interval-seconds or the zone database may have changed since, or an
-        older server stored it unchecked."""
-        schedule, violations = self._parse_trigger(recurring_run.trigger, recurring_run.created_at, "trigger")
+        stored, but the zone database may have changed since, or an older server stored it
+        unchecked. The minimum interval is a rule for new definitions: raising the flag later
+        does not stop stored schedules (1 s is the least the flag ever allowed)."""
+        schedule, violations = self._parse_trigger(recurring_run.trigger, recurring_run.created_at, "trigger", min_interval_seconds=1)
         if violations:
             return None, "; ".join(f"{v.field}: {v.description}" for v in violations)
         return schedule, ""
@@ -506,11 +577,13 @@ class RecurringRuns:
 
 class _Paused:
     """Stops a recurring run's actor (after letting it handle what is due) for a change, and
-    yields the current recurring run; the caller restarts the actor if it stays enabled."""
+    yields the current recurring run; the caller restarts the actor if it stays enabled. A
+    change that fails (refused, or its write failed) restarts the actor as it was."""
 
     def __init__(self, manager: RecurringRuns, recurring_run_id: str) -> None:
         self._manager = manager
         self._id = recurring_run_id
+        self._stopped: RecurringRun | None = None
 
     async def __aenter__(self) -> RecurringRun:
         actor = self._manager._actors.get(self._id)
@@ -522,10 +595,12 @@ class _Paused:
             await actor.step()  # due ticks of the old definition are handled, not dropped
             actor.stop()
         await actor.finished()
+        self._stopped = actor.recurring_run
         return actor.recurring_run
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
+    async def __aexit__(self, error_type: type[BaseException] | None, *exc_info: object) -> None:
+        if error_type is not None and self._stopped is not None and self._id not in self._manager._actors:
+            self._manager._start_actor(self._stopped)
 
 
 class _Actor:
@@ -774,7 +849,28 @@ def run_template(recurring_run: RecurringRun, spec: dict[str, Any] | None) -> Ne
 
 
 def _dependencies(trigger: Trigger, parameters_from: dict[str, dict[str, Any]]) -> set[str]:
-    return set(trigger.upstream_recurring_run_ids) | {ref["recurring_run_id"] for ref in parameters_from.values()}
+    """What a recurring run waits for: its upstream triggers and its required parameters_from
+    (an optional one never blocks a tick, so it cannot close a cycle)."""
+    required = {ref["recurring_run_id"] for ref in parameters_from.values() if not ref.get("optional")}
+    return set(trigger.upstream_recurring_run_ids) | required
+
+
+def _own_reference_violations(own: dict[str, dict[str, Any]], artifacts: list[dict[str, str]], field: str) -> list[FieldViolation]:
+    """A parameter from the recurring run's own previous run (incremental training) must be
+    optional, since its first run has no previous run, and name one of its own selectors."""
+    violations = []
+    exposed = [selector["name"] for selector in artifacts]
+    for name, ref in sorted(own.items()):
+        if not ref.get("optional"):
+            violations.append(FieldViolation(
+                f"{field}[{name}].optional", "must be true for a parameter from this recurring run's own previous run: its first run has none",
+            ))
+        if ref["output_artifact"] not in exposed:
+            violations.append(FieldViolation(
+                f"{field}[{name}].output_artifact",
+                f"this recurring run exposes no artifact {ref['output_artifact']!r} (it exposes {', '.join(map(repr, exposed)) or 'none'})",
+            ))
+    return violations
 
 
 def _cycle_through(start: str, edges: dict[str, set[str]]) -> list[str]:

@@ -62,6 +62,7 @@ from kfpgrpc.executor import (
 )
 from kfpgrpc.pipeline_spec import PipelineSpecInfo, task_names, validate_pipeline_spec
 from kfpgrpc.selectors import SelectorError, expose, parse_selector
+from kfpgrpc.store import experiments as experiment_store
 from kfpgrpc.store import pipelines as pipeline_store
 from kfpgrpc.store import recurring_runs as recurring_store
 from kfpgrpc.store import runs as store
@@ -382,9 +383,15 @@ class Runs:
         return Page(views, page.total_size, page.next_page_token)
 
     async def set_storage_state(self, run_id: str, archived: bool) -> None:
+        """ArchiveRun / UnarchiveRun. FailedPrecondition: unarchiving a run of an archived
+        experiment (as KFP: unarchive the experiment first)."""
         check(id_violations(run_id, "run_id"))
         storage_state = ARCHIVED if archived else AVAILABLE
         execution = self._active.get(run_id)
+        if not archived:
+            run = execution.run if execution is not None else await store.get_run(self._db, run_id)
+            async with self._db.reader() as conn:
+                await experiment_store.check_available_within(conn, run.experiment_id, f"unarchiving run {run_id!r}")
         if execution is not None:
             await self._change(execution, storage_state=storage_state)
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiosqlite
 
-from kfpgrpc.domain import ARCHIVED, AVAILABLE, Experiment, Page
+from kfpgrpc.domain import ARCHIVED, AVAILABLE, ENABLED, Experiment, Page
 from kfpgrpc.errors import FailedPrecondition
 from kfpgrpc.store.database import Database
 from kfpgrpc.store.listing import Column, Kind, Listing, Query
@@ -42,13 +42,27 @@ async def list_page(db: Database, query: Query) -> Page[Experiment]:
 
 
 async def archive(db: Database, experiment_id: str) -> None:
-    """Archive an experiment and every run in it."""
+    """Archive an experiment and every run in it. FailedPrecondition while a recurring run in
+    it is enabled (the caller disables them first; this catches one enabled meanwhile)."""
 
     async def job(conn: aiosqlite.Connection) -> None:
+        rows = await conn.execute_fetchall(
+            "SELECT recurring_run_id FROM recurring_runs WHERE experiment_id = ? AND status = ? LIMIT 1", (experiment_id, ENABLED)
+        )
+        if enabled := list(rows):
+            raise FailedPrecondition(f"recurring run {enabled[0][0]!r} in experiment {experiment_id!r} was enabled meanwhile; archive again")
         await _TABLE.update_within(conn, "experiment_id", experiment_id, {"storage_state": ARCHIVED})
         await conn.execute("UPDATE runs SET storage_state = ? WHERE experiment_id = ?", (ARCHIVED, experiment_id))
 
     await db.write(job)
+
+
+async def check_available_within(conn: aiosqlite.Connection, experiment_id: str, action: str) -> None:
+    """FailedPrecondition when the experiment is archived: it holds no active work. `action`
+    says what was refused, e.g. "enabling recurring run 'x'"."""
+    rows = await conn.execute_fetchall("SELECT storage_state FROM experiments WHERE experiment_id = ?", (experiment_id,))
+    if any(state == ARCHIVED for (state,) in rows):
+        raise FailedPrecondition(f"experiment {experiment_id!r} is archived: unarchive it before {action}")
 
 
 async def unarchive(db: Database, experiment_id: str) -> None:

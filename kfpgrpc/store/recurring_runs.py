@@ -11,6 +11,7 @@ from typing import Any
 import aiosqlite
 
 from kfpgrpc.domain import DISABLED, ENABLED, Page, RecurringRun, Trigger
+from kfpgrpc.errors import FailedPrecondition
 from kfpgrpc.store.database import Database, WriteJob
 from kfpgrpc.store.listing import Column, Kind, Listing, Query
 from kfpgrpc.store.records import JSON, Codec, RecordTable
@@ -109,6 +110,10 @@ async def get(db: Database, recurring_run_id: str) -> RecurringRun:
     return await _TABLE.get(db, "recurring_run_id", recurring_run_id)
 
 
+async def exists(db: Database, recurring_run_id: str) -> bool:
+    return await db.fetch_one("SELECT 1 FROM recurring_runs WHERE recurring_run_id = ?", (recurring_run_id,)) is not None
+
+
 async def list_page(db: Database, query: Query) -> Page[RecurringRun]:
     return await _TABLE.list_page(db, query)
 
@@ -135,9 +140,11 @@ async def save(
 
 
 async def delete(db: Database, recurring_run_id: str, also: WriteJob[None] | None = None) -> None:
-    """Delete a recurring run and its queue; its runs stay and keep its id."""
+    """Delete a recurring run and its queue; its runs stay and keep its id. FailedPrecondition
+    while others reference it (checked in the same transaction: none can start to)."""
 
     async def job(conn: aiosqlite.Connection) -> None:
+        await check_unreferenced_within(conn, recurring_run_id)
         rows = await conn.execute_fetchall("SELECT spec_hash FROM recurring_runs WHERE recurring_run_id = ?", (recurring_run_id,))
         await conn.execute("DELETE FROM tick_queue WHERE recurring_run_id = ?", (recurring_run_id,))
         await _TABLE.delete_within(conn, "recurring_run_id", recurring_run_id)
@@ -236,3 +243,38 @@ async def with_dependencies(db: Database) -> list[RecurringRun]:
         " WHERE json_array_length(trigger, '$.upstream_recurring_run_ids') > 0 OR parameters_from != '{}'"
     )
     return [_TABLE.from_row(row) for row in rows]
+
+
+# The ids a recurring run references: its upstream triggers and its parameters_from.
+_REFERENCES = (
+    "SELECT r.recurring_run_id AS referrer, upstream.value AS referenced"
+    " FROM recurring_runs AS r, json_each(r.trigger, '$.upstream_recurring_run_ids') AS upstream"
+    " UNION SELECT r.recurring_run_id, json_extract(source.value, '$.recurring_run_id')"
+    " FROM recurring_runs AS r, json_each(r.parameters_from) AS source"
+)
+_LISTED_DEPENDENTS = 10  # a refusal names this many
+
+
+async def check_unreferenced_within(conn: aiosqlite.Connection, recurring_run_id: str) -> None:
+    """FailedPrecondition naming the other recurring runs that reference this one (a
+    reference to itself, an optional parameter from its own previous run, does not count)."""
+    rows = await conn.execute_fetchall(
+        f"SELECT r.recurring_run_id, r.display_name, COUNT(*) OVER () FROM ({_REFERENCES}) AS refs"
+        " JOIN recurring_runs AS r ON r.recurring_run_id = refs.referrer"
+        " WHERE refs.referenced = ? AND refs.referrer != ? ORDER BY r.display_name, r.recurring_run_id LIMIT ?",
+        (recurring_run_id, recurring_run_id, _LISTED_DEPENDENTS),
+    )
+    if rows:
+        rows = list(rows)
+        named = ", ".join(f"{name!r} ({dependent_id})" for dependent_id, name, _ in rows)
+        more = rows[0][2] - len(rows)
+        raise FailedPrecondition(
+            f"recurring run {recurring_run_id!r} is referenced by {named}{f' and {more} more' if more else ''}"
+            " (upstream trigger or parameters_from): update or delete those first"
+        )
+
+
+async def referenced_ids(db: Database) -> list[str]:
+    """The recurring runs that some recurring run (itself included) references."""
+    rows = await db.fetch_all(f"SELECT DISTINCT referenced FROM ({_REFERENCES}) WHERE referenced IS NOT NULL")
+    return [row[0] for row in rows]
