@@ -1,6 +1,6 @@
 """Exposed artifacts on real pipelines, recurring runs that depend on each other (parameters
 from another's artifact or their own previous run, upstream and new-version triggers, cycles,
-references that cannot dangle), and the run TTL."""
+references that cannot dangle), and the run TTL, which keeps what a dependent resolves."""
 
 from __future__ import annotations
 
@@ -328,3 +328,27 @@ async def test_a_recurring_run_may_take_an_optional_parameter_from_its_own_previ
     assert [plain(r.runtime_config.parameters)["previous_model"] for r in runs] == ["", models[0]]  # the default, then the URI
     await stubs.recurring_runs.DeleteRecurringRun(pb.DeleteRecurringRunRequest(recurring_run_id=rid))  # it references only itself
 
+
+async def test_ttl_keeps_the_latest_succeeded_run_that_a_dependent_resolves(data_dir: Path, compiled: dict[str, Spec]) -> None:
+    clock = VirtualClock(1_780_000_000 * MICROS_PER_SECOND)
+    async with running(data_dir, clock, run_ttl_us=HOUR) as (_, stubs):
+        push = await upload(stubs, "push", compiled["push-pipeline"])
+        consume = await upload(stubs, "consume", compiled["consume-pipeline"])
+        a = await create(stubs, hourly(push, "A", artifacts=[PUSHED], mode=pb.RecurringRun.DISABLE))
+        b = await create(stubs, from_recurring_run(hourly(consume, "B", mode=pb.RecurringRun.DISABLE), "model_uri", a))
+        finished = []
+        for _ in range(2):
+            run = await stubs.recurring_runs.TriggerRecurringRun(pb.TriggerRecurringRunRequest(recurring_run_id=a.recurring_run_id))
+            finished.append((await watch_to_end(stubs.runs, run.run_id))[-1])
+            clock.advance(60)
+        one_off = await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run_of(push, "one-off")))
+        await watch_to_end(stubs.runs, one_off.run_id)
+        clock.advance(2 * 3600)
+        deleted = await read_events(stubs, 2, types=[events.RUN_DELETED])
+        assert {e.run_id for e in deleted} == {finished[0].run_id, one_off.run_id}
+        latest_uri = exposed(finished[1])["model"][0]
+        assert (await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=finished[1].run_id))).state == common_pb2.SUCCEEDED
+        assert Path(latest_uri.removeprefix("file://")).read_text() == "model weights"
+        run = await stubs.recurring_runs.TriggerRecurringRun(pb.TriggerRecurringRunRequest(recurring_run_id=b.recurring_run_id))
+        assert plain(run.runtime_config.parameters) == {"model_uri": latest_uri}
+        assert (await watch_to_end(stubs.runs, run.run_id))[-1].state == common_pb2.SUCCEEDED

@@ -1,5 +1,7 @@
 """Retention: events older than the event retention are pruned, and finished runs older than
-the run TTL are deleted with their logs and artifacts (each with a RUN_DELETED event)."""
+the run TTL are deleted with their logs and artifacts (each with a RUN_DELETED event), except
+what a recurring run depends on: the latest SUCCEEDED run of every recurring run that a
+recurring run references (parameters_from resolves to its artifacts)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from kfpgrpc.clock import MICROS_PER_SECOND, Clock
 from kfpgrpc.core.runs import Runs
 from kfpgrpc.errors import DomainError
 from kfpgrpc.store import events as event_store
+from kfpgrpc.store import recurring_runs as recurring_store
 from kfpgrpc.store import runs as run_store
 from kfpgrpc.store.database import Database
 
@@ -61,7 +64,9 @@ class Housekeeping:
             await event_store.prune(self._db, now - self._event_retention_us)
         if self._run_ttl_us:
             while True:
-                expired = await run_store.finished_before(self._db, now - self._run_ttl_us, TTL_BATCH)
+                # Read per batch: a reference or a newer success may appear meanwhile.
+                depended_on = await run_store.latest_succeeded_ids(self._db, await recurring_store.referenced_ids(self._db))
+                expired = await run_store.finished_before(self._db, now - self._run_ttl_us, TTL_BATCH, keep=depended_on)
                 deleted = 0
                 for run_id in expired:
                     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -261,10 +261,23 @@ async def forget_spec_if_unused_within(conn: aiosqlite.Connection, hash_: str) -
     )
 
 
-async def finished_before(db: Database, before: int, limit: int) -> list[str]:
-    """Ids of runs that finished before `before`, oldest first."""
+async def finished_before(db: Database, before: int, limit: int, keep: Sequence[str] = ()) -> list[str]:
+    """Ids of runs that finished before `before`, oldest first, except those in `keep`."""
     rows = await db.fetch_all(
-        "SELECT run_id FROM runs WHERE finished_at > 0 AND finished_at < ? ORDER BY finished_at LIMIT ?", (before, limit)
+        "SELECT run_id FROM runs WHERE finished_at > 0 AND finished_at < ?"
+        " AND run_id NOT IN (SELECT value FROM json_each(?)) ORDER BY finished_at LIMIT ?",
+        (before, json.dumps(list(keep)), limit),
+    )
+    return [row[0] for row in rows]
+
+
+async def latest_succeeded_ids(db: Database, recurring_run_ids: Sequence[str]) -> list[str]:
+    """For each recurring run, its SUCCEEDED run of the latest tick (what latest_succeeded
+    returns), if it has one."""
+    rows = await db.fetch_all(
+        "SELECT (SELECT run_id FROM runs WHERE recurring_run_id = ids.value AND state = ?"
+        " ORDER BY scheduled_at DESC LIMIT 1) AS latest FROM json_each(?) AS ids WHERE latest IS NOT NULL",
+        (SUCCEEDED, json.dumps(list(recurring_run_ids))),
     )
     return [row[0] for row in rows]
 
