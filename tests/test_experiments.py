@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import grpc
 import pytest
 
+from kfpgrpc.v1 import common_pb2, run_pb2
 from kfpgrpc.v1 import experiment_pb2 as pb
-from tests.support import Stubs, field_violations
+from tests.support import Stubs, field_violations, upload, watch_to_end
 
 Experiment = pb.Experiment
 
@@ -114,3 +116,32 @@ async def test_list_filters_on_storage_state_and_name(stubs: Stubs) -> None:
     substring = json.dumps({"predicates": [{"key": "name", "operation": "IS_SUBSTRING", "stringValue": "MM"}]})
     listed = await stubs.experiments.ListExperiments(pb.ListExperimentsRequest(filter=substring))
     assert [e.display_name for e in listed.experiments] == ["gamma"]
+
+
+async def test_the_runs_of_an_archived_experiment_stay_inactive(stubs: Stubs, compiled: dict[str, Any]) -> None:
+    """Neither retried nor unarchived until the experiment is unarchived (as KFP)."""
+    experiment = await create(stubs, "archived-team")
+    version = await upload(stubs, "failing", compiled["failing-pipeline"])
+    created = await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run_pb2.Run(
+        display_name="fails", experiment_id=experiment.experiment_id,
+        pipeline_version_reference=common_pb2.PipelineVersionReference(pipeline_id=version.pipeline_id))))
+    assert (await watch_to_end(stubs.runs, created.run_id))[-1].state == common_pb2.FAILED
+    await stubs.experiments.ArchiveExperiment(pb.ArchiveExperimentRequest(experiment_id=experiment.experiment_id))
+    for call, action in (
+        (stubs.runs.RetryRun(run_pb2.RetryRunRequest(run_id=created.run_id)), "retrying"),
+        (stubs.runs.UnarchiveRun(run_pb2.UnarchiveRunRequest(run_id=created.run_id)), "unarchiving"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await call
+        assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert failure.value.details() == (
+            f"experiment {experiment.experiment_id!r} is archived: unarchive it before {action} run {created.run_id!r}"
+        )
+    run = await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=created.run_id))
+    assert (run.state, run.storage_state) == (common_pb2.FAILED, run_pb2.Run.ARCHIVED)
+
+    await stubs.experiments.UnarchiveExperiment(pb.UnarchiveExperimentRequest(experiment_id=experiment.experiment_id))
+    assert (await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=created.run_id))).storage_state == run_pb2.Run.ARCHIVED
+    await stubs.runs.UnarchiveRun(run_pb2.UnarchiveRunRequest(run_id=created.run_id))
+    await stubs.runs.RetryRun(run_pb2.RetryRunRequest(run_id=created.run_id))
+    assert (await watch_to_end(stubs.runs, created.run_id))[-1].state == common_pb2.FAILED

@@ -421,6 +421,8 @@ class Runs:
             self._spawn(self._executor.terminate(run_id))
 
     async def retry(self, run_id: str) -> None:
+        """Run a FAILED or CANCELED run again, reusing what succeeded. FailedPrecondition for
+        other states, and in an archived experiment (which holds no active work)."""
         check(id_violations(run_id, "run_id"))
         with self._claim(run_id):
             if run_id in self._active:
@@ -441,9 +443,14 @@ class Runs:
                 output_artifacts=[],
                 revision=run.revision + 1,
             )
+            state_changed = self._events.job(event.run_state_changed(retried, run.state, now))
+
+            async def job(conn: aiosqlite.Connection) -> None:
+                await experiment_store.check_available_within(conn, run.experiment_id, f"retrying run {run_id!r}")
+                await state_changed(conn)
+
             await store.save_run(
-                self._db, retried, ("state", "error", "finished_at", "state_history", "output_artifacts", "revision"),
-                also=self._events.job(event.run_state_changed(retried, run.state, now)),
+                self._db, retried, ("state", "error", "finished_at", "state_history", "output_artifacts", "revision"), also=job,
             )
             line_numbers = await store.last_line_numbers(self._db, run_id)
             self._launch(_Execution(retried, {t.task_id: t for t in tasks}, document, line_numbers))
