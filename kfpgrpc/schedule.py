@@ -98,6 +98,9 @@ class Schedule(Protocol):
 
 @dataclass(frozen=True)
 class Periodic:
+    """Ticks at anchor_us + k * interval_us (µs), k >= 1, or any k when `extends_back`; none
+    after end_us (0: no end)."""
+
     interval_us: int
     anchor_us: int
     end_us: int = 0
@@ -129,6 +132,9 @@ class Periodic:
 
 @dataclass(frozen=True)
 class Cron:
+    """A cron expression read in `zone`, bounded by start_us and end_us (inclusive, µs; 0:
+    unbounded), with the DST rules of this module."""
+
     expression: str  # 5 or 6 fields, descriptors expanded
     zone: ZoneInfo
     start_us: int = 0
@@ -234,6 +240,7 @@ class Cron:
                 return
 
     def latest(self, after_us: int, until_us: int) -> int | None:
+        """Walks back in windows that grow fourfold: a day, four days, sixteen..."""
         span = DAY_US
         while until_us > after_us:
             low = max(after_us, until_us - span)

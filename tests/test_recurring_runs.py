@@ -514,9 +514,8 @@ async def test_cron_errors_name_the_problem_in_the_users_terms(harness: Harness,
         assert field_violations(error) == {field: problem}
 
 
-@pytest.mark.parametrize("clock_start", [START])
-async def test_the_minimum_interval_flag_allows_seconds_cron(data_dir: Path, compiled: dict[str, Spec], clock_start: str) -> None:
-    clock = VirtualClock(us(clock_start))
+async def test_the_minimum_interval_flag_allows_seconds_cron(data_dir: Path, compiled: dict[str, Spec]) -> None:
+    clock = VirtualClock(us(START))
     async with running(data_dir, clock, min_interval_seconds=5) as (_, stubs):
         harness = Harness(stubs, clock)
         version = await upload(stubs, "instant", compiled["instant-pipeline"])
