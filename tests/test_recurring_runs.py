@@ -5,6 +5,7 @@ file named by its `gate` parameter exists, which is how a test keeps runs active
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable
 from datetime import datetime
 from pathlib import Path
@@ -17,9 +18,9 @@ from google.protobuf import field_mask_pb2, json_format, timestamp_pb2
 from kfpgrpc.clock import VirtualClock
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.server import KfpGrpcServer
-from kfpgrpc.v1 import common_pb2, experiment_pb2, run_pb2
+from kfpgrpc.v1 import common_pb2, event_pb2, experiment_pb2, run_pb2
 from kfpgrpc.v1 import recurring_run_pb2 as pb
-from tests.support import Stubs, eventually, field_violations, running, upload
+from tests.support import Stubs, eventually, field_violations, read_events, running, upload
 
 START = "2026-05-04T10:07:00+00:00"  # a Monday
 Spec = dict[str, Any]
@@ -571,3 +572,23 @@ async def test_an_archived_experiment_holds_no_active_work(harness: Harness, ver
     await recurring_runs.EnableRecurringRun(pb.EnableRecurringRunRequest(recurring_run_id=rid))
     ticks = await harness.ticks(rid, 8)  # the queue, then the ticks missed while disabled
     assert ticks == [f"2026-05-04T{t}:00Z" for t in ("09:00", "09:15", "09:30", "09:45", "10:00", "10:15", "10:30", "10:45")]
+
+
+async def test_a_recurring_run_left_enabled_in_an_archived_experiment_is_disabled_at_start(data_dir: Path, compiled: dict[str, Spec]) -> None:
+    """Earlier versions allowed it, and its every tick failed: such a database is repaired."""
+    clock = VirtualClock(us(START))
+    async with running(data_dir, clock) as (_, stubs):
+        version = await upload(stubs, "instant", compiled["instant-pipeline"])
+        team = await stubs.experiments.CreateExperiment(experiment_pb2.CreateExperimentRequest(
+            experiment=experiment_pb2.Experiment(display_name="team")))
+        created = await Harness(stubs, clock).create(recurring(version, "stale", "* * * * *", experiment_id=team.experiment_id))
+    with sqlite3.connect(data_dir / "kfpgrpc.db") as db:  # what an earlier version could leave behind
+        db.execute("UPDATE experiments SET storage_state = 'ARCHIVED' WHERE experiment_id = ?", (team.experiment_id,))
+    clock.set(us("2026-05-04T10:30:00+00:00"))
+    async with running(data_dir, clock) as (_, stubs):
+        harness = Harness(stubs, clock)
+        assert (await harness.get(created.recurring_run_id)).status == pb.RecurringRun.DISABLED
+        changes = await read_events(stubs, 2, recurring_run_id=created.recurring_run_id, types=[event_pb2.RECURRING_RUN_CHANGED])
+        assert [e.recurring_run_changed.change for e in changes] == [event_pb2.RecurringRunChanged.CREATED, event_pb2.RecurringRunChanged.DISABLED]
+        await harness.advance_to("2026-05-04T10:45:00+00:00", created.recurring_run_id)
+        assert await harness.runs() == []

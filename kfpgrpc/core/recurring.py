@@ -99,6 +99,10 @@ class RecurringRuns:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Earlier versions let a recurring run be enabled in an archived experiment, where
+        # every tick fails: such a one is disabled, with its event, instead of started.
+        for recurring_run_id in await store.enabled_in_archived_experiments(self._db):
+            await self.set_enabled(recurring_run_id, False)
         active = await store.unfinished_runs_by_recurring_run(self._db)
         queued = await store.queued_counts(self._db)
         for recurring_run in await store.enabled(self._db):

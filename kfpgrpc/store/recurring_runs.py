@@ -123,6 +123,15 @@ async def enabled(db: Database) -> list[RecurringRun]:
     return [_TABLE.from_row(row) for row in rows]
 
 
+async def enabled_in_archived_experiments(db: Database) -> list[str]:
+    rows = await db.fetch_all(
+        "SELECT recurring_run_id FROM recurring_runs WHERE status = ? AND experiment_id IN"
+        " (SELECT experiment_id FROM experiments WHERE storage_state = 'ARCHIVED')",
+        (ENABLED,),
+    )
+    return [row[0] for row in rows]
+
+
 async def save_within(conn: aiosqlite.Connection, recurring_run: RecurringRun, changes: Iterable[str]) -> None:
     await _TABLE.update_within(
         conn, "recurring_run_id", recurring_run.recurring_run_id, {name: getattr(recurring_run, name) for name in changes}
