@@ -240,7 +240,10 @@ class Cron:
                 return
 
     def latest(self, after_us: int, until_us: int) -> int | None:
-        """Walks back in windows that grow fourfold: a day, four days, sixteen..."""
+        """Walks back from the end (or until_us) in windows that grow fourfold: a day, four
+        days, sixteen..."""
+        if self.end_us:
+            until_us = min(until_us, self.end_us)
         span = DAY_US
         while until_us > after_us:
             low = max(after_us, until_us - span)
