@@ -4,6 +4,7 @@ references that cannot dangle), and the run TTL, which keeps what a dependent re
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -352,3 +353,17 @@ async def test_ttl_keeps_the_latest_succeeded_run_that_a_dependent_resolves(data
         run = await stubs.recurring_runs.TriggerRecurringRun(pb.TriggerRecurringRunRequest(recurring_run_id=b.recurring_run_id))
         assert plain(run.runtime_config.parameters) == {"model_uri": latest_uri}
         assert (await watch_to_end(stubs.runs, run.run_id))[-1].state == common_pb2.SUCCEEDED
+
+
+async def test_a_reference_created_while_its_target_is_deleted_never_dangles(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    """Each side checks the other in its own transaction: one of the two calls loses."""
+    push = await upload(stubs, "push", compiled["push-pipeline"])
+    consume = await upload(stubs, "consume", compiled["consume-pipeline"])
+    for attempt in range(8):
+        a = await create(stubs, hourly(push, f"A{attempt}", artifacts=[PUSHED], mode=pb.RecurringRun.DISABLE))
+        dependent, deleted = await asyncio.gather(
+            create(stubs, from_recurring_run(hourly(consume, f"B{attempt}", mode=pb.RecurringRun.DISABLE), "model_uri", a)),
+            stubs.recurring_runs.DeleteRecurringRun(pb.DeleteRecurringRunRequest(recurring_run_id=a.recurring_run_id)),
+            return_exceptions=True,
+        )
+        assert isinstance(dependent, grpc.aio.AioRpcError) != isinstance(deleted, grpc.aio.AioRpcError), (dependent, deleted)

@@ -71,6 +71,7 @@ async def insert(
     db: Database, recurring_run: RecurringRun, spec: dict[str, Any] | None, also: WriteJob[None] | None = None
 ) -> None:
     async def job(conn: aiosqlite.Connection) -> None:
+        await _check_references_within(conn, recurring_run)
         if spec is not None:
             await remember_spec_within(conn, recurring_run.spec_hash, spec)
         await _TABLE.insert_within(conn, recurring_run, f"recurring run {recurring_run.recurring_run_id!r} already exists")
@@ -96,6 +97,7 @@ async def replace_definition(
     changed = [f.name for f in dataclasses.fields(RecurringRun) if getattr(updated, f.name) != getattr(previous, f.name)]
 
     async def job(conn: aiosqlite.Connection) -> None:
+        await _check_references_within(conn, updated)
         if spec is not None:
             await remember_spec_within(conn, updated.spec_hash, spec)
         await save_within(conn, updated, changed)
@@ -281,6 +283,21 @@ async def check_unreferenced_within(conn: aiosqlite.Connection, recurring_run_id
             f"recurring run {recurring_run_id!r} is referenced by {named}{f' and {more} more' if more else ''}"
             " (upstream trigger or parameters_from): update or delete those first"
         )
+
+
+async def _check_references_within(conn: aiosqlite.Connection, recurring_run: RecurringRun) -> None:
+    """FailedPrecondition if a recurring run it references is gone: checked (again) where it
+    is written, so that a concurrent delete cannot leave the reference dangling."""
+    referenced = set(recurring_run.trigger.upstream_recurring_run_ids)
+    referenced |= {ref["recurring_run_id"] for ref in recurring_run.parameters_from.values()}
+    referenced.discard(recurring_run.recurring_run_id)
+    if not referenced:
+        return
+    rows = await conn.execute_fetchall(
+        "SELECT value FROM json_each(?) WHERE value NOT IN (SELECT recurring_run_id FROM recurring_runs)", (json.dumps(sorted(referenced)),)
+    )
+    if missing := [row[0] for row in rows]:
+        raise FailedPrecondition(f"recurring run {missing[0]!r}, which it references, was deleted meanwhile")
 
 
 async def referenced_ids(db: Database) -> list[str]:
