@@ -592,3 +592,19 @@ async def test_a_recurring_run_left_enabled_in_an_archived_experiment_is_disable
         assert [e.recurring_run_changed.change for e in changes] == [event_pb2.RecurringRunChanged.CREATED, event_pb2.RecurringRunChanged.DISABLED]
         await harness.advance_to("2026-05-04T10:45:00+00:00", created.recurring_run_id)
         assert await harness.runs() == []
+
+
+async def test_enabling_while_the_experiment_is_archived_never_leaves_it_enabled_there(harness: Harness, version: Any) -> None:
+    """Enable and archive each check the other in their transaction: one of them fails."""
+    experiments = harness.stubs.experiments
+    for attempt in range(8):
+        team = await experiments.CreateExperiment(experiment_pb2.CreateExperimentRequest(experiment=experiment_pb2.Experiment(display_name=f"t{attempt}")))
+        created = await harness.create(recurring(version, f"r{attempt}", "0 0 1 1 *", experiment_id=team.experiment_id, mode=pb.RecurringRun.DISABLE))
+        enabled, archived = await asyncio.gather(
+            harness.stubs.recurring_runs.EnableRecurringRun(pb.EnableRecurringRunRequest(recurring_run_id=created.recurring_run_id)),
+            experiments.ArchiveExperiment(experiment_pb2.ArchiveExperimentRequest(experiment_id=team.experiment_id)),
+            return_exceptions=True,
+        )
+        state = (await harness.get(created.recurring_run_id)).status, (await experiments.GetExperiment(
+            experiment_pb2.GetExperimentRequest(experiment_id=team.experiment_id))).storage_state
+        assert state != (pb.RecurringRun.ENABLED, experiment_pb2.Experiment.ARCHIVED), (enabled, archived)
