@@ -118,8 +118,7 @@ class Periodic:
             tick = self.next_after(tick)
 
     def latest(self, after_us: int, until_us: int) -> int | None:
-        if self.end_us:
-            until_us = min(until_us, self.end_us)
+        until_us = min(until_us, self.end_us or MAX_TIME_US, MAX_TIME_US)
         steps = (until_us - self.anchor_us) // self.interval_us
         if not self.extends_back and steps < 1:
             return None
@@ -206,13 +205,24 @@ class Cron:
 
     def between(self, after_us: int, until_us: int) -> Iterator[int]:
         """Day by day: a matching day away from any UTC-offset change fires at its times of
-        day; days next to a change (where DST moves or repeats times) are left to next_after."""
+        day; days next to a change (where DST moves or repeats times), and the first and last
+        days of time (the walk looks a day beyond its range), are left to next_after."""
         if self.start_us:
             after_us = max(after_us, self.start_us - 1)
-        after_us = max(after_us, _midnight_us(_FIRST_DAY, 0))
-        until_us = min(until_us, self.end_us or until_us, _midnight_us(_LAST_DAY, 0))
-        if until_us <= after_us:
-            return
+        until_us = min(until_us, self.end_us or MAX_TIME_US, MAX_TIME_US)
+        walk_from, walk_until = max(after_us, _midnight_us(_FIRST_DAY, 0)), min(until_us, _midnight_us(_LAST_DAY, 0))
+        yield from self._one_by_one(after_us, min(until_us, walk_from))
+        if walk_from < walk_until:
+            yield from self._walk(walk_from, walk_until)
+        yield from self._one_by_one(max(after_us, walk_until), until_us)
+
+    def _one_by_one(self, after_us: int, until_us: int) -> Iterator[int]:
+        tick = self.next_after(after_us) if after_us < until_us else None
+        while tick is not None and tick <= until_us:
+            yield tick
+            tick = self.next_after(tick)
+
+    def _walk(self, after_us: int, until_us: int) -> Iterator[int]:
         midnights = _Midnights(self.zone)
         times = self.times_of_day
         done = after_us  # every tick up to here was yielded
@@ -231,10 +241,7 @@ class Cron:
                 stop = min(until_us, midnights.instant(day + 2) - 1)
                 if stop <= done:
                     continue
-                tick = self.next_after(done)
-                while tick is not None and tick <= stop:
-                    yield tick
-                    tick = self.next_after(tick)
+                yield from self._one_by_one(done, stop)
             done = stop
             if done >= until_us:
                 return
@@ -242,8 +249,7 @@ class Cron:
     def latest(self, after_us: int, until_us: int) -> int | None:
         """Walks back from the end (or until_us) in windows that grow fourfold: a day, four
         days, sixteen..."""
-        if self.end_us:
-            until_us = min(until_us, self.end_us)
+        until_us = min(until_us, self.end_us or MAX_TIME_US, MAX_TIME_US)
         span = DAY_US
         while until_us > after_us:
             low = max(after_us, until_us - span)

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from kfpgrpc.clock import MAX_TIME_US, MIN_TIME_US
 from kfpgrpc.errors import FieldViolation
 from kfpgrpc.schedule import (
     Cron,
@@ -341,3 +342,15 @@ def test_the_closest_ticks_are_found_without_enumerating(expression: str) -> Non
     assert isinstance(schedule, Cron)
     ticks = ticks_between(schedule, us("2026-01-01T00:00:00+00:00"), us("2026-01-22T00:00:00+00:00"), 10**6)
     assert schedule.closest_ticks[0] == min(b - a for a, b in zip(ticks, ticks[1:]))
+
+
+@pytest.mark.parametrize("zone", [UTC, BERLIN, ZoneInfo("Pacific/Kiritimati"), ZoneInfo("Pacific/Pago_Pago")])
+def test_the_walk_agrees_at_the_ends_of_time(zone: ZoneInfo) -> None:
+    """The day walk looks a day beyond its range: the first and last days go tick by tick.
+    (Whole seconds: croniter's float timestamps lose microseconds near year 9999.)"""
+    schedule = cron("0 */6 * * *", zone)
+    day = 86_400_000_000
+    for after, until in [(MIN_TIME_US, MIN_TIME_US + 8 * day), (MAX_TIME_US + 1 - 8 * day - 3_600_000_000, MAX_TIME_US)]:
+        expected = enumerated(schedule, after, until)
+        assert list(schedule.between(after, until)) == expected and len(expected) >= 20
+        assert schedule.latest(after, until) == expected[-1]
