@@ -43,6 +43,20 @@ class _PrintVersion(argparse.Action):
         parser.exit()
 
 
+def _read_token(path: Path) -> str:
+    """The token in `path`, without its trailing newline. Raises ValueError when it cannot be
+    read, is empty or spans several lines."""
+    try:
+        token = path.read_text().removesuffix("\n").removesuffix("\r")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(getattr(error, "strerror", None) or str(error)) from None
+    if not token:
+        raise ValueError("the file is empty")
+    if "\n" in token:
+        raise ValueError("the token must be one line")
+    return token
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="kfpgrpc", description="Run and schedule Kubeflow Pipelines over gRPC.")
     parser.add_argument("--version", action=_PrintVersion)
@@ -55,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="directory of the database, artifacts and logs (env KFPGRPC_DATA_DIR)")
     serve.add_argument("--auth-token", default=_env("AUTH_TOKEN", ""),
                        help="require `authorization: Bearer TOKEN` on every call (env KFPGRPC_AUTH_TOKEN)")
+    serve.add_argument("--auth-token-file", default=_env("AUTH_TOKEN_FILE", ""),
+                       help="like --auth-token, with the token read from FILE (a trailing newline is dropped),"
+                            " so that it is not on the command line (env KFPGRPC_AUTH_TOKEN_FILE)")
     serve.add_argument("--tls-cert", default=_env("TLS_CERT", ""), help="PEM certificate chain; enables TLS")
     serve.add_argument("--tls-key", default=_env("TLS_KEY", ""), help="PEM private key of --tls-cert")
     serve.add_argument("--tls-client-ca", default=_env("TLS_CLIENT_CA", ""),
@@ -100,6 +117,16 @@ def _serve(args: argparse.Namespace) -> int:
     except (ZoneInfoNotFoundError, ValueError):
         print(f"kfpgrpc: --default-time-zone: unknown IANA time zone {args.default_time_zone!r}", file=sys.stderr)
         return 2
+    if args.auth_token and args.auth_token_file:
+        print("kfpgrpc: give one of --auth-token (KFPGRPC_AUTH_TOKEN) and --auth-token-file (KFPGRPC_AUTH_TOKEN_FILE)", file=sys.stderr)
+        return 2
+    auth_token = args.auth_token
+    if args.auth_token_file:
+        try:
+            auth_token = _read_token(Path(args.auth_token_file))
+        except ValueError as error:
+            print(f"kfpgrpc: --auth-token-file {args.auth_token_file}: {error}", file=sys.stderr)
+            return 2
     if args.max_parallel_tasks < 1:
         print("kfpgrpc: --max-parallel-tasks must be at least 1", file=sys.stderr)
         return 2
@@ -121,7 +148,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         listen=args.listen,
         data_dir=Path(args.data_dir),
-        auth_token=args.auth_token,
+        auth_token=auth_token,
         tls_cert=_optional_path(args.tls_cert),
         tls_key=_optional_path(args.tls_key),
         tls_client_ca=_optional_path(args.tls_client_ca),

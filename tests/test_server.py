@@ -148,6 +148,35 @@ def test_bad_command_lines_fail_with_one_clear_line(tmp_path: Path) -> None:
         first.terminate()
 
 
+def test_auth_token_file_keeps_the_token_off_the_command_line(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("file-s3cret\n")
+    server = ServerProcess(tmp_path / "data", "--auth-token-file", str(token_file))
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = Stubs.on(channel).experiments  # type: ignore[arg-type]
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.ListExperiments(pb.ListExperimentsRequest())
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            stub.ListExperiments(pb.ListExperimentsRequest(), metadata=(("authorization", "Bearer file-s3cret"),))
+        assert b"file-s3cret" not in Path(f"/proc/{server.process.pid}/cmdline").read_bytes()
+    finally:
+        server.terminate()
+
+    def serve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kfpgrpc.cli", "serve", "--data-dir", str(tmp_path / "data"), *args],
+                              capture_output=True, text=True, timeout=30, env={**os.environ, **env})
+
+    both = serve("--auth-token-file", str(token_file), KFPGRPC_AUTH_TOKEN="other")
+    assert (both.returncode, both.stderr) == (
+        2, "kfpgrpc: give one of --auth-token (KFPGRPC_AUTH_TOKEN) and --auth-token-file (KFPGRPC_AUTH_TOKEN_FILE)\n")
+    missing = serve(KFPGRPC_AUTH_TOKEN_FILE=str(tmp_path / "missing"))
+    assert (missing.returncode, missing.stderr) == (2, f"kfpgrpc: --auth-token-file {tmp_path / 'missing'}: No such file or directory\n")
+    (tmp_path / "empty").write_text("\n")
+    empty = serve("--auth-token-file", str(tmp_path / "empty"))
+    assert (empty.returncode, empty.stderr) == (2, f"kfpgrpc: --auth-token-file {tmp_path / 'empty'}: the file is empty\n")
+
+
 async def test_shutdown_sets_health_not_serving_and_commits_acknowledged_writes(data_dir: Path) -> None:
     server = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir))
     await server.start()
