@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from kfpgrpc.commands import ArgumentParser, add_client_commands, run_client_command  # noqa: E402
-from kfpgrpc.config import ServerConfig  # noqa: E402
+from kfpgrpc.config import TASK_CONTAINMENTS, ServerConfig  # noqa: E402
 
 
 def _env(name: str, default: str) -> str:
@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-parallel-tasks", type=int,
                        default=_env("MAX_PARALLEL_TASKS", str(defaults.max_parallel_tasks)),
                        help="task processes running at once, across all runs (env KFPGRPC_MAX_PARALLEL_TASKS)")
+    serve.add_argument("--task-containment", default=_env("TASK_CONTAINMENT", defaults.task_containment),
+                       choices=list(TASK_CONTAINMENTS),
+                       help="how a task's processes are all found and killed: a cgroup, a subreaper init"
+                            " process, or auto (a cgroup where one can be made) (env KFPGRPC_TASK_CONTAINMENT)")
     serve.add_argument("--min-interval-seconds", type=int,
                        default=_env("MIN_INTERVAL_SECONDS", str(defaults.min_interval_seconds)),
                        help="shortest periodic / @every interval in seconds (env KFPGRPC_MIN_INTERVAL_SECONDS)")
@@ -158,6 +162,7 @@ def _serve(args: argparse.Namespace) -> int:
         event_retention_us=durations["event_retention"],
         run_ttl_us=durations["run_ttl"],
         allowed_pipeline_roots=tuple(allowed_roots),
+        task_containment=args.task_containment,
     )
     server = KfpGrpcServer(config)
 

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+TASK_CONTAINMENTS = ("auto", "cgroup", "subreaper")  # see kfpgrpc/executor/process.py
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     listen: str = "127.0.0.1:8887"
@@ -23,6 +26,7 @@ class ServerConfig:
     event_watcher_capacity: int = 10_000  # events buffered per WatchEvents stream before it is cut off
     # Absolute directories a run's pipeline_root may be in, besides artifact_root (always allowed).
     allowed_pipeline_roots: tuple[Path, ...] = ()
+    task_containment: str = "auto"  # how task process trees are found: auto, cgroup or subreaper
 
     @property
     def database_path(self) -> Path:
@@ -31,3 +35,8 @@ class ServerConfig:
     @property
     def artifact_root(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def work_root(self) -> Path:
+        """The tasks' working directories; emptied at start (a crashed server's leftovers)."""
+        return self.data_dir / "work"

@@ -71,6 +71,7 @@ class KfpGrpcServer:
         self.port = 0
         self._db: Database | None = None
         self._events: Events | None = None
+        self._executor: LocalExecutor | None = None
         self._runs: Runs | None = None
         self._recurring_runs: RecurringRuns | None = None
         self._housekeeping: Housekeeping | None = None
@@ -91,8 +92,11 @@ class KfpGrpcServer:
             await experiments.ensure_default()
             pipelines = Pipelines(db, self.clock, events)
             executor = LocalExecutor(
-                self.config.artifact_root, max_parallel_tasks=self.config.max_parallel_tasks, clock=self.clock
+                self.config.artifact_root, self.config.work_root, max_parallel_tasks=self.config.max_parallel_tasks,
+                clock=self.clock, containment=self.config.task_containment,
             )
+            await executor.start()
+            self._executor = executor
             self._runs = runs = Runs(
                 db, self.clock, events, executor, self.config.artifact_root, lambda: experiments.default_experiment_id,
                 # Enough runs in hand to keep every task slot busy, few enough not to flood the writer.
@@ -181,6 +185,8 @@ class KfpGrpcServer:
             await self._recurring_runs.stop()
         if self._runs is not None:
             await self._runs.stop()
+        if self._executor is not None:
+            await self._executor.stop()
         if self._server is not None:
             await self._server.stop(self.config.shutdown_grace_seconds)
         if self._db is not None:

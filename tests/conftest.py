@@ -14,7 +14,14 @@ from kfpgrpc.clock import Clock
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.server import KfpGrpcServer
 from tests import pipelines
-from tests.support import Stubs
+from tests.support import CONTAINMENTS, Stubs, skip_unless_containment
+
+
+@pytest.fixture(params=CONTAINMENTS)
+async def containment(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each way of containing task processes (`--task-containment`) that this machine allows."""
+    await skip_unless_containment(request.param, tmp_path / "probe")
+    return request.param
 
 
 @pytest.fixture

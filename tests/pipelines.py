@@ -252,6 +252,55 @@ def train_pipeline(previous_model: str = ""):
     train_model(previous_model=previous_model)
 
 
+@dsl.container_component
+def shell(script: str):
+    """Runs `script` with sh."""
+    return dsl.ContainerSpec(image="busybox", command=["sh", "-c"], args=[script])
+
+
+@dsl.pipeline(name="shell-pipeline", description="One task that runs a shell script.")
+def shell_pipeline(script: str):
+    shell(script=script)
+
+
+@dsl.container_component
+def print_environment():
+    """Prints the task's whole environment as JSON, with the task's `python3`."""
+    return dsl.ContainerSpec(image="python:3.11", command=["python3", "-c", "import json, os; print(json.dumps(dict(os.environ)))"])
+
+
+@dsl.pipeline(name="environment-pipeline", description="Prints its task's environment; sets GREETING.")
+def environment_pipeline():
+    print_environment().set_env_variable("GREETING", "hello")
+
+
+def wide_spec(tasks: int) -> dict[str, Any]:
+    """The IR of a pipeline of `tasks` independent container tasks (too many to compile with the
+    SDK in a test) that each wait until the file named by the parameter `gate` exists."""
+    return {
+        "pipelineInfo": {"name": "wide"},
+        "schemaVersion": "2.1.0",
+        "sdkVersion": "kfp-2.16.1",
+        "components": {"comp-wait": {"executorLabel": "exec-wait", "inputDefinitions": {"parameters": {"gate": {"parameterType": "STRING"}}}}},
+        "deploymentSpec": {"executors": {"exec-wait": {"container": {
+            "image": "busybox",
+            "command": ["sh", "-c", 'while [ ! -e "$0" ]; do sleep 0.05; done'],
+            "args": ["{{$.inputs.parameters['gate']}}"],
+        }}}},
+        "root": {
+            "inputDefinitions": {"parameters": {"gate": {"parameterType": "STRING"}}},
+            "dag": {"tasks": {
+                f"wait-{index}": {
+                    "componentRef": {"name": "comp-wait"},
+                    "inputs": {"parameters": {"gate": {"componentInputParameter": "gate"}}},
+                    "taskInfo": {"name": f"wait-{index}"},
+                }
+                for index in range(tasks)
+            }},
+        },
+    }
+
+
 ALL_PIPELINES = (
     add_pipeline,
     artifact_pipeline,
@@ -265,6 +314,8 @@ ALL_PIPELINES = (
     consume_pipeline,
     emit_pipeline,
     train_pipeline,
+    shell_pipeline,
+    environment_pipeline,
 )
 
 

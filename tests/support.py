@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import pytest
 from google.protobuf import json_format, struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from kfpgrpc.clock import VirtualClock
 from kfpgrpc.config import ServerConfig
+from kfpgrpc.executor.process import TaskProcesses
 from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.v1 import (
     common_pb2,
@@ -68,15 +70,16 @@ def field_violations(error: grpc.RpcError) -> dict[str, str]:
 
 
 class ServerProcess:
-    """`kfpgrpc serve` in a subprocess on a free port, as a user starts it."""
+    """`kfpgrpc serve` in a subprocess on a free port, as a user starts it (with `env` added to
+    this process's environment)."""
 
-    def __init__(self, data_dir: Path, *extra_args: str) -> None:
+    def __init__(self, data_dir: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *extra_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -94,6 +97,25 @@ class ServerProcess:
     def kill(self) -> None:
         self.process.kill()
         self.process.communicate(timeout=20)
+
+
+def bearer(token: str) -> list[grpc.aio.ClientInterceptor]:
+    """Channel interceptors that send `authorization: Bearer <token>` with every unary and
+    server-streaming call (grpc.aio files an interceptor under one kind only)."""
+    metadata = (("authorization", f"Bearer {token}"),)
+
+    def with_token(details: Any) -> Any:
+        return details._replace(metadata=(*(details.metadata or ()), *metadata))
+
+    class Unary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+        async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+            return await continuation(with_token(details), request)
+
+    class Streaming(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+        async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+            return await continuation(with_token(details), request)
+
+    return [Unary(), Streaming()]
 
 
 async def upload(stubs: Stubs, name: str, spec: dict[str, Any]) -> pipeline_pb2.PipelineVersion:
@@ -193,6 +215,28 @@ def task_processes(run_id: str) -> dict[int, int]:
         except OSError:  # gone, or not ours
             continue
     return found
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+CONTAINMENTS = ("cgroup", "subreaper")
+
+
+async def skip_unless_containment(containment: str, work_root: Path) -> None:
+    """Skip the test where this machine cannot contain tasks that way (no writable cgroup v2)."""
+    processes = TaskProcesses(work_root, containment)
+    try:
+        await processes.start()
+    except OSError as error:
+        pytest.skip(str(error))
+    await processes.stop()
 
 
 def run_with_venv(args: list[str], cwd: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:

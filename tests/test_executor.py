@@ -3,8 +3,10 @@
 No `from __future__ import annotations`: the kfp SDK reads the inline components' annotations."""
 
 import asyncio
+import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from kfpgrpc.executor import (
     unsupported_features,
 )
 from tests.pipelines import BASE_IMAGE, compile_pipeline
-from tests.support import REPLACE_OWN_DIRECTORY, REPLACE_RUN_DIRECTORY, assert_untouched, container_spec, victim_dir
+from tests.support import REPLACE_OWN_DIRECTORY, REPLACE_RUN_DIRECTORY, alive, assert_untouched, container_spec, victim_dir
 
 
 class Recorder:
@@ -60,8 +62,20 @@ class Recorder:
 
 
 @pytest.fixture
-def executor(tmp_path: Path) -> LocalExecutor:
-    return LocalExecutor(tmp_path / "artifacts", max_parallel_tasks=4)
+async def executor(containment: str, tmp_path: Path) -> AsyncIterator[LocalExecutor]:
+    """A started executor, with each way of containing task processes."""
+    async with started(LocalExecutor(tmp_path / "artifacts", tmp_path / "work", max_parallel_tasks=4,
+                                     containment=containment)) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def started(executor: LocalExecutor) -> AsyncIterator[LocalExecutor]:
+    await executor.start()
+    try:
+        yield executor
+    finally:
+        await executor.stop()
 
 
 async def run(
@@ -98,14 +112,14 @@ async def test_add_pipeline_passes_parameters(executor, compiled):
     assert times == sorted(times) and abs(times[0] / 1e6 - time.time()) < 120
 
 
-async def test_pip_install_preamble_is_skipped(executor, compiled):
+async def test_pip_install_preamble_is_skipped(executor, compiled, tmp_path):
     spec = compiled["add-pipeline"]
     command = spec["deploymentSpec"]["executors"]["exec-add"]["container"]["command"]
     assert "pip install" in command[2]  # the compiled spec does have the preamble
     outcome, rec = await run(executor, spec, {"a": 1, "b": 2})
     assert outcome.state == TaskState.SUCCEEDED
     for task_id in ("add", "add-2"):
-        lines = rec.logs[task_id]
+        lines = [line.replace(str(tmp_path), "<tmp>") for line in rec.logs[task_id]]  # its name has "pip"
         assert lines[0].startswith("+ sh -ec "), lines[0]  # the argv actually run
         assert not any("pip" in line for line in lines)
 
@@ -218,14 +232,6 @@ def sleepy_pipeline(seconds: int = 30):
     slow_echo(message=slept.output, seconds=0.0)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 async def test_terminate_cancels_quickly_and_kills_processes(executor, tmp_path):
     spec = compile_pipeline(sleepy_pipeline, tmp_path / "sleepy.yaml")
     recorder = Recorder()
@@ -234,7 +240,7 @@ async def test_terminate_cancels_quickly_and_kills_processes(executor, tmp_path)
         lambda: any(line.startswith("sleeper pid ") for line in recorder.logs.get("sleeper", []))
     )
     pid = int(next(l for l in recorder.logs["sleeper"] if l.startswith("sleeper pid ")).split()[-1])
-    assert _alive(pid)
+    assert alive(pid)
     started = time.monotonic()
     await executor.terminate("run-t")
     outcome = await asyncio.wait_for(running, timeout=10)
@@ -243,11 +249,37 @@ async def test_terminate_cancels_quickly_and_kills_processes(executor, tmp_path)
     assert rec_states(recorder, "sleeper") == [TaskState.RUNNING, TaskState.CANCELED]
     assert rec_states(recorder, "slow-echo") == []
     for _ in range(50):
-        if not _alive(pid):
+        if not alive(pid):
             break
         await asyncio.sleep(0.1)
-    assert not _alive(pid)
+    assert not alive(pid)
     await executor.terminate("run-t")  # finished runs: nothing to do
+
+
+async def test_a_task_terminated_while_it_is_being_started_does_not_run(executor, tmp_path):
+    """TerminateRun between a task's RUNNING report and its process start: the process that
+    starts anyway is killed at once, not left to run for a minute."""
+    spec = compile_pipeline(sleepy_pipeline, tmp_path / "sleepy.yaml")
+
+    class TerminateOnRunning(Recorder):
+        async def task_changed(self, update: TaskUpdate) -> None:
+            await super().task_changed(update)
+            if update.state == TaskState.RUNNING:
+                await executor.terminate("run-s")
+
+    recorder = TerminateOnRunning()
+    outcome = await asyncio.wait_for(executor.execute("run-s", spec, {"seconds": 60}, {}, recorder), timeout=30)
+    assert outcome.state == TaskState.CANCELED
+    assert recorder.states("sleeper") == [TaskState.RUNNING, TaskState.CANCELED]
+
+
+async def test_a_command_that_is_not_found_fails_the_task(executor, compiled, tmp_path):
+    spec = compiled["instant-pipeline"]
+    container = spec["deploymentSpec"]["executors"]["exec-noop"]["container"]
+    broken = {**spec, "deploymentSpec": {"executors": {"exec-noop": {"container": {**container, "command": ["no-such-command"]}}}}}
+    outcome, rec = await run(executor, broken, {"label": "x", "gate": ""})
+    assert outcome.state == TaskState.FAILED
+    assert rec.last("noop").error.startswith("could not start 'no-such-command': not found on the task's PATH ")
 
 
 def rec_states(recorder: Recorder, task_id: str) -> list[TaskState]:
@@ -330,7 +362,8 @@ async def test_parallel_tasks(tmp_path):
             slow_echo(message=str(index), seconds=1.0)
 
     spec = compile_pipeline(parallel_pipeline, tmp_path / "parallel.yaml")
-    outcome, rec = await run(LocalExecutor(tmp_path / "a", max_parallel_tasks=3), spec, {})
+    async with started(LocalExecutor(tmp_path / "a", tmp_path / "work", max_parallel_tasks=3)) as executor:
+        outcome, rec = await run(executor, spec, {})
     assert outcome.state == TaskState.SUCCEEDED
     running = {u.task_id: u.time_us for u in rec.updates if u.state == TaskState.RUNNING}
     done = {u.task_id: u.time_us for u in rec.updates if u.state == TaskState.SUCCEEDED}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,8 @@ from tests.support import (
     upload,
     wait_until,
     watch_to_end,
+    alive,
+    eventually,
 )
 
 Spec = dict[str, Any]
@@ -353,22 +354,25 @@ async def test_empty_run_ids_are_invalid(stubs: Stubs) -> None:
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "run_id" in field_violations(error)
 
 
-async def test_run_resumes_after_the_server_is_killed(data_dir: Path, compiled: dict[str, Spec], tmp_path: Path) -> None:
-    """SIGKILL mid-run: on restart the orphaned task process is killed, the succeeded task is
-    not executed again, the interrupted one runs again, and the run ends SUCCEEDED."""
+async def test_run_resumes_after_the_server_is_killed(containment: str, data_dir: Path, compiled: dict[str, Spec], tmp_path: Path) -> None:
+    """SIGKILL mid-run: the orphaned task process is killed (in a cgroup: on restart; under a
+    subreaper init: at once, with the server), the succeeded task is not executed again, the
+    interrupted one runs again, and the run ends SUCCEEDED."""
     counter, gate = tmp_path / "count", tmp_path / "gate"
-    server = ServerProcess(data_dir)
+    server = ServerProcess(data_dir, "--task-containment", containment)
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
             stubs = Stubs.on(channel)
             version = await upload(stubs, "gated", compiled["gated-pipeline"])
             created = await create(stubs, run_of(version, counter=str(counter), gate=str(gate)))
             await wait_until(stubs.runs, created.run_id, is_running("wait-for"))
-        orphans = task_processes(created.run_id)
-        assert orphans
+            orphans = await eventually(lambda: asyncio.sleep(0, task_processes(created.run_id)), bool)
     finally:
         server.kill()
-    assert all(os.path.exists(f"/proc/{pid}") for pid in orphans)  # the task outlived the server
+    if containment == "cgroup":
+        assert all(alive(pid) for pid in orphans)  # the task outlived the server
+    else:
+        await eventually(lambda: asyncio.sleep(0, [pid for pid in orphans if alive(pid)]), lambda left: not left)
 
     restarted = ServerProcess(data_dir)
     try:

@@ -163,15 +163,15 @@ class Runs:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resume the runs a previous server process left unfinished."""
+        """Resume the runs a previous server process left unfinished (the executor has killed the
+        task processes it left running, see Executor.start)."""
         async for stored in store.unfinished_runs(self._db):
-            orphans = await self._executor.kill_orphans(stored.run_id)
             run, document = await self._with_snapshot(stored)
             tasks = (await store.tasks_of(self._db, [run.run_id]))[run.run_id]
             execution = _Execution(
                 run, {t.task_id: t for t in tasks}, document, await store.last_line_numbers(self._db, run.run_id)
             )
-            log.info("resuming run", extra={"fields": {"run_id": run.run_id, "state": run.state, "orphans_killed": orphans}})
+            log.info("resuming run", extra={"fields": {"run_id": run.run_id, "state": run.state}})
             execution.terminate_requested = run.state == CANCELING
             self._launch(execution)
 

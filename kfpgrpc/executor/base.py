@@ -84,9 +84,13 @@ class Executor(Protocol):
         under `artifact_root / run_id` (default: the executor's own root)."""
         ...
 
-    async def kill_orphans(self, run_id: str) -> int:
-        """Before resuming a run after a crash: stop whatever the dead server process left
-        running for it. Returns how many were stopped."""
+    async def start(self) -> None:
+        """Before the first `execute`: stop whatever a previous server process that died left
+        running, and remove its leftovers. Raises OSError when the executor cannot work."""
+        ...
+
+    async def stop(self) -> None:
+        """After the last `execute` has returned (or been cancelled)."""
         ...
 
     async def terminate(self, run_id: str) -> None:

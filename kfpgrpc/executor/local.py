@@ -23,6 +23,9 @@ Decisions (see also the module docstring of `placeholders`):
   are always walked again (their children may be in `previous`); their result is recomputed.
 - The lightweight-component `pip install kfp==...` preamble is dropped when the interpreter given
   as `python` has kfp with the same major version as the pinned one.
+- Task processes (`process`): a task ends when its own process exits, and then nothing it started
+  survives; each gets a working directory of its own under `work_root` (its cwd, with HOME and
+  TMPDIR in it) and a minimal environment (`process.task_environment`).
 - The first log line of every container task is the argv actually run: "+ <shell-quoted argv>"
   (newlines inside arguments shown as \\n).
 """
@@ -31,14 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import shlex
 import shutil
 import signal
 import sys
-import tempfile
-import time
+import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,8 +67,8 @@ from kfpgrpc.executor.placeholders import (
     resolve_command,
     resolve_parameter_self_references,
 )
+from kfpgrpc.executor.process import TaskProcess, TaskProcesses, task_environment
 
-RUN_ID_ENV = "KFPGRPC_RUN_ID"
 LOG_BATCH_LINES = 50
 LOG_FLUSH_SECONDS = 0.1
 ERROR_LOG_TAIL = 20
@@ -231,7 +234,7 @@ class _Run:
     stopped: asyncio.Event = field(default_factory=asyncio.Event)  # failing or terminated
     canceled: bool = False
     first_error: str = ""
-    processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    processes: dict[str, TaskProcess] = field(default_factory=dict)
 
     def fail(self, error: str) -> None:
         if not self.first_error:
@@ -250,15 +253,23 @@ class _Scope:
 
 
 class LocalExecutor:
-    """Runs pipeline specs as local subprocesses (see the module docstring)."""
+    """Runs pipeline specs as local subprocesses (see the module docstring). `await start()`
+    first, `await stop()` at the end.
+
+    `artifact_root`: default root of the artifacts. `work_root`: a directory of its own for the
+    tasks' working directories (emptied at start, see `process.TaskProcesses`). `python`: the
+    interpreter the tasks' `python3` and `python` are. `kill_grace_seconds`: between SIGTERM and
+    SIGKILL on terminate. `containment`: see `process.TaskProcesses`."""
 
     def __init__(
         self,
         artifact_root: Path,
+        work_root: Path,
         max_parallel_tasks: int = 4,
         python: str = sys.executable,
         kill_grace_seconds: float = 3.0,
         clock: Clock | None = None,
+        containment: str = "auto",
     ) -> None:
         self.artifact_root = Path(artifact_root).absolute()
         self._clock = clock or SystemClock()
@@ -269,9 +280,20 @@ class LocalExecutor:
         self._runs: dict[str, _Run] = {}
         self._kfp_version: str | None = None  # "" when the interpreter has no kfp
         self._kfp_lock = asyncio.Lock()
-        self._bin_dir: str | None = None
+        self._processes = TaskProcesses(work_root, containment)
+        self._path_prefix = ""
 
     # -- public API ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Kill what a crashed server process left running and remove its task directories
+        (see `process.TaskProcesses.start`). Raises OSError."""
+        await self._processes.start()
+        self._path_prefix = self._python_on_path()
+
+    async def stop(self) -> None:
+        """After the last run has stopped: remove what the tasks left in the work root."""
+        await self._processes.stop()
 
     async def execute(
         self,
@@ -311,17 +333,6 @@ class LocalExecutor:
             return RunOutcome(TaskState.FAILED, run.first_error)
         return RunOutcome(TaskState.SUCCEEDED, "")
 
-    async def kill_orphans(self, run_id: str) -> int:
-        """Kill the task processes that a previous server process started for `run_id` and
-        left behind when it died; they would race the resumed run for its artifacts. Returns
-        how many process groups were killed."""
-        if run_id in self._runs:
-            raise ValueError(f"run {run_id!r} is executing in this process")
-        groups = await asyncio.to_thread(_process_groups_with_env, f"{RUN_ID_ENV}={run_id}".encode())
-        for group in groups:
-            _signal_group(group, signal.SIGKILL)
-        return len(groups)
-
     async def terminate(self, run_id: str) -> None:
         run = self._runs.get(run_id)
         if run is None:
@@ -336,31 +347,40 @@ class LocalExecutor:
         self, run: _Run, dag: Mapping[str, Any], scope: _Scope
     ) -> tuple[TaskResult | None, str]:
         """Walk `dag`. Returns (the DAG's outputs, "") when every task succeeded, else
-        (None, error of the first task that failed in it, or "" when stopped)."""
+        (None, error of the first task that failed in it, or "" when stopped). Each finished
+        task costs O(its dependents): a DAG of 20,000 tasks is not rescanned per task."""
         tasks: Mapping[str, Any] = dag.get("tasks") or {}
-        dependencies = {name: _dependencies(task) for name, task in tasks.items()}
+        waiting_for = {name: _dependencies(task) for name, task in tasks.items()}
+        dependents: dict[str, list[str]] = {}
+        for name, dependencies in waiting_for.items():
+            for dependency in dependencies:
+                dependents.setdefault(dependency, []).append(name)
+        ready = sorted(name for name, dependencies in waiting_for.items() if not dependencies)
         results: dict[str, TaskResult] = {}
-        running: dict[asyncio.Task[tuple[TaskResult | None, str]], str] = {}
-        started: set[str] = set()
+        finished: asyncio.Queue[tuple[str, asyncio.Task[tuple[TaskResult | None, str]]]] = asyncio.Queue()
+        running: set[asyncio.Task[tuple[TaskResult | None, str]]] = set()
         dag_error = ""
         try:
             while True:
                 if not run.stopped.is_set():
-                    for name in sorted(tasks):
-                        if name not in started and dependencies[name] <= results.keys():
-                            started.add(name)
-                            coroutine = self._run_task(run, name, tasks[name], scope, results)
-                            running[asyncio.create_task(coroutine)] = name
+                    for name in ready:
+                        started = asyncio.create_task(self._run_task(run, name, tasks[name], scope, results))
+                        started.add_done_callback(functools.partial(_put, finished, name))
+                        running.add(started)
+                ready = []
                 if not running:
                     break
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for finished in done:
-                    name = running.pop(finished)
-                    result, error = finished.result()
-                    if result is not None:
-                        results[name] = result
-                    elif error and not dag_error:
-                        dag_error = error
+                name, done = await finished.get()
+                running.discard(done)
+                result, error = done.result()
+                if result is not None:
+                    results[name] = result
+                    for dependent in dependents.get(name, ()):
+                        waiting_for[dependent].discard(name)
+                        if not waiting_for[dependent]:
+                            ready.append(dependent)
+                elif error and not dag_error:
+                    dag_error = error
         finally:
             for pending in running:
                 pending.cancel()
@@ -497,9 +517,9 @@ class LocalExecutor:
             _empty_artifact_dir(run.artifact_root, run.run_id, task_id)
         except (UnsafePath, OSError) as error:
             raise _TaskFailed(f"could not prepare the task's artifact directory: {error}") from None
-        workdir = tempfile.mkdtemp(prefix="kfpgrpc-task-")
+        task_dir = self._processes.new_task_dir()
         # Opened before the task starts: its outputs are read through this descriptor only.
-        outputs = Directory.open(os.path.join(workdir, "outputs"), create=True)
+        outputs = Directory.open(str(task_dir / "outputs"), create=True)
         try:
             try:
                 prepared = build_executor_input(
@@ -526,47 +546,38 @@ class LocalExecutor:
                 raise _TaskFailed(f"could not build the command: {error}") from None
             if not argv:
                 raise _TaskFailed("the container has no command")
-            tmp = os.path.join(workdir, "tmp")
-            os.makedirs(tmp)
-            env = dict(os.environ)
-            env.update({str(k): str(v) for k, v in _container_env(container).items()})
-            env["PATH"] = self._path_prefix() + os.pathsep + env.get("PATH", os.defpath)
-            env["TMPDIR"] = tmp
-            env["PYTHONUNBUFFERED"] = "1"
-            env[RUN_ID_ENV] = run.run_id  # lets a restarted server find this run's orphans
+            # What KFP's backend gives every task container (KFP_POD_NAME, KFP_POD_UID), here
+            # per attempt.
+            kfp = {"KFP_POD_NAME": f"{run.run_id}-{task_id}", "KFP_POD_UID": str(uuid.uuid4())}
+            env = task_environment(task_dir, self._path_prefix, run.run_id, kfp, _container_env(container))
             tail: deque[str] = deque(maxlen=ERROR_LOG_TAIL)
             pump = _LogPump(run.observer, task_id, tail)
             await pump.add(_display_argv(argv))
             try:
-                process = await asyncio.create_subprocess_exec(
-                    *argv,
-                    cwd=workdir,
-                    env=env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                )
+                if not _findable(argv[0], env["PATH"], task_dir):
+                    raise FileNotFoundError(f"not found on the task's PATH {env['PATH']}")
+                process = await self._processes.spawn(argv, env, task_dir)
             except OSError as error:
                 await pump.add(f"could not start {argv[0]!r}: {error}")
                 await pump.close()
                 raise _TaskFailed(f"could not start {argv[0]!r}: {error}") from None
             run.processes[task_id] = process
-            reader = asyncio.create_task(pump.run(process))
+            if run.canceled:  # terminated while this task was getting ready: _kill_all missed it
+                await process.kill()
+            reader = asyncio.create_task(pump.run(process.stdout))
             try:
-                returncode = await process.wait()
-                # Background children may still hold the output pipe: give them a moment.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(reader), timeout=2.0)
+                returncode = await process.wait()  # the task's own process, not its pipe
             finally:
                 run.processes.pop(task_id, None)
-                _signal_group(process.pid, signal.SIGKILL)  # leftovers of the task
-                if not reader.done():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(reader), timeout=2.0)
-                    reader.cancel()
+                await process.kill()  # what it left running
+                # The pipe's writers are gone: what they wrote is read to the end, unless one
+                # escaped the kill (then the output stops here).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(reader), timeout=2.0)
+                reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
+                process.close_output()
             if returncode != 0:
                 if returncode < 0:
                     what = f"killed by signal {signal.Signals(-returncode).name}"
@@ -579,7 +590,7 @@ class LocalExecutor:
                 raise _TaskFailed(_with_tail(str(error), tail), 0) from None
         finally:
             outputs.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, task_dir, ignore_errors=True)
 
     async def _kfp_satisfies(self, preamble: str) -> bool:
         """Whether `self.python` has kfp with the major version pinned in the preamble."""
@@ -603,9 +614,10 @@ class LocalExecutor:
             return True
         return pin.group(1).split(".")[0] == self._kfp_version.split(".")[0]
 
-    def _path_prefix(self) -> str:
+    def _python_on_path(self) -> str:
         """Directories to put first on the tasks' PATH so that `python3` (and `python`) is
-        `self.python`."""
+        `self.python`: its own directory, after a directory of links to it where that one's
+        `python3` or `python` is another interpreter."""
         directory = os.path.dirname(os.path.abspath(self.python))
         target = os.path.realpath(self.python)
         if all(
@@ -613,25 +625,16 @@ class LocalExecutor:
             for name in ("python3", "python")
         ):
             return directory
-        if self._bin_dir is None:
-            self._bin_dir = tempfile.mkdtemp(prefix="kfpgrpc-bin-")
-            for name in ("python3", "python"):
-                os.symlink(os.path.abspath(self.python), os.path.join(self._bin_dir, name))
-        return self._bin_dir + os.pathsep + directory
+        links = self._processes.work_root / "bin"
+        links.mkdir(exist_ok=True)
+        for name in ("python3", "python"):
+            os.symlink(os.path.abspath(self.python), links / name)
+        return str(links) + os.pathsep + directory
 
     async def _kill_all(self, run: _Run, grace: float) -> None:
-        """SIGTERM every running task's process group, SIGKILL what is left after `grace`."""
-        processes = list(run.processes.values())
-        if not processes:
-            return
-        if grace > 0:
-            for process in processes:
-                _signal_group(process.pid, signal.SIGTERM)
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and any(p.returncode is None for p in processes):
-                await asyncio.sleep(0.05)
-        for process in processes:
-            _signal_group(process.pid, signal.SIGKILL)
+        """SIGTERM every running task of the run (all of its processes), SIGKILL what is left
+        after `grace`."""
+        await asyncio.gather(*(process.terminate(grace) for process in list(run.processes.values())))
 
 
 def _empty_artifact_dir(root: Path, run_id: str, task_id: str) -> None:
@@ -643,22 +646,15 @@ def _empty_artifact_dir(root: Path, run_id: str, task_id: str) -> None:
         run_dir.child(task_id, create=True).close()
 
 
-def _process_groups_with_env(entry: bytes) -> set[int]:
-    """Process groups of this user's processes whose environment holds `entry` (Linux /proc)."""
-    groups = set()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as environ:
-                if entry in environ.read().split(b"\0"):
-                    groups.add(os.getpgid(int(pid)))
-        except OSError:  # gone, or another user's
-            continue
-    return groups
+def _put(queue: asyncio.Queue[tuple[str, asyncio.Task[Any]]], name: str, task: asyncio.Task[Any]) -> None:
+    queue.put_nowait((name, task))
 
 
-def _signal_group(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signum)
+def _findable(command: str, path: str, cwd: Path) -> bool:
+    """Whether exec would find `command` (by PATH lookup, or relative to `cwd`)."""
+    if os.sep in command:
+        return os.access(cwd / command, os.X_OK)
+    return shutil.which(command, path=path) is not None
 
 
 def _with_tail(what: str, tail: deque[str]) -> str:
@@ -667,11 +663,11 @@ def _with_tail(what: str, tail: deque[str]) -> str:
     return what + "\n" + "\n".join(tail)
 
 
-def _container_env(container: Mapping[str, Any]) -> dict[str, Any]:
+def _container_env(container: Mapping[str, Any]) -> dict[str, str]:
+    """The container's `env` (what `set_env_variable` sets), as strings."""
     env = container.get("env") or []
-    if isinstance(env, Mapping):
-        return dict(env)
-    return {item["name"]: item.get("value", "") for item in env if "name" in item}
+    pairs = env.items() if isinstance(env, Mapping) else [(item["name"], item.get("value", "")) for item in env if "name" in item]
+    return {str(name): str(value) for name, value in pairs}
 
 
 class _LogPump:
@@ -705,13 +701,12 @@ class _LogPump:
             await asyncio.sleep(LOG_FLUSH_SECONDS)
             await self.flush()
 
-    async def run(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
+    async def run(self, stdout: asyncio.StreamReader) -> None:
         ticker = asyncio.create_task(self._ticker())
         pending = b""
         try:
             while True:
-                chunk = await process.stdout.read(_READ_CHUNK)
+                chunk = await stdout.read(_READ_CHUNK)
                 if not chunk:
                     break
                 pending += chunk
