@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-parallel-tasks", type=int,
                        default=_env("MAX_PARALLEL_TASKS", str(defaults.max_parallel_tasks)),
                        help="task processes running at once, across all runs (env KFPGRPC_MAX_PARALLEL_TASKS)")
+    serve.add_argument("--task-python", default=_env("TASK_PYTHON", defaults.task_python),
+                       help="the Python interpreter that is `python3` for tasks; default: the server's"
+                            " (env KFPGRPC_TASK_PYTHON)")
     serve.add_argument("--task-containment", default=_env("TASK_CONTAINMENT", defaults.task_containment),
                        choices=list(TASK_CONTAINMENTS),
                        help="how a task's processes are all found and killed: a cgroup, a subreaper init"
@@ -131,6 +134,9 @@ def _serve(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f"kfpgrpc: --auth-token-file {args.auth_token_file}: {error}", file=sys.stderr)
             return 2
+    if args.task_python and not (os.path.isfile(args.task_python) and os.access(args.task_python, os.X_OK)):
+        print(f"kfpgrpc: --task-python: {args.task_python!r} is not an executable file", file=sys.stderr)
+        return 2
     if args.max_parallel_tasks < 1:
         print("kfpgrpc: --max-parallel-tasks must be at least 1", file=sys.stderr)
         return 2
@@ -162,6 +168,7 @@ def _serve(args: argparse.Namespace) -> int:
         event_retention_us=durations["event_retention"],
         run_ttl_us=durations["run_ttl"],
         allowed_pipeline_roots=tuple(allowed_roots),
+        task_python=args.task_python,
         task_containment=args.task_containment,
     )
     server = KfpGrpcServer(config)

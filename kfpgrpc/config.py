@@ -26,6 +26,7 @@ class ServerConfig:
     event_watcher_capacity: int = 10_000  # events buffered per WatchEvents stream before it is cut off
     # Absolute directories a run's pipeline_root may be in, besides artifact_root (always allowed).
     allowed_pipeline_roots: tuple[Path, ...] = ()
+    task_python: str = ""  # the interpreter of the tasks' `python3`; "" = the server's
     task_containment: str = "auto"  # how task process trees are found: auto, cgroup or subreaper
 
     @property

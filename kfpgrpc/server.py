@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -93,7 +94,7 @@ class KfpGrpcServer:
             pipelines = Pipelines(db, self.clock, events)
             executor = LocalExecutor(
                 self.config.artifact_root, self.config.work_root, max_parallel_tasks=self.config.max_parallel_tasks,
-                clock=self.clock, containment=self.config.task_containment,
+                python=self.config.task_python or sys.executable, clock=self.clock, containment=self.config.task_containment,
             )
             await executor.start()
             self._executor = executor

@@ -250,6 +250,11 @@ class Runs:
             raise FailedPrecondition(
                 "the local executor cannot run this pipeline; it uses " + "; ".join(unsupported)
             )
+        if unavailable := await self._executor.unavailable_packages(info.spec):
+            raise FailedPrecondition(
+                "packages not available to the local executor: " + "; ".join(unavailable)
+                + " (it never runs pip; task environments come in a later release)"
+            )
         now = self._clock.now_us()
         run = Run(
             run_id=new.run_id or new_id(),

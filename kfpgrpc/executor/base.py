@@ -93,6 +93,11 @@ class Executor(Protocol):
         """After the last `execute` has returned (or been cancelled)."""
         ...
 
+    async def unavailable_packages(self, spec: dict) -> list[str]:
+        """Why components of `spec` cannot get the Python packages they install (one message per
+        component, naming the packages); empty when all can run."""
+        ...
+
     async def terminate(self, run_id: str) -> None:
         """Stop the run: running tasks are killed and reported CANCELED, no new task starts,
         and `execute` returns CANCELED."""

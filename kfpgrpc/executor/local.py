@@ -21,8 +21,10 @@ Decisions (see also the module docstring of `placeholders`):
   such specs with ValueError before running anything.
 - Tasks in `previous` are not run: they are reported SUCCEEDED with the given result. DAG tasks
   are always walked again (their children may be in `previous`); their result is recomputed.
-- The lightweight-component `pip install kfp==...` preamble is dropped when the interpreter given
-  as `python` has kfp with the same major version as the pinned one.
+- The lightweight-component `pip install` preamble is never run (it would install into the task
+  interpreter, by default the server's): it is dropped when the interpreter given as `python`
+  already satisfies what it installs (see `packages`), else the task fails without running;
+  `unavailable_packages(spec)` lets CreateRun refuse such a spec first.
 - Task processes (`process`): a task ends when its own process exits, and then nothing it started
   survives; each gets a working directory of its own under `work_root` (its cwd, with HOME and
   TMPDIR in it) and a minimal environment (`process.task_environment`).
@@ -58,6 +60,7 @@ from kfpgrpc.executor.base import (
     TaskState,
     TaskUpdate,
 )
+from kfpgrpc.executor.packages import PreambleError, TaskInterpreter, is_pip_preamble, preamble_requirements
 from kfpgrpc.executor.placeholders import (
     PlaceholderContext,
     TaskOutputError,
@@ -178,7 +181,7 @@ def _dependencies(task: Mapping[str, Any]) -> set[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Durations and the pip preamble
+# Durations
 
 
 def _seconds(duration: Any) -> float:
@@ -190,22 +193,6 @@ def _seconds(duration: Any) -> float:
         if match:
             return float(match.group(1))
     return 0.0
-
-
-_PIN = re.compile(r"""kfp==([0-9][^'"\s]*)""")
-
-
-def _is_pip_preamble(command: list[Any]) -> bool:
-    """The lightweight-component shape: ["sh", "-c", "<pip install ...> && \"$0\" \"$@\"\n",
-    "sh", "-ec", "<program>", ...]."""
-    return (
-        len(command) > 3
-        and command[0] == "sh"
-        and command[1] == "-c"
-        and isinstance(command[2], str)
-        and "pip install" in command[2]
-        and command[2].rstrip().endswith('"$0" "$@"')
-    )
 
 
 def _display_argv(argv: list[str]) -> str:
@@ -278,9 +265,8 @@ class LocalExecutor:
         self.kill_grace_seconds = kill_grace_seconds
         self._slots = asyncio.Semaphore(max_parallel_tasks)
         self._runs: dict[str, _Run] = {}
-        self._kfp_version: str | None = None  # "" when the interpreter has no kfp
-        self._kfp_lock = asyncio.Lock()
         self._processes = TaskProcesses(work_root, containment)
+        self._interpreter = TaskInterpreter(python)
         self._path_prefix = ""
 
     # -- public API ------------------------------------------------------------------------
@@ -294,6 +280,30 @@ class LocalExecutor:
     async def stop(self) -> None:
         """After the last run has stopped: remove what the tasks left in the work root."""
         await self._processes.stop()
+
+    async def unavailable_packages(self, spec: dict) -> list[str]:
+        """One message per component whose `pip install` preamble asks for packages the task
+        interpreter does not have, e.g. "component 'comp-train' needs numpy==1.0.0, kfp==2.16.1".
+        Empty when every component can run as is."""
+        executors = (spec.get("deploymentSpec") or {}).get("executors") or {}
+        found = []
+        for name, component in sorted((spec.get("components") or {}).items()):
+            container = (executors.get(component.get("executorLabel", "")) or {}).get("container") or {}
+            try:
+                missing = await self._missing_packages(container.get("command") or [])
+            except PreambleError as error:
+                found.append(f"component {name!r} runs a pip install the local executor cannot read ({error})")
+                continue
+            if missing:
+                found.append(f"component {name!r} needs {', '.join(missing)}")
+        return found
+
+    async def _missing_packages(self, command: list[Any]) -> list[str]:
+        """What the command's pip preamble installs that the task interpreter lacks (none when
+        it has no preamble). Raises PreambleError."""
+        if not is_pip_preamble(command):
+            return []
+        return await self._interpreter.missing(preamble_requirements(command[2]))
 
     async def execute(
         self,
@@ -538,7 +548,13 @@ class LocalExecutor:
                 create_time_utc=run.create_time_utc,
             )
             command = list(container.get("command") or [])
-            if _is_pip_preamble(command) and await self._kfp_satisfies(command[2]):
+            try:
+                missing = await self._missing_packages(command)
+            except PreambleError as error:
+                raise _TaskFailed(f"runs a pip install the local executor cannot read ({error}); pip is never run") from None
+            if missing:  # a run stored before the packages went away: CreateRun refuses it now
+                raise _TaskFailed(f"needs packages not available to the local executor: {', '.join(missing)}; pip is never run")
+            if is_pip_preamble(command):
                 command = command[3:]
             try:
                 argv = resolve_command(command + list(container.get("args") or []), context)
@@ -591,28 +607,6 @@ class LocalExecutor:
         finally:
             outputs.close()
             await asyncio.to_thread(shutil.rmtree, task_dir, ignore_errors=True)
-
-    async def _kfp_satisfies(self, preamble: str) -> bool:
-        """Whether `self.python` has kfp with the major version pinned in the preamble."""
-        async with self._kfp_lock:
-            if self._kfp_version is None:
-                try:
-                    probe = await asyncio.create_subprocess_exec(
-                        self.python, "-c", "import kfp, sys; sys.stdout.write(kfp.__version__)",
-                        stdin=asyncio.subprocess.DEVNULL,
-                        stdout=asyncio.subprocess.PIPE,
-                        stderr=asyncio.subprocess.DEVNULL,
-                    )
-                    out, _ = await probe.communicate()
-                    self._kfp_version = out.decode().strip() if probe.returncode == 0 else ""
-                except OSError:
-                    self._kfp_version = ""
-        if not self._kfp_version:
-            return False
-        pin = _PIN.search(preamble)
-        if pin is None:
-            return True
-        return pin.group(1).split(".")[0] == self._kfp_version.split(".")[0]
 
     def _python_on_path(self) -> str:
         """Directories to put first on the tasks' PATH so that `python3` (and `python`) is
