@@ -265,8 +265,10 @@ def shell_pipeline(script: str):
 
 @dsl.container_component
 def print_environment():
-    """Prints the task's whole environment as JSON, with the task's `python3`."""
-    return dsl.ContainerSpec(image="python:3.11", command=["python3", "-c", "import json, os; print(json.dumps(dict(os.environ)))"])
+    """Prints, with the task's `python3`, its whole environment and its open file descriptors
+    (the one listing them included) as JSON."""
+    program = "import json, os; print(json.dumps({'environment': dict(os.environ), 'descriptors': sorted(os.listdir('/proc/self/fd'))}))"
+    return dsl.ContainerSpec(image="python:3.11", command=["python3", "-c", program])
 
 
 @dsl.pipeline(name="environment-pipeline", description="Prints its task's environment; sets GREETING.")

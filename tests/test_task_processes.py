@@ -31,6 +31,7 @@ from tests.support import (
     inline_run,
     run_of,
     running,
+    skip_unless_containment,
     task_processes,
     upload,
     wait_until,
@@ -114,6 +115,21 @@ async def test_a_task_ends_when_its_own_process_exits_and_nothing_it_started_sur
     assert not task_processes(run.run_id)
 
 
+async def test_a_task_that_kills_its_init_process_is_still_cleaned_up(data_dir: Path, compiled: dict[str, Spec], tmp_path: Path) -> None:
+    """Under the subreaper init, the task's own SIGKILL to it ends the task (FAILED), and its
+    processes are found by their KFPGRPC_TASK_DIR and killed."""
+    await skip_unless_containment("subreaper", tmp_path / "probe")
+    pid_file = tmp_path / "daemon.pid"
+    async with running(data_dir, task_containment="subreaper") as (_, stubs):
+        version = await upload(stubs, "shell", compiled["shell-pipeline"])
+        script = f"echo $$ > {shlex.quote(str(tmp_path / 'leader.pid'))}; " + daemon(pid_file) + f"; kill -9 $PPID; exec sleep {DAEMON_SECONDS}"
+        run = (await watch_to_end(stubs.runs, (await create(stubs, run_of(version, script=script))).run_id))[-1]
+        assert run.state == common_pb2.FAILED
+        assert "killed by signal SIGKILL" in run.error.message
+        assert not alive(pid_in(pid_file)) and not alive(pid_in(tmp_path / "leader.pid"))
+        assert not task_processes(run.run_id)
+
+
 @pytest.mark.parametrize("end", ["terminate", "delete", "stop"])
 async def test_terminate_delete_and_stop_kill_daemons_a_task_started(
     containment: str, end: str, data_dir: Path, compiled: dict[str, Spec], tmp_path: Path
@@ -190,9 +206,11 @@ async def test_terminating_a_run_of_20000_tasks_takes_seconds(data_dir: Path, tm
     assert took < 20, f"TerminateRun took {took:.1f} s"
 
 
-async def test_tasks_see_a_minimal_environment_without_the_servers_secrets(data_dir: Path, compiled: dict[str, Spec]) -> None:
+async def test_tasks_see_a_minimal_environment_without_the_servers_secrets_or_files(
+    containment: str, data_dir: Path, compiled: dict[str, Spec]
+) -> None:
     secrets = {"KFPGRPC_AUTH_TOKEN": "s3cret-token", "AWS_SECRET_ACCESS_KEY": "fake-cloud-credential", "LANG": "de_DE.UTF-8"}
-    server = ServerProcess(data_dir, env=secrets)
+    server = ServerProcess(data_dir, "--task-containment", containment, env=secrets)
     try:
         async with grpc.aio.insecure_channel(server.address, interceptors=bearer("s3cret-token")) as channel:
             stubs = Stubs.on(channel)
@@ -202,7 +220,9 @@ async def test_tasks_see_a_minimal_environment_without_the_servers_secrets(data_
             logs = (await log_text(stubs, run.run_id)).splitlines()
     finally:
         server.terminate()
-    environment = json.loads(next(line for line in logs if line.startswith("{")))
+    printed = json.loads(next(line for line in logs if line.startswith("{")))
+    assert printed["descriptors"] == ["0", "1", "2", "3"]  # none of the server's (its database)
+    environment = printed["environment"]
     assert set(environment) == {
         "PATH", "HOME", "TMPDIR", "LANG", "PYTHONUNBUFFERED", "KFP_POD_NAME", "KFP_POD_UID", "GREETING",
         "KFPGRPC_RUN_ID", "KFPGRPC_TASK_DIR",
