@@ -201,10 +201,17 @@ def _expand_text(text: str, context: MacroContext) -> str:
 
 
 def _find_macros(text: str) -> Iterator[_Macro]:
+    """Linear in len(text): parameters are the client's and this runs on the event loop."""
     position = 0
+    closing = 0  # the first "]]" at or after the last bracket opening seen; -1: none is left
     while opening := _OPENING.search(text, position):
         start = opening.start()
-        macro = _bracket_macro(text, start) if text.startswith("[[", start) else _brace_macro(text, start)
+        if text.startswith("[[", start):
+            if closing != -1 and closing < start + 2:
+                closing = text.find("]]", start + 2)
+            macro = _bracket_macro(text, start, closing)
+        else:
+            macro = _brace_macro(text, start)
         if macro is None:
             position = start + 1  # one character on, so that "[[[Index]]" still finds [[Index]]
             continue
@@ -212,8 +219,12 @@ def _find_macros(text: str) -> Iterator[_Macro]:
         position = macro.end
 
 
-def _bracket_macro(text: str, start: int) -> _Macro | None:
-    match = _BRACKET_MACRO.match(text, start)
+def _bracket_macro(text: str, start: int, closing: int) -> _Macro | None:
+    """The macro opening at `start`; `closing` is the first "]]" after the opening (-1: none),
+    where the layout ends. Matching no further than it keeps "[[a.[[a.[[a." linear."""
+    if closing == -1:
+        return None
+    match = _BRACKET_MACRO.match(text, start, closing + 2)
     if match is None:
         return None
     name, layout, end = match["name"], match["layout"], match.end()

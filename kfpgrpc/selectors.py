@@ -8,7 +8,8 @@ ordering comparisons:
     pushed == 1 and (accuracy >= 0.9 or "golden" in tags) and not name matches "^tmp-"
 
 - comparisons `SELECTOR OP VALUE`, OP one of == != < <= > >= contains, `not contains`,
-  matches, `not matches` (a Python regular expression, searched);
+  matches, `not matches` (an RE2 regular expression, searched: linear time in the text, so no
+  pattern can stall the server; RE2 has no backreferences or look-around);
 - `SELECTOR is empty`, `SELECTOR is not empty` (a missing key is empty);
 - `VALUE in SELECTOR`, `VALUE not in SELECTOR` (an element of a list, a substring of a string,
   a key of a map), and `SELECTOR in (VALUE, ...)`, `SELECTOR not in (VALUE, ...)`;
@@ -26,6 +27,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import re2
+
 _PATH = re.compile(r"^(?P<component>[^\[\]:]+):(?P<output>[^\[\]:]+)(?::(?P<index>[^\[\]:]*))?(?:\[(?P<filter>.*)\])?$", re.S)
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -37,6 +40,15 @@ _TOKEN = re.compile(
     )""",
     re.X,
 )
+# RE2 instead of `re`: a backtracking engine takes exponential time on patterns like (a+)+$,
+# and selectors run on the server's event loop. A smaller memory budget than RE2's default
+# 8 MiB bounds each compiled pattern (and its DFA cache): a bigger pattern fails to compile.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the error is the client's, reported as INVALID_ARGUMENT
+_RE2_OPTIONS.max_mem = 1 << 20
+# Selectors are parsed at create time and again each time a run ends, on the event loop; KFP
+# selectors are a line or two.
+MAX_SELECTOR_LENGTH = 4096
 _KEYWORDS = {"and", "or", "not", "in", "contains", "matches", "is", "empty"}
 # Parsing and evaluation recurse once per `not` or parenthesis and once per comparison of an
 # `and`/`or` chain: these bounds keep both far from Python's recursion limit.
@@ -61,7 +73,7 @@ class _Token:
 class Compare:
     selector: str
     op: str  # ==, !=, <, <=, >, >=, contains, matches, in (SELECTOR in list), has (VALUE in SELECTOR), empty
-    literal: Any = None  # a _Token's value, or a tuple of them for `in (…)`
+    literal: Any = None  # a _Token's value, a tuple of them for `in (…)`, a compiled RE2 pattern for `matches`
     negated: bool = False
 
 
@@ -90,6 +102,9 @@ class Selector:
 
 
 def parse_selector(path: str) -> Selector:
+    """Parse `COMPONENT:OUTPUT[:INDEX][FILTER]`; raise SelectorError saying what and where."""
+    if len(path) > MAX_SELECTOR_LENGTH:
+        raise SelectorError(f"must be at most {MAX_SELECTOR_LENGTH} characters, got {len(path)}")
     match = _PATH.match(path.strip())
     if match is None:
         raise SelectorError(
@@ -234,15 +249,12 @@ class _Parser:
             self._next()
             return Compare(target.value, "has", first.value, negated)
         selector = self._selector(first)
-        if self._is("contains") or self._is("matches"):
-            op = self._next().text
-            literal = self._value()
-            if op == "matches":
-                try:
-                    re.compile(str(literal))
-                except re.error as error:
-                    raise SelectorError(f"at column {first.column}: bad regular expression {literal!r}: {error}") from None
-            return Compare(selector, op, literal, negated)
+        if self._is("contains"):
+            self._next()
+            return Compare(selector, "contains", self._value(), negated)
+        if self._is("matches"):
+            self._next()
+            return Compare(selector, "matches", self._pattern(), negated)
         if self._is("is"):
             self._next()
             empty_negated = self._is("not")
@@ -257,6 +269,17 @@ class _Parser:
             self._next()
             return Compare(selector, token.text, self._value())
         raise self._fail("an operator (==, !=, <, <=, >, >=, contains, matches, in, is empty)")
+
+    def _pattern(self) -> Any:
+        token = self._peek()
+        self._value()
+        try:
+            return re2.compile(str(token.value), _RE2_OPTIONS)
+        except re2.error as error:
+            reason = error.args[0].decode(errors="replace") if isinstance(error.args[0], bytes) else str(error)
+            if reason.startswith(("invalid perl operator", "invalid escape sequence")):
+                reason += " (RE2 syntax: no backreferences or look-around; \\z ends the text)"
+            raise SelectorError(f"at column {token.column}: bad regular expression {token.value!r}: {reason}") from None
 
     def _selector(self, token: _Token) -> str:
         if token.kind != "word":
@@ -354,7 +377,7 @@ def matches(expression: Expr, metadata: dict[str, Any]) -> bool:
     elif op in ("contains", "has"):
         result = actual is not _MISSING and _contains(actual, expression.literal)
     elif op == "matches":
-        result = isinstance(actual, str) and re.search(str(expression.literal), actual) is not None
+        result = isinstance(actual, str) and expression.literal.search(actual) is not None
     elif op == "in":
         result = any(_compare("==", actual, literal) for literal in expression.literal)
     else:

@@ -205,6 +205,18 @@ def push_pipeline(pushed: int = 1):
 
 
 @dsl.component(base_image=BASE_IMAGE)
+def tag_model(tag: str, model: Output[Model]):
+    with open(model.path, "w") as file:
+        file.write("model weights")
+    model.metadata["tag"] = tag
+
+
+@dsl.pipeline(name="tag-pipeline", description="Writes a model whose metadata has a string `tag`.")
+def tag_pipeline(tag: str = "golden"):
+    tag_model(tag=tag)
+
+
+@dsl.component(base_image=BASE_IMAGE)
 def read_model(model_uri: str) -> str:
     with open(model_uri.removeprefix("file://")) as file:
         return file.read()
@@ -318,6 +330,7 @@ ALL_PIPELINES = (
     train_pipeline,
     shell_pipeline,
     environment_pipeline,
+    tag_pipeline,
 )
 
 

@@ -778,7 +778,10 @@ def _exposed(selectors: list[dict[str, str]], tasks: list[TaskDetail]) -> list[d
     outputs = [(t.display_name, t.output_artifacts) for t in sorted(tasks, key=lambda t: (t.create_time, t.task_id))]
     exposed = []
     for selector in selectors:
-        artifact, reason = expose(parse_selector(selector["path"]), outputs)
+        try:
+            artifact, reason = expose(parse_selector(selector["path"]), outputs)
+        except SelectorError as error:  # stored before a rule that now refuses it (e.g. RE2 syntax)
+            artifact, reason = None, f"the selector no longer parses: {error}"
         exposed.append({
             "name": selector["name"],
             "uri": artifact["uri"] if artifact else "",

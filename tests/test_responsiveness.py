@@ -1,0 +1,122 @@
+"""No request stalls the server's event loop: selector patterns run in linear time (RE2), and
+macros are found in linear time. Servers that must stay answerable while the test waits run in a subprocess, so
+that a stalled server fails the test by its (generous) timeout instead of hanging it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from kfpgrpc.config import ServerConfig
+from kfpgrpc.server import KfpGrpcServer
+from kfpgrpc.v1 import common_pb2, experiment_pb2, run_pb2
+from kfpgrpc.v1 import recurring_run_pb2 as recurring_pb
+from tests.support import ServerProcess, Stubs, field_violations, inline_run, run_of, upload, watch_to_end
+
+Spec = dict[str, Any]
+
+
+async def test_a_backtracking_pattern_does_not_stall_the_server(tmp_path: Path, compiled: dict[str, Spec]) -> None:
+    """`(a+)+$` against 40 a's and a `!` takes a backtracking engine hours; RE2 is linear."""
+    server = ServerProcess(tmp_path / "data")
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stubs = Stubs.on(channel)
+            version = await upload(stubs, "tag", compiled["tag-pipeline"])
+            run = run_of(version, tag="a" * 40 + "!")
+            run.artifacts.add(name="backtracking", path='tag-model:model[tag matches "(a+)+$"]')
+            run.artifacts.add(name="anchored", path='tag-model:model[tag matches "^a{40}!$" and tag not matches `\\d`]')
+            created = await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run))
+            final = (await watch_to_end(stubs.runs, created.run_id, timeout=120))[-1]
+            experiments = await stubs.experiments.ListExperiments(experiment_pb2.ListExperimentsRequest(), timeout=30)
+    finally:
+        server.kill()
+    assert final.state == common_pb2.SUCCEEDED
+    backtracking, anchored = final.output_artifacts
+    assert (backtracking.uri, backtracking.unmatched_reason) == ("", 'filter `tag matches "(a+)+$"` matched none of 1 artifact')
+    assert anchored.uri and not anchored.unmatched_reason
+    assert experiments.total_size == 1
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        ("(a)\\\\1", "invalid escape sequence: \\1 (RE2 syntax: no backreferences or look-around; \\z ends the text)"),
+        ("^(?!tmp-)", "invalid perl operator: (?! (RE2 syntax: no backreferences or look-around; \\z ends the text)"),
+    ],
+)
+async def test_patterns_re2_cannot_run_are_refused_at_create_time(
+    stubs: Stubs, compiled: dict[str, Spec], pattern: str, problem: str
+) -> None:
+    version = await upload(stubs, "tag", compiled["tag-pipeline"])
+    run = run_of(version)
+    run.artifacts.add(name="ok", path="tag-model:model")
+    run.artifacts.add(name="bad", path=f'tag-model:model[tag matches "{pattern}"]')
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run))
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    shown = pattern.replace("\\\\", "\\")
+    assert field_violations(failure.value) == {
+        "run.artifacts[1].path": f"filter: at column 13: bad regular expression {shown!r}: {problem}",
+    }
+
+
+async def test_a_stored_selector_that_no_longer_parses_is_reported_not_fatal(
+    data_dir: Path, compiled: dict[str, Spec], tmp_path: Path
+) -> None:
+    """A selector stored before RE2 (a look-ahead, say) cannot stop its run from ending: the
+    run ends and says why the selector exposed nothing."""
+    gate = tmp_path / "gate"
+    server = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            run = inline_run(compiled["instant-pipeline"], gate=str(gate))
+            run.artifacts.add(name="model", path='noop:model[tag matches "^golden"]')
+            created = await Stubs.on(channel).runs.CreateRun(run_pb2.CreateRunRequest(run=run))
+    finally:
+        await server.stop()  # the run stays RUNNING, to be resumed
+    with sqlite3.connect(data_dir / "kfpgrpc.db") as database:
+        database.execute(
+            "UPDATE runs SET artifacts = ? WHERE run_id = ?",
+            ('[{"name":"model","path":"noop:model[tag matches \\"^(?!tmp)\\"]"}]', created.run_id),
+        )
+    server = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            gate.touch()
+            final = (await watch_to_end(Stubs.on(channel).runs, created.run_id))[-1]
+    finally:
+        await server.stop()
+    assert final.state == common_pb2.SUCCEEDED
+    assert final.output_artifacts[0].unmatched_reason == (
+        "the selector no longer parses: filter: at column 13: bad regular expression '^(?!tmp)':"
+        " invalid perl operator: (?! (RE2 syntax: no backreferences or look-around; \\z ends the text)"
+    )
+
+
+async def test_macros_in_a_megabyte_parameter_are_checked_in_linear_time(tmp_path: Path, compiled: dict[str, Spec]) -> None:
+    """`[[a.` a quarter of a million times, never closed: each opening used to be matched to the
+    end of the text (minutes of quadratic work on the event loop)."""
+    server = ServerProcess(tmp_path / "data")
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stubs = Stubs.on(channel)
+            version = await upload(stubs, "instant", compiled["instant-pipeline"])
+            message = recurring_pb.RecurringRun(
+                display_name="macros",
+                pipeline_version_reference=common_pb2.PipelineVersionReference(pipeline_id=version.pipeline_id),
+            )
+            message.trigger.cron_schedule.cron = "0 3 * * *"
+            message.runtime_config.parameters["label"].string_value = "[[a." * 262_144
+            created = await stubs.recurring_runs.CreateRecurringRun(
+                recurring_pb.CreateRecurringRunRequest(recurring_run=message), timeout=60
+            )
+    finally:
+        server.kill()
+    assert created.runtime_config.parameters["label"].string_value.startswith("[[a.[[a.")
