@@ -20,6 +20,8 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 from kfpgrpc.commands import ArgumentParser, add_client_commands, run_client_command  # noqa: E402
 from kfpgrpc.config import TASK_CONTAINMENTS, ServerConfig  # noqa: E402
 
+_INT32_MAX = 2**31 - 1  # gRPC's integer channel arguments are C ints
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"KFPGRPC_{name}", default)
@@ -99,6 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allowed-pipeline-roots", default=_env("ALLOWED_PIPELINE_ROOTS", ""),
                        help=f"absolute directories, separated by {os.pathsep!r}, where runs may put their artifacts"
                             " (runtime_config.pipeline_root) besides DATA_DIR/artifacts (env KFPGRPC_ALLOWED_PIPELINE_ROOTS)")
+    serve.add_argument("--max-message-bytes", type=int,
+                       default=_env("MAX_MESSAGE_BYTES", str(defaults.max_message_bytes)),
+                       help="largest gRPC message received or sent; larger requests are RESOURCE_EXHAUSTED"
+                            " (env KFPGRPC_MAX_MESSAGE_BYTES)")
+    serve.add_argument("--max-spec-bytes", type=int,
+                       default=_env("MAX_SPEC_BYTES", str(defaults.max_spec_bytes)),
+                       help="largest pipeline spec accepted, in protobuf bytes (env KFPGRPC_MAX_SPEC_BYTES)")
+    serve.add_argument("--max-connection-idle", default=_env("MAX_CONNECTION_IDLE", "5m"),
+                       help="close a connection that has had no call for this long, a Go duration; 0 = never"
+                            " (env KFPGRPC_MAX_CONNECTION_IDLE)")
+    serve.add_argument("--max-connections", type=int,
+                       default=_env("MAX_CONNECTIONS", str(defaults.max_connections)),
+                       help="incoming connections at once; more are closed as they arrive (env KFPGRPC_MAX_CONNECTIONS)")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"])
@@ -111,7 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from kfpgrpc import logs
     from kfpgrpc.schedule import parse_go_duration
-    from kfpgrpc.server import KfpGrpcServer, stop_signal_event
+    from kfpgrpc.server import KfpGrpcServer, raise_open_file_limit, stop_signal_event
 
     if bool(args.tls_cert) != bool(args.tls_key):
         print("kfpgrpc: --tls-cert and --tls-key go together", file=sys.stderr)
@@ -143,8 +158,17 @@ def _serve(args: argparse.Namespace) -> int:
     if args.min_interval_seconds < 1:
         print("kfpgrpc: --min-interval-seconds must be at least 1", file=sys.stderr)
         return 2
+    if not 4 * 1024 * 1024 <= args.max_message_bytes <= _INT32_MAX:
+        print(f"kfpgrpc: --max-message-bytes must be between 4194304 (4 MiB, gRPC's default) and {_INT32_MAX}", file=sys.stderr)
+        return 2
+    if not 1 <= args.max_spec_bytes <= args.max_message_bytes:
+        print("kfpgrpc: --max-spec-bytes must be between 1 and --max-message-bytes", file=sys.stderr)
+        return 2
+    if not 1 <= args.max_connections <= _INT32_MAX:
+        print(f"kfpgrpc: --max-connections must be between 1 and {_INT32_MAX}", file=sys.stderr)
+        return 2
     durations = {}
-    for flag in ("event_retention", "run_ttl"):
+    for flag in ("event_retention", "run_ttl", "max_connection_idle"):
         try:
             durations[flag] = parse_go_duration(getattr(args, flag))
         except ValueError as error:
@@ -170,11 +194,16 @@ def _serve(args: argparse.Namespace) -> int:
         allowed_pipeline_roots=tuple(allowed_roots),
         task_python=args.task_python,
         task_containment=args.task_containment,
+        max_message_bytes=args.max_message_bytes,
+        max_spec_bytes=args.max_spec_bytes,
+        max_connection_idle_us=durations["max_connection_idle"],
+        max_connections=args.max_connections,
     )
     server = KfpGrpcServer(config)
 
     async def run() -> None:
         stop_requested = stop_signal_event()
+        raise_open_file_limit()
         await server.start()
         print(f"listening on {server.address}", flush=True)
         await stop_requested.wait()

@@ -28,6 +28,11 @@ class ServerConfig:
     allowed_pipeline_roots: tuple[Path, ...] = ()
     task_python: str = ""  # the interpreter of the tasks' `python3`; "" = the server's
     task_containment: str = "auto"  # how task process trees are found: auto, cgroup or subreaper
+    # Transport bounds (docs/api.md "Transport"): what one client can make the server hold.
+    max_message_bytes: int = 32 * 1024 * 1024  # largest request or response message
+    max_spec_bytes: int = 16 * 1024 * 1024  # largest pipeline spec, as protobuf; KFP accepts 32 MB files
+    max_connection_idle_us: int = 5 * 60 * 1_000_000  # a connection without calls for this long is closed
+    max_connections: int = 1000  # incoming connections at once; more are closed as they arrive
 
     @property
     def database_path(self) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import sys
 
@@ -49,18 +50,28 @@ SERVICE_NAMES = (
     recurring_run_pb2.DESCRIPTOR.services_by_name["RecurringRunService"].full_name,
     event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
-SERVER_OPTIONS = [
-    # gRPC enables SO_REUSEPORT by default: a second server on a taken port would start and
-    # split connections with the first, over a different database.
-    ("grpc.so_reuseport", 0),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-]
+
+
+def server_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """gRPC channel arguments: the transport bounds of `config` (docs/api.md "Transport")."""
+    return [
+        # gRPC enables SO_REUSEPORT by default: a second server on a taken port would start and
+        # split connections with the first, over a different database.
+        ("grpc.so_reuseport", 0),
+        # Ping an idle client every 30 s and drop it if it does not answer within 10 s; let
+        # clients ping every 10 s (more often: GOAWAY after two strikes).
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.max_allowed_incoming_connections", config.max_connections),
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        # 0 = never: gRPC's own default, no option. Channel arguments are C ints.
+        *([("grpc.max_connection_idle_ms", min(max(1, config.max_connection_idle_us // 1000), 2**31 - 1))]
+          if config.max_connection_idle_us else []),
+    ]
 
 
 class KfpGrpcServer:
@@ -133,11 +144,11 @@ class KfpGrpcServer:
         if self.config.auth_token:
             interceptors.append(TokenAuthInterceptor(self.config.auth_token))
         interceptors.append(ErrorMappingInterceptor())
-        server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+        server = grpc.aio.server(interceptors=interceptors, options=server_options(self.config))
         experiment_pb2_grpc.add_ExperimentServiceServicer_to_server(ExperimentServicer(experiments), server)
-        pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineServicer(pipelines), server)
-        run_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(runs), server)
-        recurring_run_pb2_grpc.add_RecurringRunServiceServicer_to_server(RecurringRunServicer(recurring_runs), server)
+        pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineServicer(pipelines, self.config.max_spec_bytes), server)
+        run_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(runs, self.config.max_spec_bytes), server)
+        recurring_run_pb2_grpc.add_RecurringRunServiceServicer_to_server(RecurringRunServicer(recurring_runs, self.config.max_spec_bytes), server)
         event_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(events), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -192,6 +203,19 @@ class KfpGrpcServer:
             await self._server.stop(self.config.shutdown_grace_seconds)
         if self._db is not None:
             await self._db.close()
+
+
+def raise_open_file_limit() -> None:
+    """Raise this process's soft limit on open files (RLIMIT_NOFILE) to its hard limit: each
+    connection, task pipe and log file is one, and the soft limit is often 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as error:  # e.g. macOS, whose hard limit may be "unlimited"
+            log.warning("cannot raise the open-file limit", extra={"fields": {"soft": soft, "hard": hard, "error": str(error)}})
+            return
+    log.info("open-file limit", extra={"fields": {"was": soft, "now": hard}})
 
 
 def stop_signal_event() -> asyncio.Event:

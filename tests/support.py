@@ -73,13 +73,18 @@ class ServerProcess:
     """`kfpgrpc serve` in a subprocess on a free port, as a user starts it (with `env` added to
     this process's environment)."""
 
-    def __init__(self, data_dir: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *extra_args: str, env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
+        """`preexec_fn` runs in the child before the server starts (e.g. to lower a limit)."""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *extra_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            preexec_fn=preexec_fn,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()

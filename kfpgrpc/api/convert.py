@@ -8,10 +8,11 @@ specs) cannot represent, and parameters nested deeper than kfpgrpc.json_values a
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sys
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
@@ -88,6 +89,35 @@ def struct_to_dict(message: struct_pb2.Struct, field: str) -> dict[str, Any]:
         return _plain_struct(message, _UNBOUNDED)
     except _Refused as error:
         raise error.violation(field) from None
+
+
+async def spec_to_dict(message: struct_pb2.Struct, field: str, max_bytes: int) -> dict[str, Any]:
+    """A pipeline spec from a request, as a dict. Raises InvalidArgument naming `field` when its
+    protobuf size is over `max_bytes` (measured before anything is decoded). Decoded in a worker
+    thread: a spec of megabytes takes seconds of Python that would stall every other call."""
+    size = message.ByteSize()
+    if size > max_bytes:
+        raise InvalidArgument.field(
+            field, f"is {size:,} bytes; this server accepts pipeline specs of at most {max_bytes:,} bytes (--max-spec-bytes)"
+        )
+    return await asyncio.to_thread(struct_to_dict, message, field)
+
+
+class _CarriesSpec(Protocol):
+    @property
+    def pipeline_spec(self) -> dict[str, Any] | None: ...
+
+
+_View = TypeVar("_View", bound=_CarriesSpec)
+_Message = TypeVar("_Message")
+
+
+async def to_message(convert: Callable[[_View], _Message], view: _View) -> _Message:
+    """`convert(view)`; in a worker thread when the view carries a pipeline spec, whose Struct
+    takes seconds of Python to build when the spec is large."""
+    if view.pipeline_spec:
+        return await asyncio.to_thread(convert, view)
+    return convert(view)
 
 
 def values(value: dict[str, Any]) -> dict[str, struct_pb2.Value]:

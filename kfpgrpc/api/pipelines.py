@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 from google.protobuf import empty_pb2
 
-from kfpgrpc.api.convert import list_request, struct, struct_to_dict, timestamp
+from kfpgrpc.api.convert import list_request, spec_to_dict, struct, timestamp
 from kfpgrpc.core.pipelines import Pipelines
 from kfpgrpc.domain import Pipeline, PipelineVersion
 from kfpgrpc.v1 import pipeline_pb2 as pb
@@ -36,8 +38,11 @@ def version_to_proto(version: PipelineVersion) -> pb.PipelineVersion:
 
 
 class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
-    def __init__(self, pipelines: Pipelines) -> None:
+    """Versions carry their spec: it is decoded, and encoded for responses, in a worker thread."""
+
+    def __init__(self, pipelines: Pipelines, max_spec_bytes: int) -> None:
         self._pipelines = pipelines
+        self._max_spec_bytes = max_spec_bytes
 
     async def CreatePipeline(self, request: pb.CreatePipelineRequest, context: grpc.aio.ServicerContext) -> pb.Pipeline:
         p = request.pipeline
@@ -65,23 +70,26 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
         self, request: pb.CreatePipelineVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.PipelineVersion:
         v = request.pipeline_version
-        spec = struct_to_dict(v.pipeline_spec, "pipeline_version.pipeline_spec") if v.HasField("pipeline_spec") else None
+        spec = None
+        if v.HasField("pipeline_spec"):
+            spec = await spec_to_dict(v.pipeline_spec, "pipeline_version.pipeline_spec", self._max_spec_bytes)
         version = await self._pipelines.create_version(
             request.pipeline_id, v.name, v.display_name, v.description, v.code_source_url, spec
         )
-        return version_to_proto(version)
+        return await asyncio.to_thread(version_to_proto, version)
 
     async def GetPipelineVersion(
         self, request: pb.GetPipelineVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.PipelineVersion:
-        return version_to_proto(await self._pipelines.get_version(request.pipeline_id, request.pipeline_version_id))
+        version = await self._pipelines.get_version(request.pipeline_id, request.pipeline_version_id)
+        return await asyncio.to_thread(version_to_proto, version)
 
     async def ListPipelineVersions(
         self, request: pb.ListPipelineVersionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListPipelineVersionsResponse:
         page = await self._pipelines.list_versions(request.pipeline_id, list_request(request))
         return pb.ListPipelineVersionsResponse(
-            pipeline_versions=[version_to_proto(v) for v in page.items],
+            pipeline_versions=await asyncio.to_thread(lambda: [version_to_proto(v) for v in page.items]),
             total_size=page.total_size,
             next_page_token=page.next_page_token,
         )

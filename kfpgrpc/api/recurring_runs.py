@@ -8,7 +8,7 @@ import grpc
 from google.protobuf import empty_pb2
 from google.rpc import code_pb2
 
-from kfpgrpc.api.convert import enum_name, list_request, micros, timestamp
+from kfpgrpc.api.convert import enum_name, list_request, micros, timestamp, to_message
 from kfpgrpc.api.runs import new_run, run_to_proto, runtime_config, set_source
 from kfpgrpc.core.recurring import Definition, RecurringRuns
 from kfpgrpc.domain import ENABLED, RecurringRunView, RunView, Trigger
@@ -60,10 +60,10 @@ def trigger_to_proto(trigger: Trigger) -> pb.Trigger:
     return message
 
 
-def definition_of(message: pb.RecurringRun, field: str = "recurring_run") -> Definition:
+async def definition_of(message: pb.RecurringRun, max_spec_bytes: int, field: str = "recurring_run") -> Definition:
     mode = enum_name(pb.RecurringRun.Mode, message.mode, f"{field}.mode")
     return Definition(
-        run=new_run(message, field),
+        run=await new_run(message, field, max_spec_bytes),
         max_concurrency=message.max_concurrency,
         trigger=trigger_of(message.trigger, f"{field}.trigger"),
         enabled=mode == "ENABLE",
@@ -121,14 +121,16 @@ def _mask_violations(request: pb.UpdateRecurringRunRequest) -> list[FieldViolati
 
 
 class RecurringRunServicer(recurring_run_pb2_grpc.RecurringRunServiceServicer):
-    def __init__(self, recurring_runs: RecurringRuns) -> None:
+    def __init__(self, recurring_runs: RecurringRuns, max_spec_bytes: int) -> None:
         self._recurring_runs = recurring_runs
+        self._max_spec_bytes = max_spec_bytes
 
     async def CreateRecurringRun(self, request: pb.CreateRecurringRunRequest, context: grpc.aio.ServicerContext) -> pb.RecurringRun:
-        return recurring_run_to_proto(await self._recurring_runs.create(definition_of(request.recurring_run)))
+        view = await self._recurring_runs.create(await definition_of(request.recurring_run, self._max_spec_bytes))
+        return await to_message(recurring_run_to_proto, view)
 
     async def GetRecurringRun(self, request: pb.GetRecurringRunRequest, context: grpc.aio.ServicerContext) -> pb.RecurringRun:
-        return recurring_run_to_proto(await self._recurring_runs.get(request.recurring_run_id))
+        return await to_message(recurring_run_to_proto, await self._recurring_runs.get(request.recurring_run_id))
 
     async def ListRecurringRuns(
         self, request: pb.ListRecurringRunsRequest, context: grpc.aio.ServicerContext
@@ -148,14 +150,14 @@ class RecurringRunServicer(recurring_run_pb2_grpc.RecurringRunServiceServicer):
             violations.insert(0, FieldViolation("recurring_run.recurring_run_id", "is required"))
         if violations:
             raise InvalidArgument(violations)
-        merged = recurring_run_to_proto(await self._recurring_runs.get(recurring_run_id))
+        merged = await to_message(recurring_run_to_proto, await self._recurring_runs.get(recurring_run_id))
         request.update_mask.MergeMessage(request.recurring_run, merged, replace_message_field=True, replace_repeated_field=True)
-        definition = definition_of(merged)
+        definition = await definition_of(merged, self._max_spec_bytes)
         updated = await self._recurring_runs.update(recurring_run_id, definition, list(request.update_mask.paths))
         if "mode" in request.update_mask.paths and definition.enabled != (updated.recurring_run.status == ENABLED):
             await self._recurring_runs.set_enabled(recurring_run_id, definition.enabled)
             updated = await self._recurring_runs.get(recurring_run_id)
-        return recurring_run_to_proto(updated)
+        return await to_message(recurring_run_to_proto, updated)
 
     async def EnableRecurringRun(self, request: pb.EnableRecurringRunRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
         await self._recurring_runs.set_enabled(request.recurring_run_id, True)

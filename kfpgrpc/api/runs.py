@@ -9,7 +9,7 @@ import grpc
 from google.protobuf import empty_pb2
 from google.rpc import code_pb2
 
-from kfpgrpc.api.convert import list_request, struct, struct_to_dict, timestamp, values, values_to_dict
+from kfpgrpc.api.convert import list_request, spec_to_dict, struct, timestamp, to_message, values, values_to_dict
 from kfpgrpc.core.runs import NewRun, Runs
 from kfpgrpc.domain import CANCELED, RunView, StateChange, TaskDetail
 from kfpgrpc.v1 import common_pb2, run_pb2_grpc
@@ -97,18 +97,22 @@ def run_to_proto(view: RunView) -> pb.Run:
     return message
 
 
-def source_fields(message: Any, field: str) -> dict[str, Any]:
+async def source_fields(message: Any, field: str, max_spec_bytes: int) -> dict[str, Any]:
     """What a Run and a RecurringRun share: the pipeline source, runtime config, service
     account and artifact selectors, as NewRun/Definition keyword arguments. `field` names
-    `message` in the request (e.g. "run"), for InvalidArgument."""
+    `message` in the request (e.g. "run"), for InvalidArgument; an inline spec over
+    `max_spec_bytes` is one."""
     source = message.WhichOneof("pipeline_source")
     reference = message.pipeline_version_reference
     config = message.runtime_config
     by_reference = source == "pipeline_version_reference"
+    spec = None
+    if source == "pipeline_spec":
+        spec = await spec_to_dict(message.pipeline_spec, f"{field}.pipeline_spec", max_spec_bytes)
     return {
         "pipeline_id": reference.pipeline_id if by_reference else "",
         "pipeline_version_id": reference.pipeline_version_id if by_reference else "",
-        "pipeline_spec": struct_to_dict(message.pipeline_spec, f"{field}.pipeline_spec") if source == "pipeline_spec" else None,
+        "pipeline_spec": spec,
         "parameters": values_to_dict(config.parameters, f"{field}.runtime_config.parameters"),
         "parameters_from": {
             name: {"recurring_run_id": ref.recurring_run_id, "output_artifact": ref.output_artifact, "optional": ref.optional}
@@ -139,23 +143,26 @@ def set_source(message: Any, pipeline_id: str, pipeline_version_id: str, inline_
         )
 
 
-def new_run(run: Any, field: str) -> NewRun:
+async def new_run(run: Any, field: str, max_spec_bytes: int) -> NewRun:
     """A Run message, or the run template a RecurringRun message describes; `field` names it
-    in the request."""
+    in the request (see source_fields)."""
     return NewRun(
-        display_name=run.display_name, description=run.description, experiment_id=run.experiment_id, **source_fields(run, field)
+        display_name=run.display_name, description=run.description, experiment_id=run.experiment_id,
+        **await source_fields(run, field, max_spec_bytes),
     )
 
 
 class RunServicer(run_pb2_grpc.RunServiceServicer):
-    def __init__(self, runs: Runs) -> None:
+    def __init__(self, runs: Runs, max_spec_bytes: int) -> None:
         self._runs = runs
+        self._max_spec_bytes = max_spec_bytes
 
     async def CreateRun(self, request: pb.CreateRunRequest, context: grpc.aio.ServicerContext) -> pb.Run:
-        return run_to_proto(await self._runs.create(new_run(request.run, "run")))
+        view = await self._runs.create(await new_run(request.run, "run", self._max_spec_bytes))
+        return await to_message(run_to_proto, view)
 
     async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> pb.Run:
-        return run_to_proto(await self._runs.get(request.run_id))
+        return await to_message(run_to_proto, await self._runs.get(request.run_id))
 
     async def ListRuns(self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext) -> pb.ListRunsResponse:
         page = await self._runs.list(request.experiment_id, list_request(request))

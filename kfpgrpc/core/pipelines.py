@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -66,7 +67,8 @@ class Pipelines:
             violations.append(FieldViolation("pipeline_version.pipeline_spec", "is required"))
         check(violations)
         assert pipeline_spec is not None
-        info = validate_pipeline_spec(pipeline_spec, "pipeline_version.pipeline_spec")
+        # In a worker thread: validating a spec of megabytes takes seconds.
+        info = await asyncio.to_thread(validate_pipeline_spec, pipeline_spec, "pipeline_version.pipeline_spec")
         version = PipelineVersion(
             pipeline_version_id=new_id(),
             pipeline_id=pipeline_id,

@@ -120,12 +120,12 @@ class RecurringRuns:
     # -- requests ----------------------------------------------------------------------------
 
     async def create(self, definition: Definition) -> RecurringRunView:
-        spec = await self._check(definition, "recurring_run")
+        spec, spec_hash = await self._check(definition, "recurring_run")
         now = self._clock.now_us()
         watermark = await self._first_watermark(definition, now, "recurring_run.trigger")
         recurring_run = RecurringRun(
             recurring_run_id=new_id(),
-            **self._defined(definition, spec),
+            **self._defined(definition, spec_hash),
             status=ENABLED if definition.enabled else DISABLED,
             created_at=now,
             updated_at=now,
@@ -162,10 +162,10 @@ class RecurringRuns:
         that are due are handled first, and the new one never fires for a time before now.
         `updated_fields` (the update mask's paths) goes into the event."""
         check(id_violations(recurring_run_id, "recurring_run_id"))
-        spec = await self._check(definition, "recurring_run", recurring_run_id)
+        spec, spec_hash = await self._check(definition, "recurring_run", recurring_run_id)
         async with self._paused(recurring_run_id) as current:
             now = self._clock.now_us()
-            defined = self._defined(definition, spec)
+            defined = self._defined(definition, spec_hash)
             updated = dataclasses.replace(
                 current,
                 **defined,
@@ -319,9 +319,9 @@ class RecurringRuns:
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _check(self, definition: Definition, field: str, recurring_run_id: str = "") -> dict[str, Any] | None:
+    async def _check(self, definition: Definition, field: str, recurring_run_id: str = "") -> tuple[dict[str, Any] | None, str]:
         """Validate a definition (of `recurring_run_id` when it is an update); return the
-        inline spec snapshot, if any."""
+        inline spec snapshot and its hash, or (None, "") for a pipeline version reference."""
         violations = []
         if not 0 <= definition.max_concurrency <= MAX_CONCURRENCY:
             violations.append(
@@ -357,7 +357,7 @@ class RecurringRuns:
         )
         sample = self._new_run(template, MacroContext(self._clock.now_us(), self._clock.now_us(), 1, new_id()), 0)
         run, document = await self._runs.prepare(sample, field, resolve=False)
-        return document if run.inline else None
+        return (document, run.spec_hash) if run.inline else (None, "")
 
     async def _check_dependencies(self, definition: Definition, field: str, recurring_run_id: str) -> None:
         """Upstream recurring runs exist (InvalidArgument naming the reference, never a
@@ -402,8 +402,9 @@ class RecurringRuns:
             )
         return trigger.start_time - 1
 
-    def _defined(self, definition: Definition, spec: dict[str, Any] | None) -> dict[str, Any]:
-        """The RecurringRun fields a definition sets, defaults applied."""
+    def _defined(self, definition: Definition, spec_hash: str) -> dict[str, Any]:
+        """The RecurringRun fields a definition sets, defaults applied; `spec_hash` is its
+        inline spec's, "" for a pipeline version reference."""
         run = definition.run
         return {
             "display_name": run.display_name,
@@ -411,7 +412,7 @@ class RecurringRuns:
             "experiment_id": run.experiment_id or self._default_experiment_id(),
             "pipeline_id": run.pipeline_id,
             "pipeline_version_id": run.pipeline_version_id,
-            "spec_hash": run_store.spec_hash(spec) if spec is not None else "",
+            "spec_hash": spec_hash,
             "parameters": run.parameters,
             "parameters_from": run.parameters_from,
             "pipeline_root": run.pipeline_root,

@@ -231,12 +231,12 @@ class Runs:
         check(violations)
         if new.pipeline_spec is not None:
             document, pipeline_id, version_id = new.pipeline_spec, "", ""
-            hash_ = store.spec_hash(document)
-            info = self._spec_info(document, f"{field}.pipeline_spec", hash_)
+            hash_ = await asyncio.to_thread(store.spec_hash, document)
+            info = await self._spec_info(document, f"{field}.pipeline_spec", hash_)
         else:
             version, hash_ = await self._version(new.pipeline_id, new.pipeline_version_id, field)
             document, pipeline_id, version_id = version.pipeline_spec, version.pipeline_id, version.pipeline_version_id
-            info = self._spec_info(document, "pipeline_spec", hash_)
+            info = await self._spec_info(document, "pipeline_spec", hash_)
         document = self._specs.share(hash_, document)  # runs of one spec hold one copy
         from_field = f"{field}.runtime_config.parameters_from"
         if resolve:
@@ -333,7 +333,7 @@ class Runs:
         cached = self._versions.get(pipeline_version_id)
         if cached is None:
             version = await pipeline_store.get_version(self._db, pipeline_version_id)
-            cached = self._versions[pipeline_version_id] = (version, store.spec_hash(version.pipeline_spec))
+            cached = self._versions[pipeline_version_id] = (version, await asyncio.to_thread(store.spec_hash, version.pipeline_spec))
             if len(self._versions) > _SPEC_CACHE_SIZE:
                 self._versions.popitem(last=False)
         else:
@@ -349,18 +349,18 @@ class Runs:
         and its spec snapshot."""
         document = await self._specs.get(run.spec_hash)
         try:
-            inputs = self._spec_info(document, "pipeline_spec", run.spec_hash).inputs
+            inputs = (await self._spec_info(document, "pipeline_spec", run.spec_hash)).inputs
         except InvalidArgument:  # the run fails when it executes, saying why
             return run, document
         return dataclasses.replace(run, parameters=share_defaults(run.parameters, inputs)), document
 
-    def _spec_info(self, document: dict[str, Any], field: str, key: str = "") -> PipelineSpecInfo:
-        """Validate a spec (whose hash is `key`, if known); what a valid spec yields is cached,
-        as the same specs come back for every run of a version or of a recurring run."""
-        key = key or store.spec_hash(document)
+    async def _spec_info(self, document: dict[str, Any], field: str, key: str) -> PipelineSpecInfo:
+        """Validate a spec whose hash is `key`; what a valid spec yields is cached, as the same
+        specs come back for every run of a version or of a recurring run. Validation runs in a
+        worker thread: a spec of megabytes takes seconds."""
         info = self._spec_infos.get(key)
         if info is None:
-            info = validate_pipeline_spec(document, field)
+            info = await asyncio.to_thread(validate_pipeline_spec, document, field)
             self._spec_infos[key] = info
             if len(self._spec_infos) > _SPEC_CACHE_SIZE:
                 self._spec_infos.popitem(last=False)
@@ -497,7 +497,7 @@ class Runs:
         task_ids = None
         if task_name:
             document = await self._specs.get(view.run.spec_hash)
-            spec = self._spec_info(document, "pipeline_spec", view.run.spec_hash).spec
+            spec = (await self._spec_info(document, "pipeline_spec", view.run.spec_hash)).spec
             known = {(t.task_id, t.display_name) for t in view.tasks} | set(task_names(spec))
             # A task id names one task; a display name may be shared by tasks of sub-pipelines.
             task_ids = [task_name] if any(task_id == task_name for task_id, _ in known) else sorted(
@@ -551,7 +551,7 @@ class Runs:
                 outcome = RunOutcome(TaskState.CANCELED, "")
             else:
                 try:
-                    info = self._spec_info(execution.document, "pipeline_spec", execution.run.spec_hash)
+                    info = await self._spec_info(execution.document, "pipeline_spec", execution.run.spec_hash)
                     root = self._root_of(execution.run)
                 except DomainError as refused:  # stored before this server's checks: never run
                     outcome = RunOutcome(TaskState.FAILED, refused.message)
