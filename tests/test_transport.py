@@ -1,9 +1,10 @@
-"""What a client costs the server: the message size limit, idle and surplus connections, the
-open-file limit."""
+"""What a client costs the server before it is trusted: the token before the body, request bytes
+that are no message, the message size limit, idle and surplus connections, the open-file limit."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import resource
 import subprocess
 import sys
@@ -12,13 +13,82 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pool
 
 from kfpgrpc.config import ServerConfig
-from kfpgrpc.server import KfpGrpcServer
+from kfpgrpc.server import SERVICE_NAMES, KfpGrpcServer
 from kfpgrpc.v1 import experiment_pb2, pipeline_pb2
 from tests.support import ServerProcess, Stubs
 
 MiB = 1024 * 1024
+
+
+def _peak_rss_bytes(pid: int) -> int:
+    """The process's peak resident set (VmHWM)."""
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+async def test_unauthenticated_calls_are_refused_before_their_body_is_read(tmp_path: Path) -> None:
+    """Concurrent unauthenticated 30 MB calls: refused without the server ever holding their
+    bodies (it used to buffer each in full, hundreds of MB, before refusing it)."""
+    server = ServerProcess(tmp_path / "data", "--auth-token", "s3cret", "--max-message-bytes", str(64 * MiB))
+    try:
+        request = pipeline_pb2.CreatePipelineVersionRequest(pipeline_id="x" * (30 * MiB)).SerializeToString()
+        before = _peak_rss_bytes(server.process.pid)
+        options = [("grpc.max_send_message_length", 64 * MiB)]
+        channels = [grpc.aio.insecure_channel(server.address, options=options) for _ in range(16)]
+        try:
+
+            async def call(channel: grpc.aio.Channel) -> grpc.StatusCode:
+                send = channel.unary_unary("/kfpgrpc.v1.PipelineService/CreatePipelineVersion")
+                with pytest.raises(grpc.aio.AioRpcError) as failure:
+                    await send(request, timeout=120)
+                return failure.value.code()
+
+            codes = await asyncio.gather(*(call(channel) for channel in channels))
+        finally:
+            for channel in channels:
+                await channel.close()
+        grown = _peak_rss_bytes(server.process.pid) - before
+    finally:
+        server.kill()
+    assert set(codes) == {grpc.StatusCode.UNAUTHENTICATED}
+    assert grown < 150 * MiB, f"the server's peak memory grew by {grown / MiB:.0f} MiB"
+
+
+def _own_methods() -> list[tuple[str, bool]]:
+    """(path, server-streaming) of every method of kfpgrpc's services."""
+    pool = descriptor_pool.Default()
+    return [
+        (f"/{name}/{method.name}", method.server_streaming)
+        for name in SERVICE_NAMES
+        for method in pool.FindServiceByName(name).methods
+    ]
+
+
+@pytest.mark.parametrize("payload", [b"\xff", b"\x0a\x05ab"], ids=["bad wire type", "truncated field"])
+async def test_request_bytes_that_are_no_message_are_invalid_argument(
+    channel: grpc.aio.Channel, payload: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every RPC, unary and streaming: INVALID_ARGUMENT naming the request type, and no traceback
+    in the server log (grpc.aio answers UNKNOWN and logs one per request)."""
+    methods = _own_methods()
+    assert len(methods) > 30
+    caplog.set_level(logging.INFO)
+    for path, streaming in methods:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            if streaming:
+                async for _ in channel.unary_stream(path)(payload, timeout=30):
+                    pass
+            else:
+                await channel.unary_unary(path)(payload, timeout=30)
+        service, name = path.strip("/").split("/")
+        message = descriptor_pool.Default().FindServiceByName(service).FindMethodByName(name).input_type.full_name
+        assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (path, failure.value)
+        assert failure.value.details() == f"the request is not a valid {message} message"
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING or record.exc_info]
 
 
 @pytest.fixture

@@ -2,11 +2,17 @@
 
 Both only wrap kfpgrpc's own services; health and reflection stay open and untouched, as
 Kubernetes probes and grpcurl expect.
+
+An unauthenticated call is refused before its request is read: grpc.aio reads (and buffers)
+a unary request in full before it calls the handler, so the refusal is a request-*streaming*
+handler that never reads. Request bytes that do not decode as the method's message are
+INVALID_ARGUMENT, not the UNKNOWN (and a logged traceback) that grpc.aio gives them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import logging
 import time
@@ -14,26 +20,63 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pool
+from google.protobuf.message import DecodeError
 
 from kfpgrpc.api.status import to_grpc_status
-from kfpgrpc.errors import DomainError, Unauthenticated
+from kfpgrpc.errors import DomainError, InvalidArgument, Unauthenticated
 
 log = logging.getLogger("kfpgrpc.rpc")
 
 OWN_SERVICES_PREFIX = "/kfpgrpc.v1."
 
 
-def _rebuild(handler: grpc.RpcMethodHandler, unary: Callable[..., Any], stream: Callable[..., Any]) -> grpc.RpcMethodHandler:
-    """Wrap a unary-request handler, keeping its arity and (de)serializers."""
+def _rebuild(
+    handler: grpc.RpcMethodHandler,
+    unary: Callable[..., Any],
+    stream: Callable[..., Any],
+    deserializer: Callable[[bytes], Any],
+) -> grpc.RpcMethodHandler:
+    """Wrap a unary-request handler with `deserializer`, keeping its arity and serializer."""
     if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(
-            unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), deserializer, handler.response_serializer)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(
-            stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_stream_rpc_method_handler(stream(handler.unary_stream), deserializer, handler.response_serializer)
     return handler  # kfpgrpc has no client-streaming RPCs
+
+
+class _Malformed:
+    """Stands for a request whose bytes did not decode; the handler refuses it."""
+
+    def __init__(self, message_name: str) -> None:
+        self.error = InvalidArgument([], f"the request is not a valid {message_name} message")
+
+
+@functools.cache
+def _request_message_name(method: str) -> str:
+    """`kfpgrpc.v1.GetRunRequest` for `/kfpgrpc.v1.RunService/GetRun`."""
+    service, _, name = method.strip("/").rpartition("/")
+    return str(descriptor_pool.Default().FindServiceByName(service).FindMethodByName(name).input_type.full_name)
+
+
+def _tolerant(deserializer: Callable[[bytes], Any], method: str) -> Callable[[bytes], Any]:
+    """`deserializer`, giving a _Malformed instead of raising: an exception there would be
+    UNKNOWN with a traceback in the log, for each such request."""
+    message_name = _request_message_name(method)
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return _Malformed(message_name)
+
+    return deserialize
+
+
+def _decoded(request: Any) -> Any:
+    if isinstance(request, _Malformed):
+        raise request.error
+    return request
 
 
 class _OwnServicesInterceptor(grpc.aio.ServerInterceptor):
@@ -62,19 +105,19 @@ class ErrorMappingInterceptor(_OwnServicesInterceptor):
         def unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 async with _mapped_errors(method, context):
-                    return await behavior(request, context)
+                    return await behavior(_decoded(request), context)
 
             return wrapper
 
         def stream(behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
             async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 async with _mapped_errors(method, context):
-                    async for response in behavior(request, context):
+                    async for response in behavior(_decoded(request), context):
                         yield response
 
             return wrapper
 
-        return _rebuild(handler, unary, stream)
+        return _rebuild(handler, unary, stream, _tolerant(handler.request_deserializer, method))
 
 
 @contextlib.asynccontextmanager
@@ -113,17 +156,15 @@ class TokenAuthInterceptor(_OwnServicesInterceptor):
             return handler
         denial = to_grpc_status(Unauthenticated("missing or invalid bearer token"))
 
-        def unary(_: Any) -> Callable[..., Awaitable[Any]]:
-            async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                await context.abort_with_status(denial)
+        # Request-streaming handlers, given the request stream unread: the body is never
+        # deserialized or buffered beyond HTTP/2 flow control, however large it is.
+        async def deny(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort_with_status(denial)
 
-            return deny
+        async def deny_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            await context.abort_with_status(denial)
+            yield  # unreachable: abort raises; makes this an async generator
 
-        def stream(_: Any) -> Callable[..., AsyncIterator[Any]]:
-            async def deny(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                await context.abort_with_status(denial)
-                yield  # unreachable: abort raises; makes this an async generator
-
-            return deny
-
-        return _rebuild(handler, unary, stream)
+        if handler.unary_stream:
+            return grpc.stream_stream_rpc_method_handler(deny_stream, None, handler.response_serializer)
+        return grpc.stream_unary_rpc_method_handler(deny, None, handler.response_serializer)
