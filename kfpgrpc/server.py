@@ -58,8 +58,8 @@ def server_options(config: ServerConfig) -> list[tuple[str, int]]:
         # gRPC enables SO_REUSEPORT by default: a second server on a taken port would start and
         # split connections with the first, over a different database.
         ("grpc.so_reuseport", 0),
-        # Ping an idle client every 30 s and drop it if it does not answer within 10 s; let
-        # clients ping every 10 s (more often: GOAWAY after two strikes).
+        # Ping each client every 30 s, calls or not, and drop it if it does not answer within
+        # 10 s; let clients ping every 10 s (more often: GOAWAY after two strikes).
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
