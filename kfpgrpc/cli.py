@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-connections", type=int,
                        default=_env("MAX_CONNECTIONS", str(defaults.max_connections)),
                        help="incoming connections at once; more are closed as they arrive (env KFPGRPC_MAX_CONNECTIONS)")
+    serve.add_argument("--max-log-bytes-per-task", type=int,
+                       default=_env("MAX_LOG_BYTES_PER_TASK", str(defaults.max_log_bytes_per_task)),
+                       help="log bytes stored per task (a line costs its bytes plus 64); past it the task runs on"
+                            " and the log says it is truncated (env KFPGRPC_MAX_LOG_BYTES_PER_TASK)")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"])
@@ -167,6 +171,9 @@ def _serve(args: argparse.Namespace) -> int:
     if not 1 <= args.max_connections <= _INT32_MAX:
         print(f"kfpgrpc: --max-connections must be between 1 and {_INT32_MAX}", file=sys.stderr)
         return 2
+    if args.max_log_bytes_per_task < 0:
+        print("kfpgrpc: --max-log-bytes-per-task must not be negative", file=sys.stderr)
+        return 2
     durations = {}
     for flag in ("event_retention", "run_ttl", "max_connection_idle"):
         try:
@@ -198,6 +205,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_spec_bytes=args.max_spec_bytes,
         max_connection_idle_us=durations["max_connection_idle"],
         max_connections=args.max_connections,
+        max_log_bytes_per_task=args.max_log_bytes_per_task,
     )
     server = KfpGrpcServer(config)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kfpgrpc.bounds import DEFAULT_MAX_LOG_BYTES_PER_TASK
+
 
 TASK_CONTAINMENTS = ("auto", "cgroup", "subreaper")  # see kfpgrpc/executor/process.py
 
@@ -33,6 +35,7 @@ class ServerConfig:
     max_spec_bytes: int = 16 * 1024 * 1024  # largest pipeline spec, as protobuf; KFP accepts 32 MB files
     max_connection_idle_us: int = 5 * 60 * 1_000_000  # a connection without calls for this long is closed
     max_connections: int = 1000  # incoming connections at once; more are closed as they arrive
+    max_log_bytes_per_task: int = DEFAULT_MAX_LOG_BYTES_PER_TASK  # log kept per task execution
 
     @property
     def database_path(self) -> Path:

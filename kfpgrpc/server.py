@@ -106,6 +106,7 @@ class KfpGrpcServer:
             executor = LocalExecutor(
                 self.config.artifact_root, self.config.work_root, max_parallel_tasks=self.config.max_parallel_tasks,
                 python=self.config.task_python or sys.executable, clock=self.clock, containment=self.config.task_containment,
+                max_log_bytes_per_task=self.config.max_log_bytes_per_task,
             )
             await executor.start()
             self._executor = executor

@@ -29,7 +29,8 @@ Decisions (see also the module docstring of `placeholders`):
   survives; each gets a working directory of its own under `work_root` (its cwd, with HOME and
   TMPDIR in it) and a minimal environment (`process.task_environment`).
 - The first log line of every container task is the argv actually run: "+ <shell-quoted argv>"
-  (newlines inside arguments shown as \\n).
+  (newlines inside arguments shown as \\n). Log lines, the log volume kept per task and task
+  errors are bounded (`task_log`), and so are a task's outputs (`placeholders`).
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ import shutil
 import signal
 import sys
 import uuid
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kfpgrpc.bounds import DEFAULT_MAX_LOG_BYTES_PER_TASK
 from kfpgrpc.clock import Clock, SystemClock, to_datetime
 from kfpgrpc.confined import Directory, UnsafePath
 from kfpgrpc.executor.base import (
@@ -71,11 +72,8 @@ from kfpgrpc.executor.placeholders import (
     resolve_parameter_self_references,
 )
 from kfpgrpc.executor.process import TaskProcess, TaskProcesses, task_environment
+from kfpgrpc.executor.task_log import LogVolume, TaskLog, error_with_tail
 
-LOG_BATCH_LINES = 50
-LOG_FLUSH_SECONDS = 0.1
-ERROR_LOG_TAIL = 20
-_READ_CHUNK = 65536
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,10 +216,18 @@ class _Run:
     observer: RunObserver
     create_time_utc: str
     artifact_root: Path  # this run's artifacts are under artifact_root / run_id
+    max_log_bytes_per_task: int
     stopped: asyncio.Event = field(default_factory=asyncio.Event)  # failing or terminated
     canceled: bool = False
     first_error: str = ""
     processes: dict[str, TaskProcess] = field(default_factory=dict)
+    log_volumes: dict[str, LogVolume] = field(default_factory=dict)
+
+    def log_volume(self, task_id: str) -> LogVolume:
+        """The task's log volume in this execution, shared by its attempts."""
+        if task_id not in self.log_volumes:
+            self.log_volumes[task_id] = LogVolume(self.max_log_bytes_per_task)
+        return self.log_volumes[task_id]
 
     def fail(self, error: str) -> None:
         if not self.first_error:
@@ -257,8 +263,10 @@ class LocalExecutor:
         kill_grace_seconds: float = 3.0,
         clock: Clock | None = None,
         containment: str = "auto",
+        max_log_bytes_per_task: int = DEFAULT_MAX_LOG_BYTES_PER_TASK,
     ) -> None:
         self.artifact_root = Path(artifact_root).absolute()
+        self.max_log_bytes_per_task = max_log_bytes_per_task
         self._clock = clock or SystemClock()
         self.max_parallel_tasks = max_parallel_tasks
         self.python = python
@@ -325,6 +333,7 @@ class LocalExecutor:
             create_time_utc=to_datetime(self._clock.now_us()).isoformat(),
             # Resolved once: a link a task plants below it later is not followed (see confined).
             artifact_root=Path(os.path.realpath(artifact_root or self.artifact_root)),
+            max_log_bytes_per_task=self.max_log_bytes_per_task,
         )
         self._runs[run_id] = run
         root = spec["root"]
@@ -566,21 +575,20 @@ class LocalExecutor:
             # per attempt.
             kfp = {"KFP_POD_NAME": f"{run.run_id}-{task_id}", "KFP_POD_UID": str(uuid.uuid4())}
             env = task_environment(task_dir, self._path_prefix, run.run_id, kfp, _container_env(container))
-            tail: deque[str] = deque(maxlen=ERROR_LOG_TAIL)
-            pump = _LogPump(run.observer, task_id, tail)
-            await pump.add(_display_argv(argv))
+            log = TaskLog(run.observer, task_id, run.log_volume(task_id))
+            log.add(_display_argv(argv))
             try:
                 if not _findable(argv[0], env["PATH"], task_dir):
                     raise FileNotFoundError(f"not found on the task's PATH {env['PATH']}")
                 process = await self._processes.spawn(argv, env, task_dir)
             except OSError as error:
-                await pump.add(f"could not start {argv[0]!r}: {error}")
-                await pump.close()
+                log.add(f"could not start {argv[0]!r}: {error}")
+                await log.flush()
                 raise _TaskFailed(f"could not start {argv[0]!r}: {error}") from None
             run.processes[task_id] = process
             if run.canceled:  # terminated while this task was getting ready: _kill_all missed it
                 await process.kill()
-            reader = asyncio.create_task(pump.run(process.stdout))
+            reader = asyncio.create_task(log.run(process.stdout))
             try:
                 returncode = await process.wait()  # the task's own process, not its pipe
             finally:
@@ -599,11 +607,11 @@ class LocalExecutor:
                     what = f"killed by signal {signal.Signals(-returncode).name}"
                 else:
                     what = f"exit code {returncode}"
-                raise _TaskFailed(_with_tail(what, tail), returncode)
+                raise _TaskFailed(error_with_tail(what, log.tail), returncode)
             try:
                 return await asyncio.to_thread(read_task_result, prepared, outputs, str(run_dir))
             except TaskOutputError as error:
-                raise _TaskFailed(_with_tail(str(error), tail), 0) from None
+                raise _TaskFailed(error_with_tail(str(error), log.tail), 0) from None
         finally:
             outputs.close()
             await asyncio.to_thread(shutil.rmtree, task_dir, ignore_errors=True)
@@ -651,69 +659,11 @@ def _findable(command: str, path: str, cwd: Path) -> bool:
     return shutil.which(command, path=path) is not None
 
 
-def _with_tail(what: str, tail: deque[str]) -> str:
-    if not tail:
-        return what
-    return what + "\n" + "\n".join(tail)
-
-
 def _container_env(container: Mapping[str, Any]) -> dict[str, str]:
     """The container's `env` (what `set_env_variable` sets), as strings."""
     env = container.get("env") or []
     pairs = env.items() if isinstance(env, Mapping) else [(item["name"], item.get("value", "")) for item in env if "name" in item]
     return {str(name): str(value) for name, value in pairs}
-
-
-class _LogPump:
-    """Reads a task's merged stdout/stderr line by line and sends the lines to the observer in
-    batches of at most LOG_BATCH_LINES, at least every LOG_FLUSH_SECONDS."""
-
-    def __init__(self, observer: RunObserver, task_id: str, tail: deque[str]) -> None:
-        self.observer = observer
-        self.task_id = task_id
-        self.tail = tail
-        self.buffer: list[str] = []
-        self.lock = asyncio.Lock()
-
-    async def add(self, line: str) -> None:
-        self.buffer.append(line)
-        self.tail.append(line)
-        if len(self.buffer) >= LOG_BATCH_LINES:
-            await self.flush()
-
-    async def flush(self) -> None:
-        async with self.lock:
-            if self.buffer:
-                lines, self.buffer = self.buffer, []
-                await self.observer.log_lines(self.task_id, lines)
-
-    async def close(self) -> None:
-        await self.flush()
-
-    async def _ticker(self) -> None:
-        while True:
-            await asyncio.sleep(LOG_FLUSH_SECONDS)
-            await self.flush()
-
-    async def run(self, stdout: asyncio.StreamReader) -> None:
-        ticker = asyncio.create_task(self._ticker())
-        pending = b""
-        try:
-            while True:
-                chunk = await stdout.read(_READ_CHUNK)
-                if not chunk:
-                    break
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for raw in complete:
-                    await self.add(raw.rstrip(b"\r").decode("utf-8", errors="replace"))
-            if pending:
-                await self.add(pending.rstrip(b"\r").decode("utf-8", errors="replace"))
-        finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-            await self.flush()
 
 
 # ---------------------------------------------------------------------------------------------

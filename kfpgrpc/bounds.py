@@ -1,0 +1,85 @@
+"""Size bounds on what a pipeline or a client makes the server store and send, and the text
+cuts that enforce them.
+
+A pipeline is untrusted input: whatever it prints or writes, every message the server sends
+must stay well below gRPC's default receive limit of 4 MiB (the limit a client has unless it
+raises it), or GetRun, ListRuns, WatchRun, WatchEvents and StreamRunLogs would fail with
+RESOURCE_EXHAUSTED for ever. Texts are cut where they are produced and again where they are
+read (rows written before these bounds existed); whole messages are fitted by `kfpgrpc.api.sizes`.
+
+A cut text ends with a marker saying how much was cut, `… [truncated 3,400,000 bytes]`, and
+stays within its limit, marker included. Sizes are UTF-8 bytes.
+"""
+
+from __future__ import annotations
+
+MESSAGE_BUDGET = 2 * 1024 * 1024  # a response message or page: half of gRPC's default 4 MiB
+MAX_LOG_LINE_BYTES = 16 * 1024  # as Docker and the CRI split container log lines
+LOG_LINE_OVERHEAD = 64  # what storing a line costs besides its text (row, index entries)
+DEFAULT_MAX_LOG_BYTES_PER_TASK = 10 * 1024 * 1024  # the kubelet's default containerLogMaxSize
+LOG_BATCH_BYTES = 1024 * 1024  # text of one StreamRunLogs response
+MAX_ERROR_BYTES = 4 * 1024  # a task's or a run's error: what failed and the last lines
+MAX_ERROR_LINE_BYTES = 1024  # one line of an error; a state history entry's reason
+MAX_TASK_OUTPUTS_BYTES = 1024 * 1024  # a task's output parameters and artifact metadata together
+MAX_VALUE_DEPTH = 32  # lists and objects nested in a task's output value
+
+
+def marker(cut_bytes: int) -> str:
+    """What replaces `cut_bytes` bytes cut from a text."""
+    return f"… [truncated {cut_bytes:,} bytes]"
+
+
+def utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def _fits(text: str, limit: int) -> bool:
+    return len(text) <= limit // 4 or (len(text) <= limit and utf8_size(text) <= limit)
+
+
+def _prefix(data: bytes, limit: int) -> str:
+    """The longest start of UTF-8 `data` within `limit` bytes that ends on a character boundary."""
+    if len(data) > limit:
+        while limit > 0 and data[limit] & 0xC0 == 0x80:  # a continuation byte: back to the start
+            limit -= 1
+        data = data[:limit]
+    return data.decode("utf-8", errors="replace")
+
+
+def cut_bytes(data: bytes, limit: int, size: int | None = None) -> str:
+    """`data` (UTF-8, maybe itself the start of a longer text of `size` bytes) as text of at
+    most `limit` bytes: whole if it fits, else its start and a marker."""
+    size = len(data) if size is None else size
+    if size <= limit:
+        return data.decode("utf-8", errors="replace")
+    keep = max(0, limit - len(marker(size).encode()))
+    head = _prefix(data, keep)
+    return head + marker(size - len(head.encode()))
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` if it fits in `limit` bytes, else its start and a marker (at most `limit` bytes)."""
+    if _fits(text, limit):
+        return text
+    return cut_bytes(text[: limit + 1].encode(), limit, utf8_size(text))
+
+
+def cut_error(error: str, limit: int = MAX_ERROR_BYTES) -> str:
+    """An error within `limit` bytes: its first line (what failed), a marker, and as much of its
+    end (the last lines a task printed, where the exception is) as fits."""
+    if _fits(error, limit):
+        return error
+    first, _, rest = error.partition("\n")
+    head = cut(first, MAX_ERROR_LINE_BYTES)
+    data = rest.encode()
+    room = limit - len(head.encode()) - len(marker(len(data)).encode()) - 2
+    start = max(0, len(data) - max(0, room))
+    while start < len(data) and data[start] & 0xC0 == 0x80:  # do not start inside a character
+        start += 1
+    return f"{head}\n{marker(start)}\n{data[start:].decode('utf-8', errors='replace')}"
+
+
+def summary(error: str) -> str:
+    """The first line of an error, cut to MAX_ERROR_LINE_BYTES: the reason a state history
+    entry gives (the whole error is on the run or the task itself)."""
+    return cut(error.partition("\n")[0], MAX_ERROR_LINE_BYTES)
