@@ -21,7 +21,6 @@ LOG_BATCH_BYTES = 1024 * 1024  # text of one StreamRunLogs response
 MAX_ERROR_BYTES = 4 * 1024  # a task's or a run's error: what failed and the last lines
 MAX_ERROR_LINE_BYTES = 1024  # one line of an error; a state history entry's reason
 MAX_TASK_OUTPUTS_BYTES = 1024 * 1024  # a task's output parameters and artifact metadata together
-MAX_VALUE_DEPTH = 32  # lists and objects nested in a task's output value
 
 
 def marker(cut_bytes: int) -> str:

@@ -23,6 +23,14 @@ class UnsafePath(ValueError):
     the kind of file expected. The message says which path and why."""
 
 
+class TooLarge(UnsafePath):
+    """A file larger than the limit it is read with; `size` is its size in bytes."""
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO a task left in place of a file must not block the server.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -102,7 +110,7 @@ class Directory:
     def read_bytes(self, *names: str, limit: int) -> bytes | None:
         """The content of the regular file at `names` (path components below this directory),
         None when it does not exist. A link, a file of another kind, a file with other hard links
-        or more than `limit` bytes is UnsafePath."""
+        or more than `limit` bytes (TooLarge, with its size) is UnsafePath."""
         *parents, name = names
         directories: list[Directory] = []
         try:
@@ -129,7 +137,7 @@ class Directory:
                     raise UnsafePath(f"{path} has {status.st_nlink} hard links; the server reads only files a task wrote")
                 content = file.read(limit + 1)
             if len(content) > limit:
-                raise UnsafePath(f"{path} is larger than {limit} bytes")
+                raise TooLarge(f"{path} is larger than {limit} bytes", max(status.st_size, len(content)))
             return content
         finally:
             for directory in directories:

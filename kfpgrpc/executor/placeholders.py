@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfpgrpc import json_values
-from kfpgrpc.confined import Directory, UnsafePath, component_problem, inside
+from kfpgrpc.bounds import MAX_TASK_OUTPUTS_BYTES
+from kfpgrpc.confined import Directory, TooLarge, UnsafePath, component_problem, inside
 from kfpgrpc.executor.base import ArtifactOutput, TaskResult
 
 EXECUTOR_OUTPUT_FILE = "executor_output.json"
 PARAMETERS_DIR = "parameters"  # in the outputs directory: one file per output parameter
-# The most read back from one output file: far below the gRPC message limit a run is sent in.
-MAX_OUTPUT_FILE_BYTES = 4 * 1024 * 1024
 
 
 class TaskOutputError(Exception):
@@ -351,7 +350,8 @@ def read_task_result(prepared: PreparedTask, outputs: Directory, run_dir: str) -
     the server's). `run_dir` is the run's artifact directory, resolved: every artifact uri must
     resolve inside it. Raises TaskOutputError saying what is wrong. Blocking: call off the loop.
     """
-    text = _read(outputs, EXECUTOR_OUTPUT_FILE)
+    budget = _OutputBudget(outputs)
+    text = budget.read("the executor output file", EXECUTOR_OUTPUT_FILE)
     try:
         parsed = json.loads(text) if text is not None else {}
     except (json.JSONDecodeError, RecursionError) as error:
@@ -365,7 +365,7 @@ def read_task_result(prepared: PreparedTask, outputs: Directory, run_dir: str) -
         if name in values:
             parameters[name] = cast_parameter(values[name], parameter_type)
             continue
-        text = _read(outputs, PARAMETERS_DIR, name)
+        text = budget.read(f"output parameter file {name!r}", PARAMETERS_DIR, name)
         if text is None:
             missing.append(name)
         else:
@@ -399,13 +399,32 @@ def read_task_result(prepared: PreparedTask, outputs: Directory, run_dir: str) -
     return TaskResult(output_parameters=parameters, output_artifacts=artifacts)
 
 
-def _read(outputs: Directory, *names: str) -> str | None:
-    """The text of an output file below `outputs`; None when the task did not write it."""
-    try:
-        content = outputs.read_bytes(*names, limit=MAX_OUTPUT_FILE_BYTES)
-    except (UnsafePath, OSError) as error:
-        raise TaskOutputError(f"could not read an output file: {error}") from None
-    return None if content is None else content.decode("utf-8", errors="replace")
+class _OutputBudget:
+    """Reads a task's output files, at most MAX_TASK_OUTPUTS_BYTES for its executor output file
+    and output parameter files together. Output parameters and artifact metadata are for small
+    values, as in KFP: they travel in every message about the run. Large data belongs in an
+    output artifact's file."""
+
+    def __init__(self, outputs: Directory) -> None:
+        self._outputs = outputs
+        self._left = MAX_TASK_OUTPUTS_BYTES
+
+    def read(self, what: str, *names: str) -> str | None:
+        """The text of an output file below the outputs directory (never more than what is left
+        of the budget is read); None when the task did not write it."""
+        try:
+            content = self._outputs.read_bytes(*names, limit=self._left)
+        except TooLarge as error:
+            raise TaskOutputError(
+                f"{what} is {error.size:,} bytes; a task's output parameters and artifact metadata may take"
+                f" at most {MAX_TASK_OUTPUTS_BYTES:,} bytes together (write large data to an output artifact)"
+            ) from None
+        except (UnsafePath, OSError) as error:
+            raise TaskOutputError(f"could not read an output file: {error}") from None
+        if content is None:
+            return None
+        self._left -= len(content)
+        return content.decode("utf-8", errors="replace")
 
 
 def _json_object(value: Any, what: str) -> dict[str, Any]:
