@@ -16,6 +16,7 @@ from typing import Any
 
 import aiosqlite
 
+from kfpgrpc.bounds import summary
 from kfpgrpc.domain import (
     PIPELINE_VERSION_CREATED,
     RECURRING_RUN_CHANGED,
@@ -153,9 +154,11 @@ def _run_event(type_: str, run: Run, time: int, details: dict[str, Any]) -> Even
 
 
 def run_state_changed(run: Run, previous_state: str, time: int) -> Event:
+    """Its error is the reason in the run's state history entry (a summary line); RUN_COMPLETED
+    carries the whole error."""
     return _run_event(
         RUN_STATE_CHANGED, run, time,
-        {"state": run.state, "previous_state": previous_state, "run_name": run.display_name, "error": run.error},
+        {"state": run.state, "previous_state": previous_state, "run_name": run.display_name, "error": summary(run.error)},
     )
 
 

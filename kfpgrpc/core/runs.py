@@ -18,12 +18,13 @@ import dataclasses
 import logging
 import os
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from kfpgrpc.bounds import LOG_BATCH_BYTES, LOG_LINE_OVERHEAD, cut_error, summary, utf8_size
 from kfpgrpc.clock import Clock
 from kfpgrpc.confined import UnsafePath, inside, remove_below
 from kfpgrpc.core import events as event
@@ -385,7 +386,7 @@ class Runs:
         active = {r.run_id: self._active[r.run_id].view() for r in page.items if r.run_id in self._active}
         tasks = await store.tasks_of(self._db, [r.run_id for r in page.items if r.run_id not in active])
         views = [active.get(r.run_id) or RunView(r, tasks[r.run_id]) for r in page.items]
-        return Page(views, page.total_size, page.next_page_token)
+        return dataclasses.replace(page, items=views)
 
     async def set_storage_state(self, run_id: str, archived: bool) -> None:
         """ArchiveRun / UnarchiveRun. FailedPrecondition: unarchiving a run of an archived
@@ -511,7 +512,8 @@ class Runs:
                 finished = run_id not in self._active  # checked first: no line can follow it
                 lines = await store.log_lines_after(self._db, run_id, after, task_ids, LOG_PAGE_LINES)
                 if lines:
-                    yield lines
+                    for batch in _batches(lines):
+                        yield batch
                     after = lines[-1].sequence
                     if len(lines) == LOG_PAGE_LINES:
                         continue
@@ -614,10 +616,12 @@ class Runs:
             run = execution.run
             if unless_finished and run.finished:
                 raise FailedPrecondition(f"run {run.run_id!r} is {run.state}; it finished before the request")
+            if "error" in changes:
+                changes["error"] = cut_error(changes["error"])
             if "state" in changes:
                 changes["state_history"] = [
                     *run.state_history,
-                    StateChange(changes["state"], self._clock.now_us(), changes.get("error", "")),
+                    StateChange(changes["state"], self._clock.now_us(), summary(changes.get("error", ""))),
                 ]
             changed = dataclasses.replace(run, **changes, revision=run.revision + 1)
             events = []
@@ -724,7 +728,7 @@ def _apply_update(run_id: str, previous: TaskDetail | None, update: TaskUpdate) 
     state = update.state.value
     if previous is not None and previous.state == state == SUCCEEDED:
         return None
-    history = [*(previous.state_history if previous else []), StateChange(state, update.time_us, update.error)]
+    history = [*(previous.state_history if previous else []), StateChange(state, update.time_us, summary(update.error))]
     finished = state in TERMINAL_STATES
     start_time = update.time_us if state == RUNNING else (previous.start_time if previous else 0)
     result = update.result
@@ -739,7 +743,7 @@ def _apply_update(run_id: str, previous: TaskDetail | None, update: TaskUpdate) 
         end_time=update.time_us if finished else 0,
         image=update.image or (previous.image if previous else ""),
         exit_code=update.exit_code,
-        error=update.error,
+        error=cut_error(update.error),
         input_parameters=update.input_parameters or (previous.input_parameters if previous else {}),
         output_parameters=dict(result.output_parameters) if result else {},
         output_artifacts=[
@@ -749,6 +753,19 @@ def _apply_update(run_id: str, previous: TaskDetail | None, update: TaskUpdate) 
         ],
         state_history=history,
     )
+
+
+def _batches(lines: list[LogLine]) -> Iterator[list[LogLine]]:
+    """`lines` in batches of at most LOG_BATCH_BYTES of text (at least one line each)."""
+    batch: list[LogLine] = []
+    size = 0
+    for line in lines:
+        size += utf8_size(line.text) + LOG_LINE_OVERHEAD
+        if batch and size > LOG_BATCH_BYTES:
+            yield batch
+            batch, size = [], utf8_size(line.text) + LOG_LINE_OVERHEAD
+        batch.append(line)
+    yield batch
 
 
 def _task_result(task: TaskDetail) -> TaskResult:
