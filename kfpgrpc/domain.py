@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -18,6 +19,8 @@ class Page(Generic[T]):
     items: list[T]
     total_size: int
     next_page_token: str
+    # The page token that continues after items[i], for a response that ends the page early.
+    token_after: Callable[[int], str] | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ import grpc
 
 from kfpgrpc.api.convert import timestamp
 from kfpgrpc.api.runs import exposed_artifacts, run_error
+from kfpgrpc.api.sizes import fit_metadata
+from kfpgrpc.bounds import summary
 from kfpgrpc.core.events import Events
 from kfpgrpc.domain import (
     PIPELINE_VERSION_CREATED,
@@ -35,7 +37,7 @@ def _payload(event: Event) -> tuple[str, Any]:
     if event.type == RUN_STATE_CHANGED:
         return "run_state_changed", pb.RunStateChanged(
             state=_state(d["state"]), previous_state=_state(d["previous_state"]), run_name=d["run_name"],
-            error=run_error(d["state"], d["error"]),
+            error=run_error(d["state"], summary(d["error"])),
         )
     if event.type == RUN_COMPLETED:
         return "run_completed", pb.RunCompleted(
@@ -60,13 +62,14 @@ def _payload(event: Event) -> tuple[str, Any]:
 
 
 def event_to_proto(event: Event) -> pb.Event:
+    """The Event message, fitted to the response budget (`kfpgrpc.api.sizes`)."""
     field, payload = _payload(event)
     message = pb.Event(
         sequence=event.sequence, time=timestamp(event.time), type=pb.EventType.Value(event.type),
         run_id=event.run_id, recurring_run_id=event.recurring_run_id, experiment_id=event.experiment_id,
     )
     getattr(message, field).CopyFrom(payload)
-    return message
+    return fit_metadata(message, message.run_completed.artifacts)
 
 
 def event_filter(request: pb.WatchEventsRequest) -> EventFilter:

@@ -6,6 +6,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from kfpgrpc.api.convert import list_request, timestamp
+from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.experiments import Experiments
 from kfpgrpc.domain import Experiment
 from kfpgrpc.v1 import experiment_pb2 as pb
@@ -38,11 +39,8 @@ class ExperimentServicer(experiment_pb2_grpc.ExperimentServiceServicer):
         self, request: pb.ListExperimentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListExperimentsResponse:
         page = await self._experiments.list(list_request(request))
-        return pb.ListExperimentsResponse(
-            experiments=[experiment_to_proto(e) for e in page.items],
-            total_size=page.total_size,
-            next_page_token=page.next_page_token,
-        )
+        experiments, next_page_token = fit_page(page, experiment_to_proto)
+        return pb.ListExperimentsResponse(experiments=experiments, total_size=page.total_size, next_page_token=next_page_token)
 
     async def ArchiveExperiment(self, request: pb.ArchiveExperimentRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
         await self._experiments.archive(request.experiment_id)

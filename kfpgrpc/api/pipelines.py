@@ -8,6 +8,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from kfpgrpc.api.convert import list_request, spec_to_dict, struct, timestamp
+from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.pipelines import Pipelines
 from kfpgrpc.domain import Pipeline, PipelineVersion
 from kfpgrpc.v1 import pipeline_pb2 as pb
@@ -56,11 +57,8 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
 
     async def ListPipelines(self, request: pb.ListPipelinesRequest, context: grpc.aio.ServicerContext) -> pb.ListPipelinesResponse:
         page = await self._pipelines.list(list_request(request))
-        return pb.ListPipelinesResponse(
-            pipelines=[pipeline_to_proto(p) for p in page.items],
-            total_size=page.total_size,
-            next_page_token=page.next_page_token,
-        )
+        pipelines, next_page_token = fit_page(page, pipeline_to_proto)
+        return pb.ListPipelinesResponse(pipelines=pipelines, total_size=page.total_size, next_page_token=next_page_token)
 
     async def DeletePipeline(self, request: pb.DeletePipelineRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
         await self._pipelines.delete(request.pipeline_id, request.cascade)
@@ -88,10 +86,10 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
         self, request: pb.ListPipelineVersionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListPipelineVersionsResponse:
         page = await self._pipelines.list_versions(request.pipeline_id, list_request(request))
+        # Off the loop: a page of versions may hold large specs.
+        versions, next_page_token = await asyncio.to_thread(fit_page, page, version_to_proto)
         return pb.ListPipelineVersionsResponse(
-            pipeline_versions=await asyncio.to_thread(lambda: [version_to_proto(v) for v in page.items]),
-            total_size=page.total_size,
-            next_page_token=page.next_page_token,
+            pipeline_versions=versions, total_size=page.total_size, next_page_token=next_page_token
         )
 
     async def DeletePipelineVersion(

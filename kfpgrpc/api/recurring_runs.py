@@ -10,6 +10,8 @@ from google.rpc import code_pb2
 
 from kfpgrpc.api.convert import enum_name, list_request, micros, timestamp, to_message
 from kfpgrpc.api.runs import new_run, run_to_proto, runtime_config, set_source
+from kfpgrpc.api.sizes import fit_page, fit_values
+from kfpgrpc.bounds import cut_error
 from kfpgrpc.core.recurring import Definition, RecurringRuns
 from kfpgrpc.domain import ENABLED, RecurringRunView, RunView, Trigger
 from kfpgrpc.errors import FieldViolation, InvalidArgument
@@ -87,7 +89,7 @@ def recurring_run_to_proto(view: RecurringRunView) -> pb.RecurringRun:
         created_at=timestamp(recurring_run.created_at),
         updated_at=timestamp(recurring_run.updated_at),
         status=pb.RecurringRun.Status.Value(recurring_run.status),
-        error=common_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=recurring_run.error) if recurring_run.error else None,
+        error=common_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=cut_error(recurring_run.error)) if recurring_run.error else None,
         no_catchup=recurring_run.no_catchup,
         experiment_id=recurring_run.experiment_id,
         overlap_policy=pb.OverlapPolicy.Value(recurring_run.overlap_policy),
@@ -103,7 +105,7 @@ def recurring_run_to_proto(view: RecurringRunView) -> pb.RecurringRun:
         artifacts=[common_pb2.ArtifactSelector(**selector) for selector in recurring_run.artifacts],
     )
     set_source(message, recurring_run.pipeline_id, recurring_run.pipeline_version_id, view.pipeline_spec, recurring_run.inline)
-    return message
+    return fit_values(message, message.runtime_config.parameters)
 
 
 def _mask_violations(request: pb.UpdateRecurringRunRequest) -> list[FieldViolation]:
@@ -136,10 +138,9 @@ class RecurringRunServicer(recurring_run_pb2_grpc.RecurringRunServiceServicer):
         self, request: pb.ListRecurringRunsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListRecurringRunsResponse:
         page = await self._recurring_runs.list(request.experiment_id, list_request(request))
+        recurring_runs, next_page_token = fit_page(page, recurring_run_to_proto)
         return pb.ListRecurringRunsResponse(
-            recurring_runs=[recurring_run_to_proto(view) for view in page.items],
-            total_size=page.total_size,
-            next_page_token=page.next_page_token,
+            recurring_runs=recurring_runs, total_size=page.total_size, next_page_token=next_page_token
         )
 
     async def UpdateRecurringRun(self, request: pb.UpdateRecurringRunRequest, context: grpc.aio.ServicerContext) -> pb.RecurringRun:

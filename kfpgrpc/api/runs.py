@@ -10,6 +10,8 @@ from google.protobuf import empty_pb2
 from google.rpc import code_pb2
 
 from kfpgrpc.api.convert import list_request, spec_to_dict, struct, timestamp, to_message, values, values_to_dict
+from kfpgrpc.api.sizes import fit_page, fit_run
+from kfpgrpc.bounds import cut_error, summary
 from kfpgrpc.core.runs import NewRun, Runs
 from kfpgrpc.domain import CANCELED, RunView, StateChange, TaskDetail
 from kfpgrpc.v1 import common_pb2, run_pb2_grpc
@@ -17,10 +19,11 @@ from kfpgrpc.v1 import run_pb2 as pb
 
 
 def run_error(state: str, message: str) -> common_pb2.Status | None:
-    """Errors inside a run or task: CANCELLED for a termination, UNKNOWN for a failure."""
+    """Errors inside a run or task: CANCELLED for a termination, UNKNOWN for a failure. Cut to
+    MAX_ERROR_BYTES here too, for rows stored before errors were bounded."""
     if not message:
         return None
-    return common_pb2.Status(code=code_pb2.CANCELLED if state == CANCELED else code_pb2.UNKNOWN, message=message)
+    return common_pb2.Status(code=code_pb2.CANCELLED if state == CANCELED else code_pb2.UNKNOWN, message=cut_error(message))
 
 
 def exposed_artifacts(artifacts: list[dict[str, Any]]) -> list[common_pb2.ExposedArtifact]:
@@ -37,7 +40,7 @@ def _history(history: list[StateChange]) -> list[common_pb2.RuntimeStatus]:
         common_pb2.RuntimeStatus(
             update_time=timestamp(change.time),
             state=common_pb2.RuntimeState.Value(change.state),
-            error=run_error(change.state, change.error),
+            error=run_error(change.state, summary(change.error)),
         )
         for change in history
     ]
@@ -70,6 +73,7 @@ def _task_to_proto(task: TaskDetail, children: list[str]) -> pb.PipelineTaskDeta
 
 
 def run_to_proto(view: RunView) -> pb.Run:
+    """The Run message, fitted to the response budget (`kfpgrpc.api.sizes`)."""
     run = view.run
     children: dict[str, list[str]] = {}
     for task in view.tasks:
@@ -94,7 +98,7 @@ def run_to_proto(view: RunView) -> pb.Run:
         output_artifacts=exposed_artifacts(run.output_artifacts),
     )
     set_source(message, run.pipeline_id, run.pipeline_version_id, view.pipeline_spec, run.inline)
-    return message
+    return fit_run(message)
 
 
 async def source_fields(message: Any, field: str, max_spec_bytes: int) -> dict[str, Any]:
@@ -166,11 +170,8 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
 
     async def ListRuns(self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext) -> pb.ListRunsResponse:
         page = await self._runs.list(request.experiment_id, list_request(request))
-        return pb.ListRunsResponse(
-            runs=[run_to_proto(view) for view in page.items],
-            total_size=page.total_size,
-            next_page_token=page.next_page_token,
-        )
+        runs, next_page_token = fit_page(page, run_to_proto)
+        return pb.ListRunsResponse(runs=runs, total_size=page.total_size, next_page_token=next_page_token)
 
     async def ArchiveRun(self, request: pb.ArchiveRunRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
         await self._runs.set_storage_state(request.run_id, archived=True)

@@ -155,7 +155,7 @@ class RecurringRuns:
         for stored in page.items:
             actor = self._actors.get(stored.recurring_run_id)
             views.append(await self._view(actor.recurring_run if actor else stored))
-        return Page(views, page.total_size, page.next_page_token)
+        return dataclasses.replace(page, items=views)
 
     async def update(self, recurring_run_id: str, definition: Definition, updated_fields: Sequence[str] = ()) -> RecurringRunView:
         """Replace the definition. A changed trigger applies from now on: ticks of the old one

@@ -145,7 +145,7 @@ async def fetch_page(db: Database, query: Query, select: str, from_row: Callable
         rows = list(await conn.execute_fetchall(sql, params))
         (total,) = next(iter(await conn.execute_fetchall(count_sql, count_params)))
     token = query.next_page_token(rows[query.page_size - 1]) if len(rows) > query.page_size else ""
-    return Page([from_row(row) for row in rows[: query.page_size]], total, token)
+    return Page([from_row(row) for row in rows[: query.page_size]], total, token, lambda i: query.next_page_token(rows[i]))
 
 
 def build_query(listing: Listing, request: ListRequest, scope: Sequence[tuple[str, str]] = ()) -> Query:

@@ -64,10 +64,12 @@ class Run(_message.Message):
     def __init__(self, experiment_id: _Optional[str] = ..., run_id: _Optional[str] = ..., display_name: _Optional[str] = ..., storage_state: _Optional[_Union[Run.StorageState, str]] = ..., description: _Optional[str] = ..., pipeline_spec: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., pipeline_version_reference: _Optional[_Union[_common_pb2.PipelineVersionReference, _Mapping]] = ..., runtime_config: _Optional[_Union[_common_pb2.RuntimeConfig, _Mapping]] = ..., service_account: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[_common_pb2.RuntimeState, str]] = ..., error: _Optional[_Union[_common_pb2.Status, _Mapping]] = ..., run_details: _Optional[_Union[RunDetails, _Mapping]] = ..., recurring_run_id: _Optional[str] = ..., state_history: _Optional[_Iterable[_Union[_common_pb2.RuntimeStatus, _Mapping]]] = ..., artifacts: _Optional[_Iterable[_Union[_common_pb2.ArtifactSelector, _Mapping]]] = ..., output_artifacts: _Optional[_Iterable[_Union[_common_pb2.ExposedArtifact, _Mapping]]] = ...) -> None: ...
 
 class RunDetails(_message.Message):
-    __slots__ = ("task_details",)
+    __slots__ = ("task_details", "task_details_omitted")
     TASK_DETAILS_FIELD_NUMBER: _ClassVar[int]
+    TASK_DETAILS_OMITTED_FIELD_NUMBER: _ClassVar[int]
     task_details: _containers.RepeatedCompositeFieldContainer[PipelineTaskDetail]
-    def __init__(self, task_details: _Optional[_Iterable[_Union[PipelineTaskDetail, _Mapping]]] = ...) -> None: ...
+    task_details_omitted: int
+    def __init__(self, task_details: _Optional[_Iterable[_Union[PipelineTaskDetail, _Mapping]]] = ..., task_details_omitted: _Optional[int] = ...) -> None: ...
 
 class PipelineTaskDetail(_message.Message):
     __slots__ = ("run_id", "task_id", "display_name", "create_time", "start_time", "end_time", "state", "error", "parent_task_id", "state_history", "child_tasks", "input_parameters", "output_parameters", "output_artifacts", "image", "exit_code")
