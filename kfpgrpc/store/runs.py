@@ -9,6 +9,7 @@ from typing import Any
 
 import aiosqlite
 
+from kfpgrpc.bounds import MAX_LOG_LINE_BYTES, cut_bytes
 from kfpgrpc.domain import (
     ARCHIVED,
     AVAILABLE,
@@ -246,14 +247,21 @@ async def append_log_lines(db: Database, lines: list[tuple[str, str, int, int, s
 async def log_lines_after(
     db: Database, run_id: str, after_sequence: int, task_ids: list[str] | None, limit: int
 ) -> list[LogLine]:
-    """Up to `limit` lines of a run after `after_sequence`, in capture order; `task_ids` None = all."""
-    sql = "SELECT sequence, task_id, line_number, time, text FROM log_lines WHERE run_id = ? AND sequence > ?"
-    params: list[Any] = [run_id, after_sequence]
+    """Up to `limit` lines of a run after `after_sequence`, in capture order; `task_ids` None = all.
+    Lines stored before lines were bounded are cut to MAX_LOG_LINE_BYTES as they are read."""
+    sql = (
+        "SELECT sequence, task_id, line_number, time, substr(text, 1, ?), length(CAST(text AS BLOB))"
+        " FROM log_lines WHERE run_id = ? AND sequence > ?"
+    )
+    params: list[Any] = [MAX_LOG_LINE_BYTES, run_id, after_sequence]
     if task_ids is not None:
         sql += f" AND task_id IN ({', '.join('?' * len(task_ids))})"
         params.extend(task_ids)
     rows = await db.fetch_all(sql + " ORDER BY sequence LIMIT ?", [*params, limit])
-    return [LogLine(*row) for row in rows]
+    return [
+        LogLine(*row[:4], text if size <= MAX_LOG_LINE_BYTES else cut_bytes(text.encode(), MAX_LOG_LINE_BYTES, size))
+        for *row, text, size in rows
+    ]
 
 
 async def last_line_numbers(db: Database, run_id: str) -> dict[str, int]:
