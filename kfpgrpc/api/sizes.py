@@ -84,6 +84,7 @@ def fit_run(message: run_pb2.Run, budget: int = MESSAGE_BUDGET) -> run_pb2.Run:
     _omit_largest(message, candidates, budget)
     excess = message.ByteSize() - budget
     if excess > 0:
+        excess += 8  # task_details_omitted itself: its tag and value
         finished = (common_pb2.SUCCEEDED, common_pb2.SKIPPED)
         order = sorted(range(len(tasks)), key=lambda i: (tasks[i].state not in finished, -i))
         left_out = set()
