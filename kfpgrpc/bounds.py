@@ -64,18 +64,20 @@ def cut(text: str, limit: int) -> str:
 
 
 def cut_error(error: str, limit: int = MAX_ERROR_BYTES) -> str:
-    """An error within `limit` bytes: its first line (what failed), a marker, and as much of its
-    end (the last lines a task printed, where the exception is) as fits."""
+    """An error within `limit` bytes: the start of its first line (what failed, at most
+    MAX_ERROR_LINE_BYTES), a marker, and as much of its end (the last lines a task printed,
+    where the exception is) as fits."""
     if _fits(error, limit):
         return error
-    first, _, rest = error.partition("\n")
-    head = cut(first, MAX_ERROR_LINE_BYTES)
-    data = rest.encode()
+    data = error.encode()
+    first_end = data.find(b"\n", 0, MAX_ERROR_LINE_BYTES + 1)
+    head = _prefix(data, MAX_ERROR_LINE_BYTES if first_end == -1 else first_end)
+    after_head = len(head.encode()) + (first_end != -1)  # past its newline
     room = limit - len(head.encode()) - len(marker(len(data)).encode()) - 2
-    start = max(0, len(data) - max(0, room))
+    start = max(after_head, len(data) - max(0, room))
     while start < len(data) and data[start] & 0xC0 == 0x80:  # do not start inside a character
         start += 1
-    return f"{head}\n{marker(start)}\n{data[start:].decode('utf-8', errors='replace')}"
+    return f"{head}\n{marker(start - after_head)}\n{data[start:].decode('utf-8', errors='replace')}"
 
 
 def summary(error: str) -> str:

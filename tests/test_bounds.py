@@ -97,6 +97,17 @@ def nest_pipeline(size: int):
     nest(size=size)
 
 
+@dsl.container_component
+def unstartable():
+    """Its command is a file name too long for the system."""
+    return dsl.ContainerSpec(image="busybox", command=["x" * 100_000])
+
+
+@dsl.pipeline(name="unstartable")
+def unstartable_pipeline():
+    unstartable()
+
+
 @dsl.pipeline(name="takes-text", description="Its parameter is used by no task.")
 def takes_text(text: str = ""):
     produce(size=1)
@@ -106,7 +117,7 @@ def takes_text(text: str = ""):
 def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Spec]:
     out = tmp_path_factory.mktemp("bounds")
     found = {}
-    for pipeline in (print_lines_pipeline, produce_five, annotate_pipeline, fill_pipeline, nest_pipeline, takes_text):
+    for pipeline in (print_lines_pipeline, produce_five, annotate_pipeline, fill_pipeline, nest_pipeline, unstartable_pipeline, takes_text):
         path = out / f"{pipeline.name}.yaml"
         compiler.Compiler().compile(pipeline, package_path=str(path))
         found[pipeline.name] = yaml.safe_load(path.read_text())
@@ -198,9 +209,14 @@ async def test_a_task_printing_huge_lines_leaves_its_run_readable(
     assert state_changed.run_state_changed.error.message == "task 'print-lines' failed: exit code 1"
     assert_error_bounded(completed.run_completed.error, "exit code 1", "the last words")
 
+    assert_stored_error_once(data_dir, run.run_id)
+
+
+def assert_stored_error_once(data_dir: Path, run_id: str) -> None:
+    """The stored rows of a run's run, tasks and events hold its (bounded) error once each."""
     with sqlite3.connect(data_dir / "kfpgrpc.db") as db:
         for table in ("runs", "tasks", "events"):
-            (stored,) = db.execute(f"SELECT SUM(length(CAST(({ROW[table]}) AS BLOB))) FROM {table} WHERE run_id = ?", (run.run_id,)).fetchone()
+            (stored,) = db.execute(f"SELECT SUM(length(CAST(({ROW[table]}) AS BLOB))) FROM {table} WHERE run_id = ?", (run_id,)).fetchone()
             assert stored < MAX_ERROR_BYTES + 2048, (table, stored)  # the whole error once: on the object or its completion
 
 
@@ -209,6 +225,20 @@ ROW = {  # every column of each table, as one text
     "tasks": "error || state_history || input_parameters || output_parameters || output_artifacts",
     "events": "details",
 }
+
+
+async def test_an_error_naming_a_huge_command_is_bounded_where_it_is_stored(
+    data_dir: Path, stubs: Stubs, specs: dict[str, Spec]
+) -> None:
+    """A command of 100 KB cannot start: the error that names it is cut where it is stored
+    (task, run, events), keeping its start and its end."""
+    run = await finished(stubs, specs["unstartable"])
+    assert run.state == common_pb2.FAILED
+    failed = task(run, "unstartable")
+    assert_error_bounded(failed.error, "could not start 'xxx", "… [truncated ")
+    assert failed.error.message.endswith("xxx'")  # the end of the error: the file name the system quotes
+    assert_error_bounded(run.error, "task 'unstartable' failed: could not start 'xxx", "… [truncated ")
+    assert_stored_error_once(data_dir, run.run_id)
 
 
 async def test_log_responses_fit_with_many_long_lines(stubs: Stubs, specs: dict[str, Spec]) -> None:
