@@ -239,6 +239,9 @@ async def test_an_error_naming_a_huge_command_is_bounded_where_it_is_stored(
     assert failed.error.message.endswith("xxx'")  # the end of the error: the file name the system quotes
     assert_error_bounded(run.error, "task 'unstartable' failed: could not start 'xxx", "… [truncated ")
     assert_stored_error_once(data_dir, run.run_id)
+    texts = await log_texts(stubs, run.run_id)  # the command run, and why it could not start
+    assert [text[:20] for text in texts] == ["+ " + "x" * 18, "could not start 'xxx"]
+    assert all(len(text.encode()) <= MAX_LOG_LINE_BYTES and "… [truncated " in text for text in texts)
 
 
 async def test_log_responses_fit_with_many_long_lines(stubs: Stubs, specs: dict[str, Spec]) -> None:
