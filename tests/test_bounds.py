@@ -209,15 +209,18 @@ async def test_a_task_printing_huge_lines_leaves_its_run_readable(
     assert state_changed.run_state_changed.error.message == "task 'print-lines' failed: exit code 1"
     assert_error_bounded(completed.run_completed.error, "exit code 1", "the last words")
 
-    assert_stored_error_once(data_dir, run.run_id)
+    assert_stored_rows_bounded(data_dir, run.run_id)
 
 
-def assert_stored_error_once(data_dir: Path, run_id: str) -> None:
-    """The stored rows of a run's run, tasks and events hold its (bounded) error once each."""
+def assert_stored_rows_bounded(data_dir: Path, run_id: str) -> None:
+    """The stored rows of a run's run, tasks and events hold its (bounded) error once each, and
+    its log lines are stored cut."""
     with sqlite3.connect(data_dir / "kfpgrpc.db") as db:
         for table in ("runs", "tasks", "events"):
             (stored,) = db.execute(f"SELECT SUM(length(CAST(({ROW[table]}) AS BLOB))) FROM {table} WHERE run_id = ?", (run_id,)).fetchone()
             assert stored < MAX_ERROR_BYTES + 2048, (table, stored)  # the whole error once: on the object or its completion
+        (longest,) = db.execute("SELECT MAX(length(CAST(text AS BLOB))) FROM log_lines WHERE run_id = ?", (run_id,)).fetchone()
+        assert longest <= MAX_LOG_LINE_BYTES
 
 
 ROW = {  # every column of each table, as one text
@@ -238,7 +241,7 @@ async def test_an_error_naming_a_huge_command_is_bounded_where_it_is_stored(
     assert_error_bounded(failed.error, "could not start 'xxx", "… [truncated ")
     assert failed.error.message.endswith("xxx'")  # the end of the error: the file name the system quotes
     assert_error_bounded(run.error, "task 'unstartable' failed: could not start 'xxx", "… [truncated ")
-    assert_stored_error_once(data_dir, run.run_id)
+    assert_stored_rows_bounded(data_dir, run.run_id)
     texts = await log_texts(stubs, run.run_id)  # the command run, and why it could not start
     assert [text[:20] for text in texts] == ["+ " + "x" * 18, "could not start 'xxx"]
     assert all(len(text.encode()) <= MAX_LOG_LINE_BYTES and "… [truncated " in text for text in texts)
