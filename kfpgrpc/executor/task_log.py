@@ -86,7 +86,7 @@ class TaskLog:
                 if len(self._buffer) >= LOG_BATCH_LINES:
                     await self.flush()
             if self._line_size:
-                self._end_line()
+                self._line_done(bytes(self._line), self._line_size)
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -104,12 +104,21 @@ class TaskLog:
             await self.flush()
 
     def _split(self, chunk: bytes) -> None:
-        start = 0
-        while (end := chunk.find(b"\n", start)) != -1:
-            self._extend(chunk, start, end)
-            self._end_line()
-            start = self._skip(chunk, end + 1) if self.volume.truncated else end + 1
-        self._extend(chunk, start, len(chunk))
+        end = chunk.find(b"\n")
+        if end == -1:  # the current line goes on
+            self._extend(chunk)
+            return
+        self._extend(chunk[:end])
+        self._line_done(bytes(self._line), self._line_size)
+        self._line.clear()
+        self._line_size = 0
+        start = end + 1
+        if self.volume.truncated:
+            start = self._skip(chunk, start)
+        *complete, rest = chunk[start:].split(b"\n")  # in C: most lines are short
+        for line in complete:
+            self._line_done(line, len(line))
+        self._extend(rest)
 
     def _skip(self, chunk: bytes, start: int) -> int:
         """Past the volume limit only the last lines matter (for the error): count the complete
@@ -125,20 +134,22 @@ class TaskLog:
         self._dropped_bytes += end + 1 - start - lines
         return end + 1
 
-    def _extend(self, chunk: bytes, start: int, end: int) -> None:
+    def _extend(self, piece: bytes) -> None:
+        """More of the current line: keep at most MAX_LOG_LINE_BYTES of it, count the rest."""
         room = MAX_LOG_LINE_BYTES - len(self._line)
         if room > 0:
-            self._line += chunk[start : min(end, start + room)]
-        self._line_size += end - start
+            self._line += piece[:room]
+        self._line_size += len(piece)
 
-    def _end_line(self) -> None:
-        data, size = bytes(self._line), self._line_size
+    def _line_done(self, data: bytes, size: int) -> None:
+        """A line is complete: `data` is its start (all of it when `size` is its length)."""
         if size == len(data) and data.endswith(b"\r"):  # a CRLF line end
             data, size = data[:-1], size - 1
-        self._line.clear()
-        self._line_size = 0
-        text = cut_bytes(data, MAX_LOG_LINE_BYTES, size)
-        self._take(text, text if size <= MAX_ERROR_LINE_BYTES else cut_bytes(data, MAX_ERROR_LINE_BYTES, size), size)
+        if size <= MAX_ERROR_LINE_BYTES:
+            text = data.decode("utf-8", errors="replace")
+            self._take(text, text, size)
+        else:
+            self._take(cut_bytes(data, MAX_LOG_LINE_BYTES, size), cut_bytes(data, MAX_ERROR_LINE_BYTES, size), size)
 
     def _take(self, line: str, tail: str, size: int) -> None:
         """Store `line` (`size` bytes as printed) unless the volume limit is reached; keep it
