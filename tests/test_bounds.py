@@ -21,7 +21,7 @@ from kfp.dsl import Model, Output
 from kfpgrpc.bounds import MAX_ERROR_BYTES, MAX_ERROR_LINE_BYTES, MAX_LOG_LINE_BYTES, MESSAGE_BUDGET
 from kfpgrpc.v1 import common_pb2, experiment_pb2, pipeline_pb2, recurring_run_pb2, run_pb2
 from kfpgrpc.v1 import event_pb2 as event_pb
-from tests.support import STREAM_TIMEOUT, Stubs, inline_run, plain, running, struct, task, upload, watch_to_end
+from tests.support import STREAM_TIMEOUT, Stubs, field_violations, inline_run, plain, running, struct, task, upload, watch_to_end
 
 Spec = dict[str, Any]
 DEFAULT_RECEIVE_LIMIT = 4 * 1024 * 1024  # gRPC's default max_receive_message_length
@@ -446,3 +446,58 @@ async def test_huge_parameters_from_a_client_come_back_as_markers(stubs: Stubs, 
     got = await stubs.recurring_runs.GetRecurringRun(recurring_run_pb2.GetRecurringRunRequest(recurring_run_id=created.recurring_run_id))
     for message in (created, got, listed):
         assert plain(message.runtime_config.parameters) == {"text": marker}
+
+
+async def test_fields_every_run_message_repeats_are_bounded_at_creation(stubs: Stubs, specs: dict[str, Spec]) -> None:
+    """Artifact selectors and the service account are echoed in every message about a run (and
+    a selector adds an exposed artifact): their count and lengths are INVALID_ARGUMENT past the
+    bounds, naming the field, so that no run is made too large to read."""
+    spec = specs["takes-text"]
+
+    async def violations(**fields: Any) -> dict[str, str]:
+        message = inline_run(spec)
+        message.MergeFrom(run_pb2.Run(**fields))
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=message))
+        assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        return field_violations(failed.value)
+
+    many = [common_pb2.ArtifactSelector(name=f"s{i}", path="produce:Output") for i in range(101)]
+    assert "must hold at most 100 selectors, got 101" in (await violations(artifacts=many))["run.artifacts"]
+    long_path = "produce:Output[x == \"" + "y" * 1000 + "\"]"
+    long = [common_pb2.ArtifactSelector(name="s", path=long_path)]
+    assert (await violations(artifacts=long))["run.artifacts[0].path"] == f"must be at most 1000 characters, got {len(long_path)}"
+    account = "a" * 257
+    assert (await violations(service_account=account))["run.service_account"] == "must be at most 256 characters, got 257"
+
+
+async def test_a_long_tick_error_is_bounded_in_its_events_and_recurring_run(data_dir: Path, specs: dict[str, Spec]) -> None:
+    """A recurring run whose ticks cannot create their run (the pipeline's new version needs
+    2,000 more parameters): every TICK_SKIPPED event and the recurring run's error hold a
+    bounded message, however long the list of violations."""
+    spec = json.loads(json.dumps(specs["takes-text"]))
+    async with running(data_dir, min_interval_seconds=1) as (_, stubs):
+        version = await upload(stubs, "grows", spec)
+        recurring = recurring_run_pb2.RecurringRun(
+            display_name="ticks", mode=recurring_run_pb2.RecurringRun.ENABLE,
+            pipeline_version_reference=common_pb2.PipelineVersionReference(pipeline_id=version.pipeline_id))
+        recurring.trigger.periodic_schedule.interval_second = 1
+        created = await stubs.recurring_runs.CreateRecurringRun(recurring_run_pb2.CreateRecurringRunRequest(recurring_run=recurring))
+        inputs = spec["root"]["inputDefinitions"]["parameters"]
+        inputs.update({f"required-parameter-{i:04}": {"parameterType": "STRING"} for i in range(2000)})
+        await stubs.pipelines.CreatePipelineVersion(pipeline_pb2.CreatePipelineVersionRequest(
+            pipeline_id=version.pipeline_id, pipeline_version=pipeline_pb2.PipelineVersion(pipeline_spec=struct(spec))))
+        call = stubs.events.WatchEvents(event_pb.WatchEventsRequest(
+            recurring_run_id=created.recurring_run_id, types=[event_pb.TICK_SKIPPED]))
+        try:
+            skipped = await asyncio.wait_for(call.read(), STREAM_TIMEOUT)
+        finally:
+            call.cancel()
+        got = await stubs.recurring_runs.GetRecurringRun(recurring_run_pb2.GetRecurringRunRequest(recurring_run_id=created.recurring_run_id))
+    assert skipped.tick_skipped.reason == "run creation failed"
+    for message in (skipped.tick_skipped.detail, got.error.message):
+        assert message.startswith("invalid argument: recurring_run.runtime_config.parameters.required-parameter-0000: is required")
+        assert "… [truncated " in message and len(message.encode()) <= MAX_ERROR_BYTES
+    with sqlite3.connect(data_dir / "kfpgrpc.db") as db:
+        (longest,) = db.execute("SELECT MAX(length(details)) FROM events WHERE type = 'TICK_SKIPPED'").fetchone()
+    assert longest < MAX_ERROR_BYTES + 200

@@ -10,7 +10,7 @@ import grpc
 from kfpgrpc.api.convert import timestamp
 from kfpgrpc.api.runs import exposed_artifacts, run_error
 from kfpgrpc.api.sizes import fit_metadata
-from kfpgrpc.bounds import summary
+from kfpgrpc.bounds import cut_error, summary
 from kfpgrpc.core.events import Events
 from kfpgrpc.domain import (
     PIPELINE_VERSION_CREATED,
@@ -53,7 +53,7 @@ def _payload(event: Event) -> tuple[str, Any]:
         )
     if event.type == TICK_SKIPPED:
         return "tick_skipped", pb.TickSkipped(
-            scheduled_time=timestamp(d["scheduled_time"]), reason=d["reason"], detail=d["detail"]
+            scheduled_time=timestamp(d["scheduled_time"]), reason=d["reason"], detail=cut_error(d["detail"])
         )
     if event.type == RUN_DELETED:
         return "run_deleted", pb.RunDeleted(reason=d["reason"])

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiosqlite
 
-from kfpgrpc.bounds import summary
+from kfpgrpc.bounds import cut_error, summary
 from kfpgrpc.domain import (
     PIPELINE_VERSION_CREATED,
     RECURRING_RUN_CHANGED,
@@ -196,9 +196,11 @@ def recurring_run_changed(recurring_run: RecurringRun, change: str, time: int, u
 
 
 def tick_skipped(recurring_run: RecurringRun, scheduled_time: int, reason: str, detail: str, time: int) -> Event:
+    """`detail` is cut to MAX_ERROR_BYTES: it may be a long error (every violation of a run
+    that could not be created), and a schedule repeats it on every tick."""
     return Event(
         0, time, TICK_SKIPPED, "", recurring_run.recurring_run_id, recurring_run.experiment_id,
-        {"scheduled_time": scheduled_time, "reason": reason, "detail": detail},
+        {"scheduled_time": scheduled_time, "reason": reason, "detail": cut_error(detail)},
     )
 
 

@@ -73,6 +73,8 @@ from kfpgrpc.store.listing import ListRequest, build_query
 log = logging.getLogger(__name__)
 
 LOG_PAGE_LINES = 500
+MAX_SELECTORS = 100  # artifact selectors of a run or a recurring run
+MAX_SELECTOR_PATH = 1000  # characters
 _SPEC_CACHE_SIZE = 128
 
 
@@ -219,6 +221,7 @@ class Runs:
         violations = name_violations(new.display_name, f"{field}.display_name")
         violations += description_violations(new.description, f"{field}.description")
         violations += artifact_selector_violations(new.artifacts, f"{field}.artifacts")
+        violations += name_violations(new.service_account, f"{field}.service_account", required=False)
         pipeline_root, root_violations = self._pipeline_root(new.pipeline_root, f"{field}.runtime_config.pipeline_root")
         violations += root_violations
         violations += _parameters_from_violations(new, f"{field}.runtime_config")
@@ -776,15 +779,22 @@ def _task_result(task: TaskDetail) -> TaskResult:
 
 
 def artifact_selector_violations(artifacts: list[dict[str, str]], field: str) -> list[FieldViolation]:
+    """At most MAX_SELECTORS selectors, of unique names and paths of at most MAX_SELECTOR_PATH
+    characters that parse: every Run message repeats them, with an exposed artifact each."""
+    if len(artifacts) > MAX_SELECTORS:
+        return [FieldViolation(field, f"must hold at most {MAX_SELECTORS} selectors, got {len(artifacts)}")]
     violations, seen = [], set()
     for index, selector in enumerate(artifacts):
-        name = selector.get("name", "")
+        name, path = selector.get("name", ""), selector.get("path", "")
         violations += name_violations(name, f"{field}[{index}].name")
         if name in seen:
             violations.append(FieldViolation(f"{field}[{index}].name", f"{name!r} is used by another selector"))
         seen.add(name)
+        if len(path) > MAX_SELECTOR_PATH:
+            violations.append(FieldViolation(f"{field}[{index}].path", f"must be at most {MAX_SELECTOR_PATH} characters, got {len(path)}"))
+            continue
         try:
-            parse_selector(selector.get("path", ""))
+            parse_selector(path)
         except SelectorError as error:
             violations.append(FieldViolation(f"{field}[{index}].path", str(error)))
     return violations
