@@ -501,3 +501,23 @@ async def test_a_long_tick_error_is_bounded_in_its_events_and_recurring_run(data
     with sqlite3.connect(data_dir / "kfpgrpc.db") as db:
         (longest,) = db.execute("SELECT MAX(length(details)) FROM events WHERE type = 'TICK_SKIPPED'").fetchone()
     assert longest < MAX_ERROR_BYTES + 200
+
+
+async def test_an_update_mask_repeating_a_path_makes_a_small_event(stubs: Stubs, specs: dict[str, Spec]) -> None:
+    """A mask naming one field 200,000 times (3 MB): the RECURRING_RUN_CHANGED event names it once."""
+    version = await upload(stubs, "masked", specs["takes-text"])
+    recurring = recurring_run_pb2.RecurringRun(
+        display_name="masked", pipeline_version_reference=common_pb2.PipelineVersionReference(pipeline_id=version.pipeline_id))
+    recurring.trigger.periodic_schedule.interval_second = 3600
+    created = await stubs.recurring_runs.CreateRecurringRun(recurring_run_pb2.CreateRecurringRunRequest(recurring_run=recurring))
+    created.description = "updated"
+    request = recurring_run_pb2.UpdateRecurringRunRequest(recurring_run=created)
+    request.update_mask.paths.extend(["description"] * 200_000)
+    await stubs.recurring_runs.UpdateRecurringRun(request)
+    call = stubs.events.WatchEvents(event_pb.WatchEventsRequest(recurring_run_id=created.recurring_run_id))
+    try:
+        events = [await asyncio.wait_for(call.read(), STREAM_TIMEOUT) for _ in range(2)]
+    finally:
+        call.cancel()
+    assert [e.recurring_run_changed.change for e in events] == [event_pb.RecurringRunChanged.CREATED, event_pb.RecurringRunChanged.UPDATED]
+    assert list(events[1].recurring_run_changed.updated_fields) == ["description"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiosqlite
@@ -183,13 +183,15 @@ def run_deleted(run: Run, reason: str, time: int) -> Event:
     return _run_event(RUN_DELETED, run, time, {"reason": reason})
 
 
-def recurring_run_changed(recurring_run: RecurringRun, change: str, time: int, updated_fields: list[str] | None = None) -> Event:
+def recurring_run_changed(recurring_run: RecurringRun, change: str, time: int, updated_fields: Sequence[str] = ()) -> Event:
+    """`updated_fields`: the update mask's paths, each once (a mask may repeat a path without
+    end; the fields of a RecurringRun are few)."""
     return Event(
         0, time, RECURRING_RUN_CHANGED, "", recurring_run.recurring_run_id, recurring_run.experiment_id,
         {
             "change": change,
             "status": recurring_run.status,
-            "updated_fields": updated_fields or [],
+            "updated_fields": list(dict.fromkeys(updated_fields)),
             "display_name": recurring_run.display_name,
         },
     )
