@@ -464,9 +464,9 @@ async def test_fields_every_run_message_repeats_are_bounded_at_creation(stubs: S
 
     many = [common_pb2.ArtifactSelector(name=f"s{i}", path="produce:Output") for i in range(101)]
     assert "must hold at most 100 selectors, got 101" in (await violations(artifacts=many))["run.artifacts"]
-    long_path = "produce:Output[x == \"" + "y" * 1000 + "\"]"
+    long_path = "produce:Output[x == \"" + "y" * 4096 + "\"]"
     long = [common_pb2.ArtifactSelector(name="s", path=long_path)]
-    assert (await violations(artifacts=long))["run.artifacts[0].path"] == f"must be at most 1000 characters, got {len(long_path)}"
+    assert (await violations(artifacts=long))["run.artifacts[0].path"] == f"must be at most 4096 characters, got {len(long_path)}"
     account = "a" * 257
     assert (await violations(service_account=account))["run.service_account"] == "must be at most 256 characters, got 257"
 

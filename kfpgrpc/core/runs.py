@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 
 LOG_PAGE_LINES = 500
 MAX_SELECTORS = 100  # artifact selectors of a run or a recurring run
-MAX_SELECTOR_PATH = 1000  # characters
+MAX_SELECTOR_PATH = 4096  # characters: room for the 100 comparisons a filter may hold
 _SPEC_CACHE_SIZE = 128
 
 
