@@ -405,8 +405,9 @@ async def test_list_pages_shrink_to_fit_and_page_through_everything(stubs: Stubs
     reference = common_pb2.PipelineVersionReference(pipeline_id=version.pipeline_id, pipeline_version_id=version.pipeline_version_id)
     config = common_pb2.RuntimeConfig(parameters={"text": struct({"v": "t" * 600_000}).fields["v"]})
     for index in range(8):
-        await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run_pb2.Run(
+        run = await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run_pb2.Run(
             display_name=f"r{index}", pipeline_version_reference=reference, runtime_config=config)))
+        await watch_to_end(stubs.runs, run.run_id, STREAM_TIMEOUT)  # no task left running at the end
         recurring = recurring_run_pb2.RecurringRun(
             display_name=f"rr{index}", pipeline_version_reference=reference, runtime_config=config)
         recurring.trigger.periodic_schedule.interval_second = 3600
@@ -436,6 +437,7 @@ async def test_huge_parameters_from_a_client_come_back_as_markers(stubs: Stubs, 
     marker = omitted("t" * 5_000_000)
     run = await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run_pb2.Run(
         display_name="large", pipeline_version_reference=reference, runtime_config=config)))
+    await watch_to_end(stubs.runs, run.run_id, STREAM_TIMEOUT)  # no task left running at the end
     (listed,) = (await stubs.runs.ListRuns(run_pb2.ListRunsRequest())).runs
     for message in (run, await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=run.run_id)), listed):
         assert plain(message.runtime_config.parameters) == {"text": marker}
@@ -478,15 +480,15 @@ async def test_a_long_tick_error_is_bounded_in_its_events_and_recurring_run(data
     spec = json.loads(json.dumps(specs["takes-text"]))
     async with running(data_dir, min_interval_seconds=1) as (_, stubs):
         version = await upload(stubs, "grows", spec)
-        recurring = recurring_run_pb2.RecurringRun(
-            display_name="ticks", mode=recurring_run_pb2.RecurringRun.ENABLE,
-            pipeline_version_reference=common_pb2.PipelineVersionReference(pipeline_id=version.pipeline_id))
+        recurring = recurring_run_pb2.RecurringRun(  # created disabled: no tick runs before the new version
+            display_name="ticks", pipeline_version_reference=common_pb2.PipelineVersionReference(pipeline_id=version.pipeline_id))
         recurring.trigger.periodic_schedule.interval_second = 1
         created = await stubs.recurring_runs.CreateRecurringRun(recurring_run_pb2.CreateRecurringRunRequest(recurring_run=recurring))
         inputs = spec["root"]["inputDefinitions"]["parameters"]
         inputs.update({f"required-parameter-{i:04}": {"parameterType": "STRING"} for i in range(2000)})
         await stubs.pipelines.CreatePipelineVersion(pipeline_pb2.CreatePipelineVersionRequest(
             pipeline_id=version.pipeline_id, pipeline_version=pipeline_pb2.PipelineVersion(pipeline_spec=struct(spec))))
+        await stubs.recurring_runs.EnableRecurringRun(recurring_run_pb2.EnableRecurringRunRequest(recurring_run_id=created.recurring_run_id))
         call = stubs.events.WatchEvents(event_pb.WatchEventsRequest(
             recurring_run_id=created.recurring_run_id, types=[event_pb.TICK_SKIPPED]))
         try:
