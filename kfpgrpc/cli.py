@@ -130,7 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from kfpgrpc import logs
     from kfpgrpc.schedule import parse_go_duration
-    from kfpgrpc.server import KfpGrpcServer, raise_open_file_limit, stop_signal_event
+    from kfpgrpc.server import KfpGrpcServer, StartError, raise_open_file_limit, stop_signal_event
 
     if bool(args.tls_cert) != bool(args.tls_key):
         print("kfpgrpc: --tls-cert and --tls-key go together", file=sys.stderr)
@@ -219,7 +219,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run())
-    except OSError as exc:
+    except StartError as exc:  # one line, no traceback (--log-level debug logs it)
         print(f"kfpgrpc: {exc}", file=sys.stderr)
         return 1
     return 0

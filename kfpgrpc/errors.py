@@ -68,5 +68,19 @@ class Unavailable(DomainError):
     """The server is shutting down or a dependency is not ready."""
 
 
+class StoreFault(DomainError):
+    """The database cannot take writes now (locked by another process past the busy timeout,
+    disk full, I/O error, file deleted or replaced). Not the request's fault: the same write
+    may succeed later. Health is NOT_SERVING while writes fail this way."""
+
+
+class StoreUnavailable(StoreFault, Unavailable):
+    """A store fault other than a full disk: UNAVAILABLE, retry later."""
+
+
+class StoreFull(StoreFault, ResourceExhausted):
+    """The disk holding the database is full: RESOURCE_EXHAUSTED."""
+
+
 class Unauthenticated(DomainError):
     pass

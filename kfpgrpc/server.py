@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import resource
 import signal
+import socket
+import sqlite3
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,6 +32,8 @@ from kfpgrpc.core.housekeeping import Housekeeping
 from kfpgrpc.core.pipelines import Pipelines
 from kfpgrpc.core.recurring import RecurringRuns
 from kfpgrpc.core.runs import Runs
+from kfpgrpc.datadir import DataDir, DataDirError
+from kfpgrpc.errors import StoreFault
 from kfpgrpc.executor import LocalExecutor
 from kfpgrpc.store.database import Database
 from kfpgrpc.v1 import (
@@ -50,8 +58,6 @@ SERVICE_NAMES = (
     recurring_run_pb2.DESCRIPTOR.services_by_name["RecurringRunService"].full_name,
     event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
-
-
 def server_options(config: ServerConfig) -> list[tuple[str, int]]:
     """gRPC channel arguments: the transport bounds of `config` (docs/api.md "Transport")."""
     return [
@@ -74,13 +80,22 @@ def server_options(config: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
+class StartError(Exception):
+    """The server cannot start; str() is one line for the operator. A failed start leaves
+    nothing behind in the data directory."""
+
+
 class KfpGrpcServer:
-    """`await start()`, then `await stop()`."""
+    """`await start()`, then `await stop()`.
+
+    Health: SERVING once started; NOT_SERVING (overall and per service) while the database
+    cannot take writes, and from the start of a shutdown on."""
 
     def __init__(self, config: ServerConfig, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.port = 0
+        self._data_dir: DataDir | None = None
         self._db: Database | None = None
         self._events: Events | None = None
         self._executor: LocalExecutor | None = None
@@ -89,6 +104,8 @@ class KfpGrpcServer:
         self._housekeeping: Housekeeping | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
+        self._health_update: asyncio.Task[None] | None = None
+        self._serving = False
         self._stopped = asyncio.Event()
 
     @property
@@ -97,55 +114,95 @@ class KfpGrpcServer:
         return f"{host}:{self.port}"
 
     async def start(self) -> None:
-        self._db = db = await Database.open(self.config.database_path)
+        """Bind the address, lock the data dir, open the store, resume runs and actors, serve.
+        Raises StartError, having undone everything: the port is checked before the data dir
+        is touched, and what the start created there is removed."""
+        config = self.config
+        self._server = server = self._new_grpc_server()
+        self.port = self._bind(server)  # nothing is created when the address is taken
+        database = config.database_path
         try:
-            self._events = events = Events(db, self.config.event_watcher_capacity)
+            self._data_dir = DataDir.open(config.data_dir, [
+                database, *(database.with_name(database.name + suffix) for suffix in ("-wal", "-shm", "-journal")),
+                config.artifact_root, config.work_root,
+            ])
+        except DataDirError as error:
+            await server.stop(None)  # frees the port
+            raise StartError(str(error)) from None
+        try:
+            self._db = db = await Database.open(database)
+            db.fault_listeners.append(lambda _: self._update_health())
+            self._events = events = Events(db, config.event_watcher_capacity)
             experiments = Experiments(db, self.clock)
             await experiments.ensure_default()
             pipelines = Pipelines(db, self.clock, events)
             executor = LocalExecutor(
-                self.config.artifact_root, self.config.work_root, max_parallel_tasks=self.config.max_parallel_tasks,
-                python=self.config.task_python or sys.executable, clock=self.clock, containment=self.config.task_containment,
-                max_log_bytes_per_task=self.config.max_log_bytes_per_task,
+                config.artifact_root, config.work_root, max_parallel_tasks=config.max_parallel_tasks,
+                python=config.task_python or sys.executable, clock=self.clock, containment=config.task_containment,
+                max_log_bytes_per_task=config.max_log_bytes_per_task,
             )
-            await executor.start()
+            await executor.start()  # kills a crashed server's task processes: under the lock
             self._executor = executor
             self._runs = runs = Runs(
-                db, self.clock, events, executor, self.config.artifact_root, lambda: experiments.default_experiment_id,
+                db, self.clock, events, executor, config.artifact_root, lambda: experiments.default_experiment_id,
                 # Enough runs in hand to keep every task slot busy, few enough not to flood the writer.
-                max_executing=2 * self.config.max_parallel_tasks,
-                allowed_pipeline_roots=self.config.allowed_pipeline_roots,
+                max_executing=2 * config.max_parallel_tasks,
+                allowed_pipeline_roots=config.allowed_pipeline_roots,
             )
             self._recurring_runs = recurring_runs = RecurringRuns(
                 db, self.clock, events, runs, lambda: experiments.default_experiment_id,
-                self.config.default_time_zone, self.config.min_interval_seconds,
+                config.default_time_zone, config.min_interval_seconds,
             )
             experiments.archiving_listeners.append(recurring_runs.experiment_archiving)
             experiments.archive_listeners.append(runs.experiment_archived)
             pipelines.version_listeners.append(recurring_runs.pipeline_version_created)
-            self._housekeeping = Housekeeping(db, self.clock, runs, self.config.event_retention_us, self.config.run_ttl_us)
-            self._server = server = self._build_server(experiments, pipelines, runs, recurring_runs, events)
-            self.port = self._bind(server)
+            self._housekeeping = Housekeeping(db, self.clock, runs, config.event_retention_us, config.run_ttl_us)
+            self._add_services(server, experiments, pipelines, runs, recurring_runs, events)
             await runs.start()
             await recurring_runs.start()
             self._housekeeping.start()
             await server.start()
-        except BaseException:
+        except BaseException as error:
             await self._stop_core()
-            await db.close()
+            self._data_dir.discard()  # under the lock: no other server is creating these
+            self._data_dir.close()
+            if isinstance(error, Exception):
+                log.debug("start failed", exc_info=error)
+                raise StartError(_start_failure(error, database.absolute())) from error
             raise
-        for name in ("", *SERVICE_NAMES):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving", extra={"fields": {"address": self.address, "data_dir": str(self.config.data_dir)}})
+        self._serving = True
+        self._update_health()
+        log.info("serving", extra={"fields": {"address": self.address, "data_dir": str(config.data_dir)}})
 
-    def _build_server(
-        self, experiments: Experiments, pipelines: Pipelines, runs: Runs, recurring_runs: RecurringRuns, events: Events
-    ) -> grpc.aio.Server:
+    def _update_health(self) -> None:
+        """Bring health in line with the state (serving, store fault, stopping): one update at
+        a time, each to the latest wanted status."""
+        if self._health_update is None or self._health_update.done():
+            self._health_update = asyncio.get_running_loop().create_task(self._apply_health())
+
+    async def _apply_health(self) -> None:
+        while True:
+            wanted = self._wanted_health()
+            for name in ("", *SERVICE_NAMES):
+                await self._health.set(name, wanted)  # ignored once shutting down
+            if wanted == self._wanted_health():
+                return
+
+    def _wanted_health(self) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
+        serving = self._serving and self._db is not None and not self._db.fault
+        return health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+
+    def _new_grpc_server(self) -> grpc.aio.Server:
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if self.config.auth_token:
             interceptors.append(TokenAuthInterceptor(self.config.auth_token))
         interceptors.append(ErrorMappingInterceptor())
-        server = grpc.aio.server(interceptors=interceptors, options=server_options(self.config))
+        return grpc.aio.server(interceptors=interceptors, options=server_options(self.config))
+
+    def _add_services(
+        self, server: grpc.aio.Server, experiments: Experiments, pipelines: Pipelines, runs: Runs,
+        recurring_runs: RecurringRuns, events: Events,
+    ) -> None:
         experiment_pb2_grpc.add_ExperimentServiceServicer_to_server(ExperimentServicer(experiments), server)
         pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineServicer(pipelines, self.config.max_spec_bytes), server)
         run_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(runs, self.config.max_spec_bytes), server)
@@ -154,15 +211,14 @@ class KfpGrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         reflection.enable_server_reflection((*SERVICE_NAMES, health_name, reflection.SERVICE_NAME), server)
-        return server
 
     def _credentials(self) -> grpc.ServerCredentials | None:
         config = self.config
         if not (config.tls_cert and config.tls_key):
             return None
-        client_ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
+        client_ca = _read(config.tls_client_ca, "--tls-client-ca") if config.tls_client_ca else None
         return grpc.ssl_server_credentials(
-            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+            [(_read(config.tls_key, "--tls-key"), _read(config.tls_cert, "--tls-cert"))],
             root_certificates=client_ca,
             require_client_auth=client_ca is not None,
         )
@@ -170,11 +226,12 @@ class KfpGrpcServer:
     def _bind(self, server: grpc.aio.Server) -> int:
         listen, credentials = self.config.listen, self._credentials()
         try:
-            port = server.add_secure_port(listen, credentials) if credentials else server.add_insecure_port(listen)
+            with _stderr_silenced():  # grpc logs a failure in a line of its own; ours says why
+                port = server.add_secure_port(listen, credentials) if credentials else server.add_insecure_port(listen)
         except RuntimeError:  # grpc's way of saying the address is taken or invalid
             port = 0
         if not port:
-            raise OSError(f"cannot listen on {listen}")
+            raise StartError(f"cannot listen on {listen}{_bind_failure(listen)}")
         return port
 
     async def stop(self) -> None:
@@ -182,9 +239,12 @@ class KfpGrpcServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self._serving = False
         log.info("shutting down")
         await self._health.enter_graceful_shutdown()
         await self._stop_core()
+        if self._data_dir is not None:
+            self._data_dir.close()  # last: the next server may start once the store is closed
         log.info("stopped")
 
     async def _stop_core(self) -> None:
@@ -204,6 +264,62 @@ class KfpGrpcServer:
             await self._server.stop(self.config.shutdown_grace_seconds)
         if self._db is not None:
             await self._db.close()
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for a moment (grpc's core logs there, not via Python)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _bind_failure(listen: str) -> str:
+    """Why `listen` cannot be bound, as the system says it (": Address already in use"), or ""."""
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit():
+        return ": the port must be a number"
+    try:
+        infos = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in infos:
+            with socket.socket(family, kind, proto) as probe:
+                probe.bind(address)
+    except OSError as error:
+        return f": {error.strerror or error}"
+    return ""
+
+
+def _read(path: Path, flag: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise StartError(f"{flag}: cannot read {path}: {error.strerror}") from None
+
+
+def _start_failure(error: Exception, database: Path) -> str:
+    """One line saying why the start failed and what to do."""
+    if isinstance(error, StartError):
+        return str(error)
+    if isinstance(error, StoreFault):
+        return f"{database}: {error.message}"
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorcode", -1) & 0xFF
+        if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+            return f"database {database} is not a kfpgrpc database or is damaged ({error}); move it away or restore a backup"
+        if code == sqlite3.SQLITE_BUSY:
+            return f"database {database} is locked by another process ({error}); stop it and start again"
+        return f"database {database} cannot be opened for writing ({error}); check its permissions and the free space"
+    if isinstance(error, RuntimeError):  # a schema newer than this kfpgrpc
+        return f"database {database}: {error}"
+    if isinstance(error, OSError):
+        return f"{error.filename or database}: {error.strerror or error}"
+    return f"cannot start: {type(error).__name__}: {error}"
 
 
 def raise_open_file_limit() -> None:

@@ -9,6 +9,12 @@ Reads use their own connections: in WAL mode they never block the writer nor wai
 Two lanes: requests' writes go before background writes (ticks, task reports, log lines),
 so a user's call waits for at most one batch even when schedules flood the writer.
 Commit hooks see every transaction's end (the event log appends what a batch staged).
+
+Store faults (the file locked by another process past the busy timeout, a full disk, I/O
+errors, the file deleted or replaced under the server) fail the whole batch at once with a
+StoreFault, as every job of it would fail alike, and put the database in a *fault* state that
+`fault_listeners` hear of (the server's health goes NOT_SERVING). While in it, a probe write
+runs every PROBE_INTERVAL_SECONDS; the first commit that succeeds, probe or not, ends it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +32,7 @@ from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
-from kfpgrpc.errors import Unavailable
+from kfpgrpc.errors import StoreFault, StoreFull, StoreUnavailable, Unavailable
 from kfpgrpc.store.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -35,6 +42,13 @@ WriteJob = Callable[[aiosqlite.Connection], Awaitable[T]]
 
 MAX_BATCH = 256
 BUSY_TIMEOUT_MS = 5000
+PROBE_INTERVAL_SECONDS = 2.0
+# SQLite primary result codes that say the store, not the request, is at fault.
+_LOCKED_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+_BROKEN_CODES = {
+    sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PROTOCOL,
+    sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PERM,
+}
 
 
 @dataclass
@@ -55,20 +69,64 @@ class CommitHook(Protocol):
 
 
 async def _connect(path: Path, *, read_only: bool) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    await conn.execute("PRAGMA foreign_keys = ON")
-    await conn.execute("PRAGMA synchronous = NORMAL")
-    if read_only:
-        await conn.execute("PRAGMA query_only = ON")
+    conn = aiosqlite.connect(path, isolation_level=None)
+    try:
+        await conn
+    except BaseException:
+        # aiosqlite stops its thread without waiting for it; the thread then reports to the
+        # event loop, which must still be running (aiosqlite is pinned to 0.22.x).
+        await asyncio.to_thread(conn._thread.join)
+        raise
+    try:
+        conn.row_factory = sqlite3.Row
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA synchronous = NORMAL")  # reads the header: fails on a non-database
+        if read_only:
+            await conn.execute("PRAGMA query_only = ON")
+    except BaseException:
+        await conn.close()  # its thread would keep the process from exiting
+        raise
     return conn
 
 
-class Database:
-    """Owns every connection to one SQLite file; use `await Database.open(path)`."""
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, None when there is none."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
 
-    def __init__(self, writer: aiosqlite.Connection, readers: list[aiosqlite.Connection]) -> None:
+
+def store_fault(error: BaseException) -> StoreFault | None:
+    """The StoreFault that `error` (raised by a write) amounts to; None for the request's own
+    errors (a constraint, a domain rule, a bug). Messages go to clients: no paths, no SQL."""
+    if isinstance(error, StoreFault):
+        return error
+    code = getattr(error, "sqlite_errorcode", -1) & 0xFF if isinstance(error, sqlite3.Error) else -1
+    if code == sqlite3.SQLITE_FULL:
+        return StoreFull("the disk holding the database is full; retry once the operator has freed space")
+    if code in _LOCKED_CODES:
+        return StoreUnavailable(
+            f"the database is locked by another process (waited {BUSY_TIMEOUT_MS // 1000} s); retry later"
+        )
+    if code in _BROKEN_CODES:
+        return StoreUnavailable(f"the database cannot be written ({error}); retry later")
+    return None
+
+
+class Database:
+    """Owns every connection to one SQLite file; use `await Database.open(path)`.
+
+    `fault` is why writes fail now ("" while they succeed); `fault_listeners` are called with
+    it on each change."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, readers: list[aiosqlite.Connection]) -> None:
+        self.path = path
+        # The file this server opened: writes into another one (the path deleted or replaced
+        # under a running server) are refused, never acknowledged.
+        self._identity = _identity(path)
         self._writer = writer
         self._readers = readers
         self._idle_readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
@@ -80,20 +138,33 @@ class Database:
         self._closing = False
         self.writing = False  # a batch's jobs are running
         self.commit_hooks: list[CommitHook] = []
+        self.fault = ""
+        self.fault_listeners: list[Callable[[str], None]] = []
+        self._probe: asyncio.Task[None] | None = None
         self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
 
     @classmethod
     async def open(cls, path: Path, readers: int = 4) -> Database:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await _connect(path, read_only=False)
+        """Open (creating it if missing) and migrate the database at `path`, whose directory
+        exists, and check that it takes writes. Raises sqlite3.Error for a file that is not a
+        database, corrupt, read-only or locked, and RuntimeError for a schema newer than this
+        kfpgrpc."""
+        connections = [await _connect(path, read_only=False)]
         try:
-            await writer.execute("PRAGMA journal_mode = WAL")
-            await _migrate(writer)
-            reader_conns = [await _connect(path, read_only=True) for _ in range(readers)]
+            applied = await _schema_version(connections[0])  # before changing anything in the file
+            await connections[0].execute("PRAGMA journal_mode = WAL")
+            await _migrate(connections[0], applied)
+            # A read-only file opens and reads fine: only a write tells.
+            await connections[0].execute("BEGIN IMMEDIATE")
+            await _probe(connections[0])
+            await connections[0].execute("COMMIT")
+            for _ in range(readers):
+                connections.append(await _connect(path, read_only=True))
         except BaseException:
-            await writer.close()
+            for conn in connections:
+                await conn.close()
             raise
-        return cls(writer, reader_conns)
+        return cls(path, connections[0], connections[1:])
 
     async def write(self, job: WriteJob[T], *, background: bool = False, owner: object = None) -> T:
         """Run job(conn) in a write transaction; return its result once committed. A
@@ -135,6 +206,8 @@ class Database:
             return
         self._closing = True
         self._work.set()
+        if self._probe is not None:
+            self._probe.cancel()
         await self._writer_task
         for conn in [self._writer, *self._readers]:
             await conn.close()
@@ -163,12 +236,25 @@ class Database:
                 self.writing = False
             for hook in self.commit_hooks:
                 await hook.before_commit(self._writer)
+            if _identity(self.path) != self._identity:
+                raise StoreUnavailable(
+                    "the database file was deleted or replaced while the server ran; it refuses writes"
+                    " until the operator restarts it"
+                )
             await self._writer.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - delivered to the waiting caller(s)
             if self._writer.in_transaction:
-                await self._writer.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back itself
+                    await self._writer.execute("ROLLBACK")
             for hook in self.commit_hooks:
                 hook.rolled_back()
+            fault = store_fault(exc)
+            if fault is not None:  # every job of the batch would fail alike: none is retried
+                self._set_fault(fault, exc)
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(type(fault)(fault.message))
+                return
             if len(batch) == 1:
                 if not batch[0].future.done():
                     batch[0].future.set_exception(exc)
@@ -178,12 +264,42 @@ class Database:
             return
         for hook in self.commit_hooks:
             hook.committed()
+        if self.fault:
+            self._set_fault(None)
         for pending, result in zip(batch, results):
             if not pending.future.done():
                 pending.future.set_result(result)
 
+    def _set_fault(self, fault: StoreFault | None, cause: BaseException | None = None) -> None:
+        message = fault.message if fault is not None else ""
+        if message == self.fault:
+            return
+        if message:
+            log.error("the database cannot take writes; health is NOT_SERVING until a probe write succeeds",
+                      extra={"fields": {"path": str(self.path), "error": str(cause or fault)}})
+        else:
+            log.info("the database takes writes again", extra={"fields": {"path": str(self.path)}})
+        self.fault = message
+        for listener in self.fault_listeners:
+            listener(message)
+        if message and (self._probe is None or self._probe.done()):
+            self._probe = asyncio.get_running_loop().create_task(self._probe_loop(), name="sqlite-probe")
 
-async def _migrate(conn: aiosqlite.Connection) -> None:
+    async def _probe_loop(self) -> None:
+        """While writes fail, try a write of one page (the header's user_version, set to what
+        it is) now and then: its commit ends the fault state."""
+        while self.fault and not self._closing:
+            await asyncio.sleep(PROBE_INTERVAL_SECONDS)
+            with contextlib.suppress(StoreFault, Unavailable):
+                await self.write(_probe, background=True)
+
+
+async def _probe(conn: aiosqlite.Connection) -> None:
+    await conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+
+async def _schema_version(conn: aiosqlite.Connection) -> int:
+    """How many migrations the database has; RuntimeError when it is newer than this kfpgrpc."""
     async with conn.execute("PRAGMA user_version") as cursor:
         row = await cursor.fetchone()
     applied = row[0] if row else 0
@@ -191,19 +307,24 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
         raise RuntimeError(
             f"database schema version {applied} is newer than this kfpgrpc ({len(MIGRATIONS)}); upgrade kfpgrpc"
         )
+    return int(applied)
+
+
+async def _migrate(conn: aiosqlite.Connection, applied: int) -> None:
     if applied == len(MIGRATIONS):
         return
     await conn.execute("BEGIN IMMEDIATE")
     try:
-        for version, script in enumerate(MIGRATIONS[applied:], start=applied + 1):
+        for script in MIGRATIONS[applied:]:
             for statement in _statements(script):
                 await conn.execute(statement)
-            log.info("applied schema migration", extra={"fields": {"version": version}})
         await conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
         await conn.execute("COMMIT")
     except BaseException:
-        await conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite rolls back by itself after some errors (disk full)
+            await conn.execute("ROLLBACK")
         raise
+    log.info("applied schema migrations", extra={"fields": {"from_version": applied, "to_version": len(MIGRATIONS)}})
 
 
 def _statements(script: str) -> list[str]:
