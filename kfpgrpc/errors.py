@@ -71,7 +71,13 @@ class Unavailable(DomainError):
 class StoreFault(DomainError):
     """The database cannot take writes now (locked by another process past the busy timeout,
     disk full, I/O error, file deleted or replaced). Not the request's fault: the same write
-    may succeed later. Health is NOT_SERVING while writes fail this way."""
+    may succeed later. Health is NOT_SERVING while writes fail this way. `reason` says what is
+    wrong, the message adds what to do."""
+
+    def __init__(self, reason: str, advice: str = "retry later") -> None:
+        super().__init__(f"{reason}; {advice}")
+        self.reason = reason
+        self.advice = advice
 
 
 class StoreUnavailable(StoreFault, Unavailable):

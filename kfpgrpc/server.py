@@ -307,7 +307,7 @@ def _start_failure(error: Exception, database: Path) -> str:
     if isinstance(error, StartError):
         return str(error)
     if isinstance(error, StoreFault):
-        return f"{database}: {error.message}"
+        return f"database {database} cannot be written: {error.reason}"
     if isinstance(error, sqlite3.Error):
         code = getattr(error, "sqlite_errorcode", -1) & 0xFF
         if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):

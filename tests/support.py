@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,11 +75,12 @@ class ServerProcess:
 
     def __init__(
         self, data_dir: Path, *extra_args: str, env: dict[str, str] | None = None,
-        preexec_fn: Callable[[], None] | None = None,
+        preexec_fn: Callable[[], None] | None = None, prefix: Sequence[str] = (),
     ) -> None:
-        """`preexec_fn` runs in the child before the server starts (e.g. to lower a limit)."""
+        """`preexec_fn` runs in the child before the server starts (e.g. to lower a limit);
+        `prefix` is a command that runs the server command given as its arguments."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *extra_args],
+            [*prefix, sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *extra_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -106,13 +106,11 @@ def store_fault(error: BaseException) -> StoreFault | None:
         return error
     code = getattr(error, "sqlite_errorcode", -1) & 0xFF if isinstance(error, sqlite3.Error) else -1
     if code == sqlite3.SQLITE_FULL:
-        return StoreFull("the disk holding the database is full; retry once the operator has freed space")
+        return StoreFull("the disk holding the database is full", "retry once the operator has freed space")
     if code in _LOCKED_CODES:
-        return StoreUnavailable(
-            f"the database is locked by another process (waited {BUSY_TIMEOUT_MS // 1000} s); retry later"
-        )
+        return StoreUnavailable(f"the database is locked by another process (waited {BUSY_TIMEOUT_MS // 1000} s)")
     if code in _BROKEN_CODES:
-        return StoreUnavailable(f"the database cannot be written ({error}); retry later")
+        return StoreUnavailable(f"the database cannot be written ({error})")
     return None
 
 
@@ -238,8 +236,8 @@ class Database:
                 await hook.before_commit(self._writer)
             if _identity(self.path) != self._identity:
                 raise StoreUnavailable(
-                    "the database file was deleted or replaced while the server ran; it refuses writes"
-                    " until the operator restarts it"
+                    "the database file was deleted or replaced while the server ran",
+                    "it refuses writes until the file is back or the operator restarts it",
                 )
             await self._writer.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - delivered to the waiting caller(s)
@@ -253,7 +251,7 @@ class Database:
                 self._set_fault(fault, exc)
                 for pending in batch:
                     if not pending.future.done():
-                        pending.future.set_exception(type(fault)(fault.message))
+                        pending.future.set_exception(type(fault)(fault.reason, fault.advice))
                 return
             if len(batch) == 1:
                 if not batch[0].future.done():
