@@ -7,6 +7,7 @@ run actors survive failed writes."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import sqlite3
@@ -16,14 +17,24 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from kfpgrpc.clock import VirtualClock
 from kfpgrpc.server import SERVICE_NAMES, KfpGrpcServer
 from kfpgrpc.v1 import experiment_pb2 as pb
-from tests.support import ServerProcess, Stubs, eventually, running
+from kfpgrpc.v1 import recurring_run_pb2 as rpb
+from tests.support import ServerProcess, Stubs, eventually, running, upload
+from tests.test_recurring_runs import START, Harness, recurring, us
 
 HANG = 90  # only turns a hang into a failure
 LOCKED = "the database is locked by another process (waited 5 s); retry later"
+Spec = dict[str, Any]
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock(us(START))
 
 
 class OutsideWriter:
@@ -161,3 +172,73 @@ async def test_a_moved_replaced_or_deleted_database_file_is_detected_and_refuses
         for suffix in ("-wal", "-shm"):
             database.with_name(database.name + suffix).unlink(missing_ok=True)
         assert (await refused(create(stubs, "while-deleted"))).code() == grpc.StatusCode.UNAVAILABLE
+
+
+# -- recurring run actors ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def version(stubs: Stubs, compiled: dict[str, Spec]) -> Any:
+    return await upload(stubs, "instant", compiled["instant-pipeline"])
+
+
+@pytest.fixture
+def harness(stubs: Stubs, clock: VirtualClock) -> Harness:
+    return Harness(stubs, clock)
+
+
+async def test_a_failed_disable_update_or_delete_leaves_the_recurring_run_enabled_and_running(
+    harness: Harness, version: Any, data_dir: Path
+) -> None:
+    """Today's bug: the actor was stopped before the write and never started again, so the
+    recurring run stayed ENABLED but fired nothing until a restart (which fired the gap)."""
+    created = await harness.create(recurring(version, "quarterly", "*/15 * * * *"))
+    rid = created.recurring_run_id
+    stub = harness.stubs.recurring_runs
+    renamed = rpb.RecurringRun(recurring_run_id=rid, display_name="renamed")
+    async with OutsideWriter(data_dir / "kfpgrpc.db"):
+        for call in (
+            stub.DisableRecurringRun(rpb.DisableRecurringRunRequest(recurring_run_id=rid)),
+            stub.UpdateRecurringRun(rpb.UpdateRecurringRunRequest(
+                recurring_run=renamed, update_mask=field_mask_pb2.FieldMask(paths=["display_name"]))),
+            stub.DeleteRecurringRun(rpb.DeleteRecurringRunRequest(recurring_run_id=rid)),
+        ):
+            error = await refused(call)
+            assert (error.code(), error.details()) == (grpc.StatusCode.UNAVAILABLE, LOCKED)
+    got = await harness.get(rid)
+    assert (got.status, got.display_name) == (rpb.RecurringRun.ENABLED, "quarterly")
+    await harness.advance_to("2026-05-04T10:15:00+00:00", rid)  # its actor still handles ticks
+    assert await harness.ticks(rid, 1) == ["2026-05-04T10:15:00Z"]
+
+    await stub.DisableRecurringRun(rpb.DisableRecurringRunRequest(recurring_run_id=rid))  # retried: it works
+    assert (await harness.get(rid)).status == rpb.RecurringRun.DISABLED
+
+
+async def test_enabling_an_enabled_recurring_run_keeps_its_actor(harness: Harness, version: Any) -> None:
+    rid = (await harness.create(recurring(version, "quarterly", "*/15 * * * *"))).recurring_run_id
+    await harness.stubs.recurring_runs.EnableRecurringRun(rpb.EnableRecurringRunRequest(recurring_run_id=rid))
+    await harness.advance_to("2026-05-04T10:15:00+00:00", rid)
+    assert await harness.ticks(rid, 1) == ["2026-05-04T10:15:00Z"]
+
+
+async def test_an_actor_whose_writes_fail_says_so_retries_with_backoff_and_recovers(
+    harness: Harness, version: Any, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The recurring run's `error` says why its ticks are not handled and when the server
+    tries again (1 s, then 2 s, ...), each failure is logged, and once the store takes writes
+    the due tick gets its run and the error is gone."""
+    caplog.set_level(logging.INFO, logger="kfpgrpc.core.recurring")
+    rid = (await harness.create(recurring(version, "quarterly", "*/15 * * * *"))).recurring_run_id
+    async with OutsideWriter(data_dir / "kfpgrpc.db"):
+        harness.clock.set(us("2026-05-04T10:15:00+00:00"))  # a tick is due: its commit waits, then fails
+        got = await eventually(lambda: harness.get(rid), lambda got: "again in 2 s" in got.error.message, timeout=HANG)
+        assert got.error.message == (
+            "ticks cannot be handled now: the database is locked by another process (waited 5 s);"
+            " the server tries again in 2 s"
+        )
+        assert got.status == rpb.RecurringRun.ENABLED
+    failures = [r for r in caplog.records if r.getMessage() == "recurring run actor step failed; retrying"]
+    assert [r.fields["retry_in_seconds"] for r in failures][:2] == [1.0, 2.0]  # type: ignore[attr-defined]
+    assert all(r.fields["recurring_run_id"] == rid for r in failures)  # type: ignore[attr-defined]
+    assert await harness.ticks(rid, 1) == ["2026-05-04T10:15:00Z"]
+    await eventually(lambda: harness.get(rid), lambda got: not got.HasField("error"), timeout=HANG)

@@ -10,7 +10,7 @@ import logging
 
 from kfpgrpc.clock import MICROS_PER_SECOND, Clock
 from kfpgrpc.core.runs import Runs
-from kfpgrpc.errors import DomainError
+from kfpgrpc.errors import DomainError, StoreFault
 from kfpgrpc.store import events as event_store
 from kfpgrpc.store import recurring_runs as recurring_store
 from kfpgrpc.store import runs as run_store
@@ -49,6 +49,8 @@ class Housekeeping:
         while True:
             try:
                 await self.sweep()
+            except StoreFault as fault:  # logged by the store already; no traceback to add
+                log.warning("housekeeping sweep failed; retrying next time", extra={"fields": {"error": fault.reason}})
             except Exception:  # the store is closing, or a bug: try again next time
                 log.exception("housekeeping sweep failed")
             alarm = self._clock.wake_at(self._clock.now_us() + self._interval_us, due)

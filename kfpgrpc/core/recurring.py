@@ -38,7 +38,7 @@ from kfpgrpc.core.events import Events
 from kfpgrpc.core.runs import DependencyUnresolved, NewRun, Runs
 from kfpgrpc.core.validation import check, id_violations, new_id
 from kfpgrpc.domain import DISABLED, ENABLED, SUCCEEDED, Page, PipelineVersion, RecurringRun, RecurringRunView, Run, Trigger
-from kfpgrpc.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument, Unavailable
+from kfpgrpc.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument, StoreFault, Unavailable
 from kfpgrpc.macros import MacroContext, expand, macro_violations
 from kfpgrpc.schedule import Schedule, count_ticks, cron_schedule, next_times, periodic_schedule, ticks_between, zone_of
 from kfpgrpc.store import experiments as experiment_store
@@ -54,7 +54,10 @@ MAX_CONCURRENCY = 100
 OVERLAP_POLICIES = ("BUFFER_ALL", "BUFFER_ONE", "SKIP", "REPLACE")
 CATCHUP_BATCH = 1000  # missed ticks queued per transaction
 MAX_REQUESTED_TICKS = 100_000  # ticks one request may queue: a backfill, or a past start_time
-RESTART_DELAY_SECONDS = 1.0
+# A failed step is retried after 1 s, then 2, 4, ... up to a minute (real time: the store or
+# a bug is at fault, not the schedule).
+RETRY_DELAY_SECONDS = 1.0
+MAX_RETRY_DELAY_SECONDS = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +96,7 @@ class RecurringRuns:
         # few, not against every actor.
         self._downstream: set[str] = set()
         self._snapshots: Broadcast[RecurringRunView] = Broadcast()
+        self._change_locks: dict[str, _ChangeLock] = {}  # of recurring runs being changed
         self._stopping = False
         runs.finished_listeners.append(self._run_finished)
 
@@ -163,7 +167,8 @@ class RecurringRuns:
         `updated_fields` (the update mask's paths) goes into the event."""
         check(id_violations(recurring_run_id, "recurring_run_id"))
         spec, spec_hash = await self._check(definition, "recurring_run", recurring_run_id)
-        async with self._paused(recurring_run_id) as current:
+        async with self._paused(recurring_run_id) as paused:
+            current = paused.current
             now = self._clock.now_us()
             defined = self._defined(definition, spec_hash)
             updated = dataclasses.replace(
@@ -178,6 +183,7 @@ class RecurringRuns:
                 self._db, current, updated, spec,
                 self._events.job(event.recurring_run_changed(updated, "UPDATED", now, list(updated_fields))),
             )
+            paused.current = updated
         return await self._after_change(updated, spec)
 
     async def set_enabled(self, recurring_run_id: str, enabled: bool) -> None:
@@ -185,7 +191,8 @@ class RecurringRuns:
         FailedPrecondition: enabling in an archived experiment, which holds no active work."""
         check(id_violations(recurring_run_id, "recurring_run_id"))
         status = ENABLED if enabled else DISABLED
-        async with self._paused(recurring_run_id) as current:
+        async with self._paused(recurring_run_id) as paused:
+            current = paused.current
             if current.status == status:
                 return
             now = self._clock.now_us()
@@ -198,6 +205,7 @@ class RecurringRuns:
                 await changed_event(conn)
 
             await store.save(self._db, changed, ("status", "updated_at", "revision"), job)
+            paused.current = changed
         await self._after_change(changed)
 
     async def delete(self, recurring_run_id: str, delete_runs: bool) -> None:
@@ -206,9 +214,10 @@ class RecurringRuns:
         check(id_violations(recurring_run_id, "recurring_run_id"))
         async with self._db.reader() as conn:  # refused without disturbing the actor
             await store.check_unreferenced_within(conn, recurring_run_id)
-        async with self._paused(recurring_run_id) as current:
-            deleted = dataclasses.replace(current, status=DISABLED)
+        async with self._paused(recurring_run_id) as paused:
+            deleted = dataclasses.replace(paused.current, status=DISABLED)
             await store.delete(self._db, recurring_run_id, self._events.job(event.recurring_run_changed(deleted, "DELETED", self._clock.now_us())))
+            paused.current = None
         self._snapshots.close_key(recurring_run_id)
         if delete_runs:
             for run_id in await store.run_ids(self._db, recurring_run_id):
@@ -483,45 +492,30 @@ class RecurringRuns:
             scheduled_at=scheduled_at,
         )
 
-    def _start_actor(self, recurring_run: RecurringRun, loaded: tuple[list[str], int] | None = None) -> None:
-        """`loaded`: its unfinished runs and queue length, when already read from the store."""
+    def _start_actor(self, recurring_run: RecurringRun, loaded: tuple[list[str], int] | None = None, fired: Sequence[int] = ()) -> None:
+        """`loaded`: its unfinished runs and queue length, when already read from the store;
+        `fired`: fires its previous actor had not handled yet."""
         if self._stopping:
             return
         actor = _Actor(self, recurring_run, self._schedule(recurring_run))
         if loaded is not None:
             actor.active, actor.queued = loaded
             actor.loaded = True
+        actor.fired = list(fired)
         self._actors[recurring_run.recurring_run_id] = actor
         if recurring_run.trigger.upstream_recurring_run_ids:
             self._downstream.add(recurring_run.recurring_run_id)
         actor.start()
 
-    def _actor_exited(self, actor: _Actor, error: BaseException | None) -> None:
-        """Supervision: an actor that died of an error is started again from the store."""
-        if self._actors.get(actor.recurring_run.recurring_run_id) is not actor:
-            return
-        del self._actors[actor.recurring_run.recurring_run_id]
-        self._downstream.discard(actor.recurring_run.recurring_run_id)
-        if error is None or self._stopping:
-            return
-        log.error("recurring run actor failed; restarting it", exc_info=error,
-                  extra={"fields": {"recurring_run_id": actor.recurring_run.recurring_run_id}})
-        asyncio.get_running_loop().call_later(RESTART_DELAY_SECONDS, self._restart, actor.recurring_run.recurring_run_id)
-
-    def _restart(self, recurring_run_id: str) -> None:
-        async def reload() -> None:
-            recurring_run = await store.get(self._db, recurring_run_id)
-            if recurring_run.status == ENABLED and recurring_run_id not in self._actors:
-                self._start_actor(recurring_run)
-
-        asyncio.get_running_loop().create_task(reload())
+    def _actor_exited(self, actor: _Actor) -> None:
+        if self._actors.get(actor.recurring_run.recurring_run_id) is actor:
+            del self._actors[actor.recurring_run.recurring_run_id]
+            self._downstream.discard(actor.recurring_run.recurring_run_id)
 
     def _paused(self, recurring_run_id: str) -> _Paused:
         return _Paused(self, recurring_run_id)
 
     async def _after_change(self, recurring_run: RecurringRun, spec: dict[str, Any] | None = None) -> RecurringRunView:
-        if recurring_run.status == ENABLED:
-            self._start_actor(recurring_run)
         view = await self._view(recurring_run, spec)
         self._snapshots.publish(recurring_run.recurring_run_id, dataclasses.replace(view, pipeline_spec=None))
         return view
@@ -533,6 +527,8 @@ class RecurringRuns:
 
     async def _view(self, recurring_run: RecurringRun, spec: dict[str, Any] | None = None) -> RecurringRunView:
         actor = self._actors.get(recurring_run.recurring_run_id)
+        if actor is not None and actor.failure:
+            recurring_run = dataclasses.replace(recurring_run, error=actor.failure)
         if actor is not None and actor.loaded:
             queued, active = actor.queued, len(actor.active)
         else:
@@ -581,31 +577,65 @@ class RecurringRuns:
 
 
 class _Paused:
-    """Stops a recurring run's actor (after letting it handle what is due) for a change, and
-    yields the current recurring run; the caller restarts the actor if it stays enabled. A
-    change that fails (refused, or its write failed) restarts the actor as it was."""
+    """A change of a recurring run: its actor is stopped (after handling what is due), the
+    body changes the store and sets `current` to the result (None: deleted), and on the way
+    out an actor is started for `current` if it is enabled. A body that fails changes
+    nothing: the actor goes on as before. One change of a recurring run at a time."""
 
     def __init__(self, manager: RecurringRuns, recurring_run_id: str) -> None:
         self._manager = manager
         self._id = recurring_run_id
-        self._stopped: RecurringRun | None = None
+        self._lock = manager._change_locks.setdefault(recurring_run_id, _ChangeLock())
+        self._fired: list[int] = []
+        self.current: RecurringRun | None = None
 
-    async def __aenter__(self) -> RecurringRun:
+    async def __aenter__(self) -> _Paused:
+        self._lock.users += 1
+        await self._lock.acquire()
+        try:
+            self.current = await self._stop_actor()
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    async def _stop_actor(self) -> RecurringRun:
         actor = self._manager._actors.get(self._id)
         if actor is None:
             return await store.get(self._manager._db, self._id)
         actor.urgent = True  # it is stopped after this step: its writes need not go back
         self._manager._db.expedite(actor)
         async with actor.lock:
-            await actor.step()  # due ticks of the old definition are handled, not dropped
+            try:
+                await actor.step()  # due ticks of the old definition are handled, not dropped
+            except StoreFault:
+                actor.urgent = False
+                raise  # the change could not be stored either; the actor goes on
+            except Exception:  # a broken actor can still be disabled, updated or deleted
+                log.exception("recurring run actor failed before a change", extra={"fields": {"recurring_run_id": self._id}})
             actor.stop()
         await actor.finished()
-        self._stopped = actor.recurring_run
+        self._fired = actor.fired
         return actor.recurring_run
 
-    async def __aexit__(self, error_type: type[BaseException] | None, *exc_info: object) -> None:
-        if error_type is not None and self._stopped is not None and self._id not in self._manager._actors:
-            self._manager._start_actor(self._stopped)
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            if self.current is not None and self.current.status == ENABLED:
+                self._manager._start_actor(self.current, fired=self._fired)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self._lock.release()
+        self._lock.users -= 1
+        if not self._lock.users:
+            del self._manager._change_locks[self._id]
+
+
+class _ChangeLock(asyncio.Lock):
+    """A recurring run's change lock, counting the changes holding or awaiting it."""
+
+    users = 0
 
 
 class _Actor:
@@ -620,6 +650,8 @@ class _Actor:
         self.wake = asyncio.Event()
         self.fired: list[int] = []  # times an upstream run or a new pipeline version fired it
         self.last_failure = ""  # why the latest tick that should have made a run did not
+        self.failure = ""  # while its steps fail: why, shown as the recurring run's error
+        self.failures = 0  # steps failed in a row
         self.urgent = False  # a request waits on this actor: its writes go in the requests' lane
         self._task: asyncio.Task[None] | None = None
         self._inline_spec: tuple[str, dict[str, Any]] | None = None  # (hash, spec)
@@ -639,7 +671,7 @@ class _Actor:
             await asyncio.gather(self._task, return_exceptions=True)
 
     def _exited(self, task: asyncio.Task[None]) -> None:
-        self.manager._actor_exited(self, None if task.cancelled() else task.exception())
+        self.manager._actor_exited(self)
 
     def fire(self, time: int) -> None:
         """A tick outside the schedule, handled by the loop like an on-time tick."""
@@ -657,21 +689,65 @@ class _Actor:
     # -- the loop ----------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        if not self.loaded:
-            db, recurring_run_id = self.manager._db, self.recurring_run.recurring_run_id
-            self.active = await store.unfinished_run_ids(db, recurring_run_id)
-            self.queued = await store.queued_count(db, recurring_run_id)
-            self.loaded = True
+        """Step, then sleep until the next tick or a wake-up; until stopped. A step that fails
+        (the store refuses writes, or a bug) never ends the actor: see `_failed`."""
         clock = self.manager._clock
         while True:
-            async with self.lock:
-                await self.step()
+            try:
+                if not self.loaded:
+                    await self._load()
+                async with self.lock:
+                    await self.step()
+            except Exception as error:  # noqa: BLE001 - supervision
+                await self._failed(error)
+                continue
+            if self.failures:
+                await self._recovered()
             deadline = self.schedule.next_after(self.recurring_run.watermark) if self.schedule else None
             alarm = clock.wake_at(deadline, self.wake) if deadline is not None else None
             await self.wake.wait()
             self.wake.clear()
             if alarm is not None:
                 alarm.cancel()
+
+    async def _load(self) -> None:
+        """Its unfinished runs and queue length, from the store; after a failure, the
+        recurring run too (a bug may have struck between a commit and its use in memory)."""
+        db, recurring_run_id = self.manager._db, self.recurring_run.recurring_run_id
+        if self.failures:
+            self.recurring_run = await store.get(db, recurring_run_id)
+        self.active = await store.unfinished_run_ids(db, recurring_run_id)
+        self.queued = await store.queued_count(db, recurring_run_id)
+        self.loaded = True
+
+    async def _failed(self, error: Exception) -> None:
+        """A step failed (its commits so far stand; the failed one changed nothing). Say so
+        (a log line, the recurring run's `error`), wait 1, 2, 4 ... 60 s, and go on from what
+        the store holds."""
+        self.failures += 1
+        delay = min(RETRY_DELAY_SECONDS * 2 ** (self.failures - 1), MAX_RETRY_DELAY_SECONDS)
+        reason = error.reason if isinstance(error, StoreFault) else "an internal error (see the server log)"
+        self.failure = f"ticks cannot be handled now: {reason}; the server tries again in {delay:g} s"
+        self.loaded = False
+        log.error(
+            "recurring run actor step failed; retrying", exc_info=None if isinstance(error, StoreFault) else error,
+            extra={"fields": {"recurring_run_id": self.recurring_run.recurring_run_id, "error": str(error),
+                              "failures": self.failures, "retry_in_seconds": delay}},
+        )
+        await self._publish_quietly()
+        await asyncio.sleep(delay)
+
+    async def _recovered(self) -> None:
+        log.info("recurring run actor recovered", extra={"fields": {"recurring_run_id": self.recurring_run.recurring_run_id}})
+        self.failures, self.failure = 0, ""
+        await self._publish_quietly()
+
+    async def _publish_quietly(self) -> None:
+        """Tell watchers; a failure to build the snapshot must not stop the actor."""
+        try:
+            await self.manager._publish(self.recurring_run)
+        except Exception:  # noqa: BLE001 - logged; the next change publishes again
+            log.exception("cannot publish a recurring run snapshot")
 
     async def step(self) -> None:
         """Handle every due tick, then start queued ticks while slots are free."""
@@ -690,8 +766,10 @@ class _Actor:
                 await self._on_time(on_time)
         while self.fired:
             # After the schedule's due ticks; a tick time of its own, as one run per tick.
+            # Taken off the list once handled: a failed commit leaves it for the next step.
             await self._drain()
-            await self._on_time(max(self.fired.pop(0), self.recurring_run.watermark + 1))
+            await self._on_time(max(self.fired[0], self.recurring_run.watermark + 1))
+            self.fired.pop(0)
         await self._drain()
 
     async def _missed(self, ticks: list[int]) -> None:
