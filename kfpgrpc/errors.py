@@ -79,6 +79,10 @@ class StoreFault(DomainError):
         self.reason = reason
         self.advice = advice
 
+    def fresh(self) -> StoreFault:
+        """The same fault, as a new exception to raise to another caller."""
+        return type(self)(self.reason, self.advice)
+
 
 class StoreUnavailable(StoreFault, Unavailable):
     """A store fault other than a full disk: UNAVAILABLE, retry later."""

@@ -189,7 +189,7 @@ class KfpGrpcServer:
                 return
 
     def _wanted_health(self) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
-        serving = self._serving and self._db is not None and not self._db.fault
+        serving = self._serving and self._db is not None and self._db.fault is None
         return health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
 
     def _new_grpc_server(self) -> grpc.aio.Server:

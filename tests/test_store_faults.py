@@ -22,10 +22,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kfpgrpc.clock import VirtualClock
 from kfpgrpc.server import SERVICE_NAMES, KfpGrpcServer
+from kfpgrpc.v1 import common_pb2, run_pb2
 from kfpgrpc.v1 import experiment_pb2 as pb
 from kfpgrpc.v1 import recurring_run_pb2 as rpb
-from tests.support import ServerProcess, Stubs, eventually, running, upload
+from tests.support import ServerProcess, Stubs, eventually, running, state_names, task_processes, upload, watch_to_end
 from tests.test_recurring_runs import START, Harness, recurring, us
+from tests.test_run_streams import Gated, start_gated
 
 HANG = 90  # only turns a hang into a failure
 LOCKED = "the database is locked by another process (waited 5 s); retry later"
@@ -242,3 +244,38 @@ async def test_an_actor_whose_writes_fail_says_so_retries_with_backoff_and_recov
     assert all(r.fields["recurring_run_id"] == rid for r in failures)  # type: ignore[attr-defined]
     assert await harness.ticks(rid, 1) == ["2026-05-04T10:15:00Z"]
     await eventually(lambda: harness.get(rid), lambda got: not got.HasField("error"), timeout=HANG)
+
+
+# -- run executions ------------------------------------------------------------------------------
+
+
+async def test_a_run_waits_out_a_store_fault_and_succeeds(
+    channel: grpc.aio.Channel, stubs: Stubs, compiled: dict[str, Spec], data_dir: Path, tmp_path: Path
+) -> None:
+    """A task that ends while the store refuses writes (its file moved away: each write fails
+    at once): its report waits, the run stays RUNNING (not FAILED, nor forgotten by the
+    server), and it is recorded once the store takes writes again."""
+    gated, database, moved = Gated(tmp_path / "gated"), data_dir / "kfpgrpc.db", data_dir / "moved.db"
+    run_id = (await start_gated(stubs, compiled, gated)).run_id
+    database.rename(moved)
+    gated.open()
+    await eventually(lambda: asyncio.sleep(0, task_processes(run_id)), lambda found: not found, timeout=HANG)
+    await eventually(lambda: health(channel), lambda statuses: statuses == {"NOT_SERVING"}, timeout=HANG)
+    assert (await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=run_id))).state == common_pb2.RUNNING
+    moved.rename(database)
+    final = (await watch_to_end(stubs.runs, run_id, HANG))[-1]
+    assert final.state == common_pb2.SUCCEEDED
+    assert [t.state for t in final.run_details.task_details] == [common_pb2.SUCCEEDED] * 2
+    assert state_names(final.state_history) == ["PENDING", "RUNNING", "SUCCEEDED"]
+
+
+async def test_a_terminate_refused_by_a_store_fault_can_be_retried(
+    stubs: Stubs, compiled: dict[str, Spec], data_dir: Path, tmp_path: Path
+) -> None:
+    run_id = (await start_gated(stubs, compiled, Gated(tmp_path / "gated"))).run_id
+    terminate = run_pb2.TerminateRunRequest(run_id=run_id)
+    async with OutsideWriter(data_dir / "kfpgrpc.db"):
+        error = await refused(stubs.runs.TerminateRun(terminate))
+        assert (error.code(), error.details()) == (grpc.StatusCode.UNAVAILABLE, LOCKED)
+    await stubs.runs.TerminateRun(terminate)
+    assert (await watch_to_end(stubs.runs, run_id, HANG))[-1].state == common_pb2.CANCELED

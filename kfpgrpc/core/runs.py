@@ -421,7 +421,11 @@ class Runs:
         if execution.terminate_requested:
             return
         execution.terminate_requested = True
-        await self._change(execution, unless_finished=True, state=CANCELING)
+        try:
+            await self._change(execution, unless_finished=True, state=CANCELING)
+        except BaseException:
+            execution.terminate_requested = False  # not recorded: a retry must do it all again
+            raise
         if execution in self._admission:  # never started: it ends at once, without a slot
             self._admission.remove(execution)
             self._start(execution)
@@ -614,7 +618,10 @@ class Runs:
     ) -> None:
         """Commit `changes` to the run (and `tasks`) with their events, then apply them in
         memory and publish. With `unless_finished`, a run that has just finished is left alone:
-        FAILED_PRECONDITION. `background`: the executor's reports, not a request."""
+        FAILED_PRECONDITION. `background`: the executor's reports, not a request; they wait
+        out store faults (the run waits with them) instead of failing the run."""
+        if not background and execution.lock.locked() and self._db.fault is not None:
+            raise self._db.fault.fresh()  # a report of this run waits for the store: this would wait behind it
         async with execution.lock:
             run = execution.run
             if unless_finished and run.finished:
@@ -633,7 +640,8 @@ class Runs:
                 if changed.finished:
                     events.append(event.run_completed(changed, *await store.names_of(self._db, changed)))
             await store.save_run(
-                self._db, changed, [*changes, "revision"], tasks, self._events.job(*events), background=background
+                self._db, changed, [*changes, "revision"], tasks, self._events.job(*events),
+                background=background, patient=background,
             )
             execution.run = changed
             for task in tasks:

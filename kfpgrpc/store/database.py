@@ -15,6 +15,8 @@ errors, the file deleted or replaced under the server) fail the whole batch at o
 StoreFault, as every job of it would fail alike, and put the database in a *fault* state that
 `fault_listeners` hear of (the server's health goes NOT_SERVING). While in it, a probe write
 runs every PROBE_INTERVAL_SECONDS; the first commit that succeeds, probe or not, ends it.
+*Patient* writes (what a run's execution reports) are not failed by a store fault: they wait,
+parked, and run once it has ended.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ _BROKEN_CODES = {
 class _Pending:
     job: WriteJob[Any]
     owner: object = None  # who may expedite it
+    patient: bool = False  # waits out store faults
     future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -117,8 +120,8 @@ def store_fault(error: BaseException) -> StoreFault | None:
 class Database:
     """Owns every connection to one SQLite file; use `await Database.open(path)`.
 
-    `fault` is why writes fail now ("" while they succeed); `fault_listeners` are called with
-    it on each change."""
+    `fault` is why writes fail now (None while they succeed); `fault_listeners` are called
+    with it on each change."""
 
     def __init__(self, path: Path, writer: aiosqlite.Connection, readers: list[aiosqlite.Connection]) -> None:
         self.path = path
@@ -136,8 +139,9 @@ class Database:
         self._closing = False
         self.writing = False  # a batch's jobs are running
         self.commit_hooks: list[CommitHook] = []
-        self.fault = ""
-        self.fault_listeners: list[Callable[[str], None]] = []
+        self.fault: StoreFault | None = None
+        self.fault_listeners: list[Callable[[StoreFault | None], None]] = []
+        self._parked: deque[_Pending] = deque()  # patient writes waiting for the fault to end
         self._probe: asyncio.Task[None] | None = None
         self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
 
@@ -164,14 +168,20 @@ class Database:
             raise
         return cls(path, connections[0], connections[1:])
 
-    async def write(self, job: WriteJob[T], *, background: bool = False, owner: object = None) -> T:
+    async def write(self, job: WriteJob[T], *, background: bool = False, owner: object = None, patient: bool = False) -> T:
         """Run job(conn) in a write transaction; return its result once committed. A
-        `background` write waits behind every request's, unless its `owner` expedites it."""
+        `background` write waits behind every request's, unless its `owner` expedites it.
+        Raises StoreFault when the store cannot take it, except for a `patient` (background)
+        write: that one waits until the store takes writes again (Unavailable if the server
+        stops first)."""
         if self._closing:
             raise Unavailable("the server is shutting down")
-        pending = _Pending(job, owner)
-        (self._background if background else self._requests).append(pending)
-        self._work.set()
+        pending = _Pending(job, owner, patient)
+        if patient and self.fault is not None:
+            self._parked.append(pending)  # tried once the fault has ended, not against it
+        else:
+            (self._background if background or patient else self._requests).append(pending)
+            self._work.set()
         return await pending.future
 
     def expedite(self, owner: object) -> None:
@@ -206,6 +216,10 @@ class Database:
         self._work.set()
         if self._probe is not None:
             self._probe.cancel()
+        while self._parked:
+            pending = self._parked.popleft()
+            if not pending.future.done():
+                pending.future.set_exception(Unavailable("the server is shutting down"))
         await self._writer_task
         for conn in [self._writer, *self._readers]:
             await conn.close()
@@ -250,8 +264,10 @@ class Database:
             if fault is not None:  # every job of the batch would fail alike: none is retried
                 self._set_fault(fault, exc)
                 for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(type(fault)(fault.reason, fault.advice))
+                    if pending.patient and not self._closing:
+                        self._parked.append(pending)
+                    elif not pending.future.done():
+                        pending.future.set_exception(fault.fresh())
                 return
             if len(batch) == 1:
                 if not batch[0].future.done():
@@ -262,31 +278,34 @@ class Database:
             return
         for hook in self.commit_hooks:
             hook.committed()
-        if self.fault:
+        if self.fault is not None:
             self._set_fault(None)
         for pending, result in zip(batch, results):
             if not pending.future.done():
                 pending.future.set_result(result)
 
     def _set_fault(self, fault: StoreFault | None, cause: BaseException | None = None) -> None:
-        message = fault.message if fault is not None else ""
-        if message == self.fault:
+        if (fault and fault.message) == (self.fault and self.fault.message):
             return
-        if message:
+        if fault is not None:
             log.error("the database cannot take writes; health is NOT_SERVING until a probe write succeeds",
                       extra={"fields": {"path": str(self.path), "error": str(cause or fault)}})
         else:
             log.info("the database takes writes again", extra={"fields": {"path": str(self.path)}})
-        self.fault = message
+            # Parked writes go first, in their order; those whose caller gave up are dropped.
+            self._background.extendleft(reversed([p for p in self._parked if not p.future.done()]))
+            self._parked.clear()
+            self._work.set()
+        self.fault = fault
         for listener in self.fault_listeners:
-            listener(message)
-        if message and (self._probe is None or self._probe.done()):
+            listener(fault)
+        if fault is not None and (self._probe is None or self._probe.done()):
             self._probe = asyncio.get_running_loop().create_task(self._probe_loop(), name="sqlite-probe")
 
     async def _probe_loop(self) -> None:
         """While writes fail, try a write of one page (the header's user_version, set to what
         it is) now and then: its commit ends the fault state."""
-        while self.fault and not self._closing:
+        while self.fault is not None and not self._closing:
             await asyncio.sleep(PROBE_INTERVAL_SECONDS)
             with contextlib.suppress(StoreFault, Unavailable):
                 await self.write(_probe, background=True)

@@ -189,9 +189,10 @@ async def save_run(
     also: WriteJob[None] | None = None,
     *,
     background: bool = False,
+    patient: bool = False,
 ) -> None:
     """Write the fields `changes` of `run` and the `tasks` (whole), and run `also`, in one
-    transaction."""
+    transaction. `background`, `patient`: see Database.write."""
 
     async def job(conn: aiosqlite.Connection) -> None:
         await _RUNS.update_within(conn, "run_id", run.run_id, {name: getattr(run, name) for name in changes})
@@ -200,7 +201,7 @@ async def save_run(
         if also is not None:
             await also(conn)
 
-    await db.write(job, background=background)
+    await db.write(job, background=background, patient=patient)
 
 
 async def save_task_within(conn: aiosqlite.Connection, task: TaskDetail) -> None:
@@ -234,14 +235,15 @@ async def delete_run(db: Database, run_id: str, also: WriteJob[None] | None = No
 
 
 async def append_log_lines(db: Database, lines: list[tuple[str, str, int, int, str]]) -> None:
-    """Append (run_id, task_id, line_number, time, text) rows; their sequence is assigned here."""
+    """Append (run_id, task_id, line_number, time, text) rows; their sequence is assigned here.
+    Waits out store faults (a patient write): a task's output is kept, not dropped."""
 
     async def job(conn: aiosqlite.Connection) -> None:
         await conn.executemany(
             "INSERT INTO log_lines (run_id, task_id, line_number, time, text) VALUES (?, ?, ?, ?, ?)", lines
         )
 
-    await db.write(job, background=True)
+    await db.write(job, background=True, patient=True)
 
 
 async def log_lines_after(
