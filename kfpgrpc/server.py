@@ -10,6 +10,7 @@ import resource
 import signal
 import socket
 import sqlite3
+import ssl
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,11 +218,18 @@ class KfpGrpcServer:
         if not (config.tls_cert and config.tls_key):
             return None
         client_ca = _read(config.tls_client_ca, "--tls-client-ca") if config.tls_client_ca else None
-        return grpc.ssl_server_credentials(
-            [(_read(config.tls_key, "--tls-key"), _read(config.tls_cert, "--tls-cert"))],
-            root_certificates=client_ca,
-            require_client_auth=client_ca is not None,
-        )
+        key, cert = _read(config.tls_key, "--tls-key"), _read(config.tls_cert, "--tls-cert")
+        # grpc takes any bytes and then only fails to bind: check them here, to say what is wrong.
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(config.tls_cert, config.tls_key)
+        except ssl.SSLError as error:
+            raise StartError(f"--tls-cert/--tls-key: not a PEM certificate chain and its private key{_why(error)}") from None
+        if client_ca is not None:
+            try:
+                ssl.create_default_context(cadata=client_ca.decode("ascii", errors="replace"))
+            except ssl.SSLError as error:
+                raise StartError(f"--tls-client-ca: not a PEM CA bundle{_why(error)}") from None
+        return grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
     def _bind(self, server: grpc.aio.Server) -> int:
         listen, credentials = self.config.listen, self._credentials()
@@ -300,6 +308,11 @@ def _read(path: Path, flag: str) -> bytes:
         return path.read_bytes()
     except OSError as error:
         raise StartError(f"{flag}: cannot read {path}: {error.strerror}") from None
+
+
+def _why(error: ssl.SSLError) -> str:
+    """OpenSSL's reason, when it gives one: " (key values mismatch)"."""
+    return f" ({error.reason.lower().replace('_', ' ')})" if error.reason else ""
 
 
 def _start_failure(error: Exception, database: Path) -> str:

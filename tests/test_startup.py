@@ -23,6 +23,7 @@ from kfpgrpc.v1 import common_pb2
 from kfpgrpc.v1 import experiment_pb2 as pb
 from tests.support import STREAM_TIMEOUT, ServerProcess, Stubs, running, task_processes, watch_to_end
 from tests.test_run_streams import Gated, start_gated
+from tests.test_server import certificates  # noqa: F401 - the CA and certificates fixture, reused
 
 HANG = 60  # only turns a hang into a failure
 
@@ -234,7 +235,21 @@ def test_a_start_that_fails_after_creating_the_database_leaves_nothing(tmp_path:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unreadable_tls_files_fail_with_one_line_before_anything_is_created(tmp_path: Path) -> None:
-    result = serve(tmp_path / "data", "--tls-cert", str(tmp_path / "missing.pem"), "--tls-key", str(tmp_path / "missing.key"))
-    assert one_line(result) == f"--tls-key: cannot read {tmp_path / 'missing.key'}: No such file or directory"
-    assert list(tmp_path.iterdir()) == []
+def test_bad_tls_files_fail_with_one_line_before_anything_is_created(tmp_path: Path, certificates: Path) -> None:
+    """grpc takes any bytes and then only fails to bind ("cannot listen on ..."): each file is
+    checked first, so that the line names it."""
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not PEM\n")
+    server_files = ["--tls-cert", str(certificates / "server.pem"), "--tls-key", str(certificates / "server.key")]
+    cases = {
+        (*server_files[:2], "--tls-key", str(tmp_path / "missing.key")):
+            f"--tls-key: cannot read {tmp_path / 'missing.key'}: No such file or directory",
+        ("--tls-cert", str(garbage), "--tls-key", str(garbage)):
+            "--tls-cert/--tls-key: not a PEM certificate chain and its private key",
+        (*server_files[:2], "--tls-key", str(certificates / "client.key")):
+            "--tls-cert/--tls-key: not a PEM certificate chain and its private key (key values mismatch)",
+        (*server_files, "--tls-client-ca", str(garbage)): "--tls-client-ca: not a PEM CA bundle",
+    }
+    for args, expected in cases.items():
+        assert one_line(serve(tmp_path / "data", *args)) == expected
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["garbage.pem"]
