@@ -3,6 +3,7 @@ line, no traceback and nothing created (real subprocesses, real files, real SQLi
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import shutil
@@ -21,7 +22,7 @@ from kfpgrpc.server import KfpGrpcServer, StartError
 from kfpgrpc.store.schema import MIGRATIONS
 from kfpgrpc.v1 import common_pb2
 from kfpgrpc.v1 import experiment_pb2 as pb
-from tests.support import STREAM_TIMEOUT, ServerProcess, Stubs, running, task_processes, watch_to_end
+from tests.support import STREAM_TIMEOUT, ServerProcess, Stubs, eventually, running, task_processes, watch_to_end
 from tests.test_run_streams import Gated, start_gated
 from tests.test_server import certificates  # noqa: F401 - the CA and certificates fixture, reused
 
@@ -86,8 +87,9 @@ async def test_a_second_server_on_the_same_data_dir_exits_at_once_and_harms_noth
         async with grpc.aio.insecure_channel(first.address) as channel:
             run_id = (await start_gated(Stubs.on(channel), compiled, gated)).run_id
         # The task's own process (a group leader): its children may come and go meanwhile.
-        leaders = {pid for pid, group in task_processes(run_id).items() if pid == group}
-        assert leaders
+        leaders = await eventually(
+            lambda: asyncio.sleep(0, {pid for pid, group in task_processes(run_id).items() if pid == group}), bool
+        )
         before = (data_dir / "kfpgrpc.db").stat().st_mtime_ns, sorted(os.listdir(data_dir))
 
         refused = one_line(serve(data_dir))
