@@ -172,7 +172,7 @@ class KfpGrpcServer:
                 raise StartError(_start_failure(error, database.absolute())) from error
             raise
         self._serving = True
-        self._update_health()
+        await self._apply_health()  # before `start` returns: a client may check at once
         log.info("serving", extra={"fields": {"address": self.address, "data_dir": str(config.data_dir)}})
 
     def _update_health(self) -> None:
