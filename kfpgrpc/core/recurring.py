@@ -671,6 +671,9 @@ class _Actor:
             await asyncio.gather(self._task, return_exceptions=True)
 
     def _exited(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # _loop handles Exception: never expected
+            log.error("recurring run actor ended", exc_info=task.exception(),
+                      extra={"fields": {"recurring_run_id": self.recurring_run.recurring_run_id}})
         self.manager._actor_exited(self)
 
     def fire(self, time: int) -> None:
@@ -698,12 +701,12 @@ class _Actor:
                     await self._load()
                 async with self.lock:
                     await self.step()
+                deadline = self.schedule.next_after(self.recurring_run.watermark) if self.schedule else None
             except Exception as error:  # noqa: BLE001 - supervision
                 await self._failed(error)
                 continue
             if self.failures:
                 await self._recovered()
-            deadline = self.schedule.next_after(self.recurring_run.watermark) if self.schedule else None
             alarm = clock.wake_at(deadline, self.wake) if deadline is not None else None
             await self.wake.wait()
             self.wake.clear()
