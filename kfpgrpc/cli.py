@@ -211,8 +211,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         stop_requested = stop_signal_event()
-        raise_open_file_limit()
-        await server.start()
+        # A failed start prints its one line alone; --log-level debug shows what led to it.
+        with logs.held(drop_on_error=args.log_level != "debug"):
+            raise_open_file_limit()
+            await server.start()
         print(f"listening on {server.address}", flush=True)
         await stop_requested.wait()
         await server.stop()

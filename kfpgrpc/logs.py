@@ -5,9 +5,11 @@ Code logs with `log.info("message", extra={"fields": {...}})`; the fields become
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -53,3 +55,53 @@ def configure(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("kfpgrpc").setLevel(level.upper())
+
+
+MAX_HELD_RECORDS = 10_000
+
+
+class _Held(logging.Handler):
+    """Keeps records for later, up to MAX_HELD_RECORDS; past that it passes them on (a start
+    that resumes very many runs is not kept in memory)."""
+
+    def __init__(self, targets: list[logging.Handler]) -> None:
+        super().__init__()
+        self.targets = targets
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.records) < MAX_HELD_RECORDS:
+            self.records.append(record)
+        else:
+            self.write_out()
+            self._write(record)
+
+    def write_out(self) -> None:
+        """Write the records held so far (not `release`: that is Handler's lock)."""
+        records, self.records = self.records, []
+        for record in records:
+            self._write(record)
+
+    def _write(self, record: logging.LogRecord) -> None:
+        for target in self.targets:
+            if record.levelno >= target.level:
+                target.handle(record)
+
+
+@contextlib.contextmanager
+def held(*, drop_on_error: bool) -> Iterator[None]:
+    """Hold what is logged inside and write it at the end; when the block raises and
+    `drop_on_error`, drop it instead (a failed start says why in one line, alone)."""
+    root = logging.getLogger()
+    targets = root.handlers[:]
+    holder = _Held(targets)
+    root.handlers[:] = [holder]
+    try:
+        yield
+    except BaseException:
+        if drop_on_error:
+            holder.records.clear()
+        raise
+    finally:
+        root.handlers[:] = targets
+        holder.write_out()

@@ -36,7 +36,7 @@ from kfpgrpc.core.runs import Runs
 from kfpgrpc.datadir import DataDir, DataDirError
 from kfpgrpc.errors import StoreFault
 from kfpgrpc.executor import LocalExecutor
-from kfpgrpc.store.database import Database
+from kfpgrpc.store.database import Database, SchemaTooNew
 from kfpgrpc.v1 import (
     event_pb2,
     event_pb2_grpc,
@@ -328,10 +328,10 @@ def _start_failure(error: Exception, database: Path) -> str:
         if code == sqlite3.SQLITE_BUSY:
             return f"database {database} is locked by another process ({error}); stop it and start again"
         return f"database {database} cannot be opened for writing ({error}); check its permissions and the free space"
-    if isinstance(error, RuntimeError):  # a schema newer than this kfpgrpc
+    if isinstance(error, SchemaTooNew):
         return f"database {database}: {error}"
     if isinstance(error, OSError):
-        return f"{error.filename or database}: {error.strerror or error}"
+        return f"{error.filename}: {error.strerror}" if error.filename and error.strerror else str(error)
     return f"cannot start: {type(error).__name__}: {error}"
 
 

@@ -256,3 +256,21 @@ def test_bad_tls_files_fail_with_one_line_before_anything_is_created(tmp_path: P
     for args, expected in cases.items():
         assert one_line(serve(tmp_path / "data", *args)) == expected
     assert sorted(path.name for path in tmp_path.iterdir()) == ["garbage.pem"]
+
+
+def test_a_failure_after_the_store_was_set_up_prints_one_line_and_removes_the_new_database(tmp_path: Path) -> None:
+    """The task work directory (`work/`) is a file: the start fails after the database was
+    created and migrated (whose log line is dropped with the rest), and the database goes again.
+    With --log-level debug, what was logged is shown, the traceback included."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "work").write_text("")
+    assert one_line(serve(data_dir)) == f"{data_dir / 'work'}: Not a directory"
+    assert snapshot(tmp_path) == {"data": None, "data/work": b""}
+    debug = serve(data_dir, "--log-level", "debug")
+    assert debug.returncode == 1
+    lines = debug.stderr.splitlines()
+    assert lines[-1] == f"kfpgrpc: {data_dir / 'work'}: Not a directory"
+    assert any('msg="applied schema migrations"' in line for line in lines)
+    assert any('msg="start failed"' in line and "NotADirectoryError" in line for line in lines)
+    assert snapshot(tmp_path) == {"data": None, "data/work": b""}

@@ -149,8 +149,7 @@ class Database:
     async def open(cls, path: Path, readers: int = 4) -> Database:
         """Open (creating it if missing) and migrate the database at `path`, whose directory
         exists, and check that it takes writes. Raises sqlite3.Error for a file that is not a
-        database, corrupt, read-only or locked, and RuntimeError for a schema newer than this
-        kfpgrpc."""
+        database, corrupt, read-only or locked, and SchemaTooNew."""
         connections = [await _connect(path, read_only=False)]
         try:
             applied = await _schema_version(connections[0])  # before changing anything in the file
@@ -315,13 +314,17 @@ async def _probe(conn: aiosqlite.Connection) -> None:
     await conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
 
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer kfpgrpc (more migrations than this one knows)."""
+
+
 async def _schema_version(conn: aiosqlite.Connection) -> int:
-    """How many migrations the database has; RuntimeError when it is newer than this kfpgrpc."""
+    """How many migrations the database has; SchemaTooNew when it is newer than this kfpgrpc."""
     async with conn.execute("PRAGMA user_version") as cursor:
         row = await cursor.fetchone()
     applied = row[0] if row else 0
     if applied > len(MIGRATIONS):
-        raise RuntimeError(
+        raise SchemaTooNew(
             f"database schema version {applied} is newer than this kfpgrpc ({len(MIGRATIONS)}); upgrade kfpgrpc"
         )
     return int(applied)
