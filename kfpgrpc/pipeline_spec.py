@@ -52,6 +52,9 @@ _SCHEMA_VERSION = re.compile(r"2\.\d+\.\d+")
 # Map keys written as `.key` in field paths; any other key is written `["key"]`, JSON-quoted.
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 MAX_NAME_BYTES = 255  # a name becomes a file name: NAME_MAX of Linux file systems
+# Tasks of one run with every sub-pipeline unfolded (loops not counted: they unfold at run time).
+MAX_TASKS = 100_000
+MAX_DAG_DEPTH = 100  # sub-pipelines, conditions and loops nested in one another
 _PARAMETER_TYPES = {
     number: name
     for name, number in pipeline_spec_pb2.ParameterType.ParameterTypeEnum.items()
@@ -288,12 +291,43 @@ class _StructureChecker:
         for name in sorted(self._spec.components):
             self._check_component(name, self._spec.components[name])
         starts = sorted({component for component, _ in root_refs})
-        for cycle, ref_path in _find_cycles(self._component_refs, starts):
+        cycles = _find_cycles(self._component_refs, starts)
+        for cycle, ref_path in cycles:
             path_text = " -> ".join([cycle[-1], *cycle])
             self._report(
                 ref_path, f"makes DAG components recurse: {path_text} (each runs the next)"
             )
+        if not cycles:
+            self._check_expanded_size(root_refs)
         return self._violations
+
+    def _check_expanded_size(self, root_refs: list[tuple[str, str]]) -> None:
+        """A sub-pipeline used twice at each of N levels runs 2**N tasks, and each level is a
+        nested walk when the run executes: refuse more than MAX_TASKS tasks once unfolded, or DAGs
+        nested deeper than MAX_DAG_DEPTH. Each DAG component is measured once, without recursion."""
+        sizes: dict[str, tuple[int, int]] = {}  # component -> (tasks unfolded, DAG depth)
+        stack = [component for component, _ in root_refs]
+        while stack:
+            component = stack[-1]
+            refs = self._component_refs.get(component, ())
+            pending = [ref for ref, _ in refs if ref not in sizes]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            tasks = sum(1 + sizes[ref][0] for ref, _ in refs)
+            depth = 1 + max((sizes[ref][1] for ref, _ in refs), default=0) if component in self._component_refs else 0
+            sizes[component] = (min(tasks, MAX_TASKS + 1), depth)
+        tasks = sum(1 + sizes[ref][0] for ref, _ in root_refs)
+        depth = 1 + max((sizes[ref][1] for ref, _ in root_refs), default=0)
+        if tasks > MAX_TASKS:
+            self._report(
+                "root.dag",
+                f"expands to more than {MAX_TASKS:,} tasks once its sub-pipelines are unfolded;"
+                " a run may have at most that many",
+            )
+        if depth > MAX_DAG_DEPTH:
+            self._report("root.dag", f"nests DAGs {depth} deep; at most {MAX_DAG_DEPTH} levels are allowed")
 
     def _report(self, path: str, description: str) -> None:
         self._violations.append(FieldViolation(f"{self._path}.{path}", description))

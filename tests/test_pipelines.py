@@ -206,3 +206,42 @@ async def test_default_version_names_skip_taken_names(stubs: Stubs, compiled: di
     )
     await upload(stubs, pipeline.pipeline_id, spec, name="v3")
     assert (await upload(stubs, pipeline.pipeline_id, spec)).name == "v4"  # count+1 = 3 is taken
+
+
+def _nested_levels(add: dict[str, Any], levels: int, uses_per_level: int) -> dict[str, Any]:
+    """The add pipeline wrapped in `levels` sub-pipelines, each running the next one
+    `uses_per_level` times: `uses_per_level ** levels` add tasks once unfolded."""
+    spec = copy.deepcopy(add)
+    inner_task = next(iter(spec["root"]["dag"]["tasks"].values()))
+    spec["components"]["comp-level-0"] = {"dag": {"tasks": {"add": copy.deepcopy(inner_task)}}}
+    for level in range(1, levels + 1):
+        spec["components"][f"comp-level-{level}"] = {
+            "dag": {"tasks": {f"use-{i}": {"componentRef": {"name": f"comp-level-{level - 1}"}, "taskInfo": {"name": f"use-{i}"}}
+                              for i in range(uses_per_level)}}
+        }
+    spec["root"]["dag"]["tasks"] = {"top": {"componentRef": {"name": f"comp-level-{levels}"}, "taskInfo": {"name": "top"}}}
+    spec["root"].pop("inputDefinitions", None)
+    spec["root"]["dag"].pop("outputs", None)
+    spec["root"].pop("outputDefinitions", None)
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("levels", "uses", "problem"),
+    [(40, 2, "expands to more than 100,000 tasks"), (150, 1, "nests DAGs 152 deep")],
+    ids=["2**40 tasks", "150 levels"],
+)
+async def test_a_spec_that_unfolds_too_far_is_refused(
+    stubs: Stubs, compiled: dict[str, dict[str, Any]], levels: int, uses: int, problem: str
+) -> None:
+    """A few kilobytes of spec must not make a run of 2**40 tasks nor a walk deeper than Python
+    recurses: refused at upload, naming the root DAG."""
+    add = copy.deepcopy(compiled["add-pipeline"])
+    task = next(iter(add["root"]["dag"]["tasks"].values()))
+    task["inputs"] = {"parameters": {"a": {"runtimeValue": {"constant": 1}}, "b": {"runtimeValue": {"constant": 2}}}}
+    pipeline = await create_pipeline(stubs, name=f"unfolds-{levels}")
+    await upload(stubs, pipeline.pipeline_id, _nested_levels(add, 3, 2), name="small-enough")  # 8 tasks: fine
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await upload(stubs, pipeline.pipeline_id, _nested_levels(add, levels, uses))
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert problem in field_violations(failure.value)["pipeline_version.pipeline_spec.root.dag"]
