@@ -72,3 +72,19 @@ async def test_readers_cannot_write(tmp_path: Path) -> None:
             await db.fetch_all("DELETE FROM experiments")
     finally:
         await db.close()
+
+
+async def test_a_snapshot_sees_one_commit_while_writes_land(tmp_path: Path) -> None:
+    """List pages read their items and their total count in one snapshot: a run created
+    between the two queries once gave `total_size: 1` with no runs in the page."""
+    db = await Database.open(tmp_path / "db.sqlite")
+    try:
+        await insert(db, "before")
+        async with db.snapshot() as conn:
+            (first,) = next(iter(await conn.execute_fetchall("SELECT COUNT(*) FROM experiments")))
+            await insert(db, "during")
+            (second,) = next(iter(await conn.execute_fetchall("SELECT COUNT(*) FROM experiments")))
+        assert first == second == 1
+        assert len(await db.fetch_all("SELECT * FROM experiments")) == 2
+    finally:
+        await db.close()

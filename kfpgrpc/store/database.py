@@ -199,6 +199,17 @@ class Database:
         finally:
             self._idle_readers.put_nowait(conn)
 
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A read connection inside one read transaction: every query sees the same commit
+        (a page and its total count agree even while writes land between them)."""
+        async with self.reader() as conn:
+            await conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                await conn.execute("COMMIT")
+
     async def fetch_all(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
         async with self.reader() as conn:
             return list(await conn.execute_fetchall(sql, params))

@@ -141,7 +141,7 @@ async def fetch_page(db: Database, query: Query, select: str, from_row: Callable
     """Run a query: one page of items, the total count and the next page's token."""
     sql, params = query.page_sql(select)
     count_sql, count_params = query.count_sql()
-    async with db.reader() as conn:
+    async with db.snapshot() as conn:
         rows = list(await conn.execute_fetchall(sql, params))
         (total,) = next(iter(await conn.execute_fetchall(count_sql, count_params)))
     token = query.next_page_token(rows[query.page_size - 1]) if len(rows) > query.page_size else ""
