@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                        default=_env("MAX_LOG_BYTES_PER_TASK", str(defaults.max_log_bytes_per_task)),
                        help="log bytes stored per task (a line costs its bytes plus 64); past it the task runs on"
                             " and the log says it is truncated (env KFPGRPC_MAX_LOG_BYTES_PER_TASK)")
+    serve.add_argument("--cache", default=_env("CACHE", "on" if defaults.cache else "off"), choices=["on", "off"],
+                       help="reuse the outputs of an earlier identical task execution when the task enables"
+                            " caching, as KFP does; off: every task runs (env KFPGRPC_CACHE)")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"])
@@ -206,6 +209,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_connection_idle_us=durations["max_connection_idle"],
         max_connections=args.max_connections,
         max_log_bytes_per_task=args.max_log_bytes_per_task,
+        cache=args.cache == "on",
     )
     server = KfpGrpcServer(config)
 

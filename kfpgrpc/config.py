@@ -36,6 +36,7 @@ class ServerConfig:
     max_connection_idle_us: int = 5 * 60 * 1_000_000  # a connection without calls for this long is closed
     max_connections: int = 1000  # incoming connections at once; more are closed as they arrive
     max_log_bytes_per_task: int = DEFAULT_MAX_LOG_BYTES_PER_TASK  # log kept per task execution
+    cache: bool = True  # KFP execution caching of tasks that enable it
 
     @property
     def database_path(self) -> Path:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -91,6 +91,11 @@ class TaskDetail:
     output_parameters: dict[str, Any]
     output_artifacts: list[dict[str, Any]]  # {name, uri, schema_title, metadata}
     state_history: list[StateChange]
+    iteration_index: int | None = None  # an iteration of a loop: its index
+    iteration_count: int | None = None  # a loop: how many iterations it has
+    cached_from_run_id: str = ""  # its outputs came from the cache: this run's execution
+    notes: list[str] = field(default_factory=list)  # e.g. "image python:3.11 was not pulled..."
+    retries: int = 0  # attempts after the first
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,14 @@ def validate_pipeline_spec(spec: object, field: str) -> PipelineSpecInfo:
     )
 
 
+def platform_spec_of(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The kfp-kubernetes PlatformSpec of a stored spec document (`{"pipeline_spec": ...,
+    "platform_spec": ...}` when it has one), or {}."""
+    if "pipeline_spec" in document:
+        return dict(document.get("platform_spec") or {})
+    return {}
+
+
 def task_names(spec: dict[str, Any]) -> list[tuple[str, str]]:
     """(task_id, display_name) of every task, those inside sub-pipelines included; a task id is
     the task's path in the DAG, e.g. "outer.train"."""

@@ -27,6 +27,7 @@ from kfpgrpc.api.recurring_runs import RecurringRunServicer
 from kfpgrpc.api.runs import RunServicer
 from kfpgrpc.clock import Clock, SystemClock
 from kfpgrpc.config import ServerConfig
+from kfpgrpc.core.cache import StoredExecutionCache
 from kfpgrpc.core.events import Events
 from kfpgrpc.core.experiments import Experiments
 from kfpgrpc.core.housekeeping import Housekeeping
@@ -35,7 +36,7 @@ from kfpgrpc.core.recurring import RecurringRuns
 from kfpgrpc.core.runs import Runs
 from kfpgrpc.datadir import DataDir, DataDirError
 from kfpgrpc.errors import StoreFault
-from kfpgrpc.executor import LocalExecutor
+from kfpgrpc.executor import LocalLauncher, Orchestrator
 from kfpgrpc.store.database import Database, SchemaTooNew
 from kfpgrpc.v1 import (
     event_pb2,
@@ -99,7 +100,7 @@ class KfpGrpcServer:
         self._data_dir: DataDir | None = None
         self._db: Database | None = None
         self._events: Events | None = None
-        self._executor: LocalExecutor | None = None
+        self._orchestrator: Orchestrator | None = None
         self._runs: Runs | None = None
         self._recurring_runs: RecurringRuns | None = None
         self._housekeeping: Housekeeping | None = None
@@ -137,15 +138,18 @@ class KfpGrpcServer:
             experiments = Experiments(db, self.clock)
             await experiments.ensure_default()
             pipelines = Pipelines(db, self.clock, events)
-            executor = LocalExecutor(
+            launcher = LocalLauncher(
                 config.artifact_root, config.work_root, max_parallel_tasks=config.max_parallel_tasks,
-                python=config.task_python or sys.executable, clock=self.clock, containment=config.task_containment,
+                python=config.task_python or sys.executable, containment=config.task_containment,
+            )
+            orchestrator = Orchestrator(
+                launcher, self.clock, cache=StoredExecutionCache(db, self.clock) if config.cache else None,
                 max_log_bytes_per_task=config.max_log_bytes_per_task,
             )
-            await executor.start()  # kills a crashed server's task processes: under the lock
-            self._executor = executor
+            await orchestrator.start()  # kills a crashed server's task processes: under the lock
+            self._orchestrator = orchestrator
             self._runs = runs = Runs(
-                db, self.clock, events, executor, config.artifact_root, lambda: experiments.default_experiment_id,
+                db, self.clock, events, orchestrator, config.artifact_root, lambda: experiments.default_experiment_id,
                 # Enough runs in hand to keep every task slot busy, few enough not to flood the writer.
                 max_executing=2 * config.max_parallel_tasks,
                 allowed_pipeline_roots=config.allowed_pipeline_roots,
@@ -266,8 +270,8 @@ class KfpGrpcServer:
             await self._recurring_runs.stop()
         if self._runs is not None:
             await self._runs.stop()
-        if self._executor is not None:
-            await self._executor.stop()
+        if self._orchestrator is not None:
+            await self._orchestrator.stop()
         if self._server is not None:
             await self._server.stop(self.config.shutdown_grace_seconds)
         if self._db is not None:

@@ -330,8 +330,10 @@ def legacy_rows(database: Path, run_id: str, *, tasks: int, size: int) -> None:
     huge = "y" * size
     with sqlite3.connect(database) as db:
         row = db.execute("SELECT * FROM tasks WHERE run_id = ?", (run_id,)).fetchone()
+        columns = "run_id, task_id, display_name, parent_task_id, state, create_time, start_time, end_time, image," \
+            " exit_code, error, input_parameters, output_parameters, output_artifacts, state_history"
         db.executemany(
-            f"INSERT INTO tasks VALUES ({', '.join('?' * len(row))})",
+            f"INSERT INTO tasks ({columns}) VALUES ({', '.join('?' * 15)})",
             [(run_id, f"extra-{i:05}", "extra", "", "SUCCEEDED", row[5] + 1 + i, row[6], row[7], "", 0, "",
               json.dumps({"note": "n" * 400}), "{}", "[]", '[["SUCCEEDED", 1, ""]]') for i in range(tasks)],
         )

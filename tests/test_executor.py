@@ -15,7 +15,9 @@ from kfp import dsl
 from kfp.dsl import Model, Output
 
 from kfpgrpc.executor import (
-    LocalExecutor,
+    LocalLauncher,
+    Orchestrator,
+    RunContext,
     RunOutcome,
     TaskResult,
     TaskState,
@@ -62,15 +64,15 @@ class Recorder:
 
 
 @pytest.fixture
-async def executor(containment: str, tmp_path: Path) -> AsyncIterator[LocalExecutor]:
-    """A started executor, with each way of containing task processes."""
-    async with started(LocalExecutor(tmp_path / "artifacts", tmp_path / "work", max_parallel_tasks=4,
-                                     containment=containment)) as running:
+async def executor(containment: str, tmp_path: Path) -> AsyncIterator[Orchestrator]:
+    """A started orchestrator with a local launcher, with each way of containing task processes."""
+    launcher = LocalLauncher(tmp_path / "artifacts", tmp_path / "work", max_parallel_tasks=4, containment=containment)
+    async with started(Orchestrator(launcher)) as running:
         yield running
 
 
 @contextlib.asynccontextmanager
-async def started(executor: LocalExecutor) -> AsyncIterator[LocalExecutor]:
+async def started(executor: Orchestrator) -> AsyncIterator[Orchestrator]:
     await executor.start()
     try:
         yield executor
@@ -79,7 +81,7 @@ async def started(executor: LocalExecutor) -> AsyncIterator[LocalExecutor]:
 
 
 async def run(
-    executor: LocalExecutor,
+    executor: Orchestrator,
     spec: dict[str, Any],
     parameters: dict[str, Any],
     previous: dict[str, TaskResult] | None = None,
@@ -87,7 +89,7 @@ async def run(
 ) -> tuple[RunOutcome, Recorder]:
     recorder = Recorder()
     outcome = await asyncio.wait_for(
-        executor.execute(run_id, spec, parameters, previous or {}, recorder), timeout=120
+        executor.execute(RunContext(run_id, spec, parameters, previous or {}), recorder), timeout=120
     )
     return outcome, recorder
 
@@ -235,7 +237,7 @@ def sleepy_pipeline(seconds: int = 30):
 async def test_terminate_cancels_quickly_and_kills_processes(executor, tmp_path):
     spec = compile_pipeline(sleepy_pipeline, tmp_path / "sleepy.yaml")
     recorder = Recorder()
-    running = asyncio.create_task(executor.execute("run-t", spec, {"seconds": 30}, {}, recorder))
+    running = asyncio.create_task(executor.execute(RunContext("run-t", spec, {"seconds": 30}), recorder))
     await recorder.wait_for(
         lambda: any(line.startswith("sleeper pid ") for line in recorder.logs.get("sleeper", []))
     )
@@ -268,7 +270,7 @@ async def test_a_task_terminated_while_it_is_being_started_does_not_run(executor
                 await executor.terminate("run-s")
 
     recorder = TerminateOnRunning()
-    outcome = await asyncio.wait_for(executor.execute("run-s", spec, {"seconds": 60}, {}, recorder), timeout=30)
+    outcome = await asyncio.wait_for(executor.execute(RunContext("run-s", spec, {"seconds": 60}), recorder), timeout=30)
     assert outcome.state == TaskState.CANCELED
     assert recorder.states("sleeper") == [TaskState.RUNNING, TaskState.CANCELED]
 
@@ -334,25 +336,17 @@ async def test_retry_policy(executor, tmp_path):
     assert any("first attempt fails" in line for line in rec.logs["flaky"])
 
 
-# -- unsupported control flow -------------------------------------------------------------------
+# -- what no launcher runs ---------------------------------------------------------------------
 
 
 def test_unsupported_features(compiled):
-    found = unsupported_features(compiled["control-flow-pipeline"])
-    text = "\n".join(found)
-    assert "loops (ParallelFor) in task 'for-loop-2'" in text
-    assert "conditions (If/Elif/Else) in task 'condition-4'" in text
-    assert "exit handlers in task 'exit-handler-1'" in text
-    for name in ("add-pipeline", "artifact-pipeline", "nested-pipeline", "failing-pipeline"):
+    for name in ("add-pipeline", "artifact-pipeline", "nested-pipeline", "failing-pipeline", "control-flow-pipeline"):
         assert unsupported_features(compiled[name]) == [], name
-
-
-async def test_execute_refuses_control_flow(executor, compiled, tmp_path):
-    recorder = Recorder()
-    with pytest.raises(ValueError, match="loops"):
-        await executor.execute("run-c", compiled["control-flow-pipeline"], {"n": 3}, {}, recorder)
-    assert recorder.updates == [] and recorder.logs == {}
-    assert not (tmp_path / "artifacts" / "run-c").exists()
+    spec = compiled["add-pipeline"]
+    vertex = {**spec, "deploymentSpec": {"executors": {**spec["deploymentSpec"]["executors"], "exec-resolve": {"resolver": {}}}}}
+    assert unsupported_features(vertex) == ["executor 'exec-resolve' is a resolver, which only Vertex AI runs"]
+    needs_data = {**spec, "root": {**spec["root"], "inputDefinitions": {"artifacts": {"data": {"artifactType": {"schemaTitle": "system.Dataset"}}}}}}
+    assert unsupported_features(needs_data) == ["pipeline input artifact(s) 'data': a run can be given parameters only (as in KFP)"]
 
 
 async def test_parallel_tasks(tmp_path):
@@ -362,7 +356,7 @@ async def test_parallel_tasks(tmp_path):
             slow_echo(message=str(index), seconds=1.0)
 
     spec = compile_pipeline(parallel_pipeline, tmp_path / "parallel.yaml")
-    async with started(LocalExecutor(tmp_path / "a", tmp_path / "work", max_parallel_tasks=3)) as executor:
+    async with started(Orchestrator(LocalLauncher(tmp_path / "a", tmp_path / "work", max_parallel_tasks=3))) as executor:
         outcome, rec = await run(executor, spec, {})
     assert outcome.state == TaskState.SUCCEEDED
     running = {u.task_id: u.time_us for u in rec.updates if u.state == TaskState.RUNNING}

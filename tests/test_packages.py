@@ -83,9 +83,10 @@ async def test_create_run_refuses_a_component_whose_packages_the_executor_cannot
     version = await upload(stubs, "needs-numpy", spec)
     details = await refusal(create(stubs, run_of(version)))
     name = component.name.replace("_", "-")
-    assert details.startswith(f"packages not available to the local executor: component 'comp-{name}' needs numpy==1.0.0"), details
+    assert details.startswith(
+        f"this server cannot run this pipeline: component 'comp-{name}' needs packages not available to the local launcher: numpy==1.0.0"
+    ), details
     assert "PyYAML" not in details  # installed here
-    assert "task environments come in a later release" in details
     recurring = recurring_run_pb2.RecurringRun(
         display_name="nightly", pipeline_version_reference=run_of(version).pipeline_version_reference,
         trigger=recurring_run_pb2.Trigger(cron_schedule=recurring_run_pb2.CronSchedule(cron="0 3 * * *")),
@@ -98,7 +99,7 @@ async def test_create_run_refuses_a_component_whose_packages_the_executor_cannot
 async def test_only_the_components_that_lack_packages_are_named(stubs: Stubs, tmp_path: Path) -> None:
     version = await upload(stubs, "mixed", compile_pipeline(yaml_and_old_numpy, tmp_path / "mixed.yaml"))
     details = await refusal(create(stubs, run_of(version)))
-    assert "component 'comp-old-numpy' needs numpy==1.0.0" in details
+    assert "component 'comp-old-numpy' needs packages not available to the local launcher: numpy==1.0.0" in details
     assert "comp-yaml-version" not in details
 
 
@@ -140,7 +141,7 @@ async def test_without_kfp_in_the_task_interpreter_lightweight_components_are_re
             stubs = Stubs.on(channel)
             version = await upload(stubs, "add", compiled["add-pipeline"])
             details = await refusal(create(stubs, run_of(version)))
-            assert f"component 'comp-add' needs {SDK_KFP}" in details
+            assert f"component 'comp-add' needs packages not available to the local launcher: {SDK_KFP}" in details
             # Container components need no package: they run, with the bare `python3`.
             printer = await upload(stubs, "environment", compiled["environment-pipeline"])
             run = (await watch_to_end(stubs.runs, (await create(stubs, run_of(printer))).run_id))[-1]
@@ -169,7 +170,7 @@ async def test_a_stored_run_whose_packages_went_away_fails_without_running_pip(
             lines += [line.text for line in response.lines]
     assert run.state == common_pb2.FAILED
     error = task(run, "wait-for").error.message
-    assert error == f"needs packages not available to the local executor: {SDK_KFP}; pip is never run", error
+    assert error == f"needs packages not available to the local launcher: {SDK_KFP}; pip is never run", error
     assert not any("pip install" in line for line in lines)
     assert tree(bare_python) == before
 

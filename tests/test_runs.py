@@ -204,13 +204,27 @@ async def test_create_run_of_missing_things_is_not_found_or_failed_precondition(
     assert (await rpc_error(create(stubs, in_ghost_experiment))).code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_unsupported_control_flow_is_refused_before_anything_runs(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+async def test_control_flow_runs_to_its_values(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    """ParallelFor with Collected, If/Elif/Else with OneOf, an ExitHandler with its final
+    status: the pipeline that used to be refused runs (tests/test_control_flow.py has the rest)."""
     version = await upload(stubs, "control-flow", compiled["control-flow-pipeline"])
-    error = await rpc_error(create(stubs, run_of(version)))
-    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    for feature in ("loops (ParallelFor)", "conditions (If/Elif/Else)", "exit handlers"):
-        assert feature in error.details()
-    assert (await stubs.runs.ListRuns(run_pb2.ListRunsRequest())).total_size == 0
+    run = await finished(stubs, await create(stubs, run_of(version, n=3)))
+    assert run.state == common_pb2.SUCCEEDED, run.error.message
+    tasks = {t.task_id: t for t in run.run_details.task_details}
+    loop = next(t for t in tasks.values() if t.HasField("iteration_count"))
+    assert loop.iteration_count == 3
+    doubled = [t for t in tasks.values() if t.display_name == "add"]
+    assert sorted(int(t.output_parameters["Output"].number_value) for t in doubled) == [2, 4, 6]
+    assert {t.parent_task_id for t in doubled} == {f"{loop.task_id}[{i}]" for i in range(3)}
+    assert [tasks[f"{loop.task_id}[{i}]"].iteration_index for i in range(3)] == [0, 1, 2]
+    total = next(t for t in tasks.values() if t.display_name == "total")
+    assert total.output_parameters["Output"].number_value == 12
+    skipped = sorted(t.task_id for t in tasks.values() if t.state == common_pb2.SKIPPED)
+    assert len(skipped) == 2 and all(task_id.startswith("condition-branches-") for task_id in skipped)
+    echoed = [t for t in tasks.values() if t.display_name.startswith("echo")]
+    assert [t.output_parameters["Output"].string_value for t in echoed] == ["odd"]
+    status = next(t for t in tasks.values() if t.display_name == "report-status")
+    assert status.input_parameters["status"].struct_value["state"] == "COMPLETE"
 
 
 async def test_terminate_mid_run_cancels_the_running_task(stubs: Stubs, compiled: dict[str, Spec], tmp_path: Path) -> None:

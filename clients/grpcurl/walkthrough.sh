@@ -90,9 +90,10 @@ if [[ $FINAL_STATE != SUCCEEDED ]]; then
   exit 1
 fi
 
-step "8. Its tasks and their outputs (GetRun)."
+step "8. Its tasks and their outputs (GetRun). Run the walkthrough again on the same server: the divide task is then
+   taken from the cache (KFP caching: same component, same inputs), and cached_from_run_id names the earlier run."
 echo "{\"run_id\": \"$RUN_ID\"}" | call RunService/GetRun \
-  | each_message 'for t in m["run_details"]["task_details"]: print(t["task_id"], t["state"], t["output_parameters"])'
+  | each_message 'for t in m["run_details"]["task_details"]: print(t["task_id"], t["state"], t["output_parameters"], *(["cached from run", t["cached_from_run_id"]] if t.get("cached_from_run_id") else []))'
 
 step "9. StreamRunLogs: the last lines the tasks printed (the run has ended, so the stream ends too)."
 echo "{\"run_id\": \"$RUN_ID\"}" | call RunService/StreamRunLogs \

@@ -1,4 +1,4 @@
-"""Runs: creation rules, the run state machine, execution through an executor, crash resume,
+"""Runs: creation rules, the run state machine, execution through the orchestrator, crash resume,
 watching and log streaming.
 
 Every run that is not finished is *active*: it has an `_Execution` in memory that owns its
@@ -54,14 +54,14 @@ from kfpgrpc.domain import (
 from kfpgrpc.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
 from kfpgrpc.executor import (
     ArtifactOutput,
-    Executor,
+    Orchestrator,
+    RunContext,
     RunOutcome,
     TaskResult,
     TaskState,
     TaskUpdate,
-    unsupported_features,
 )
-from kfpgrpc.pipeline_spec import PipelineSpecInfo, task_names, validate_pipeline_spec
+from kfpgrpc.pipeline_spec import PipelineSpecInfo, platform_spec_of, task_names, validate_pipeline_spec
 from kfpgrpc.selectors import SelectorError, expose, parse_selector
 from kfpgrpc.store import experiments as experiment_store
 from kfpgrpc.store import pipelines as pipeline_store
@@ -132,7 +132,7 @@ class Runs:
         db: Database,
         clock: Clock,
         events: Events,
-        executor: Executor,
+        orchestrator: Orchestrator,
         artifact_root: Path,
         default_experiment_id: Callable[[], str],
         max_executing: int = 8,
@@ -141,7 +141,7 @@ class Runs:
         self._db = db
         self._clock = clock
         self._events = events
-        self._executor = executor
+        self._orchestrator = orchestrator
         # Resolved once, at start: what a root's links point to later does not widen them.
         self._artifact_root = Path(os.path.realpath(artifact_root))
         self._allowed_roots = list(dict.fromkeys([str(self._artifact_root), *map(os.path.realpath, allowed_pipeline_roots)]))
@@ -149,7 +149,7 @@ class Runs:
         self._active: dict[str, _Execution] = {}
         self._claimed: set[str] = set()  # runs a Retry or Delete is working on
         self._workers: set[asyncio.Task[None]] = set()
-        # Admission: at most `max_executing` runs are handed to the executor at once; the others
+        # Admission: at most `max_executing` runs are handed to the orchestrator at once; the others
         # wait, PENDING, in creation order. Without it a burst of runs would all commit RUNNING
         # and their task reports, flooding the single writer that every other write waits for.
         self._max_executing = max_executing
@@ -166,7 +166,7 @@ class Runs:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resume the runs a previous server process left unfinished (the executor has killed the
+        """Resume the runs a previous server process left unfinished (the launcher has killed the
         task processes it left running, see Executor.start)."""
         async for stored in store.unfinished_runs(self._db):
             run, document = await self._with_snapshot(stored)
@@ -181,6 +181,7 @@ class Runs:
     async def stop(self) -> None:
         """Stop every execution without recording it (see the module docstring); end streams."""
         self._stopping = True
+        self._orchestrator.stop_now()
         self._snapshots.close()
         self._log_appended.close()
         for worker in self._workers:
@@ -250,15 +251,8 @@ class Runs:
             dependencies = {name: "" for name in new.parameters_from}  # a URI is a string
         given = {**new.parameters, **dependencies}
         parameters = resolve_parameters(info.inputs, given, f"{field}.runtime_config.parameters")
-        if unsupported := unsupported_features(info.spec):
-            raise FailedPrecondition(
-                "the local executor cannot run this pipeline; it uses " + "; ".join(unsupported)
-            )
-        if unavailable := await self._executor.unavailable_packages(info.spec):
-            raise FailedPrecondition(
-                "packages not available to the local executor: " + "; ".join(unavailable)
-                + " (it never runs pip; task environments come in a later release)"
-            )
+        if unsupported := await self._orchestrator.unsupported(info.spec, platform_spec_of(document)):
+            raise FailedPrecondition("this server cannot run this pipeline: " + "; ".join(unsupported))
         now = self._clock.now_us()
         run = Run(
             run_id=new.run_id or new_id(),
@@ -431,7 +425,7 @@ class Runs:
             self._start(execution)
         else:
             # Killing takes up to the grace period; the RPC returns once CANCELING is committed.
-            self._spawn(self._executor.terminate(run_id))
+            self._spawn(self._orchestrator.terminate(run_id))
 
     async def retry(self, run_id: str) -> None:
         """Run a FAILED or CANCELED run again, reusing what succeeded. FailedPrecondition for
@@ -565,10 +559,20 @@ class Runs:
                 except DomainError as refused:  # stored before this server's checks: never run
                     outcome = RunOutcome(TaskState.FAILED, refused.message)
                 else:
-                    previous = {t.task_id: _task_result(t) for t in execution.tasks.values() if t.state == SUCCEEDED}
-                    outcome = await self._executor.execute(
-                        run_id, info.spec, execution.run.parameters, previous, _Observer(self, execution), artifact_root=root
+                    previous = {t.task_id: task_result(t) for t in execution.tasks.values() if t.state == SUCCEEDED}
+                    run = execution.run
+                    context = RunContext(
+                        run_id=run_id,
+                        spec=info.spec,
+                        parameters=run.parameters,
+                        previous=previous,
+                        platform_spec=platform_spec_of(execution.document),
+                        artifact_root=root,
+                        display_name=run.display_name,
+                        created_at_us=run.created_at,
+                        scheduled_at_us=run.scheduled_at,
                     )
+                    outcome = await self._orchestrator.execute(context, _Observer(self, execution))
             await self._finish(execution, outcome.state.value, outcome.error)
         except asyncio.CancelledError:
             if not self._stopping:
@@ -588,7 +592,7 @@ class Runs:
                     listener(execution.run)
 
     async def _finish(self, execution: _Execution, state: str, error: str) -> None:
-        if state == CANCELED and not error:  # terminated before the executor started
+        if state == CANCELED and not error:  # terminated before the orchestrator started
             error = "the run was terminated"
         now = self._clock.now_us()
         # Tasks a crashed attempt left unfinished and this attempt did not reach.
@@ -618,7 +622,7 @@ class Runs:
     ) -> None:
         """Commit `changes` to the run (and `tasks`) with their events, then apply them in
         memory and publish. With `unless_finished`, a run that has just finished is left alone:
-        FAILED_PRECONDITION. `background`: the executor's reports, not a request; they wait
+        FAILED_PRECONDITION. `background`: the orchestrator's reports, not a request; they wait
         out store faults (the run waits with them) instead of failing the run."""
         if not background and execution.lock.locked() and self._db.fault is not None:
             raise self._db.fault.fresh()  # a report of this run waits for the store: this would wait behind it
@@ -721,7 +725,7 @@ class _Claim:
 
 
 class _Observer:
-    """Hands the executor's reports to the run manager."""
+    """Hands the orchestrator's reports to the run manager."""
 
     def __init__(self, runs: Runs, execution: _Execution) -> None:
         self._runs = runs
@@ -763,6 +767,11 @@ def _apply_update(run_id: str, previous: TaskDetail | None, update: TaskUpdate) 
             for a in artifacts
         ],
         state_history=history,
+        iteration_index=update.iteration_index if update.iteration_index is not None else (previous.iteration_index if previous else None),
+        iteration_count=update.iteration_count if update.iteration_count is not None else (previous.iteration_count if previous else None),
+        cached_from_run_id=update.cached_from_run_id,
+        notes=list(update.notes) or (previous.notes if previous else []),
+        retries=update.retries,
     )
 
 
@@ -779,7 +788,8 @@ def _batches(lines: list[LogLine]) -> Iterator[list[LogLine]]:
     yield batch
 
 
-def _task_result(task: TaskDetail) -> TaskResult:
+def task_result(task: TaskDetail) -> TaskResult:
+    """What a SUCCEEDED task produced, as the orchestrator reuses it."""
     artifacts: dict[str, list[ArtifactOutput]] = {}
     for a in task.output_artifacts:
         artifacts.setdefault(a["name"], []).append(ArtifactOutput(a["name"], a["uri"], a["schema_title"], a["metadata"]))

@@ -1,11 +1,14 @@
-"""The executor interface: what the run manager needs from something that runs a pipeline.
+"""What the run manager (kfpgrpc.core.runs) and the orchestrator share: the run to execute, the
+reports of its tasks, and its outcome.
 
-An executor runs one compiled KFP pipeline spec (the IR dict) at a time per run id, reports every
-task state change and the task logs to a `RunObserver`, and returns a `RunOutcome`.
+The orchestrator (`orchestrator.Orchestrator`) runs one compiled KFP pipeline spec (the IR dict)
+at a time per run id, reports every task state change and the task logs to a `RunObserver`, and
+returns a `RunOutcome`. It hands each container task to a launcher (`launcher.Launcher`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -25,7 +28,8 @@ class TaskState(str, Enum):
 
 @dataclass(frozen=True)
 class ArtifactOutput:
-    """One output artifact of a task. `uri` is the artifact's absolute local path."""
+    """One artifact. `uri` is where it is stored: for the local launcher an absolute local path,
+    which is also its `path` in a task."""
 
     name: str
     uri: str
@@ -35,7 +39,8 @@ class ArtifactOutput:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """What a succeeded task produced: enough to skip it on retry / resume."""
+    """What a succeeded task (or DAG, or loop) produced: enough to skip it on retry / resume.
+    A loop's outputs are lists over its iterations (see `orchestrator`)."""
 
     output_parameters: dict[str, Any]
     output_artifacts: dict[str, list[ArtifactOutput]]
@@ -43,16 +48,25 @@ class TaskResult:
 
 @dataclass(frozen=True)
 class TaskUpdate:
-    task_id: str  # unique within the run: the task's path, e.g. "add-twice.add-2"
-    display_name: str  # the task name in the spec
+    """One state change of a task. `task_id` is unique within the run: the task's path of DAG
+    task keys, e.g. "outer.train", with an iteration's index after its loop task:
+    "for-loop-2[1].square"."""
+
+    task_id: str
+    display_name: str  # taskInfo.name of the task in the spec
     parent_task_id: str  # "" at root
     state: TaskState
     time_us: int  # when this state was entered (microseconds since epoch)
     image: str = ""  # container image from the spec (not pulled)
     exit_code: int | None = None
-    error: str = ""  # for FAILED: e.g. "exit code 1" plus the last 20 log lines
+    error: str = ""  # for FAILED: e.g. "exit code 1" plus the last log lines; SKIPPED: why
     input_parameters: dict[str, Any] = field(default_factory=dict)
     result: TaskResult | None = None  # set with SUCCEEDED
+    iteration_index: int | None = None  # an iteration of a loop: its index (from 0)
+    iteration_count: int | None = None  # a loop task: how many iterations it has
+    cached_from_run_id: str = ""  # SUCCEEDED from the cache: the run whose execution it reused
+    notes: tuple[str, ...] = ()  # what the user should know, e.g. "image not pulled"
+    retries: int = 0  # attempts after the first
 
 
 class RunObserver(Protocol):
@@ -64,41 +78,24 @@ class RunObserver(Protocol):
 
 
 @dataclass(frozen=True)
+class RunContext:
+    """A run to execute. `spec` is the bare PipelineSpec dict, `platform_spec` the kfp-kubernetes
+    PlatformSpec (`{"platforms": {"kubernetes": ...}}`) or {}. Tasks whose id is in `previous`
+    are not run again: their results are reused. Artifacts go under `artifact_root / run_id`
+    (None: the launcher's default root). Times are microseconds since the epoch."""
+
+    run_id: str
+    spec: Mapping[str, Any]
+    parameters: dict[str, Any]
+    previous: Mapping[str, TaskResult] = field(default_factory=dict)
+    platform_spec: Mapping[str, Any] = field(default_factory=dict)
+    artifact_root: Path | None = None
+    display_name: str = ""
+    created_at_us: int = 0
+    scheduled_at_us: int = 0  # the tick of a recurring run's run; 0 = created_at_us
+
+
+@dataclass(frozen=True)
 class RunOutcome:
     state: TaskState  # SUCCEEDED, FAILED or CANCELED
     error: str
-
-
-class Executor(Protocol):
-    async def execute(
-        self,
-        run_id: str,
-        spec: dict,
-        parameters: dict[str, Any],
-        previous: dict[str, TaskResult],
-        observer: RunObserver,
-        artifact_root: Path | None = None,
-    ) -> RunOutcome:
-        """Run `spec` to the end. Tasks whose id is in `previous` are not run again: their
-        results are reused and they are reported SUCCEEDED with that result. Artifacts go
-        under `artifact_root / run_id` (default: the executor's own root)."""
-        ...
-
-    async def start(self) -> None:
-        """Before the first `execute`: stop whatever a previous server process that died left
-        running, and remove its leftovers. Raises OSError when the executor cannot work."""
-        ...
-
-    async def stop(self) -> None:
-        """After the last `execute` has returned (or been cancelled)."""
-        ...
-
-    async def unavailable_packages(self, spec: dict) -> list[str]:
-        """Why components of `spec` cannot get the Python packages they install (one message per
-        component, naming the packages); empty when all can run."""
-        ...
-
-    async def terminate(self, run_id: str) -> None:
-        """Stop the run: running tasks are killed and reported CANCELED, no new task starts,
-        and `execute` returns CANCELED."""
-        ...

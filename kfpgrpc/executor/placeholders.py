@@ -190,15 +190,35 @@ _IO_PLACEHOLDER = re.compile(
 
 
 @dataclass(frozen=True)
+class RuntimeValues:
+    """The values of KFP's runtime placeholders for one task (the `dsl.*_PLACEHOLDER` constants
+    of the SDK), by placeholder name: `{{$.pipeline_job_name}}` is `values["pipeline_job_name"]`.
+    Names: pipeline_job_name, pipeline_job_resource_name, pipeline_job_uuid, pipeline_task_name,
+    pipeline_task_uuid, pipeline_root, pipeline_job_create_time_utc,
+    pipeline_job_schedule_time_utc, workspace_path (see `orchestrator` for their values)."""
+
+    values: Mapping[str, str]
+
+    def substitute(self, text: str) -> str:
+        """`text` with every runtime placeholder in it replaced (KFP's driver replaces an input
+        only when it IS the placeholder; kfp.local also inside longer strings, as here, so that
+        `"job-" + dsl.PIPELINE_JOB_ID_PLACEHOLDER` works)."""
+        if "{{$." not in text:
+            return text
+
+        def replace(match: re.Match[str]) -> str:
+            value = self.values.get(match.group(1) or "")
+            return match.group(0) if value is None else value
+
+        return _PLACEHOLDER.sub(replace, text)
+
+
+@dataclass(frozen=True)
 class PlaceholderContext:
+    """What the placeholders of one container task's command and args resolve to."""
+
     executor_input: dict[str, Any]
-    pipeline_job_name: str
-    pipeline_job_resource_name: str
-    pipeline_job_uuid: str
-    pipeline_task_name: str
-    pipeline_task_uuid: str
-    pipeline_root: str
-    create_time_utc: str
+    runtime: RuntimeValues
 
 
 def _to_text(value: Any) -> str:
@@ -210,20 +230,10 @@ def _resolve_one(expression: str | None, context: PlaceholderContext) -> str | N
     executor_input = context.executor_input
     if expression is None:
         return json.dumps(executor_input)
-    constants = {
-        "outputs.output_file": executor_input["outputs"]["outputFile"],
-        "outputMetadataUri": executor_input["outputs"]["outputFile"],
-        "pipeline_job_name": context.pipeline_job_name,
-        "pipeline_job_resource_name": context.pipeline_job_resource_name,
-        "pipeline_job_uuid": context.pipeline_job_uuid,
-        "pipeline_task_name": context.pipeline_task_name,
-        "pipeline_task_uuid": context.pipeline_task_uuid,
-        "pipeline_root": context.pipeline_root,
-        "pipeline_job_create_time_utc": context.create_time_utc,
-        "pipeline_job_schedule_time_utc": context.create_time_utc,
-    }
-    if expression in constants:
-        return constants[expression]
+    if expression in ("outputs.output_file", "outputMetadataUri"):
+        return executor_input["outputs"]["outputFile"]
+    if expression in context.runtime.values:
+        return context.runtime.values[expression]
     match = _IO_PLACEHOLDER.match(expression.strip())
     if match is None:
         return None
@@ -318,9 +328,9 @@ def resolve_command(arguments: list[Any], context: PlaceholderContext) -> list[s
     return resolved
 
 
-def resolve_parameter_self_references(parameters: dict[str, Any]) -> dict[str, Any]:
-    """String inputs may refer to other inputs of the same task (f-strings in the DSL compile to
-    "{{$.inputs.parameters['pipelinechannel--x']}}-suffix"): substitute those."""
+def substitute_inputs(text: str, parameters: Mapping[str, Any]) -> str:
+    """`text` with each `{{$.inputs.parameters['x']}}` of an input in `parameters` replaced by
+    its value (JSON text for a non-string)."""
 
     def replace(match: re.Match[str]) -> str:
         io = _IO_PLACEHOLDER.match((match.group(1) or "").strip())
@@ -331,8 +341,14 @@ def resolve_parameter_self_references(parameters: dict[str, Any]) -> dict[str, A
             return match.group(0)
         return _to_text(parameters[name])
 
+    return _PLACEHOLDER.sub(replace, text) if "{{$" in text else text
+
+
+def resolve_parameter_self_references(parameters: dict[str, Any]) -> dict[str, Any]:
+    """String inputs may refer to other inputs of the same task (f-strings in the DSL compile to
+    "{{$.inputs.parameters['pipelinechannel--x']}}-suffix"): substitute those."""
     return {
-        name: _PLACEHOLDER.sub(replace, value) if isinstance(value, str) else value
+        name: substitute_inputs(value, parameters) if isinstance(value, str) else value
         for name, value in parameters.items()
     }
 

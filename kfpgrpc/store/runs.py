@@ -70,6 +70,7 @@ _TASKS = RecordTable(
         "output_parameters": JSON,
         "output_artifacts": JSON,
         "state_history": HISTORY,
+        "notes": JSON,
     },
 )
 _UNFINISHED = "('PENDING', 'RUNNING', 'CANCELING')"
@@ -225,6 +226,7 @@ async def delete_run(db: Database, run_id: str, also: WriteJob[None] | None = No
             raise NotFound("run", "run_id", run_id)
         (hash_,) = next(iter(rows))
         await conn.execute("DELETE FROM log_lines WHERE run_id = ?", (run_id,))
+        await conn.execute("DELETE FROM execution_cache WHERE run_id = ?", (run_id,))
         await conn.execute("DELETE FROM tasks WHERE run_id = ?", (run_id,))
         await conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
         await forget_spec_if_unused_within(conn, hash_)
@@ -331,3 +333,29 @@ async def names_of(db: Database, run: Run) -> tuple[str, str]:
     )
     assert row is not None
     return row[0] or "", row[1] or ""
+
+
+async def cached_execution(db: Database, pipeline_name: str, cache_key: str) -> TaskDetail | None:
+    """The task of the newest execution cached under (`pipeline_name`, `cache_key`) that is still
+    SUCCEEDED, or None."""
+    row = await db.fetch_one(
+        f"SELECT {', '.join('t.' + name for name in _TASKS.fields)} FROM execution_cache c"
+        " JOIN tasks t ON t.run_id = c.run_id AND t.task_id = c.task_id"
+        " WHERE c.pipeline_name = ? AND c.cache_key = ? AND t.state = 'SUCCEEDED'"
+        " ORDER BY c.created_at DESC LIMIT 1",
+        (pipeline_name, cache_key),
+    )
+    return _TASKS.from_row(row) if row is not None else None
+
+
+async def record_cached_execution(db: Database, pipeline_name: str, cache_key: str, created_at: int, run_id: str, task_id: str) -> None:
+    """Remember a SUCCEEDED execution for the cache (a background write)."""
+
+    async def job(conn: aiosqlite.Connection) -> None:
+        await conn.execute(
+            "INSERT OR IGNORE INTO execution_cache (pipeline_name, cache_key, created_at, run_id, task_id) VALUES (?, ?, ?, ?, ?)",
+            (pipeline_name, cache_key, created_at, run_id, task_id),
+        )
+
+    await db.write(job, background=True)
+

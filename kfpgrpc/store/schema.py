@@ -203,4 +203,24 @@ MIGRATIONS: list[str] = [
         WHERE experiment_id = NEW.experiment_id;
     END;
     """,
+    # 5: tasks of loops, the execution cache
+    """
+    ALTER TABLE tasks ADD COLUMN iteration_index INTEGER;
+    ALTER TABLE tasks ADD COLUMN iteration_count INTEGER;
+    ALTER TABLE tasks ADD COLUMN cached_from_run_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tasks ADD COLUMN notes TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE tasks ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+
+    -- A SUCCEEDED execution of a container task, by cache key, for the runs of pipelines of
+    -- the same pipelineInfo.name (KFP's cache scope).
+    CREATE TABLE execution_cache (
+        pipeline_name TEXT NOT NULL,
+        cache_key     TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        run_id        TEXT NOT NULL,
+        task_id       TEXT NOT NULL,
+        PRIMARY KEY (pipeline_name, cache_key, created_at, run_id, task_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX execution_cache_of_run ON execution_cache (run_id);
+    """,
 ]
