@@ -38,8 +38,8 @@ from google.protobuf import descriptor_pool
 from google.protobuf.struct_pb2 import ListValue, Struct
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-# Longer expressions are refused: compiling takes about 1.5 ms per 1,000 characters. An
-# If/Elif/Else chain of 100 branches compiles to under 10,000 characters.
+# Longer expressions are refused: compiling takes about 1 ms per 1,000 characters. An
+# If/Elif/Else chain of 120 branches compiles to under 10,000 characters.
 MAX_EXPRESSION_LENGTH = 10_000
 _CACHE_SIZE = 1024  # compiled expressions kept; a pipeline has few distinct ones
 _SHOWN_CHARACTERS = 200  # of an expression, in error messages
