@@ -21,6 +21,9 @@ LOG_BATCH_BYTES = 1024 * 1024  # text of one StreamRunLogs response
 MAX_ERROR_BYTES = 4 * 1024  # a task's or a run's error: what failed and the last lines
 MAX_ERROR_LINE_BYTES = 1024  # one line of an error; a state history entry's reason
 MAX_TASK_OUTPUTS_BYTES = 1024 * 1024  # a task's output parameters and artifact metadata together
+# Tasks of one run with every sub-pipeline unfolded and every loop's iterations counted.
+MAX_TASKS = 100_000
+MAX_DAG_DEPTH = 100  # sub-pipelines, conditions and loops nested in one another
 
 
 def marker(cut_bytes: int) -> str:

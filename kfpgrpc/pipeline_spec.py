@@ -2,7 +2,8 @@
 
 The schema comes from the `kfp-pipeline-spec` protos; on top of it we check what the KFP backend
 would otherwise only discover when a run starts: references between tasks, components and
-executors, dependency cycles, recursive sub-pipelines, and parameter types and defaults.
+executors, dependency cycles, recursive sub-pipelines, parameter types and defaults, and that
+conditions and parameter expression selectors compile as CEL.
 Only `kfp.pipeline_spec` is imported, never the `kfp` SDK.
 """
 
@@ -21,7 +22,9 @@ from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Value
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from kfpgrpc.bounds import MAX_DAG_DEPTH, MAX_TASKS
 from kfpgrpc.errors import FieldViolation, InvalidArgument
+from kfpgrpc.executor.cel import CelError, compile_condition, compile_selector
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,6 @@ _SCHEMA_VERSION = re.compile(r"2\.\d+\.\d+")
 # Map keys written as `.key` in field paths; any other key is written `["key"]`, JSON-quoted.
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 MAX_NAME_BYTES = 255  # a name becomes a file name: NAME_MAX of Linux file systems
-# Tasks of one run with every sub-pipeline unfolded (loops not counted: they unfold at run time).
-MAX_TASKS = 100_000
-MAX_DAG_DEPTH = 100  # sub-pipelines, conditions and loops nested in one another
 _PARAMETER_TYPES = {
     number: name
     for name, number in pipeline_spec_pb2.ParameterType.ParameterTypeEnum.items()
@@ -414,6 +414,7 @@ class _StructureChecker:
             self._check_name(task_path, task_name, task=True)
             for name_path, name in _task_input_names(task):
                 self._check_name(f"{task_path}.{name_path}", name)
+            self._check_expressions(task_path, task)
             ref_path = f"{task_path}.componentRef.name"
             component = task.component_ref.name
             if not component:
@@ -442,6 +443,25 @@ class _StructureChecker:
                 f"closes a dependency cycle: {path_text} (each task depends on the next)",
             )
         return component_refs
+
+    def _check_expressions(self, path: str, task: pipeline_spec_pb2.PipelineTaskSpec) -> None:
+        """The task's condition and its inputs' selectors must compile: KFP's driver compiles them
+        only when the task runs, and fails the run then (the SDK compiles `text == "it's"` to
+        CEL that does not parse)."""
+        condition = task.trigger_policy.condition
+        if condition:  # empty: no condition, as in KFP's driver
+            try:
+                compile_condition(condition)
+            except CelError as error:
+                self._report(f"{path}.triggerPolicy.condition", error.problem)
+        parameters = task.inputs.parameters
+        for name in sorted(parameters):
+            selector = parameters[name].parameter_expression_selector
+            if selector:
+                try:
+                    compile_selector(selector)
+                except CelError as error:
+                    self._report(f"{path}.inputs.parameters{_key(name)}.parameterExpressionSelector", error.problem)
 
     def _check_task_ref(self, path: str, task_name: str, tasks: Mapping[str, Any]) -> bool:
         if not task_name:

@@ -61,3 +61,12 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
     """Each pipeline of tests/pipelines.py compiled by the kfp SDK, by pipeline name."""
     out = tmp_path_factory.mktemp("compiled")
     return {p.name: pipelines.compile_pipeline(p, out / f"{p.name}.yaml") for p in pipelines.ALL_PIPELINES}
+
+
+@pytest.fixture(scope="session")
+def compiled_cel(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """The pipelines of tests/pipelines.py that cover the SDK's CEL (CEL_PIPELINES and the
+    refused condition-quirks) compiled by the kfp SDK, by pipeline name."""
+    out = tmp_path_factory.mktemp("compiled-cel")
+    chosen = (*pipelines.CEL_PIPELINES, pipelines.condition_quirks_pipeline)
+    return {p.name: pipelines.compile_pipeline(p, out / f"{p.name}.yaml") for p in chosen}

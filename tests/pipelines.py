@@ -6,8 +6,9 @@ default image does. No `from __future__ import annotations` here: the SDK reads 
 signatures' annotations as types, not strings.
 """
 
+import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import yaml
 from kfp import compiler, dsl
@@ -339,3 +340,111 @@ def compile_pipeline(pipeline_func: BaseComponent, path: Path | str) -> dict[str
     compiler.Compiler().compile(pipeline_func, package_path=str(path))
     with open(path) as file:
         return yaml.safe_load(file)
+
+
+# Pipelines whose trigger-policy conditions and parameter expression selectors cover every CEL
+# shape the kfp SDK compiles (tests/test_cel.py evaluates each one). The channel names match the
+# research pipelines of issue 12, so the conditions are the same strings.
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def make_int(i: int) -> int:
+    return i
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def make_float(f: float) -> float:
+    return f
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def make_bool(b: bool) -> bool:
+    return b
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def make_str(s: str) -> str:
+    return s
+
+
+@dsl.pipeline(name="conditions", description="Conditions on task outputs and parameters of each type.")
+def conditions_pipeline(text: str = "heads", threshold: int = 5, ratio: float = 0.5, flag: bool = True):
+    n = make_int(i=7)
+    with dsl.If(n.output > 5, name="big"):  # an int output and an int literal: If/Elif/Else
+        echo(message="big")
+    with dsl.Elif(n.output == 5):
+        echo(message="five")
+    with dsl.Else():
+        echo(message="small")
+    with dsl.If(text == "heads"):  # a string parameter: If/Else
+        echo(message="got heads")
+    with dsl.Else():
+        echo(message="got tails")
+    with dsl.If(n.output >= threshold):  # two int channels
+        echo(message="ge threshold")
+    f = make_float(f=0.25)
+    with dsl.If(f.output < ratio):  # two float channels
+        echo(message="lt ratio")
+    b = make_bool(b=True)
+    with dsl.If(b.output == True):  # noqa: E712 (the SDK compiles the comparison, not Python)
+        echo(message="bool true")
+    with dsl.If(flag == False):  # noqa: E712
+        echo(message="flag false")
+    s = make_str(s="x")
+    with dsl.If(s.output != "y"):
+        echo(message="ne y")
+    with warnings.catch_warnings():  # dsl.Condition is deprecated, and still compiled
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with dsl.Condition(text == "heads", name="outer"):  # nesting an If
+            with dsl.If(n.output > 1, name="inner"):
+                echo(message="nested")
+
+
+@dsl.pipeline(name="oneof", description="An If/Elif/Else on a string parameter whose branches' outputs are one OneOf.")
+def oneof_pipeline(text: str = "heads") -> str:
+    with dsl.If(text == "heads"):
+        a = echo(message="A")
+    with dsl.Elif(text == "tails"):
+        b = echo(message="B")
+    with dsl.Else():
+        c = echo(message="C")
+    return dsl.OneOf(a.output, b.output, c.output)
+
+
+@dsl.pipeline(name="condition-casts", description="Comparisons the SDK compiles with casts (valid CEL).")
+def condition_casts_pipeline(flag: bool = True, f: float = 1.5):
+    s = make_str(s="10")
+    n = make_int(i=3)
+    with dsl.If(s.output > 5, name="str-gt-int"):  # compares strings: '10' > '5' is false
+        echo(message="a")
+    with dsl.If(flag == 1, name="bool-eq-1"):  # compiles to `flag == false`
+        echo(message="b")
+    with dsl.If(n.output < f, name="int-lt-double"):
+        echo(message="e")
+    with dsl.If(n.output != 2.5, name="int-ne-float-literal"):
+        echo(message="f")
+
+
+@dsl.pipeline(name="condition-quirks", description="Comparisons the SDK compiles to CEL that does not parse.")
+def condition_quirks_pipeline(text: str = "it's"):
+    n = make_int(i=3)
+    with dsl.If(n.output == "abc", name="int-eq-str"):  # `'int(inputs…)' == 'abc'`
+        echo(message="c")
+    with dsl.If(text == "it's", name="quote-literal"):  # the quote is not escaped
+        echo(message="d")
+
+
+@dsl.pipeline(name="item-fields", description="Loops over dicts using their fields: in tasks, conditions and inner loops.")
+def item_fields_pipeline(rows: List[dict] = [{"city": "Lyon"}, {"city": "Oslo"}]):
+    with dsl.ParallelFor([{"a": 1, "b": 10}, {"a": 2, "b": 20}]) as item:
+        add(a=item.a, b=item.b)
+        with dsl.If(item.a > 1, name="a-gt-1"):
+            echo(message="big a")
+    with dsl.ParallelFor(rows) as row:
+        echo(message=row.city)
+    with dsl.ParallelFor([{"xs": ["p", "q"]}, {"xs": ["r"]}]) as group:
+        with dsl.ParallelFor(group.xs) as x:  # a loop over a field of the outer loop's item
+            echo(message=x)
+
+
+CEL_PIPELINES = (conditions_pipeline, oneof_pipeline, condition_casts_pipeline, item_fields_pipeline)

@@ -16,7 +16,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfpgrpc.errors import InvalidArgument
 from kfpgrpc.pipeline_spec import PipelineInput, validate_pipeline_spec
-from tests.pipelines import ALL_PIPELINES, compile_pipeline
+from tests.pipelines import ALL_PIPELINES, CEL_PIPELINES, compile_pipeline
 
 Spec = dict[str, Any]
 
@@ -747,3 +747,62 @@ def test_sdk_pipelines_with_free_display_names_are_valid(tmp_path: Path) -> None
 
     spec = compile_pipeline(display_names, tmp_path / "display-names.yaml")
     assert validate_pipeline_spec(spec, FIELD).name == "display-names"
+
+
+# Conditions and parameter expression selectors must compile as CEL (kfpgrpc.executor.cel).
+
+
+@pytest.mark.parametrize("pipeline", CEL_PIPELINES, ids=lambda pipeline: pipeline.name)
+def test_sdk_conditions_and_selectors_are_valid(compiled_cel: dict[str, Spec], pipeline: BaseComponent) -> None:
+    assert validate_pipeline_spec(compiled_cel[pipeline.name], FIELD).name == pipeline.name
+
+
+def test_conditions_the_sdk_compiles_to_broken_cel_are_refused(compiled_cel: dict[str, Spec]) -> None:
+    # n.output == 'abc' and text == "it's": KFP's driver would fail the run when it gets there.
+    assert violations_of(compiled_cel["condition-quirks"]) == [
+        at(
+            "root.dag.tasks.condition-1.triggerPolicy.condition",
+            "is not valid CEL: at column 31: Syntax error: mismatched input 'pipelinechannel' expecting <EOF>",
+        ),
+        at(
+            "root.dag.tasks.condition-2.triggerPolicy.condition",
+            "is not valid CEL: at column 57: Syntax error: extraneous input 's' expecting <EOF>;"
+            " at column 58: Syntax error: token recognition error at: '''",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("condition", "problem"),
+    [
+        ("inputs.parameter_values['pipelinechannel--text'] == ", "is not valid CEL: at column 53: Syntax error: mismatched input '<EOF>' expecting"),
+        ("text == 'heads'", "is not valid CEL: at column 1: undeclared reference to 'text'"),
+        ("size(inputs.parameter_values)", "gives an int, never a bool (true or false)"),
+        ("true && " * 1250 + "true", "is 10,004 characters long; at most 10,000 are allowed"),
+    ],
+    ids=["syntax", "undeclared", "not-bool", "too-long"],
+)
+def test_condition_that_does_not_compile_is_refused(compiled_cel: dict[str, Spec], condition: str, problem: str) -> None:
+    spec = copy.deepcopy(compiled_cel["conditions"])
+    path = "components.comp-condition-branches-1.dag.tasks.condition-3.triggerPolicy.condition"
+    edit(spec, path, condition)
+    ((field, description),) = violations_of(spec)
+    assert field == f"{FIELD}.{path}"
+    assert description.startswith(problem)
+
+
+def test_selector_that_does_not_compile_is_refused(compiled_cel: dict[str, Spec]) -> None:
+    spec = copy.deepcopy(compiled_cel["item-fields"])
+    path = "components.comp-for-loop-2.dag.tasks.add.inputs.parameters.b.parameterExpressionSelector"
+    edit(spec, path, 'parseJson(string_value)["b"')
+    edit(spec, "components.comp-for-loop-2.dag.tasks.condition-3.inputs.parameters", {
+        "pipelinechannel--loop-item-param-1-subvar-a": {
+            "componentInputParameter": "pipelinechannel--loop-item-param-1",
+            "parameterExpressionSelector": "item.a",
+        }
+    })
+    selector_path = "components.comp-for-loop-2.dag.tasks.condition-3.inputs.parameters.pipelinechannel--loop-item-param-1-subvar-a.parameterExpressionSelector"
+    assert violations_of(spec) == [
+        at(path, "is not valid CEL: at column 28: Syntax error: missing ']' at '<EOF>'"),
+        at(selector_path, "is not valid CEL: at column 5: undeclared reference to 'item.a'"),
+    ]

@@ -129,6 +129,36 @@ async def test_invalid_spec_is_rejected_naming_the_problem(stubs: Stubs, compile
     assert listed.total_size == 0  # nothing half-stored
 
 
+async def test_conditions_and_selectors_are_compiled_at_upload(stubs: Stubs, compiled_cel: dict[str, dict[str, Any]]) -> None:
+    pipeline = await create_pipeline(stubs, name="conditional")
+    # The kfp SDK compiles `n.output == 'abc'` and `text == "it's"` to CEL that does not parse:
+    # refused now rather than failing a run when the condition is reached.
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await upload(stubs, pipeline.pipeline_id, compiled_cel["condition-quirks"])
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(failure.value) == {
+        "pipeline_version.pipeline_spec.root.dag.tasks.condition-1.triggerPolicy.condition":
+            "is not valid CEL: at column 31: Syntax error: mismatched input 'pipelinechannel' expecting <EOF>",
+        "pipeline_version.pipeline_spec.root.dag.tasks.condition-2.triggerPolicy.condition":
+            "is not valid CEL: at column 57: Syntax error: extraneous input 's' expecting <EOF>;"
+            " at column 58: Syntax error: token recognition error at: '''",
+    }
+    spec = copy.deepcopy(compiled_cel["item-fields"])
+    add_inputs = spec["components"]["comp-for-loop-2"]["dag"]["tasks"]["add"]["inputs"]["parameters"]
+    add_inputs["a"]["parameterExpressionSelector"] = "parseJson(string_value)[a]"
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await upload(stubs, pipeline.pipeline_id, spec)
+    assert field_violations(failure.value) == {
+        "pipeline_version.pipeline_spec.components.comp-for-loop-2.dag.tasks.add.inputs.parameters.a.parameterExpressionSelector":
+            "is not valid CEL: at column 25: undeclared reference to 'a'",
+    }
+    for name, spec in compiled_cel.items():
+        if name != "condition-quirks":
+            await upload(stubs, pipeline.pipeline_id, spec, name=name)
+    listed = await stubs.pipelines.ListPipelineVersions(pb.ListPipelineVersionsRequest(pipeline_id=pipeline.pipeline_id))
+    assert sorted(v.name for v in listed.pipeline_versions) == ["condition-casts", "conditions", "item-fields", "oneof"]
+
+
 async def test_version_request_validation(stubs: Stubs, compiled: dict[str, dict[str, Any]]) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await stubs.pipelines.CreatePipelineVersion(pb.CreatePipelineVersionRequest())

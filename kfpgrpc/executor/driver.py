@@ -207,7 +207,7 @@ def condition_holds(task: Mapping[str, Any], parameters: Mapping[str, Any]) -> t
     if not condition:
         return True, ""
     try:
-        return cel.evaluate_condition(condition, dict(parameters)), condition
+        return cel.compile_condition(condition).evaluate(parameters), condition
     except cel.CelError as error:
         raise DriverError(str(error)) from None
 

@@ -111,3 +111,9 @@ class Launcher(Protocol):
         """What in `spec` (and its kfp-kubernetes `platform_spec`) this launcher cannot run, one
         message each; empty when all can run."""
         ...
+
+
+def kubernetes_executors(platform_spec: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The kfp-kubernetes settings of each executor label in a PlatformSpec."""
+    kubernetes = ((platform_spec.get("platforms") or {}).get("kubernetes") or {})
+    return dict((kubernetes.get("deploymentSpec") or {}).get("executors") or {})

@@ -41,7 +41,7 @@ from typing import Any
 
 from kfpgrpc.confined import Directory, UnsafePath
 from kfpgrpc.executor.base import TaskResult
-from kfpgrpc.executor.launcher import ContainerTask, TaskFailed
+from kfpgrpc.executor.launcher import ContainerTask, TaskFailed, kubernetes_executors
 from kfpgrpc.executor.packages import PreambleError, TaskInterpreter, is_pip_preamble, preamble_requirements
 from kfpgrpc.executor.placeholders import (
     PlaceholderContext,
@@ -284,12 +284,6 @@ class LocalLauncher:
         for name in ("python3", "python"):
             os.symlink(os.path.abspath(self.python), links / name)
         return str(links) + os.pathsep + directory
-
-
-def kubernetes_executors(platform_spec: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """The kfp-kubernetes settings of each executor label in a PlatformSpec."""
-    kubernetes = ((platform_spec.get("platforms") or {}).get("kubernetes") or {})
-    return dict((kubernetes.get("deploymentSpec") or {}).get("executors") or {})
 
 
 def _empty_artifact_dir(run_dir: Path, task_id: str) -> None:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from kfpgrpc.bounds import DEFAULT_MAX_LOG_BYTES_PER_TASK
+from kfpgrpc.bounds import DEFAULT_MAX_LOG_BYTES_PER_TASK, MAX_TASKS
 from kfpgrpc.clock import Clock, SystemClock, to_datetime
 from kfpgrpc.executor.base import (
     ArtifactOutput,
@@ -69,11 +69,9 @@ from kfpgrpc.executor.driver import (
     resolve_inputs,
     runs_after_failures,
 )
-from kfpgrpc.executor.launcher import ContainerTask, Launcher, TaskFailed
-from kfpgrpc.executor.local import kubernetes_executors
+from kfpgrpc.executor.launcher import ContainerTask, Launcher, TaskFailed, kubernetes_executors
 from kfpgrpc.executor.placeholders import RuntimeValues, cast_parameter
 from kfpgrpc.executor.task_log import LogVolume, TaskLog
-from kfpgrpc.pipeline_spec import MAX_TASKS
 
 MAX_ITERATIONS = 10_000  # items of one loop
 _NOT_RUN = TaskState.PENDING  # a Finished state: the task never started (and is not reported)
