@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 from google.protobuf import json_format
 
 from kfpgrpc.config import ServerConfig
@@ -17,7 +16,11 @@ from kfpgrpc.v1 import common_pb2, experiment_pb2, pipeline_pb2, run_pb2
 from tests.support import (
     ServerProcess,
     Stubs,
+    create,
     field_violations,
+    finished,
+    is_running,
+    rpc_error,
     inline_run,
     plain,
     run_of,
@@ -28,30 +31,11 @@ from tests.support import (
     task_processes,
     upload,
     wait_until,
-    watch_to_end,
     alive,
     eventually,
 )
 
 Spec = dict[str, Any]
-
-
-async def create(stubs: Stubs, run: run_pb2.Run) -> run_pb2.Run:
-    return await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run))
-
-
-async def finished(stubs: Stubs, run: run_pb2.Run) -> run_pb2.Run:
-    return (await watch_to_end(stubs.runs, run.run_id))[-1]
-
-
-async def rpc_error(call: Any) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await call
-    return failure.value
-
-
-def is_running(task_id: str) -> Any:
-    return lambda run: any(t.task_id == task_id and t.state == common_pb2.RUNNING for t in run.run_details.task_details)
 
 
 async def test_run_of_a_version_passes_parameters_between_tasks(stubs: Stubs, compiled: dict[str, Spec]) -> None:
@@ -202,15 +186,6 @@ async def test_create_run_of_missing_things_is_not_found_or_failed_precondition(
     in_ghost_experiment = run_of(version)
     in_ghost_experiment.experiment_id = "nope"
     assert (await rpc_error(create(stubs, in_ghost_experiment))).code() == grpc.StatusCode.NOT_FOUND
-
-
-async def test_unsupported_control_flow_is_refused_before_anything_runs(stubs: Stubs, compiled: dict[str, Spec]) -> None:
-    version = await upload(stubs, "control-flow", compiled["control-flow-pipeline"])
-    error = await rpc_error(create(stubs, run_of(version)))
-    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    for feature in ("loops (ParallelFor)", "conditions (If/Elif/Else)", "exit handlers"):
-        assert feature in error.details()
-    assert (await stubs.runs.ListRuns(run_pb2.ListRunsRequest())).total_size == 0
 
 
 async def test_terminate_mid_run_cancels_the_running_task(stubs: Stubs, compiled: dict[str, Spec], tmp_path: Path) -> None:
