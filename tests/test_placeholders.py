@@ -29,7 +29,9 @@ async def test_runtime_placeholders_passed_as_arguments_are_substituted(stubs: S
     PIPELINE_TASK_ID = the task_id; the create and schedule times = created_at and scheduled_at
     (= created_at for a one-off run) in RFC 3339 UTC. Substituted in input constants, also inside
     a longer string (kfp.local does; KFP's backend only substitutes a whole constant), and in a
-    container component's args. dsl.get_uri() gives a URI under the task's artifact directory."""
+    container component's args (that component writes a dsl.OutputPath, whose directory exists
+    as KFP's launcher makes it: launcher_v2.go prepareOutputFolders). dsl.get_uri() (§7.5: the
+    directory of the executor output file) gives a URI under the task's artifact directory."""
     run = await run_to_end(stubs, each_kfp["cf-placeholders"], "placeholders run")
     assert run.state == SUCCEEDED, run.error
     tasks = tasks_of(run)

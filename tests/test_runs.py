@@ -188,6 +188,15 @@ async def test_create_run_of_missing_things_is_not_found_or_failed_precondition(
     assert (await rpc_error(create(stubs, in_ghost_experiment))).code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_unsupported_control_flow_is_refused_before_anything_runs(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    version = await upload(stubs, "control-flow", compiled["control-flow-pipeline"])
+    error = await rpc_error(create(stubs, run_of(version)))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    for feature in ("loops (ParallelFor)", "conditions (If/Elif/Else)", "exit handlers"):
+        assert feature in error.details()
+    assert (await stubs.runs.ListRuns(run_pb2.ListRunsRequest())).total_size == 0
+
+
 async def test_terminate_mid_run_cancels_the_running_task(stubs: Stubs, compiled: dict[str, Spec], tmp_path: Path) -> None:
     version = await upload(stubs, "gated", compiled["gated-pipeline"])
     created = await create(stubs, run_of(version, counter=str(tmp_path / "count"), gate=str(tmp_path / "never")))
