@@ -109,6 +109,16 @@ def write_text(text: str, out: Output[Dataset]):
 
 
 @dsl.component(base_image=IMAGE)
+def slow_write(i: int, out: Output[Dataset]):
+    """Writes str(i) after i/10 s: over [3, 2, 1] the first iteration finishes last."""
+    import time
+
+    time.sleep(i / 10)
+    with open(out.path, "w") as file:
+        file.write(str(i))
+
+
+@dsl.component(base_image=IMAGE)
 def read_text(ds: Input[Dataset]) -> str:
     with open(ds.path) as file:
         return file.read()
@@ -386,8 +396,8 @@ def write_texts(texts: List[str]) -> List[Dataset]:
 @dsl.pipeline(name="cf-loop-artifacts")
 def loop_artifacts():
     """Collected artifacts, and a loop over a list of artifacts (KFP's artifactIterator)."""
-    with dsl.ParallelFor(["a", "b", "c"]) as text:
-        written = write_text(text=text)
+    with dsl.ParallelFor([3, 2, 1]) as i:
+        written = slow_write(i=i)
     read_texts(dss=dsl.Collected(written.outputs["out"]))
     inner = write_texts(texts=["p", "q"])
     with dsl.ParallelFor(inner.output) as dataset:

@@ -88,8 +88,8 @@ async def test_conditions_compare_parameters_and_task_outputs_of_every_type(stub
             "condition-8.condition-9.echo-8": "nested big",
         },
         skipped={"condition-5", "condition-8.condition-10"},
-        succeeded={"condition-1", "condition-2", "condition-3", "condition-4", "condition-6", "condition-7", "condition-8",
-              "condition-8.condition-9"},
+        succeeded={"condition-1", "condition-2", "condition-3", "condition-4", "condition-6", "condition-7",
+                   "condition-8", "condition-8.condition-9"},
     )
     display_names = {t.task_id: t.display_name for t in defaults.run_details.task_details}
     assert display_names["condition-8"] == "outer" and display_names["condition-8.condition-10"] == "inner-small"

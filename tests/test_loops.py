@@ -111,18 +111,20 @@ async def test_parallelism_limits_the_iterations_running_at_once(stubs: Stubs, e
 
 async def test_collected_artifacts_and_a_loop_over_artifacts(stubs: Stubs, each_kfp: dict[str, Spec]) -> None:
     """KFP (§4.1, §4.3): `dsl.Collected` of an artifact output is the list of the iterations'
-    artifacts in iteration order (a consumer's Input[List[Dataset]]); a sub-pipeline can return it
-    and a ParallelFor can iterate over it (KFP's artifactIterator; design12.md: supported, though
-    KFP's backend refuses it), each iteration receiving one artifact."""
+    artifacts in iteration order, not completion order: a consumer's Input[List[Dataset]], and
+    the loop task's output_artifacts, named by the loop's output key as its output_parameters
+    are (design12.md). A sub-pipeline can return it and a ParallelFor can iterate over it (KFP's
+    artifactIterator; design12.md: supported, though KFP's backend refuses it), each iteration
+    receiving one artifact."""
     run = await run_to_end(stubs, each_kfp["cf-loop-artifacts"], "artifacts")
     assert run.state == SUCCEEDED, run.error
     tasks = tasks_of(run)
     iterations(tasks, "for-loop-2", 3)
-    written = [tasks[f"for-loop-2[{i}].write-text"].output_artifacts[0] for i in range(3)]
-    assert [Path(a.uri).read_text() for a in written] == ["a", "b", "c"]
+    written = [tasks[f"for-loop-2[{i}].slow-write"].output_artifacts[0] for i in range(3)]
+    assert [Path(a.uri).read_text() for a in written] == ["3", "2", "1"]
     collected = tasks["for-loop-2"].output_artifacts
-    assert [(a.name, a.uri) for a in collected] == [("pipelinechannel--write-text-out", a.uri) for a in written]
-    assert output(tasks["read-texts"]) == "a,b,c"
+    assert [(a.name, a.uri) for a in collected] == [("pipelinechannel--slow-write-out", a.uri) for a in written]
+    assert output(tasks["read-texts"]) == "3,2,1"
 
     inner = "cf-write-texts.for-loop-1"
     iterations(tasks, inner, 2)
