@@ -1,5 +1,6 @@
 """Fixtures: a real kfpgrpc server on 127.0.0.1:0 with its own SQLite file, a real channel,
-and pipelines compiled once per session by the kfp SDK."""
+and pipelines compiled once per session by the kfp SDK (tests/pipelines_control_flow.py by each
+kfp version of tests/kfp_sdks.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import kfp
 import pytest
 
 from kfpgrpc.clock import Clock
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.server import KfpGrpcServer
-from tests import pipelines
+from tests import kfp_sdks, pipelines, pipelines_control_flow
 from tests.support import CONTAINMENTS, Stubs, skip_unless_containment
 
 
@@ -70,3 +72,28 @@ def compiled_cel(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str
     out = tmp_path_factory.mktemp("compiled-cel")
     chosen = (*pipelines.CEL_PIPELINES, pipelines.condition_quirks_pipeline)
     return {p.name: pipelines.compile_pipeline(p, out / f"{p.name}.yaml") for p in chosen}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes `kfp_sdk` (directly or through `each_kfp`) runs once per kfp version."""
+    if "kfp_sdk" in metafunc.fixturenames:
+        metafunc.parametrize("kfp_sdk", kfp_sdks.sdk_params())
+
+
+@pytest.fixture(scope="session")
+def compiled_modules(tmp_path_factory: pytest.TempPathFactory) -> kfp_sdks.CompiledModules:
+    return kfp_sdks.CompiledModules(tmp_path_factory.mktemp("compiled-by-sdk"))
+
+
+@pytest.fixture
+def each_kfp(kfp_sdk: kfp_sdks.KfpSdk, compiled_modules: kfp_sdks.CompiledModules) -> dict[str, dict[str, Any]]:
+    """The pipelines of tests/pipelines_control_flow.py compiled by `kfp_sdk`, by pipeline name:
+    the test runs once per kfp version."""
+    return compiled_modules.get(pipelines_control_flow, kfp_sdk)
+
+
+@pytest.fixture
+def this_kfp(compiled_modules: kfp_sdks.CompiledModules) -> dict[str, dict[str, Any]]:
+    """The same pipelines compiled by this environment's kfp only, for tests of what the IR does
+    not change (caching, recovery)."""
+    return compiled_modules.get(pipelines_control_flow, kfp_sdks.KfpSdk(kfp.__version__))

@@ -191,6 +191,45 @@ async def wait_until(runs: run_pb2_grpc.RunServiceStub, run_id: str, condition: 
     return await asyncio.wait_for(find(), timeout)
 
 
+async def create(stubs: Stubs, run: run_pb2.Run) -> run_pb2.Run:
+    return await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run))
+
+
+async def finished(stubs: Stubs, run: run_pb2.Run) -> run_pb2.Run:
+    """The run's terminal snapshot."""
+    return (await watch_to_end(stubs.runs, run.run_id))[-1]
+
+
+async def run_to_end(stubs: Stubs, spec: dict[str, Any], display_name: str = "run", **parameters: Any) -> run_pb2.Run:
+    """Create an inline run of `spec` with `parameters`; its terminal snapshot."""
+    return await finished(stubs, await create(stubs, inline_run(spec, display_name, **parameters)))
+
+
+async def rpc_error(call: Any) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await call
+    return failure.value
+
+
+def is_running(task_id: str) -> Callable[[run_pb2.Run], bool]:
+    """A WatchRun condition: task `task_id` is RUNNING."""
+    return lambda run: any(t.task_id == task_id and t.state == common_pb2.RUNNING for t in run.run_details.task_details)
+
+
+def tasks_of(run: run_pb2.Run) -> dict[str, run_pb2.PipelineTaskDetail]:
+    """The run's task details by task_id (each task_id once)."""
+    found = {t.task_id: t for t in run.run_details.task_details}
+    assert len(found) == len(run.run_details.task_details), sorted(t.task_id for t in run.run_details.task_details)
+    return found
+
+
+def output(detail: run_pb2.PipelineTaskDetail, name: str = "Output") -> Any:
+    """One output parameter of a task, as a plain Python value."""
+    outputs = plain(detail.output_parameters)
+    assert name in outputs, f"task {detail.task_id} ({common_pb2.RuntimeState.Name(detail.state)}) has no output {name!r}: {outputs}"
+    return outputs[name]
+
+
 def task(run: run_pb2.Run, task_id: str) -> run_pb2.PipelineTaskDetail:
     found = [t for t in run.run_details.task_details if t.task_id == task_id]
     assert found, f"no task {task_id!r} in {[t.task_id for t in run.run_details.task_details]}"

@@ -68,7 +68,7 @@ print(google.protobuf.__version__)
 def test_generated_code_imports_without_warnings_on_this_protobuf() -> None:
     result = subprocess.run([sys.executable, "-W", "error", "-c", IMPORT_ALL], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("6."), "the test environment (kfp 2.16) runs protobuf 6"
+    assert result.stdout.startswith("6."), "the test environment (kfp 2.17) runs protobuf 6"
 
 
 @pytest.mark.skipif(not os.environ.get("KFPGRPC_PROTOBUF7_PATH"), reason="set KFPGRPC_PROTOBUF7_PATH to a `pip install --target` of protobuf 7 (.ci/run does)")

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 from google.protobuf import json_format
 
 from kfpgrpc.config import ServerConfig
@@ -17,7 +16,11 @@ from kfpgrpc.v1 import common_pb2, experiment_pb2, pipeline_pb2, run_pb2
 from tests.support import (
     ServerProcess,
     Stubs,
+    create,
     field_violations,
+    finished,
+    is_running,
+    rpc_error,
     inline_run,
     plain,
     run_of,
@@ -28,30 +31,11 @@ from tests.support import (
     task_processes,
     upload,
     wait_until,
-    watch_to_end,
     alive,
     eventually,
 )
 
 Spec = dict[str, Any]
-
-
-async def create(stubs: Stubs, run: run_pb2.Run) -> run_pb2.Run:
-    return await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run))
-
-
-async def finished(stubs: Stubs, run: run_pb2.Run) -> run_pb2.Run:
-    return (await watch_to_end(stubs.runs, run.run_id))[-1]
-
-
-async def rpc_error(call: Any) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await call
-    return failure.value
-
-
-def is_running(task_id: str) -> Any:
-    return lambda run: any(t.task_id == task_id and t.state == common_pb2.RUNNING for t in run.run_details.task_details)
 
 
 async def test_run_of_a_version_passes_parameters_between_tasks(stubs: Stubs, compiled: dict[str, Spec]) -> None:
@@ -206,7 +190,8 @@ async def test_create_run_of_missing_things_is_not_found_or_failed_precondition(
 
 async def test_control_flow_runs_to_its_values(stubs: Stubs, compiled: dict[str, Spec]) -> None:
     """ParallelFor with Collected, If/Elif/Else with OneOf, an ExitHandler with its final
-    status: the pipeline that used to be refused runs (tests/test_control_flow.py has the rest)."""
+    status: the pipeline that used to be refused runs (test_conditions, test_loops and
+    test_exit_handlers have the rest, compiled by each kfp version)."""
     version = await upload(stubs, "control-flow", compiled["control-flow-pipeline"])
     run = await finished(stubs, await create(stubs, run_of(version, n=3)))
     assert run.state == common_pb2.SUCCEEDED, run.error.message

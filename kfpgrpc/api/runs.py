@@ -71,6 +71,7 @@ def _task_to_proto(task: TaskDetail, children: list[str]) -> pb.PipelineTaskDeta
         exit_code=task.exit_code or 0,
         iteration_index=task.iteration_index,
         iteration_count=task.iteration_count,
+        cached=bool(task.cached_from_run_id),
         cached_from_run_id=task.cached_from_run_id,
         notes=task.notes,
         retries=task.retries,

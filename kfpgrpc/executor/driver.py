@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kfpgrpc.executor import cel
@@ -268,7 +268,7 @@ def dag_outputs(dag: Mapping[str, Any], finished: Mapping[str, Finished]) -> Tas
         for selector in source.get("artifactSelectors") or []:
             result = _succeeded(finished, selector.get("producerSubtask", ""))
             if result is not None and selector.get("outputArtifactKey") in result.output_artifacts:
-                artifacts[name] = result.output_artifacts[selector["outputArtifactKey"]]
+                artifacts[name] = [replace(a, name=name) for a in result.output_artifacts[selector["outputArtifactKey"]]]
                 break
     return TaskResult(output_parameters=parameters, output_artifacts=artifacts)
 
@@ -278,19 +278,20 @@ def _succeeded(finished: Mapping[str, Finished], task_name: str) -> TaskResult |
     return producer.result if producer is not None and producer.state == TaskState.SUCCEEDED else None
 
 
-def collected(iterations: list[TaskResult]) -> TaskResult:
-    """A loop's outputs (dsl.Collected): each output of its body, over the iterations in
-    iteration order; parameters as a list (a nested loop's as a list of lists, as kfp.local
+def collected(body: Mapping[str, Any], iterations: list[TaskResult]) -> TaskResult:
+    """A loop's outputs (dsl.Collected): each output of its body DAG `body`, over the iterations
+    in iteration order; parameters as a list (a nested loop's as a list of lists, as kfp.local
     gives them and their List[List[...]] type says; KFP's backend flattens them), artifacts as
-    one flat list (an input artifact list cannot nest)."""
-    parameters: dict[str, list[Any]] = {}
-    artifacts: dict[str, list[ArtifactOutput]] = {}
+    one flat list (an input artifact list cannot nest). Zero iterations collect empty lists."""
+    outputs = body.get("outputs") or {}
+    parameters: dict[str, list[Any]] = {name: [] for name in outputs.get("parameters") or {}}
+    artifacts: dict[str, list[ArtifactOutput]] = {name: [] for name in outputs.get("artifacts") or {}}
     for result in iterations:
         for name, value in result.output_parameters.items():
             parameters.setdefault(name, []).append(value)
         for name, values in result.output_artifacts.items():
             artifacts.setdefault(name, []).extend(values)
-    return TaskResult(output_parameters=dict(parameters), output_artifacts=artifacts)
+    return TaskResult(output_parameters=parameters, output_artifacts=artifacts)
 
 
 def imported_artifact(

@@ -177,16 +177,18 @@ class LocalLauncher:
         try:
             # On the loop: a few system calls (a retry's old files aside); a thread hop here
             # would let watchers see the task RUNNING well before its process exists.
-            _empty_artifact_dir(task.run_dir, task.task_id)
+            task_root = _empty_artifact_dir(task.run_dir, task.task_id)
         except (UnsafePath, OSError) as error:
             raise TaskFailed(f"could not prepare the task's artifact directory: {error}") from None
         task_dir = self._processes.new_task_dir()
-        # Opened before the task starts: its outputs are read through this descriptor only.
-        outputs = Directory.open(str(task_dir / "outputs"), create=True)
+        # Opened before the task starts: its outputs are read through these descriptors only.
+        # The parameter files' directory exists, as KFP's launcher makes it (prepareOutputFolders):
+        # a container component may write to an OutputPath with a shell redirection.
+        parameter_files = Directory.open(str(task_dir / "outputs"), create=True)
         try:
             try:
                 prepared = build_executor_input(
-                    task.component, task.parameters, task.artifacts, str(task.run_dir / task.task_id), outputs.path
+                    task.component, task.parameters, task.artifacts, task_root.path, parameter_files.path
                 )
             except UnsafePath as error:
                 raise TaskFailed(f"could not prepare the task's outputs: {error}") from None
@@ -228,11 +230,12 @@ class LocalLauncher:
                     what = f"exit code {returncode}"
                 raise TaskFailed(error_with_tail(what, log.tail), returncode)
             try:
-                return await asyncio.to_thread(read_task_result, prepared, outputs, str(task.run_dir))
+                return await asyncio.to_thread(read_task_result, prepared, task_root, parameter_files, str(task.run_dir))
             except TaskOutputError as error:
                 raise TaskFailed(error_with_tail(str(error), log.tail), 0) from None
         finally:
-            outputs.close()
+            task_root.close()
+            parameter_files.close()
             await asyncio.to_thread(shutil.rmtree, task_dir, ignore_errors=True)
 
     async def _wait(self, process: TaskProcess, log: TaskLog, timeout: float | None) -> int:
@@ -286,13 +289,13 @@ class LocalLauncher:
         return str(links) + os.pathsep + directory
 
 
-def _empty_artifact_dir(run_dir: Path, task_id: str) -> None:
+def _empty_artifact_dir(run_dir: Path, task_id: str) -> Directory:
     """Make `<run_dir>/<task_id>` an empty directory (a retried task must not see a failed
-    attempt's files), following no link below the artifact root: a task may have replaced its
-    directory, or the run's, with a link to a directory of the server's."""
+    attempt's files) and open it, following no link below the artifact root: a task may have
+    replaced its directory, or the run's, with a link to a directory of the server's."""
     with Directory.open(run_dir.parent, create=True) as anchor, anchor.child(run_dir.name, create=True) as run:
         run.remove(task_id)
-        run.child(task_id, create=True).close()
+        return run.child(task_id, create=True)
 
 
 def _findable(command: str, path: str, cwd: Path) -> bool:

@@ -398,7 +398,7 @@ class Orchestrator:
         if loop.failing:
             await report(TaskState.FAILED, error=loop.first_error)
             return Finished(name, TaskState.FAILED, None, loop.first_error)
-        result = collected([r for r in results if r is not None])
+        result = collected(loop.spec, [r for r in results if r is not None])
         await report(TaskState.SUCCEEDED, result=result)
         return Finished(name, TaskState.SUCCEEDED, result)
 

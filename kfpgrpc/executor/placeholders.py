@@ -23,8 +23,8 @@ from kfpgrpc.bounds import MAX_TASK_OUTPUTS_BYTES
 from kfpgrpc.confined import Directory, TooLarge, UnsafePath, component_problem, inside
 from kfpgrpc.executor.base import ArtifactOutput, TaskResult
 
+# In the task root (its artifact directory), as kfp.local puts it: dsl.get_uri() is beside it.
 EXECUTOR_OUTPUT_FILE = "executor_output.json"
-PARAMETERS_DIR = "parameters"  # in the outputs directory: one file per output parameter
 
 
 class TaskOutputError(Exception):
@@ -117,11 +117,13 @@ def build_executor_input(
     parameters: Mapping[str, Any],
     artifacts: Mapping[str, list[ArtifactOutput]],
     artifact_dir: str,
-    outputs_dir: str,
+    parameters_dir: str,
 ) -> PreparedTask:
     """`parameters` and `artifacts` are the resolved, typed inputs (parameters without a value
-    are absent). Output artifacts go to `<artifact_dir>/<name>`; output parameter files to
-    `<outputs_dir>/parameters/<name>` and the executor output file to `outputs_dir`. Raises
+    are absent). `artifact_dir` is the task root (KFP's driver provisions one per task): output
+    artifacts go to `<artifact_dir>/<name>` and the executor output file there too, so that
+    `dsl.get_uri(suffix)` (the directory of `outputs.outputFile` + suffix) is the task's; output
+    parameter files go to `<parameters_dir>/<name>` (KFP: /tmp/kfp/outputs/<name>). Raises
     UnsafePath for an output name that is not one file name (upload refuses those; this is the
     last line of defence for specs stored before that check)."""
     input_artifact_defs = (component.get("inputDefinitions") or {}).get("artifacts") or {}
@@ -166,11 +168,11 @@ def build_executor_input(
         }
     outputs: dict[str, Any] = {
         "parameters": {
-            name: {"outputFile": os.path.join(outputs_dir, PARAMETERS_DIR, name)}
+            name: {"outputFile": os.path.join(parameters_dir, name)}
             for name in output_parameter_types
         },
         "artifacts": output_artifacts,
-        "outputFile": os.path.join(outputs_dir, EXECUTOR_OUTPUT_FILE),
+        "outputFile": os.path.join(artifact_dir, EXECUTOR_OUTPUT_FILE),
     }
     return PreparedTask(
         executor_input={"inputs": inputs, "outputs": outputs},
@@ -357,17 +359,18 @@ def resolve_parameter_self_references(parameters: dict[str, Any]) -> dict[str, A
 # Executor output
 
 
-def read_task_result(prepared: PreparedTask, outputs: Directory, run_dir: str) -> TaskResult:
+def read_task_result(prepared: PreparedTask, task_root: Directory, parameter_files: Directory, run_dir: str) -> TaskResult:
     """Read back a finished task's outputs: the executor output file (parameter values and artifact
     metadata), plus parameters written only to their `outputFile`s.
 
-    `outputs` is the task's outputs directory, opened before the task started: files are read
-    through it without following links (a task may have replaced one with a link to a file of
+    `task_root` (holding the executor output file) and `parameter_files` are the directories
+    given to build_executor_input, opened before the task started: files are read through them
+    without following links (a task may have replaced one with a link to a file of
     the server's). `run_dir` is the run's artifact directory, resolved: every artifact uri must
     resolve inside it. Raises TaskOutputError saying what is wrong. Blocking: call off the loop.
     """
-    budget = _OutputBudget(outputs)
-    text = budget.read("the executor output file", EXECUTOR_OUTPUT_FILE)
+    budget = _OutputBudget()
+    text = budget.read("the executor output file", task_root, EXECUTOR_OUTPUT_FILE)
     try:
         parsed = json.loads(text) if text is not None else {}
     except (json.JSONDecodeError, RecursionError) as error:
@@ -381,7 +384,7 @@ def read_task_result(prepared: PreparedTask, outputs: Directory, run_dir: str) -
         if name in values:
             parameters[name] = cast_parameter(values[name], parameter_type)
             continue
-        text = budget.read(f"output parameter file {name!r}", PARAMETERS_DIR, name)
+        text = budget.read(f"output parameter file {name!r}", parameter_files, name)
         if text is None:
             missing.append(name)
         else:
@@ -421,15 +424,14 @@ class _OutputBudget:
     values, as in KFP: they travel in every message about the run. Large data belongs in an
     output artifact's file."""
 
-    def __init__(self, outputs: Directory) -> None:
-        self._outputs = outputs
+    def __init__(self) -> None:
         self._left = MAX_TASK_OUTPUTS_BYTES
 
-    def read(self, what: str, *names: str) -> str | None:
-        """The text of an output file below the outputs directory (never more than what is left
-        of the budget is read); None when the task did not write it."""
+    def read(self, what: str, directory: Directory, *names: str) -> str | None:
+        """The text of an output file below `directory` (never more than what is left of the
+        budget is read); None when the task did not write it."""
         try:
-            content = self._outputs.read_bytes(*names, limit=self._left)
+            content = directory.read_bytes(*names, limit=self._left)
         except TooLarge as error:
             raise TaskOutputError(
                 f"{what} is {error.size:,} bytes; a task's output parameters and artifact metadata may take"

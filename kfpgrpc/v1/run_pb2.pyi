@@ -72,7 +72,7 @@ class RunDetails(_message.Message):
     def __init__(self, task_details: _Optional[_Iterable[_Union[PipelineTaskDetail, _Mapping]]] = ..., task_details_omitted: _Optional[int] = ...) -> None: ...
 
 class PipelineTaskDetail(_message.Message):
-    __slots__ = ("run_id", "task_id", "display_name", "create_time", "start_time", "end_time", "state", "error", "parent_task_id", "state_history", "child_tasks", "input_parameters", "output_parameters", "output_artifacts", "image", "exit_code", "iteration_index", "iteration_count", "cached_from_run_id", "notes", "retries")
+    __slots__ = ("run_id", "task_id", "display_name", "create_time", "start_time", "end_time", "state", "error", "parent_task_id", "state_history", "child_tasks", "input_parameters", "output_parameters", "output_artifacts", "image", "exit_code", "iteration_index", "iteration_count", "cached", "cached_from_run_id", "notes", "retries")
     class InputParametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,7 @@ class PipelineTaskDetail(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     ITERATION_INDEX_FIELD_NUMBER: _ClassVar[int]
     ITERATION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     CACHED_FROM_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
     RETRIES_FIELD_NUMBER: _ClassVar[int]
@@ -126,10 +127,11 @@ class PipelineTaskDetail(_message.Message):
     exit_code: int
     iteration_index: int
     iteration_count: int
+    cached: bool
     cached_from_run_id: str
     notes: _containers.RepeatedScalarFieldContainer[str]
     retries: int
-    def __init__(self, run_id: _Optional[str] = ..., task_id: _Optional[str] = ..., display_name: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[_common_pb2.RuntimeState, str]] = ..., error: _Optional[_Union[_common_pb2.Status, _Mapping]] = ..., parent_task_id: _Optional[str] = ..., state_history: _Optional[_Iterable[_Union[_common_pb2.RuntimeStatus, _Mapping]]] = ..., child_tasks: _Optional[_Iterable[_Union[ChildTask, _Mapping]]] = ..., input_parameters: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., output_parameters: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., output_artifacts: _Optional[_Iterable[_Union[TaskArtifact, _Mapping]]] = ..., image: _Optional[str] = ..., exit_code: _Optional[int] = ..., iteration_index: _Optional[int] = ..., iteration_count: _Optional[int] = ..., cached_from_run_id: _Optional[str] = ..., notes: _Optional[_Iterable[str]] = ..., retries: _Optional[int] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ..., task_id: _Optional[str] = ..., display_name: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[_common_pb2.RuntimeState, str]] = ..., error: _Optional[_Union[_common_pb2.Status, _Mapping]] = ..., parent_task_id: _Optional[str] = ..., state_history: _Optional[_Iterable[_Union[_common_pb2.RuntimeStatus, _Mapping]]] = ..., child_tasks: _Optional[_Iterable[_Union[ChildTask, _Mapping]]] = ..., input_parameters: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., output_parameters: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., output_artifacts: _Optional[_Iterable[_Union[TaskArtifact, _Mapping]]] = ..., image: _Optional[str] = ..., exit_code: _Optional[int] = ..., iteration_index: _Optional[int] = ..., iteration_count: _Optional[int] = ..., cached: bool = ..., cached_from_run_id: _Optional[str] = ..., notes: _Optional[_Iterable[str]] = ..., retries: _Optional[int] = ...) -> None: ...
 
 class ChildTask(_message.Message):
     __slots__ = ("task_id",)
