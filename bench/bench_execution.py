@@ -1,15 +1,21 @@
-"""Execution benchmark: one two-task pipeline end to end, through our server and under kfp.local.
+"""Execution benchmark: pipelines end to end, through our server and under kfp.local, in one run.
 
-    python bench/bench_execution.py [--runs 5]
+    python bench/bench_execution.py [--runs 5] [--loop-runs 2]
 
-The pipeline is two chained lightweight components (add, then add on its output), compiled once.
-Each side does one warm-up run, then --runs timed runs; p50/mean/min wall times per run are
-printed, then the ratio kfp.local / server.
+Scenarios, each timed on both sides after one warm-up run (p50/mean/min wall time per run, then
+the ratio kfp.local / server):
 
-- server: CreateRun with the compiled spec inline, then WatchRun until the terminal snapshot,
-  timed from just before CreateRun. Includes the gRPC round trips, the server's SQLite commits
-  and one subprocess per task; the server drops the components' `pip install kfp==...`
-  preamble because its interpreter already has kfp.
+- two-task: two chained lightweight components (add, then add on its output), caching off.
+- parallel-for-100: `dsl.ParallelFor` over 100 items of a trivial lightweight component, then
+  `dsl.Collected` summed by one task; caching off. --loop-runs timed runs.
+- cached: the two-task pipeline with caching on (the SDK's default): every timed run is a second
+  identical run, whose tasks reuse the first run's outputs (kfp.local: `enable_caching=True`).
+
+Sides:
+- server: `kfpgrpc serve` subprocess; CreateRun with the compiled spec inline, then WatchRun until
+  the terminal snapshot, timed from just before CreateRun. Includes the gRPC round trips, the
+  server's SQLite commits and one subprocess per task; the server drops the components'
+  `pip install kfp==...` preamble because its interpreter already has kfp.
 - kfp.local: SubprocessRunner(use_venv=False) called in-process, so no server or RPC. Each task
   is still a subprocess, and it runs the compiled command as is (only `python3` is replaced by
   this interpreter), so every task runs the `pip install kfp==...` preamble (a no-op install that
@@ -29,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, List
 
 import grpc
 import yaml
@@ -47,10 +54,36 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+@dsl.component(base_image="python:3.11")
+def total(values: List[int]) -> int:
+    return sum(values)
+
+
 @dsl.pipeline(name="add-twice")
 def add_twice(a: int, b: int) -> int:
+    first = add(a=a, b=b).set_caching_options(False)
+    return add(a=first.output, b=b).set_caching_options(False).output
+
+
+@dsl.pipeline(name="add-twice-cached")
+def add_twice_cached(a: int, b: int) -> int:
     first = add(a=a, b=b)
     return add(a=first.output, b=b).output
+
+
+@dsl.pipeline(name="parallel-for-100")
+def parallel_for_100(a: int, b: int) -> int:
+    with dsl.ParallelFor(list(range(100))) as item:
+        added = add(a=item, b=b).set_caching_options(False)
+    return total(values=dsl.Collected(added.output)).set_caching_options(False).output
+
+
+# name: (pipeline, its output for a=1, b=2, kfp.local caching on)
+SCENARIOS = {
+    "two-task": (add_twice, 5, False),
+    "parallel-for-100": (parallel_for_100, sum(range(100)) + 200, False),
+    "cached": (add_twice_cached, 5, True),
+}
 
 
 def summary(seconds: list[float]) -> str:
@@ -100,14 +133,14 @@ async def server_times(address: str, spec: dict, runs: int) -> list[float] | Non
         return [await server_run(stub, struct) for _ in range(runs)]
 
 
-def kfp_local_times(runs: int, pipeline_root: str) -> list[float]:
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root)
+def kfp_local_times(pipeline: Callable[..., Any], expected: int, caching: bool, runs: int, pipeline_root: str) -> list[float]:
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, enable_caching=caching)
 
     def run_once() -> None:
         # kfp.local prints its logs and every task's output to stdout.
         with contextlib.redirect_stdout(io.StringIO()):
-            result = add_twice(a=1, b=2).output
-        assert result == 5, result
+            result = pipeline(a=1, b=2).output
+        assert result == expected, result
 
     return timed(run_once, runs)
 
@@ -115,19 +148,24 @@ def kfp_local_times(runs: int, pipeline_root: str) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs per side, after one warm-up run")
-    runs = parser.parse_args().runs
-    with tempfile.TemporaryDirectory() as tmp:
-        package = Path(tmp) / "add_twice.yaml"
-        compiler.Compiler().compile(add_twice, package_path=str(package))
-        spec = yaml.safe_load(package.read_text())
-        with Server(Path(tmp) / "server") as server:
+    parser.add_argument("--loop-runs", type=int, default=2, help="timed runs of parallel-for-100 per side")
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append", help="only these (repeatable)")
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, Server(Path(tmp) / "server") as server:
+        for name in options.scenario or SCENARIOS:
+            pipeline, expected, caching = SCENARIOS[name]
+            runs = options.loop_runs if name == "parallel-for-100" else options.runs
+            package = Path(tmp) / f"{name}.yaml"
+            compiler.Compiler().compile(pipeline, package_path=str(package))
+            spec = yaml.safe_load(package.read_text())
             served = asyncio.run(server_times(server.address, spec, runs))
-        if served is not None:
-            print(f"server:    {summary(served)}")
-        in_process = kfp_local_times(runs, str(Path(tmp) / "kfp-local"))
-        print(f"kfp.local: {summary(in_process)}")
-        if served is not None:
-            print(f"kfp.local / server (p50): {statistics.median(in_process) / statistics.median(served):.2f}x")
+            in_process = kfp_local_times(pipeline, expected, caching, runs, str(Path(tmp) / f"kfp-local-{name}"))
+            print(f"{name}")
+            if served is not None:
+                print(f"  server:    {summary(served)}")
+            print(f"  kfp.local: {summary(in_process)}")
+            if served is not None:
+                print(f"  kfp.local / server (p50): {statistics.median(in_process) / statistics.median(served):.2f}x")
 
 
 if __name__ == "__main__":

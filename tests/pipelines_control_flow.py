@@ -496,7 +496,8 @@ def workspace():
 
 @dsl.pipeline(name="cf-scheduling-advice")
 def scheduling_advice():
-    task = echo(msg="scheduled anywhere")
+    task = echo(msg="scheduled anywhere").set_cpu_limit("2").set_memory_limit("1G")
+    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
     kubernetes.add_node_selector(task, label_key="pool", label_value="gpu")
     kubernetes.add_toleration(task, key="k", operator="Equal", value="v", effect="NoSchedule")
     kubernetes.add_pod_label(task, "team", "ml")

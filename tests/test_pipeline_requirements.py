@@ -28,7 +28,8 @@ async def no_runs(stubs: Stubs) -> bool:
 async def test_scheduling_advice_is_ignored_and_noted_on_the_task(stubs: Stubs, each_kfp: dict[str, Spec]) -> None:
     """Issue 12: node selectors, tolerations, pod labels and annotations only steer where a pod is
     scheduled (§10.2), so the task runs here and its task detail notes each ignored setting by
-    its platform-spec name (design12.md: "ignored on this machine: nodeSelector")."""
+    its platform-spec name (design12.md: "ignored on this machine: nodeSelector"). CPU, memory
+    and accelerator requests are not enforced here: the task runs and its detail says so."""
     run = await run_to_end(stubs, each_kfp["cf-scheduling-advice"], "advice")
     assert run.state == common_pb2.SUCCEEDED, run.error
     echo = tasks_of(run)["echo"]
@@ -36,6 +37,9 @@ async def test_scheduling_advice_is_ignored_and_noted_on_the_task(stubs: Stubs, 
     ignored = [note for note in echo.notes if "ignored" in note]
     for setting in ("nodeSelector", "tolerations", "podMetadata"):
         assert any(setting in note for note in ignored), (setting, list(echo.notes))
+    (resources,) = [note for note in echo.notes if "not enforced" in note]
+    for asked in ("CPU limit 2", "memory limit 1G", "accelerator nvidia.com/gpu × 1"):
+        assert asked in resources, (asked, resources)
 
 
 async def test_a_pvc_mount_is_refused_at_create_run(stubs: Stubs, each_kfp: dict[str, Spec]) -> None:

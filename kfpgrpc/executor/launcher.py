@@ -31,19 +31,6 @@ class TaskFailed(Exception):
 
 
 @dataclass(frozen=True)
-class Resources:
-    """What the task asks for (KFP's container `resources`), as the spec gives them: CPU in
-    cores, memory in bytes, accelerators by type. None / empty: not asked."""
-
-    cpu_request: float | None = None
-    cpu_limit: float | None = None
-    memory_request: int | None = None
-    memory_limit: int | None = None
-    accelerator_type: str = ""
-    accelerator_count: int = 0
-
-
-@dataclass(frozen=True)
 class ContainerTask:
     """One attempt's worth of a container task, resolved by the orchestrator.
 
@@ -65,7 +52,6 @@ class ContainerTask:
     runtime: RuntimeValues
     env: dict[str, str] = field(default_factory=dict)
     platform: Mapping[str, Any] = field(default_factory=dict)
-    resources: Resources = Resources()
     timeout_seconds: float | None = None
 
 

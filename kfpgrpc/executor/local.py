@@ -68,6 +68,11 @@ DEPENDENCY_SETTINGS = {
     "emptyDirMounts": "empty-dir mounts (kubernetes.empty_dir_mount)",
     "fieldPathAsEnv": "pod fields as environment variables (kubernetes.use_field_path_as_env)",
 }
+# Container `resources` keys (PipelineContainerSpec.ResourceSpec) after "resource".
+RESOURCE_REQUESTS = {
+    "CPU request": "CpuRequest", "CPU limit": "CpuLimit",
+    "memory request": "MemoryRequest", "memory limit": "MemoryLimit",
+}
 # The "dummy images" of kfp-kubernetes' CreatePVC / DeletePVC: KFP's driver acts on Kubernetes
 # instead of running them.
 KUBERNETES_IMAGES = {"argostub/createpvc": "PVC creation (kubernetes.CreatePVC)", "argostub/deletepvc": "PVC deletion (kubernetes.DeletePVC)"}
@@ -170,6 +175,8 @@ class LocalLauncher:
         ignored = [key for key in PLACEMENT_SETTINGS if task.platform.get(key)]
         if ignored:
             notes.append(f"ignored on this machine (Kubernetes scheduling only): {', '.join(ignored)}")
+        if asked := _resource_requests(task.container.get("resources") or {}):
+            notes.append(f"not enforced on this machine: {', '.join(asked)}")
         return notes
 
     async def _run(self, task: ContainerTask, log: TaskLog) -> TaskResult:
@@ -296,6 +303,22 @@ def _empty_artifact_dir(run_dir: Path, task_id: str) -> Directory:
     with Directory.open(run_dir.parent, create=True) as anchor, anchor.child(run_dir.name, create=True) as run:
         run.remove(task_id)
         return run.child(task_id, create=True)
+
+
+def _resource_requests(resources: Mapping[str, Any]) -> list[str]:
+    """What a container's `resources` (the SDK's set_cpu_limit, set_memory_request,
+    set_accelerator_type...) ask for, e.g. ["CPU limit 2", "accelerator nvidia.com/gpu × 1"].
+    The SDK writes `resourceCpuLimit` etc. (strings, maybe placeholders) since kfp 2.8, and
+    `cpuLimit` etc. (numbers, memory in GB) beside them for older backends."""
+    asked = []
+    for what, key in RESOURCE_REQUESTS.items():
+        value = resources.get(f"resource{key}", resources.get(key[0].lower() + key[1:]))
+        if value not in (None, "", 0):
+            asked.append(f"{what} {value}")
+    accelerator = resources.get("accelerator") or {}
+    if kind := accelerator.get("resourceType") or accelerator.get("type"):
+        asked.append(f"accelerator {kind} × {accelerator.get('resourceCount') or accelerator.get('count') or 1}")
+    return asked
 
 
 def _findable(command: str, path: str, cwd: Path) -> bool:
