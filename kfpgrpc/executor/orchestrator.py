@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -269,10 +269,7 @@ class Orchestrator:
                         dag.failing, dag.first_error = True, end.error
                     decidable.extend(self._unblocked(name, dependents, waiting_for, finished))
         finally:
-            for task in running:
-                task.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
+            await _cancel_all(running)
         if run.canceled:
             return TaskState.CANCELED, None, "the run was terminated"
         if dag.failing:
@@ -388,10 +385,7 @@ class Orchestrator:
                     if end.state != TaskState.SUCCEEDED and not loop.failing:
                         loop.failing, loop.first_error = True, end.error
         finally:
-            for iteration_task in running:
-                iteration_task.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
+            await _cancel_all(running)
         if run.canceled:
             await report(TaskState.CANCELED)
             return Finished(name, TaskState.CANCELED, None, "the run was terminated")
@@ -583,6 +577,15 @@ def unsupported_features(spec: Mapping[str, Any]) -> list[str]:
             f"pipeline input artifact(s) {', '.join(map(repr, required))}: a run can be given parameters only (as in KFP)"
         )
     return found
+
+
+async def _cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel `tasks` (a DAG's or a loop's children when it ends early) and wait for them."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _count_task(run: _Run) -> None:
