@@ -113,10 +113,10 @@ async def test_runs_watch_draws_a_live_task_view_on_a_terminal(server: KfpGrpcSe
     await kfpgrpc(server, "pipelines", "upload", pipeline_files["nested-pipeline"])
     run = (await kfpgrpc(server, "runs", "create", "--pipeline", "nested-pipeline", "--param", "x=1", "-o", "json")).json
 
-    def watch_in_a_terminal() -> tuple[int, str]:
+    def watch_in_a_terminal(run_id: str) -> tuple[int, str]:
         controller, terminal = pty.openpty()
         process = subprocess.Popen(
-            [sys.executable, "-m", "kfpgrpc.cli", "runs", "watch", run["run_id"]], stdin=terminal, stdout=terminal, stderr=terminal,
+            [sys.executable, "-m", "kfpgrpc.cli", "runs", "watch", run_id], stdin=terminal, stdout=terminal, stderr=terminal,
             env={**os.environ, "KFPGRPC_SERVER": server.address, "COLUMNS": "120", "TERM": "xterm"})
         os.close(terminal)
         screen = b""
@@ -131,12 +131,17 @@ async def test_runs_watch_draws_a_live_task_view_on_a_terminal(server: KfpGrpcSe
         os.close(controller)
         return process.wait(timeout=60), screen.decode(errors="replace")
 
-    code, screen = await asyncio.to_thread(watch_in_a_terminal)
+    code, screen = await asyncio.to_thread(watch_in_a_terminal, run["run_id"])
     assert code == 0, screen
     assert "\x1b[" in screen  # drawn with terminal control sequences, not printed line by line
     for task_id in ("add-twice", "add-twice.add", "add-twice.add-2", "add"):
         assert task_id in screen
     assert re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.splitlines()[-1]).startswith(f"run {run['display_name']} SUCCEEDED after ")
+    assert "(cached)" not in screen
+    # The same run again: its tasks' outputs come from the cache, and the view says so.
+    again = (await kfpgrpc(server, "runs", "create", "--pipeline", "nested-pipeline", "--param", "x=1", "-o", "json")).json
+    code, screen = await asyncio.to_thread(watch_in_a_terminal, again["run_id"])
+    assert code == 0 and "SUCCEEDED (cached)" in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen), screen
 
 
 async def test_json_output_uses_proto_field_names_and_parses(server: KfpGrpcServer, pipeline_files: dict[str, str]) -> None:

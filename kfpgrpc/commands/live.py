@@ -49,8 +49,11 @@ class _RunView:
         for task in run.run_details.task_details:
             started = utc_datetime(task.start_time) if task.HasField("start_time") else None
             ended = utc_datetime(task.end_time) if task.HasField("end_time") else now
+            state = _state_text(task.state)
+            if task.cached:  # its outputs came from an earlier run: it did not run
+                state.append(" (cached)", style="dim")
             tasks.add_row(
-                task.task_id, _state_text(task.state),
+                task.task_id, state,
                 started.strftime("%H:%M:%S") if started else "", f"{(ended - started).total_seconds():.1f}s" if started else "",
             )
         return Group(header, tasks)
