@@ -42,3 +42,16 @@ def problem(value: Any) -> str:
 def non_finite_name(number: float) -> str:
     """How JavaScript (and Python's json module) spell NaN and the infinities."""
     return "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+
+
+def protojson_numbers(value: Any) -> Any:
+    """`value` (a JSON value) with integral floats as ints, as KFP's Go backend writes a
+    google.protobuf.Value (protojson): `[1.0, 2.5]` becomes `[1, 2.5]`, so a task reads 1 where
+    KFP would give it 1. Values that went through a Struct have only floats."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    if isinstance(value, list):
+        return [protojson_numbers(item) for item in value]
+    if isinstance(value, dict):
+        return {key: protojson_numbers(item) for key, item in value.items()}
+    return value

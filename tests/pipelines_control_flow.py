@@ -528,8 +528,23 @@ def caching(cached_log: str, uncached_log: str, value: int = 1):
     record(path=uncached_log, value=value).set_caching_options(False)
 
 
+@dsl.component(base_image=IMAGE)
+def to_json(values: list, config: dict) -> str:
+    import json
+
+    return json.dumps([values, config])
+
+
+# The mutable defaults are deliberate: the SDK compiles them into LIST and STRUCT defaults.
+@dsl.pipeline(name="cf-json-numbers")
+def json_numbers(values: list = [1, 2.5], config: dict = {"n": 3}):  # noqa: B006
+    to_json(values=values, config=config)
+    with dsl.ParallelFor([{"n": 1}, {"n": 2}]) as row:
+        to_json(values=values, config=row)
+
+
 PIPELINES = (
     branches, comparisons, oneof, loops, nested_loops, parallelism, loop_artifacts, gated_loop,
     throttled_loop, flaky_loop, exit_handler, ignore_upstream, importer, placeholders, workspace,
-    scheduling_advice, pvc_mount, secret_env, root_artifact, caching,
+    scheduling_advice, pvc_mount, secret_env, root_artifact, caching, json_numbers,
 )

@@ -130,3 +130,15 @@ async def test_collected_artifacts_and_a_loop_over_artifacts(stubs: Stubs, each_
     iterations(tasks, inner, 2)
     assert [tasks[f"{inner}[{i}].write-text"].output_artifacts[0].metadata["text"] for i in range(2)] == ["p", "q"]
     assert body_outputs(tasks, "for-loop-3", 2, "read-text") == ["p", "q"]
+
+
+async def test_integral_numbers_in_lists_and_structs_reach_tasks_as_integers(stubs: Stubs, each_kfp: dict[str, Spec]) -> None:
+    """KFP's backend writes parameter values with protojson, where 1.0 is `1`: a LIST or STRUCT
+    input given at CreateRun (a google.protobuf.Value: doubles only) or as a loop item reaches
+    the component as [1, 2] on KFP, not [1.0, 2.0]."""
+    run = await run_to_end(stubs, each_kfp["cf-json-numbers"], "numbers", values=[1, 2, 3.5])
+    assert run.state == SUCCEEDED, run.error
+    tasks = tasks_of(run)
+    assert json.loads(output(tasks["to-json"])) == [[1, 2, 3.5], {"n": 3}]
+    assert output(tasks["to-json"]) == '[[1, 2, 3.5], {"n": 3}]'
+    assert body_outputs(tasks, "for-loop-2", 2, "to-json-2") == ['[[1, 2, 3.5], {"n": 1}]', '[[1, 2, 3.5], {"n": 2}]']

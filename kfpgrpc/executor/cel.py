@@ -38,6 +38,8 @@ from google.protobuf import descriptor_pool
 from google.protobuf.struct_pb2 import ListValue, Struct
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from kfpgrpc.json_values import protojson_numbers
+
 # Longer expressions are refused: compiling takes about 1 ms per 1,000 characters. An
 # If/Elif/Else chain of 120 branches compiles to under 10,000 characters.
 MAX_EXPRESSION_LENGTH = 10_000
@@ -263,7 +265,7 @@ def _selector_variables(value: Any) -> dict[str, Any]:
         return {"number_value": float(value), "string_value": _number_text(float(value))}
     if isinstance(value, str):
         return {"string_value": value}
-    text = json.dumps(_integral_numbers(value), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    text = json.dumps(protojson_numbers(value), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
     if isinstance(value, dict):
         struct = Struct()
         struct.update(value)
@@ -278,17 +280,6 @@ def _number_text(number: float) -> str:
     if number.is_integer():
         return str(int(number))
     return format(Decimal(repr(number)), "f")
-
-
-def _integral_numbers(value: Any) -> Any:
-    """`value` with integral floats as ints, so its JSON reads 1 rather than 1.0 (as protojson)."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return int(value)
-    if isinstance(value, list):
-        return [_integral_numbers(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _integral_numbers(item) for key, item in value.items()}
-    return value
 
 
 def _to_json(expression: str, value: Any) -> Any:

@@ -24,6 +24,7 @@ from kfpgrpc.executor.placeholders import (
     resolve_parameter_self_references,
     substitute_inputs,
 )
+from kfpgrpc.json_values import protojson_numbers
 
 # PipelineTaskFinalStatus.state as KFP's backend fills it: the state name of the group's
 # execution in its metadata store (driver/resolve.go, case TaskFinalStatus).
@@ -178,9 +179,12 @@ def constant(runtime_value: Mapping[str, Any]) -> Any:
 
 def _typed(value: Any, parameter_type: str | None) -> Any:
     """`value` as the declared type: JSON text for a STRING input given a non-string
-    (driver/resolve.go handleParamTypeValidationAndConversion), numbers and booleans cast."""
+    (driver/resolve.go handleParamTypeValidationAndConversion), numbers and booleans cast,
+    integral numbers inside lists and structs as ints (as KFP's protojson writes them)."""
     if parameter_type == "STRING" and not isinstance(value, str):
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(protojson_numbers(value), separators=(",", ":"))
+    if parameter_type in ("LIST", "STRUCT"):
+        return protojson_numbers(value)
     return cast_parameter(value, parameter_type)
 
 
