@@ -47,6 +47,10 @@ def generate(out_root: Path) -> None:
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto"))
     descriptors = out_root / "descriptors.binpb"
+    # The plugin is a script of this interpreter's environment: found there even when that is
+    # not activated (`.venv/bin/python scripts/generate_protos.py`), else on PATH.
+    beside = Path(sys.executable).parent / "protoc-gen-mypy_grpc"
+    plugin = [f"--plugin=protoc-gen-mypy_grpc={beside}"] if beside.exists() else []
     args = [
         "protoc",
         f"-I{PROTO_ROOT}",
@@ -54,6 +58,7 @@ def generate(out_root: Path) -> None:
         f"--python_out={out_root}",
         f"--pyi_out={out_root}",
         f"--grpc_python_out={out_root}",
+        *plugin,
         f"--mypy_grpc_out={out_root}",
         "--include_source_info",  # the comments, for the reference
         f"--descriptor_set_out={descriptors}",
