@@ -25,7 +25,9 @@ async def test_a_second_identical_run_reuses_the_outputs_of_the_first(stubs: Stu
     """KFP (§8.1, §8.2): caching is on by default (`cachingOptions.enableCache`); a task whose
     cache key (component and resolved inputs) matches the newest earlier SUCCEEDED execution in a
     pipeline of the same name reuses its outputs, by reference, and does not run. design12.md:
-    reported SUCCEEDED with cached = true and cached_from_run_id. `set_caching_options(False)` runs
+    reported SUCCEEDED with cached = true and cached_from_run_id, its artifacts stored again in
+    this run's directory (a run's deletion or TTL must not break another run's artifacts).
+    `set_caching_options(False)` runs
     every time; other input values are another key; an execution whose run was deleted (its
     artifacts gone) is no longer reused."""
     cached_log, uncached_log = tmp_path / "cached.log", tmp_path / "uncached.log"
@@ -41,8 +43,11 @@ async def test_a_second_identical_run_reuses_the_outputs_of_the_first(stubs: Stu
     reused, original = tasks_of(second)["record"], tasks_of(first)["record"]
     assert reused.state == SUCCEEDED and reused.cached and reused.cached_from_run_id == first.run_id
     assert output(reused) == 1
-    assert [(a.name, a.uri) for a in reused.output_artifacts] == [(a.name, a.uri) for a in original.output_artifacts]
-    assert Path(reused.output_artifacts[0].uri).read_text() == "value 1"
+    # Stored again as this run's (hard links), so deleting the first run keeps them.
+    (reused_artifact,), (original_artifact,) = reused.output_artifacts, original.output_artifacts
+    assert reused_artifact.name == original_artifact.name and reused_artifact.uri != original_artifact.uri
+    assert Path(reused_artifact.uri).is_relative_to(Path(original_artifact.uri).parents[2] / second.run_id)
+    assert Path(reused_artifact.uri).read_text() == "value 1"
     not_cached = tasks_of(second)["record-2"]
     assert not not_cached.cached and not not_cached.cached_from_run_id and output(not_cached) == 1
 
@@ -50,6 +55,7 @@ async def test_a_second_identical_run_reuses_the_outputs_of_the_first(stubs: Stu
     assert not tasks_of(other_value)["record"].cached and lines(cached_log) == 2
 
     await stubs.runs.DeleteRun(run_pb2.DeleteRunRequest(run_id=first.run_id))
+    assert Path(reused_artifact.uri).read_text() == "value 1"  # the second run's copy stays
     after_delete = await run_to_end(stubs, spec, "after delete", **parameters)
     assert after_delete.state == SUCCEEDED, after_delete.error
     assert not tasks_of(after_delete)["record"].cached and lines(cached_log) == 3

@@ -11,7 +11,12 @@ from kfpgrpc.executor.base import (
     TaskUpdate,
 )
 from kfpgrpc.executor.local import LocalLauncher
-from kfpgrpc.executor.orchestrator import CachedExecution, ExecutionCache, Orchestrator, unsupported_features
+from kfpgrpc.executor.orchestrator import (
+    CachedExecution,
+    ExecutionCache,
+    Orchestrator,
+    unsupported_features,
+)
 
 __all__ = [
     "ArtifactOutput",

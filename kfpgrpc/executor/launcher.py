@@ -88,9 +88,11 @@ class Launcher(Protocol):
         "" when they can."""
         ...
 
-    async def artifacts_exist(self, result: TaskResult) -> bool:
-        """Whether every artifact of `result` is still stored (a cached execution's outputs
-        may have been deleted with their run)."""
+    async def reuse_outputs(self, result: TaskResult, run_dir: Path, task_id: str) -> TaskResult | None:
+        """A cached execution's `result` made this task's: its output artifacts stored again
+        under `run_dir / task_id` (runs own their artifacts and a TTL deletes them with the
+        run, so a reference into the cached run would break), the same parameters. None when
+        an artifact no longer exists (its run was deleted): the task runs."""
         ...
 
     async def unsupported(self, spec: Mapping[str, Any], platform_spec: Mapping[str, Any] | None = None) -> list[str]:

@@ -22,8 +22,9 @@ DAG; the rules per task are in `driver`):
   `backoffDuration * backoffFactor**attempt` apart, each wait capped at `backoffMaxDuration`;
   RUNNING in between) and the execution cache: a task whose `cachingOptions.enableCache` is set
   reuses the outputs of the newest SUCCEEDED execution with the same cache key
-  (`driver.cache_key`) in a pipeline of the same name, if its artifacts still exist, and is
-  reported SUCCEEDED with `cached_from_run_id`.
+  (`driver.cache_key`) in a pipeline of the same name, if its artifacts still exist (the
+  launcher stores them again as this task's: `Launcher.reuse_outputs`), and is reported
+  SUCCEEDED with `cached_from_run_id`.
 - An importer task outputs its artifact at once (`driver.imported_artifact`).
 - Resume and retry: tasks (and DAGs, loops and iterations) in `RunContext.previous` are not run
   again; their results are reused and they are reported SUCCEEDED again (the run manager
@@ -69,7 +70,12 @@ from kfpgrpc.executor.driver import (
     resolve_inputs,
     runs_after_failures,
 )
-from kfpgrpc.executor.launcher import ContainerTask, Launcher, TaskFailed, kubernetes_executors
+from kfpgrpc.executor.launcher import (
+    ContainerTask,
+    Launcher,
+    TaskFailed,
+    kubernetes_executors,
+)
 from kfpgrpc.executor.placeholders import RuntimeValues, cast_parameter
 from kfpgrpc.executor.task_log import LogVolume, TaskLog
 
@@ -431,14 +437,15 @@ class Orchestrator:
         if self.cache is not None and (task.get("cachingOptions") or {}).get("enableCache"):
             key = cache_key(task, component, container, parameters, artifacts)
             cached = await self.cache.lookup(run.pipeline_name, key)
-            if cached is not None and await self.launcher.artifacts_exist(cached.result):
+            reused = cached and await self.launcher.reuse_outputs(cached.result, run.run_dir, report.task_id)
+            if cached and reused:
                 report.cached_from_run_id = cached.run_id
                 await run.observer.log_lines(report.task_id, [
                     f"outputs reused from the cache: run {cached.run_id}, task {cached.task_id} ran with the same cache key;"
                     " this task did not run"
                 ])
-                await report(TaskState.SUCCEEDED, result=cached.result)
-                return Finished(name, TaskState.SUCCEEDED, cached.result)
+                await report(TaskState.SUCCEEDED, result=reused)
+                return Finished(name, TaskState.SUCCEEDED, reused)
         platform = kubernetes_executors(run.context.platform_spec).get(component.get("executorLabel", ""), {})
         deadline = platform.get("activeDeadlineSeconds")
         launched = ContainerTask(
