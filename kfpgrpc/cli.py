@@ -107,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                             " (env KFPGRPC_MAX_MESSAGE_BYTES)")
     serve.add_argument("--max-spec-bytes", type=int,
                        default=_env("MAX_SPEC_BYTES", str(defaults.max_spec_bytes)),
-                       help="largest pipeline spec accepted, in protobuf bytes (env KFPGRPC_MAX_SPEC_BYTES)")
+                       help="largest pipeline spec accepted, in protobuf bytes; default 1.5 MiB, what KFP on"
+                            " Kubernetes can run (etcd's limit). Responses carry a spec whole: above 2 MiB they may"
+                            " exceed gRPC's default 4 MiB client limit, and clients must raise theirs"
+                            " (env KFPGRPC_MAX_SPEC_BYTES)")
     serve.add_argument("--max-connection-idle", default=_env("MAX_CONNECTION_IDLE", "5m"),
                        help="close a connection that has had no call for this long, a Go duration; 0 = never"
                             " (env KFPGRPC_MAX_CONNECTION_IDLE)")

