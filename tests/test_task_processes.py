@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -128,6 +130,52 @@ async def test_a_task_that_kills_its_init_process_is_still_cleaned_up(data_dir: 
         assert "killed by signal SIGKILL" in run.error.message
         assert not alive(pid_in(pid_file)) and not alive(pid_in(tmp_path / "leader.pid"))
         assert not task_processes(run.run_id)
+
+
+async def test_a_task_that_kills_its_init_loses_the_processes_of_its_session_even_without_the_marker(
+    data_dir: Path, compiled: dict[str, Spec], tmp_path: Path
+) -> None:
+    """Under the subreaper init, a task that SIGKILLs its init leaves orphans that PID 1
+    adopts; besides the KFPGRPC_TASK_DIR marker, the server finds them by the session of the
+    task's own process, which a background child that clears its environment stays in."""
+    await skip_unless_containment("subreaper", tmp_path / "probe")
+    pid_file = tmp_path / "child.pid"
+    body = f"echo $$ > {shlex.quote(str(pid_file))}; exec sleep {DAEMON_SECONDS}"
+    script = (f"env -i sh -c {shlex.quote(body)} < /dev/null > /dev/null 2>&1 & while [ ! -s {shlex.quote(str(pid_file))} ]; do sleep 0.01; done;"
+              f" kill -9 $PPID; exec sleep {DAEMON_SECONDS}")
+    try:
+        async with running(data_dir, task_containment="subreaper") as (_, stubs):
+            version = await upload(stubs, "shell", compiled["shell-pipeline"])
+            run = (await watch_to_end(stubs.runs, (await create(stubs, run_of(version, script=script))).run_id))[-1]
+            assert run.state == common_pb2.FAILED
+            assert not alive(pid_in(pid_file)), "the task's child outlived its task"
+    finally:
+        if pid_file.exists() and alive(pid_in(pid_file)):
+            os.kill(pid_in(pid_file), signal.SIGKILL)
+
+
+async def test_under_a_cgroup_a_daemon_without_the_marker_dies_with_a_task_killed_by_a_signal(
+    data_dir: Path, compiled: dict[str, Spec], tmp_path: Path
+) -> None:
+    """A `setsid` daemon with a cleared environment, started by a task whose own process is
+    then SIGKILLed, dies with its task under cgroup containment: nothing a process does takes
+    it out of its cgroup. Under the subreaper init, the same daemon of a task that SIGKILLs its
+    init (its parent there; under a cgroup the parent is the server, and that is a crash, see
+    below) is the documented limit: it is in no tree, session or marker the server can find
+    once init is dead (README "Security model", docs/api.md "Task processes")."""
+    await skip_unless_containment("cgroup", tmp_path / "probe")
+    pid_file = tmp_path / "daemon.pid"
+    try:
+        async with running(data_dir, task_containment="cgroup") as (_, stubs):
+            version = await upload(stubs, "shell", compiled["shell-pipeline"])
+            script = daemon(pid_file, clear_environment=True) + "; kill -9 $$"
+            run = (await watch_to_end(stubs.runs, (await create(stubs, run_of(version, script=script))).run_id))[-1]
+            assert run.state == common_pb2.FAILED and "killed by signal SIGKILL" in run.error.message
+            assert not alive(pid_in(pid_file)), "the task's daemon outlived its task"
+            assert not task_processes(run.run_id)
+    finally:
+        if pid_file.exists() and alive(pid_in(pid_file)):
+            os.kill(pid_in(pid_file), signal.SIGKILL)
 
 
 async def test_a_task_whose_leader_exits_ends_even_if_it_stopped_its_init(data_dir: Path, compiled: dict[str, Spec], tmp_path: Path) -> None:

@@ -164,6 +164,7 @@ class _SubreaperTask(TaskProcess):
         self._status = status  # read end of the pipe task_init writes to (non-blocking)
         self._lines = b""  # what it wrote so far
         self._done = False  # init ended by itself, having killed and reaped the tree
+        self._leader = 0  # its PID, also its session's id (it calls setsid); 0 until init reports it
         self._leader_fd: int | None = None
         self._overdue: asyncio.TimerHandle | None = None
         self._killed_overdue = False
@@ -184,8 +185,10 @@ class _SubreaperTask(TaskProcess):
                 break
             self._lines += data
         lines = self._lines.split(b"\n")
-        if len(lines) > 1 and self._leader_fd is None and not self._exited.done():
-            self._watch_leader(int(lines[0]))
+        if len(lines) > 1 and not self._leader:
+            self._leader = int(lines[0])
+            if not self._exited.done():
+                self._watch_leader(self._leader)
 
     def _watch_leader(self, leader: int) -> None:
         try:
@@ -193,7 +196,7 @@ class _SubreaperTask(TaskProcess):
         except ProcessLookupError:  # already exited and reaped by init
             self._leader_exited()
             return
-        if _parent(leader) != self.pid:  # the PID was reused after init reaped the leader
+        if _parent(leader) != self.pid:  # a zombie already, or the PID was reused after init reaped it
             os.close(self._leader_fd)
             self._leader_fd = None
             self._leader_exited()
@@ -252,9 +255,9 @@ class _SubreaperTask(TaskProcess):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
             await asyncio.shield(self._exited)
-        if not self._done:
+        if not self._done:  # init did not kill the tree: find it without init
             task_dir = str(self.task_dir)
-            await asyncio.to_thread(_kill_marked, lambda value: value == task_dir)
+            await asyncio.to_thread(_kill_marked, lambda value: value == task_dir, self._leader)
 
 
 class TaskProcesses:
@@ -460,14 +463,18 @@ async def _kill_cgroup(cgroup: Path) -> None:
 # /proc
 
 
-def _kill_marked(matches: Callable[[str], bool]) -> int:
-    """SIGKILL every process of this user whose KFPGRPC_TASK_DIR value `matches`, again until
-    none is left (they may fork meanwhile). Returns how many were killed."""
+def _kill_marked(matches: Callable[[str], bool], session: int = 0) -> int:
+    """SIGKILL every process of this user whose KFPGRPC_TASK_DIR value `matches`, or that is in
+    `session` (a session id; 0: none), again until none is left (they may fork meanwhile).
+    Returns how many were killed."""
     prefix = f"{TASK_DIR_ENV}=".encode()
     killed: set[int] = set()
     for _ in range(100):
         found = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
+            if session and _session(int(pid)) == session:  # found even without the marker
+                found.append(int(pid))
+                continue
             try:
                 with open(f"/proc/{pid}/environ", "rb") as environ:
                     entries = environ.read().split(b"\0")
@@ -484,13 +491,23 @@ def _kill_marked(matches: Callable[[str], bool]) -> int:
     return len(killed)
 
 
-def _parent(pid: int) -> int:
-    """The parent PID of `pid`, 0 when it is gone."""
+def _stat_field(pid: int, index: int) -> int:
+    """Field `index` of /proc/`pid`/stat counted after "(command)" (1: ppid, 3: session), 0
+    when the process is gone or a zombie (whose kill would do nothing)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
-            return int(stat.read().rsplit(b")", 1)[1].split()[1])  # after "(command)": state, ppid
+            fields = stat.read().rsplit(b")", 1)[1].split()  # state, ppid, pgrp, session, ...
     except OSError:
         return 0
+    return 0 if fields[0] == b"Z" else int(fields[index])
+
+
+def _parent(pid: int) -> int:
+    return _stat_field(pid, 1)
+
+
+def _session(pid: int) -> int:
+    return _stat_field(pid, 3)
 
 
 def _remove(path: Path) -> None:
