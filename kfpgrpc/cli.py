@@ -133,7 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from kfpgrpc import logs
     from kfpgrpc.schedule import parse_go_duration
-    from kfpgrpc.server import KfpGrpcServer, StartError, raise_open_file_limit, stop_signal_event
+    from kfpgrpc.server import KfpGrpcServer, StartError, make_undumpable, raise_open_file_limit, stop_signal_event
 
     if bool(args.tls_cert) != bool(args.tls_key):
         print("kfpgrpc: --tls-cert and --tls-key go together", file=sys.stderr)
@@ -217,6 +217,7 @@ def _serve(args: argparse.Namespace) -> int:
         # A failed start prints its one line alone; --log-level debug shows what led to it.
         with logs.held(drop_on_error=args.log_level != "debug"):
             raise_open_file_limit()
+            make_undumpable()  # before any task starts: tasks must not read its environment
             await server.start()
         print(f"listening on {server.address}", flush=True)
         await stop_requested.wait()

@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import signal
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,28 @@ async def test_terminating_a_run_of_20000_tasks_takes_seconds(data_dir: Path, tm
         await server.stop()
     assert run.state == common_pb2.CANCELED
     assert took < 20, f"TerminateRun took {took:.1f} s"
+
+
+async def test_a_task_cannot_read_the_servers_environment_through_proc(data_dir: Path, compiled: dict[str, Spec]) -> None:
+    """`kfpgrpc serve` makes itself non-dumpable: a task, which runs as the server's user, used
+    to read the server's token and credentials from /proc/<server pid>/environ. Root's tasks
+    read it anyway (CAP_SYS_PTRACE), so as root the server runs in a user namespace of its own,
+    where it and its tasks hold no capability."""
+    prefix = ["unshare", "--user"] if os.geteuid() == 0 else []
+    if prefix and subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+        pytest.skip("root's tasks read any process's /proc/<pid>/environ, and no user namespace can be made here")
+    server = ServerProcess(data_dir, env={"KFPGRPC_TEST_SECRET": "s3cret-of-the-server"}, prefix=prefix)
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stubs = Stubs.on(channel)
+            version = await upload(stubs, "shell", compiled["shell-pipeline"])
+            script = f"tr '\\0' '\\n' < /proc/{server.process.pid}/environ"  # unshare execs the server
+            run = (await watch_to_end(stubs.runs, (await create(stubs, run_of(version, script=script))).run_id))[-1]
+            log = await log_text(stubs, run.run_id)
+    finally:
+        server.terminate()
+    assert "s3cret-of-the-server" not in log and "Permission denied" in log
+    assert run.state == common_pb2.FAILED
 
 
 async def test_tasks_see_a_minimal_environment_without_the_servers_secrets_or_files(
