@@ -17,7 +17,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 # lines of its own log to the one-line errors of the commands.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from kfpgrpc.commands import ArgumentParser, add_client_commands, run_client_command  # noqa: E402
+from kfpgrpc.commands import (  # noqa: E402
+    BEFORE_COMMAND,
+    ArgumentParser,
+    add_client_commands,
+    add_connection_options_before_commands,
+    run_client_command,
+)
 from kfpgrpc.config import TASK_CONTAINMENTS, ServerConfig  # noqa: E402
 
 _INT32_MAX = 2**31 - 1  # gRPC's integer channel arguments are C ints
@@ -62,6 +68,7 @@ def _read_token(path: Path) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="kfpgrpc", description="Run and schedule Kubeflow Pipelines over gRPC.")
     parser.add_argument("--version", action=_PrintVersion)
+    add_connection_options_before_commands(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="start the server")
     defaults = ServerConfig()
@@ -232,8 +239,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "serve":
+        if given := sorted(name for name in vars(args) if name.startswith(BEFORE_COMMAND)):
+            flags = ", ".join("--" + name.removeprefix(BEFORE_COMMAND).replace("_", "-") for name in given)
+            parser.error(f"{flags}: connection options are for the client commands; serve has its own flags after `serve`")
         return _serve(args)
     return run_client_command(args)
 
