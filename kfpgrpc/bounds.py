@@ -13,7 +13,22 @@ stays within its limit, marker included. Sizes are UTF-8 bytes.
 
 from __future__ import annotations
 
+CLIENT_RECEIVE_LIMIT = 4 * 1024 * 1024  # gRPC's default max_receive_message_length
 MESSAGE_BUDGET = 2 * 1024 * 1024  # a response message or page: half of gRPC's default 4 MiB
+# Largest pipeline spec by default (--max-spec-bytes), as protobuf: 1.5 MiB, etcd's request limit.
+# KFP on Kubernetes cannot run a bigger one either (its Argo Workflow object, which holds the spec,
+# must fit in one etcd request); compiled pipelines are typically 10-500 KB. A spec is sent whole
+# in every response that carries it, so it and the fields that cannot be shortened (below) must
+# stay under CLIENT_RECEIVE_LIMIT; tests/test_bounds.py builds that largest message.
+DEFAULT_MAX_SPEC_BYTES = 1_572_864
+# What a Run or RecurringRun holds besides its spec and cannot shorten to fit, at most (UTF-8):
+# display name and service account 1 KiB each, description 40 KB, error 4 KiB, pipeline_root
+# MAX_PATH_BYTES, 100 selectors of a 1 KiB name and a MAX_PATH_BYTES path, their 100 exposed
+# artifacts (name, URI, reason; metadata becomes a marker), and MAX_PIPELINE_INPUTS parameters of
+# a name of 255 bytes and a value shown whole only under OMIT_VALUES_FROM bytes: about 1.5 MiB.
+MAX_PATH_BYTES = 4096  # PATH_MAX: a pipeline_root, a selector path, a code_source_url
+MAX_PIPELINE_INPUTS = 1000  # input parameters a pipeline's root may declare (each is a run parameter)
+OMIT_VALUES_FROM = 128  # bytes; a smaller value is never shown as a marker (which takes ~60)
 MAX_LOG_LINE_BYTES = 16 * 1024  # as Docker and the CRI split container log lines
 LOG_LINE_OVERHEAD = 64  # what storing a line costs besides its text (row, index entries)
 DEFAULT_MAX_LOG_BYTES_PER_TASK = 10 * 1024 * 1024  # the kubelet's default containerLogMaxSize

@@ -17,7 +17,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 # lines of its own log to the one-line errors of the commands.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from kfpgrpc.commands import ArgumentParser, add_client_commands, run_client_command  # noqa: E402
+from kfpgrpc.commands import (  # noqa: E402
+    BEFORE_COMMAND,
+    ArgumentParser,
+    add_client_commands,
+    add_connection_options_before_commands,
+    run_client_command,
+)
 from kfpgrpc.config import TASK_CONTAINMENTS, ServerConfig  # noqa: E402
 
 _INT32_MAX = 2**31 - 1  # gRPC's integer channel arguments are C ints
@@ -62,6 +68,7 @@ def _read_token(path: Path) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="kfpgrpc", description="Run and schedule Kubeflow Pipelines over gRPC.")
     parser.add_argument("--version", action=_PrintVersion)
+    add_connection_options_before_commands(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="start the server")
     defaults = ServerConfig()
@@ -107,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                             " (env KFPGRPC_MAX_MESSAGE_BYTES)")
     serve.add_argument("--max-spec-bytes", type=int,
                        default=_env("MAX_SPEC_BYTES", str(defaults.max_spec_bytes)),
-                       help="largest pipeline spec accepted, in protobuf bytes (env KFPGRPC_MAX_SPEC_BYTES)")
+                       help="largest pipeline spec accepted, in protobuf bytes; default 1.5 MiB, what KFP on"
+                            " Kubernetes can run (etcd's limit). Responses carry a spec whole: above 2 MiB they may"
+                            " exceed gRPC's default 4 MiB client limit, and clients must raise theirs"
+                            " (env KFPGRPC_MAX_SPEC_BYTES)")
     serve.add_argument("--max-connection-idle", default=_env("MAX_CONNECTION_IDLE", "5m"),
                        help="close a connection that has had no call for this long, a Go duration; 0 = never"
                             " (env KFPGRPC_MAX_CONNECTION_IDLE)")
@@ -133,7 +143,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from kfpgrpc import logs
     from kfpgrpc.schedule import parse_go_duration
-    from kfpgrpc.server import KfpGrpcServer, StartError, raise_open_file_limit, stop_signal_event
+    from kfpgrpc.server import KfpGrpcServer, StartError, make_undumpable, raise_open_file_limit, stop_signal_event
 
     if bool(args.tls_cert) != bool(args.tls_key):
         print("kfpgrpc: --tls-cert and --tls-key go together", file=sys.stderr)
@@ -218,6 +228,7 @@ def _serve(args: argparse.Namespace) -> int:
         # A failed start prints its one line alone; --log-level debug shows what led to it.
         with logs.held(drop_on_error=args.log_level != "debug"):
             raise_open_file_limit()
+            make_undumpable()  # before any task starts: tasks must not read its environment
             await server.start()
         print(f"listening on {server.address}", flush=True)
         await stop_requested.wait()
@@ -232,8 +243,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "serve":
+        if given := sorted(name for name in vars(args) if name.startswith(BEFORE_COMMAND)):
+            flags = ", ".join("--" + name.removeprefix(BEFORE_COMMAND).replace("_", "-") for name in given)
+            parser.error(f"{flags}: connection options are for the client commands; serve has its own flags after `serve`")
         return _serve(args)
     return run_client_command(args)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kfpgrpc.bounds import DEFAULT_MAX_LOG_BYTES_PER_TASK
+from kfpgrpc.bounds import DEFAULT_MAX_LOG_BYTES_PER_TASK, DEFAULT_MAX_SPEC_BYTES
 
 
 TASK_CONTAINMENTS = ("auto", "cgroup", "subreaper")  # see kfpgrpc/executor/process.py
@@ -32,7 +32,7 @@ class ServerConfig:
     task_containment: str = "auto"  # how task process trees are found: auto, cgroup or subreaper
     # Transport bounds (docs/api.md "Transport"): what one client can make the server hold.
     max_message_bytes: int = 32 * 1024 * 1024  # largest request or response message
-    max_spec_bytes: int = 16 * 1024 * 1024  # largest pipeline spec, as protobuf; KFP accepts 32 MB files
+    max_spec_bytes: int = DEFAULT_MAX_SPEC_BYTES  # largest pipeline spec, as protobuf (see kfpgrpc.bounds)
     max_connection_idle_us: int = 5 * 60 * 1_000_000  # a connection without calls for this long is closed
     max_connections: int = 1000  # incoming connections at once; more are closed as they arrive
     max_log_bytes_per_task: int = DEFAULT_MAX_LOG_BYTES_PER_TASK  # log kept per task execution

@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Value
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kfpgrpc.bounds import MAX_DAG_DEPTH, MAX_TASKS
+from kfpgrpc.bounds import MAX_DAG_DEPTH, MAX_PIPELINE_INPUTS, MAX_TASKS
 from kfpgrpc.errors import FieldViolation, InvalidArgument
 from kfpgrpc.executor.cel import CelError, compile_condition, compile_selector
 
@@ -379,6 +379,12 @@ class _StructureChecker:
             return []
         root = self._spec.root
         self._check_parameters("root", root)
+        if (count := len(root.input_definitions.parameters)) > MAX_PIPELINE_INPUTS:
+            # Each is a run parameter, in every response about the run (kfpgrpc.bounds).
+            self._report(
+                "root.inputDefinitions.parameters",
+                f"declares {count:,} input parameters; a pipeline may have at most {MAX_PIPELINE_INPUTS:,}",
+            )
         if not root.HasField("dag"):
             self._report("root.dag", "is required: the root of a pipeline is a DAG of tasks")
             return []

@@ -18,10 +18,31 @@ from google.protobuf import struct_pb2
 from kfp import compiler, dsl
 from kfp.dsl import Model, Output
 
-from kfpgrpc.bounds import MAX_ERROR_BYTES, MAX_ERROR_LINE_BYTES, MAX_LOG_LINE_BYTES, MESSAGE_BUDGET
+from kfpgrpc.bounds import (
+    DEFAULT_MAX_SPEC_BYTES,
+    MAX_ERROR_BYTES,
+    MAX_ERROR_LINE_BYTES,
+    MAX_LOG_LINE_BYTES,
+    MAX_PATH_BYTES,
+    MAX_PIPELINE_INPUTS,
+    MESSAGE_BUDGET,
+    OMIT_VALUES_FROM,
+)
 from kfpgrpc.v1 import common_pb2, experiment_pb2, pipeline_pb2, recurring_run_pb2, run_pb2
 from kfpgrpc.v1 import event_pb2 as event_pb
-from tests.support import STREAM_TIMEOUT, Stubs, field_violations, inline_run, plain, running, struct, task, upload, watch_to_end
+from tests.support import (
+    STREAM_TIMEOUT,
+    Stubs,
+    container_spec,
+    field_violations,
+    inline_run,
+    plain,
+    running,
+    struct,
+    task,
+    upload,
+    watch_to_end,
+)
 
 Spec = dict[str, Any]
 DEFAULT_RECEIVE_LIMIT = 4 * 1024 * 1024  # gRPC's default max_receive_message_length
@@ -470,14 +491,14 @@ async def test_fields_every_run_message_repeats_are_bounded_at_creation(stubs: S
     assert "must hold at most 100 selectors, got 101" in (await violations(artifacts=many))["run.artifacts"]
     long_path = "produce:Output[x == \"" + "y" * 4096 + "\"]"
     long = [common_pb2.ArtifactSelector(name="s", path=long_path)]
-    assert (await violations(artifacts=long))["run.artifacts[0].path"] == f"must be at most 4096 characters, got {len(long_path)}"
+    assert (await violations(artifacts=long))["run.artifacts[0].path"] == f"must be at most 4096 bytes in UTF-8, got {len(long_path)}"
     account = "a" * 257
     assert (await violations(service_account=account))["run.service_account"] == "must be at most 256 characters, got 257"
 
 
 async def test_a_long_tick_error_is_bounded_in_its_events_and_recurring_run(data_dir: Path, specs: dict[str, Spec]) -> None:
     """A recurring run whose ticks cannot create their run (the pipeline's new version needs
-    2,000 more parameters): every TICK_SKIPPED event and the recurring run's error hold a
+    900 more parameters): every TICK_SKIPPED event and the recurring run's error hold a
     bounded message, however long the list of violations."""
     spec = json.loads(json.dumps(specs["takes-text"]))
     async with running(data_dir, min_interval_seconds=1) as (_, stubs):
@@ -487,7 +508,7 @@ async def test_a_long_tick_error_is_bounded_in_its_events_and_recurring_run(data
         recurring.trigger.periodic_schedule.interval_second = 1
         created = await stubs.recurring_runs.CreateRecurringRun(recurring_run_pb2.CreateRecurringRunRequest(recurring_run=recurring))
         inputs = spec["root"]["inputDefinitions"]["parameters"]
-        inputs.update({f"required-parameter-{i:04}": {"parameterType": "STRING"} for i in range(2000)})
+        inputs.update({f"required-parameter-{i:04}": {"parameterType": "STRING"} for i in range(900)})
         await stubs.pipelines.CreatePipelineVersion(pipeline_pb2.CreatePipelineVersionRequest(
             pipeline_id=version.pipeline_id, pipeline_version=pipeline_pb2.PipelineVersion(pipeline_spec=struct(spec))))
         await stubs.recurring_runs.EnableRecurringRun(recurring_run_pb2.EnableRecurringRunRequest(recurring_run_id=created.recurring_run_id))
@@ -525,3 +546,93 @@ async def test_an_update_mask_repeating_a_path_makes_a_small_event(stubs: Stubs,
         call.cancel()
     assert [e.recurring_run_changed.change for e in events] == [event_pb.RecurringRunChanged.CREATED, event_pb.RecurringRunChanged.UPDATED]
     assert list(events[1].recurring_run_changed.updated_fields) == ["description"]
+
+
+def spec_of_size(size: int | None, inputs: int = 0) -> Spec:
+    """A one-task container pipeline of exactly `size` protobuf bytes (None: as small as it is),
+    whose root declares `inputs` input parameters with names of 255 bytes; a component input's
+    default pads it."""
+    spec = container_spec("t", ["sh", "-c", "echo ok"])
+    names = [f"p{index:04}".ljust(255, "n") for index in range(inputs)]
+    spec["root"]["inputDefinitions"] = {"parameters": {name: {"parameterType": "STRING"} for name in names}}
+    padding = spec["components"]["comp-x"]["inputDefinitions"] = {"parameters": {"pad": {"parameterType": "STRING", "defaultValue": ""}}}
+    while size is not None and (missing := size - struct(spec).ByteSize()) != 0:  # the length's varint may grow as it does
+        pad = padding["parameters"]["pad"]
+        pad["defaultValue"] = pad["defaultValue"] + "x" * missing if missing > 0 else pad["defaultValue"][:missing]
+    return spec
+
+
+async def test_a_spec_over_the_limit_is_refused_and_one_at_it_comes_back_whole_to_a_default_client(data_dir: Path) -> None:
+    """The default --max-spec-bytes is 1.5 MiB (etcd's limit, which KFP's Workflow objects must
+    fit). A spec at it, with every field that a response cannot shorten at its largest (names,
+    description, selectors, pipeline_root, the most parameters a pipeline may declare with
+    values just too short to be omitted), comes back whole from every RPC that carries it, on a
+    channel with gRPC's default 4 MiB receive limit. One byte more is INVALID_ARGUMENT naming the
+    field, and creates nothing (before: a 5 MB spec created a run that CreateRun then failed to
+    return, RESOURCE_EXHAUSTED, so a client's retry made a second one)."""
+    over = spec_of_size(DEFAULT_MAX_SPEC_BYTES + 1)
+    spec = spec_of_size(DEFAULT_MAX_SPEC_BYTES, inputs=MAX_PIPELINE_INPUTS)
+    long_name, description = "🙂" * 256, "🙂" * 10_000
+    value = struct_pb2.Value(string_value="v" * (OMIT_VALUES_FROM - 8))
+    assert value.ByteSize() < OMIT_VALUES_FROM
+    parameters = {name: value for name in spec["root"]["inputDefinitions"]["parameters"]}
+    filter_text = "🙂" * ((MAX_PATH_BYTES - 20) // 4)
+    selectors = [common_pb2.ArtifactSelector(name=f"{index:03}" + long_name[3:], path=f't:o[x == "{filter_text}"]') for index in range(100)]
+    assert all(len(selector.path.encode()) <= MAX_PATH_BYTES for selector in selectors)
+    async with running(data_dir) as (server, stubs):  # the stubs' channel has gRPC's default limits
+        root = str(server.config.artifact_root / "/".join(["r" * 200] * 20))[:MAX_PATH_BYTES]
+        config = common_pb2.RuntimeConfig(parameters=parameters, pipeline_root=root)
+        run = run_pb2.Run(display_name=long_name, description=description, service_account=long_name,
+                          runtime_config=config, artifacts=selectors, pipeline_spec=struct(over))
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run))
+        assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"this server accepts pipeline specs of at most {DEFAULT_MAX_SPEC_BYTES:,} bytes" in field_violations(failed.value)["run.pipeline_spec"]
+        pipeline = await stubs.pipelines.CreatePipeline(pipeline_pb2.CreatePipelineRequest(pipeline=pipeline_pb2.Pipeline(name="p")))
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await stubs.pipelines.CreatePipelineVersion(pipeline_pb2.CreatePipelineVersionRequest(
+                pipeline_id=pipeline.pipeline_id, pipeline_version=pipeline_pb2.PipelineVersion(pipeline_spec=struct(over))))
+        assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "pipeline_version.pipeline_spec" in field_violations(failed.value)
+        assert not (await stubs.runs.ListRuns(run_pb2.ListRunsRequest())).runs
+
+        version = await stubs.pipelines.CreatePipelineVersion(pipeline_pb2.CreatePipelineVersionRequest(
+            pipeline_id=pipeline.pipeline_id, pipeline_version=pipeline_pb2.PipelineVersion(
+                pipeline_spec=struct(spec), description=description, display_name=long_name,
+                code_source_url="https://" + "u" * (MAX_PATH_BYTES - 8))))
+        versions = [
+            version,
+            await stubs.pipelines.GetPipelineVersion(pipeline_pb2.GetPipelineVersionRequest(pipeline_version_id=version.pipeline_version_id)),
+            *(await stubs.pipelines.ListPipelineVersions(pipeline_pb2.ListPipelineVersionsRequest(pipeline_id=pipeline.pipeline_id))).pipeline_versions,
+        ]
+        run.pipeline_spec.CopyFrom(struct(spec))
+        created = await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run))
+        snapshots = await watch_to_end(stubs.runs, created.run_id, STREAM_TIMEOUT)
+        (listed,) = (await stubs.runs.ListRuns(run_pb2.ListRunsRequest())).runs  # lists leave the spec out
+        runs = [created, await stubs.runs.GetRun(run_pb2.GetRunRequest(run_id=created.run_id))]
+        recurring = recurring_run_pb2.RecurringRun(
+            display_name=long_name, description=description, service_account=long_name, runtime_config=config,
+            artifacts=selectors, pipeline_spec=struct(spec), mode=recurring_run_pb2.RecurringRun.DISABLE)
+        recurring.trigger.periodic_schedule.interval_second = 3600
+        made = await stubs.recurring_runs.CreateRecurringRun(recurring_run_pb2.CreateRecurringRunRequest(recurring_run=recurring))
+        recurring_runs = [
+            made,
+            await stubs.recurring_runs.GetRecurringRun(recurring_run_pb2.GetRecurringRunRequest(recurring_run_id=made.recurring_run_id)),
+        ]
+        (listed_recurring,) = (await stubs.recurring_runs.ListRecurringRuns(recurring_run_pb2.ListRecurringRunsRequest())).recurring_runs
+    assert len(versions) == 3 and listed.run_id == created.run_id
+    for message in (*versions, *runs, *recurring_runs):
+        assert message.pipeline_spec.ByteSize() == DEFAULT_MAX_SPEC_BYTES
+    # Lists of runs and recurring runs and WatchRun leave an inline spec out.
+    for message in (*runs, snapshots[-1], listed, *recurring_runs, listed_recurring):
+        assert message.runtime_config.parameters == parameters and len(message.artifacts) == 100
+
+
+async def test_a_pipeline_declares_at_most_1000_input_parameters(stubs: Stubs) -> None:
+    """Each is a run parameter, which every message about its runs holds (at least its name)."""
+    spec = spec_of_size(None, inputs=MAX_PIPELINE_INPUTS + 1)
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await upload(stubs, "many-inputs", spec)
+    assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(failed.value)["pipeline_version.pipeline_spec.root.inputDefinitions.parameters"] == (
+        "declares 1,001 input parameters; a pipeline may have at most 1,000")

@@ -284,6 +284,25 @@ async def test_token_from_the_flag_or_the_environment(data_dir: Path) -> None:
         await server.stop()
 
 
+async def test_connection_options_work_before_the_command_too(data_dir: Path, tmp_path: Path) -> None:
+    """`kfpgrpc --server HOST runs list` used to fail with "invalid choice: 'HOST'". Given on
+    both sides, the one after the command wins; before `serve`, they are a usage error."""
+    server = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir, auth_token="s3cret"))
+    await server.start()
+    try:
+        listed = await kfpgrpc("127.0.0.1:1", "--server", server.address, "--token", "s3cret", "experiments", "list", "-o", "json")
+        assert listed.code == 0, listed
+        assert [e["display_name"] for e in listed.json] == ["Default"]
+        assert (await kfpgrpc("127.0.0.1:1", "--server", "127.0.0.1:1", "--token", "wrong",
+                              "runs", "list", "--server", server.address, "--token", "s3cret")).code == 0
+        assert_one_line_error(await kfpgrpc("127.0.0.1:1", "--server", server.address, "experiments", "list"), 1, "UNAUTHENTICATED")
+    finally:
+        await server.stop()
+    refused = await kfpgrpc("127.0.0.1:1", "--server", "h", "serve", "--data-dir", str(tmp_path / "unused"))
+    assert_one_line_error(refused, 2, "--server: connection options are for the client commands")
+    assert not (tmp_path / "unused").exists()
+
+
 async def test_param_values_take_the_types_the_pipeline_declares(server: KfpGrpcServer, pipeline_files: dict[str, str]) -> None:
     await kfpgrpc(server, "pipelines", "upload", pipeline_files["add-pipeline"], "--name", "adder")
     created = await kfpgrpc(server, "runs", "create", "--pipeline", "adder", "--param", "label=null", "--param", "verbose=True",

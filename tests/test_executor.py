@@ -4,7 +4,6 @@ No `from __future__ import annotations`: the kfp SDK reads the inline components
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -220,6 +219,7 @@ async def test_failure_lets_running_siblings_finish_and_starts_nothing_new(execu
 
 @dsl.component(base_image=BASE_IMAGE)
 def sleeper(seconds: int) -> str:
+    import os
     import time
 
     print(f"sleeper pid {os.getpid()}", flush=True)
@@ -312,6 +312,7 @@ async def test_previous_results_inside_sub_pipelines(executor, compiled):
 
 @dsl.component(base_image=BASE_IMAGE)
 def flaky(marker: str) -> str:
+    import os
 
     if not os.path.exists(marker):
         open(marker, "w").close()
@@ -419,6 +420,7 @@ async def test_a_run_directory_made_a_link_is_never_followed(executor, tmp_path)
 
 @dsl.component(base_image=BASE_IMAGE)
 def relocate(how: str, outside: str, model: Output[Model]):
+    import os
 
     if how == "absolute":
         model.uri = outside

@@ -143,7 +143,7 @@ async def test_other_calls_are_answered_while_a_large_spec_is_uploaded(tmp_path:
     """Decoding and validating a spec of megabytes takes seconds; meanwhile the server answers
     other calls (it used to answer almost none until the upload was done)."""
     spec = _big_spec(compiled["add-pipeline"], 16_000)
-    server = ServerProcess(tmp_path / "data")
+    server = ServerProcess(tmp_path / "data", "--max-spec-bytes", str(16 << 20))  # the default is 1.5 MiB
     try:
         async with grpc.aio.insecure_channel(server.address, options=[("grpc.max_receive_message_length", 64 << 20)]) as channel:
             stubs = Stubs.on(channel)

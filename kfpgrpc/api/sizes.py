@@ -3,11 +3,15 @@
 settings can always read it, whatever a pipeline produced or a client sent.
 
 - A resource (Run, RecurringRun, Event) over the budget shows its largest parameter values and
-  artifact metadata as markers, largest first, until it fits: a value becomes the string
-  `… [omitted 1,234,567 bytes: too large for one response]`, a metadata Struct
+  artifact metadata (of 1 KiB or more) as markers, largest first, until it fits: a value becomes
+  the string `… [omitted 1,234,567 bytes: too large for one response]`, a metadata Struct
   `{"omitted": "<the same>"}`. A Run that still does not fit (thousands of tasks) leaves out
   task details, succeeded and skipped ones first, most recently created first, and says how
-  many in `run_details.task_details_omitted`.
+  many in `run_details.task_details_omitted`. Last, the run's (or recurring run's) own
+  parameter values down to OMIT_VALUES_FROM bytes become markers (a pipeline's most
+  parameters, each just under 1 KiB, would not fit otherwise).
+- A pipeline spec is never shortened: with the largest spec `--max-spec-bytes` allows by
+  default, what cannot be shortened still fits gRPC's default limit (`kfpgrpc.bounds`).
 - A list page stops before the item that would take it over the budget (it always holds at
   least one) and returns the page token that continues after its last item.
 """
@@ -20,14 +24,14 @@ from typing import Any, TypeVar
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
-from kfpgrpc.bounds import MESSAGE_BUDGET
+from kfpgrpc.bounds import MESSAGE_BUDGET, OMIT_VALUES_FROM
 from kfpgrpc.domain import Page
 from kfpgrpc.v1 import common_pb2, run_pb2
 
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")
 
-_WORTH_OMITTING = 1024  # bytes; smaller values are kept (their marker would not be shorter)
+_WORTH_OMITTING = 1024  # bytes; smaller values are shown whole while anything else can go first
 
 
 def _as_field(message: Message) -> int:
@@ -40,10 +44,11 @@ def omitted(size: int) -> str:
     return f"… [omitted {size:,} bytes: too large for one response]"
 
 
-def _values(values: Any) -> Iterator[tuple[int, Callable[[], None]]]:
-    """(size, replace it by a marker) for each large value of a map<string, Value>."""
+def _values(values: Any, smallest: int = _WORTH_OMITTING) -> Iterator[tuple[int, Callable[[], None]]]:
+    """(size, replace it by a marker) for each value of `smallest` bytes or more of a
+    map<string, Value>."""
     for key, value in values.items():
-        if (size := value.ByteSize()) >= _WORTH_OMITTING:
+        if (size := value.ByteSize()) >= smallest:
 
             def replace(values: Any = values, key: str = key, size: int = size) -> None:
                 values[key].CopyFrom(struct_pb2.Value(string_value=omitted(size)))
@@ -97,13 +102,15 @@ def fit_run(message: run_pb2.Run, budget: int = MESSAGE_BUDGET) -> run_pb2.Run:
         del tasks[:]
         tasks.extend(kept)
         message.run_details.task_details_omitted = len(left_out)
-    return message
+    return fit_values(message, message.runtime_config.parameters, budget)
 
 
 def fit_values(message: M, values: Any, budget: int = MESSAGE_BUDGET) -> M:
-    """`message`, its map<string, Value> `values` shortened until it fits; changed in place."""
-    if message.ByteSize() > budget:
-        _omit_largest(message, list(_values(values)), budget)
+    """`message`, its map<string, Value> `values` shortened until it fits (values of 1 KiB or
+    more first, then down to OMIT_VALUES_FROM bytes); changed in place."""
+    for smallest in (_WORTH_OMITTING, OMIT_VALUES_FROM):
+        if message.ByteSize() > budget:
+            _omit_largest(message, list(_values(values, smallest)), budget)
     return message
 
 

@@ -33,17 +33,41 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"kfpgrpc: {command + ': ' if command else ''}{message} (see --help)\n")
 
 
+# dest: default. Given before the command (`kfpgrpc --server H runs list`) they are stored as
+# `before_<dest>`, after it as `<dest>`, each only when given, so that `connection()` can tell.
+CONNECTION_DEFAULTS: dict[str, Any] = {"server": None, "token": None, "tls": False, "tls_ca": None, "tls_cert": None, "tls_key": None}
+BEFORE_COMMAND = "before_"
+
+
+def add_connection_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The connection flags, into `parser`, stored as `<prefix><dest>` only when given."""
+    group = parser.add_argument_group("connection" if not prefix else "connection (client commands; also after the command)")
+    flags: dict[str, Any] = {"default": argparse.SUPPRESS}
+    group.add_argument("--server", dest=f"{prefix}server", metavar="HOST[:PORT]", **flags,
+                       help="HOST[:PORT] of the server, port 8887 unless given; http://… is plaintext,"
+                            " https://… TLS (env KFPGRPC_SERVER; default 127.0.0.1:8887)")
+    group.add_argument("--token", dest=f"{prefix}token", metavar="TOKEN", **flags, help="bearer token of `kfpgrpc serve --auth-token` (env KFPGRPC_TOKEN)")
+    group.add_argument("--tls", dest=f"{prefix}tls", action="store_true", **flags, help="use TLS, verifying the server with the system's CAs")
+    group.add_argument("--tls-ca", dest=f"{prefix}tls_ca", type=existing_file, metavar="FILE", **flags,
+                       help="PEM CA bundle that signed the server's certificate; implies --tls")
+    group.add_argument("--tls-cert", dest=f"{prefix}tls_cert", type=existing_file, metavar="FILE", **flags,
+                       help="PEM client certificate (mTLS); needs --tls-key")
+    group.add_argument("--tls-key", dest=f"{prefix}tls_key", type=existing_file, metavar="FILE", **flags, help="PEM private key of --tls-cert")
+
+
+def connection(args: argparse.Namespace) -> dict[str, Any]:
+    """The connection settings of a parsed command line, {dest: value}: each flag as given after
+    the command, else before it, else its default."""
+    return {
+        name: getattr(args, name, getattr(args, BEFORE_COMMAND + name, default))
+        for name, default in CONNECTION_DEFAULTS.items()
+    }
+
+
 def client_options() -> argparse.ArgumentParser:
     """The flags every client command takes (a parent parser)."""
     options = argparse.ArgumentParser(add_help=False)
-    group = options.add_argument_group("connection")
-    group.add_argument("--server", help="HOST[:PORT] of the server, port 8887 unless given; http://… is plaintext,"
-                                        " https://… TLS (env KFPGRPC_SERVER; default 127.0.0.1:8887)")
-    group.add_argument("--token", help="bearer token of `kfpgrpc serve --auth-token` (env KFPGRPC_TOKEN)")
-    group.add_argument("--tls", action="store_true", help="use TLS, verifying the server with the system's CAs")
-    group.add_argument("--tls-ca", type=existing_file, metavar="FILE", help="PEM CA bundle that signed the server's certificate; implies --tls")
-    group.add_argument("--tls-cert", type=existing_file, metavar="FILE", help="PEM client certificate (mTLS); needs --tls-key")
-    group.add_argument("--tls-key", type=existing_file, metavar="FILE", help="PEM private key of --tls-cert")
+    add_connection_options(options)
     options.add_argument("-o", "--output", choices=["table", "json"], default="table",
                          help="table for people (default), json for scripts (proto field names)")
     return options
@@ -52,13 +76,13 @@ def client_options() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run the handler the command line chose; a failure is one line on stderr and exit 1 (2
     for a bad command line)."""
-    if bool(args.tls_cert) != bool(args.tls_key):
+    settings = connection(args)
+    if bool(settings["tls_cert"]) != bool(settings["tls_key"]):
         print("kfpgrpc: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
     reconnect = replace(getattr(args, "reconnect", ReconnectPolicy()), on_retry=RetryNotice())
     try:
-        client = Client(args.server, token=args.token, tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
-                        tls_key=args.tls_key, reconnect=reconnect)
+        client = Client(settings.pop("server"), reconnect=reconnect, **settings)
     except KfpGrpcError as error:  # a malformed --server or KFPGRPC_SERVER, or TLS with http://
         return usage_error(args, "--server (or KFPGRPC_SERVER)", "; ".join(error.field_violations.values()))
     try:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from kfpgrpc.bounds import MAX_PATH_BYTES, utf8_size
 from kfpgrpc.clock import Clock
 from kfpgrpc.core.events import Events, pipeline_version_created
 from kfpgrpc.core.validation import check, description_violations, id_violations, name_violations, new_id
@@ -63,6 +64,8 @@ class Pipelines:
         violations += name_violations(name or display_name, "pipeline_version.name", required=False)
         violations += name_violations(display_name, "pipeline_version.display_name", required=False)
         violations += description_violations(description, "pipeline_version.description")
+        if (size := utf8_size(code_source_url)) > MAX_PATH_BYTES:  # every response about the version holds it
+            violations.append(FieldViolation("pipeline_version.code_source_url", f"must be at most {MAX_PATH_BYTES} bytes in UTF-8, got {size}"))
         if pipeline_spec is None:
             violations.append(FieldViolation("pipeline_version.pipeline_spec", "is required"))
         check(violations)

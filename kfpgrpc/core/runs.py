@@ -24,7 +24,7 @@ from typing import Any
 
 import aiosqlite
 
-from kfpgrpc.bounds import LOG_BATCH_BYTES, LOG_LINE_OVERHEAD, cut_error, summary, utf8_size
+from kfpgrpc.bounds import LOG_BATCH_BYTES, LOG_LINE_OVERHEAD, MAX_PATH_BYTES, cut_error, summary, utf8_size
 from kfpgrpc.clock import Clock
 from kfpgrpc.confined import UnsafePath, inside, remove_below
 from kfpgrpc.core import events as event
@@ -74,7 +74,6 @@ log = logging.getLogger(__name__)
 
 LOG_PAGE_LINES = 500
 MAX_SELECTORS = 100  # artifact selectors of a run or a recurring run
-MAX_SELECTOR_PATH = 4096  # characters: room for the 100 comparisons a filter may hold
 _SPEC_CACHE_SIZE = 128
 
 
@@ -677,6 +676,8 @@ class Runs:
         local executor writes on this machine, and only below an allowed root."""
         if not pipeline_root:
             return "", []
+        if (size := utf8_size(pipeline_root)) > MAX_PATH_BYTES:  # PATH_MAX; every Run message holds it
+            return "", [FieldViolation(field, f"must be at most {MAX_PATH_BYTES} bytes in UTF-8, got {size}")]
         path = pipeline_root.removeprefix("file://")
         if not os.path.isabs(path) or "\0" in path:
             return "", [FieldViolation(field, f"must be an absolute local path or a file:// URI (artifacts are written on the server's machine), got {pipeline_root!r}")]
@@ -797,8 +798,9 @@ def task_result(task: TaskDetail) -> TaskResult:
 
 
 def artifact_selector_violations(artifacts: list[dict[str, str]], field: str) -> list[FieldViolation]:
-    """At most MAX_SELECTORS selectors, of unique names and paths of at most MAX_SELECTOR_PATH
-    characters that parse: every Run message repeats them, with an exposed artifact each."""
+    """At most MAX_SELECTORS selectors, of unique names and paths of at most MAX_PATH_BYTES of
+    UTF-8 (room for the 100 comparisons a filter may hold) that parse: every Run message repeats
+    them, with an exposed artifact each."""
     if len(artifacts) > MAX_SELECTORS:
         return [FieldViolation(field, f"must hold at most {MAX_SELECTORS} selectors, got {len(artifacts)}")]
     violations, seen = [], set()
@@ -808,8 +810,8 @@ def artifact_selector_violations(artifacts: list[dict[str, str]], field: str) ->
         if name in seen:
             violations.append(FieldViolation(f"{field}[{index}].name", f"{name!r} is used by another selector"))
         seen.add(name)
-        if len(path) > MAX_SELECTOR_PATH:
-            violations.append(FieldViolation(f"{field}[{index}].path", f"must be at most {MAX_SELECTOR_PATH} characters, got {len(path)}"))
+        if (size := utf8_size(path)) > MAX_PATH_BYTES:
+            violations.append(FieldViolation(f"{field}[{index}].path", f"must be at most {MAX_PATH_BYTES} bytes in UTF-8, got {size}"))
             continue
         try:
             parse_selector(path)

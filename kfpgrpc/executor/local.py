@@ -245,6 +245,8 @@ class LocalLauncher:
                 await log.flush()
                 raise TaskFailed(f"could not start {argv[0]!r}: {error}") from None
             returncode = await self._wait(process, log, task.timeout_seconds)
+            if process.status_unknown:
+                raise TaskFailed(error_with_tail(process.status_unknown, log.tail))
             if returncode != 0:
                 if returncode < 0:
                     what = f"killed by signal {signal.Signals(-returncode).name}"

@@ -49,6 +49,7 @@ RUN_ID_ENV = "KFPGRPC_RUN_ID"  # lets users (and tests) find a run's task proces
 TASK_DIR_ENV = "KFPGRPC_TASK_DIR"
 TASK_LANG = "C.UTF-8"  # what the python images KFP components use set; present in every glibc since 2.35
 KILL_WAIT_SECONDS = 10.0  # how long a kill may take before the task's processes are given up on
+LEADER_GRACE_SECONDS = 2.0  # after a task's leader exits, for its init to end (it takes milliseconds)
 _TASK_INIT = str(Path(__file__).with_name("task_init.py"))
 # Moves the shell into the cgroup named by $0, then becomes the task's command (without the PWD
 # the shell exported: the task gets exactly its environment).
@@ -80,10 +81,12 @@ def task_environment(
 class TaskProcess:
     """One started task. `stdout` carries its merged stdout and stderr; `wait()` returns when its
     leader exits; `kill()` must follow to end what the leader left running, and
-    `close_output()` once `stdout` is read."""
+    `close_output()` once `stdout` is read. `status_unknown`, set when `wait()` returns, says
+    why the leader's exit status is not known ("" when it is)."""
 
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self.pid = popen.pid
+        self.status_unknown = ""
         self.stdout = asyncio.StreamReader()
         self._transport: asyncio.BaseTransport | None = None
         self._popen = popen
@@ -150,21 +153,91 @@ class _CgroupTask(TaskProcess):
 
 
 class _SubreaperTask(TaskProcess):
-    """The process started is task_init.py; the leader is its child."""
+    """The process started is task_init.py; the leader is its child. Init reports the leader's
+    PID and then its wait status on the `status` pipe. The leader is watched too (a pidfd works
+    for a process that is not our child): when it has exited and init has not ended
+    LEADER_GRACE_SECONDS later (the task stopped it, or it is stuck), init is SIGKILLed, which
+    ends the wait, and `kill()` finds the task's processes without it."""
 
     def __init__(self, task_dir: Path, status: int, popen: subprocess.Popen[bytes]) -> None:
         self.task_dir = task_dir
-        self._status = status  # read end of the pipe task_init writes the leader's status to
-        self._reported = False
+        self._status = status  # read end of the pipe task_init writes to (non-blocking)
+        self._lines = b""  # what it wrote so far
+        self._done = False  # init ended by itself, having killed and reaped the tree
+        self._leader = 0  # its PID, also its session's id (it calls setsid); 0 until init reports it
+        self._leader_fd: int | None = None
+        self._overdue: asyncio.TimerHandle | None = None
+        self._killed_overdue = False
         super().__init__(popen)
+        os.set_blocking(status, False)
+        asyncio.get_running_loop().add_reader(status, self._read_status)
+
+    def _read_status(self) -> None:
+        """Read what init wrote; watch the leader once its PID is there."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data = os.read(self._status, 64)
+            except BlockingIOError:
+                break
+            if not data:  # init is gone
+                loop.remove_reader(self._status)
+                break
+            self._lines += data
+        lines = self._lines.split(b"\n")
+        if len(lines) > 1 and not self._leader:
+            self._leader = int(lines[0])
+            if not self._exited.done():
+                self._watch_leader(self._leader)
+
+    def _watch_leader(self, leader: int) -> None:
+        try:
+            self._leader_fd = os.pidfd_open(leader)
+        except ProcessLookupError:  # already exited and reaped by init
+            self._leader_exited()
+            return
+        if _parent(leader) != self.pid:  # a zombie already, or the PID was reused after init reaped it
+            os.close(self._leader_fd)
+            self._leader_fd = None
+            self._leader_exited()
+            return
+        asyncio.get_running_loop().add_reader(self._leader_fd, self._leader_exited)
+
+    def _leader_exited(self) -> None:
+        self._close_leader()
+        if self._overdue is None:
+            self._overdue = asyncio.get_running_loop().call_later(LEADER_GRACE_SECONDS, self._init_overdue)
+
+    def _init_overdue(self) -> None:
+        if self._exited.done():
+            return
+        log.warning("task init did not end after its leader", extra={"fields": {"pid": self.pid, "task_dir": str(self.task_dir)}})
+        self._killed_overdue = True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)  # works on a stopped process too; _on_exit follows
+
+    def _close_leader(self) -> None:
+        if self._leader_fd is not None:
+            asyncio.get_running_loop().remove_reader(self._leader_fd)
+            os.close(self._leader_fd)
+            self._leader_fd = None
 
     def _returncode(self, popen_returncode: int) -> int:
-        os.set_blocking(self._status, False)  # init wrote before it exited; never wait here
-        with open(self._status, "rb") as status:
-            text = (status.read() or b"").strip()
-        if text:
-            self._reported = True
-            return os.waitstatus_to_exitcode(int(text))
+        self._read_status()  # init wrote before it exited: all of it is in the pipe
+        asyncio.get_running_loop().remove_reader(self._status)
+        os.close(self._status)
+        self._close_leader()
+        if self._overdue is not None:
+            self._overdue.cancel()
+        lines = self._lines.split()
+        self._done = popen_returncode == 0 and len(lines) == 2
+        if len(lines) == 2:
+            return os.waitstatus_to_exitcode(int(lines[1]))
+        if self._killed_overdue:
+            self.status_unknown = (
+                f"the task's process exited, but its init process did not end within {LEADER_GRACE_SECONDS:g} s"
+                " (stopped by the task?) and was killed: the task's exit status is unknown"
+            )
         return popen_returncode  # init itself was killed (by the task?): see _kill
 
     def _signal_all(self, signum: int) -> None:
@@ -175,15 +248,16 @@ class _SubreaperTask(TaskProcess):
         if not self._exited.done():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGHUP)  # init SIGKILLs the tree, then exits
+                os.kill(self.pid, signal.SIGCONT)  # the task may have stopped it
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._exited), KILL_WAIT_SECONDS)
         if not self._exited.done():  # init is stopped or stuck: the net below catches the tree
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
             await asyncio.shield(self._exited)
-        if not self._reported:
+        if not self._done:  # init did not kill the tree: find it without init
             task_dir = str(self.task_dir)
-            await asyncio.to_thread(_kill_marked, lambda value: value == task_dir)
+            await asyncio.to_thread(_kill_marked, lambda value: value == task_dir, self._leader)
 
 
 class TaskProcesses:
@@ -389,14 +463,18 @@ async def _kill_cgroup(cgroup: Path) -> None:
 # /proc
 
 
-def _kill_marked(matches: Callable[[str], bool]) -> int:
-    """SIGKILL every process of this user whose KFPGRPC_TASK_DIR value `matches`, again until
-    none is left (they may fork meanwhile). Returns how many were killed."""
+def _kill_marked(matches: Callable[[str], bool], session: int = 0) -> int:
+    """SIGKILL every process of this user whose KFPGRPC_TASK_DIR value `matches`, or that is in
+    `session` (a session id; 0: none), again until none is left (they may fork meanwhile).
+    Returns how many were killed."""
     prefix = f"{TASK_DIR_ENV}=".encode()
     killed: set[int] = set()
     for _ in range(100):
         found = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
+            if session and _session(int(pid)) == session:  # found even without the marker
+                found.append(int(pid))
+                continue
             try:
                 with open(f"/proc/{pid}/environ", "rb") as environ:
                     entries = environ.read().split(b"\0")
@@ -411,6 +489,25 @@ def _kill_marked(matches: Callable[[str], bool]) -> int:
                 os.kill(pid, signal.SIGKILL)
         killed.update(found)
     return len(killed)
+
+
+def _stat_field(pid: int, index: int) -> int:
+    """Field `index` of /proc/`pid`/stat counted after "(command)" (1: ppid, 3: session), 0
+    when the process is gone or a zombie (whose kill would do nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()  # state, ppid, pgrp, session, ...
+    except OSError:
+        return 0
+    return 0 if fields[0] == b"Z" else int(fields[index])
+
+
+def _parent(pid: int) -> int:
+    return _stat_field(pid, 1)
+
+
+def _session(pid: int) -> int:
+    return _stat_field(pid, 3)
 
 
 def _remove(path: Path) -> None:

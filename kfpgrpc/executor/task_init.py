@@ -4,8 +4,10 @@
 
 Like tini in a container: it starts COMMAND (the task's *leader*) in a session of its own and is
 a child subreaper (PR_SET_CHILD_SUBREAPER), so every process the task orphans, `setsid` or
-not, is re-parented to it and stays in its tree. When the leader exits, it SIGKILLs the rest of
-the tree, reaps it, writes the leader's wait status as decimal to STATUS_FD and exits 0.
+not, is re-parented to it and stays in its tree. To STATUS_FD it writes two decimal lines: the
+leader's PID once it is started (the server watches the leader too, in case the task stops or
+kills this init), and the leader's wait status once it has exited; then it SIGKILLs the rest of
+the tree, reaps it and exits 0.
 Signals: SIGTERM is passed to every process of the tree; SIGHUP SIGKILLs the whole tree. The
 server's death sends it SIGHUP (PR_SET_PDEATHSIG), so a crashed server leaves no task behind.
 
@@ -53,6 +55,14 @@ def signal_tree(signum: int) -> None:
             pass
 
 
+def report(status_fd: int, number: int) -> None:
+    """Write `number` as a line to the server."""
+    try:
+        os.write(status_fd, f"{number}\n".encode())
+    except BrokenPipeError:  # the server is gone: its death's SIGHUP ends the tree
+        pass
+
+
 def reap() -> bool:
     """Reap every child that has exited, without waiting; whether any child is left."""
     while True:
@@ -97,6 +107,7 @@ def main(argv: list[str]) -> int:
         except OSError as error:
             os.write(2, f"could not start {command[0]!r}: {error.strerror}\n".encode())
         os._exit(127)
+    report(status_fd, leader)
     signal.signal(signal.SIGTERM, lambda *_: signal_tree(signal.SIGTERM))
     signal.signal(signal.SIGHUP, lambda *_: signal_tree(signal.SIGKILL))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
@@ -104,6 +115,7 @@ def main(argv: list[str]) -> int:
         pid, status = os.waitpid(-1, 0)  # the leader, or an orphan re-parented here
         if pid == leader:
             break
+    report(status_fd, status)
     deadline = time.monotonic() + KILL_DEADLINE_SECONDS
     # No child left means no descendant either: each would have been re-parented here.
     while reap() and (rest := descendants()) and time.monotonic() < deadline:
@@ -114,10 +126,6 @@ def main(argv: list[str]) -> int:
                 pass
         time.sleep(0.002)  # SIGKILL is asynchronous: let them die before looking again
     reap()
-    try:
-        os.write(status_fd, f"{status}\n".encode())
-    except BrokenPipeError:  # the server is gone
-        pass
     return 0
 
 
