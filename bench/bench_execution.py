@@ -56,7 +56,7 @@ def add(a: int, b: int) -> int:
 
 @dsl.component(base_image="python:3.11")
 def total(values: List[int]) -> int:
-    return sum(values)
+    return int(sum(values))  # kfp.local passes collected ints as floats (2.17.3): 3.0
 
 
 @dsl.pipeline(name="add-twice")
