@@ -18,8 +18,8 @@ every run runs it). p50/mean/min wall times per run are printed, then the ratios
 
 Both sides install with the machine's pip configuration and pip's cache. One untimed warm-up run
 on each side first fills that cache, so no timed run downloads what the other side did not.
-kfp.local's upgrades of pip, setuptools and wheel need the index that serves them (pypi.org by
-default): offline, its use_venv=True cannot run.
+kfp.local's upgrades of pip, setuptools and wheel ask the index (pypi.org by default) for every
+task; offline they fail and kfp.local goes on with a warning.
 """
 
 # No `from __future__ import annotations`: kfp reads the components' annotations as types.
