@@ -25,9 +25,7 @@ task; offline they fail and kfp.local goes on with a warning.
 # No `from __future__ import annotations`: kfp reads the components' annotations as types.
 import argparse
 import asyncio
-import contextlib
 import importlib.util
-import io
 import statistics
 import sys
 import tempfile
@@ -36,10 +34,10 @@ from pathlib import Path
 import grpc
 import yaml
 from google.protobuf import struct_pb2
-from kfp import compiler, dsl, local
+from kfp import compiler, dsl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.bench_execution import server_run, summary, timed  # noqa: E402
+from bench.bench_execution import kfp_local_times, server_run, summary  # noqa: E402
 from bench.harness import Server  # noqa: E402
 from kfpgrpc.v1 import run_pb2_grpc  # noqa: E402
 
@@ -75,18 +73,6 @@ async def server_times(tmp: Path, spec: dict, runs: int) -> tuple[list[float], l
     return first, later
 
 
-def kfp_local_times(runs: int, pipeline_root: str) -> list[float]:
-    local.init(runner=local.SubprocessRunner(use_venv=True), pipeline_root=pipeline_root, enable_caching=False)
-
-    def run_once() -> None:
-        # kfp.local prints its logs and every task's output to stdout (pip's to stderr).
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            result = numpy_pipeline(a=1, b=2).output
-        assert result == EXPECTED, result
-
-    return timed(run_once, runs)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each kind per side, after one warm-up run")
@@ -98,7 +84,7 @@ def main() -> None:
         compiler.Compiler().compile(numpy_pipeline, package_path=str(package))
         spec = yaml.safe_load(package.read_text())
         first, later = asyncio.run(server_times(Path(tmp), spec, runs))
-        in_process = kfp_local_times(runs, str(Path(tmp) / "kfp-local"))
+        in_process = kfp_local_times(numpy_pipeline, EXPECTED, False, runs, str(Path(tmp) / "kfp-local"), use_venv=True)
     print("packages_to_install=['numpy']")
     print(f"  server, first run (environment built): {summary(first)}")
     print(f"  server, later runs (environment reused): {summary(later)}")

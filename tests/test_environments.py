@@ -8,7 +8,6 @@ needs a network.
 
 No `from __future__ import annotations`: the kfp SDK reads the inline components' annotations."""
 
-import asyncio
 import base64
 import contextlib
 import hashlib

@@ -269,17 +269,11 @@ class TaskEnvironments:
         try:
             returncode = await process.wait()
         finally:
-            await process.kill()  # what it left running; at once when cancelled
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(reader), timeout=2.0)
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-            process.close_output()
-        if returncode != 0:
-            step = "pip" if argv[:len(self._pip)] == self._pip else "python -m venv"
-            raise TaskEnvironmentError(error_with_tail(
-                f"could not build task environment {key}: {step} exited with code {returncode}", output.tail))
+            await asyncio.shield(process.drain(reader))  # what it left running: at once when cancelled
+        step = "pip" if argv[:len(self._pip)] == self._pip else "python -m venv"
+        if process.status_unknown or returncode != 0:
+            what = process.status_unknown or f"{step} exited with code {returncode}"
+            raise TaskEnvironmentError(error_with_tail(f"could not build task environment {key}: {what}", output.tail))
 
     async def _install_kfp(self, version: str, index_options: tuple[str, ...], path: Path, work: Path, log: TaskLog, key: str) -> bool:
         """The SDK's `kfp==<version> --no-deps`: its wheel unpacked into the environment,

@@ -287,21 +287,10 @@ class LocalLauncher:
                 await asyncio.shield(process.terminate(self.kill_grace_seconds))
                 raise
         finally:
-            await asyncio.shield(self._drain(process, reader))
+            await asyncio.shield(process.drain(reader))
         if timed_out:
             raise TaskFailed(error_with_tail(f"timed out after {timeout:g}s (kubernetes.set_timeout)", log.tail))
         return returncode
-
-    async def _drain(self, process: TaskProcess, reader: asyncio.Task[None]) -> None:
-        """Kill what the task left running; read what its processes wrote to the end, unless one
-        escaped the kill (then the output stops here)."""
-        await process.kill()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(reader), timeout=2.0)
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
-        process.close_output()
 
     def _python_on_path(self) -> str:
         """Directories to put first on the tasks' PATH so that `python3` (and `python`) is
