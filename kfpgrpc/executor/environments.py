@@ -238,16 +238,17 @@ class TaskEnvironments:
                                      *pip_install.index_options, *pip_install.requirements], work, log, key)
             size = await _in_thread(_disk_usage, path)
             built = _Environment(path, self._clock.now_us(), size)
-            # On the loop, the last step: once the marker exists the build cannot be undone.
+            # On the loop, with no await until it is registered: once the marker exists the
+            # build is done, whatever is cancelled after.
             _write_marker(path, {"layout": LAYOUT, "python": self.base_python, "installs": [_as_json(i) for i in installs],
                                  "built_at_us": built.last_used_us, "size": size})
+            self._environments[key] = built
+            self._touch(built)
         except BaseException:
             await _in_thread(_remove_all, [path])
             raise
         finally:
             await _in_thread(shutil.rmtree, work, True)
-        self._environments[key] = built
-        self._touch(built)
         log.add(f"task environment {key}: ready in {time.monotonic() - started:.1f} s, {size / 1e6:.1f} MB")
         await log.flush()
         pruning = asyncio.get_running_loop().create_task(self.prune())
