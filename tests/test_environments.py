@@ -8,11 +8,13 @@ needs a network.
 
 No `from __future__ import annotations`: the kfp SDK reads the inline components' annotations."""
 
+import asyncio
 import base64
 import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -432,40 +434,70 @@ def build_processes(data_dir: Path) -> list[int]:
 
 
 class Recorder:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
     async def task_changed(self, update: TaskUpdate) -> None:
         pass
 
     async def log_lines(self, task_id: str, lines: list[str]) -> None:
-        pass
+        self.lines += lines
 
 
-@pytest.fixture
-async def task_environments(tmp_path: Path) -> AsyncIterator[tuple[TaskEnvironments, VirtualClock]]:
-    clock = VirtualClock(1_800_000_000 * 1_000_000)
-    processes = TaskProcesses(tmp_path / "work")
+SPELLINGS = (f"{PROBE}==1.0", f"{PROBE}>=1.0", f"{PROBE}<2")  # each spelling is an environment
+
+
+def probe_installs(requirement: str, wheelhouse: Path) -> tuple[PipInstall, ...]:
+    """A preamble's installs of the probe package, offline."""
+    return (PipInstall((requirement,), ("--no-index", "--find-links", str(wheelhouse))),)
+
+
+@contextlib.asynccontextmanager
+async def environments_at(root: Path, work: Path, **settings: Any) -> AsyncIterator[TaskEnvironments]:
+    """Started TaskEnvironments of this interpreter at `root` (`settings`: its keyword arguments)."""
+    processes = TaskProcesses(work)
     await processes.start()
-    envs = TaskEnvironments(tmp_path / "envs", sys.executable, processes, max_age_us=0, max_bytes=0, clock=clock)
+    envs = TaskEnvironments(root, sys.executable, processes, **{"max_age_us": 0, "max_bytes": 0, **settings})
     await envs.start()
     try:
-        yield envs, clock
+        yield envs
     finally:
         await envs.stop()
         await processes.stop()
 
 
-def probe_installs(requirement: str, wheelhouse: Path) -> tuple[PipInstall, ...]:
-    """A preamble's installs of the probe package, offline: each spelling is an environment."""
-    return (PipInstall((requirement,), ("--no-index", "--find-links", str(wheelhouse))),)
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
+    """An environment root with the probe package's environments of SPELLINGS, built once per
+    session; the pruning tests start on copies of it."""
+    base = tmp_path_factory.mktemp("built")
+
+    async def build_all() -> None:
+        async with environments_at(base / "envs", base / "work") as envs:
+            for spelling in SPELLINGS:
+                async with envs.use(probe_installs(spelling, wheelhouse), TaskLog(Recorder(), "task", LogVolume(10**7))):
+                    pass
+
+    asyncio.run(build_all())
+    return base / "envs"
 
 
-def task_log() -> TaskLog:
-    return TaskLog(Recorder(), "task", LogVolume(10**7))
+@pytest.fixture
+async def task_environments(tmp_path: Path, built: Path) -> AsyncIterator[tuple[TaskEnvironments, VirtualClock]]:
+    """Environments loaded from a copy of `built`, on a virtual clock, no pruning limits."""
+    shutil.copytree(built, tmp_path / "envs", symlinks=True)
+    clock = VirtualClock(1_800_000_000 * 1_000_000)
+    async with environments_at(tmp_path / "envs", tmp_path / "work", clock=clock) as envs:
+        yield envs, clock
 
 
-async def build(envs: TaskEnvironments, requirement: str, wheelhouse: Path) -> Path:
-    async with envs.use(probe_installs(requirement, wheelhouse), task_log()) as python:
+async def use(envs: TaskEnvironments, requirement: str, wheelhouse: Path) -> Path:
+    """Use the environment of `requirement` once; it must be there already (nothing built)."""
+    recorder = Recorder()
+    async with envs.use(probe_installs(requirement, wheelhouse), TaskLog(recorder, "task", LogVolume(10**7))) as python:
         assert python is not None
-        return Path(python).parent.parent
+    assert recorder.lines == [], recorder.lines
+    return Path(python).parent.parent
 
 
 def disk_usage(path: Path) -> int:
@@ -473,14 +505,14 @@ def disk_usage(path: Path) -> int:
 
 
 async def test_pruning_by_age_spares_environments_in_use(
-    task_environments: tuple[TaskEnvironments, VirtualClock], wheelhouse: Path, tmp_path: Path
+    task_environments: tuple[TaskEnvironments, VirtualClock], wheelhouse: Path
 ) -> None:
     envs, clock = task_environments
-    old = await build(envs, f"{PROBE}==1.0", wheelhouse)
+    old = await use(envs, f"{PROBE}==1.0", wheelhouse)
     clock.advance(2 * 24 * 3600)
-    recent = await build(envs, f"{PROBE}>=1.0", wheelhouse)
+    recent = await use(envs, f"{PROBE}>=1.0", wheelhouse)
     clock.advance(2 * 24 * 3600)
-    async with envs.use(probe_installs(f"{PROBE}<2", wheelhouse), task_log()) as python:
+    async with envs.use(probe_installs(f"{PROBE}<2", wheelhouse), TaskLog(Recorder(), "task", LogVolume(10**7))) as python:
         busy = Path(python).parent.parent
         clock.advance(10 * 24 * 3600)
         envs.max_age_us = 7 * DAY_US
@@ -492,41 +524,38 @@ async def test_pruning_by_age_spares_environments_in_use(
 
 
 async def test_pruning_by_size_removes_the_least_recently_used_idle_ones(
-    task_environments: tuple[TaskEnvironments, VirtualClock], wheelhouse: Path, tmp_path: Path
+    task_environments: tuple[TaskEnvironments, VirtualClock], wheelhouse: Path
 ) -> None:
     envs, clock = task_environments
-    first = await build(envs, f"{PROBE}==1.0", wheelhouse)
+    first = await use(envs, f"{PROBE}==1.0", wheelhouse)
     clock.advance(60)
-    second = await build(envs, f"{PROBE}>=1.0", wheelhouse)
+    second = await use(envs, f"{PROBE}>=1.0", wheelhouse)
     clock.advance(60)
-    third = await build(envs, f"{PROBE}<2", wheelhouse)
+    third = await use(envs, f"{PROBE}<2", wheelhouse)
     clock.advance(60)
-    assert await build(envs, f"{PROBE}==1.0", wheelhouse) == first  # used again: now the most recent
+    assert await use(envs, f"{PROBE}==1.0", wheelhouse) == first  # used again: now the most recent
     sizes = {path: disk_usage(path) for path in (first, second, third)}
     envs.max_bytes = sizes[first] + sizes[third] + sizes[second] // 2
     assert await envs.prune() == [second.name]
     assert (first.exists(), second.exists(), third.exists()) == (True, False, True)
-    async with envs.use(probe_installs(f"{PROBE}<2", wheelhouse), task_log()):
+    async with envs.use(probe_installs(f"{PROBE}<2", wheelhouse), TaskLog(Recorder(), "task", LogVolume(10**7))):
         envs.max_bytes = 1
         assert await envs.prune() == [first.name]  # the one in use stays, over the limit
     assert third.exists()
 
     # A restart knows what is left, and when it was last used.
-    restarted = TaskEnvironments(envs.root, sys.executable, envs._processes, max_age_us=DAY_US, max_bytes=0, clock=clock)
-    await restarted.start()
-    try:
-        assert await build(restarted, f"{PROBE}<2", wheelhouse) == third  # not rebuilt
+    async with environments_at(envs.root, envs.root.parent / "work-2", max_age_us=DAY_US, clock=clock) as restarted:
+        assert await use(restarted, f"{PROBE}<2", wheelhouse) == third
         clock.advance(2 * 24 * 3600)
         assert await restarted.prune() == [third.name]
-    finally:
-        await restarted.stop()
 
 
 async def test_a_failed_build_raises_pips_error_and_leaves_nothing(
     task_environments: tuple[TaskEnvironments, VirtualClock], wheelhouse: Path
 ) -> None:
     envs, _ = task_environments
+    before = sorted(envs.root.iterdir())
     with pytest.raises(TaskEnvironmentError) as failure:
-        await build(envs, "taskenv-no-such-package==1.0", wheelhouse)
+        await use(envs, "taskenv-no-such-package==1.0", wheelhouse)
     assert "ERROR: No matching distribution found for taskenv-no-such-package==1.0" in str(failure.value)
-    assert sorted(path.name for path in envs.root.iterdir()) == ["wheels"]
+    assert sorted(envs.root.iterdir()) == before
