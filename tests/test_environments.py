@@ -397,6 +397,25 @@ async def test_a_crash_mid_build_leaves_nothing_that_is_reused(data_dir: Path, t
     assert sum(f"task environment {partial.name}: building for " in line for line in lines) == 2, lines
 
 
+async def test_terminating_the_task_that_builds_removes_the_build(data_dir: Path, tmp_path: Path, pip_env: dict[str, str]) -> None:
+    """Terminated while pip builds: the task is CANCELED, the build's processes are killed and
+    its partial environment is removed, with the server still running."""
+    project = gated_project(tmp_path)
+    spec = gated_pipeline(project, gated_value, tmp_path / "gated.yaml")
+    async with serve(data_dir, env=pip_env) as stubs:
+        version = await upload(stubs, "gated", spec)
+        created = await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run_of(version)))
+        await eventually(_async((project / "started").exists), bool)
+        builders = build_processes(data_dir)
+        partial, = environments(data_dir)
+        await stubs.runs.TerminateRun(run_pb2.TerminateRunRequest(run_id=created.run_id))
+        run = (await watch_to_end(stubs.runs, created.run_id))[-1]
+        assert (run.state, task(run, "gated-value").state) == (common_pb2.CANCELED, common_pb2.CANCELED)
+        await eventually(_async(lambda: environments(data_dir)), lambda found: found == [])
+        assert builders and not any(alive(pid) for pid in builders)
+    assert not partial.exists()
+
+
 async def test_the_server_prunes_environments_by_its_settings(data_dir: Path, pip_env: dict[str, str]) -> None:
     """Over `--task-env-max-bytes`, an environment is kept while its task runs, removed once
     idle."""
