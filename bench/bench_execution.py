@@ -133,8 +133,10 @@ async def server_times(address: str, spec: dict, runs: int) -> list[float] | Non
         return [await server_run(stub, struct) for _ in range(runs)]
 
 
-def kfp_local_times(pipeline: Callable[..., Any], expected: int, caching: bool, runs: int, pipeline_root: str) -> list[float]:
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, enable_caching=caching)
+def kfp_local_times(
+    pipeline: Callable[..., Any], expected: int, caching: bool, runs: int, pipeline_root: str, use_venv: bool = False
+) -> list[float]:
+    local.init(runner=local.SubprocessRunner(use_venv=use_venv), pipeline_root=pipeline_root, enable_caching=caching)
 
     def run_once() -> None:
         # kfp.local prints its logs and every task's output to stdout.

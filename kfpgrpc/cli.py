@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--task-python", default=_env("TASK_PYTHON", defaults.task_python),
                        help="the Python interpreter that is `python3` for tasks; default: the server's"
                             " (env KFPGRPC_TASK_PYTHON)")
+    serve.add_argument("--task-env-max-age", default=_env("TASK_ENV_MAX_AGE", "720h"),
+                       help="remove a task environment (a venv of a component's packages_to_install) unused for this"
+                            " long, a Go duration; 0 = never (env KFPGRPC_TASK_ENV_MAX_AGE)")
+    serve.add_argument("--task-env-max-bytes", type=int,
+                       default=_env("TASK_ENV_MAX_BYTES", str(defaults.task_env_max_bytes)),
+                       help="remove the least recently used task environments while all of them take more bytes"
+                            " than this; 0 = no limit (env KFPGRPC_TASK_ENV_MAX_BYTES)")
     serve.add_argument("--task-containment", default=_env("TASK_CONTAINMENT", defaults.task_containment),
                        choices=list(TASK_CONTAINMENTS),
                        help="how a task's processes are all found and killed: a cgroup, a subreaper init"
@@ -187,8 +194,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.max_log_bytes_per_task < 0:
         print("kfpgrpc: --max-log-bytes-per-task must not be negative", file=sys.stderr)
         return 2
+    if args.task_env_max_bytes < 0:
+        print("kfpgrpc: --task-env-max-bytes must not be negative", file=sys.stderr)
+        return 2
     durations = {}
-    for flag in ("event_retention", "run_ttl", "max_connection_idle"):
+    for flag in ("event_retention", "run_ttl", "max_connection_idle", "task_env_max_age"):
         try:
             durations[flag] = parse_go_duration(getattr(args, flag))
         except ValueError as error:
@@ -220,6 +230,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         max_log_bytes_per_task=args.max_log_bytes_per_task,
         cache=args.cache == "on",
+        task_env_max_age_us=durations["task_env_max_age"],
+        task_env_max_bytes=args.task_env_max_bytes,
     )
     server = KfpGrpcServer(config)
 

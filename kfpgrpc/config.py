@@ -7,6 +7,9 @@ from pathlib import Path
 
 from kfpgrpc.bounds import DEFAULT_MAX_LOG_BYTES_PER_TASK, DEFAULT_MAX_SPEC_BYTES
 
+DEFAULT_TASK_ENV_MAX_AGE_US = 30 * 24 * 3600 * 1_000_000  # see kfpgrpc/executor/environments.py
+DEFAULT_TASK_ENV_MAX_BYTES = 10 * 1024**3
+
 
 TASK_CONTAINMENTS = ("auto", "cgroup", "subreaper")  # see kfpgrpc/executor/process.py
 
@@ -37,6 +40,10 @@ class ServerConfig:
     max_connections: int = 1000  # incoming connections at once; more are closed as they arrive
     max_log_bytes_per_task: int = DEFAULT_MAX_LOG_BYTES_PER_TASK  # log kept per task execution
     cache: bool = True  # KFP execution caching of tasks that enable it
+    # Task environments unused for longer are removed; 0 = kept however old.
+    task_env_max_age_us: int = DEFAULT_TASK_ENV_MAX_AGE_US
+    # Least recently used task environments are removed while all take more; 0 = no limit.
+    task_env_max_bytes: int = DEFAULT_TASK_ENV_MAX_BYTES
 
     @property
     def database_path(self) -> Path:
@@ -50,3 +57,8 @@ class ServerConfig:
     def work_root(self) -> Path:
         """The tasks' working directories; emptied at start (a crashed server's leftovers)."""
         return self.data_dir / "work"
+
+    @property
+    def envs_root(self) -> Path:
+        """Task environments (kfpgrpc/executor/environments.py), kept across restarts."""
+        return self.data_dir / "envs"

@@ -127,7 +127,7 @@ class KfpGrpcServer:
         try:
             self._data_dir = DataDir.open(config.data_dir, [
                 database, *(database.with_name(database.name + suffix) for suffix in ("-wal", "-shm", "-journal")),
-                config.artifact_root, config.work_root,
+                config.artifact_root, config.work_root, config.envs_root,
             ])
         except DataDirError as error:
             await server.stop(None)  # frees the port
@@ -142,6 +142,8 @@ class KfpGrpcServer:
             launcher = LocalLauncher(
                 config.artifact_root, config.work_root, max_parallel_tasks=config.max_parallel_tasks,
                 python=config.task_python or sys.executable, containment=config.task_containment,
+                envs_root=config.envs_root, env_max_age_us=config.task_env_max_age_us,
+                env_max_bytes=config.task_env_max_bytes, clock=self.clock,
             )
             orchestrator = Orchestrator(
                 launcher, self.clock, cache=StoredExecutionCache(db, self.clock) if config.cache else None,

@@ -4,6 +4,8 @@ kfp version of tests/kfp_sdks.py)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,32 @@ async def channel(server: KfpGrpcServer) -> AsyncIterator[grpc.aio.Channel]:
 @pytest.fixture
 def stubs(channel: grpc.aio.Channel) -> Stubs:
     return Stubs.on(channel)
+
+
+@pytest.fixture(scope="session")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The python of a virtual environment with nothing installed (no kfp, no pip), as after a
+    plain `pip install -e .` of the server without kfp."""
+    venv = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    return venv / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def kfp_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A find-links directory with the wheel of this kfp SDK, downloaded once per session (from
+    the index the project's own install used, or pip's cache)."""
+    wheels = tmp_path_factory.mktemp("kfp-wheels")
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
+                    "--dest", str(wheels), f"kfp=={kfp.__version__}"], check=True, timeout=300)
+    return wheels
+
+
+@pytest.fixture(scope="session")
+def offline_pip(kfp_wheels: Path) -> dict[str, str]:
+    """A server's pip configuration (its environment) that builds task environments without a
+    network: no index, the kfp wheel in find-links."""
+    return {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(kfp_wheels)}
 
 
 @pytest.fixture(scope="session")

@@ -262,6 +262,15 @@ def task_processes(run_id: str) -> dict[int, int]:
     return found
 
 
+def tree(python: Path) -> dict[str, tuple[int, int]]:
+    """Every file of the python's virtual environment, with its size and modification time."""
+    root = python.parent.parent
+    return {
+        str(path.relative_to(root)): (path.lstat().st_size, path.lstat().st_mtime_ns)
+        for path in root.rglob("*")
+    }
+
+
 def alive(pid: int) -> bool:
     """Whether process `pid` exists and has not exited (a zombie has)."""
     try:

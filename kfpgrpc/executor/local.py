@@ -14,9 +14,10 @@ Decisions (see also `placeholders` and `process`):
   labels and annotations, image pull settings) are ignored and noted; what the task depends on
   (volumes, secrets, config maps) is refused (`unsupported`); `set_timeout` is enforced.
 - The lightweight-component `pip install` preamble is never run (it would install into the task
-  interpreter, by default the server's): it is dropped when the interpreter given as `python`
-  already satisfies what it installs (see `packages`), else the task fails without running;
-  `unsupported(spec)` lets CreateRun refuse such a spec first.
+  interpreter, by default the server's): it is dropped, and the task runs with the interpreter
+  given as `python` when that satisfies what it installs (see `packages`), else in a task
+  environment where its installs are made (see `environments`); `unsupported(spec)` lets
+  CreateRun refuse a preamble that cannot be read.
 - Task processes (`process`): a task ends when its own process exits, and then nothing it started
   survives; each gets a working directory of its own under `work_root` (its cwd, with HOME and
   TMPDIR in it) and a minimal environment (`process.task_environment`).
@@ -41,15 +42,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from kfpgrpc.clock import Clock
+from kfpgrpc.config import DEFAULT_TASK_ENV_MAX_AGE_US, DEFAULT_TASK_ENV_MAX_BYTES
 from kfpgrpc.confined import Directory, UnsafePath
 from kfpgrpc.executor.base import ArtifactOutput, TaskResult
+from kfpgrpc.executor.environments import TaskEnvironmentError, TaskEnvironments
 from kfpgrpc.executor.launcher import ContainerTask, TaskFailed, kubernetes_executors
-from kfpgrpc.executor.packages import (
-    PreambleError,
-    TaskInterpreter,
-    is_pip_preamble,
-    preamble_requirements,
-)
+from kfpgrpc.executor.packages import PipInstall, PreambleError, is_pip_preamble, preamble_installs
 from kfpgrpc.executor.placeholders import (
     PlaceholderContext,
     TaskOutputError,
@@ -92,7 +91,9 @@ class LocalLauncher:
     `artifact_root`: default root of the artifacts. `work_root`: a directory of its own for the
     tasks' working directories (emptied at start, see `process.TaskProcesses`). `python`: the
     interpreter the tasks' `python3` and `python` are. `kill_grace_seconds`: between SIGTERM and
-    SIGKILL when a task is cancelled. `containment`: see `process.TaskProcesses`."""
+    SIGKILL when a task is cancelled. `containment`: see `process.TaskProcesses`. `envs_root`
+    (default: beside `work_root`), `env_max_age_us`, `env_max_bytes`, `clock`: see
+    `environments.TaskEnvironments`."""
 
     def __init__(
         self,
@@ -102,6 +103,10 @@ class LocalLauncher:
         python: str = sys.executable,
         kill_grace_seconds: float = 3.0,
         containment: str = "auto",
+        envs_root: Path | None = None,
+        env_max_age_us: int = DEFAULT_TASK_ENV_MAX_AGE_US,
+        env_max_bytes: int = DEFAULT_TASK_ENV_MAX_BYTES,
+        clock: Clock | None = None,
     ) -> None:
         self.artifact_root = Path(artifact_root).absolute()
         self.max_parallel_tasks = max_parallel_tasks
@@ -109,17 +114,22 @@ class LocalLauncher:
         self.kill_grace_seconds = kill_grace_seconds
         self._slots = asyncio.Semaphore(max_parallel_tasks)
         self._processes = TaskProcesses(work_root, containment)
-        self._interpreter = TaskInterpreter(python)
+        self._environments = TaskEnvironments(
+            envs_root or Path(work_root).absolute().with_name("envs"), python, self._processes,
+            env_max_age_us, env_max_bytes, clock,
+        )
         self._path_prefix = ""
 
     async def start(self) -> None:
         """Kill what a crashed server process left running and remove its task directories
         (see `process.TaskProcesses.start`). Raises OSError."""
         await self._processes.start()
+        await self._environments.start()  # after the processes: a crashed build's are gone
         self._path_prefix = self._python_on_path()
 
     async def stop(self) -> None:
         """After the last task has ended: remove what the tasks left in the work root."""
+        await self._environments.stop()
         await self._processes.stop()
 
     def stop_now(self) -> None:
@@ -145,8 +155,8 @@ class LocalLauncher:
 
     async def unsupported(self, spec: Mapping[str, Any], platform_spec: Mapping[str, Any] | None = None) -> list[str]:
         """What in `spec` cannot run here: kfp-kubernetes features a task depends on, and
-        components whose `pip install` preamble asks for packages the task interpreter lacks;
-        one message each."""
+        components whose `pip install` preamble cannot be read (what it installs runs in a task
+        environment); one message each."""
         found = []
         for label, config in sorted(kubernetes_executors(platform_spec or {}).items()):
             for key, feature in DEPENDENCY_SETTINGS.items():
@@ -159,20 +169,10 @@ class LocalLauncher:
                 found.append(f"{KUBERNETES_IMAGES[container['image']]} in component {name!r}: this machine has no Kubernetes")
                 continue
             try:
-                missing = await self._missing_packages(container.get("command") or [])
+                _installs(container.get("command") or [])
             except PreambleError as error:
                 found.append(f"component {name!r} runs a pip install the local launcher cannot read ({error})")
-                continue
-            if missing:
-                found.append(f"component {name!r} needs packages not available to the local launcher: {', '.join(missing)}")
         return found
-
-    async def _missing_packages(self, command: Sequence[Any]) -> list[str]:
-        """What the command's pip preamble installs that the task interpreter lacks (none when
-        it has no preamble). Raises PreambleError."""
-        if not is_pip_preamble(command):
-            return []
-        return await self._interpreter.missing(preamble_requirements(command[2]))
 
     async def run(
         self, task: ContainerTask, log: TaskLog, on_start: Callable[[Sequence[str]], Awaitable[None]]
@@ -207,6 +207,7 @@ class LocalLauncher:
         # The parameter files' directory exists, as KFP's launcher makes it (prepareOutputFolders):
         # a container component may write to an OutputPath with a shell redirection.
         parameter_files = Directory.open(str(task_dir / "outputs"), create=True)
+        environment = contextlib.AsyncExitStack()  # holds the task environment while the task runs
         try:
             try:
                 prepared = build_executor_input(
@@ -216,12 +217,10 @@ class LocalLauncher:
                 raise TaskFailed(f"could not prepare the task's outputs: {error}") from None
             command = list(task.container.get("command") or [])
             try:
-                missing = await self._missing_packages(command)
-            except PreambleError as error:
-                raise TaskFailed(f"runs a pip install the local launcher cannot read ({error}); pip is never run") from None
-            if missing:  # a run stored before the packages went away: CreateRun refuses it now
-                raise TaskFailed(f"needs packages not available to the local launcher: {', '.join(missing)}; pip is never run")
-            if is_pip_preamble(command):
+                installs = _installs(command)
+            except PreambleError as error:  # a run stored before this check: CreateRun refuses it now
+                raise TaskFailed(f"runs a pip install the local launcher cannot read ({error})") from None
+            if installs:
                 command = command[3:]
             try:
                 argv = resolve_command(
@@ -234,8 +233,16 @@ class LocalLauncher:
             # What KFP's backend gives every task container (KFP_POD_NAME, KFP_POD_UID), here
             # per attempt.
             kfp = {"KFP_POD_NAME": f"{task.run_id}-{task.task_id}", "KFP_POD_UID": str(uuid.uuid4())}
-            env = task_environment(task_dir, self._path_prefix, task.run_id, kfp, task.env)
             log.add(_display_argv(argv))
+            path_prefix = self._path_prefix
+            if installs:
+                try:
+                    python = await environment.enter_async_context(self._environments.use(installs, log))
+                except TaskEnvironmentError as error:
+                    raise TaskFailed(str(error)) from None
+                if python is not None:
+                    path_prefix = os.path.dirname(python)  # its python3 and python are the environment's
+            env = task_environment(task_dir, path_prefix, task.run_id, kfp, task.env)
             try:
                 if not _findable(argv[0], env["PATH"], task_dir):
                     raise FileNotFoundError(f"not found on the task's PATH {env['PATH']}")
@@ -258,6 +265,7 @@ class LocalLauncher:
             except TaskOutputError as error:
                 raise TaskFailed(error_with_tail(str(error), log.tail), 0) from None
         finally:
+            await environment.aclose()
             task_root.close()
             parameter_files.close()
             await asyncio.to_thread(shutil.rmtree, task_dir, ignore_errors=True)
@@ -279,21 +287,10 @@ class LocalLauncher:
                 await asyncio.shield(process.terminate(self.kill_grace_seconds))
                 raise
         finally:
-            await asyncio.shield(self._drain(process, reader))
+            await asyncio.shield(process.drain(reader))
         if timed_out:
             raise TaskFailed(error_with_tail(f"timed out after {timeout:g}s (kubernetes.set_timeout)", log.tail))
         return returncode
-
-    async def _drain(self, process: TaskProcess, reader: asyncio.Task[None]) -> None:
-        """Kill what the task left running; read what its processes wrote to the end, unless one
-        escaped the kill (then the output stops here)."""
-        await process.kill()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(reader), timeout=2.0)
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
-        process.close_output()
 
     def _python_on_path(self) -> str:
         """Directories to put first on the tasks' PATH so that `python3` (and `python`) is
@@ -384,6 +381,11 @@ def _resource_requests(resources: Mapping[str, Any]) -> list[str]:
     if kind := accelerator.get("resourceType") or accelerator.get("type"):
         asked.append(f"accelerator {kind} × {accelerator.get('resourceCount') or accelerator.get('count') or 1}")
     return asked
+
+
+def _installs(command: Sequence[Any]) -> tuple[PipInstall, ...]:
+    """The installs of the command's pip preamble (none without one). Raises PreambleError."""
+    return preamble_installs(command[2]) if is_pip_preamble(command) else ()
 
 
 def _findable(command: str, path: str, cwd: Path) -> bool:

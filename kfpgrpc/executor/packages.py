@@ -1,5 +1,5 @@
-"""The `pip install` preamble of lightweight components: which packages it asks for, and whether
-the task interpreter already has them.
+"""The `pip install` preamble of lightweight components: which packages it installs and how, and
+whether the task interpreter already has them.
 
 The kfp SDK puts this before a lightweight component's command (`_get_packages_to_install_command`
 in kfp/dsl/component_factory.py):
@@ -10,9 +10,10 @@ in kfp/dsl/component_factory.py):
     'kfp==<SDK version>' '--no-deps' 'typing-extensions>=3.7.4,<5; python_version<"3.9"'
     && "$0" "$@"' sh -ec <program> ...
 
-(`use_venv=True` adds lines that create a virtual environment first.) The local executor never
+(`use_venv=True` adds lines that create a virtual environment first.) The local launcher never
 runs it: it would install into the task interpreter, by default the server's own. It drops the
-preamble when the interpreter satisfies every requirement; otherwise the component is refused.
+preamble; the task runs with the task interpreter when that satisfies every requirement, else in
+a task environment where the preamble's installs are made (`environments`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,48 @@ class Needed:
     sdk_kfp: bool = False
 
 
+@dataclass(frozen=True)
+class PipInstall:
+    """One `pip install` command of a preamble: its requirements as written (PEP 508, or a path
+    or URL pip accepts), its index options as given (`--index-url URL`, `--extra-index-url URL`,
+    `--trusted-host HOST`, each a separate item, in order) and whether it installs without
+    dependencies (the SDK's own kfp install does)."""
+
+    requirements: tuple[str, ...]
+    index_options: tuple[str, ...] = ()
+    no_deps: bool = False
+
+    @property
+    def needed(self) -> tuple[Needed, ...]:
+        # The SDK's own install (kfp and typing-extensions) is the one without dependencies.
+        return tuple(
+            Needed(r, self.no_deps and canonicalize_name(r.split("==")[0]) == "kfp") for r in self.requirements
+        )
+
+
+def sdk_kfp_version(install: PipInstall, environment: dict[str, str]) -> str:
+    """The version X when `install` is the kfp SDK's own install for an interpreter with the
+    PEP 508 marker `environment`: `kfp==X` without dependencies, plus only requirements whose
+    markers are false there (the SDK's typing-extensions for Python < 3.9). Else ""."""
+    if not install.no_deps:
+        return ""
+    version = ""
+    for text in install.requirements:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            return ""
+        if requirement.marker is not None and not requirement.marker.evaluate(environment or None):
+            continue
+        specifiers = list(requirement.specifier)
+        if (canonicalize_name(requirement.name) != "kfp" or version or requirement.extras or requirement.url
+                or requirement.marker is not None or len(specifiers) != 1 or specifiers[0].operator != "=="
+                or "*" in specifiers[0].version):
+            return ""
+        version = specifiers[0].version
+    return version
+
+
 def is_pip_preamble(command: Sequence[Any]) -> bool:
     """Whether `command` starts with the shape ["sh", "-c", "<... pip install ...> && "$0" "$@"",
     ...], which runs the rest of the command after the installs."""
@@ -85,10 +128,10 @@ def is_pip_preamble(command: Sequence[Any]) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def preamble_requirements(script: str) -> tuple[Needed, ...]:
-    """The requirements the `sh -c` script of a preamble installs, in order. Raises
+def preamble_installs(script: str) -> tuple[PipInstall, ...]:
+    """The `pip install` commands of the `sh -c` script of a preamble, in order. Raises
     PreambleError for anything other than the SDK's form."""
-    needed: list[Needed] = []
+    installs: list[PipInstall] = []
     for line in script.splitlines():
         if "pip install" not in line:
             continue
@@ -104,27 +147,34 @@ def preamble_requirements(script: str) -> tuple[Needed, ...]:
                 command.append(token)
                 continue
             if "install" in command and "pip" in command[: command.index("install")]:
-                needed += _pip_install(command[command.index("install") + 1:])
+                installs.append(_pip_install(command[command.index("install") + 1:]))
             command = []
-    if not needed:
+    if not any(install.requirements for install in installs):
         raise PreambleError("it names no package")
-    return tuple(needed)
+    return tuple(installs)
 
 
-def _pip_install(arguments: list[str]) -> list[Needed]:
-    requirements, skip = [], False
+def _pip_install(arguments: list[str]) -> PipInstall:
+    requirements: list[str] = []
+    options: list[str] = []
+    takes_value = False
     for argument in arguments:
-        if skip:
-            skip = False
+        if takes_value:
+            options.append(argument)
+            takes_value = False
         elif argument in _VALUE_OPTIONS:
-            skip = True
+            options.append(argument)
+            takes_value = True
         elif argument.startswith("-"):
-            if argument not in _FLAGS and argument.split("=", 1)[0] not in _VALUE_OPTIONS:
+            if argument.split("=", 1)[0] in _VALUE_OPTIONS:
+                options.append(argument)
+            elif argument not in _FLAGS:
                 raise PreambleError(f"unknown pip option {argument!r}")
         else:
             requirements.append(argument)
-    sdk_kfp = "--no-deps" in arguments  # the SDK's own install: kfp (and typing-extensions)
-    return [Needed(r, sdk_kfp and canonicalize_name(r.split("==")[0]) == "kfp") for r in requirements]
+    if takes_value:
+        raise PreambleError(f"pip option {options[-1]!r} has no value")
+    return PipInstall(tuple(requirements), tuple(options), "--no-deps" in arguments)
 
 
 class TaskInterpreter:
@@ -142,14 +192,22 @@ class TaskInterpreter:
     async def missing(self, needed: tuple[Needed, ...]) -> list[str]:
         """The requirements of `needed` the interpreter does not satisfy, as written (an
         interpreter that cannot be probed satisfies none)."""
-        async with self._lock:
-            if self._probed is None or self._changed():
-                self._probed = await self._probe()
-                self._verdicts.clear()
+        await self._probed_now()
         verdict = self._verdicts.get(needed)
         if verdict is None:
             verdict = self._verdicts[needed] = [n.requirement for n in needed if not self._satisfies(n)]
         return verdict
+
+    async def marker_environment(self) -> dict[str, str]:
+        """The interpreter's PEP 508 marker environment ({} when it cannot be probed)."""
+        return dict((await self._probed_now())["environment"])
+
+    async def _probed_now(self) -> dict[str, Any]:
+        async with self._lock:
+            if self._probed is None or self._changed():
+                self._probed = await self._probe()
+                self._verdicts.clear()
+            return self._probed
 
     def _changed(self) -> bool:
         return any(_mtime(path) != mtime for path, mtime in self._mtimes.items())

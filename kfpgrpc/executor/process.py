@@ -50,6 +50,7 @@ TASK_DIR_ENV = "KFPGRPC_TASK_DIR"
 TASK_LANG = "C.UTF-8"  # what the python images KFP components use set; present in every glibc since 2.35
 KILL_WAIT_SECONDS = 10.0  # how long a kill may take before the task's processes are given up on
 LEADER_GRACE_SECONDS = 2.0  # after a task's leader exits, for its init to end (it takes milliseconds)
+DRAIN_SECONDS = 2.0  # after the kill: how long output still written (by an escaped process) is read
 _TASK_INIT = str(Path(__file__).with_name("task_init.py"))
 # Moves the shell into the cgroup named by $0, then becomes the task's command (without the PWD
 # the shell exported: the task gets exactly its environment).
@@ -81,8 +82,8 @@ def task_environment(
 class TaskProcess:
     """One started task. `stdout` carries its merged stdout and stderr; `wait()` returns when its
     leader exits; `kill()` must follow to end what the leader left running, and
-    `close_output()` once `stdout` is read. `status_unknown`, set when `wait()` returns, says
-    why the leader's exit status is not known ("" when it is)."""
+    `close_output()` once `stdout` is read (`drain` does both). `status_unknown`, set when
+    `wait()` returns, says why the leader's exit status is not known ("" when it is)."""
 
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self.pid = popen.pid
@@ -128,6 +129,18 @@ class TaskProcess:
     def close_output(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+    async def drain(self, reader: asyncio.Task[None]) -> None:
+        """Kill what the task left running; let `reader` (the task reading `stdout`) read what
+        its processes wrote to the end, unless one escaped the kill (then the output stops
+        after DRAIN_SECONDS); close the output."""
+        await self.kill()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(reader), timeout=DRAIN_SECONDS)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        self.close_output()
 
     def _signal_all(self, signum: int) -> None:
         raise NotImplementedError
