@@ -89,7 +89,7 @@ class TaskDetail:
     error: str
     input_parameters: dict[str, Any]
     output_parameters: dict[str, Any]
-    output_artifacts: list[dict[str, Any]]  # {name, uri, schema_title, metadata}
+    output_artifacts: list[dict[str, Any]]  # {name, uri, schema_title, metadata[, origin]}
     state_history: list[StateChange]
     iteration_index: int | None = None  # an iteration of a loop: its index
     iteration_count: int | None = None  # a loop: how many iterations it has

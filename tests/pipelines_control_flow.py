@@ -524,7 +524,8 @@ def root_artifact(dataset: Input[Dataset]):
 
 @dsl.pipeline(name="cf-caching")
 def caching(cached_log: str, uncached_log: str, value: int = 1):
-    record(path=cached_log, value=value)
+    recorded = record(path=cached_log, value=value)
+    read_text(ds=recorded.outputs["out"])  # cached too: its input is the cached artifact
     record(path=uncached_log, value=value).set_caching_options(False)
 
 

@@ -48,11 +48,16 @@ async def test_a_second_identical_run_reuses_the_outputs_of_the_first(stubs: Stu
     assert reused_artifact.name == original_artifact.name and reused_artifact.uri != original_artifact.uri
     assert Path(reused_artifact.uri).is_relative_to(Path(original_artifact.uri).parents[2] / second.run_id)
     assert Path(reused_artifact.uri).read_text() == "value 1"
+    # A consumer of a cached artifact is cached as well: its key names the artifact as first
+    # produced, not the copy (KFP: the cached producer keeps its artifact's URI).
+    consumer = tasks_of(second)["read-text"]
+    assert consumer.cached and consumer.cached_from_run_id == first.run_id and output(consumer) == "value 1"
     not_cached = tasks_of(second)["record-2"]
     assert not not_cached.cached and not not_cached.cached_from_run_id and output(not_cached) == 1
 
     other_value = await run_to_end(stubs, spec, "other value", **{**parameters, "value": 2})
     assert not tasks_of(other_value)["record"].cached and lines(cached_log) == 2
+    assert not tasks_of(other_value)["read-text"].cached and output(tasks_of(other_value)["read-text"]) == "value 2"
 
     await stubs.runs.DeleteRun(run_pb2.DeleteRunRequest(run_id=first.run_id))
     assert Path(reused_artifact.uri).read_text() == "value 1"  # the second run's copy stays

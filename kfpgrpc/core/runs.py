@@ -764,6 +764,7 @@ def _apply_update(run_id: str, previous: TaskDetail | None, update: TaskUpdate) 
         output_parameters=dict(result.output_parameters) if result else {},
         output_artifacts=[
             {"name": a.name, "uri": a.uri, "schema_title": a.schema_title, "metadata": a.metadata}
+            | ({"origin": a.origin} if a.origin else {})
             for artifacts in (result.output_artifacts.values() if result else ())
             for a in artifacts
         ],
@@ -793,7 +794,9 @@ def task_result(task: TaskDetail) -> TaskResult:
     """What a SUCCEEDED task produced, as the orchestrator reuses it."""
     artifacts: dict[str, list[ArtifactOutput]] = {}
     for a in task.output_artifacts:
-        artifacts.setdefault(a["name"], []).append(ArtifactOutput(a["name"], a["uri"], a["schema_title"], a["metadata"]))
+        artifacts.setdefault(a["name"], []).append(
+            ArtifactOutput(a["name"], a["uri"], a["schema_title"], a["metadata"], a.get("origin", ""))
+        )
     return TaskResult(output_parameters=dict(task.output_parameters), output_artifacts=artifacts)
 
 

@@ -35,6 +35,10 @@ class ArtifactOutput:
     uri: str
     schema_title: str
     metadata: dict[str, Any]
+    # For outputs reused from the cache and stored again: the URI where the execution that
+    # produced them stored them. Cache keys use it, so consumers of a cached artifact are
+    # cached too, as on KFP where the cached task keeps the artifact's URI. "" = `uri`.
+    origin: str = ""
 
 
 @dataclass(frozen=True)

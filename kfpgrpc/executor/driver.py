@@ -346,7 +346,8 @@ def cache_key(
     artifacts: Mapping[str, list[ArtifactOutput]],
 ) -> str:
     """The cache key of a container task (backend/src/v2/cacheutils/cache.go GenerateCacheKey):
-    sha256 over its input values, its input artifacts (here their URIs), its output
+    sha256 over its input values, its input artifacts (here their URIs; of a cached copy, the
+    original's), its output
     definitions, its image and its command and args as written (placeholders unresolved).
     Environment variables and resources do not count. A `cachingOptions.cacheKey` replaces the
     inputs (KFP after 2.17: component name + key)."""
@@ -369,6 +370,6 @@ def cache_key(
         key["cacheKey"] = [(task.get("componentRef") or {}).get("name", ""), custom]
     else:
         key["inputParameterValues"] = dict(parameters)
-        key["inputArtifactNames"] = {name: [a.uri for a in values] for name, values in artifacts.items()}
+        key["inputArtifactNames"] = {name: [a.origin or a.uri for a in values] for name, values in artifacts.items()}
     text = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -329,7 +329,9 @@ def _link_artifacts(result: TaskResult, task_root: Directory) -> TaskResult | No
             for index, artifact in enumerate(outputs):
                 target = name if len(outputs) == 1 else f"{name}-{index}"
                 _link_tree(artifact.uri, task_root.fd, target)
-                artifacts[name].append(replace(artifact, uri=os.path.join(task_root.path, target)))
+                artifacts[name].append(
+                    replace(artifact, uri=os.path.join(task_root.path, target), origin=artifact.origin or artifact.uri)
+                )
     except (OSError, RecursionError):
         return None
     return TaskResult(output_parameters=result.output_parameters, output_artifacts=artifacts)
