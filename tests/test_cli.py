@@ -142,6 +142,8 @@ async def test_runs_watch_draws_a_live_task_view_on_a_terminal(server: KfpGrpcSe
     again = (await kfpgrpc(server, "runs", "create", "--pipeline", "nested-pipeline", "--param", "x=1", "-o", "json")).json
     code, screen = await asyncio.to_thread(watch_in_a_terminal, again["run_id"])
     assert code == 0 and "SUCCEEDED (cached)" in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen), screen
+    plain = (await kfpgrpc(server, "runs", "watch", again["run_id"])).stdout.splitlines()  # not a terminal
+    assert "task add-twice.add: SUCCEEDED (cached)" in plain and "task add-twice: SUCCEEDED" in plain, plain
 
 
 async def test_json_output_uses_proto_field_names_and_parses(server: KfpGrpcServer, pipeline_files: dict[str, str]) -> None:

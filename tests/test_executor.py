@@ -335,6 +335,38 @@ async def test_retry_policy(executor, tmp_path):
     assert any("first attempt fails" in line for line in rec.logs["flaky"])
 
 
+@dsl.component(base_image=BASE_IMAGE)
+def fail_and_mark(marker: str):
+    open(marker, "w").close()
+    raise RuntimeError("fails every time")
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def fail_after(marker: str):
+    import os
+    import time
+
+    while not os.path.exists(marker):
+        time.sleep(0.05)
+    raise RuntimeError("sibling failed")
+
+
+@dsl.pipeline(name="dropped-retry")
+def dropped_retry_pipeline(marker: str):
+    fail_and_mark(marker=marker).set_retry(num_retries=3, backoff_duration="3s")
+    fail_after(marker=marker)
+
+
+async def test_a_retry_dropped_by_fail_fast_is_not_counted(executor, tmp_path):
+    """The first attempt fails; during its 3 s backoff a sibling fails, so no new task of the
+    DAG starts (fail-fast), the retry included: the task had 0 retries and its log says why."""
+    spec = compile_pipeline(dropped_retry_pipeline, tmp_path / "dropped.yaml")
+    outcome, rec = await run(executor, spec, {"marker": str(tmp_path / "marker")})
+    assert outcome.state == TaskState.FAILED
+    assert rec.last("fail-and-mark").state == TaskState.FAILED and rec.last("fail-and-mark").retries == 0
+    assert any("attempt 2 of 4 not started: another task of its DAG failed" in line for line in rec.logs["fail-and-mark"])
+
+
 # -- what no launcher runs ---------------------------------------------------------------------
 
 

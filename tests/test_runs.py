@@ -137,6 +137,8 @@ async def test_failing_task_fails_the_run_with_its_error_and_log_tail(stubs: Stu
     failed = task(run, "fail")
     assert failed.state == common_pb2.FAILED and failed.exit_code == 1
     assert "exit code 1" in failed.error.message and "RuntimeError: this task always fails" in failed.error.message
+    # The lines kept start at the traceback, not in the executor input the kfp executor logs.
+    assert failed.error.message.splitlines()[1] == "Traceback (most recent call last):", failed.error.message
     assert run.finished_at.seconds
 
 

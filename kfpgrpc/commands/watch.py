@@ -42,12 +42,13 @@ def _plain(snapshots: Iterable[run_pb2.Run]) -> run_pb2.Run:
     for final in snapshots:
         if not seen:
             print(f"run {final.display_name} ({final.run_id})", flush=True)
-        for key, label, state in [("", "run", final.state)] + [
-            (task.task_id, f"task {task.task_id}", task.state) for task in final.run_details.task_details
+        for key, label, state, note in [("", "run", final.state, "")] + [
+            (task.task_id, f"task {task.task_id}", task.state, " (cached)" if task.cached else "")
+            for task in final.run_details.task_details
         ]:
             if seen.get(key) != state:
                 seen[key] = state
-                print(f"{label}: {state_name(state)}", flush=True)
+                print(f"{label}: {state_name(state)}{note}", flush=True)
     before, after = outcome(final)
     print(f"{before}{state_name(final.state)}{after}", flush=True)
     return final

@@ -161,7 +161,7 @@ class LocalLauncher:
         for label, config in sorted(kubernetes_executors(platform_spec or {}).items()):
             for key, feature in DEPENDENCY_SETTINGS.items():
                 if config.get(key):
-                    found.append(f"{feature} in executor {label!r}: this machine has no Kubernetes volumes or secrets")
+                    found.append(f"{feature} in executor {label!r}: this machine has no Kubernetes")
         executors = (spec.get("deploymentSpec") or {}).get("executors") or {}
         for name, component in sorted((spec.get("components") or {}).items()):
             container = (executors.get(component.get("executorLabel", "")) or {}).get("container") or {}

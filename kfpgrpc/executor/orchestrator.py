@@ -477,11 +477,13 @@ class Orchestrator:
         attempts = 1 + max(0, int(retry.get("maxRetryCount") or 0))
         exit_task = runs_after_failures(task)
         started = False
+        attempt = 0
 
         async def on_start(notes: Sequence[str]) -> None:
             nonlocal started
             if run.canceled or (dag.failing and not exit_task):
                 raise _NotStarted
+            report.retries = attempt  # counted once it starts: a dropped retry is not one
             if not started:
                 started = True
                 report.notes = tuple(notes)
@@ -490,13 +492,14 @@ class Orchestrator:
         failure = TaskFailed("not run")
         try:
             for attempt in range(attempts):
-                report.retries = attempt
                 log = TaskLog(run.observer, report.task_id, run.log_volume(report.task_id))
                 try:
                     result = await self.launcher.run(launched, log, on_start)
                 except _NotStarted:
                     if not started:
                         return Finished(name, _NOT_RUN, None)
+                    if not run.canceled:
+                        log.add(f"attempt {attempt + 1} of {attempts} not started: another task of its DAG failed")
                     break
                 except TaskFailed as failed:
                     failure = failed

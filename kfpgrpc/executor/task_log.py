@@ -43,10 +43,17 @@ class LogVolume:
     truncated: bool = False  # the limit was reached and said so
 
 
+TRACEBACK = "Traceback (most recent call last):"
+
+
 def error_with_tail(what: str, tail: deque[str]) -> str:
     """A task's error: `what` failed (the first line) and its last log lines (each cut to
-    MAX_ERROR_LINE_BYTES), as many as fit in MAX_ERROR_BYTES, the last ones first."""
-    return cut_error("\n".join([what, *tail]))
+    MAX_ERROR_LINE_BYTES), as many as fit in MAX_ERROR_BYTES, the last ones first. When those
+    lines hold a Python traceback, they start at it: what a lightweight component printed
+    before (the kfp executor logs its whole executor input) would only cut into it."""
+    lines = list(tail)
+    start = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith(TRACEBACK)), 0)
+    return cut_error("\n".join([what, *lines[start:]]))
 
 
 class TaskLog:
