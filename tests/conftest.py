@@ -16,6 +16,7 @@ import pytest
 
 from kfpgrpc.clock import Clock
 from kfpgrpc.config import ServerConfig
+from kfpgrpc.executor.environments import wheel_of_installed
 from kfpgrpc.server import KfpGrpcServer
 from tests import kfp_sdks, pipelines, pipelines_control_flow
 from tests.support import CONTAINMENTS, Stubs, skip_unless_containment
@@ -71,11 +72,10 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def kfp_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A find-links directory with the wheel of this kfp SDK, downloaded once per session (from
-    the index the project's own install used, or pip's cache)."""
+    """A find-links directory with the wheel of this kfp SDK, made once per session from its
+    installed files (no network)."""
     wheels = tmp_path_factory.mktemp("kfp-wheels")
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
-                    "--dest", str(wheels), f"kfp=={kfp.__version__}"], check=True, timeout=300)
+    assert wheel_of_installed("kfp", kfp.__version__, wheels) is not None
     return wheels
 
 

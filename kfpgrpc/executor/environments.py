@@ -20,9 +20,10 @@ then each install by the server's own pip (`pip --python <environment's python> 
 22.3 or later), so that pip reads the machine's configuration as it would for the server (its
 config files and PIP_* variables: index URLs, find-links, constraints, certificates, proxies)
 and the server's pip cache. The SDK's `kfp==X --no-deps` is the same in every environment of
-kfp X: its wheel is downloaded once (`pip download`, with that install's index options) into
-`<data dir>/envs/wheels/` and unpacked by `installer` (a tenth of a second instead of a pip
-start-up). The build's processes are task processes (`process.TaskProcesses`: contained, killed
+kfp X: its wheel is made once into `<data dir>/envs/wheels/` and unpacked by `installer` (a
+tenth of a second instead of a pip start-up). The wheel is made from the server's own kfp when
+that is version X (`wheel_of_installed`: no index needed, so it works offline), else downloaded
+(`pip download`, with that install's index options). The build's processes are task processes (`process.TaskProcesses`: contained, killed
 with a crashed server) whose output goes to the log of the task that started the build, bounded
 like any task output (`task_log`). They run packages' own build code, so they get only what pip
 reads of the server's environment: its PIP_* settings (but PIP_TARGET, PIP_PREFIX, PIP_ROOT and
@@ -40,8 +41,10 @@ are measured when built). It runs at start, after every build and periodically.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -51,6 +54,7 @@ import shutil
 import sys
 import time
 import uuid
+import zipfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,7 +291,7 @@ class TaskEnvironments:
             return False
         wheels = self.root / WHEELS
         async with self._wheel_locks.setdefault(version, asyncio.Lock()):
-            wheel = _find_wheel(wheels, version)
+            wheel = _find_wheel(wheels, version) or await _in_thread(wheel_of_installed, "kfp", version, wheels)
             if wheel is None:
                 download = _make_download_dir(wheels)
                 try:
@@ -441,6 +445,46 @@ def _keep_wheel(download: Path, wheels: Path, version: str) -> Path:
     kept = wheels / wheel.name
     os.replace(wheel, kept)
     return kept
+
+
+def wheel_of_installed(project: str, version: str, directory: Path) -> Path | None:
+    """A wheel of `project` `version` made from its installed files in the server's own
+    environment (the server imports kfp, so it has the SDK that compiled most pipelines), written
+    to `directory` as `<project>-<version>-py3-none-any.whl`; None when that version is not
+    installed or is not a pure-Python install. No index is asked, so task environments get the
+    kfp runtime offline. The wheel holds what pip installed (RECORD, less byte-code and pip's
+    own files), with a new RECORD of their hashes."""
+    try:
+        distribution = importlib.metadata.distribution(project)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    metadata_dir = f"{project}-{version}.dist-info"
+    files = [str(path) for path in distribution.files or ()]
+    wheel_file = next((name for name in files if name == f"{metadata_dir}/WHEEL"), None)
+    if distribution.version != version or wheel_file is None:
+        return None
+    if "Root-Is-Purelib: true" not in (distribution.read_text("WHEEL") or ""):
+        return None
+    skipped = {f"{metadata_dir}/{name}" for name in ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")}
+    name = f"{project}-{version}-py3-none-any.whl"
+    partial = directory / f".{name}.{uuid.uuid4().hex}"
+    record = []
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as wheel:
+            for member in files:
+                if member.startswith("..") or "__pycache__" in member or member in skipped:
+                    continue  # scripts outside site-packages, byte-code, pip's own files
+                data = Path(distribution.locate_file(member)).read_bytes()
+                digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                wheel.writestr(member, data)
+                record.append(f"{member},sha256={digest},{len(data)}")
+            record.append(f"{metadata_dir}/RECORD,,")
+            wheel.writestr(f"{metadata_dir}/RECORD", "\n".join(record) + "\n")
+        return Path(shutil.move(partial, directory / name))
+    except OSError:
+        return None
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _install_wheel(wheel: Path, scheme: dict[str, str], python: str) -> None:
