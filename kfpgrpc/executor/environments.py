@@ -21,8 +21,9 @@ then each install by the server's own pip (`pip --python <environment's python> 
 config files and PIP_* variables: index URLs, find-links, constraints, certificates, proxies)
 and the server's pip cache. The SDK's `kfp==X --no-deps` is the same in every environment of
 kfp X: its wheel is made once into `<data dir>/envs/wheels/` and unpacked by `installer` (a
-tenth of a second instead of a pip start-up). The wheel is made from the server's own kfp when
-that is version X (`wheel_of_installed`: no index needed, so it works offline), else downloaded
+tenth of a second instead of a pip start-up). The wheel is made from the kfp SDK installed in the
+server's environment when that is version X (`wheel_of_installed`: no index needed, so it works
+offline), else downloaded
 (`pip download`, with that install's index options). The build's processes are task processes (`process.TaskProcesses`: contained, killed
 with a crashed server) whose output goes to the log of the task that started the build, bounded
 like any task output (`task_log`). They run packages' own build code, so they get only what pip
@@ -449,7 +450,7 @@ def _keep_wheel(download: Path, wheels: Path, version: str) -> Path:
 
 def wheel_of_installed(project: str, version: str, directory: Path) -> Path | None:
     """A wheel of `project` `version` made from its installed files in the server's own
-    environment (the server imports kfp, so it has the SDK that compiled most pipelines), written
+    environment (where users often install the kfp SDK that compiles their pipelines), written
     to `directory` as `<project>-<version>-py3-none-any.whl`; None when that version is not
     installed or is not a pure-Python install. No index is asked, so task environments get the
     kfp runtime offline. The wheel holds what pip installed (RECORD, less byte-code and pip's
