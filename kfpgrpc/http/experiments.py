@@ -38,35 +38,35 @@ class ExperimentRoutes:
     def routes(self) -> list[Route]:
         one = PREFIX + "/{experiment_id}"
         return [
-            Route(PREFIX, answers_errors(self.create), methods=["POST"]),
-            Route(PREFIX, answers_errors(self.list), methods=["GET"]),
-            Route(one + ":archive", answers_errors(self.archive), methods=["POST"]),
-            Route(one + ":unarchive", answers_errors(self.unarchive), methods=["POST"]),
-            Route(one, answers_errors(self.get), methods=["GET"]),
-            Route(one, answers_errors(self.delete), methods=["DELETE"]),
+            Route(PREFIX, answers_errors(self.create_experiment), methods=["POST"]),
+            Route(PREFIX, answers_errors(self.list_experiments), methods=["GET"]),
+            Route(one + ":archive", answers_errors(self.archive_experiment), methods=["POST"]),
+            Route(one + ":unarchive", answers_errors(self.unarchive_experiment), methods=["POST"]),
+            Route(one, answers_errors(self.get_experiment), methods=["GET"]),
+            Route(one, answers_errors(self.delete_experiment), methods=["DELETE"]),
         ]
 
-    async def create(self, request: Request) -> Response:
+    async def create_experiment(self, request: Request) -> Response:
         experiment = await body_into(request, pb.Experiment(), "experiment", self._max_message_bytes)
         return respond(experiment_to_proto(await self._experiments.create(experiment.display_name, experiment.description)))
 
-    async def get(self, request: Request) -> Response:
+    async def get_experiment(self, request: Request) -> Response:
         experiment_id = request_message(request, pb.GetExperimentRequest()).experiment_id
         return respond(experiment_to_proto(await self._experiments.get(experiment_id)))
 
-    async def list(self, request: Request) -> Response:
+    async def list_experiments(self, request: Request) -> Response:
         page = await self._experiments.list(list_request(request_message(request, pb.ListExperimentsRequest())))
         experiments, next_page_token = fit_page(page, experiment_to_proto)
         return respond(pb.ListExperimentsResponse(experiments=experiments, total_size=page.total_size, next_page_token=next_page_token))
 
-    async def archive(self, request: Request) -> Response:
+    async def archive_experiment(self, request: Request) -> Response:
         await self._experiments.archive(request_message(request, pb.ArchiveExperimentRequest()).experiment_id)
         return respond(empty_pb2.Empty())
 
-    async def unarchive(self, request: Request) -> Response:
+    async def unarchive_experiment(self, request: Request) -> Response:
         await self._experiments.unarchive(request_message(request, pb.UnarchiveExperimentRequest()).experiment_id)
         return respond(empty_pb2.Empty())
 
-    async def delete(self, request: Request) -> Response:
+    async def delete_experiment(self, request: Request) -> Response:
         await self._experiments.delete(request_message(request, pb.DeleteExperimentRequest()).experiment_id)
         return respond(empty_pb2.Empty())

@@ -19,6 +19,8 @@ from starlette.types import ASGIApp
 
 from kfpgrpc.config import ServerConfig
 
+log = logging.getLogger("kfpgrpc.http")
+
 # uvicorn logs each start and stop at INFO ("Started server process", "Waiting for
 # connections to close"); the server's own log says what it serves. Its warnings stay.
 logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
@@ -91,5 +93,8 @@ class HttpServer:
         """Stop accepting, let requests in flight finish (up to the shutdown grace), close."""
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
-            await self._task
+            try:
+                await self._task
+            except Exception:  # the store must still be closed after it
+                log.exception("the HTTP server failed")
         self._socket.close()
