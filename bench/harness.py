@@ -21,7 +21,7 @@ class Server:
 
     def __init__(self, data_dir: Path, *extra_args: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
+            [sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--http-listen", "off", "--data-dir", str(data_dir),
              "--log-level", "warning", "--min-interval-seconds", "1", *extra_args],
             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

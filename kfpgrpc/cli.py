@@ -24,7 +24,7 @@ from kfpgrpc.commands import (  # noqa: E402
     add_connection_options_before_commands,
     run_client_command,
 )
-from kfpgrpc.config import TASK_CONTAINMENTS, ServerConfig  # noqa: E402
+from kfpgrpc.config import DEFAULT_HTTP_LISTEN, TASK_CONTAINMENTS, ServerConfig  # noqa: E402
 
 _INT32_MAX = 2**31 - 1  # gRPC's integer channel arguments are C ints
 
@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = ServerConfig()
     serve.add_argument("--listen", default=_env("LISTEN", defaults.listen),
                        help="HOST:PORT to listen on; port 0 picks a free port (env KFPGRPC_LISTEN)")
+    serve.add_argument("--http-listen", default=_env("HTTP_LISTEN", DEFAULT_HTTP_LISTEN),
+                       help="HOST:PORT of KFP's REST API (kfp.Client), with the same token and TLS; port 0 picks"
+                            f" a free port; off: none (default {DEFAULT_HTTP_LISTEN}; env KFPGRPC_HTTP_LISTEN)")
     serve.add_argument("--data-dir", default=_env("DATA_DIR", str(defaults.data_dir)),
                        help="directory of the database, artifacts and logs (env KFPGRPC_DATA_DIR)")
     serve.add_argument("--auth-token", default=_env("AUTH_TOKEN", ""),
@@ -211,6 +214,7 @@ def _serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
     config = ServerConfig(
         listen=args.listen,
+        http_listen="" if args.http_listen == "off" else args.http_listen,
         data_dir=Path(args.data_dir),
         auth_token=auth_token,
         tls_cert=_optional_path(args.tls_cert),
@@ -242,7 +246,10 @@ def _serve(args: argparse.Namespace) -> int:
             raise_open_file_limit()
             make_undumpable()  # before any task starts: tasks must not read its environment
             await server.start()
+        # Two lines: parsers of the first (`listening on HOST:PORT`) stay as they were.
         print(f"listening on {server.address}", flush=True)
+        if server.http_url:
+            print(f"listening for HTTP on {server.http_url}", flush=True)
         await stop_requested.wait()
         await server.stop()
 

@@ -13,10 +13,16 @@ DEFAULT_TASK_ENV_MAX_BYTES = 10 * 1024**3
 
 TASK_CONTAINMENTS = ("auto", "cgroup", "subreaper")  # see kfpgrpc/executor/process.py
 
+DEFAULT_HTTP_LISTEN = "127.0.0.1:8888"  # KFP's REST port (the ml-pipeline service's 8888)
+
 
 @dataclass(frozen=True)
 class ServerConfig:
     listen: str = "127.0.0.1:8887"
+    # KFP's REST API (kfpgrpc/http/) on HOST:PORT; "" = none. `kfpgrpc serve` listens on
+    # DEFAULT_HTTP_LISTEN unless told `off`; a server built in code serves gRPC only unless asked,
+    # so that tests and embedders never take the fixed port 8888 by surprise.
+    http_listen: str = ""
     data_dir: Path = Path(".kfpgrpc")
     auth_token: str = ""
     tls_cert: Path | None = None

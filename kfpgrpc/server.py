@@ -12,7 +12,7 @@ import socket
 import sqlite3
 import ssl
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import grpc
@@ -37,6 +37,8 @@ from kfpgrpc.core.runs import Runs
 from kfpgrpc.datadir import DataDir, DataDirError
 from kfpgrpc.errors import StoreFault
 from kfpgrpc.executor import LocalLauncher, Orchestrator
+from kfpgrpc.http.app import build_app
+from kfpgrpc.http.server import HttpServer, bind
 from kfpgrpc.store.database import Database, SchemaTooNew
 from kfpgrpc.v1 import (
     event_pb2,
@@ -106,6 +108,7 @@ class KfpGrpcServer:
         self._recurring_runs: RecurringRuns | None = None
         self._housekeeping: Housekeeping | None = None
         self._server: grpc.aio.Server | None = None
+        self._http: HttpServer | None = None
         self._health = health.aio.HealthServicer()
         self._health_update: asyncio.Task[None] | None = None
         self._serving = False
@@ -116,6 +119,11 @@ class KfpGrpcServer:
         host = self.config.listen.rsplit(":", 1)[0]
         return f"{host}:{self.port}"
 
+    @property
+    def http_url(self) -> str:
+        """http(s)://HOST:PORT of KFP's REST API, or "" when --http-listen is off."""
+        return self._http.url if self._http is not None else ""
+
     async def start(self) -> None:
         """Bind the address, lock the data dir, open the store, resume runs and actors, serve.
         Raises StartError, having undone everything: the port is checked before the data dir
@@ -123,14 +131,17 @@ class KfpGrpcServer:
         config = self.config
         self._server = server = self._new_grpc_server()
         self.port = self._bind(server)  # nothing is created when the address is taken
-        database = config.database_path
         try:
+            self._http = self._bind_http()
+            database = config.database_path
             self._data_dir = DataDir.open(config.data_dir, [
                 database, *(database.with_name(database.name + suffix) for suffix in ("-wal", "-shm", "-journal")),
                 config.artifact_root, config.work_root, config.envs_root,
             ])
-        except DataDirError as error:
-            await server.stop(None)  # frees the port
+        except (StartError, DataDirError) as error:
+            await server.stop(None)  # frees the ports
+            if self._http is not None:
+                await self._http.stop()
             raise StartError(str(error)) from None
         try:
             self._db = db = await Database.open(database)
@@ -170,6 +181,8 @@ class KfpGrpcServer:
             await recurring_runs.start()
             self._housekeeping.start()
             await server.start()
+            if self._http is not None:
+                self._http.start(build_app(config, experiments))
         except BaseException as error:
             await self._stop_core()
             self._data_dir.discard()  # under the lock: no other server is creating these
@@ -180,7 +193,7 @@ class KfpGrpcServer:
             raise
         self._serving = True
         await self._apply_health()  # before `start` returns: a client may check at once
-        log.info("serving", extra={"fields": {"address": self.address, "data_dir": str(config.data_dir)}})
+        log.info("serving", extra={"fields": {"address": self.address, "http": self.http_url, "data_dir": str(config.data_dir)}})
 
     def _update_health(self) -> None:
         """Bring health in line with the state (serving, store fault, stopping): one update at
@@ -249,6 +262,17 @@ class KfpGrpcServer:
             raise StartError(f"cannot listen on {listen}{_bind_failure(listen)}")
         return port
 
+    def _bind_http(self) -> HttpServer | None:
+        listen = self.config.http_listen
+        if not listen:
+            return None
+        try:
+            return HttpServer(self.config, bind(listen))
+        except ValueError:
+            raise StartError(f"cannot listen on {listen} (--http-listen): the port must be a number") from None
+        except OSError as error:
+            raise StartError(f"cannot listen on {listen} (--http-listen): {error.strerror or error}") from None
+
     async def stop(self) -> None:
         """Graceful: health NOT_SERVING, refuse new calls, let calls finish, commit, close."""
         if self._stopped.is_set():
@@ -275,8 +299,13 @@ class KfpGrpcServer:
             await self._runs.stop()
         if self._orchestrator is not None:
             await self._orchestrator.stop()
+        # Both front ends at once: each lets its calls in flight finish within the grace.
+        stopping: list[Awaitable[None]] = []
         if self._server is not None:
-            await self._server.stop(self.config.shutdown_grace_seconds)
+            stopping.append(self._server.stop(self.config.shutdown_grace_seconds))
+        if self._http is not None:
+            stopping.append(self._http.stop())
+        await asyncio.gather(*stopping)
         if self._db is not None:
             await self._db.close()
 

@@ -4,6 +4,7 @@ kfp version of tests/kfp_sdks.py)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -20,6 +21,10 @@ from kfpgrpc.executor.environments import wheel_of_installed
 from kfpgrpc.server import KfpGrpcServer
 from tests import kfp_sdks, pipelines, pipelines_control_flow
 from tests.support import CONTAINMENTS, Stubs, skip_unless_containment
+
+# Every `kfpgrpc serve` a test starts inherits this: none takes KFP's REST port 8888, which
+# another server on the machine may hold. Tests of the REST API ask for port 0 (ServerProcess).
+os.environ["KFPGRPC_HTTP_LISTEN"] = "off"
 
 
 @pytest.fixture(params=CONTAINMENTS)

@@ -75,12 +75,15 @@ class ServerProcess:
 
     def __init__(
         self, data_dir: Path, *extra_args: str, env: dict[str, str] | None = None,
-        preexec_fn: Callable[[], None] | None = None, prefix: Sequence[str] = (),
+        preexec_fn: Callable[[], None] | None = None, prefix: Sequence[str] = (), http: bool = False,
     ) -> None:
         """`preexec_fn` runs in the child before the server starts (e.g. to lower a limit);
-        `prefix` is a command that runs the server command given as its arguments."""
+        `prefix` is a command that runs the server command given as its arguments; `http`:
+        serve KFP's REST API too, on a free port (`http_url`)."""
+        http_listen = "127.0.0.1:0" if http else "off"
         self.process = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *extra_args],
+            [*prefix, sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--http-listen", http_listen,
+             "--data-dir", str(data_dir), *extra_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -93,6 +96,7 @@ class ServerProcess:
             self.process.kill()
             raise RuntimeError(f"server did not start: {line!r} {self.process.stderr.read() if self.process.stderr else ''}")
         self.address = line.removeprefix("listening on ").strip()
+        self.http_url = self.process.stdout.readline().removeprefix("listening for HTTP on ").strip() if http else ""
 
     def terminate(self, timeout: float = 20) -> tuple[int, str]:
         """SIGTERM; return (exit code, stderr)."""

@@ -1,8 +1,9 @@
-"""The one place where errors become gRPC statuses.
+"""The one place where errors become statuses (google.rpc.Status), for gRPC and for HTTP.
 
 Domain errors map to the code a client can act on; InvalidArgument carries a
 google.rpc.BadRequest detail with one field violation per bad field. Anything else is a bug:
 INTERNAL, with the details kept in the server log rather than sent to the client.
+`to_grpc_status` sends it as gRPC trailers; kfpgrpc/http/errors.py as KFP's REST gateway does.
 """
 
 from __future__ import annotations
@@ -46,10 +47,16 @@ _CODES: dict[type[DomainError], int] = {
 
 
 def to_grpc_status(exc: BaseException) -> grpc.Status:
+    return rpc_status.to_status(to_status(exc))
+
+
+def to_status(exc: BaseException) -> status_pb2.Status:
+    """The status that answers `exc`: its code, its message, and for InvalidArgument the
+    BadRequest detail (cut to fit gRPC trailers; HTTP shows the same, so both agree)."""
     if isinstance(exc, NotImplementedError):
-        return rpc_status.to_status(status_pb2.Status(code=code_pb2.UNIMPLEMENTED, message="not implemented yet"))
+        return status_pb2.Status(code=code_pb2.UNIMPLEMENTED, message="not implemented yet")
     if not isinstance(exc, DomainError):
-        return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message="internal error; see the server log"))
+        return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error; see the server log")
     code = next(_CODES[kind] for kind in type(exc).__mro__ if kind in _CODES)  # subclasses map as their base
     status = status_pb2.Status(code=code, message=_cut(exc.message, MAX_MESSAGE))
     if isinstance(exc, InvalidArgument):
@@ -65,7 +72,7 @@ def to_grpc_status(exc: BaseException) -> grpc.Status:
                 break
             shown.pop()
             detail.Pack(error_details_pb2.BadRequest(field_violations=shown))
-    return rpc_status.to_status(status)
+    return status
 
 
 def _cut(text: str, limit: int) -> str:

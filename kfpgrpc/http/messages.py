@@ -1,0 +1,62 @@
+"""Requests and responses as KFP's REST gateway reads and writes them, into and out of the
+generated protobuf messages: proto field names, enum names, RFC 3339 times (protobuf's JSON
+mapping, `google.protobuf.json_format`).
+
+A request message is filled as grpc-gateway fills it: the JSON body into the field the route
+names (or the whole message), then path parameters and query parameters by field name. Fields
+KFP has and kfpgrpc does not (`namespace`) are ignored, as KFP's gateway ignores unknown ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from kfpgrpc.errors import FieldViolation, InvalidArgument, ResourceExhausted
+
+M = TypeVar("M", bound=Message)
+
+
+async def body_into(request: Request, message: M, field: str, max_bytes: int) -> M:
+    """`message` with the request's JSON body merged in. Raises ResourceExhausted for a body over
+    `max_bytes` (--max-message-bytes, read no further), InvalidArgument naming `field` (the
+    request field the body is) for a body that is not JSON of that message."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise ResourceExhausted(f"the request body is over {max_bytes:,} bytes (--max-message-bytes)")
+    try:
+        json_format.Parse(bytes(body) or b"{}", message, ignore_unknown_fields=True)
+    except (json_format.ParseError, UnicodeDecodeError) as error:
+        raise InvalidArgument.field(field, f"not a JSON {message.DESCRIPTOR.name}: {error}") from None
+    return message
+
+
+def params_into(message: M, params: Mapping[str, str]) -> M:
+    """`message` with path or query parameters set by field name ("page_size=20"); each value
+    that does not parse as its field is a violation naming that field."""
+    violations = []
+    for name, value in params.items():
+        try:
+            json_format.ParseDict({name: value}, message, ignore_unknown_fields=True)
+        except json_format.ParseError as error:
+            violations.append(FieldViolation(name, str(error)))
+    if violations:
+        raise InvalidArgument(violations)
+    return message
+
+
+def request_message(request: Request, message: M) -> M:
+    """`message` from the request's path and query parameters (a GET's or DELETE's request)."""
+    return params_into(params_into(message, request.query_params), request.path_params)
+
+
+def respond(message: Message) -> JSONResponse:
+    """`message` as KFP's JSON: fields with their default value are left out, as KFP does."""
+    return JSONResponse(json_format.MessageToDict(message, preserving_proto_field_name=True))
