@@ -38,6 +38,25 @@ def version_to_proto(version: PipelineVersion) -> pb.PipelineVersion:
     )
 
 
+async def create_version(
+    pipelines: Pipelines, pipeline_id: str, v: pb.PipelineVersion, max_spec_bytes: int
+) -> pb.PipelineVersion:
+    """CreatePipelineVersion (gRPC and REST): the spec decoded, and the answer encoded, off the loop."""
+    spec = None
+    if v.HasField("pipeline_spec"):
+        spec = await spec_to_dict(v.pipeline_spec, "pipeline_version.pipeline_spec", max_spec_bytes)
+    version = await pipelines.create_version(pipeline_id, v.name, v.display_name, v.description, v.code_source_url, spec)
+    return await asyncio.to_thread(version_to_proto, version)
+
+
+async def list_versions(pipelines: Pipelines, request: pb.ListPipelineVersionsRequest) -> pb.ListPipelineVersionsResponse:
+    """ListPipelineVersions (gRPC and REST)."""
+    page = await pipelines.list_versions(request.pipeline_id, list_request(request))
+    # Off the loop: a page of versions may hold large specs.
+    versions, next_page_token = await asyncio.to_thread(fit_page, page, version_to_proto)
+    return pb.ListPipelineVersionsResponse(pipeline_versions=versions, total_size=page.total_size, next_page_token=next_page_token)
+
+
 class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
     """Versions carry their spec: it is decoded, and encoded for responses, in a worker thread."""
 
@@ -67,14 +86,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
     async def CreatePipelineVersion(
         self, request: pb.CreatePipelineVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.PipelineVersion:
-        v = request.pipeline_version
-        spec = None
-        if v.HasField("pipeline_spec"):
-            spec = await spec_to_dict(v.pipeline_spec, "pipeline_version.pipeline_spec", self._max_spec_bytes)
-        version = await self._pipelines.create_version(
-            request.pipeline_id, v.name, v.display_name, v.description, v.code_source_url, spec
-        )
-        return await asyncio.to_thread(version_to_proto, version)
+        return await create_version(self._pipelines, request.pipeline_id, request.pipeline_version, self._max_spec_bytes)
 
     async def GetPipelineVersion(
         self, request: pb.GetPipelineVersionRequest, context: grpc.aio.ServicerContext
@@ -85,12 +97,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
     async def ListPipelineVersions(
         self, request: pb.ListPipelineVersionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListPipelineVersionsResponse:
-        page = await self._pipelines.list_versions(request.pipeline_id, list_request(request))
-        # Off the loop: a page of versions may hold large specs.
-        versions, next_page_token = await asyncio.to_thread(fit_page, page, version_to_proto)
-        return pb.ListPipelineVersionsResponse(
-            pipeline_versions=versions, total_size=page.total_size, next_page_token=next_page_token
-        )
+        return await list_versions(self._pipelines, request)
 
     async def DeletePipelineVersion(
         self, request: pb.DeletePipelineVersionRequest, context: grpc.aio.ServicerContext

@@ -13,6 +13,7 @@ from typing import Any, TypedDict
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from kfpgrpc.client.errors import KfpGrpcError
+from kfpgrpc.spec_files import spec_from_text
 from kfpgrpc.v1 import common_pb2, recurring_run_pb2
 
 PipelineSource = str | PathLike[str] | Mapping[str, Any] | Callable[..., Any]
@@ -133,17 +134,10 @@ def load_pipeline_spec(source: PipelineSource) -> dict[str, Any]:
 
 
 def _read_spec_file(path: Path) -> dict[str, Any]:
-    import yaml  # only uploads read YAML: every other command starts without it
-
     try:
-        documents: list[dict[str, Any]] = [document for document in yaml.safe_load_all(path.read_text()) if document is not None]
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return spec_from_text(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise KfpGrpcError.invalid_argument("source", f"cannot read a compiled pipeline from {path}: {exc}") from None
-    if not documents or not all(isinstance(document, dict) for document in documents) or len(documents) > 2:
-        raise KfpGrpcError.invalid_argument("source", f"{path} is not a compiled pipeline (one YAML or JSON mapping)")
-    if len(documents) == 2:
-        return {"pipeline_spec": documents[0], "platform_spec": documents[1]}
-    return documents[0]
 
 
 def pipeline_info(spec: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kfpgrpc.bounds import MAX_PATH_BYTES, utf8_size
@@ -27,14 +27,28 @@ class Pipelines:
 
     async def create(self, name: str, display_name: str, description: str) -> Pipeline:
         """`name` is the unique key; either name may stand in for the other."""
+        pipeline = self._new_pipeline(name, display_name, description)
+        await store.insert_pipeline(self._db, pipeline)
+        return pipeline
+
+    async def create_with_version(
+        self, name: str, display_name: str, description: str, pipeline_spec: dict[str, Any] | None
+    ) -> tuple[Pipeline, PipelineVersion]:
+        """A new pipeline and its first version (named as the pipeline), together or not at all:
+        KFP's UploadPipeline."""
+        pipeline = self._new_pipeline(name, display_name, description)
+        version = await self._new_version(pipeline.pipeline_id, pipeline.name, pipeline.display_name, description, "", pipeline_spec)
+        stored = await self._stored(store.insert_pipeline_and_version(
+            self._db, pipeline, version, self._events.job(pipeline_version_created(version, version.created_at))))
+        return pipeline, stored
+
+    def _new_pipeline(self, name: str, display_name: str, description: str) -> Pipeline:
         name = name or display_name
         violations = name_violations(name, "pipeline.name")
         violations += name_violations(display_name, "pipeline.display_name", required=False)
         violations += description_violations(description, "pipeline.description")
         check(violations)
-        pipeline = Pipeline(new_id(), name, display_name or name, description, self._clock.now_us())
-        await store.insert_pipeline(self._db, pipeline)
-        return pipeline
+        return Pipeline(new_id(), name, display_name or name, description, self._clock.now_us())
 
     async def get(self, pipeline_id: str) -> Pipeline:
         check(id_violations(pipeline_id, "pipeline_id"))
@@ -60,6 +74,13 @@ class Pipelines:
         code_source_url: str,
         pipeline_spec: dict[str, Any] | None,
     ) -> PipelineVersion:
+        version = await self._new_version(pipeline_id, name, display_name, description, code_source_url, pipeline_spec)
+        return await self._stored(store.insert_version(self._db, version, self._events.job(pipeline_version_created(version, version.created_at))))
+
+    async def _new_version(
+        self, pipeline_id: str, name: str, display_name: str, description: str, code_source_url: str, pipeline_spec: dict[str, Any] | None
+    ) -> PipelineVersion:
+        """A version checked (spec validated) and ready to store."""
         violations = id_violations(pipeline_id, "pipeline_id")
         violations += name_violations(name or display_name, "pipeline_version.name", required=False)
         violations += name_violations(display_name, "pipeline_version.display_name", required=False)
@@ -72,7 +93,7 @@ class Pipelines:
         assert pipeline_spec is not None
         # In a worker thread: validating a spec of megabytes takes seconds.
         info = await asyncio.to_thread(validate_pipeline_spec, pipeline_spec, "pipeline_version.pipeline_spec")
-        version = PipelineVersion(
+        return PipelineVersion(
             pipeline_version_id=new_id(),
             pipeline_id=pipeline_id,
             name=name or display_name,
@@ -82,7 +103,10 @@ class Pipelines:
             code_source_url=code_source_url,
             pipeline_spec=pipeline_spec,
         )
-        stored = await store.insert_version(self._db, version, self._events.job(pipeline_version_created(version, version.created_at)))
+
+    async def _stored(self, insert: Awaitable[PipelineVersion]) -> PipelineVersion:
+        """The version `insert` stores, told to the version listeners."""
+        stored = await insert
         for listener in self.version_listeners:
             listener(stored)
         return stored

@@ -14,9 +14,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.core.experiments import Experiments
+from kfpgrpc.core.pipelines import Pipelines
 from kfpgrpc.errors import Unauthenticated
 from kfpgrpc.http.errors import error_response, handle_http_exception
 from kfpgrpc.http.experiments import ExperimentRoutes
+from kfpgrpc.http.pipelines import PipelineRoutes
 
 HEALTHZ = "/apis/v2beta1/healthz"
 
@@ -46,11 +48,12 @@ class BearerToken:
         await self._app(scope, receive, send)
 
 
-def build_app(config: ServerConfig, experiments: Experiments) -> ASGIApp:
+def build_app(config: ServerConfig, experiments: Experiments, pipelines: Pipelines) -> ASGIApp:
     app = Starlette(
         routes=[
             Route(HEALTHZ, healthz, methods=["GET"]),
             *ExperimentRoutes(experiments, config.max_message_bytes).routes(),
+            *PipelineRoutes(pipelines, config.max_message_bytes, config.max_spec_bytes).routes(),
         ],
         exception_handlers={HTTPException: handle_http_exception},
     )

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TypeVar
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -22,17 +23,24 @@ from kfpgrpc.errors import FieldViolation, InvalidArgument, ResourceExhausted
 M = TypeVar("M", bound=Message)
 
 
-async def body_into(request: Request, message: M, field: str, max_bytes: int) -> M:
-    """`message` with the request's JSON body merged in. Raises ResourceExhausted for a body over
-    `max_bytes` (--max-message-bytes, read no further), InvalidArgument naming `field` (the
-    request field the body is) for a body that is not JSON of that message."""
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request's body; ResourceExhausted when it is over `max_bytes` (--max-message-bytes),
+    read no further."""
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > max_bytes:
             raise ResourceExhausted(f"the request body is over {max_bytes:,} bytes (--max-message-bytes)")
+    return bytes(body)
+
+
+async def body_into(request: Request, message: M, field: str, max_bytes: int) -> M:
+    """`message` with the request's JSON body merged in. Raises ResourceExhausted for a body over
+    `max_bytes` (--max-message-bytes, read no further), InvalidArgument naming `field` (the
+    request field the body is) for a body that is not JSON of that message."""
+    body = await read_body(request, max_bytes)
     try:
-        json_format.Parse(bytes(body) or b"{}", message, ignore_unknown_fields=True)
+        json_format.Parse(body or b"{}", message, ignore_unknown_fields=True)
     except (json_format.ParseError, UnicodeDecodeError) as error:
         raise InvalidArgument.field(field, f"not a JSON {message.DESCRIPTOR.name}: {error}") from None
     return message
@@ -44,12 +52,24 @@ def params_into(message: M, params: Mapping[str, str]) -> M:
     violations = []
     for name, value in params.items():
         try:
-            json_format.ParseDict({name: value}, message, ignore_unknown_fields=True)
+            json_format.ParseDict({name: _scalar(message, name, value)}, message, ignore_unknown_fields=True)
         except json_format.ParseError as error:
             violations.append(FieldViolation(name, str(error)))
     if violations:
         raise InvalidArgument(violations)
     return message
+
+
+# grpc-gateway reads a bool parameter as Go's strconv.ParseBool does.
+_BOOLS = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
+
+
+def _scalar(message: Message, name: str, value: str) -> object:
+    """`value` as JSON of the field `name`: a string, but a bool for a bool field ("true")."""
+    field = message.DESCRIPTOR.fields_by_name.get(name)
+    if field is not None and field.type == FieldDescriptor.TYPE_BOOL:
+        return _BOOLS.get(value.lower(), value)
+    return value
 
 
 def request_message(request: Request, message: M) -> M:

@@ -41,7 +41,7 @@ _VERSIONS = RecordTable("pipeline_versions", PipelineVersion, "pipeline version"
 
 
 async def insert_pipeline(db: Database, pipeline: Pipeline) -> None:
-    await _PIPELINES.insert(db, pipeline, f"a pipeline named {pipeline.name!r} already exists")
+    await _PIPELINES.insert(db, pipeline, _name_taken(pipeline))
 
 
 async def get_pipeline(db: Database, pipeline_id: str) -> Pipeline:
@@ -72,21 +72,37 @@ async def delete_pipeline(db: Database, pipeline_id: str, cascade: bool) -> None
 async def insert_version(db: Database, version: PipelineVersion, also: WriteJob[None] | None = None) -> PipelineVersion:
     """Insert a version (and run `also` in the same transaction); an empty name becomes the
     next free "v<N>"."""
+    return await db.write(lambda conn: _insert_version_within(conn, version, also))
+
+
+async def insert_pipeline_and_version(
+    db: Database, pipeline: Pipeline, version: PipelineVersion, also: WriteJob[None] | None = None
+) -> PipelineVersion:
+    """Insert a new pipeline with its first version in one transaction (and `also` in it)."""
 
     async def job(conn: aiosqlite.Connection) -> PipelineVersion:
-        if not await conn.execute_fetchall("SELECT 1 FROM pipelines WHERE pipeline_id = ?", (version.pipeline_id,)):
-            raise NotFound("pipeline", "pipeline_id", version.pipeline_id)
-        stored = version
-        if not version.name:
-            name = await _next_default_name(conn, version.pipeline_id)
-            stored = dataclasses.replace(version, name=name, display_name=version.display_name or name)
-        conflict = f"pipeline {version.pipeline_id!r} already has a version named {stored.name!r}"
-        await _VERSIONS.insert_within(conn, stored, conflict)
-        if also is not None:
-            await also(conn)
-        return stored
+        await _PIPELINES.insert_within(conn, pipeline, _name_taken(pipeline))
+        return await _insert_version_within(conn, version, also)
 
     return await db.write(job)
+
+
+def _name_taken(pipeline: Pipeline) -> str:
+    return f"a pipeline named {pipeline.name!r} already exists"
+
+
+async def _insert_version_within(conn: aiosqlite.Connection, version: PipelineVersion, also: WriteJob[None] | None) -> PipelineVersion:
+    if not await conn.execute_fetchall("SELECT 1 FROM pipelines WHERE pipeline_id = ?", (version.pipeline_id,)):
+        raise NotFound("pipeline", "pipeline_id", version.pipeline_id)
+    stored = version
+    if not version.name:
+        name = await _next_default_name(conn, version.pipeline_id)
+        stored = dataclasses.replace(version, name=name, display_name=version.display_name or name)
+    conflict = f"pipeline {version.pipeline_id!r} already has a version named {stored.name!r}"
+    await _VERSIONS.insert_within(conn, stored, conflict)
+    if also is not None:
+        await also(conn)
+    return stored
 
 
 async def _version_count(conn: aiosqlite.Connection, pipeline_id: str) -> int:
