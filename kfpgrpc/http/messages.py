@@ -9,6 +9,7 @@ KFP has and kfpgrpc does not (`namespace`) are ignored, as KFP's gateway ignores
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -80,3 +81,8 @@ def request_message(request: Request, message: M) -> M:
 def respond(message: Message) -> JSONResponse:
     """`message` as KFP's JSON: fields with their default value are left out, as KFP does."""
     return JSONResponse(json_format.MessageToDict(message, preserving_proto_field_name=True))
+
+
+async def respond_off_loop(message: Message) -> JSONResponse:
+    """respond() in a worker thread: a pipeline spec may take seconds to write as JSON."""
+    return await asyncio.to_thread(respond, message)

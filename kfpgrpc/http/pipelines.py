@@ -38,7 +38,7 @@ from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.pipelines import Pipelines
 from kfpgrpc.errors import InvalidArgument
 from kfpgrpc.http.errors import answers_errors
-from kfpgrpc.http.messages import body_into, read_body, request_message, respond
+from kfpgrpc.http.messages import body_into, read_body, request_message, respond, respond_off_loop
 from kfpgrpc.spec_files import spec_from_package
 from kfpgrpc.v1 import pipeline_pb2 as pb
 
@@ -95,15 +95,15 @@ class PipelineRoutes:
     async def create_pipeline_version(self, request: Request) -> Response:
         v = await body_into(request, pb.PipelineVersion(), "pipeline_version", self._max_message_bytes)
         pipeline_id = request_message(request, pb.CreatePipelineVersionRequest()).pipeline_id
-        return await _respond_off_loop(await create_version(self._pipelines, pipeline_id, v, self._max_spec_bytes))
+        return await respond_off_loop(await create_version(self._pipelines, pipeline_id, v, self._max_spec_bytes))
 
     async def get_pipeline_version(self, request: Request) -> Response:
         message = request_message(request, pb.GetPipelineVersionRequest())
         version = await self._pipelines.get_version(message.pipeline_id, message.pipeline_version_id)
-        return await _respond_off_loop(await asyncio.to_thread(version_to_proto, version))
+        return await respond_off_loop(await asyncio.to_thread(version_to_proto, version))
 
     async def list_pipeline_versions(self, request: Request) -> Response:
-        return await _respond_off_loop(await list_versions(self._pipelines, request_message(request, pb.ListPipelineVersionsRequest())))
+        return await respond_off_loop(await list_versions(self._pipelines, request_message(request, pb.ListPipelineVersionsRequest())))
 
     async def delete_pipeline_version(self, request: Request) -> Response:
         message = request_message(request, pb.DeletePipelineVersionRequest())
@@ -125,7 +125,7 @@ class PipelineRoutes:
         query = request.query_params
         version = await self._pipelines.create_version(
             query.get("pipelineid", ""), query.get("name", ""), query.get("display_name", ""), query.get("description", ""), "", spec)
-        return await _respond_off_loop(await asyncio.to_thread(version_to_proto, version))
+        return await respond_off_loop(await asyncio.to_thread(version_to_proto, version))
 
     async def _uploaded_spec(self, request: Request) -> tuple[str, dict[str, Any]]:
         """The file part's name (without extension) and its spec, checked as CreatePipelineVersion
@@ -155,8 +155,3 @@ class PipelineRoutes:
 
 def _spec_struct(data: bytes, max_unpacked_bytes: int) -> struct_pb2.Struct:
     return struct(spec_from_package(data, max_unpacked_bytes))
-
-
-async def _respond_off_loop(message: Any) -> Response:
-    """respond() in a worker thread: a version's spec may take seconds to write as JSON."""
-    return await asyncio.to_thread(respond, message)

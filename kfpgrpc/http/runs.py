@@ -1,0 +1,102 @@
+"""KFP's RunService over REST (kfp-server-api's RunServiceApi): the JSON twin of
+kfpgrpc/api/runs.py, calling the same core and its conversions.
+
+    POST   /apis/v2beta1/runs                              body: Run -> Run
+    GET    /apis/v2beta1/runs/{run_id}                     -> Run
+    GET    /apis/v2beta1/runs?experiment_id&page_token&page_size&sort_by&filter -> ListRunsResponse
+    POST   /apis/v2beta1/runs/{run_id}:terminate           -> {}
+    POST   /apis/v2beta1/runs/{run_id}:retry               -> {}
+    POST   /apis/v2beta1/runs/{run_id}:archive             -> {}
+    POST   /apis/v2beta1/runs/{run_id}:unarchive           -> {}
+    DELETE /apis/v2beta1/runs/{run_id}                     -> {}
+
+Paths and shapes are those of KFP's backend/api/v2beta1/run.proto (google.api.http): the Run's
+`pipeline_spec` is a JSON object (or `pipeline_version_reference` names a stored version),
+`runtime_config.parameters` are JSON values. The deprecated `experiment_id` query parameter
+kfp-server-api sends on every call but ListRuns is ignored, as KFP ignores it.
+"""
+
+from __future__ import annotations
+
+from google.protobuf import empty_pb2
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from kfpgrpc.api.convert import list_request, to_message
+from kfpgrpc.api.runs import new_run, run_to_proto
+from kfpgrpc.api.sizes import fit_page
+from kfpgrpc.core.runs import Runs
+from kfpgrpc.domain import RunView
+from kfpgrpc.http.errors import answers_errors
+from kfpgrpc.http.messages import body_into, request_message, respond, respond_off_loop
+from kfpgrpc.v1 import run_pb2 as pb
+
+PREFIX = "/apis/v2beta1/runs"
+OneRunRequest = (
+    pb.GetRunRequest | pb.TerminateRunRequest | pb.RetryRunRequest | pb.ArchiveRunRequest | pb.UnarchiveRunRequest | pb.DeleteRunRequest
+)
+
+
+class RunRoutes:
+    def __init__(self, runs: Runs, max_message_bytes: int, max_spec_bytes: int) -> None:
+        self._runs = runs
+        self._max_message_bytes = max_message_bytes
+        self._max_spec_bytes = max_spec_bytes
+
+    def routes(self) -> list[Route]:
+        one = PREFIX + "/{run_id}"
+        return [
+            Route(PREFIX, answers_errors(self.create_run), methods=["POST"]),
+            Route(PREFIX, answers_errors(self.list_runs), methods=["GET"]),
+            Route(one + ":terminate", answers_errors(self.terminate_run), methods=["POST"]),
+            Route(one + ":retry", answers_errors(self.retry_run), methods=["POST"]),
+            Route(one + ":archive", answers_errors(self.archive_run), methods=["POST"]),
+            Route(one + ":unarchive", answers_errors(self.unarchive_run), methods=["POST"]),
+            Route(one, answers_errors(self.get_run), methods=["GET"]),
+            Route(one, answers_errors(self.delete_run), methods=["DELETE"]),
+        ]
+
+    async def create_run(self, request: Request) -> Response:
+        run = await body_into(request, pb.Run(), "run", self._max_message_bytes)
+        return await _respond_run(await self._runs.create(await new_run(run, "run", self._max_spec_bytes)))
+
+    async def get_run(self, request: Request) -> Response:
+        return await _respond_run(await self._runs.get(self._run_id(request, pb.GetRunRequest())))
+
+    async def list_runs(self, request: Request) -> Response:
+        message = request_message(request, pb.ListRunsRequest())
+        page = await self._runs.list(message.experiment_id, list_request(message))
+        runs, next_page_token = fit_page(page, run_to_proto)
+        return respond(pb.ListRunsResponse(runs=runs, total_size=page.total_size, next_page_token=next_page_token))
+
+    async def terminate_run(self, request: Request) -> Response:
+        await self._runs.terminate(self._run_id(request, pb.TerminateRunRequest()))
+        return respond(empty_pb2.Empty())
+
+    async def retry_run(self, request: Request) -> Response:
+        await self._runs.retry(self._run_id(request, pb.RetryRunRequest()))
+        return respond(empty_pb2.Empty())
+
+    async def archive_run(self, request: Request) -> Response:
+        await self._runs.set_storage_state(self._run_id(request, pb.ArchiveRunRequest()), archived=True)
+        return respond(empty_pb2.Empty())
+
+    async def unarchive_run(self, request: Request) -> Response:
+        await self._runs.set_storage_state(self._run_id(request, pb.UnarchiveRunRequest()), archived=False)
+        return respond(empty_pb2.Empty())
+
+    async def delete_run(self, request: Request) -> Response:
+        await self._runs.delete(self._run_id(request, pb.DeleteRunRequest()))
+        return respond(empty_pb2.Empty())
+
+    @staticmethod
+    def _run_id(request: Request, message: OneRunRequest) -> str:
+        """The run_id of a request about one run, from its path (and query) parameters."""
+        return request_message(request, message).run_id
+
+
+async def _respond_run(view: RunView) -> Response:
+    """The Run of `view`, built and written off the loop when it carries a pipeline spec."""
+    run = await to_message(run_to_proto, view)
+    return await respond_off_loop(run) if view.pipeline_spec else respond(run)
