@@ -42,6 +42,8 @@ def test_kfp_client_runs_pipelines(rest: ServerProcess, compiled: dict[str, dict
     experiment = client.get_experiment(experiment_name="adding")
     assert run.experiment_id == experiment.experiment_id
     assert run.runtime_config.parameters.items() >= {"a": 3, "b": 4, "label": "sum"}.items()  # with the defaults
+    # Integers come back as integers, as KFP's gateway writes them (not 3.0).
+    assert all(type(run.runtime_config.parameters[name]) is int for name in ("a", "b"))
     assert run.pipeline_spec["pipelineInfo"]["name"] == "add-pipeline"
     tasks = {task.display_name: task for task in run.run_details.task_details}
     assert {"add", "add-2"} <= tasks.keys()

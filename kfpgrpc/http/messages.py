@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from kfpgrpc.errors import FieldViolation, InvalidArgument, ResourceExhausted
+from kfpgrpc.json_values import protojson_numbers
 
 M = TypeVar("M", bound=Message)
 
@@ -79,8 +80,10 @@ def request_message(request: Request, message: M) -> M:
 
 
 def respond(message: Message) -> JSONResponse:
-    """`message` as KFP's JSON: fields with their default value are left out, as KFP does."""
-    return JSONResponse(json_format.MessageToDict(message, preserving_proto_field_name=True))
+    """`message` as KFP's JSON: fields with their default value are left out, as KFP does, and
+    integral numbers of google.protobuf.Values are written as integers (`3`, not `3.0`), as KFP's
+    Go gateway (protojson) writes them, so kfp.Client reads back the ints it sent."""
+    return JSONResponse(protojson_numbers(json_format.MessageToDict(message, preserving_proto_field_name=True)))
 
 
 async def respond_off_loop(message: Message) -> JSONResponse:
