@@ -15,11 +15,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.core.experiments import Experiments
 from kfpgrpc.core.pipelines import Pipelines
+from kfpgrpc.core.recurring import RecurringRuns
 from kfpgrpc.core.runs import Runs
 from kfpgrpc.errors import Unauthenticated
 from kfpgrpc.http.errors import error_response, handle_http_exception
 from kfpgrpc.http.experiments import ExperimentRoutes
 from kfpgrpc.http.pipelines import PipelineRoutes
+from kfpgrpc.http.recurring_runs import RecurringRunRoutes
 from kfpgrpc.http.runs import RunRoutes
 
 HEALTHZ = "/apis/v2beta1/healthz"
@@ -50,13 +52,16 @@ class BearerToken:
         await self._app(scope, receive, send)
 
 
-def build_app(config: ServerConfig, experiments: Experiments, pipelines: Pipelines, runs: Runs) -> ASGIApp:
+def build_app(
+    config: ServerConfig, experiments: Experiments, pipelines: Pipelines, runs: Runs, recurring_runs: RecurringRuns
+) -> ASGIApp:
     app = Starlette(
         routes=[
             Route(HEALTHZ, healthz, methods=["GET"]),
             *ExperimentRoutes(experiments, config.max_message_bytes).routes(),
             *PipelineRoutes(pipelines, config.max_message_bytes, config.max_spec_bytes).routes(),
             *RunRoutes(runs, config.max_message_bytes, config.max_spec_bytes).routes(),
+            *RecurringRunRoutes(recurring_runs, config.max_message_bytes, config.max_spec_bytes).routes(),
         ],
         exception_handlers={HTTPException: handle_http_exception},
     )

@@ -79,11 +79,17 @@ def request_message(request: Request, message: M) -> M:
     return params_into(params_into(message, request.query_params), request.path_params)
 
 
-def respond(message: Message) -> JSONResponse:
+def respond(message: Message, kfp_names: Mapping[str, str] | None = None) -> JSONResponse:
     """`message` as KFP's JSON: fields with their default value are left out, as KFP does, and
     integral numbers of google.protobuf.Values are written as integers (`3`, not `3.0`), as KFP's
-    Go gateway (protojson) writes them, so kfp.Client reads back the ints it sent."""
-    return JSONResponse(protojson_numbers(json_format.MessageToDict(message, preserving_proto_field_name=True)))
+    Go gateway (protojson) writes them, so kfp.Client reads back the ints it sent. `kfp_names`
+    renames top-level fields whose name in KFP's proto differs from ours (ListRecurringRunsResponse's
+    `recurringRuns`, which kfp-server-api reads by that name)."""
+    body = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    for ours, kfps in (kfp_names or {}).items():
+        if ours in body:
+            body[kfps] = body.pop(ours)
+    return JSONResponse(protojson_numbers(body))
 
 
 async def respond_off_loop(message: Message) -> JSONResponse:

@@ -1,0 +1,94 @@
+"""KFP's RecurringRunService over REST (kfp-server-api's RecurringRunServiceApi): the JSON twin
+of kfpgrpc/api/recurring_runs.py, calling the same core and its conversions.
+
+    POST   /apis/v2beta1/recurringruns                                   body: RecurringRun -> RecurringRun
+    GET    /apis/v2beta1/recurringruns/{recurring_run_id}                -> RecurringRun
+    GET    /apis/v2beta1/recurringruns?experiment_id&page_token&page_size&sort_by&filter
+                                                                         -> ListRecurringRunsResponse
+    POST   /apis/v2beta1/recurringruns/{recurring_run_id}:enable         -> {}
+    POST   /apis/v2beta1/recurringruns/{recurring_run_id}:disable        -> {}
+    DELETE /apis/v2beta1/recurringruns/{recurring_run_id}                -> {}
+
+Paths and shapes are those of KFP's backend/api/v2beta1/recurring_run.proto (google.api.http).
+Our additions (overlap_policy, cron_schedule.time_zone, next_scheduled_times,
+last_scheduled_time, counters) are in the JSON as in our proto. One name is KFP's rather than ours:
+a list's recurring runs are `recurringRuns`, the field's name in KFP's proto. KFP's `propagation_policy` on
+delete is ignored (there are no Kubernetes objects to propagate to); our `delete_runs` is honored.
+"""
+
+from __future__ import annotations
+
+from google.protobuf import empty_pb2
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from kfpgrpc.api.convert import list_request, to_message
+from kfpgrpc.api.recurring_runs import definition_of, recurring_run_to_proto
+from kfpgrpc.api.sizes import fit_page
+from kfpgrpc.core.recurring import RecurringRuns
+from kfpgrpc.domain import RecurringRunView
+from kfpgrpc.http.errors import answers_errors
+from kfpgrpc.http.messages import body_into, request_message, respond, respond_off_loop
+from kfpgrpc.v1 import recurring_run_pb2 as pb
+
+PREFIX = "/apis/v2beta1/recurringruns"
+OneRecurringRunRequest = pb.GetRecurringRunRequest | pb.EnableRecurringRunRequest | pb.DisableRecurringRunRequest
+
+
+class RecurringRunRoutes:
+    def __init__(self, recurring_runs: RecurringRuns, max_message_bytes: int, max_spec_bytes: int) -> None:
+        self._recurring_runs = recurring_runs
+        self._max_message_bytes = max_message_bytes
+        self._max_spec_bytes = max_spec_bytes
+
+    def routes(self) -> list[Route]:
+        one = PREFIX + "/{recurring_run_id}"
+        return [
+            Route(PREFIX, answers_errors(self.create_recurring_run), methods=["POST"]),
+            Route(PREFIX, answers_errors(self.list_recurring_runs), methods=["GET"]),
+            Route(one + ":enable", answers_errors(self.enable_recurring_run), methods=["POST"]),
+            Route(one + ":disable", answers_errors(self.disable_recurring_run), methods=["POST"]),
+            Route(one, answers_errors(self.get_recurring_run), methods=["GET"]),
+            Route(one, answers_errors(self.delete_recurring_run), methods=["DELETE"]),
+        ]
+
+    async def create_recurring_run(self, request: Request) -> Response:
+        recurring_run = await body_into(request, pb.RecurringRun(), "recurring_run", self._max_message_bytes)
+        view = await self._recurring_runs.create(await definition_of(recurring_run, self._max_spec_bytes))
+        return await _respond_recurring_run(view)
+
+    async def get_recurring_run(self, request: Request) -> Response:
+        recurring_run_id = self._recurring_run_id(request, pb.GetRecurringRunRequest())
+        return await _respond_recurring_run(await self._recurring_runs.get(recurring_run_id))
+
+    async def list_recurring_runs(self, request: Request) -> Response:
+        message = request_message(request, pb.ListRecurringRunsRequest())
+        page = await self._recurring_runs.list(message.experiment_id, list_request(message))
+        recurring_runs, next_page_token = fit_page(page, recurring_run_to_proto)
+        response = pb.ListRecurringRunsResponse(recurring_runs=recurring_runs, total_size=page.total_size, next_page_token=next_page_token)
+        return respond(response, kfp_names={"recurring_runs": "recurringRuns"})  # KFP's proto field name
+
+    async def enable_recurring_run(self, request: Request) -> Response:
+        await self._recurring_runs.set_enabled(self._recurring_run_id(request, pb.EnableRecurringRunRequest()), True)
+        return respond(empty_pb2.Empty())
+
+    async def disable_recurring_run(self, request: Request) -> Response:
+        await self._recurring_runs.set_enabled(self._recurring_run_id(request, pb.DisableRecurringRunRequest()), False)
+        return respond(empty_pb2.Empty())
+
+    async def delete_recurring_run(self, request: Request) -> Response:
+        message = request_message(request, pb.DeleteRecurringRunRequest())
+        await self._recurring_runs.delete(message.recurring_run_id, message.delete_runs)
+        return respond(empty_pb2.Empty())
+
+    @staticmethod
+    def _recurring_run_id(request: Request, message: OneRecurringRunRequest) -> str:
+        """The recurring_run_id of a request about one recurring run, from its path (and query) parameters."""
+        return request_message(request, message).recurring_run_id
+
+
+async def _respond_recurring_run(view: RecurringRunView) -> Response:
+    """The RecurringRun of `view`, built and written off the loop when it carries a pipeline spec."""
+    recurring_run = await to_message(recurring_run_to_proto, view)
+    return await respond_off_loop(recurring_run) if view.pipeline_spec else respond(recurring_run)
