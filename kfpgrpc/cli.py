@@ -176,30 +176,23 @@ def _serve(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f"kfpgrpc: --auth-token-file {args.auth_token_file}: {error}", file=sys.stderr)
             return 2
-    if args.task_python and not (os.path.isfile(args.task_python) and os.access(args.task_python, os.X_OK)):
-        print(f"kfpgrpc: --task-python: {args.task_python!r} is not an executable file", file=sys.stderr)
-        return 2
-    if args.max_parallel_tasks < 1:
-        print("kfpgrpc: --max-parallel-tasks must be at least 1", file=sys.stderr)
-        return 2
-    if args.min_interval_seconds < 1:
-        print("kfpgrpc: --min-interval-seconds must be at least 1", file=sys.stderr)
-        return 2
-    if not 4 * 1024 * 1024 <= args.max_message_bytes <= _INT32_MAX:
-        print(f"kfpgrpc: --max-message-bytes must be between 4194304 (4 MiB, gRPC's default) and {_INT32_MAX}", file=sys.stderr)
-        return 2
-    if not 1 <= args.max_spec_bytes <= args.max_message_bytes:
-        print("kfpgrpc: --max-spec-bytes must be between 1 and --max-message-bytes", file=sys.stderr)
-        return 2
-    if not 1 <= args.max_connections <= _INT32_MAX:
-        print(f"kfpgrpc: --max-connections must be between 1 and {_INT32_MAX}", file=sys.stderr)
-        return 2
-    if args.max_log_bytes_per_task < 0:
-        print("kfpgrpc: --max-log-bytes-per-task must not be negative", file=sys.stderr)
-        return 2
-    if args.task_env_max_bytes < 0:
-        print("kfpgrpc: --task-env-max-bytes must not be negative", file=sys.stderr)
-        return 2
+    # Each setting's check, in order, and what the first one that fails prints.
+    refusals = [
+        (bool(args.task_python) and not (os.path.isfile(args.task_python) and os.access(args.task_python, os.X_OK)),
+         f"--task-python: {args.task_python!r} is not an executable file"),
+        (args.max_parallel_tasks < 1, "--max-parallel-tasks must be at least 1"),
+        (args.min_interval_seconds < 1, "--min-interval-seconds must be at least 1"),
+        (not 4 * 1024 * 1024 <= args.max_message_bytes <= _INT32_MAX,
+         f"--max-message-bytes must be between 4194304 (4 MiB, gRPC's default) and {_INT32_MAX}"),
+        (not 1 <= args.max_spec_bytes <= args.max_message_bytes, "--max-spec-bytes must be between 1 and --max-message-bytes"),
+        (not 1 <= args.max_connections <= _INT32_MAX, f"--max-connections must be between 1 and {_INT32_MAX}"),
+        (args.max_log_bytes_per_task < 0, "--max-log-bytes-per-task must not be negative"),
+        (args.task_env_max_bytes < 0, "--task-env-max-bytes must not be negative"),
+    ]
+    for refused, message in refusals:
+        if refused:
+            print(f"kfpgrpc: {message}", file=sys.stderr)
+            return 2
     durations = {}
     for flag in ("event_retention", "run_ttl", "max_connection_idle", "task_env_max_age"):
         try:
