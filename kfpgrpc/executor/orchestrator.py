@@ -185,13 +185,13 @@ class Orchestrator:
         problems = unsupported_features(context.spec)
         if problems:
             return RunOutcome(TaskState.FAILED, "cannot run this pipeline: " + "; ".join(problems))
-        root = Path(os.path.realpath(context.artifact_root or self.launcher.artifact_root))
+        run_dir = Path(os.path.realpath(context.artifact_root or self.launcher.artifact_root)) / context.run_id
         run = _Run(
             context=context,
             observer=observer,
-            run_dir=root / context.run_id,
+            run_dir=run_dir,
             pipeline_name=str((context.spec.get("pipelineInfo") or {}).get("name", "")),
-            runtime=self._runtime_values(context, root),
+            runtime=self._runtime_values(context, run_dir),
             max_log_bytes_per_task=self.max_log_bytes_per_task,
         )
         if _workspace(context.platform_spec):
@@ -227,10 +227,9 @@ class Orchestrator:
         others = [leaf for leaf in run.leaves if leaf is not asyncio.current_task()]
         await asyncio.gather(*others, return_exceptions=True)
 
-    def _runtime_values(self, context: RunContext, root: Path) -> dict[str, str]:
+    def _runtime_values(self, context: RunContext, run_dir: Path) -> dict[str, str]:
         """The runtime placeholders' values (design: docs/api.md "Control flow")."""
         created = context.created_at_us or self._clock.now_us()
-        run_dir = root / context.run_id
         return {
             "pipeline_job_name": context.display_name or str((context.spec.get("pipelineInfo") or {}).get("name", "")),
             "pipeline_job_resource_name": context.run_id,
@@ -479,9 +478,12 @@ class Orchestrator:
         started = False
         attempt = 0
 
+        def may_not_start() -> bool:  # terminated, or fail-fast (exit tasks run regardless)
+            return run.canceled or (dag.failing and not exit_task)
+
         async def on_start(notes: Sequence[str]) -> None:
             nonlocal started
-            if run.canceled or (dag.failing and not exit_task):
+            if may_not_start():
                 raise _NotStarted
             report.retries = attempt  # counted once it starts: a dropped retry is not one
             if not started:
@@ -508,7 +510,7 @@ class Orchestrator:
                     return Finished(name, TaskState.SUCCEEDED, result)
                 finally:
                     await log.flush()
-                if attempt + 1 >= attempts or run.canceled or (dag.failing and not exit_task):
+                if attempt + 1 >= attempts or may_not_start():
                     break
                 factor = float(retry.get("backoffFactor") or 2.0)
                 delay = min(_seconds(retry.get("backoffDuration")) * factor**attempt, _seconds(retry.get("backoffMaxDuration") or 3600))
