@@ -1,4 +1,5 @@
-"""The kfp SDK versions that compile the control-flow tests' pipelines.
+"""The kfp SDK versions that compile the control-flow tests' pipelines, and whose kfp.Client
+drives the REST API (tests/test_http_sdks.py runs tests/kfp_client_session.py with `python`).
 
 The issue asks for pipelines "compiled by 2.16 and 2.17". The test environment has one kfp (the
 `test` extra's); every other version lives in an interpreter of its own, listed in the environment
