@@ -1,6 +1,6 @@
 """KFP's REST API (kfpgrpc/http/), driven by the real kfp.Client (kfp-server-api) against a real
 `kfpgrpc serve` with HTTP on a free port: experiments, healthz, errors in the gateway's shape,
-the bearer token, the start and stop of the HTTP server."""
+the start and stop of the HTTP server. The bearer token: tests/test_http_sdks.py."""
 
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ import pytest
 
 from tests.support import ServerProcess
 from tests.test_server import certificates  # noqa: F401 - the CA and certificates fixture, reused
-
-TOKEN = "s3cret-token"
 
 pytestmark = pytest.mark.filterwarnings("ignore:This client only works:FutureWarning")  # kfp.Client's, always
 
@@ -125,23 +123,6 @@ def test_a_body_that_is_not_an_experiment_names_the_field(rest: ServerProcess) -
         api.call_api("/apis/v2beta1/experiments", "POST", body={"display_name": ["a list"]},
                      header_params={"Content-Type": "application/json"}, response_type="V2beta1Experiment")
     assert malformed.value.status == 400 and violated_fields(malformed.value) == ["experiment"]
-
-
-def test_the_bearer_token_guards_everything_but_healthz(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data", "--auth-token", TOKEN, http=True)
-    try:
-        client = kfp.Client(host=server.http_url, existing_token=TOKEN)
-        client.create_experiment("with-token")
-        assert client.get_experiment(experiment_name="with-token").display_name == "with-token"
-        for token in ("wrong", None):
-            stranger = kfp.Client(host=server.http_url, existing_token=token)  # healthz stays open
-            with pytest.raises(kfp_server_api.ApiException) as refused:
-                stranger.list_experiments()
-            assert refused.value.status == 401
-            assert gateway_error(refused.value) == {"code": 16, "message": "missing or invalid bearer token", "details": []}
-    finally:
-        code, stderr = server.terminate()
-    assert code == 0, stderr
 
 
 def test_tls_settings_serve_https_too(tmp_path: Path, certificates: Path) -> None:
