@@ -1,6 +1,6 @@
 """REST vs gRPC benchmark: GetRun and ListRuns through KFP's v2beta1 JSON API and through gRPC.
 
-    python bench/bench_rest.py [--runs 2000] [--seconds 4] [--rounds 4] [--quick]
+    python bench/bench_rest.py [--runs 2000] [--seconds 4] [--rounds 2] [--quick]
 
 One `kfpgrpc serve` subprocess serves gRPC and HTTP on free ports of 127.0.0.1. --runs
 SUCCEEDED runs with two tasks each are bulk-loaded into its SQLite file (bench_runs.py's
@@ -14,9 +14,10 @@ each protocol is driven for --seconds in total (a closed loop: a client sends it
 request when its previous one is answered) by 1 and by 50 concurrent clients:
 
 - gRPC: grpc.aio stubs over one channel (HTTP/2, the calls of 50 clients multiplexed);
-- REST (httpx): one httpx.AsyncClient per client, HTTP/1.1 with keep-alive (one connection each);
-- REST (kfp.Client): what a KFP user calls, kfp-server-api over urllib3, synchronous: one
-  kfp.Client per client, 50 clients are 50 threads. GetRun and the first page only.
+- REST (httpx): one httpx.AsyncClient per client, HTTP/1.1 with keep-alive (one connection each,
+  opened in each slice: see rest_slice);
+- REST (kfp.Client): what a KFP user calls, kfp-server-api over urllib3, synchronous (in a
+  thread); 1 client, GetRun and the first page only.
 
 The protocols of one operation and client count take turns, --rounds slices of --seconds /
 --rounds each, so that a change in the machine's other load falls on all of them alike. The
@@ -29,13 +30,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
-import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,28 +116,14 @@ async def for_duration(calls: list[AsyncCall], seconds: float, latencies: list[f
     await asyncio.gather(*(client(call, offset) for offset, call in enumerate(calls)))
 
 
-def threads_for_duration(calls: list[SyncCall], seconds: float, latencies: list[float]) -> None:
-    """for_duration() of synchronous calls, one thread each; the first failure is raised."""
-    deadline = time.perf_counter() + seconds
-    failures: list[BaseException] = []
-
-    def client(call: SyncCall, index: int) -> None:
-        try:
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                call(index)
-                latencies.append(time.perf_counter() - started)  # list.append is atomic
-                index += len(calls)
-        except BaseException as error:  # raised again in the calling thread
-            failures.append(error)
-
-    threads = [threading.Thread(target=client, args=(call, offset)) for offset, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
+def sync_for_duration(call: SyncCall, seconds: float, latencies: list[float]) -> None:
+    """for_duration() of one client's synchronous calls."""
+    deadline, index = time.perf_counter() + seconds, 0
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        call(index)
+        latencies.append(time.perf_counter() - started)
+        index += 1
 
 
 async def targets(address: str, rows: int) -> Targets:
@@ -202,45 +189,66 @@ def kfp_client_calls(user: kfp.Client, goal: Targets) -> dict[str, SyncCall]:
     }
 
 
+@dataclass
+class Meter:
+    """Adds a slice's wall time, requests and CPU times to a Result."""
+
+    cpu: CpuMeter
+
+    @contextlib.contextmanager
+    def slice(self, result: Result) -> Iterator[list[float]]:
+        """Times the block, which appends its latencies to the list it is given."""
+        (server_before, client_before), started = self.cpu.now(), time.perf_counter()
+        yield result.latencies.seconds
+        server_after, client_after = self.cpu.now()
+        result.seconds += time.perf_counter() - started
+        result.server_cpu += server_after - server_before
+        result.client_cpu += client_after - client_before
+
+
+async def rest_slice(url: str, goal: Targets, operation: str, clients: int, seconds: float, meter: Meter, result: Result) -> None:
+    """A timed slice of `operation` over REST from `clients` httpx clients, one connection each,
+    made for this slice (before its clock starts; each connects on its first request): uvicorn
+    closes a connection idle for 5 s (its timeout_keep_alive), and a request sent on it as it
+    closes fails (urllib3, kfp.Client's, retries that; httpx does not)."""
+    async with contextlib.AsyncExitStack() as stack:
+        rest = [
+            await stack.enter_async_context(httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=1), timeout=60))
+            for _ in range(clients)
+        ]
+        with meter.slice(result) as latencies:
+            await for_duration([httpx_calls(client, goal)[operation] for client in rest], seconds, latencies)
+
+
 async def measure(server: Server, goal: Targets, seconds: float, rounds: int, client_counts: list[int]) -> list[Result]:
     """Every (operation, clients, protocol), printed as each (operation, clients) is done."""
-    meter = CpuMeter(server.process.pid)
+    meter = Meter(CpuMeter(server.process.pid))
     results: list[Result] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # kfp.Client's "This client only works with ..."
-        users = [kfp.Client(host=server.http_url) for _ in range(max(client_counts))]  # each calls healthz: connected
+        by_kfp_client = kfp_client_calls(kfp.Client(host=server.http_url), goal)  # it calls healthz: connected
     async with grpc.aio.insecure_channel(server.address) as channel:
         by_grpc = grpc_calls(run_pb2_grpc.RunServiceStub(channel), goal)
+        for operation, call in by_grpc.items():  # warm-up: each path taken once by each protocol
+            await call(0)
+            await rest_slice(server.http_url, goal, operation, 1, 0.001, meter, Result(operation, 1, HTTPX))
+            if operation in by_kfp_client:
+                await asyncio.to_thread(by_kfp_client[operation], 0)
         for operation in by_grpc:
             for clients in client_counts:
-                rest_clients = [
-                    httpx.AsyncClient(base_url=server.http_url, limits=httpx.Limits(max_connections=1), timeout=60)
-                    for _ in range(clients)
-                ]
-                try:
-                    calls: dict[str, list[AsyncCall]] = {
-                        GRPC: [by_grpc[operation]] * clients,
-                        HTTPX: [httpx_calls(client, goal)[operation] for client in rest_clients],
-                    }
-                    for protocol_calls in calls.values():  # warm-up: connections opened, paths taken once
-                        await asyncio.gather(*(call(index) for index, call in enumerate(protocol_calls)))
-                    sync_calls = [kfp_client_calls(user, goal).get(operation) for user in users[:clients]]
-                    cell = {protocol: Result(operation, clients, protocol) for protocol in [*calls, KFP_CLIENT]}
-                    if None in sync_calls:
-                        del cell[KFP_CLIENT]
-                    for _ in range(rounds):
-                        for protocol, result in cell.items():
-                            (server_before, client_before), started = meter.now(), time.perf_counter()
-                            if protocol == KFP_CLIENT:
-                                await asyncio.to_thread(threads_for_duration, sync_calls, seconds / rounds, result.latencies.seconds)
+                cell = {protocol: Result(operation, clients, protocol) for protocol in (GRPC, HTTPX)}
+                if clients == 1 and operation in by_kfp_client:
+                    cell[KFP_CLIENT] = Result(operation, clients, KFP_CLIENT)
+                for _ in range(rounds):
+                    for protocol, result in cell.items():
+                        if protocol == HTTPX:
+                            await rest_slice(server.http_url, goal, operation, clients, seconds / rounds, meter, result)
+                            continue
+                        with meter.slice(result) as latencies:
+                            if protocol == GRPC:
+                                await for_duration([by_grpc[operation]] * clients, seconds / rounds, latencies)
                             else:
-                                await for_duration(calls[protocol], seconds / rounds, result.latencies.seconds)
-                            server_after, client_after = meter.now()
-                            result.seconds += time.perf_counter() - started
-                            result.server_cpu += server_after - server_before
-                            result.client_cpu += client_after - client_before
-                finally:
-                    await asyncio.gather(*(client.aclose() for client in rest_clients))
+                                await asyncio.to_thread(sync_for_duration, by_kfp_client[operation], seconds / rounds, latencies)
                 for result in cell.values():
                     print_row(result, cell[GRPC])
                 results += cell.values()
@@ -263,7 +271,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2000, help="runs in the store (two tasks each)")
     parser.add_argument("--seconds", type=float, default=4.0, help="how long each protocol is driven per row")
-    parser.add_argument("--rounds", type=int, default=4, help="the slices those seconds are taken in, protocols in turn")
+    parser.add_argument("--rounds", type=int, default=2, help="the slices those seconds are taken in, protocols in turn")
     parser.add_argument("--clients", type=int, default=50, help="the concurrent clients of the second level")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 300 runs, 0.3 s per row in 1 round, 1 and 5 clients")
     args = parser.parse_args()
@@ -278,8 +286,8 @@ def main() -> None:
         with Server(data, http=True) as server:
             goal = asyncio.run(targets(server.address, runs))
             print(f"{runs:,} runs, two tasks each. Deep page: rows {goal.deep_row:,}-{goal.deep_row + DEEP_PAGE_SIZE - 1:,}. "
-                  f"{seconds:g} s per row in {rounds} slice(s), protocols in turn, after a warm-up request per client.")
-            print(f"{len(os.sched_getaffinity(0))} cores, shared by the clients (this process: one event loop, threads "
+                  f"{seconds:g} s per row in {rounds} slice(s), protocols in turn, after a warm-up.")
+            print(f"{len(os.sched_getaffinity(0))} cores, shared by the clients (this process: one event loop, a thread "
                   f"for kfp.Client) and the server (a subprocess). Load average before: {os.getloadavg()[0]:.2f}.")
             print(HEADER)
             asyncio.run(measure(server, goal, seconds, rounds, client_counts))
