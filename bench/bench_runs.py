@@ -112,7 +112,9 @@ def bulk_load(database: Path, rows: int, experiment_ids: list[str]) -> None:
             ),
         )
         conn.executemany(
-            "INSERT INTO tasks VALUES (?, ?, ?, '', 'SUCCEEDED', ?, ?, ?, 'busybox', 0, '', '{}', '{}', '[]', ?)",
+            "INSERT INTO tasks (run_id, task_id, display_name, parent_task_id, state, create_time, start_time, end_time,"
+            " image, exit_code, error, input_parameters, output_parameters, output_artifacts, state_history)"
+            " VALUES (?, ?, ?, '', 'SUCCEEDED', ?, ?, ?, 'busybox', 0, '', '{}', '{}', '[]', ?)",
             (
                 (run_id, name, name, base + i, base + i, base + i + 1, task_history)
                 for i, run_id in enumerate(run_ids)

@@ -17,18 +17,23 @@ from typing import Any
 
 class Server:
     """`kfpgrpc serve` on a free port with its own data directory, allowing schedules a
-    second apart (the benchmarks use seconds cron)."""
+    second apart (the benchmarks use seconds cron). With `http`, KFP's REST API too, on a free
+    port of 127.0.0.1 (`http_url`, "http://127.0.0.1:PORT"); else `http_url` is ""."""
 
-    def __init__(self, data_dir: Path, *extra_args: str) -> None:
+    def __init__(self, data_dir: Path, *extra_args: str, http: bool = False) -> None:
+        http_listen = "127.0.0.1:0" if http else "off"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--http-listen", "off", "--data-dir", str(data_dir),
-             "--log-level", "warning", "--min-interval-seconds", "1", *extra_args],
+            [sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--http-listen", http_listen,
+             "--data-dir", str(data_dir), "--log-level", "warning", "--min-interval-seconds", "1", *extra_args],
             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         assert self.process.stdout is not None
         self.address = self.process.stdout.readline().removeprefix("listening on ").strip()
         if not self.address:
             raise RuntimeError("server did not start")
+        self.http_url = self.process.stdout.readline().removeprefix("listening for HTTP on ").strip() if http else ""
+        if http and not self.http_url:
+            raise RuntimeError("the HTTP server did not start")
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
