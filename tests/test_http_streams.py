@@ -7,6 +7,7 @@ bearer token, and streams dropped by their clients leaving nothing behind."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
+from tests import test_http
 from tests.support import ServerProcess
-from tests.test_http import TOKEN, rest  # noqa: F401 - `rest`: the server fixture
 from tests.test_run_streams import Gated
+
+rest = test_http.rest  # the server fixture
 
 HANG = httpx.Timeout(120)  # seconds: only turns a hang into a failure
 WAIT = 120
@@ -272,16 +274,43 @@ def test_logs_are_followed_while_the_task_runs(rest: ServerProcess, compiled: di
 
 
 def test_streams_need_the_bearer_token(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data", "--auth-token", TOKEN, http=True)
+    server = ServerProcess(tmp_path / "data", "--auth-token", test_http.TOKEN, http=True)
     try:
         response = httpx.get(server.http_url + EVENTS)
         assert response.status_code == 401 and error_of(response)["code"] == 16  # UNAUTHENTICATED
-        with stream(server.http_url + EVENTS, headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+        with stream(server.http_url + EVENTS, headers={"Authorization": f"Bearer {test_http.TOKEN}"}) as response:
             assert response.status_code == 200
             assert next(frames(response)).retry == "1000"
     finally:
         code, stderr = server.terminate()
         assert code == 0, stderr
+
+
+def test_streams_the_server_ends_send_an_error_event(tmp_path: Path, compiled: dict[str, dict[str, Any]]) -> None:
+    """At shutdown the core ends its streams with UNAVAILABLE: each client gets an `error`
+    event with the JSON error body, then the stream closes (and the server stops)."""
+    server = ServerProcess(tmp_path / "data", http=True)
+    gated = Gated(tmp_path / "gated")
+    try:
+        url = server.http_url
+        run_id = create_run(url, compiled["gated-pipeline"], counter=str(gated.counter), gate=str(gated.gate))
+        wait_for(lambda: get_run(url, run_id)["state"] == "RUNNING", "the gated run RUNNING")
+        with stream(url + EVENTS) as events, stream(f"{url}{RUNS}/{run_id}:watch") as watch:
+            received_events, received_snapshots = opened(events), opened(watch)
+            assert next(received_events).data["run_id"] == run_id
+            assert next(received_snapshots).data["state"] == "RUNNING"
+            server.process.send_signal(signal.SIGTERM)
+            for received in (received_events, received_snapshots):
+                last = list(received)[-1]
+                assert last.event == "error"
+                assert last.data["code"] == 14 and "shutting down" in last.data["message"]  # UNAVAILABLE
+                assert last.data["details"] == []
+        _, stderr = server.process.communicate(timeout=20)
+        assert server.process.returncode == 0, stderr
+    finally:
+        gated.open()
+        if server.process.returncode is None:  # the test failed before the server stopped
+            server.kill()
 
 
 def test_dropped_streams_leave_nothing_behind(tmp_path: Path, compiled: dict[str, dict[str, Any]]) -> None:

@@ -35,7 +35,13 @@ from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.recurring import RecurringRuns
 from kfpgrpc.domain import RecurringRunView
 from kfpgrpc.http.errors import answers_errors
-from kfpgrpc.http.messages import body_into, request_message, respond, respond_off_loop, sse_frame
+from kfpgrpc.http.messages import (
+    body_into,
+    request_message,
+    respond,
+    respond_off_loop,
+    sse_frame,
+)
 from kfpgrpc.http.streams import event_stream
 from kfpgrpc.v1 import recurring_run_pb2 as pb
 

@@ -36,7 +36,13 @@ from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.runs import Runs
 from kfpgrpc.domain import RunView
 from kfpgrpc.http.errors import answers_errors
-from kfpgrpc.http.messages import body_into, request_message, respond, respond_off_loop, sse_frame
+from kfpgrpc.http.messages import (
+    body_into,
+    request_message,
+    respond,
+    respond_off_loop,
+    sse_frame,
+)
 from kfpgrpc.http.streams import event_stream
 from kfpgrpc.v1 import run_pb2 as pb
 

@@ -45,19 +45,17 @@ _END = sse_frame({}, event="end")
 _DONE = object()
 
 
-def event_stream(
-    items: AsyncGenerator[T, None], frame: Callable[[T], bytes], first: Sequence[T] = (), keep_alive: float = KEEP_ALIVE_SECONDS
-) -> StreamingResponse:
+def event_stream(items: AsyncGenerator[T, None], frame: Callable[[T], bytes], first: Sequence[T] = ()) -> StreamingResponse:
     """The 200 response streaming `first`, then `items`, each as `frame(item)` (sse_frame), then
-    `end`; or `error` when `items` raises. `keep_alive`: seconds of silence before a comment."""
-    return StreamingResponse(_frames(items, frame, first, keep_alive), headers=HEADERS)
+    `end`; or `error` when `items` raises."""
+    return StreamingResponse(_frames(items, frame, first), headers=HEADERS)
 
 
 async def _next(items: AsyncGenerator[T, None]) -> T | object:
     return await anext(items, _DONE)
 
 
-async def _frames(items: AsyncGenerator[T, None], frame: Callable[[T], bytes], first: Sequence[T], keep_alive: float) -> AsyncIterator[bytes]:
+async def _frames(items: AsyncGenerator[T, None], frame: Callable[[T], bytes], first: Sequence[T]) -> AsyncIterator[bytes]:
     yield _RETRY
     pending: asyncio.Task[T | object] | None = None
     try:
@@ -67,7 +65,7 @@ async def _frames(items: AsyncGenerator[T, None], frame: Callable[[T], bytes], f
             # The next item in a task of its own, so that waiting for it can be interrupted by a
             # keep-alive without cancelling it (which would end `items`).
             pending = asyncio.ensure_future(_next(items))
-            while not (await asyncio.wait({pending}, timeout=keep_alive))[0]:
+            while not (await asyncio.wait({pending}, timeout=KEEP_ALIVE_SECONDS))[0]:
                 yield _KEEP_ALIVE
             item = pending.result()
             pending = None
