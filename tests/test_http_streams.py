@@ -29,6 +29,7 @@ POLL = 0.1
 START = "2100-01-01T00:00:00Z"  # a schedule that never fires during a test
 RUNS = "/apis/v2beta1/runs"
 EVENTS = "/apis/v2beta1/events:watch"
+TOKEN = "s3cret-token"
 
 
 @dataclass
@@ -274,11 +275,11 @@ def test_logs_are_followed_while_the_task_runs(rest: ServerProcess, compiled: di
 
 
 def test_streams_need_the_bearer_token(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data", "--auth-token", test_http.TOKEN, http=True)
+    server = ServerProcess(tmp_path / "data", "--auth-token", TOKEN, http=True)
     try:
         response = httpx.get(server.http_url + EVENTS)
         assert response.status_code == 401 and error_of(response)["code"] == 16  # UNAUTHENTICATED
-        with stream(server.http_url + EVENTS, headers={"Authorization": f"Bearer {test_http.TOKEN}"}) as response:
+        with stream(server.http_url + EVENTS, headers={"Authorization": f"Bearer {TOKEN}"}) as response:
             assert response.status_code == 200
             assert next(frames(response)).retry == "1000"
     finally:
