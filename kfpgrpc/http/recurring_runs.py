@@ -31,7 +31,6 @@ from __future__ import annotations
 from google.protobuf import empty_pb2, field_mask_pb2
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from kfpgrpc.api.convert import list_request, to_message
 from kfpgrpc.api.recurring_runs import (
@@ -44,11 +43,20 @@ from kfpgrpc.api.recurring_runs import (
 from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.recurring import RecurringRuns
 from kfpgrpc.domain import RecurringRunView
-from kfpgrpc.http.errors import answers_errors
-from kfpgrpc.http.messages import body_into, body_with_mask, params_into, request_message, respond, respond_off_loop
+from kfpgrpc.http.endpoints import Endpoint
+from kfpgrpc.http.messages import (
+    body_into,
+    body_with_mask,
+    params_into,
+    request_message,
+    respond,
+    respond_off_loop,
+)
 from kfpgrpc.v1 import recurring_run_pb2 as pb
+from kfpgrpc.v1 import run_pb2
 
 PREFIX = "/apis/v2beta1/recurringruns"
+KFP_NAMES = {"recurring_runs": "recurringRuns"}  # ListRecurringRunsResponse's field by KFP's proto name
 OneRecurringRunRequest = (
     pb.GetRecurringRunRequest | pb.EnableRecurringRunRequest | pb.DisableRecurringRunRequest | pb.TriggerRecurringRunRequest
 )
@@ -60,18 +68,25 @@ class RecurringRunRoutes:
         self._max_message_bytes = max_message_bytes
         self._max_spec_bytes = max_spec_bytes
 
-    def routes(self) -> list[Route]:
+    def endpoints(self) -> list[Endpoint]:
         one = PREFIX + "/{recurring_run_id}"
         return [
-            Route(PREFIX, answers_errors(self.create_recurring_run), methods=["POST"]),
-            Route(PREFIX, answers_errors(self.list_recurring_runs), methods=["GET"]),
-            Route(one + ":enable", answers_errors(self.enable_recurring_run), methods=["POST"]),
-            Route(one + ":disable", answers_errors(self.disable_recurring_run), methods=["POST"]),
-            Route(one + ":trigger", answers_errors(self.trigger_recurring_run), methods=["POST"]),
-            Route(one + ":backfill", answers_errors(self.backfill_recurring_run), methods=["POST"]),
-            Route(one, answers_errors(self.update_recurring_run), methods=["PATCH"]),
-            Route(one, answers_errors(self.get_recurring_run), methods=["GET"]),
-            Route(one, answers_errors(self.delete_recurring_run), methods=["DELETE"]),
+            Endpoint("POST", PREFIX, self.create_recurring_run, "Create a recurring run.", pb.CreateRecurringRunRequest, pb.RecurringRun,
+                     body="recurring_run"),
+            Endpoint("GET", PREFIX, self.list_recurring_runs, "List recurring runs.", pb.ListRecurringRunsRequest,
+                     pb.ListRecurringRunsResponse, renamed=KFP_NAMES),
+            Endpoint("POST", one + ":enable", self.enable_recurring_run, "Enable a recurring run.", pb.EnableRecurringRunRequest),
+            Endpoint("POST", one + ":disable", self.disable_recurring_run, "Disable a recurring run.", pb.DisableRecurringRunRequest),
+            Endpoint("POST", one + ":trigger", self.trigger_recurring_run, "kfpgrpc: start a run now, outside the schedule.",
+                     pb.TriggerRecurringRunRequest, run_pb2.Run),
+            Endpoint("POST", one + ":backfill", self.backfill_recurring_run, "kfpgrpc: queue runs for a past range's ticks.",
+                     pb.BackfillRecurringRunRequest, pb.BackfillRecurringRunResponse, body="*"),
+            Endpoint("PATCH", one, self.update_recurring_run,
+                     "kfpgrpc: update a recurring run (update_mask, else the fields the body sets).", pb.UpdateRecurringRunRequest,
+                     pb.RecurringRun, body="recurring_run"),
+            Endpoint("GET", one, self.get_recurring_run, "Get a recurring run.", pb.GetRecurringRunRequest, pb.RecurringRun),
+            Endpoint("DELETE", one, self.delete_recurring_run, "Delete a recurring run (with its runs if delete_runs).",
+                     pb.DeleteRecurringRunRequest),
         ]
 
     async def create_recurring_run(self, request: Request) -> Response:
@@ -88,7 +103,7 @@ class RecurringRunRoutes:
         page = await self._recurring_runs.list(message.experiment_id, list_request(message))
         recurring_runs, next_page_token = fit_page(page, recurring_run_to_proto)
         response = pb.ListRecurringRunsResponse(recurring_runs=recurring_runs, total_size=page.total_size, next_page_token=next_page_token)
-        return respond(response, kfp_names={"recurring_runs": "recurringRuns"})  # KFP's proto field name
+        return respond(response, kfp_names=KFP_NAMES)
 
     async def enable_recurring_run(self, request: Request) -> Response:
         await self._recurring_runs.set_enabled(self._recurring_run_id(request, pb.EnableRecurringRunRequest()), True)
