@@ -19,8 +19,8 @@ from starlette.routing import Route
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.http.app import build_app
 from tests.support import ServerProcess
-from tests.test_http import TOKEN
 
+TOKEN = "openapi-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
