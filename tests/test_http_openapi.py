@@ -1,7 +1,7 @@
 """GET /openapi.json (kfpgrpc/http/openapi.py) from a real `kfpgrpc serve`: a valid OpenAPI 3.1
 document (openapi-spec-validator) naming every route the app serves, behind the bearer token like
 every path but healthz, whose schemas match what the server writes (real responses validated
-against them)."""
+against them); a stream endpoint's entry."""
 
 from __future__ import annotations
 
@@ -14,10 +14,15 @@ import pytest
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.http.app import build_app
+from kfpgrpc.http.endpoints import Endpoint
+from kfpgrpc.http.openapi import openapi_document
+from kfpgrpc.v1 import run_pb2
 from tests.support import ServerProcess
 
 TOKEN = "openapi-token"
@@ -114,3 +119,29 @@ def test_schemas_follow_the_json_the_server_writes(served: tuple[httpx.Client, d
     assert not schema_of(document, "RecurringRun").is_valid({**recurring, "max_concurrency": 2})  # int64s are strings
     assert not schema_of(document, "RecurringRun").is_valid({**recurring, "mode": "SOMETIMES"})
     assert not schema_of(document, "RecurringRun").is_valid(refused.json())
+
+
+def test_a_stream_endpoint_is_described_as_server_sent_events() -> None:
+    """What the SSE routes' entries will say: `text/event-stream`, each event's data a JSON message."""
+
+    async def watch_run(request: Request) -> Response:
+        raise NotImplementedError  # never called: only the document is made
+
+    async def stream_run_logs(request: Request) -> Response:
+        raise NotImplementedError
+
+    endpoints = [
+        Endpoint("GET", "/apis/v2beta1/runs/{run_id}:watch", watch_run, "Watch a run.", run_pb2.WatchRunRequest, run_pb2.Run, stream=True),
+        Endpoint("GET", "/apis/v2beta1/runs/{run_id}/logs", stream_run_logs, "A run's logs.", run_pb2.StreamRunLogsRequest,
+                 run_pb2.StreamRunLogsResponse, stream=True),
+    ]
+    document = openapi_document(endpoints, bearer=False, open_paths=(), version="0")
+    validate(document)
+    assert "security" not in document  # a server without a token
+    watch = document["paths"]["/apis/v2beta1/runs/{run_id}:watch"]["get"]
+    assert list(watch["responses"]["200"]["content"]) == ["text/event-stream"]
+    assert watch["responses"]["200"]["content"]["text/event-stream"]["x-event-data"] == {"$ref": "#/components/schemas/Run"}
+    logs = document["paths"]["/apis/v2beta1/runs/{run_id}/logs"]["get"]
+    assert [(p["name"], p["in"]) for p in logs["parameters"]] == [("run_id", "path"), ("task_name", "query"), ("follow", "query")]
+    with pytest.raises(ValueError, match="a second endpoint"):
+        openapi_document([*endpoints, endpoints[0]], bearer=False, open_paths=(), version="0")

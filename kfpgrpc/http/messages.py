@@ -81,7 +81,7 @@ def _set_paths(document: object, descriptor: Descriptor, prefix: str) -> list[st
             continue
         path = prefix + field.name
         nested = field.message_type
-        if (nested is not None and field.label != FieldDescriptor.LABEL_REPEATED and isinstance(value, dict) and value
+        if (nested is not None and not field.is_repeated and isinstance(value, dict) and value
                 and not nested.full_name.startswith("google.protobuf.")):
             paths += _set_paths(value, nested, path + ".")
         else:

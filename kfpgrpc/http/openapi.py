@@ -85,7 +85,7 @@ class _Schemas:
     def field(self, field: FieldDescriptor) -> Schema:
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             return {"type": "object", "additionalProperties": self.value(field.message_type.fields_by_name["value"])}
-        if field.label == FieldDescriptor.LABEL_REPEATED:
+        if field.is_repeated:
             return {"type": "array", "items": self.value(field)}
         return self.value(field)
 
