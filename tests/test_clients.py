@@ -1,6 +1,6 @@
 """The example clients under clients/ work against a real `kfpgrpc serve`: the Node client's
-own `npm test`, and the grpcurl walkthrough, run twice on one server since it must be
-repeatable."""
+own `npm test`, and the grpcurl and curl walkthroughs, each run twice on one server since they
+must be repeatable."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -19,6 +20,7 @@ from tests.support import ServerProcess, run_with_venv
 
 CLIENTS = Path(__file__).resolve().parent.parent / "clients"
 NODE_CLIENT = CLIENTS / "node"
+TOKEN = "walkthrough-token"  # the curl walkthrough's server requires it
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +84,48 @@ def test_grpcurl_walkthrough_runs_twice(live_server: ServerProcess, tmp_path: Pa
         experiments += re.findall(r"^experiment (walkthrough-\S+): ", output, re.MULTILINE)
     assert len(set(experiments)) == 2, experiments
     assert not list(tmp_path.iterdir()), "the walkthrough left files behind"
+
+
+def test_curl_walkthrough_runs_twice(tmp_path: Path) -> None:
+    """The REST walkthrough, twice on one server that requires a token: each pass cleans up after
+    itself, so the server is left as it started; without the token it stops at the first call."""
+    server = ServerProcess(tmp_path / "data", "--auth-token", TOKEN, http=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    try:
+        experiments = []
+        for _ in range(2):
+            result = run_with_venv([str(CLIENTS / "curl" / "walkthrough.sh")], work, KFPGRPC_HTTP=server.http_url, KFPGRPC_TOKEN=TOKEN)
+            output = result.stdout
+            assert result.returncode == 0, output
+            for expected in (
+                '{"multi_user":false}',  # healthz
+                "state SUCCEEDED",
+                "task divide SUCCEEDED {'Output': 2.5}",  # 10 / 4
+                "runs: 1",  # the experiment's
+                "updated: max_concurrency 2 cron 0 30 3 * * *",  # PATCH with update_mask
+                "enabled: ENABLED next at 2100-01-01T03:30:00Z",
+                "disabled: DISABLED",
+                "now answers 404",  # the run, deleted
+                "SUCCEEDED.",  # the closing line
+            ):
+                assert expected in output, f"{expected!r} not in the walkthrough's output:\n{output}"
+            assert re.search(r"^recurring run \S+ DISABLED$", output, re.MULTILINE), output
+            experiments += re.findall(r"^experiment (curl-walkthrough-\S+): ", output, re.MULTILINE)
+        assert len(set(experiments)) == 2, experiments
+
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        left = httpx.get(f"{server.http_url}/apis/v2beta1/experiments", headers=auth).json()
+        assert [e["display_name"] for e in left["experiments"]] == ["Default"]
+        assert httpx.get(f"{server.http_url}/apis/v2beta1/pipelines", headers=auth).json().get("total_size", 0) == 0
+
+        refused = run_with_venv([str(CLIENTS / "curl" / "walkthrough.sh")], work, KFPGRPC_HTTP=server.http_url)
+        assert refused.returncode != 0 and "missing or invalid bearer token" in refused.stdout, refused.stdout
+        assert "Traceback" not in refused.stdout
+        assert not list(work.iterdir()), "the walkthrough left files behind"
+    finally:
+        code, stderr = server.terminate()
+        assert code == 0, stderr
 
 
 def without_kfp_version(spec_yaml: str) -> str:

@@ -1,15 +1,16 @@
-"""The ASGI application of KFP's REST API (Starlette): routes, bearer token, healthz."""
+"""The ASGI application of KFP's REST API (Starlette): routes, bearer token, healthz, /openapi.json."""
 
 from __future__ import annotations
 
 import hmac
+import importlib.metadata
 
+from google.protobuf import struct_pb2
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kfpgrpc.config import ServerConfig
@@ -19,9 +20,11 @@ from kfpgrpc.core.pipelines import Pipelines
 from kfpgrpc.core.recurring import RecurringRuns
 from kfpgrpc.core.runs import Runs
 from kfpgrpc.errors import Unauthenticated
+from kfpgrpc.http.endpoints import Endpoint
 from kfpgrpc.http.errors import error_response, handle_http_exception
 from kfpgrpc.http.events import EventRoutes
 from kfpgrpc.http.experiments import ExperimentRoutes
+from kfpgrpc.http.openapi import OPENAPI_PATH, openapi_json
 from kfpgrpc.http.pipelines import PipelineRoutes
 from kfpgrpc.http.recurring_runs import RecurringRunRoutes
 from kfpgrpc.http.runs import RunRoutes
@@ -58,15 +61,30 @@ def build_app(
     config: ServerConfig, experiments: Experiments, pipelines: Pipelines, runs: Runs, recurring_runs: RecurringRuns,
     events: Events,
 ) -> ASGIApp:
-    app = Starlette(
-        routes=[
-            Route(HEALTHZ, healthz, methods=["GET"]),
-            *ExperimentRoutes(experiments, config.max_message_bytes).routes(),
-            *PipelineRoutes(pipelines, config.max_message_bytes, config.max_spec_bytes).routes(),
-            *RunRoutes(runs, config.max_message_bytes, config.max_spec_bytes).routes(),
-            *RecurringRunRoutes(recurring_runs, config.max_message_bytes, config.max_spec_bytes).routes(),
-            *EventRoutes(events).routes(),
-        ],
-        exception_handlers={HTTPException: handle_http_exception},
-    )
+    """The REST app: every route from one endpoint table, which /openapi.json describes."""
+    endpoints = [
+        Endpoint("GET", HEALTHZ, healthz, "KFP's health check: {\"multi_user\": false}.", response=struct_pb2.Struct),
+        *ExperimentRoutes(experiments, config.max_message_bytes).endpoints(),
+        *PipelineRoutes(pipelines, config.max_message_bytes, config.max_spec_bytes).endpoints(),
+        *RunRoutes(runs, config.max_message_bytes, config.max_spec_bytes).endpoints(),
+        *RecurringRunRoutes(recurring_runs, config.max_message_bytes, config.max_spec_bytes).endpoints(),
+        *EventRoutes(events).endpoints(),
+    ]
+    document: list[bytes] = []  # made on the first request, then kept
+
+    async def openapi(request: Request) -> Response:
+        """This API's OpenAPI 3.1 document (kfpgrpc/http/openapi.py)."""
+        if not document:
+            document.append(openapi_json(endpoints, bearer=bool(config.auth_token), open_paths={HEALTHZ}, version=_version()))
+        return Response(document[0], media_type="application/json")
+
+    endpoints.append(Endpoint("GET", OPENAPI_PATH, openapi, "This API's OpenAPI 3.1 document.", response=struct_pb2.Struct))
+    app = Starlette(routes=[endpoint.route() for endpoint in endpoints], exception_handlers={HTTPException: handle_http_exception})
     return BearerToken(app, config.auth_token) if config.auth_token else app
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("kfpgrpc")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "0"

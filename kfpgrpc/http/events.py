@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from kfpgrpc.api.events import event_filter, event_to_proto
 from kfpgrpc.core.events import Events
 from kfpgrpc.errors import InvalidArgument
-from kfpgrpc.http.errors import answers_errors
+from kfpgrpc.http.endpoints import Endpoint
 from kfpgrpc.http.messages import request_message, sse_frame
 from kfpgrpc.http.streams import event_stream
 from kfpgrpc.v1 import event_pb2 as pb
@@ -35,8 +34,11 @@ class EventRoutes:
     def __init__(self, events: Events) -> None:
         self._events = events
 
-    def routes(self) -> list[Route]:
-        return [Route(PATH, answers_errors(self.watch_events), methods=["GET"])]
+    def endpoints(self) -> list[Endpoint]:
+        return [
+            Endpoint("GET", PATH, self.watch_events, "kfpgrpc: events as Server-Sent Events, resumable by Last-Event-ID.",
+                     pb.WatchEventsRequest, pb.Event, stream=True),
+        ]
 
     async def watch_events(self, request: Request) -> Response:
         message = request_message(request, pb.WatchEventsRequest())

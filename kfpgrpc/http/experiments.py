@@ -17,13 +17,12 @@ from __future__ import annotations
 from google.protobuf import empty_pb2
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from kfpgrpc.api.convert import list_request
 from kfpgrpc.api.experiments import experiment_to_proto
 from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.experiments import Experiments
-from kfpgrpc.http.errors import answers_errors
+from kfpgrpc.http.endpoints import Endpoint
 from kfpgrpc.http.messages import body_into, request_message, respond
 from kfpgrpc.v1 import experiment_pb2 as pb
 
@@ -35,15 +34,15 @@ class ExperimentRoutes:
         self._experiments = experiments
         self._max_message_bytes = max_message_bytes
 
-    def routes(self) -> list[Route]:
+    def endpoints(self) -> list[Endpoint]:
         one = PREFIX + "/{experiment_id}"
         return [
-            Route(PREFIX, answers_errors(self.create_experiment), methods=["POST"]),
-            Route(PREFIX, answers_errors(self.list_experiments), methods=["GET"]),
-            Route(one + ":archive", answers_errors(self.archive_experiment), methods=["POST"]),
-            Route(one + ":unarchive", answers_errors(self.unarchive_experiment), methods=["POST"]),
-            Route(one, answers_errors(self.get_experiment), methods=["GET"]),
-            Route(one, answers_errors(self.delete_experiment), methods=["DELETE"]),
+            Endpoint("POST", PREFIX, self.create_experiment, "Create an experiment.", pb.CreateExperimentRequest, pb.Experiment, body="experiment"),
+            Endpoint("GET", PREFIX, self.list_experiments, "List experiments.", pb.ListExperimentsRequest, pb.ListExperimentsResponse),
+            Endpoint("POST", one + ":archive", self.archive_experiment, "Archive an experiment.", pb.ArchiveExperimentRequest),
+            Endpoint("POST", one + ":unarchive", self.unarchive_experiment, "Unarchive an experiment.", pb.UnarchiveExperimentRequest),
+            Endpoint("GET", one, self.get_experiment, "Get an experiment.", pb.GetExperimentRequest, pb.Experiment),
+            Endpoint("DELETE", one, self.delete_experiment, "Delete an experiment.", pb.DeleteExperimentRequest),
         ]
 
     async def create_experiment(self, request: Request) -> Response:

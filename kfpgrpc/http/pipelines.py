@@ -2,6 +2,7 @@
 and PipelineUploadServiceApi): the JSON twin of kfpgrpc/api/pipelines.py, calling the same core.
 
     POST   /apis/v2beta1/pipelines                         body: Pipeline -> Pipeline
+    POST   /apis/v2beta1/pipelines/create                  body: CreatePipelineAndVersionRequest -> Pipeline
     GET    /apis/v2beta1/pipelines/{pipeline_id}           -> Pipeline
     GET    /apis/v2beta1/pipelines/names/{name}            -> Pipeline
     GET    /apis/v2beta1/pipelines?page_token&page_size&sort_by&filter -> ListPipelinesResponse
@@ -30,15 +31,26 @@ from google.protobuf import empty_pb2, struct_pb2
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from kfpgrpc.api.convert import list_request, spec_to_dict, struct
-from kfpgrpc.api.pipelines import create_version, list_versions, pipeline_to_proto, version_to_proto
+from kfpgrpc.api.pipelines import (
+    create_pipeline_and_version,
+    create_version,
+    list_versions,
+    pipeline_to_proto,
+    version_to_proto,
+)
 from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.pipelines import Pipelines
 from kfpgrpc.errors import InvalidArgument
-from kfpgrpc.http.errors import answers_errors
-from kfpgrpc.http.messages import body_into, read_body, request_message, respond, respond_off_loop
+from kfpgrpc.http.endpoints import Endpoint
+from kfpgrpc.http.messages import (
+    body_into,
+    read_body,
+    request_message,
+    respond,
+    respond_off_loop,
+)
 from kfpgrpc.spec_files import spec_from_package
 from kfpgrpc.v1 import pipeline_pb2 as pb
 
@@ -52,27 +64,40 @@ class PipelineRoutes:
         self._max_message_bytes = max_message_bytes
         self._max_spec_bytes = max_spec_bytes
 
-    def routes(self) -> list[Route]:
+    def endpoints(self) -> list[Endpoint]:
         one = PREFIX + "/{pipeline_id}"
         versions = one + "/versions"
         version = versions + "/{pipeline_version_id}"
+        upload_query = {"name": "unique name (default: the file's name)", "display_name": "default: name", "description": "free text"}
         return [
-            Route(PREFIX, answers_errors(self.create_pipeline), methods=["POST"]),
-            Route(PREFIX, answers_errors(self.list_pipelines), methods=["GET"]),
-            Route(PREFIX + "/upload", answers_errors(self.upload_pipeline), methods=["POST"]),
-            Route(PREFIX + "/upload_version", answers_errors(self.upload_pipeline_version), methods=["POST"]),
-            Route(PREFIX + "/names/{name}", answers_errors(self.get_pipeline_by_name), methods=["GET"]),
-            Route(one, answers_errors(self.get_pipeline), methods=["GET"]),
-            Route(one, answers_errors(self.delete_pipeline), methods=["DELETE"]),
-            Route(versions, answers_errors(self.create_pipeline_version), methods=["POST"]),
-            Route(versions, answers_errors(self.list_pipeline_versions), methods=["GET"]),
-            Route(version, answers_errors(self.get_pipeline_version), methods=["GET"]),
-            Route(version, answers_errors(self.delete_pipeline_version), methods=["DELETE"]),
+            Endpoint("POST", PREFIX, self.create_pipeline, "Create a pipeline (without versions).", pb.CreatePipelineRequest, pb.Pipeline,
+                     body="pipeline"),
+            Endpoint("GET", PREFIX, self.list_pipelines, "List pipelines.", pb.ListPipelinesRequest, pb.ListPipelinesResponse),
+            Endpoint("POST", PREFIX + "/create", self.create_pipeline_and_version, "Create a pipeline and its first version, or neither.",
+                     pb.CreatePipelineAndVersionRequest, pb.Pipeline, body="*"),
+            Endpoint("POST", PREFIX + "/upload", self.upload_pipeline, "Upload a compiled pipeline file: a pipeline and its first version.",
+                     response=pb.Pipeline, upload=UPLOAD_FIELD, query=upload_query),
+            Endpoint("POST", PREFIX + "/upload_version", self.upload_pipeline_version, "Upload a compiled pipeline file as a new version.",
+                     response=pb.PipelineVersion, upload=UPLOAD_FIELD, query={"pipelineid": "the pipeline's id", **upload_query}),
+            Endpoint("GET", PREFIX + "/names/{name}", self.get_pipeline_by_name, "Get a pipeline by its name.", pb.GetPipelineByNameRequest,
+                     pb.Pipeline),
+            Endpoint("GET", one, self.get_pipeline, "Get a pipeline.", pb.GetPipelineRequest, pb.Pipeline),
+            Endpoint("DELETE", one, self.delete_pipeline, "Delete a pipeline (with its versions if cascade).", pb.DeletePipelineRequest),
+            Endpoint("POST", versions, self.create_pipeline_version, "Add a version to a pipeline.", pb.CreatePipelineVersionRequest,
+                     pb.PipelineVersion, body="pipeline_version"),
+            Endpoint("GET", versions, self.list_pipeline_versions, "List a pipeline's versions.", pb.ListPipelineVersionsRequest,
+                     pb.ListPipelineVersionsResponse),
+            Endpoint("GET", version, self.get_pipeline_version, "Get a pipeline version.", pb.GetPipelineVersionRequest, pb.PipelineVersion),
+            Endpoint("DELETE", version, self.delete_pipeline_version, "Delete a pipeline version.", pb.DeletePipelineVersionRequest),
         ]
 
     async def create_pipeline(self, request: Request) -> Response:
         p = await body_into(request, pb.Pipeline(), "pipeline", self._max_message_bytes)
         return respond(pipeline_to_proto(await self._pipelines.create(p.name, p.display_name, p.description)))
+
+    async def create_pipeline_and_version(self, request: Request) -> Response:
+        message = await body_into(request, pb.CreatePipelineAndVersionRequest(), "body", self._max_message_bytes)
+        return respond(await create_pipeline_and_version(self._pipelines, message, self._max_spec_bytes))
 
     async def get_pipeline(self, request: Request) -> Response:
         pipeline_id = request_message(request, pb.GetPipelineRequest()).pipeline_id

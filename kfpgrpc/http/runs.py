@@ -28,14 +28,13 @@ from __future__ import annotations
 from google.protobuf import empty_pb2
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from kfpgrpc.api.convert import list_request, to_message
 from kfpgrpc.api.runs import logs_to_proto, new_run, run_to_proto
 from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.runs import Runs
 from kfpgrpc.domain import RunView
-from kfpgrpc.http.errors import answers_errors
+from kfpgrpc.http.endpoints import Endpoint
 from kfpgrpc.http.messages import (
     body_into,
     request_message,
@@ -59,19 +58,22 @@ class RunRoutes:
         self._max_message_bytes = max_message_bytes
         self._max_spec_bytes = max_spec_bytes
 
-    def routes(self) -> list[Route]:
+    def endpoints(self) -> list[Endpoint]:
         one = PREFIX + "/{run_id}"
         return [
-            Route(PREFIX, answers_errors(self.create_run), methods=["POST"]),
-            Route(PREFIX, answers_errors(self.list_runs), methods=["GET"]),
-            Route(one + ":terminate", answers_errors(self.terminate_run), methods=["POST"]),
-            Route(one + ":retry", answers_errors(self.retry_run), methods=["POST"]),
-            Route(one + ":archive", answers_errors(self.archive_run), methods=["POST"]),
-            Route(one + ":unarchive", answers_errors(self.unarchive_run), methods=["POST"]),
-            Route(one + ":watch", answers_errors(self.watch_run), methods=["GET"]),  # before `one`, which matches it
-            Route(one + "/logs", answers_errors(self.stream_run_logs), methods=["GET"]),
-            Route(one, answers_errors(self.get_run), methods=["GET"]),
-            Route(one, answers_errors(self.delete_run), methods=["DELETE"]),
+            Endpoint("POST", PREFIX, self.create_run, "Create a run.", pb.CreateRunRequest, pb.Run, body="run"),
+            Endpoint("GET", PREFIX, self.list_runs, "List runs.", pb.ListRunsRequest, pb.ListRunsResponse),
+            Endpoint("POST", one + ":terminate", self.terminate_run, "Terminate a run.", pb.TerminateRunRequest),
+            Endpoint("POST", one + ":retry", self.retry_run, "Retry a failed or canceled run.", pb.RetryRunRequest),
+            Endpoint("POST", one + ":archive", self.archive_run, "Archive a run.", pb.ArchiveRunRequest),
+            Endpoint("POST", one + ":unarchive", self.unarchive_run, "Unarchive a run.", pb.UnarchiveRunRequest),
+            # Before `one`, which would match them:
+            Endpoint("GET", one + ":watch", self.watch_run, "kfpgrpc: the run's snapshots as Server-Sent Events, until it ends.",
+                     pb.WatchRunRequest, pb.Run, stream=True),
+            Endpoint("GET", one + "/logs", self.stream_run_logs, "kfpgrpc: the run's task logs as Server-Sent Events.",
+                     pb.StreamRunLogsRequest, pb.StreamRunLogsResponse, stream=True),
+            Endpoint("GET", one, self.get_run, "Get a run.", pb.GetRunRequest, pb.Run),
+            Endpoint("DELETE", one, self.delete_run, "Delete a run.", pb.DeleteRunRequest),
         ]
 
     async def create_run(self, request: Request) -> Response:
