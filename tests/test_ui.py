@@ -6,7 +6,10 @@ a cross-origin request cannot use."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -192,3 +195,84 @@ def test_with_a_token_the_ui_asks_for_it_and_keeps_it_in_a_same_origin_cookie(pa
     finally:
         code, stderr = server.terminate()
     assert code == 0, stderr
+
+
+# Keeps every EventSource the page makes in window.sources, to see them open and close.
+TRACK_SOURCES = """
+window.sources = [];
+const Original = window.EventSource;
+window.EventSource = class extends Original {
+  constructor(...args) { super(...args); window.sources.push(this); }
+};
+"""
+
+
+def set_hidden(page: Page, hidden: bool) -> None:
+    """What the browser does when the tab is hidden or shown again."""
+    page.evaluate("""(hidden) => {
+        Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""", hidden)
+
+
+def test_a_hidden_tab_closes_the_stream_and_catches_up_when_shown(page: Page, served: ServerProcess, instant: dict[str, Any]) -> None:
+    page.add_init_script(TRACK_SOURCES)
+    first = create_run(served, instant, "before")
+    wait_for_state(served, first, "SUCCEEDED")
+    page.goto(served.http_url + "/ui/#/runs")
+    expect(state_of(page, "before")).to_have_attribute("data-state", "SUCCEEDED")
+    expect(page.locator(".pager .live")).to_have_attribute("data-live", "yes")
+    set_hidden(page, True)
+    assert page.evaluate("window.sources.map((s) => s.readyState)") == [2]  # CLOSED
+    wait_for_state(served, create_run(served, instant, "while-hidden"), "SUCCEEDED")
+    set_hidden(page, False)
+    expect(state_of(page, "while-hidden")).to_have_attribute("data-state", "SUCCEEDED")
+    urls = page.evaluate("window.sources.map((s) => s.url)")
+    assert len(urls) == 2 and "after_sequence=" not in urls[0] and re.search(r"after_sequence=\d+", urls[1]), urls
+
+
+def test_an_error_of_the_api_is_shown(page: Page, served: ServerProcess) -> None:
+    page.goto(served.http_url + "/ui/#/runs?experiment=no-such-experiment")
+    expect(page.locator("#error-banner")).to_contain_text("no-such-experiment")
+    page.locator("#error-banner .dismiss").click()
+    expect(page.locator("#error-banner")).to_be_hidden()
+
+
+def test_the_experiment_selector_lists_that_experiments_runs(page: Page, served: ServerProcess, instant: dict[str, Any]) -> None:
+    ids = {}
+    for name in ("alpha", "beta"):
+        status, experiment = call(served, "POST", "/apis/v2beta1/experiments", {"display_name": name})
+        assert status == 200, experiment
+        ids[name] = experiment["experiment_id"]
+        for i in range(2):
+            status, run = call(served, "POST", "/apis/v2beta1/runs", {
+                "display_name": f"{name}-{i}", "experiment_id": ids[name], "pipeline_spec": instant,
+            })
+            assert status == 200, run
+    page.goto(served.http_url + f"/ui/#/runs?experiment={ids['alpha']}")
+    names = page.locator("table.runs tbody .run-name")
+    expect(names).to_have_text(["alpha-1", "alpha-0"])
+    expect(page.get_by_label("Experiment")).to_have_value(ids["alpha"])
+    page.get_by_label("Experiment").select_option(label="beta")
+    expect(names).to_have_text(["beta-1", "beta-0"])
+    expect(page).to_have_url(re.compile(f"experiment={ids['beta']}"))
+    page.get_by_label("Experiment").select_option(label="All experiments")
+    expect(names).to_have_text(["beta-1", "beta-0", "alpha-1", "alpha-0"])
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_without_chromium_the_browser_tests_skip_unless_required(tmp_path: Path, required: bool) -> None:
+    path = tmp_path / "bin"  # the interpreter's directory only: no chromium on it
+    path.mkdir()
+    (path / "python").symlink_to(sys.executable)
+    env = {**os.environ, "PATH": str(path)}
+    env.pop("KFPGRPC_REQUIRE_BROWSER", None)
+    if required:
+        env["KFPGRPC_REQUIRE_BROWSER"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-rsf", "-q", "-p", "no:cacheprovider", f"{__file__}::test_an_error_of_the_api_is_shown"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parent.parent,
+    )
+    assert "Chromium not installed (apt-get install chromium)" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == (1 if required else 0), result.stdout
+    assert ("1 error" if required else "1 skipped") in result.stdout, result.stdout

@@ -183,7 +183,13 @@ async function loadExperiments(mine, select) {
       experiment.display_name));
   }
   if (mine.experiment && !found.some((e) => e.experiment_id === mine.experiment)) {
-    select.append(h("option", { value: mine.experiment, selected: true }, mine.experiment));
+    // Past the selector's cap, or gone (a link to a deleted experiment): asked for by id.
+    try {
+      const experiment = await get(`experiments/${encodeURIComponent(mine.experiment)}`);
+      if (view === mine) select.append(h("option", { value: mine.experiment, selected: true }, experiment.display_name));
+    } catch (error) {
+      if (view === mine) showError(error);
+    }
   }
 }
 
