@@ -71,7 +71,7 @@ export async function render(container, params) {
   const tick = setInterval(() => {
     for (const { run, tr } of mine.rows.values()) if (!FINAL_STATES.has(run.state)) fillRow(tr, run);
   }, 1000);
-  mine.timers.push(() => clearInterval(tick));
+  mine.timers.push(() => clearInterval(tick), () => clearTimeout(mine.reloading));
 
   mine.stream = openStream(mine);
   loadExperiments(mine, experiments);
@@ -252,6 +252,5 @@ function apply(mine, event) {
     // the server apply the filters; several creations at once reload once.
     clearTimeout(mine.reloading);
     mine.reloading = setTimeout(() => view === mine && load(mine), 200);
-    mine.timers.push(() => clearTimeout(mine.reloading));
   }
 }
