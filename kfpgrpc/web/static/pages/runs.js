@@ -7,6 +7,7 @@ import { FINAL_STATES, STATES, formatDuration, formatTime, h, stateBadge } from 
 
 const PAGE_SIZES = [10, 20, 50, 100];
 const LIVE_TYPES = ["RUN_STATE_CHANGED", "RUN_COMPLETED", "RUN_DELETED"];
+const MAX_PENDING = 5000; // events kept while the list is read (the oldest go first)
 const MAX_EXPERIMENT_PAGES = 10; // 200 each: the selector lists at most 2,000 experiments
 
 // The events stream's last sequence, kept across renders: coming back to the list resumes
@@ -27,6 +28,9 @@ export async function render(container, params) {
     token: "",
     rows: new Map(), // run_id -> {run, tr}
     since: null, // the server's time when the shown page was read (ms): older events are skipped
+    loads: 0, // counts reads of the list: only the newest one's answer is shown
+    reading: false,
+    pending: [], // events that came while the list was being read, applied once it is shown
     reloading: null,
     timers: [],
     stream: null,
@@ -69,7 +73,9 @@ export async function render(container, params) {
 
   // Durations of unfinished runs grow: redrawn every second.
   const tick = setInterval(() => {
-    for (const { run, tr } of mine.rows.values()) if (!FINAL_STATES.has(run.state)) fillRow(tr, run);
+    for (const { run, tr } of mine.rows.values()) {
+      if (!FINAL_STATES.has(run.state)) tr.querySelector(".duration").textContent = durationOf(run);
+    }
   }, 1000);
   mine.timers.push(() => clearInterval(tick), () => clearTimeout(mine.reloading));
 
@@ -115,6 +121,8 @@ function filterOf(mine) {
 }
 
 async function load(mine) {
+  const mineLoad = ++mine.loads;
+  mine.reading = true;
   mine.previous.disabled = mine.next.disabled = true;
   let date = null;
   let answer;
@@ -123,14 +131,19 @@ async function load(mine) {
       experiment_id: mine.experiment, page_size: mine.size, page_token: mine.token, sort_by: "created_at desc", filter: filterOf(mine),
     }, { response: (r) => (date = r.headers.get("Date")) });
   } catch (error) {
-    if (view === mine) showError(error);
+    if (view === mine && mineLoad === mine.loads) {
+      mine.reading = false;
+      showError(error);
+      mine.previous.disabled = !mine.tokens.length;
+    }
     return;
   }
-  if (view !== mine) return;
-  // The Date header has whole seconds: a second earlier, so no event after the read is missed
-  // (a repeated one only sets a state the row already has).
-  const read = date ? Date.parse(date) - 1000 : Date.now();
-  mine.since = mine.since === null ? read : Math.min(mine.since, read);
+  if (view !== mine || mineLoad !== mine.loads) return;
+  mine.reading = false;
+  // The Date header has whole seconds: a second earlier, so no event after the read is missed.
+  // An event the page already reflects may be applied again, but so are all after it, in
+  // order: a row ends in its latest state.
+  mine.since = Date.parse(date || "") - 1000 || Date.now();
   mine.nextToken = answer.next_page_token || "";
   mine.rows.clear();
   const runs = answer.runs || [];
@@ -140,6 +153,7 @@ async function load(mine) {
   mine.next.disabled = !mine.nextToken;
   const total = Number(answer.total_size || 0);
   mine.info.textContent = `Page ${mine.tokens.length + 1} of ${Math.max(1, Math.ceil(total / mine.size))} · ${total} run${total === 1 ? "" : "s"}`;
+  for (const event of mine.pending.splice(0)) apply(mine, event);
 }
 
 function row(mine, run) {
@@ -149,8 +163,13 @@ function row(mine, run) {
   return tr;
 }
 
-function fillRow(tr, run) {
+/** How long `run` took, or has been going. */
+function durationOf(run) {
   const end = run.finished_at ? Date.parse(run.finished_at) : FINAL_STATES.has(run.state) ? NaN : Date.now();
+  return formatDuration(end - Date.parse(run.created_at));
+}
+
+function fillRow(tr, run) {
   const recurring = run.recurring_run_id
     ? h("a", { href: `#/recurringruns/${encodeURIComponent(run.recurring_run_id)}`, title: run.recurring_run_id }, run.recurring_run_id.slice(0, 8))
     : "";
@@ -158,7 +177,7 @@ function fillRow(tr, run) {
     h("td", {}, h("a", { class: "run-name", href: `#/runs/${encodeURIComponent(run.run_id)}` }, run.display_name || run.run_id)),
     h("td", {}, stateBadge(run.state)),
     h("td", { title: run.created_at || "" }, formatTime(run.created_at)),
-    h("td", { class: "duration" }, formatDuration(end - Date.parse(run.created_at))),
+    h("td", { class: "duration" }, durationOf(run)),
     h("td", {}, recurring),
   );
 }
@@ -224,7 +243,13 @@ function setLive(mine, problem) {
 
 /** One Event (kfpgrpc.v1.Event JSON) applied to the list. */
 function apply(mine, event) {
-  if (mine.since === null || Date.parse(event.time) < mine.since) return;
+  if (mine.reading) {
+    // The list is being read: what it will show may predate this event.
+    mine.pending.push(event);
+    if (mine.pending.length > MAX_PENDING) mine.pending.shift();
+    return;
+  }
+  if (Date.parse(event.time) < mine.since) return;
   if (mine.experiment && event.experiment_id !== mine.experiment) return;
   const shown = mine.rows.get(event.run_id);
   if (event.type === "RUN_DELETED") {
