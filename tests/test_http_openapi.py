@@ -49,6 +49,8 @@ def served_operations() -> set[tuple[str, str]]:
     assert isinstance(app, Starlette)
     operations = set()
     for route in app.routes:
+        if route.path == "/" or route.path.startswith("/ui"):  # the web UI's pages (kfpgrpc/http/ui.py), not the API
+            continue
         assert isinstance(route, Route), route
         operations |= {(method.lower(), route.path) for method in route.methods or () if method != "HEAD"}  # HEAD: Starlette's, with GET
     return operations
