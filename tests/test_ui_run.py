@@ -14,7 +14,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from tests import pipelines_ui
+from tests import pipelines, pipelines_ui
 from tests.browser import browser, chromium, page  # noqa: F401 - the browser fixtures
 from tests.pipelines import compile_pipeline
 from tests.support import ServerProcess
@@ -89,6 +89,20 @@ def test_graph_shows_every_task_with_the_branch_not_taken_skipped(rest: ServerPr
     if os.environ.get("KFPGRPC_UPDATE_SCREENSHOTS") == "1":
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_a_sub_pipeline_is_a_cluster_with_its_edges(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    run_id = start_run(rest, tmp_path, pipelines.nested_pipeline, x=1)
+    run = wait_for_state(rest, run_id, "SUCCEEDED", "FAILED")
+    reported = {task["task_id"]: task["state"] for task in run["run_details"]["task_details"]}
+    page.goto(f"{rest.http_url}/ui/#/runs/{run_id}")
+    expect(page.locator("h1")).to_have_attribute("data-state", run["state"])
+    assert graph_states(page) == reported
+    graph = page.get_by_test_id("run-graph")
+    expect(graph.locator('.g-cluster[data-task-id="add-twice"]')).to_have_count(1)  # the sub-DAG, around its tasks
+    assert graph.locator(".g-cluster").count() == 1 and graph.locator(".g-node").count() == len(reported) - 1
+    # Edges: add-twice -> add (the outer DAG) and add -> add-2 (inside the sub-pipeline).
+    expect(graph.locator(".edges path")).to_have_count(2)
 
 
 def test_a_running_tasks_log_is_followed(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
