@@ -49,9 +49,9 @@ def wait_for_state(server: ServerProcess, run_id: str, *states: str) -> dict[str
     return run
 
 
-def graph_states(page: Page) -> dict[str, str]:
+def graph_states(run_page: Page) -> dict[str, str]:
     """The graph's boxes and clusters: task_id -> the state it is drawn in."""
-    return page.eval_on_selector_all(
+    return run_page.eval_on_selector_all(
         "[data-testid=run-graph] [data-task-id]", "els => Object.fromEntries(els.map(e => [e.dataset.taskId, e.dataset.state]))"
     )
 
