@@ -85,8 +85,15 @@ def test_graph_shows_every_task_with_the_branch_not_taken_skipped(served: Server
 
 
 def test_a_sub_pipeline_is_a_cluster_with_its_edges(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
-    run_id = start_run(served, tmp_path, pipelines.nested_pipeline, x=1)
+    # A run of a stored version: GET run has no spec then, and the page reads the version's.
+    spec = compile_pipeline(pipelines.nested_pipeline, tmp_path / "nested.yaml")
+    pipeline = api(served, "pipelines", {"display_name": "nested"})
+    version = api(served, f"pipelines/{pipeline['pipeline_id']}/versions", {"display_name": "v1", "pipeline_spec": spec})
+    reference = {"pipeline_id": pipeline["pipeline_id"], "pipeline_version_id": version["pipeline_version_id"]}
+    run_id = api(served, "runs", {"display_name": "nested", "pipeline_version_reference": reference,
+                                  "runtime_config": {"parameters": {"x": 1}}})["run_id"]
     run = wait_for_end(served, run_id, "SUCCEEDED", "FAILED")
+    assert "pipeline_spec" not in run
     reported = {task["task_id"]: task["state"] for task in run["run_details"]["task_details"]}
     page.goto(f"{served.http_url}/ui/#/runs/{run_id}")
     expect(page.locator("h1")).to_have_attribute("data-state", run["state"])
@@ -121,6 +128,7 @@ def test_terminate_from_the_page_cancels_the_run(served: ServerProcess, page: Pa
     expect(page.get_by_test_id("run-graph").locator('[data-task-id="sleep-for"]')).to_have_attribute("data-state", "RUNNING")
     delete = page.locator("button[data-action=delete]")
     expect(delete).to_be_disabled()  # a run is deleted once it has finished
+    page.eval_on_selector(".run-graph", "svg => { svg.marked = true; }")
 
     page.once("dialog", lambda dialog: dialog.dismiss())
     page.locator("button[data-action=terminate]").click()
@@ -130,6 +138,8 @@ def test_terminate_from_the_page_cancels_the_run(served: ServerProcess, page: Pa
     page.locator("button[data-action=terminate]").click()
     assert wait_for_end(served, run_id, "CANCELED", "FAILED", "SUCCEEDED")["state"] == "CANCELED"
     expect(page.locator("h1")).to_have_attribute("data-state", "CANCELED")
+    expect(page.get_by_test_id("run-graph").locator('[data-task-id="sleep-for"]')).to_have_attribute("data-state", "CANCELED")
+    assert page.eval_on_selector(".run-graph", "svg => svg.marked === true")  # re-coloured, not drawn again
     expect(page.locator("button[data-action=retry]")).to_be_enabled()
     expect(page.locator("#error-banner")).to_be_hidden()
 
