@@ -79,6 +79,10 @@ def test_graph_shows_every_task_with_the_branch_not_taken_skipped(served: Server
     assert "task=for-loop-5%5B1%5D.square" in page.url or "task=for-loop-5[1].square" in page.url
     expect(page.get_by_test_id("run-timeline").locator("tr")).to_have_count(3)  # PENDING, RUNNING, SUCCEEDED
 
+    page.get_by_label("Fit the graph to the width").check()
+    pane, drawn = (page.locator(selector).bounding_box() for selector in ("[data-testid=run-graph]", ".run-graph"))
+    assert pane is not None and drawn is not None and drawn["width"] <= pane["width"]
+
     if os.environ.get("KFPGRPC_UPDATE_SCREENSHOTS") == "1":
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=True)

@@ -227,7 +227,8 @@ function grid(ids, local) {
 /**
  * The graph on the page: new RunGraph(container, onSelect(taskId)).
  * update(spec, tasks) draws it again when the set of tasks changed, else only re-colours;
- * select(taskId) highlights one box. Boxes are `g.g-node` with data-task-id and data-state.
+ * select(taskId) highlights one box; fit(on) scales the drawing to the container's width (or
+ * shows it at its size, scrolled). Boxes are `g.g-node` with data-task-id and data-state.
  */
 export class RunGraph {
   constructor(container, onSelect) {
@@ -236,6 +237,7 @@ export class RunGraph {
     this._key = null;
     this._elements = new Map();
     this._selected = null;
+    this._fit = false;
     this.timings = null; // {build, layout, draw} of the last drawing, in ms (bench/bench_ui.py)
   }
 
@@ -260,6 +262,11 @@ export class RunGraph {
     this._elements.get(this._selected)?.classList.remove("selected");
     this._selected = taskId;
     this._elements.get(taskId)?.classList.add("selected");
+  }
+
+  fit(on) {
+    this._fit = on;
+    this._container.querySelector("svg.run-graph")?.classList.toggle("fit", on);
   }
 
   _colour(node) {
@@ -313,6 +320,7 @@ export class RunGraph {
     marker.append(svgElement("path", { d: "M0,0L10,5L0,10z" }));
     defs.append(marker);
     svg.append(defs, clusters, edges, leaves);
+    svg.classList.toggle("fit", this._fit);
     this._container.replaceChildren(svg);
     if (this._selected) this.select(this._selected);
   }

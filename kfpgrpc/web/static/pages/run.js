@@ -50,6 +50,7 @@ class RunPage {
     this.actions = h("div", { class: "toolbar run-actions" });
     const graphPane = h("div", { class: "graph-pane", "data-testid": "run-graph" });
     this.graph = new RunGraph(graphPane, (taskId) => this.select(taskId));
+    const fit = h("input", { type: "checkbox", onchange: () => this.graph.fit(fit.checked) });
     this.taskPanel = h("section", { class: "task-panel", "data-testid": "task-panel" });
     this.taskDetails = h("div", { class: "task-details" });
     const logPane = h("div", { class: "task-log" });
@@ -68,7 +69,7 @@ class RunPage {
       this.title,
       this.meta,
       this.actions,
-      h("div", { class: "run-layout" }, graphPane, this.taskPanel),
+      h("div", { class: "run-layout" }, h("div", {}, graphPane, h("label", { class: "graph-fit muted" }, fit, " Fit the graph to the width")), this.taskPanel),
       h("div", { class: "run-lower" }, this.timeline, this.parameters),
     );
   }
