@@ -126,6 +126,25 @@ def test_a_running_tasks_log_is_followed(served: ServerProcess, page: Page, tmp_
     expect(page.get_by_test_id("run-graph").locator('[data-task-id="ticker"]')).to_have_attribute("data-state", "SUCCEEDED")
 
 
+def test_a_long_log_keeps_its_last_lines_in_the_page(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    run_id = start_run(served, tmp_path, pipelines_ui.chattering, lines=2500)
+    wait_for_end(served, run_id, "SUCCEEDED")
+    page.goto(f"{served.http_url}/ui/#/runs/{run_id}?task=chatty")
+    expect(page.locator(".log-status")).to_have_text("end of log")
+    lines = page.locator(".log-line")
+    held = int(lines.last.get_attribute("data-line") or 0)  # the executor's lines around 2,500
+    assert held > 2500
+    expect(lines).to_have_count(1000)  # PAGE (logs.js): the last 1,000 in the DOM
+    expect(lines.filter(has_text="line 2499")).to_have_count(1)
+    earlier = page.get_by_role("button", name="Show 1,000 earlier lines")
+    earlier.click()
+    expect(lines).to_have_count(2000)
+    page.get_by_role("button", name=f"Show {held - 2000:,} earlier lines").click()
+    expect(lines).to_have_count(held)
+    assert lines.first.get_attribute("data-line") == "1"
+    expect(page.locator(".task-log button")).to_be_hidden()  # nothing earlier
+
+
 def test_terminate_from_the_page_cancels_the_run(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
     run_id = start_run(served, tmp_path, pipelines_ui.sleeping, seconds=120.0)
     page.goto(f"{served.http_url}/ui/#/runs/{run_id}")
