@@ -167,6 +167,26 @@ def test_terminate_from_the_page_cancels_the_run(served: ServerProcess, page: Pa
     expect(page.locator("#error-banner")).to_be_hidden()
 
 
+def test_retry_from_the_page_runs_the_failed_task_again(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    run_id = start_run(served, tmp_path, pipelines.failing_pipeline)
+    failed = wait_for_end(served, run_id, "FAILED")
+    page.goto(f"{served.http_url}/ui/#/runs/{run_id}?task=fail")
+    expect(page.locator("h1")).to_have_attribute("data-state", "FAILED")
+    expect(page.locator(".task-error").first).to_contain_text("this task always fails")
+    timeline = page.get_by_test_id("run-timeline").locator("tr")
+    expect(timeline).to_have_count(len(failed["state_history"]))
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("button[data-action=retry]").click()
+    # The page watches the run again: its second failure is shown without a reload.
+    deadline = time.monotonic() + WAIT
+    while len((run := api(served, f"runs/{run_id}"))["state_history"]) <= len(failed["state_history"]) or run["state"] != "FAILED":
+        assert time.monotonic() < deadline, run["state_history"]
+        time.sleep(0.1)
+    expect(timeline).to_have_count(len(run["state_history"]))
+    expect(page.locator("h1")).to_have_attribute("data-state", "FAILED")
+
+
 def test_rerun_and_the_apis_errors(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
     first = start_run(served, tmp_path, pipelines_ui.sleeping, seconds=0.0)
     wait_for_end(served, first, "SUCCEEDED")
