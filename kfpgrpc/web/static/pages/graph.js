@@ -17,6 +17,14 @@ const NODE_HEIGHT = 34;
 const MAX_LABEL = 22; // characters of a box's label; the full name is its tooltip
 const CLUSTER_LABEL_HEIGHT = 24; // a cluster's label, above its contents
 const INHERITED = new Set(["SKIPPED", "CANCELED"]);
+const MARGIN = 12;
+const CLUSTER_PADDING = 10;
+const MIN_CLUSTER_WIDTH = 90;
+const GAP = 16; // between a grid's cells
+// Above this many boxes in one DAG, dagre ranks by longest path and keeps its first ordering
+// of each rank: its defaults (network simplex, crossing reduction sweeps) take seconds on
+// hundreds of boxes with edges.
+const LARGE = 100;
 
 /**
  * The graph of a run: {nodes: Map(id -> node), edges: [[from, to]]}. A node is {id, label,
@@ -167,15 +175,6 @@ export function layout(graph) {
   absolute(null, MARGIN, MARGIN);
   return { width: size.width + 2 * MARGIN, height: size.height + 2 * MARGIN, boxes, paths };
 }
-
-const MARGIN = 12;
-const CLUSTER_PADDING = 10;
-const MIN_CLUSTER_WIDTH = 90;
-const GAP = 16; // between a grid's cells
-// Above this many boxes in one DAG, dagre ranks by longest path and keeps its first ordering
-// of each rank: its defaults (network simplex, crossing reduction sweeps) take seconds on
-// hundreds of boxes with edges.
-const LARGE = 100;
 
 /** Positions of `ids` (sizes in `local`) by dagre, with their edges' points; returns the size.
  * `cache` holds the layouts of contents already placed, by their shape relative to `parent`:
