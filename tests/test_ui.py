@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from playwright.sync_api import Page, Request, expect
 
+from kfpgrpc.v1 import recurring_run_pb2, recurring_run_pb2_grpc
 from tests import pipelines
 from tests.support import ServerProcess
 
@@ -286,3 +288,20 @@ def test_without_chromium_the_browser_tests_skip_unless_required(tmp_path: Path,
     assert "Chromium not installed (apt-get install chromium)" in result.stdout, result.stdout + result.stderr
     assert result.returncode == (1 if required else 0), result.stdout
     assert ("1 error" if required else "1 skipped") in result.stdout, result.stdout
+
+
+def test_a_run_of_a_recurring_run_links_to_it_by_name(page: Page, served: ServerProcess, instant: dict[str, Any]) -> None:
+    status, recurring = call(served, "POST", "/apis/v2beta1/recurringruns", {
+        "display_name": "hourly", "mode": "DISABLE", "pipeline_spec": instant, "trigger": {"periodic_schedule": {"interval_second": "3600"}},
+    })
+    assert status == 200, recurring
+    recurring_id = recurring["recurring_run_id"]
+    with grpc.insecure_channel(served.address) as channel:  # a run now: TriggerRecurringRun is gRPC only
+        recurring_run_pb2_grpc.RecurringRunServiceStub(channel).TriggerRecurringRun(
+            recurring_run_pb2.TriggerRecurringRunRequest(recurring_run_id=recurring_id), timeout=30)
+    page.goto(served.http_url + "/ui/#/runs")
+    link = page.locator("table.runs a.recurring")
+    expect(link).to_have_text("hourly")
+    link.click()
+    expect(page).to_have_url(re.compile(f"#/recurringruns/{recurring_id}$"))
+    expect(page.get_by_role("heading", name="Recurring runs")).to_be_visible()

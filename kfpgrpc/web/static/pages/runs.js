@@ -13,6 +13,9 @@ const MAX_EXPERIMENT_PAGES = 10; // 200 each: the selector lists at most 2,000 e
 // The events stream's last sequence, kept across renders: coming back to the list resumes
 // where it was instead of replaying the retained events again.
 let lastSequence = "";
+// Recurring runs' display names by id (a Run names its recurring run by id only); a promise
+// while asked for, "" for one that is gone.
+const recurringNames = new Map();
 let view = null; // the shown list's state, null once disposed
 
 /** Fills `container` with the runs list; `params` from the hash's query. */
@@ -154,6 +157,21 @@ async function load(mine) {
   const total = Number(answer.total_size || 0);
   mine.info.textContent = `Page ${mine.tokens.length + 1} of ${Math.max(1, Math.ceil(total / mine.size))} · ${total} run${total === 1 ? "" : "s"}`;
   for (const event of mine.pending.splice(0)) apply(mine, event);
+  nameRecurringRuns(mine, runs);
+}
+
+/** Replaces the shown recurring run ids by their names, asking once per id per app load. */
+async function nameRecurringRuns(mine, runs) {
+  for (const id of new Set(runs.map((run) => run.recurring_run_id).filter(Boolean))) {
+    if (!recurringNames.has(id)) {
+      recurringNames.set(id, get(`recurringruns/${encodeURIComponent(id)}`)
+        .then((r) => r.display_name || "", () => "")
+        .then((name) => (recurringNames.set(id, name), name)));
+    }
+    const name = await recurringNames.get(id);
+    if (view !== mine || !name) continue;
+    for (const link of mine.body.querySelectorAll(`a.recurring[data-id="${CSS.escape(id)}"]`)) link.textContent = name;
+  }
 }
 
 function row(mine, run) {
@@ -161,6 +179,12 @@ function row(mine, run) {
   mine.rows.set(run.run_id, { run, tr });
   fillRow(tr, run);
   return tr;
+}
+
+/** The recurring run's name if known yet, else the start of its id. */
+function recurringName(id) {
+  const known = recurringNames.get(id);
+  return typeof known === "string" && known ? known : id.slice(0, 8);
 }
 
 /** How long `run` took, or has been going. */
@@ -171,7 +195,8 @@ function durationOf(run) {
 
 function fillRow(tr, run) {
   const recurring = run.recurring_run_id
-    ? h("a", { href: `#/recurringruns/${encodeURIComponent(run.recurring_run_id)}`, title: run.recurring_run_id }, run.recurring_run_id.slice(0, 8))
+    ? h("a", { class: "recurring", "data-id": run.recurring_run_id, href: `#/recurringruns/${encodeURIComponent(run.recurring_run_id)}`,
+      title: run.recurring_run_id }, recurringName(run.recurring_run_id))
     : "";
   tr.replaceChildren(
     h("td", {}, h("a", { class: "run-name", href: `#/runs/${encodeURIComponent(run.run_id)}` }, run.display_name || run.run_id)),
