@@ -88,7 +88,7 @@ class RunPage {
       run.finished_at ? h("span", {}, `finished ${formatTime(run.finished_at)}`) : null,
       h("span", {}, `duration ${formatDuration(ended - new Date(run.created_at))}`),
       run.storage_state === "ARCHIVED" ? h("span", { class: "archived" }, "archived") : null,
-      run.recurring_run_id ? h("span", {}, "by recurring run ", h("code", {}, run.recurring_run_id)) : null,
+      run.recurring_run_id ? h("span", {}, "by recurring run ", h("a", { href: `#/recurringruns/${encodeURIComponent(run.recurring_run_id)}` }, run.recurring_run_id)) : null,
     ].filter(Boolean));
     this.showActions();
     const graph = this.graph.update(this.spec, tasks);
