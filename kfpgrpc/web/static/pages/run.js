@@ -140,7 +140,7 @@ class RunPage {
         ["Duration", task.start_time ? formatDuration((task.end_time ? new Date(task.end_time) : new Date()) - new Date(task.start_time)) : ""],
         ["Image", task.image ? h("code", {}, task.image) : ""],
         ["Command", this.logTask?.taskId === node.id && this.command ? h("code", { class: "command" }, this.command) : ""],
-        ["Exit code", task.exit_code !== undefined ? String(task.exit_code) : task.state === "SUCCEEDED" && node.kind === "task" ? "0" : ""],
+        ["Exit code", task.exit_code !== undefined ? String(task.exit_code) : task.state === "SUCCEEDED" && node.kind === "task" && !task.cached ? "0" : ""],
         ["Retries", task.retries ? String(task.retries) : ""],
         ["Cached", task.cached ? cachedFrom(task.cached_from_run_id) : ""],
         ["Iteration", task.iteration_index !== undefined ? String(task.iteration_index) : ""],
