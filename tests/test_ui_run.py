@@ -1,0 +1,151 @@
+"""The web UI's run page (#/runs/<id>, kfpgrpc/web/static/pages/run.js) in a real Chromium
+against a real `kfpgrpc serve`: the graph of a pipeline with a condition and a loop (the branch
+not taken SKIPPED), a task's panel, its log followed while it runs, and terminating a run from
+the page. KFPGRPC_UPDATE_SCREENSHOTS=1 writes docs/screenshots/run-page.png."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+from tests import pipelines_ui
+from tests.browser import browser, chromium, page  # noqa: F401 - the browser fixtures
+from tests.pipelines import compile_pipeline
+from tests.support import ServerProcess
+from tests.test_http import rest  # noqa: F401 - the server fixture
+
+WAIT = 120  # seconds: a bound on a run's progress, not a measure of it
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshots" / "run-page.png"
+
+
+def api(server: ServerProcess, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A call of the REST API: POST `body` as JSON, or GET without one."""
+    request = urllib.request.Request(
+        f"{server.http_url}/apis/v2beta1/{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def start_run(server: ServerProcess, tmp_path: Path, pipeline: Any, **parameters: Any) -> str:
+    spec = compile_pipeline(pipeline, tmp_path / f"{pipeline.name}.yaml")
+    run = api(server, "runs", {"display_name": pipeline.name, "pipeline_spec": spec, "runtime_config": {"parameters": parameters}})
+    return run["run_id"]
+
+
+def wait_for_state(server: ServerProcess, run_id: str, *states: str) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT
+    while (run := api(server, f"runs/{run_id}"))["state"] not in states:
+        assert time.monotonic() < deadline, f"run {run_id} is {run['state']}, never {states}"
+        time.sleep(0.1)
+    return run
+
+
+def graph_states(page: Page) -> dict[str, str]:
+    """The graph's boxes and clusters: task_id -> the state it is drawn in."""
+    return page.eval_on_selector_all(
+        "[data-testid=run-graph] [data-task-id]", "els => Object.fromEntries(els.map(e => [e.dataset.taskId, e.dataset.state]))"
+    )
+
+
+def test_graph_shows_every_task_with_the_branch_not_taken_skipped(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    run_id = start_run(rest, tmp_path, pipelines_ui.condition_and_loop)
+    run = wait_for_state(rest, run_id, "SUCCEEDED", "FAILED")
+    assert run["state"] == "SUCCEEDED"
+    reported = {task["task_id"]: task["state"] for task in run["run_details"]["task_details"]}
+
+    page.set_viewport_size({"width": 1500, "height": 1000})
+    page.goto(f"{rest.http_url}/ui/#/runs/{run_id}")
+    expect(page.locator("h1")).to_have_attribute("data-state", "SUCCEEDED")
+    shown = graph_states(page)
+    # Every reported task in its state, and the task inside the branch not taken, which the
+    # server does not report (its condition task is SKIPPED), drawn SKIPPED from the spec.
+    tails = "condition-branches-1.condition-3"
+    assert reported[tails] == "SKIPPED"
+    assert shown == {**reported, f"{tails}.say-2": "SKIPPED"}
+    assert {f"for-loop-5[{i}].{name}" for i in range(3) for name in ("square", "say-3")} <= shown.keys()
+    assert page.locator(f'[data-task-id="{tails}.say-2"]').get_attribute("data-reported") == "false"
+
+    page.locator('[data-task-id="for-loop-5[1].square"]').click()
+    panel = page.get_by_test_id("task-panel")
+    expect(panel.locator("h2")).to_have_text("square")
+    expect(panel.locator("table.task-fields")).to_contain_text("for-loop-5[1].square")
+    inputs, outputs = panel.locator("table.values").all()
+    assert (inputs.inner_text().split(), outputs.inner_text().split()) == (["i", "2"], ["Output", "4"])
+    expect(page.locator(".log-line").first).to_contain_text("python")  # the argv, the log's first line
+    expect(panel.locator("code.command")).to_contain_text("python")
+    expect(page.locator(".log-line", has_text="squaring 2")).to_have_count(1)
+    assert "task=for-loop-5%5B1%5D.square" in page.url or "task=for-loop-5[1].square" in page.url
+    expect(page.get_by_test_id("run-timeline").locator("tr")).to_have_count(3)  # PENDING, RUNNING, SUCCEEDED
+
+    if os.environ.get("KFPGRPC_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_a_running_tasks_log_is_followed(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    run_id = start_run(rest, tmp_path, pipelines_ui.ticking, count=10, interval=0.3)
+    # Opened before the task exists: the panel says so, and opens the log when a `run` frame
+    # reports the task.
+    page.goto(f"{rest.http_url}/ui/#/runs/{run_id}?task=ticker")
+    first = page.locator(".log-line", has_text="tick 0")
+    expect(first).to_have_count(1)
+    assert api(rest, f"runs/{run_id}")["state"] == "RUNNING"  # followed while it runs
+    assert "\x1b" not in first.inner_text()  # the colour codes are stripped
+    expect(page.locator(".log-line", has_text="tick 9")).to_have_count(1)
+    expect(page.locator("h1")).to_have_attribute("data-state", "SUCCEEDED")
+    expect(page.locator(".log-status")).to_have_text("end of log")
+    texts = page.eval_on_selector_all(".log-line", "els => els.map(e => e.lastChild.textContent)")
+    assert [text for text in texts if text.startswith("tick")] == [f"tick {n}" for n in range(10)]  # once each, in order
+    expect(page.get_by_test_id("run-graph").locator('[data-task-id="ticker"]')).to_have_attribute("data-state", "SUCCEEDED")
+
+
+def test_terminate_from_the_page_cancels_the_run(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    run_id = start_run(rest, tmp_path, pipelines_ui.sleeping, seconds=120.0)
+    page.goto(f"{rest.http_url}/ui/#/runs/{run_id}")
+    expect(page.get_by_test_id("run-graph").locator('[data-task-id="sleep-for"]')).to_have_attribute("data-state", "RUNNING")
+    delete = page.locator("button[data-action=delete]")
+    expect(delete).to_be_disabled()  # a run is deleted once it has finished
+
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.locator("button[data-action=terminate]").click()
+    assert api(rest, f"runs/{run_id}")["state"] == "RUNNING"  # not confirmed: nothing done
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("button[data-action=terminate]").click()
+    assert wait_for_state(rest, run_id, "CANCELED", "FAILED", "SUCCEEDED")["state"] == "CANCELED"
+    expect(page.locator("h1")).to_have_attribute("data-state", "CANCELED")
+    expect(page.locator("button[data-action=retry]")).to_be_enabled()
+    expect(page.locator("#error-banner")).to_be_hidden()
+
+
+def test_rerun_and_the_apis_errors(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    first = start_run(rest, tmp_path, pipelines_ui.sleeping, seconds=0.0)
+    wait_for_state(rest, first, "SUCCEEDED")
+    page.goto(f"{rest.http_url}/ui/#/runs/{first}")
+    expect(page.locator("h1")).to_have_attribute("data-state", "SUCCEEDED")
+
+    # Re-run: a new run of the same spec and parameters, shown when created.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("button[data-action=re-run]").click()
+    page.wait_for_url(lambda url: "#/runs/" in url and first not in url)
+    run_id = page.url.rsplit("#/runs/", 1)[1].split("?")[0]
+    again = wait_for_state(rest, run_id, "SUCCEEDED")
+    original = api(rest, f"runs/{first}")
+    assert again["runtime_config"] == original["runtime_config"] and again["pipeline_spec"] == original["pipeline_spec"]
+    assert again["display_name"] == "sleeping (re-run)"
+    expect(page.locator("h1")).to_have_attribute("data-state", "SUCCEEDED")
+    # Deleted behind the page's back: archiving it is refused, and the page says why.
+    urllib.request.urlopen(urllib.request.Request(f"{rest.http_url}/apis/v2beta1/runs/{run_id}", method="DELETE"), timeout=30)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("button[data-action=archive]").click()
+    expect(page.locator("#error-banner")).to_be_visible()
+    expect(page.locator("#error-banner")).to_contain_text(run_id)
