@@ -17,7 +17,6 @@ from kfp import dsl
 from playwright.sync_api import Page, Route, expect
 
 from tests import pipelines, pipelines_ui
-from tests.browser import browser, chromium, page  # noqa: F401 - the browser fixtures
 from tests.pipelines import compile_pipeline
 from tests.support import ServerProcess
 from tests.test_http import rest  # noqa: F401 - the server fixture
@@ -62,7 +61,7 @@ def wait_for_state(server: ServerProcess, run_id: str, *states: str) -> dict[str
     return run
 
 
-def field(page: Page, name: str) -> Any:  # noqa: F811
+def field(page: Page, name: str) -> Any:
     """The run form's field of parameter `name`."""
     return page.get_by_test_id("run-form").locator(f'[data-field="runtime_config.parameters.{name}"]')
 
@@ -223,6 +222,7 @@ def test_the_events_page_tails_filters_pauses_and_resumes(rest: ServerProcess, p
     expect(completed.first.locator("td.details")).to_contain_text("first")
     changed = page.locator('table.events tr[data-type="RUN_STATE_CHANGED"]')
     expect(changed.first).to_be_visible()
+    expect(page.locator('tr[data-type="RUN_STATE_CHANGED"] td.details', has_text="first RUNNING → SUCCEEDED")).to_have_count(1)
     expect(page.locator(".live")).to_have_attribute("data-live", "yes")
 
     page.get_by_label("Types").select_option(["RUN_COMPLETED"])

@@ -142,8 +142,12 @@ function row(event) {
     h("td", { class: "details" }, details(event)));
 }
 
-/** What happened, in a few words, from the event's payload. */
+/** What happened, in a few words, from the event's payload: the cell's children. */
 function details(event) {
+  return [describeEvent(event)].flat(2);
+}
+
+function describeEvent(event) {
   const changed = event.run_state_changed;
   if (changed) {
     return [changed.run_name || "", " ", changed.previous_state ? [stateBadge(changed.previous_state), " → "] : "", stateBadge(changed.state),

@@ -71,8 +71,9 @@ export class ParameterFields {
     this.inputs.set(parameter.name, input);
     const required = parameter.default === undefined && !parameter.optional;
     return h("div", { class: "field", "data-field": `runtime_config.parameters.${parameter.name}` },
-      h("label", {}, h("span", { class: "field-name" }, parameter.name, required ? h("span", { class: "required", title: "required" }, " *") : null),
-        " ", h("span", { class: "field-type muted" }, parameter.type.toLowerCase()), input),
+      h("label", {}, h("span", {}, h("span", { class: "field-name" }, parameter.name),
+        required ? h("span", { class: "required", title: "required" }, " *") : null,
+        " ", h("span", { class: "field-type muted" }, parameter.type.toLowerCase())), input),
       parameter.description ? h("span", { class: "muted field-help" }, parameter.description) : null);
   }
 
