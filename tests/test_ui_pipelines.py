@@ -25,14 +25,15 @@ WAIT = 120  # seconds: a bound on a run's progress, not a measure of it
 
 
 @dsl.component(base_image="python:3.11")
-def report(count: int, ratio: float, word: str, flag: bool, items: list, config: dict, note: Optional[str] = None):
-    print(count, ratio, word, flag, items, config, note)
+def report(limit: int, count: int, ratio: float, word: str, flag: bool, items: list, config: dict, note: Optional[str] = None):
+    print(limit, count, ratio, word, flag, items, config, note)
 
 
 @dsl.pipeline(name="typed-inputs")
-def typed_inputs(count: int = 3, ratio: float = 0.5, word: str = "hello", flag: bool = True,
+def typed_inputs(limit: int, count: int = 3, ratio: float = 0.5, word: str = "hello", flag: bool = True,
                  items: list = [1, 2], config: dict = {"a": 1}, note: Optional[str] = None):
-    report(count=count, ratio=ratio, word=word, flag=flag, items=items, config=config, note=note)
+    """Every parameterType a run sets; `limit` is required (no default), `note` optional."""
+    report(limit=limit, count=count, ratio=ratio, word=word, flag=flag, items=items, config=config, note=note)
 
 
 def api(server: ServerProcess, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -131,6 +132,9 @@ def test_a_run_from_the_generated_form_has_the_values_typed(rest: ServerProcess,
     inputs = page.get_by_test_id("pipeline-inputs")
     expect(inputs.locator('tr[data-input="count"]')).to_have_text("countNUMBER_INTEGER3yes")
     expect(inputs.locator('tr[data-input="note"]')).to_have_text("noteSTRINGyes")
+    expect(inputs.locator('tr[data-input="limit"]')).to_have_text("limitNUMBER_INTEGERno")
+    expect(field(page, "limit").locator(".required")).to_be_visible()
+    expect(field(page, "limit").locator("input")).to_have_value("")
     # Each field filled with its default, in the input its type calls for.
     expect(field(page, "count").locator("input")).to_have_value("3")
     expect(field(page, "ratio").locator("input")).to_have_value("0.5")
@@ -145,6 +149,7 @@ def test_a_run_from_the_generated_form_has_the_values_typed(rest: ServerProcess,
     form.locator("select[name=experiment]").select_option(label="New experiment…")
     form.locator("input[name=experiment_name]").fill("ui-experiment")
     field(page, "count").locator("input").fill("7")
+    field(page, "limit").locator("input").fill("-2")
     field(page, "flag").locator("input").uncheck()
     field(page, "items").locator("textarea").fill('["x", 2.5]')
     form.get_by_role("button", name="Create run").click()
@@ -154,7 +159,7 @@ def test_a_run_from_the_generated_form_has_the_values_typed(rest: ServerProcess,
     run = api(rest, f"runs/{run_id}")
     assert run["display_name"] == "from-form"
     assert run["runtime_config"]["parameters"] == {
-        "count": 7, "ratio": 0.5, "word": "hello", "flag": False, "items": ["x", 2.5], "config": {"a": 1},
+        "limit": -2, "count": 7, "ratio": 0.5, "word": "hello", "flag": False, "items": ["x", 2.5], "config": {"a": 1},
     }
     assert run["pipeline_version_reference"]["pipeline_id"] == pipeline_id
     assert api(rest, f"experiments/{run['experiment_id']}")["display_name"] == "ui-experiment"
@@ -178,6 +183,8 @@ def test_bad_values_are_shown_next_to_their_fields(rest: ServerProcess, page: Pa
     expect(field(page, "count").locator(".field-error")).to_have_text('must be an integer, got "three"')
     expect(field(page, "config").locator(".field-error")).to_have_text("must be an object (JSON {…})")
     expect(field(page, "ratio").locator(".field-error")).to_have_count(0)
+    expect(field(page, "limit").locator(".field-error")).to_have_text("is required (NUMBER_INTEGER, no default)")
+    field(page, "limit").locator("input").fill("10")
     field(page, "count").locator("input").fill("1.5")
     form.get_by_role("button", name="Create run").click()
     expect(field(page, "count").locator(".field-error")).to_have_text("must be an integer, got 1.5")
@@ -263,3 +270,33 @@ def test_the_events_page_tails_filters_pauses_and_resumes(rest: ServerProcess, p
     expect(completed).to_have_count(1)
     expect(completed.first).to_have_attribute("data-run-id", second)
     assert "run=" + second in page.url
+
+
+def test_the_pipelines_list_pages(rest: ServerProcess, page: Page) -> None:  # noqa: F811
+    for n in range(12):
+        api(rest, "pipelines", {"display_name": f"p{n:02}"})
+    page.goto(f"{rest.http_url}/ui/#/pipelines?size=10")
+    names = page.locator("a.pipeline-name")
+    expect(names).to_have_count(10)
+    expect(names.first).to_have_text("p11")  # newest first
+    expect(page.locator("td.newest-version").first).to_have_text("none")
+    expect(page.locator(".pager .info")).to_have_text("Page 1 of 2 · 12 pipelines")
+    page.get_by_role("button", name="Next ›").click()
+    expect(names).to_have_text(["p01", "p00"])
+    expect(page.get_by_role("button", name="Next ›")).to_be_disabled()
+    page.get_by_role("button", name="‹ Previous").click()
+    expect(names).to_have_count(10)
+    expect(names.first).to_have_text("p11")
+
+
+def test_the_events_page_keeps_the_last_500(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    spec = compile_pipeline(pipelines.instant_pipeline, tmp_path / "instant.yaml")
+    pipeline_id = api(rest, "pipelines", {"display_name": "many"})["pipeline_id"]
+    for n in range(510):  # one PIPELINE_VERSION_CREATED event each
+        api(rest, f"pipelines/{pipeline_id}/versions", {"display_name": f"v{n}", "pipeline_spec": spec})
+    page.goto(f"{rest.http_url}/ui/#/events?types=PIPELINE_VERSION_CREATED")
+    rows = page.locator("table.events tbody tr")
+    expect(rows.first).to_have_attribute("data-sequence", "510")
+    expect(rows).to_have_count(500)
+    expect(rows.last).to_have_attribute("data-sequence", "11")
+    expect(page.locator(".pager .info")).to_have_text("500 events (the last 500)")
