@@ -9,7 +9,7 @@ import { RunGraph } from "./graph.js";
 import { ParameterFields, clearViolations, formatValue, placeViolations, rootInputs, specOf } from "./parameters.js";
 import { uploadForm } from "./upload.js";
 
-const VERSIONS_PAGE = 50;
+const VERSIONS_PAGE = 20; // each listed version carries its whole spec
 const MAX_EXPERIMENT_PAGES = 10; // 200 each: the picker lists at most 2,000 experiments
 const NEW_EXPERIMENT = "\u0000new"; // the picker's "New experiment…" choice (not an id)
 
@@ -22,7 +22,9 @@ export async function render(container, params) {
   const [pipeline, first] = await Promise.all([get(path), get(`${path}/versions`, { page_size: VERSIONS_PAGE, sort_by: "created_at desc" })]);
   if (shown !== container) return;
   const versionId = params.version || first.pipeline_versions?.[0]?.pipeline_version_id || "";
-  const version = versionId ? await get(`${path}/versions/${encodeURIComponent(versionId)}`) : null;
+  // A listed version carries its spec; one further back (a link) is read by itself.
+  const listed = (first.pipeline_versions || []).find((v) => v.pipeline_version_id === versionId);
+  const version = listed?.pipeline_spec ? listed : versionId ? await get(`${path}/versions/${encodeURIComponent(versionId)}`) : null;
   if (shown !== container) return;
 
   const versions = h("tbody");
