@@ -62,3 +62,14 @@ def sleep_for(seconds: float):
 @dsl.pipeline(name="sleeping")
 def sleeping(seconds: float = 120.0):
     sleep_for(seconds=seconds)
+
+
+@dsl.component(base_image=IMAGE)
+def chatty(lines: int):
+    for n in range(lines):
+        print(f"line {n}")
+
+
+@dsl.pipeline(name="chattering")
+def chattering(lines: int = 2500):
+    chatty(lines=lines)

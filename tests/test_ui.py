@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from playwright.sync_api import Page, Request, expect
 
+from kfpgrpc.v1 import recurring_run_pb2, recurring_run_pb2_grpc
 from tests import pipelines
 from tests.support import ServerProcess
 
@@ -79,7 +81,10 @@ def state_of(page: Page, name: str) -> Any:
 def test_the_shell_loads_offline_and_routes_to_each_page(page: Page, served: ServerProcess) -> None:
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
-    page.goto(served.http_url + "/")
+    console_errors: list[str] = []
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+    shown = page.goto(served.http_url + "/")
+    assert shown is not None and "default-src 'self'" in shown.headers["content-security-policy"]
     expect(page).to_have_url(re.compile(r"/ui/#/runs$"))
     expect(page.get_by_role("heading", name="Runs")).to_be_visible()
     expect(page.locator("table.runs")).to_contain_text("No runs")
@@ -91,6 +96,7 @@ def test_the_shell_loads_offline_and_routes_to_each_page(page: Page, served: Ser
     expect(page).to_have_url(re.compile(r"#/runs$"))
     assert requested and all(url.startswith("http://127.0.0.1:") for url in requested), requested
     assert not page.locator("#logout").is_visible()  # no token, nothing to log out of
+    assert not console_errors  # a Content-Security-Policy violation would be one
 
 
 def test_the_runs_list_shows_a_new_run_and_its_end_without_a_reload(page: Page, served: ServerProcess, instant: dict[str, Any],
@@ -186,6 +192,12 @@ def test_with_a_token_the_ui_asks_for_it_and_keeps_it_in_a_same_origin_cookie(pa
         status, made = call(server, "POST", "/apis/v2beta1/experiments", body, {**with_cookie, "Origin": server.http_url})
         assert (status, made["display_name"]) == (200, "by-cookie")
         assert call(server, "GET", "/apis/v2beta1/experiments", headers=with_cookie)[0] == 200
+        # Nor can another site log the browser in (with its own token, say).
+        forged = urllib.request.Request(server.http_url + "/ui/login", data=f"token={TOKEN}".encode(), method="POST",
+                                        headers={"Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "cross-site"})
+        with pytest.raises(urllib.error.HTTPError) as refused_login:
+            urllib.request.urlopen(forged, timeout=30)
+        assert refused_login.value.code == 403 and "set-cookie" not in refused_login.value.headers
 
         page.get_by_role("button", name="Log out").click()
         expect(page.get_by_label("Token")).to_be_visible()
@@ -276,3 +288,20 @@ def test_without_chromium_the_browser_tests_skip_unless_required(tmp_path: Path,
     assert "Chromium not installed (apt-get install chromium)" in result.stdout, result.stdout + result.stderr
     assert result.returncode == (1 if required else 0), result.stdout
     assert ("1 error" if required else "1 skipped") in result.stdout, result.stdout
+
+
+def test_a_run_of_a_recurring_run_links_to_it_by_name(page: Page, served: ServerProcess, instant: dict[str, Any]) -> None:
+    status, recurring = call(served, "POST", "/apis/v2beta1/recurringruns", {
+        "display_name": "hourly", "mode": "DISABLE", "pipeline_spec": instant, "trigger": {"periodic_schedule": {"interval_second": "3600"}},
+    })
+    assert status == 200, recurring
+    recurring_id = recurring["recurring_run_id"]
+    with grpc.insecure_channel(served.address) as channel:  # a run now: TriggerRecurringRun is gRPC only
+        recurring_run_pb2_grpc.RecurringRunServiceStub(channel).TriggerRecurringRun(
+            recurring_run_pb2.TriggerRecurringRunRequest(recurring_run_id=recurring_id), timeout=30)
+    page.goto(served.http_url + "/ui/#/runs")
+    link = page.locator("table.runs a.recurring")
+    expect(link).to_have_text("hourly")
+    link.click()
+    expect(page).to_have_url(re.compile(f"#/recurringruns/{recurring_id}$"))
+    expect(page.get_by_role("heading", name="Recurring runs")).to_be_visible()

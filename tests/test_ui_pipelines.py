@@ -7,8 +7,6 @@ events tail with its filters, pause and resume.
 No `from __future__ import annotations`: the kfp SDK reads the components' annotations as types."""
 
 import json
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,9 +17,8 @@ from playwright.sync_api import Page, Route, expect
 from tests import pipelines, pipelines_ui
 from tests.pipelines import compile_pipeline
 from tests.support import ServerProcess
-from tests.test_http import rest  # noqa: F401 - the server fixture
-
-WAIT = 120  # seconds: a bound on a run's progress, not a measure of it
+from tests.test_ui import served, set_hidden  # noqa: F401 - `served`: the server fixture
+from tests.test_ui_run import api, wait_for_end
 
 
 @dsl.component(base_image="python:3.11")
@@ -36,17 +33,6 @@ def typed_inputs(limit: int, count: int = 3, ratio: float = 0.5, word: str = "he
     report(limit=limit, count=count, ratio=ratio, word=word, flag=flag, items=items, config=config, note=note)
 
 
-def api(server: ServerProcess, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A call of the REST API: POST `body` as JSON, or GET without one."""
-    request = urllib.request.Request(
-        f"{server.http_url}/apis/v2beta1/{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
 def upload(server: ServerProcess, tmp_path: Path, pipeline: Any, name: str) -> str:
     """Compiles `pipeline` and uploads it with kfp.Client (a multipart upload); its pipeline_id."""
     path = tmp_path / f"{name}.yaml"
@@ -54,23 +40,15 @@ def upload(server: ServerProcess, tmp_path: Path, pipeline: Any, name: str) -> s
     return str(kfp.Client(host=server.http_url).upload_pipeline(str(path), pipeline_name=name).pipeline_id)
 
 
-def wait_for_state(server: ServerProcess, run_id: str, *states: str) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT
-    while (run := api(server, f"runs/{run_id}"))["state"] not in states:
-        assert time.monotonic() < deadline, f"run {run_id} is {run['state']}, never {states}"
-        time.sleep(0.1)
-    return run
-
-
 def field(page: Page, name: str) -> Any:
     """The run form's field of parameter `name`."""
     return page.get_by_test_id("run-form").locator(f'[data-field="runtime_config.parameters.{name}"]')
 
 
-def test_upload_from_the_page_lists_it_and_shows_its_static_graph(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+def test_upload_from_the_page_lists_it_and_shows_its_static_graph(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
     compiled = tmp_path / "loops.yaml"
     compile_pipeline(pipelines_ui.condition_and_loop, compiled)
-    page.goto(f"{rest.http_url}/ui/#/pipelines")
+    page.goto(f"{served.http_url}/ui/#/pipelines")
     expect(page.locator("table.pipelines td.empty")).to_have_text("No pipelines yet")
 
     form = page.get_by_test_id("upload-pipeline")
@@ -80,7 +58,7 @@ def test_upload_from_the_page_lists_it_and_shows_its_static_graph(rest: ServerPr
     form.locator("input[type=file]").set_input_files(bad)
     form.get_by_role("button", name="Upload pipeline").click()
     expect(form.locator('[data-field="uploadfile"] .field-error')).to_be_visible()
-    assert api(rest, "pipelines").get("pipelines", []) == []
+    assert api(served, "pipelines").get("pipelines", []) == []
 
     form.locator("input[type=file]").set_input_files(compiled)
     form.locator("input[name=name]").fill("loops")
@@ -91,18 +69,18 @@ def test_upload_from_the_page_lists_it_and_shows_its_static_graph(rest: ServerPr
     expect(row.locator("td.description")).to_have_text("a condition and a loop")
     expect(row.locator("td.newest-version a")).to_have_text("loops")  # the first version is named as the pipeline
     expect(form.locator(".field-error")).to_have_count(0)
-    (pipeline,) = api(rest, "pipelines")["pipelines"]
+    (pipeline,) = api(served, "pipelines")["pipelines"]
 
     # The name filter is the server's (display_name IS_SUBSTRING, case-insensitive).
     page.get_by_label("Name contains").fill("LOOP")
-    expect(page).to_have_url(f"{rest.http_url}/ui/#/pipelines?name=LOOP")
+    expect(page).to_have_url(f"{served.http_url}/ui/#/pipelines?name=LOOP")
     expect(row).to_have_count(1)
     page.get_by_label("Name contains").fill("nothing-like-it")
     expect(page.locator("table.pipelines td.empty")).to_have_text("No pipeline matches")
     page.get_by_label("Name contains").fill("")
     name_link.click()
 
-    expect(page).to_have_url(f"{rest.http_url}/ui/#/pipelines/{pipeline['pipeline_id']}")
+    expect(page).to_have_url(f"{served.http_url}/ui/#/pipelines/{pipeline['pipeline_id']}")
     graph = page.get_by_test_id("pipeline-graph")
     expect(graph.locator('[data-task-id="coin"]')).to_have_count(1)
     drawn = set(graph.locator("[data-task-id]").evaluate_all("els => els.map(e => e.dataset.taskId)"))
@@ -119,16 +97,16 @@ def test_upload_from_the_page_lists_it_and_shows_its_static_graph(rest: ServerPr
     versions.get_by_role("button", name="Upload version").click()
     expect(page.locator("table.versions tbody tr")).to_have_count(2)
     expect(page.locator("table.versions tr[aria-current]")).to_contain_text("second")
-    listed = api(rest, f"pipelines/{pipeline['pipeline_id']}/versions")["pipeline_versions"]
+    listed = api(served, f"pipelines/{pipeline['pipeline_id']}/versions")["pipeline_versions"]
     assert sorted(v["display_name"] for v in listed) == ["loops", "second"]
     second = next(v for v in listed if v["display_name"] == "second")
     assert page.url.endswith(f"?version={second['pipeline_version_id']}")
     expect(page.get_by_test_id("pipeline-graph").locator('[data-task-id="coin"]')).to_have_count(1)
 
 
-def test_a_run_from_the_generated_form_has_the_values_typed(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
-    pipeline_id = upload(rest, tmp_path, typed_inputs, "typed")
-    page.goto(f"{rest.http_url}/ui/#/pipelines/{pipeline_id}")
+def test_a_run_from_the_generated_form_has_the_values_typed(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    pipeline_id = upload(served, tmp_path, typed_inputs, "typed")
+    page.goto(f"{served.http_url}/ui/#/pipelines/{pipeline_id}")
     inputs = page.get_by_test_id("pipeline-inputs")
     expect(inputs.locator('tr[data-input="count"]')).to_have_text("countNUMBER_INTEGER3yes")
     expect(inputs.locator('tr[data-input="note"]')).to_have_text("noteSTRINGyes")
@@ -156,20 +134,20 @@ def test_a_run_from_the_generated_form_has_the_values_typed(rest: ServerProcess,
 
     page.wait_for_url("**/ui/#/runs/*")
     run_id = page.url.rsplit("#/runs/", 1)[1]
-    run = api(rest, f"runs/{run_id}")
+    run = api(served, f"runs/{run_id}")
     assert run["display_name"] == "from-form"
     assert run["runtime_config"]["parameters"] == {
         "limit": -2, "count": 7, "ratio": 0.5, "word": "hello", "flag": False, "items": ["x", 2.5], "config": {"a": 1},
     }
     assert run["pipeline_version_reference"]["pipeline_id"] == pipeline_id
-    assert api(rest, f"experiments/{run['experiment_id']}")["display_name"] == "ui-experiment"
+    assert api(served, f"experiments/{run['experiment_id']}")["display_name"] == "ui-experiment"
     expect(page.locator("h1")).to_contain_text("from-form")  # the run's page
-    assert wait_for_state(rest, run_id, "SUCCEEDED", "FAILED")["state"] == "SUCCEEDED"
+    assert wait_for_end(served, run_id, "SUCCEEDED", "FAILED")["state"] == "SUCCEEDED"
 
 
-def test_bad_values_are_shown_next_to_their_fields(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
-    pipeline_id = upload(rest, tmp_path, typed_inputs, "typed")
-    page.goto(f"{rest.http_url}/ui/#/pipelines/{pipeline_id}")
+def test_bad_values_are_shown_next_to_their_fields(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    pipeline_id = upload(served, tmp_path, typed_inputs, "typed")
+    page.goto(f"{served.http_url}/ui/#/pipelines/{pipeline_id}")
     form = page.get_by_test_id("run-form")
     expect(field(page, "count").locator("input")).to_have_value("3")
 
@@ -209,20 +187,20 @@ def test_bad_values_are_shown_next_to_their_fields(rest: ServerProcess, page: Pa
     form.get_by_role("button", name="Create run").click()
     expect(form.locator('[data-field="display_name"] .field-error')).to_be_visible()
     expect(field(page, "count").locator(".field-error")).to_have_count(0)
-    assert api(rest, "runs").get("runs", []) == []
+    assert api(served, "runs").get("runs", []) == []
     assert "#/pipelines/" in page.url
 
 
-def test_the_events_page_tails_filters_pauses_and_resumes(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+def test_the_events_page_tails_filters_pauses_and_resumes(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
     spec = compile_pipeline(pipelines.instant_pipeline, tmp_path / "instant.yaml")
 
     def finished_run(name: str) -> str:
-        run = api(rest, "runs", {"display_name": name, "pipeline_spec": spec, "runtime_config": {"parameters": {"label": name}}})
-        wait_for_state(rest, run["run_id"], "SUCCEEDED")
+        run = api(served, "runs", {"display_name": name, "pipeline_spec": spec, "runtime_config": {"parameters": {"label": name}}})
+        wait_for_end(served, run["run_id"], "SUCCEEDED")
         return str(run["run_id"])
 
     first = finished_run("first")
-    page.goto(f"{rest.http_url}/ui/#/events")
+    page.goto(f"{served.http_url}/ui/#/events")
     completed = page.locator('table.events tr[data-type="RUN_COMPLETED"]')
     expect(completed).to_have_count(1)
     expect(completed.first).to_have_attribute("data-run-id", first)
@@ -233,7 +211,7 @@ def test_the_events_page_tails_filters_pauses_and_resumes(rest: ServerProcess, p
     expect(page.locator(".live")).to_have_attribute("data-live", "yes")
 
     page.get_by_label("Types").select_option(["RUN_COMPLETED"])
-    expect(page).to_have_url(f"{rest.http_url}/ui/#/events?types=RUN_COMPLETED")
+    expect(page).to_have_url(f"{served.http_url}/ui/#/events?types=RUN_COMPLETED")
     expect(completed).to_have_count(1)
     expect(changed).to_have_count(0)
     expect(page.locator("table.events tbody tr")).to_have_count(1)
@@ -249,15 +227,9 @@ def test_the_events_page_tails_filters_pauses_and_resumes(rest: ServerProcess, p
 
     # A reconnect (the tab hidden, then shown) goes on after the last sequence: the run that
     # finished meanwhile once, nothing twice.
-    page.evaluate("""() => {
-        Object.defineProperty(document, "hidden", {configurable: true, get: () => true});
-        document.dispatchEvent(new Event("visibilitychange"));
-    }""")
+    set_hidden(page, True)
     third = finished_run("third")
-    page.evaluate("""() => {
-        Object.defineProperty(document, "hidden", {configurable: true, get: () => false});
-        document.dispatchEvent(new Event("visibilitychange"));
-    }""")
+    set_hidden(page, False)
     expect(completed).to_have_count(3)
     expect(completed.first).to_have_attribute("data-run-id", third)
     sequences = [int(s) for s in completed.evaluate_all("rows => rows.map(r => r.dataset.sequence)")]
@@ -272,10 +244,10 @@ def test_the_events_page_tails_filters_pauses_and_resumes(rest: ServerProcess, p
     assert "run=" + second in page.url
 
 
-def test_the_pipelines_list_pages(rest: ServerProcess, page: Page) -> None:  # noqa: F811
+def test_the_pipelines_list_pages(served: ServerProcess, page: Page) -> None:  # noqa: F811
     for n in range(12):
-        api(rest, "pipelines", {"display_name": f"p{n:02}"})
-    page.goto(f"{rest.http_url}/ui/#/pipelines?size=10")
+        api(served, "pipelines", {"display_name": f"p{n:02}"})
+    page.goto(f"{served.http_url}/ui/#/pipelines?size=10")
     names = page.locator("a.pipeline-name")
     expect(names).to_have_count(10)
     expect(names.first).to_have_text("p11")  # newest first
@@ -289,12 +261,12 @@ def test_the_pipelines_list_pages(rest: ServerProcess, page: Page) -> None:  # n
     expect(names.first).to_have_text("p11")
 
 
-def test_the_events_page_keeps_the_last_500(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+def test_the_events_page_keeps_the_last_500(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
     spec = compile_pipeline(pipelines.instant_pipeline, tmp_path / "instant.yaml")
-    pipeline_id = api(rest, "pipelines", {"display_name": "many"})["pipeline_id"]
+    pipeline_id = api(served, "pipelines", {"display_name": "many"})["pipeline_id"]
     for n in range(510):  # one PIPELINE_VERSION_CREATED event each
-        api(rest, f"pipelines/{pipeline_id}/versions", {"display_name": f"v{n}", "pipeline_spec": spec})
-    page.goto(f"{rest.http_url}/ui/#/events?types=PIPELINE_VERSION_CREATED")
+        api(served, f"pipelines/{pipeline_id}/versions", {"display_name": f"v{n}", "pipeline_spec": spec})
+    page.goto(f"{served.http_url}/ui/#/events?types=PIPELINE_VERSION_CREATED")
     rows = page.locator("table.events tbody tr")
     expect(rows.first).to_have_attribute("data-sequence", "510")
     expect(rows).to_have_count(500)

@@ -5,34 +5,26 @@ the page. KFPGRPC_UPDATE_SCREENSHOTS=1 writes docs/screenshots/run-page.png."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from tests import pipelines_ui
-from tests.browser import browser, chromium, page  # noqa: F401 - the browser fixtures
+from tests import pipelines, pipelines_ui
 from tests.pipelines import compile_pipeline
 from tests.support import ServerProcess
-from tests.test_http import rest  # noqa: F401 - the server fixture
+from tests.test_ui import WAIT, call, served  # noqa: F401 - `served`: the server fixture
 
-WAIT = 120  # seconds: a bound on a run's progress, not a measure of it
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshots" / "run-page.png"
 
 
 def api(server: ServerProcess, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A call of the REST API: POST `body` as JSON, or GET without one."""
-    request = urllib.request.Request(
-        f"{server.http_url}/apis/v2beta1/{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+    """The JSON answer of a call that must succeed: POST `body`, or GET without one."""
+    status, answer = call(server, "GET" if body is None else "POST", f"/apis/v2beta1/{path}", body)
+    assert status == 200, answer
+    return answer
 
 
 def start_run(server: ServerProcess, tmp_path: Path, pipeline: Any, **parameters: Any) -> str:
@@ -41,7 +33,8 @@ def start_run(server: ServerProcess, tmp_path: Path, pipeline: Any, **parameters
     return run["run_id"]
 
 
-def wait_for_state(server: ServerProcess, run_id: str, *states: str) -> dict[str, Any]:
+def wait_for_end(server: ServerProcess, run_id: str, *states: str) -> dict[str, Any]:
+    """The run once in one of `states` (bounded: a run that never gets there fails the test)."""
     deadline = time.monotonic() + WAIT
     while (run := api(server, f"runs/{run_id}"))["state"] not in states:
         assert time.monotonic() < deadline, f"run {run_id} is {run['state']}, never {states}"
@@ -49,21 +42,21 @@ def wait_for_state(server: ServerProcess, run_id: str, *states: str) -> dict[str
     return run
 
 
-def graph_states(page: Page) -> dict[str, str]:
+def graph_states(run_page: Page) -> dict[str, str]:
     """The graph's boxes and clusters: task_id -> the state it is drawn in."""
-    return page.eval_on_selector_all(
+    return run_page.eval_on_selector_all(
         "[data-testid=run-graph] [data-task-id]", "els => Object.fromEntries(els.map(e => [e.dataset.taskId, e.dataset.state]))"
     )
 
 
-def test_graph_shows_every_task_with_the_branch_not_taken_skipped(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
-    run_id = start_run(rest, tmp_path, pipelines_ui.condition_and_loop)
-    run = wait_for_state(rest, run_id, "SUCCEEDED", "FAILED")
+def test_graph_shows_every_task_with_the_branch_not_taken_skipped(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    run_id = start_run(served, tmp_path, pipelines_ui.condition_and_loop)
+    run = wait_for_end(served, run_id, "SUCCEEDED", "FAILED")
     assert run["state"] == "SUCCEEDED"
     reported = {task["task_id"]: task["state"] for task in run["run_details"]["task_details"]}
 
     page.set_viewport_size({"width": 1500, "height": 1000})
-    page.goto(f"{rest.http_url}/ui/#/runs/{run_id}")
+    page.goto(f"{served.http_url}/ui/#/runs/{run_id}")
     expect(page.locator("h1")).to_have_attribute("data-state", "SUCCEEDED")
     shown = graph_states(page)
     # Every reported task in its state, and the task inside the branch not taken, which the
@@ -86,19 +79,44 @@ def test_graph_shows_every_task_with_the_branch_not_taken_skipped(rest: ServerPr
     assert "task=for-loop-5%5B1%5D.square" in page.url or "task=for-loop-5[1].square" in page.url
     expect(page.get_by_test_id("run-timeline").locator("tr")).to_have_count(3)  # PENDING, RUNNING, SUCCEEDED
 
+    page.get_by_label("Fit the graph to the width").check()
+    pane, drawn = (page.locator(selector).bounding_box() for selector in ("[data-testid=run-graph]", ".run-graph"))
+    assert pane is not None and drawn is not None and drawn["width"] <= pane["width"]
+
     if os.environ.get("KFPGRPC_UPDATE_SCREENSHOTS") == "1":
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=True)
 
 
-def test_a_running_tasks_log_is_followed(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
-    run_id = start_run(rest, tmp_path, pipelines_ui.ticking, count=10, interval=0.3)
+def test_a_sub_pipeline_is_a_cluster_with_its_edges(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    # A run of a stored version: GET run has no spec then, and the page reads the version's.
+    spec = compile_pipeline(pipelines.nested_pipeline, tmp_path / "nested.yaml")
+    pipeline = api(served, "pipelines", {"display_name": "nested"})
+    version = api(served, f"pipelines/{pipeline['pipeline_id']}/versions", {"display_name": "v1", "pipeline_spec": spec})
+    reference = {"pipeline_id": pipeline["pipeline_id"], "pipeline_version_id": version["pipeline_version_id"]}
+    run_id = api(served, "runs", {"display_name": "nested", "pipeline_version_reference": reference,
+                                  "runtime_config": {"parameters": {"x": 1}}})["run_id"]
+    run = wait_for_end(served, run_id, "SUCCEEDED", "FAILED")
+    assert "pipeline_spec" not in run
+    reported = {task["task_id"]: task["state"] for task in run["run_details"]["task_details"]}
+    page.goto(f"{served.http_url}/ui/#/runs/{run_id}")
+    expect(page.locator("h1")).to_have_attribute("data-state", run["state"])
+    assert graph_states(page) == reported
+    graph = page.get_by_test_id("run-graph")
+    expect(graph.locator('.g-cluster[data-task-id="add-twice"]')).to_have_count(1)  # the sub-DAG, around its tasks
+    assert graph.locator(".g-cluster").count() == 1 and graph.locator(".g-node").count() == len(reported) - 1
+    # Edges: add-twice -> add (the outer DAG) and add -> add-2 (inside the sub-pipeline).
+    expect(graph.locator(".edges path")).to_have_count(2)
+
+
+def test_a_running_tasks_log_is_followed(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    run_id = start_run(served, tmp_path, pipelines_ui.ticking, count=10, interval=0.3)
     # Opened before the task exists: the panel says so, and opens the log when a `run` frame
     # reports the task.
-    page.goto(f"{rest.http_url}/ui/#/runs/{run_id}?task=ticker")
+    page.goto(f"{served.http_url}/ui/#/runs/{run_id}?task=ticker")
     first = page.locator(".log-line", has_text="tick 0")
     expect(first).to_have_count(1)
-    assert api(rest, f"runs/{run_id}")["state"] == "RUNNING"  # followed while it runs
+    assert api(served, f"runs/{run_id}")["state"] == "RUNNING"  # followed while it runs
     assert "\x1b" not in first.inner_text()  # the colour codes are stripped
     expect(page.locator(".log-line", has_text="tick 9")).to_have_count(1)
     expect(page.locator("h1")).to_have_attribute("data-state", "SUCCEEDED")
@@ -108,29 +126,71 @@ def test_a_running_tasks_log_is_followed(rest: ServerProcess, page: Page, tmp_pa
     expect(page.get_by_test_id("run-graph").locator('[data-task-id="ticker"]')).to_have_attribute("data-state", "SUCCEEDED")
 
 
-def test_terminate_from_the_page_cancels_the_run(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
-    run_id = start_run(rest, tmp_path, pipelines_ui.sleeping, seconds=120.0)
-    page.goto(f"{rest.http_url}/ui/#/runs/{run_id}")
+def test_a_long_log_keeps_its_last_lines_in_the_page(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    run_id = start_run(served, tmp_path, pipelines_ui.chattering, lines=2500)
+    wait_for_end(served, run_id, "SUCCEEDED")
+    page.goto(f"{served.http_url}/ui/#/runs/{run_id}?task=chatty")
+    expect(page.locator(".log-status")).to_have_text("end of log")
+    lines = page.locator(".log-line")
+    held = int(lines.last.get_attribute("data-line") or 0)  # the executor's lines around 2,500
+    assert held > 2500
+    expect(lines).to_have_count(1000)  # PAGE (logs.js): the last 1,000 in the DOM
+    expect(lines.filter(has_text="line 2499")).to_have_count(1)
+    earlier = page.get_by_role("button", name="Show 1,000 earlier lines")
+    earlier.click()
+    expect(lines).to_have_count(2000)
+    page.get_by_role("button", name=f"Show {held - 2000:,} earlier lines").click()
+    expect(lines).to_have_count(held)
+    assert lines.first.get_attribute("data-line") == "1"
+    expect(page.locator(".task-log button")).to_be_hidden()  # nothing earlier
+
+
+def test_terminate_from_the_page_cancels_the_run(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    run_id = start_run(served, tmp_path, pipelines_ui.sleeping, seconds=120.0)
+    page.goto(f"{served.http_url}/ui/#/runs/{run_id}")
     expect(page.get_by_test_id("run-graph").locator('[data-task-id="sleep-for"]')).to_have_attribute("data-state", "RUNNING")
     delete = page.locator("button[data-action=delete]")
     expect(delete).to_be_disabled()  # a run is deleted once it has finished
+    page.eval_on_selector(".run-graph", "svg => { svg.marked = true; }")
 
     page.once("dialog", lambda dialog: dialog.dismiss())
     page.locator("button[data-action=terminate]").click()
-    assert api(rest, f"runs/{run_id}")["state"] == "RUNNING"  # not confirmed: nothing done
+    assert api(served, f"runs/{run_id}")["state"] == "RUNNING"  # not confirmed: nothing done
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("button[data-action=terminate]").click()
-    assert wait_for_state(rest, run_id, "CANCELED", "FAILED", "SUCCEEDED")["state"] == "CANCELED"
+    assert wait_for_end(served, run_id, "CANCELED", "FAILED", "SUCCEEDED")["state"] == "CANCELED"
     expect(page.locator("h1")).to_have_attribute("data-state", "CANCELED")
+    expect(page.get_by_test_id("run-graph").locator('[data-task-id="sleep-for"]')).to_have_attribute("data-state", "CANCELED")
+    assert page.eval_on_selector(".run-graph", "svg => svg.marked === true")  # re-coloured, not drawn again
     expect(page.locator("button[data-action=retry]")).to_be_enabled()
     expect(page.locator("#error-banner")).to_be_hidden()
 
 
-def test_rerun_and_the_apis_errors(rest: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
-    first = start_run(rest, tmp_path, pipelines_ui.sleeping, seconds=0.0)
-    wait_for_state(rest, first, "SUCCEEDED")
-    page.goto(f"{rest.http_url}/ui/#/runs/{first}")
+def test_retry_from_the_page_runs_the_failed_task_again(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    run_id = start_run(served, tmp_path, pipelines.failing_pipeline)
+    failed = wait_for_end(served, run_id, "FAILED")
+    page.goto(f"{served.http_url}/ui/#/runs/{run_id}?task=fail")
+    expect(page.locator("h1")).to_have_attribute("data-state", "FAILED")
+    expect(page.locator(".task-error").first).to_contain_text("this task always fails")
+    timeline = page.get_by_test_id("run-timeline").locator("tr")
+    expect(timeline).to_have_count(len(failed["state_history"]))
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("button[data-action=retry]").click()
+    # The page watches the run again: its second failure is shown without a reload.
+    deadline = time.monotonic() + WAIT
+    while len((run := api(served, f"runs/{run_id}"))["state_history"]) <= len(failed["state_history"]) or run["state"] != "FAILED":
+        assert time.monotonic() < deadline, run["state_history"]
+        time.sleep(0.1)
+    expect(timeline).to_have_count(len(run["state_history"]))
+    expect(page.locator("h1")).to_have_attribute("data-state", "FAILED")
+
+
+def test_rerun_and_the_apis_errors(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    first = start_run(served, tmp_path, pipelines_ui.sleeping, seconds=0.0)
+    wait_for_end(served, first, "SUCCEEDED")
+    page.goto(f"{served.http_url}/ui/#/runs/{first}")
     expect(page.locator("h1")).to_have_attribute("data-state", "SUCCEEDED")
 
     # Re-run: a new run of the same spec and parameters, shown when created.
@@ -138,13 +198,13 @@ def test_rerun_and_the_apis_errors(rest: ServerProcess, page: Page, tmp_path: Pa
     page.locator("button[data-action=re-run]").click()
     page.wait_for_url(lambda url: "#/runs/" in url and first not in url)
     run_id = page.url.rsplit("#/runs/", 1)[1].split("?")[0]
-    again = wait_for_state(rest, run_id, "SUCCEEDED")
-    original = api(rest, f"runs/{first}")
+    again = wait_for_end(served, run_id, "SUCCEEDED")
+    original = api(served, f"runs/{first}")
     assert again["runtime_config"] == original["runtime_config"] and again["pipeline_spec"] == original["pipeline_spec"]
     assert again["display_name"] == "sleeping (re-run)"
     expect(page.locator("h1")).to_have_attribute("data-state", "SUCCEEDED")
     # Deleted behind the page's back: archiving it is refused, and the page says why.
-    urllib.request.urlopen(urllib.request.Request(f"{rest.http_url}/apis/v2beta1/runs/{run_id}", method="DELETE"), timeout=30)
+    assert call(served, "DELETE", f"/apis/v2beta1/runs/{run_id}")[0] == 200
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("button[data-action=archive]").click()
     expect(page.locator("#error-banner")).to_be_visible()

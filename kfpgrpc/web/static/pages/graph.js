@@ -15,14 +15,23 @@ const SVG = "http://www.w3.org/2000/svg";
 const NODE_WIDTH = 170;
 const NODE_HEIGHT = 34;
 const MAX_LABEL = 22; // characters of a box's label; the full name is its tooltip
-const CLUSTER_LABEL_HEIGHT = 18;
+const CLUSTER_LABEL_HEIGHT = 24; // a cluster's label, above its contents
 const INHERITED = new Set(["SKIPPED", "CANCELED"]);
+const MARGIN = 12;
+const CLUSTER_PADDING = 10;
+const MIN_CLUSTER_WIDTH = 90;
+const GAP = 16; // between a grid's cells
+// Above this many boxes in one DAG, dagre ranks by longest path and keeps its first ordering
+// of each rank: its defaults (network simplex, crossing reduction sweeps) take seconds on
+// hundreds of boxes with edges.
+const LARGE = 100;
 
 /**
- * The graph of a run: {nodes: Map(id -> node), edges: [[from, to]]}, leaves and clusters.
- * A node is {id, label, title, kind: "task" | "dag" | "loop" | "iteration", parent (the
- * enclosing node's id or null), state, reported (whether a task detail exists)}; a node that
- * is some node's parent is drawn as a cluster.
+ * The graph of a run: {nodes: Map(id -> node), edges: [[from, to]]}. A node is {id, label,
+ * title, kind: "task" | "dag" | "loop" | "iteration", parent (the enclosing node's id or
+ * null), state, reported (whether a task detail exists)}; a node that is some node's parent is
+ * a cluster. Edges join siblings (the spec's dependentTasks are within one DAG): an edge into
+ * a sub-DAG, loop or condition ends at its cluster, as in KFP's UI.
  * `spec`: the PipelineSpec object (or null); `tasks`: run_details.task_details, or null for a
  * pipeline's static graph (no run: every node PENDING and unreported, titled by its id only).
  */
@@ -31,16 +40,7 @@ export function buildGraph(spec, tasks) {
   const nodes = new Map();
   const edges = [];
   const components = spec?.components || {};
-  // A cluster's leaves edges attach to (dagre lays out edges between leaves only): into it at
-  // its starts, out of it at its ends.
-  const entries = new Map();
-  const exits = new Map();
-  const orSelf = (id, inner) => {
-    const result = inner.starts.length ? inner : { starts: [id], ends: [id] };
-    entries.set(id, result.starts);
-    exits.set(id, result.ends);
-    return result;
-  };
+  const absorbed = new Set(); // reported iterations drawn as their one task
 
   const add = (id, fields) => {
     const detail = details.get(id);
@@ -52,39 +52,26 @@ export function buildGraph(spec, tasks) {
     return node;
   };
 
-  // One DAG's tasks under `parent`, with ids prefixed by `prefix`. Returns {starts, ends}: the
-  // node ids edges into and out of this DAG attach to (tasks nothing precedes / follows here).
+  // One DAG's tasks under `parent`, with ids prefixed by `prefix`.
   const walk = (dag, prefix, parent) => {
-    const names = Object.keys(dag?.tasks || {});
-    const within = new Set(names);
-    const followed = new Set();
-    const local = [];
-    for (const name of names) {
+    const within = new Set(Object.keys(dag?.tasks || {}));
+    for (const name of within) {
       const task = dag.tasks[name];
       const id = prefix + name;
       const label = task.taskInfo?.name || name;
       const component = components[task.componentRef?.name] || {};
-      const loop = Boolean(task.parameterIterator || task.artifactIterator);
       if (!component.dag) {
-        local.push({ name, id, ...ends(add(id, { label, kind: "task", parent })) });
-      } else if (!loop) {
-        add(id, { label, kind: "dag", parent });
-        local.push({ name, id, ...orSelf(id, walk(component.dag, id + ".", id)) });
+        add(id, { label, kind: "task", parent });
+      } else if (task.parameterIterator || task.artifactIterator) {
+        walkLoop(id, label, component.dag, parent);
       } else {
-        local.push({ name, id, ...orSelf(id, walkLoop(id, label, component.dag, parent)) });
+        add(id, { label, kind: "dag", parent });
+        walk(component.dag, id + ".", id);
       }
       for (const upstream of task.dependentTasks || []) {
-        if (within.has(upstream)) {
-          followed.add(upstream);
-          edges.push([prefix + upstream, id]);
-        }
+        if (within.has(upstream)) edges.push([prefix + upstream, id]);
       }
     }
-    const preceded = new Set(names.filter((n) => (dag.tasks[n].dependentTasks || []).some((u) => within.has(u))));
-    return {
-      starts: local.filter((t) => !preceded.has(t.name)).flatMap((t) => t.starts),
-      ends: local.filter((t) => !followed.has(t.name)).flatMap((t) => t.ends),
-    };
   };
 
   // A loop: a cluster of its iterations. An iteration whose body is one task is that task
@@ -99,48 +86,30 @@ export function buildGraph(spec, tasks) {
     loop.label = count ? `${label} ×${count}` : label;
     const bodyNames = Object.keys(body?.tasks || {});
     const single = bodyNames.length === 1 && !components[body.tasks[bodyNames[0]].componentRef?.name]?.dag;
-    const indexes = count ? [...Array(count).keys()] : ["…"];
-    const result = { starts: [], ends: [] };
-    for (const index of indexes) {
+    for (const index of count ? [...Array(count).keys()] : ["…"]) {
       const iteration = `${id}[${index}]`;
-      let part;
       if (single) {
-        const taskId = `${iteration}.${bodyNames[0]}`;
+        absorbed.add(iteration);
         const name = body.tasks[bodyNames[0]].taskInfo?.name || bodyNames[0];
-        part = ends(add(taskId, { label: `${name} [${index}]`, kind: "task", parent: id }));
+        add(`${iteration}.${bodyNames[0]}`, { label: `${name} [${index}]`, kind: "task", parent: id });
       } else {
         add(iteration, { label: `[${index}]`, kind: "iteration", parent: id });
-        part = orSelf(iteration, walk(body, iteration + ".", iteration));
+        walk(body, iteration + ".", iteration);
       }
-      result.starts.push(...part.starts);
-      result.ends.push(...part.ends);
     }
-    return result;
   };
 
   if (spec?.root?.dag) walk(spec.root.dag, "", null);
   // Reported tasks the spec walk did not place (no spec, or a shape it does not know), under
   // their parent when that is drawn; parents first, so a child finds its cluster.
-  const missing = [...details.values()].filter((t) => !nodes.has(t.task_id));
+  const missing = [...details.values()].filter((t) => !nodes.has(t.task_id) && !absorbed.has(t.task_id));
   missing.sort((a, b) => depth(a.task_id) - depth(b.task_id));
   for (const t of missing) {
     const parent = nodes.has(t.parent_task_id) ? t.parent_task_id : null;
     const kind = t.iteration_count !== undefined ? "loop" : t.iteration_index !== undefined ? "iteration" : "task";
     add(t.task_id, { label: t.display_name || t.task_id, kind, parent });
   }
-  const resolved = new Map();
-  for (const [from, to] of edges) {
-    for (const a of exits.get(from) || [from]) {
-      for (const b of entries.get(to) || [to]) {
-        if (a !== b && nodes.has(a) && nodes.has(b)) resolved.set(`${a}\u0000${b}`, [a, b]);
-      }
-    }
-  }
-  return { nodes, edges: [...resolved.values()] };
-}
-
-function ends(node) {
-  return { starts: [node.id], ends: [node.id] };
+  return { nodes, edges };
 }
 
 /** The iteration index of `taskId` within loop `loopId` ("loop[3]" or "loop[3].x" -> 3), else null. */
@@ -154,36 +123,112 @@ function depth(taskId) {
   return taskId.split(".").length;
 }
 
-/** The graph's positions: dagre's layout of `graph` (buildGraph's). Returns {width, height,
- * boxes: Map(id -> {x, y, width, height}) (top-left corners), paths: [[from, to, points]]}. */
+/**
+ * The graph's positions: {width, height, boxes: Map(id -> {x, y, width, height, cluster})
+ * (top-left corners), paths: [[points]]}. Each DAG is laid out on its own, innermost first,
+ * a cluster then being one box of its contents' size in its parent's layout: dagre on one
+ * flat graph per DAG (a compound graph of hundreds of clusters takes dagre seconds), and a
+ * loop's iterations, which have no edges between them, in a grid of equal cells.
+ */
 export function layout(graph) {
-  const g = new dagre.graphlib.Graph({ compound: true, multigraph: false });
-  g.setGraph({ rankdir: "TB", nodesep: 18, ranksep: 36, marginx: 12, marginy: 12 });
-  g.setDefaultEdgeLabel(() => ({}));
-  const parents = new Set([...graph.nodes.values()].map((n) => n.parent).filter(Boolean));
+  const children = new Map([[null, []]]);
   for (const node of graph.nodes.values()) {
-    const cluster = parents.has(node.id);
-    g.setNode(node.id, cluster ? { paddingTop: CLUSTER_LABEL_HEIGHT } : { width: NODE_WIDTH, height: NODE_HEIGHT });
+    if (!children.has(node.parent)) children.set(node.parent, []);
+    children.get(node.parent).push(node.id);
   }
-  for (const node of graph.nodes.values()) {
-    if (node.parent) g.setParent(node.id, node.parent);
+  const siblingEdges = new Map();
+  for (const [from, to] of graph.edges) {
+    const parent = graph.nodes.get(to)?.parent ?? null;
+    if (graph.nodes.get(from)?.parent !== parent) continue;
+    if (!siblingEdges.has(parent)) siblingEdges.set(parent, []);
+    siblingEdges.get(parent).push([from, to]);
   }
-  for (const [from, to] of graph.edges) g.setEdge(from, to);
-  dagre.layout(g);
+  const local = new Map(); // id -> {x, y, width, height} within its parent's contents
+  const cache = new Map();
+  const localPaths = new Map(); // parent id -> [[points]] within its contents
+
+  // Lays out the contents of `parent`; returns their {width, height}.
+  const place = (parent) => {
+    const ids = children.get(parent) || [];
+    for (const id of ids) {
+      if (children.has(id)) {
+        const inner = place(id);
+        local.set(id, { width: Math.max(inner.width + 2 * CLUSTER_PADDING, MIN_CLUSTER_WIDTH), height: inner.height + CLUSTER_LABEL_HEIGHT + CLUSTER_PADDING });
+      } else {
+        local.set(id, { width: NODE_WIDTH, height: NODE_HEIGHT });
+      }
+    }
+    return graph.nodes.get(parent)?.kind === "loop" ? grid(ids, local) : flat(ids, siblingEdges.get(parent) || [], local, localPaths, parent, cache);
+  };
+  const size = place(null);
+
   const boxes = new Map();
-  for (const id of g.nodes()) {
-    const { x, y, width, height } = g.node(id);
-    if (graph.nodes.has(id)) boxes.set(id, { x: x - width / 2, y: y - height / 2, width, height, cluster: parents.has(id) });
+  const paths = [];
+  const absolute = (parent, dx, dy) => {
+    for (const points of localPaths.get(parent) || []) paths.push(points.map((p) => ({ x: p.x + dx, y: p.y + dy })));
+    for (const id of children.get(parent) || []) {
+      const box = local.get(id);
+      const cluster = children.has(id);
+      boxes.set(id, { x: box.x + dx, y: box.y + dy, width: box.width, height: box.height, cluster });
+      if (cluster) absolute(id, box.x + dx + CLUSTER_PADDING, box.y + dy + CLUSTER_LABEL_HEIGHT);
+    }
+  };
+  absolute(null, MARGIN, MARGIN);
+  return { width: size.width + 2 * MARGIN, height: size.height + 2 * MARGIN, boxes, paths };
+}
+
+/** Positions of `ids` (sizes in `local`) by dagre, with their edges' points; returns the size.
+ * `cache` holds the layouts of contents already placed, by their shape relative to `parent`:
+ * a loop's iterations are laid out once. */
+function flat(ids, edges, local, localPaths, parent, cache) {
+  if (!ids.length) return { width: 0, height: 0 };
+  const prefix = parent === null ? "" : parent + ".";
+  const relative = (id) => (id.startsWith(prefix) ? id.slice(prefix.length) : id);
+  const key = JSON.stringify([ids.map((id) => [relative(id), local.get(id).width, local.get(id).height]), edges.map((e) => e.map(relative))]);
+  let placed = cache.get(key);
+  if (!placed) {
+    const large = ids.length > LARGE;
+    const g = new dagre.graphlib.Graph();
+    g.setGraph({ rankdir: "TB", nodesep: 18, ranksep: 36, marginx: 0, marginy: 0, ranker: large ? "longest-path" : "network-simplex" });
+    g.setDefaultEdgeLabel(() => ({}));
+    for (const id of ids) g.setNode(id, { width: local.get(id).width, height: local.get(id).height });
+    for (const [from, to] of edges) g.setEdge(from, to);
+    dagre.layout(g, { disableOptimalOrderHeuristic: large });
+    placed = {
+      corners: ids.map((id) => {
+        const { x, y, width, height } = g.node(id);
+        return { x: x - width / 2, y: y - height / 2 };
+      }),
+      paths: g.edges().map((e) => g.edge(e).points),
+      size: { width: g.graph().width, height: g.graph().height },
+    };
+    cache.set(key, placed);
   }
-  const paths = g.edges().map((e) => [e.v, e.w, g.edge(e).points]);
-  const { width, height } = g.graph();
-  return { width, height, boxes, paths };
+  ids.forEach((id, i) => Object.assign(local.get(id), placed.corners[i]));
+  localPaths.set(parent, placed.paths);
+  return placed.size;
+}
+
+/** Positions of `ids` in a grid of equal cells, in order, about twice as wide as high. */
+function grid(ids, local) {
+  if (!ids.length) return { width: 0, height: 0 };
+  let cellWidth = 0;
+  let cellHeight = 0;
+  for (const id of ids) {
+    cellWidth = Math.max(cellWidth, local.get(id).width);
+    cellHeight = Math.max(cellHeight, local.get(id).height);
+  }
+  const columns = Math.max(1, Math.min(ids.length, Math.round(Math.sqrt((2 * ids.length * cellHeight) / cellWidth))));
+  ids.forEach((id, i) => Object.assign(local.get(id), { x: (i % columns) * (cellWidth + GAP), y: Math.floor(i / columns) * (cellHeight + GAP) }));
+  const rows = Math.ceil(ids.length / columns);
+  return { width: columns * (cellWidth + GAP) - GAP, height: rows * (cellHeight + GAP) - GAP };
 }
 
 /**
  * The graph on the page: new RunGraph(container, onSelect(taskId)).
  * update(spec, tasks) draws it again when the set of tasks changed, else only re-colours;
- * select(taskId) highlights one box. Boxes are `g.g-node` with data-task-id and data-state.
+ * select(taskId) highlights one box; fit(on) scales the drawing to the container's width (or
+ * shows it at its size, scrolled). Boxes are `g.g-node` with data-task-id and data-state.
  */
 export class RunGraph {
   constructor(container, onSelect) {
@@ -192,17 +237,21 @@ export class RunGraph {
     this._key = null;
     this._elements = new Map();
     this._selected = null;
-    this.lastLayoutMs = 0;
+    this._fit = false;
+    this.timings = null; // {build, layout, draw} of the last drawing, in ms (bench/bench_ui.py)
   }
 
   update(spec, tasks) {
+    const started = performance.now();
     const graph = buildGraph(spec, tasks);
     const key = [...graph.nodes.keys()].join("\n") + "\n\n" + graph.edges.join("\n");
     if (key !== this._key) {
       this._key = key;
-      const started = performance.now();
-      this._draw(graph, layout(graph));
-      this.lastLayoutMs = performance.now() - started;
+      const built = performance.now();
+      const placed = layout(graph);
+      const laidOut = performance.now();
+      this._draw(graph, placed);
+      this.timings = { build: built - started, layout: laidOut - built, draw: performance.now() - laidOut };
     } else {
       for (const node of graph.nodes.values()) this._colour(node);
     }
@@ -213,6 +262,11 @@ export class RunGraph {
     this._elements.get(this._selected)?.classList.remove("selected");
     this._selected = taskId;
     this._elements.get(taskId)?.classList.add("selected");
+  }
+
+  fit(on) {
+    this._fit = on;
+    this._container.querySelector("svg.run-graph")?.classList.toggle("fit", on);
   }
 
   _colour(node) {
@@ -244,7 +298,7 @@ export class RunGraph {
       element.append(svgElement("title", {}, node.title));
       if (box.cluster) {
         element.append(svgElement("rect", { width: box.width, height: box.height, rx: 8 }));
-        element.append(svgElement("text", { x: 8, y: 14, class: "label" }, clip(node.label, Math.floor(box.width / 7))));
+        element.append(svgElement("text", { x: 8, y: 15, class: "label" }, clip(node.label, Math.floor(box.width / 7))));
       } else {
         element.append(svgElement("rect", { width: box.width, height: box.height, rx: 6 }));
         element.append(svgElement("rect", { class: "bar", width: 6, height: box.height, rx: 3 }));
@@ -257,7 +311,7 @@ export class RunGraph {
       (box.cluster ? clusters : leaves).append(element);
       this._elements.set(node.id, element);
     }
-    for (const [, , points] of placed.paths) {
+    for (const points of placed.paths) {
       const d = points.map((p, i) => `${i ? "L" : "M"}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join("");
       edges.append(svgElement("path", { d, "marker-end": "url(#arrow)" }));
     }
@@ -266,6 +320,7 @@ export class RunGraph {
     marker.append(svgElement("path", { d: "M0,0L10,5L0,10z" }));
     defs.append(marker);
     svg.append(defs, clusters, edges, leaves);
+    svg.classList.toggle("fit", this._fit);
     this._container.replaceChildren(svg);
     if (this._selected) this.select(this._selected);
   }

@@ -49,9 +49,13 @@ export class LogView {
   open(runId, taskId, follow) {
     this.dispose();
     this._reset();
-    this._status.textContent = follow ? "following…" : "loading…";
+    const reading = follow ? "following…" : "loading…";
+    this._status.textContent = reading;
     this._stream = watch(`runs/${encodeURIComponent(runId)}/logs`, {
       query: { task_name: taskId, follow: follow ? "true" : "" },
+      onOpen: () => {
+        this._status.textContent = reading; // again after a lost connection
+      },
       on: { logs: (frame) => this._add(frame.lines || []) },
       onEnd: () => {
         this._status.textContent = this._held.length || this._dropped ? "end of log" : "no log lines";

@@ -50,6 +50,7 @@ class RunPage {
     this.actions = h("div", { class: "toolbar run-actions" });
     const graphPane = h("div", { class: "graph-pane", "data-testid": "run-graph" });
     this.graph = new RunGraph(graphPane, (taskId) => this.select(taskId));
+    const fit = h("input", { type: "checkbox", onchange: () => this.graph.fit(fit.checked) });
     this.taskPanel = h("section", { class: "task-panel", "data-testid": "task-panel" });
     this.taskDetails = h("div", { class: "task-details" });
     const logPane = h("div", { class: "task-log" });
@@ -68,7 +69,7 @@ class RunPage {
       this.title,
       this.meta,
       this.actions,
-      h("div", { class: "run-layout" }, graphPane, this.taskPanel),
+      h("div", { class: "run-layout" }, h("div", {}, graphPane, h("label", { class: "graph-fit muted" }, fit, " Fit the graph to the width")), this.taskPanel),
       h("div", { class: "run-lower" }, this.timeline, this.parameters),
     );
   }
@@ -87,7 +88,7 @@ class RunPage {
       run.finished_at ? h("span", {}, `finished ${formatTime(run.finished_at)}`) : null,
       h("span", {}, `duration ${formatDuration(ended - new Date(run.created_at))}`),
       run.storage_state === "ARCHIVED" ? h("span", { class: "archived" }, "archived") : null,
-      run.recurring_run_id ? h("span", {}, "by recurring run ", h("code", {}, run.recurring_run_id)) : null,
+      run.recurring_run_id ? h("span", {}, "by recurring run ", h("a", { href: `#/recurringruns/${encodeURIComponent(run.recurring_run_id)}` }, run.recurring_run_id)) : null,
     ].filter(Boolean));
     this.showActions();
     const graph = this.graph.update(this.spec, tasks);
