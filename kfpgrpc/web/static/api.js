@@ -33,11 +33,13 @@ export function apiUrl(path, query = {}) {
 }
 
 /** Calls the API; resolves to the JSON answer ({} for an empty one), rejects with ApiError.
- * `body` is sent as JSON. A 401 sends the browser to the login form. `response` receives the
+ * `body` is sent as JSON, a FormData as a multipart form (the pipeline uploads). A 401 sends the browser to the login form. `response` receives the
  * Response (headers such as Date). */
 export async function call(path, { method = "GET", query, body, signal, response } = {}) {
   const init = { method, signal, credentials: "same-origin", headers: { Accept: "application/json" } };
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    init.body = body; // multipart: the browser writes the Content-Type with its boundary
+  } else if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }

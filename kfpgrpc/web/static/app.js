@@ -10,6 +10,7 @@ export const ROUTES = [
   { pattern: ["runs"], page: "./pages/runs.js", section: "runs" },
   { pattern: ["runs", ":id"], page: "./pages/run.js", section: "runs" },
   { pattern: ["pipelines"], page: "./pages/pipelines.js", section: "pipelines" },
+  { pattern: ["pipelines", ":id"], page: "./pages/pipeline.js", section: "pipelines" },
   { pattern: ["recurringruns"], page: "./pages/recurringruns.js", section: "recurringruns" },
   { pattern: ["recurringruns", ":id"], page: "./pages/recurringruns.js", section: "recurringruns" },
   { pattern: ["events"], page: "./pages/events.js", section: "events" },

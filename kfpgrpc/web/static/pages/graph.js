@@ -32,7 +32,8 @@ const LARGE = 100;
  * null), state, reported (whether a task detail exists)}; a node that is some node's parent is
  * a cluster. Edges join siblings (the spec's dependentTasks are within one DAG): an edge into
  * a sub-DAG, loop or condition ends at its cluster, as in KFP's UI.
- * `spec`: the PipelineSpec object (or null); `tasks`: run_details.task_details.
+ * `spec`: the PipelineSpec object (or null); `tasks`: run_details.task_details, or null for a
+ * pipeline's static graph (no run: every node PENDING and unreported, titled by its id only).
  */
 export function buildGraph(spec, tasks) {
   const details = new Map((tasks || []).map((t) => [t.task_id, t]));
@@ -46,7 +47,7 @@ export function buildGraph(spec, tasks) {
     const parentState = fields.parent ? nodes.get(fields.parent)?.state : null;
     const state = detail?.state || (INHERITED.has(parentState) ? parentState : "PENDING");
     const node = { id, parent: null, reported: Boolean(detail), state, ...fields };
-    node.title = `${id} (${state})`;
+    node.title = tasks ? `${id} (${state})` : id;
     nodes.set(id, node);
     return node;
   };
