@@ -8,6 +8,8 @@ of kfpgrpc/api/recurring_runs.py, calling the same core and its conversions.
     POST   /apis/v2beta1/recurringruns/{recurring_run_id}:enable         -> {}
     POST   /apis/v2beta1/recurringruns/{recurring_run_id}:disable        -> {}
     DELETE /apis/v2beta1/recurringruns/{recurring_run_id}                -> {}
+    POST   /apis/v2beta1/recurringruns:previewSchedule                   body: PreviewScheduleRequest
+                                                                         -> PreviewScheduleResponse (kfpgrpc's)
 
 Paths and shapes are those of KFP's backend/api/v2beta1/recurring_run.proto (google.api.http).
 Our additions (overlap_policy, cron_schedule.time_zone, next_scheduled_times,
@@ -24,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kfpgrpc.api.convert import list_request, to_message
-from kfpgrpc.api.recurring_runs import definition_of, recurring_run_to_proto
+from kfpgrpc.api.recurring_runs import definition_of, preview_schedule, recurring_run_to_proto
 from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.recurring import RecurringRuns
 from kfpgrpc.domain import RecurringRunView
@@ -47,6 +49,7 @@ class RecurringRunRoutes:
         return [
             Route(PREFIX, answers_errors(self.create_recurring_run), methods=["POST"]),
             Route(PREFIX, answers_errors(self.list_recurring_runs), methods=["GET"]),
+            Route(PREFIX + ":previewSchedule", answers_errors(self.preview_schedule), methods=["POST"]),
             Route(one + ":enable", answers_errors(self.enable_recurring_run), methods=["POST"]),
             Route(one + ":disable", answers_errors(self.disable_recurring_run), methods=["POST"]),
             Route(one, answers_errors(self.get_recurring_run), methods=["GET"]),
@@ -81,6 +84,10 @@ class RecurringRunRoutes:
         message = request_message(request, pb.DeleteRecurringRunRequest())
         await self._recurring_runs.delete(message.recurring_run_id, message.delete_runs)
         return respond(empty_pb2.Empty())
+
+    async def preview_schedule(self, request: Request) -> Response:
+        message = await body_into(request, pb.PreviewScheduleRequest(), "body", self._max_message_bytes)
+        return respond(await preview_schedule(self._recurring_runs, message))
 
     @staticmethod
     def _recurring_run_id(request: Request, message: OneRecurringRunRequest) -> str:
