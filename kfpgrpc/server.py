@@ -182,7 +182,7 @@ class KfpGrpcServer:
             self._housekeeping.start()
             await server.start()
             if self._http is not None:
-                self._http.start(build_app(config, experiments, pipelines, runs, recurring_runs))
+                self._http.start(build_app(config, experiments, pipelines, runs, recurring_runs, events))
         except BaseException as error:
             await self._stop_core()
             self._data_dir.discard()  # under the lock: no other server is creating these

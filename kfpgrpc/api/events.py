@@ -88,8 +88,8 @@ class EventServicer(event_pb2_grpc.EventServiceServicer):
     async def WatchEvents(  # noqa: N802 - gRPC method name
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.Event]:
-        wanted = event_filter(request)
+        stream = await self._events.watch(request.after_sequence, event_filter(request))
         # Headers at once: a client waiting for the stream to open need not wait for an event.
         await context.send_initial_metadata(())
-        async for event in self._events.watch(request.after_sequence, wanted):
+        async for event in stream:
             yield event_to_proto(event)

@@ -13,7 +13,7 @@ from kfpgrpc.api.convert import list_request, spec_to_dict, struct, timestamp, t
 from kfpgrpc.api.sizes import fit_page, fit_run
 from kfpgrpc.bounds import cut_error, summary
 from kfpgrpc.core.runs import NewRun, Runs
-from kfpgrpc.domain import CANCELED, RunView, StateChange, TaskDetail
+from kfpgrpc.domain import CANCELED, LogLine, RunView, StateChange, TaskDetail
 from kfpgrpc.v1 import common_pb2, run_pb2_grpc
 from kfpgrpc.v1 import run_pb2 as pb
 
@@ -105,6 +105,13 @@ def run_to_proto(view: RunView) -> pb.Run:
     )
     set_source(message, run.pipeline_id, run.pipeline_version_id, view.pipeline_spec, run.inline)
     return fit_run(message)
+
+
+def logs_to_proto(lines: list[LogLine]) -> pb.StreamRunLogsResponse:
+    """One batch of a run's log lines (Runs.logs keeps a batch within the response budget)."""
+    return pb.StreamRunLogsResponse(
+        lines=[pb.LogLine(task_id=line.task_id, time=timestamp(line.time), text=line.text, line_number=line.line_number) for line in lines]
+    )
 
 
 async def source_fields(message: Any, field: str, max_spec_bytes: int) -> dict[str, Any]:
@@ -206,10 +213,5 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
     async def StreamRunLogs(
         self, request: pb.StreamRunLogsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamRunLogsResponse]:
-        async for lines in self._runs.logs(request.run_id, request.task_name, request.follow):
-            yield pb.StreamRunLogsResponse(
-                lines=[
-                    pb.LogLine(task_id=line.task_id, time=timestamp(line.time), text=line.text, line_number=line.line_number)
-                    for line in lines
-                ]
-            )
+        async for lines in await self._runs.logs(request.run_id, request.task_name, request.follow):
+            yield logs_to_proto(lines)

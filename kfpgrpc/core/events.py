@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import aiosqlite
@@ -100,7 +100,13 @@ class Events:
         for watcher in self._watchers:
             watcher.close()
 
-    async def watch(self, after: int, wanted: EventFilter) -> AsyncIterator[Event]:
+    async def watch(self, after: int, wanted: EventFilter) -> AsyncGenerator[Event, None]:
+        """The events after sequence `after` that `wanted` matches, stored ones first, then each
+        as it is committed. `after` is checked before this returns (InvalidArgument: negative or
+        after the newest event; OutOfRange: removed by retention; Unavailable: shutting down), so
+        that a front end answers those before its stream starts; the stream ends with
+        ResourceExhausted when it falls behind, Unavailable at shutdown (each naming the
+        sequence to resume after)."""
         if after < 0:
             raise InvalidArgument.field("after_sequence", "must not be negative")
         pruned, newest = await store.sequence_bounds(self._db)
@@ -113,6 +119,9 @@ class Events:
             )
         if self._closed:
             raise Unavailable("the server is shutting down")
+        return self._follow(after, wanted)
+
+    async def _follow(self, after: int, wanted: EventFilter) -> AsyncGenerator[Event, None]:
         watcher = _Watcher(wanted, self._watcher_capacity)
         self._watchers.add(watcher)
         try:

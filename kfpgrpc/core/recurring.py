@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -368,7 +368,7 @@ class RecurringRuns:
         # Sparse cron expressions can take croniter a while per tick: off the event loop.
         return zone_name, await asyncio.to_thread(fire_times, schedule.detached(), after_us, count or NEXT_TIMES, zone)
 
-    async def watch(self, recurring_run_id: str) -> AsyncIterator[RecurringRunView]:
+    async def watch(self, recurring_run_id: str) -> AsyncGenerator[RecurringRunView, None]:
         """The current snapshot, then one per change; ends when the recurring run is deleted."""
         with self._snapshots.subscribe(recurring_run_id) as subscription:
             view = await self.get(recurring_run_id, with_spec=False)

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import os
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -478,7 +478,7 @@ class Runs:
         except (DomainError, UnsafePath, OSError) as error:  # the run is gone; its files stay
             log.warning("run artifacts not deleted", extra={"fields": {"run_id": run_id, "error": str(error)}})
 
-    async def watch(self, run_id: str) -> AsyncIterator[RunView]:
+    async def watch(self, run_id: str) -> AsyncGenerator[RunView, None]:
         """The current snapshot, then one per change, until a terminal state."""
         with self._snapshots.subscribe(run_id) as subscription:
             view = await self.get(run_id, with_spec=False)
@@ -492,8 +492,11 @@ class Runs:
                     view, revision = received, received.run.revision
                     yield view
 
-    async def logs(self, run_id: str, task_name: str, follow: bool) -> AsyncIterator[list[LogLine]]:
-        """Batches of log lines in capture order; with `follow`, until the run has finished."""
+    async def logs(self, run_id: str, task_name: str, follow: bool) -> AsyncGenerator[list[LogLine], None]:
+        """Batches of log lines in capture order; with `follow`, until the run has finished.
+        The run and `task_name` (a task id or display name) are looked up before this returns
+        (NotFound), so that a front end answers that before its stream starts; the stream ends
+        with Unavailable at shutdown."""
         view = await self.get(run_id, with_spec=False)
         task_ids = None
         if task_name:
@@ -506,6 +509,9 @@ class Runs:
             )
             if not task_ids:
                 raise NotFound("task", "task_name", task_name)
+        return self._follow_logs(run_id, task_ids, follow)
+
+    async def _follow_logs(self, run_id: str, task_ids: list[str] | None, follow: bool) -> AsyncGenerator[list[LogLine], None]:
         after = 0
         with self._log_appended.subscribe(run_id) as subscription:
             while True:

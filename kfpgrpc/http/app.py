@@ -13,12 +13,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kfpgrpc.config import ServerConfig
+from kfpgrpc.core.events import Events
 from kfpgrpc.core.experiments import Experiments
 from kfpgrpc.core.pipelines import Pipelines
 from kfpgrpc.core.recurring import RecurringRuns
 from kfpgrpc.core.runs import Runs
 from kfpgrpc.errors import Unauthenticated
 from kfpgrpc.http.errors import error_response, handle_http_exception
+from kfpgrpc.http.events import EventRoutes
 from kfpgrpc.http.experiments import ExperimentRoutes
 from kfpgrpc.http.pipelines import PipelineRoutes
 from kfpgrpc.http.recurring_runs import RecurringRunRoutes
@@ -53,7 +55,8 @@ class BearerToken:
 
 
 def build_app(
-    config: ServerConfig, experiments: Experiments, pipelines: Pipelines, runs: Runs, recurring_runs: RecurringRuns
+    config: ServerConfig, experiments: Experiments, pipelines: Pipelines, runs: Runs, recurring_runs: RecurringRuns,
+    events: Events,
 ) -> ASGIApp:
     app = Starlette(
         routes=[
@@ -62,6 +65,7 @@ def build_app(
             *PipelineRoutes(pipelines, config.max_message_bytes, config.max_spec_bytes).routes(),
             *RunRoutes(runs, config.max_message_bytes, config.max_spec_bytes).routes(),
             *RecurringRunRoutes(recurring_runs, config.max_message_bytes, config.max_spec_bytes).routes(),
+            *EventRoutes(events).routes(),
         ],
         exception_handlers={HTTPException: handle_http_exception},
     )

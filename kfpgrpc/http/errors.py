@@ -46,22 +46,38 @@ _HTTP_STATUS = {
 _ROUTING_CODES = {404: code_pb2.NOT_FOUND, 405: code_pb2.UNIMPLEMENTED}
 
 
-def status_response(status: status_pb2.Status, http_status: int | None = None) -> JSONResponse:
-    """`status` as the gateway's JSON; the HTTP status goes with its code unless given."""
+def _body(status: status_pb2.Status) -> dict[str, Any]:
+    """`status` as the gateway's JSON object."""
     body: dict[str, Any] = json_format.MessageToDict(status, preserving_proto_field_name=True)
     body.setdefault("code", status.code)  # MessageToDict leaves out zero values
     body.setdefault("message", "")
     body.setdefault("details", [])
-    return JSONResponse(body, status_code=http_status or _HTTP_STATUS.get(status.code, 500))
+    return body
 
 
-def error_response(exc: BaseException) -> JSONResponse:
-    """The answer to `exc` raised by a handler: a DomainError as its status; anything else
-    is a bug, INTERNAL, with the traceback logged (as the gRPC side does)."""
+def status_response(status: status_pb2.Status, http_status: int | None = None) -> JSONResponse:
+    """`status` as the gateway's JSON; the HTTP status goes with its code unless given."""
+    return JSONResponse(_body(status), status_code=http_status or _HTTP_STATUS.get(status.code, 500))
+
+
+def _status(exc: BaseException) -> status_pb2.Status:
+    """A DomainError's status; anything else is a bug, INTERNAL, with the traceback logged (as
+    the gRPC side does)."""
     status = to_status(exc)
     if status.code == code_pb2.INTERNAL:
         log.error("internal error", exc_info=exc)
-    return status_response(status)
+    return status
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    """The answer to `exc` raised by a handler (see _status)."""
+    return status_response(_status(exc))
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """The JSON body error_response would answer `exc` with: what a stream that has started
+    sends as its `error` event."""
+    return _body(_status(exc))
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:

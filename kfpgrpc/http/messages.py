@@ -10,8 +10,9 @@ KFP has and kfpgrpc does not (`namespace`) are ignored, as KFP's gateway ignores
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import TypeVar
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
@@ -48,13 +49,19 @@ async def body_into(request: Request, message: M, field: str, max_bytes: int) ->
     return message
 
 
-def params_into(message: M, params: Mapping[str, str]) -> M:
-    """`message` with path or query parameters set by field name ("page_size=20"); each value
-    that does not parse as its field is a violation naming that field."""
+def params_into(message: M, params: Mapping[str, str | Sequence[str]]) -> M:
+    """`message` with path or query parameters set by field name ("page_size=20"; a repeated
+    field's values as a list, enum values by name); each value that does not parse as its field
+    is a violation naming that field."""
     violations = []
+    fields = message.DESCRIPTOR.fields
+    known = {field.name for field in fields} | {field.json_name for field in fields}
     for name, value in params.items():
+        if name not in known:  # KFP's fields that kfpgrpc lacks (namespace), ignored as KFP's gateway does
+            continue
         try:
-            json_format.ParseDict({name: _scalar(message, name, value)}, message, ignore_unknown_fields=True)
+            # Not ignore_unknown_fields: that would also drop an unknown enum name (types=BOGUS) unsaid.
+            json_format.ParseDict({name: _scalar(message, name, value)}, message)
         except json_format.ParseError as error:
             violations.append(FieldViolation(name, str(error)))
     if violations:
@@ -66,30 +73,55 @@ def params_into(message: M, params: Mapping[str, str]) -> M:
 _BOOLS = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
 
 
-def _scalar(message: Message, name: str, value: str) -> object:
-    """`value` as JSON of the field `name`: a string, but a bool for a bool field ("true")."""
+def _scalar(message: Message, name: str, value: str | Sequence[str]) -> object:
+    """`value` as JSON of the field `name`: a string (or list of strings), but a bool for a bool
+    field ("true")."""
     field = message.DESCRIPTOR.fields_by_name.get(name)
-    if field is not None and field.type == FieldDescriptor.TYPE_BOOL:
+    if isinstance(value, str) and field is not None and field.type == FieldDescriptor.TYPE_BOOL:
         return _BOOLS.get(value.lower(), value)
     return value
 
 
 def request_message(request: Request, message: M) -> M:
-    """`message` from the request's path and query parameters (a GET's or DELETE's request)."""
-    return params_into(params_into(message, request.query_params), request.path_params)
+    """`message` from the request's path and query parameters (a GET's or DELETE's request).
+    A repeated field takes every value of its parameter (`types=A&types=B`), as grpc-gateway's;
+    another field its last."""
+    fields = message.DESCRIPTOR.fields_by_name
+    query: dict[str, str | Sequence[str]] = {
+        name: request.query_params.getlist(name) if name in fields and fields[name].label == FieldDescriptor.LABEL_REPEATED else value
+        for name, value in request.query_params.items()
+    }
+    return params_into(params_into(message, query), request.path_params)
 
 
-def respond(message: Message, kfp_names: Mapping[str, str] | None = None) -> JSONResponse:
-    """`message` as KFP's JSON: fields with their default value are left out, as KFP does, and
-    integral numbers of google.protobuf.Values are written as integers (`3`, not `3.0`), as KFP's
-    Go gateway (protojson) writes them, so kfp.Client reads back the ints it sent. `kfp_names`
-    renames top-level fields whose name in KFP's proto differs from ours (ListRecurringRunsResponse's
-    `recurringRuns`, which kfp-server-api reads by that name)."""
+def message_json(message: Message, kfp_names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`message` as KFP's JSON object: fields with their default value are left out, as KFP does,
+    and integral numbers of google.protobuf.Values are written as integers (`3`, not `3.0`), as
+    KFP's Go gateway (protojson) writes them, so kfp.Client reads back the ints it sent.
+    `kfp_names` renames top-level fields whose name in KFP's proto differs from ours
+    (ListRecurringRunsResponse's `recurringRuns`, which kfp-server-api reads by that name)."""
     body = json_format.MessageToDict(message, preserving_proto_field_name=True)
     for ours, kfps in (kfp_names or {}).items():
         if ours in body:
             body[kfps] = body.pop(ours)
-    return JSONResponse(protojson_numbers(body))
+    return protojson_numbers(body)
+
+
+def respond(message: Message, kfp_names: Mapping[str, str] | None = None) -> JSONResponse:
+    """`message` as KFP's JSON (message_json) in a 200 response."""
+    return JSONResponse(message_json(message, kfp_names))
+
+
+def sse_frame(data: Message | Mapping[str, Any], event: str = "", event_id: str = "") -> bytes:
+    """One Server-Sent Event: `event: <event>` and `id: <event_id>` lines when given, then
+    `data: <JSON>` (a message as message_json writes it, or a JSON object as it is: an error
+    body, `{}`) on one line, and the blank line that ends the event. JSON escapes newlines,
+    so the data is always one line; `event` and `event_id` are ours, never a client's."""
+    body = message_json(data) if isinstance(data, Message) else data
+    # As Starlette's JSONResponse writes JSON.
+    text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    head = (f"event: {event}\n" if event else "") + (f"id: {event_id}\n" if event_id else "")
+    return f"{head}data: {text}\n\n".encode()
 
 
 async def respond_off_loop(message: Message) -> JSONResponse:

@@ -10,12 +10,18 @@ of kfpgrpc/api/recurring_runs.py, calling the same core and its conversions.
     DELETE /apis/v2beta1/recurringruns/{recurring_run_id}                -> {}
     POST   /apis/v2beta1/recurringruns:previewSchedule                   body: PreviewScheduleRequest
                                                                          -> PreviewScheduleResponse (kfpgrpc's)
+    GET    /apis/v2beta1/recurringruns/{recurring_run_id}:watch          -> SSE: `recurring_run` events,
+                                                                            `end` once it is deleted
 
 Paths and shapes are those of KFP's backend/api/v2beta1/recurring_run.proto (google.api.http).
 Our additions (overlap_policy, cron_schedule.time_zone, next_scheduled_times,
 last_scheduled_time, counters) are in the JSON as in our proto. One name is KFP's rather than ours:
 a list's recurring runs are `recurringRuns`, the field's name in KFP's proto. KFP's `propagation_policy` on
 delete is ignored (there are no Kubernetes objects to propagate to); our `delete_runs` is honored.
+
+The watch stream is kfpgrpc's, the Server-Sent Event twin of WatchRecurringRun
+(kfpgrpc/http/streams.py): a `recurring_run` event's data is the RecurringRun as GET writes it,
+with the pipeline spec left out as a list leaves it, as WatchRecurringRun sends it.
 """
 
 from __future__ import annotations
@@ -31,11 +37,14 @@ from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.recurring import RecurringRuns
 from kfpgrpc.domain import RecurringRunView
 from kfpgrpc.http.errors import answers_errors
-from kfpgrpc.http.messages import body_into, request_message, respond, respond_off_loop
+from kfpgrpc.http.messages import body_into, request_message, respond, respond_off_loop, sse_frame
+from kfpgrpc.http.streams import event_stream
 from kfpgrpc.v1 import recurring_run_pb2 as pb
 
 PREFIX = "/apis/v2beta1/recurringruns"
-OneRecurringRunRequest = pb.GetRecurringRunRequest | pb.EnableRecurringRunRequest | pb.DisableRecurringRunRequest
+OneRecurringRunRequest = (
+    pb.GetRecurringRunRequest | pb.EnableRecurringRunRequest | pb.DisableRecurringRunRequest | pb.WatchRecurringRunRequest
+)
 
 
 class RecurringRunRoutes:
@@ -52,6 +61,7 @@ class RecurringRunRoutes:
             Route(PREFIX + ":previewSchedule", answers_errors(self.preview_schedule), methods=["POST"]),
             Route(one + ":enable", answers_errors(self.enable_recurring_run), methods=["POST"]),
             Route(one + ":disable", answers_errors(self.disable_recurring_run), methods=["POST"]),
+            Route(one + ":watch", answers_errors(self.watch_recurring_run), methods=["GET"]),  # before `one`, which matches it
             Route(one, answers_errors(self.get_recurring_run), methods=["GET"]),
             Route(one, answers_errors(self.delete_recurring_run), methods=["DELETE"]),
         ]
@@ -88,6 +98,11 @@ class RecurringRunRoutes:
     async def preview_schedule(self, request: Request) -> Response:
         message = await body_into(request, pb.PreviewScheduleRequest(), "body", self._max_message_bytes)
         return respond(await preview_schedule(self._recurring_runs, message))
+
+    async def watch_recurring_run(self, request: Request) -> Response:
+        views = self._recurring_runs.watch(self._recurring_run_id(request, pb.WatchRecurringRunRequest()))
+        first = await anext(views)  # the current snapshot: an unknown recurring run is a 404, not a stream
+        return event_stream(views, lambda view: sse_frame(recurring_run_to_proto(view), event="recurring_run"), first=[first])
 
     @staticmethod
     def _recurring_run_id(request: Request, message: OneRecurringRunRequest) -> str:

@@ -9,11 +9,18 @@ kfpgrpc/api/runs.py, calling the same core and its conversions.
     POST   /apis/v2beta1/runs/{run_id}:archive             -> {}
     POST   /apis/v2beta1/runs/{run_id}:unarchive           -> {}
     DELETE /apis/v2beta1/runs/{run_id}                     -> {}
+    GET    /apis/v2beta1/runs/{run_id}:watch               -> SSE: `run` events, then `end`
+    GET    /apis/v2beta1/runs/{run_id}/logs?task_name&follow -> SSE: `logs` events, then `end`
 
 Paths and shapes are those of KFP's backend/api/v2beta1/run.proto (google.api.http): the Run's
 `pipeline_spec` is a JSON object (or `pipeline_version_reference` names a stored version),
 `runtime_config.parameters` are JSON values. The deprecated `experiment_id` query parameter
 kfp-server-api sends on every call but ListRuns is ignored, as KFP ignores it.
+
+The two streams are kfpgrpc's (KFP has neither), the Server-Sent Event twins of WatchRun and
+StreamRunLogs (kfpgrpc/http/streams.py): a `run` event's data is the Run as GET writes it but
+with the pipeline spec left out as a list leaves it (`pipeline_spec: {}`), as WatchRun sends it;
+a `logs` event's is a StreamRunLogsResponse, `{"lines": [LogLine...]}`.
 """
 
 from __future__ import annotations
@@ -24,17 +31,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kfpgrpc.api.convert import list_request, to_message
-from kfpgrpc.api.runs import new_run, run_to_proto
+from kfpgrpc.api.runs import logs_to_proto, new_run, run_to_proto
 from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.runs import Runs
 from kfpgrpc.domain import RunView
 from kfpgrpc.http.errors import answers_errors
-from kfpgrpc.http.messages import body_into, request_message, respond, respond_off_loop
+from kfpgrpc.http.messages import body_into, request_message, respond, respond_off_loop, sse_frame
+from kfpgrpc.http.streams import event_stream
 from kfpgrpc.v1 import run_pb2 as pb
 
 PREFIX = "/apis/v2beta1/runs"
 OneRunRequest = (
-    pb.GetRunRequest | pb.TerminateRunRequest | pb.RetryRunRequest | pb.ArchiveRunRequest | pb.UnarchiveRunRequest | pb.DeleteRunRequest
+    pb.GetRunRequest | pb.TerminateRunRequest | pb.RetryRunRequest | pb.ArchiveRunRequest | pb.UnarchiveRunRequest
+    | pb.DeleteRunRequest | pb.WatchRunRequest
 )
 
 
@@ -53,6 +62,8 @@ class RunRoutes:
             Route(one + ":retry", answers_errors(self.retry_run), methods=["POST"]),
             Route(one + ":archive", answers_errors(self.archive_run), methods=["POST"]),
             Route(one + ":unarchive", answers_errors(self.unarchive_run), methods=["POST"]),
+            Route(one + ":watch", answers_errors(self.watch_run), methods=["GET"]),  # before `one`, which matches it
+            Route(one + "/logs", answers_errors(self.stream_run_logs), methods=["GET"]),
             Route(one, answers_errors(self.get_run), methods=["GET"]),
             Route(one, answers_errors(self.delete_run), methods=["DELETE"]),
         ]
@@ -89,6 +100,16 @@ class RunRoutes:
     async def delete_run(self, request: Request) -> Response:
         await self._runs.delete(self._run_id(request, pb.DeleteRunRequest()))
         return respond(empty_pb2.Empty())
+
+    async def watch_run(self, request: Request) -> Response:
+        views = self._runs.watch(self._run_id(request, pb.WatchRunRequest()))
+        first = await anext(views)  # the current snapshot: an unknown run is a 404, not a stream
+        return event_stream(views, lambda view: sse_frame(run_to_proto(view), event="run"), first=[first])
+
+    async def stream_run_logs(self, request: Request) -> Response:
+        message = request_message(request, pb.StreamRunLogsRequest())
+        batches = await self._runs.logs(message.run_id, message.task_name, message.follow)
+        return event_stream(batches, lambda lines: sse_frame(logs_to_proto(lines), event="logs"))
 
     @staticmethod
     def _run_id(request: Request, message: OneRunRequest) -> str:
