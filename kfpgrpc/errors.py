@@ -94,3 +94,8 @@ class StoreFull(StoreFault, ResourceExhausted):
 
 class Unauthenticated(DomainError):
     pass
+
+
+class PermissionDenied(DomainError):
+    """Authenticated, but this request may not be made so (the web UI's cookie on a
+    cross-origin state change)."""

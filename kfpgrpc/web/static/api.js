@@ -1,0 +1,155 @@
+// The UI's only way to the server: KFP's REST API (/apis/v2beta1/..., docs/api.md "HTTP (KFP
+// REST)") and its Server-Sent Events streams. Errors come back as grpc-gateway's body,
+// {code, message, details}, and are thrown as ApiError.
+
+export const API = "/apis/v2beta1/";
+
+/** A refused call: the gateway's {code, message, details} and the HTTP status. */
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = body.code ?? 2; // UNKNOWN when the body is not the gateway's
+    this.details = body.details || [];
+  }
+
+  /** The field violations of an INVALID_ARGUMENT: [{field, description}]. */
+  get violations() {
+    return this.details.flatMap((d) => d.field_violations || d.fieldViolations || []);
+  }
+}
+
+/** `path` (under /apis/v2beta1/) with `query`: a repeated parameter for an array value, none
+ * for an empty one (undefined, null, ""). */
+export function apiUrl(path, query = {}) {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(query)) {
+    for (const one of Array.isArray(value) ? value : [value]) {
+      if (one !== undefined && one !== null && one !== "") params.append(name, String(one));
+    }
+  }
+  const text = params.toString();
+  return API + path + (text ? `?${text}` : "");
+}
+
+/** Calls the API; resolves to the JSON answer ({} for an empty one), rejects with ApiError.
+ * `body` is sent as JSON. A 401 sends the browser to the login form. `response` receives the
+ * Response (headers such as Date). */
+export async function call(path, { method = "GET", query, body, signal, response } = {}) {
+  const init = { method, signal, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const answer = await fetch(apiUrl(path, query), init);
+  if (response) response(answer);
+  const text = await answer.text();
+  let json = {};
+  try {
+    json = text ? JSON.parse(text) : {};
+  } catch {
+    json = { message: `HTTP ${answer.status}: ${text.slice(0, 200)}` };
+  }
+  if (!answer.ok) {
+    if (answer.status === 401) location.assign("/ui/login");
+    throw new ApiError(answer.status, json);
+  }
+  return json;
+}
+
+export const get = (path, query, options = {}) => call(path, { ...options, query });
+export const post = (path, body = {}, options = {}) => call(path, { ...options, method: "POST", body });
+export const del = (path, query, options = {}) => call(path, { ...options, method: "DELETE", query });
+
+/** One line for `error`: the message, and each field violation. */
+export function describe(error) {
+  if (error instanceof ApiError) {
+    const fields = error.violations.map((v) => `${v.field}: ${v.description}`);
+    return [error.message, ...fields].join("\n");
+  }
+  return String(error?.message || error);
+}
+
+/** Shows `error` in the banner under the navigation until dismissed or the next page. */
+export function showError(error) {
+  const banner = document.getElementById("error-banner");
+  if (!banner) return;
+  banner.querySelector(".text").textContent = describe(error);
+  banner.hidden = false;
+}
+
+export function clearError() {
+  const banner = document.getElementById("error-banner");
+  if (banner) banner.hidden = true;
+}
+
+// The gRPC codes after which a closed stream is worth reopening: the watcher fell behind
+// (RESOURCE_EXHAUSTED) or the server is stopping (UNAVAILABLE). Others are final.
+const RESUMABLE = new Set([8, 14]);
+
+/**
+ * Watches an SSE stream of the API, e.g. watch("runs/ID:watch", {on: {run: (run) => ...}}).
+ *
+ * - `on`: handlers by event name, each given the frame's parsed JSON and the MessageEvent;
+ *   "message" is for frames without an `event:` line (the events stream).
+ * - `end` frames close the stream for good and call `onEnd()`.
+ * - `error` frames (`{code, message}`) call `onError(ApiError)`; a resumable one (the watcher
+ *   fell behind, the server is stopping) lets EventSource reconnect, which sends the last
+ *   `id:` seen as Last-Event-ID; others close the stream. A connection EventSource gives up on
+ *   calls `onError` with a generic ApiError.
+ * - While the tab is hidden the stream is closed; when it shows again it is reopened, with
+ *   `resume` (a query parameter name, e.g. "after_sequence") set to the last id seen.
+ *
+ * Returns {close(), lastId()}.
+ */
+export function watch(path, { query = {}, on = {}, onEnd, onError, resume } = {}) {
+  let source = null;
+  let last = resume && query[resume] ? String(query[resume]) : "";
+  let finished = false;
+
+  const open = () => {
+    const current = resume && last ? { ...query, [resume]: last } : query;
+    source = new EventSource(apiUrl(path, current), { withCredentials: true });
+    for (const [name, handler] of Object.entries(on)) {
+      source.addEventListener(name, (event) => {
+        if (event.lastEventId) last = event.lastEventId;
+        handler(event.data ? JSON.parse(event.data) : null, event);
+      });
+    }
+    source.addEventListener("end", () => {
+      stop();
+      onEnd?.();
+    });
+    source.addEventListener("error", (event) => {
+      if (event.data) {
+        const body = JSON.parse(event.data);
+        const error = new ApiError(0, body);
+        if (!RESUMABLE.has(error.code)) stop();
+        onError?.(error);
+      } else if (source.readyState === EventSource.CLOSED && !finished) {
+        onError?.(new ApiError(0, { code: 14, message: `the stream ${path} closed` }));
+      }
+    });
+  };
+
+  const shut = () => {
+    source?.close();
+    source = null;
+  };
+
+  const stop = () => {
+    finished = true;
+    shut();
+    document.removeEventListener("visibilitychange", onVisibility);
+  };
+
+  const onVisibility = () => {
+    if (finished) return;
+    if (document.hidden) shut();
+    else if (!source) open();
+  };
+
+  document.addEventListener("visibilitychange", onVisibility);
+  if (!document.hidden) open();
+  return { close: stop, lastId: () => last };
+}
