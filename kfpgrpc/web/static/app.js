@@ -10,7 +10,9 @@ export const ROUTES = [
   { pattern: ["runs"], page: "./pages/runs.js", section: "runs" },
   { pattern: ["runs", ":id"], page: "./pages/run.js", section: "runs" },
   { pattern: ["pipelines"], page: "./pages/pipelines.js", section: "pipelines" },
-  { pattern: ["recurringruns"], page: "./pages/recurringruns.js", section: "recurringruns" },
+  { pattern: ["recurringruns"], page: "./pages/recurring_runs.js", section: "recurringruns" },
+  { pattern: ["recurringruns", "new"], page: "./pages/recurring_run_form.js", section: "recurringruns" },
+  { pattern: ["recurringruns", ":id"], page: "./pages/recurring_run.js", section: "recurringruns" },
   { pattern: ["events"], page: "./pages/events.js", section: "events" },
 ];
 const HOME = "#/runs";
