@@ -122,6 +122,44 @@ def _mask_violations(request: pb.UpdateRecurringRunRequest) -> list[FieldViolati
     return violations
 
 
+async def update_recurring_run(
+    recurring_runs: RecurringRuns, request: pb.UpdateRecurringRunRequest, max_spec_bytes: int
+) -> pb.RecurringRun:
+    """UpdateRecurringRun (gRPC and REST): the mask applied to the stored recurring run, which is
+    then replaced with the result. INVALID_ARGUMENT for an empty mask, a path to an output-only
+    field or to no field, and whatever the merged definition breaks (naming its field)."""
+    recurring_run_id = request.recurring_run.recurring_run_id
+    violations = _mask_violations(request)
+    if not recurring_run_id:
+        violations.insert(0, FieldViolation("recurring_run.recurring_run_id", "is required"))
+    if violations:
+        raise InvalidArgument(violations)
+    merged = await to_message(recurring_run_to_proto, await recurring_runs.get(recurring_run_id))
+    request.update_mask.MergeMessage(request.recurring_run, merged, replace_message_field=True, replace_repeated_field=True)
+    definition = await definition_of(merged, max_spec_bytes)
+    updated = await recurring_runs.update(recurring_run_id, definition, list(request.update_mask.paths))
+    if "mode" in request.update_mask.paths and definition.enabled != (updated.recurring_run.status == ENABLED):
+        await recurring_runs.set_enabled(recurring_run_id, definition.enabled)
+        updated = await recurring_runs.get(recurring_run_id)
+    return await to_message(recurring_run_to_proto, updated)
+
+
+async def trigger_recurring_run(recurring_runs: RecurringRuns, recurring_run_id: str) -> run_pb2.Run:
+    """TriggerRecurringRun (gRPC and REST): the run created now, outside the schedule."""
+    run = await recurring_runs.trigger(recurring_run_id)
+    return run_to_proto(RunView(run, []))
+
+
+async def backfill_recurring_run(
+    recurring_runs: RecurringRuns, request: pb.BackfillRecurringRunRequest
+) -> pb.BackfillRecurringRunResponse:
+    """BackfillRecurringRun (gRPC and REST): the range's ticks queued, those with a run counted."""
+    queued, present = await recurring_runs.backfill(
+        request.recurring_run_id, micros(request, "start_time", "start_time"), micros(request, "end_time", "end_time")
+    )
+    return pb.BackfillRecurringRunResponse(ticks_queued=queued, ticks_already_present=present)
+
+
 class RecurringRunServicer(recurring_run_pb2_grpc.RecurringRunServiceServicer):
     def __init__(self, recurring_runs: RecurringRuns, max_spec_bytes: int) -> None:
         self._recurring_runs = recurring_runs
@@ -144,21 +182,7 @@ class RecurringRunServicer(recurring_run_pb2_grpc.RecurringRunServiceServicer):
         )
 
     async def UpdateRecurringRun(self, request: pb.UpdateRecurringRunRequest, context: grpc.aio.ServicerContext) -> pb.RecurringRun:
-        """Apply the mask to the stored recurring run, then replace it with the result."""
-        recurring_run_id = request.recurring_run.recurring_run_id
-        violations = _mask_violations(request)
-        if not recurring_run_id:
-            violations.insert(0, FieldViolation("recurring_run.recurring_run_id", "is required"))
-        if violations:
-            raise InvalidArgument(violations)
-        merged = await to_message(recurring_run_to_proto, await self._recurring_runs.get(recurring_run_id))
-        request.update_mask.MergeMessage(request.recurring_run, merged, replace_message_field=True, replace_repeated_field=True)
-        definition = await definition_of(merged, self._max_spec_bytes)
-        updated = await self._recurring_runs.update(recurring_run_id, definition, list(request.update_mask.paths))
-        if "mode" in request.update_mask.paths and definition.enabled != (updated.recurring_run.status == ENABLED):
-            await self._recurring_runs.set_enabled(recurring_run_id, definition.enabled)
-            updated = await self._recurring_runs.get(recurring_run_id)
-        return await to_message(recurring_run_to_proto, updated)
+        return await update_recurring_run(self._recurring_runs, request, self._max_spec_bytes)
 
     async def EnableRecurringRun(self, request: pb.EnableRecurringRunRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
         await self._recurring_runs.set_enabled(request.recurring_run_id, True)
@@ -173,16 +197,12 @@ class RecurringRunServicer(recurring_run_pb2_grpc.RecurringRunServiceServicer):
         return empty_pb2.Empty()
 
     async def TriggerRecurringRun(self, request: pb.TriggerRecurringRunRequest, context: grpc.aio.ServicerContext) -> run_pb2.Run:
-        run = await self._recurring_runs.trigger(request.recurring_run_id)
-        return run_to_proto(RunView(run, []))
+        return await trigger_recurring_run(self._recurring_runs, request.recurring_run_id)
 
     async def BackfillRecurringRun(
         self, request: pb.BackfillRecurringRunRequest, context: grpc.aio.ServicerContext
     ) -> pb.BackfillRecurringRunResponse:
-        queued, present = await self._recurring_runs.backfill(
-            request.recurring_run_id, micros(request, "start_time", "start_time"), micros(request, "end_time", "end_time")
-        )
-        return pb.BackfillRecurringRunResponse(ticks_queued=queued, ticks_already_present=present)
+        return await backfill_recurring_run(self._recurring_runs, request)
 
     async def WatchRecurringRun(
         self, request: pb.WatchRecurringRunRequest, context: grpc.aio.ServicerContext
