@@ -165,3 +165,39 @@ def test_pipelines_and_versions_from_json_bodies(rest: ServerProcess, compiled: 
     with pytest.raises(kfp_server_api.ApiException) as specless:
         api.pipeline_service_create_pipeline_version(pipeline.pipeline_id, kfp_server_api.V2beta1PipelineVersion(display_name="v2"))
     assert specless.value.status == 400 and violated_fields(specless.value) == ["pipeline_version.pipeline_spec"]
+
+
+def test_create_pipeline_and_version_through_kfp_server_api(rest: ServerProcess, compiled: dict[str, dict[str, Any]]) -> None:
+    """KFP's CreatePipelineAndVersion (POST /apis/v2beta1/pipelines/create) as kfp-server-api
+    sends it; the spec is given inline, the version's fields default to the pipeline's."""
+    client = kfp.Client(host=rest.http_url)
+    api = client._pipelines_api
+    body = kfp_server_api.V2beta1CreatePipelineAndVersionRequest(
+        pipeline=kfp_server_api.V2beta1Pipeline(display_name="together", description="both at once"),
+        pipeline_version=kfp_server_api.V2beta1PipelineVersion(pipeline_spec=compiled["add-pipeline"], code_source_url="https://example.com/add.py"),
+    )
+    pipeline = api.pipeline_service_create_pipeline_and_version(body)
+    assert (pipeline.display_name, pipeline.description) == ("together", "both at once")
+    [version] = client.list_pipeline_versions(pipeline.pipeline_id).pipeline_versions
+    assert (version.display_name, version.description, version.code_source_url) == ("together", "both at once", "https://example.com/add.py")
+    assert version.pipeline_spec == compiled["add-pipeline"]
+
+    named = api.pipeline_service_create_pipeline_and_version(kfp_server_api.V2beta1CreatePipelineAndVersionRequest(
+        pipeline=kfp_server_api.V2beta1Pipeline(name="second"),
+        pipeline_version=kfp_server_api.V2beta1PipelineVersion(name="v1", description="first cut", pipeline_spec=compiled[OTHER]),
+    ))
+    [v1] = client.list_pipeline_versions(named.pipeline_id).pipeline_versions
+    assert (v1.name, v1.display_name, v1.description) == ("v1", "v1", "first cut")
+
+    # Nothing is made when the version is refused: a missing spec, or a name already taken.
+    with pytest.raises(kfp_server_api.ApiException) as no_spec:
+        api.pipeline_service_create_pipeline_and_version(kfp_server_api.V2beta1CreatePipelineAndVersionRequest(
+            pipeline=kfp_server_api.V2beta1Pipeline(name="specless"), pipeline_version=kfp_server_api.V2beta1PipelineVersion()))
+    assert no_spec.value.status == 400 and violated_fields(no_spec.value) == ["pipeline_version.pipeline_spec"]
+    with pytest.raises(kfp_server_api.ApiException) as taken:
+        api.pipeline_service_create_pipeline_and_version(kfp_server_api.V2beta1CreatePipelineAndVersionRequest(
+            pipeline=kfp_server_api.V2beta1Pipeline(name="second"),
+            pipeline_version=kfp_server_api.V2beta1PipelineVersion(pipeline_spec=compiled[OTHER])))
+    assert taken.value.status == 409
+    assert client.get_pipeline_id("specless") is None
+    assert client.list_pipelines().total_size == 2

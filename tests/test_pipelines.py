@@ -275,3 +275,20 @@ async def test_a_spec_that_unfolds_too_far_is_refused(
         await upload(stubs, pipeline.pipeline_id, _nested_levels(add, levels, uses))
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert problem in field_violations(failure.value)["pipeline_version.pipeline_spec.root.dag"]
+
+
+async def test_create_pipeline_and_version_makes_both_or_neither(stubs: Stubs, compiled: dict[str, dict[str, Any]]) -> None:
+    spec = compiled["add-pipeline"]
+    pipeline = await stubs.pipelines.CreatePipelineAndVersion(pb.CreatePipelineAndVersionRequest(
+        pipeline=pb.Pipeline(name="both"), pipeline_version=pb.PipelineVersion(name="first", pipeline_spec=as_struct(spec))))
+    listed = await stubs.pipelines.ListPipelineVersions(pb.ListPipelineVersionsRequest(pipeline_id=pipeline.pipeline_id))
+    assert [(v.name, v.display_name) for v in listed.pipeline_versions] == [("first", "first")]
+    assert json_format.MessageToDict(listed.pipeline_versions[0].pipeline_spec) == spec
+
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await stubs.pipelines.CreatePipelineAndVersion(pb.CreatePipelineAndVersionRequest(
+            pipeline=pb.Pipeline(name="neither"), pipeline_version=pb.PipelineVersion(pipeline_spec=as_struct({"not": "a spec"}))))
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stubs.pipelines.GetPipelineByName(pb.GetPipelineByNameRequest(name="neither"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND

@@ -9,7 +9,7 @@ from google.protobuf import empty_pb2
 
 from kfpgrpc.api.convert import list_request, spec_to_dict, struct, timestamp
 from kfpgrpc.api.sizes import fit_page
-from kfpgrpc.core.pipelines import Pipelines
+from kfpgrpc.core.pipelines import Pipelines, PipelineVersionFields
 from kfpgrpc.domain import Pipeline, PipelineVersion
 from kfpgrpc.v1 import pipeline_pb2 as pb
 from kfpgrpc.v1 import pipeline_pb2_grpc
@@ -49,6 +49,20 @@ async def create_version(
     return await asyncio.to_thread(version_to_proto, version)
 
 
+async def create_pipeline_and_version(
+    pipelines: Pipelines, request: pb.CreatePipelineAndVersionRequest, max_spec_bytes: int
+) -> pb.Pipeline:
+    """CreatePipelineAndVersion (gRPC and REST): KFP's, with the spec given inline (kfpgrpc does
+    not fetch KFP's package_url)."""
+    p, v = request.pipeline, request.pipeline_version
+    spec = None
+    if v.HasField("pipeline_spec"):
+        spec = await spec_to_dict(v.pipeline_spec, "pipeline_version.pipeline_spec", max_spec_bytes)
+    fields = PipelineVersionFields(v.name, v.display_name, v.description, v.code_source_url)
+    pipeline, _ = await pipelines.create_with_version(p.name, p.display_name, p.description, spec, fields)
+    return pipeline_to_proto(pipeline)
+
+
 async def list_versions(pipelines: Pipelines, request: pb.ListPipelineVersionsRequest) -> pb.ListPipelineVersionsResponse:
     """ListPipelineVersions (gRPC and REST)."""
     page = await pipelines.list_versions(request.pipeline_id, list_request(request))
@@ -67,6 +81,11 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
     async def CreatePipeline(self, request: pb.CreatePipelineRequest, context: grpc.aio.ServicerContext) -> pb.Pipeline:
         p = request.pipeline
         return pipeline_to_proto(await self._pipelines.create(p.name, p.display_name, p.description))
+
+    async def CreatePipelineAndVersion(
+        self, request: pb.CreatePipelineAndVersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Pipeline:
+        return await create_pipeline_and_version(self._pipelines, request, self._max_spec_bytes)
 
     async def GetPipeline(self, request: pb.GetPipelineRequest, context: grpc.aio.ServicerContext) -> pb.Pipeline:
         return pipeline_to_proto(await self._pipelines.get(request.pipeline_id))

@@ -109,17 +109,6 @@ def recurring_run_to_proto(view: RecurringRunView) -> pb.RecurringRun:
     return fit_values(message, message.runtime_config.parameters)
 
 
-async def backfill(recurring_runs: RecurringRuns, request: pb.BackfillRecurringRunRequest) -> pb.BackfillRecurringRunResponse:
-    """BackfillRecurringRun, for gRPC and REST."""
-    done = await recurring_runs.backfill(
-        request.recurring_run_id, micros(request, "start_time", "start_time"), micros(request, "end_time", "end_time"),
-        request.validate_only,
-    )
-    return pb.BackfillRecurringRunResponse(
-        ticks_queued=done.queued, ticks_already_present=done.present, queued_times=[timestamp(t) for t in done.queued_times],
-    )
-
-
 async def preview_schedule(recurring_runs: RecurringRuns, request: pb.PreviewScheduleRequest) -> pb.PreviewScheduleResponse:
     """PreviewSchedule, for gRPC and REST: the trigger read as CreateRecurringRun reads it,
     with fields named from "trigger"."""
@@ -149,6 +138,48 @@ def _mask_violations(request: pb.UpdateRecurringRunRequest) -> list[FieldViolati
     return violations
 
 
+async def update_recurring_run(
+    recurring_runs: RecurringRuns, request: pb.UpdateRecurringRunRequest, max_spec_bytes: int
+) -> pb.RecurringRun:
+    """UpdateRecurringRun (gRPC and REST): the mask applied to the stored recurring run, which is
+    then replaced with the result. INVALID_ARGUMENT for an empty mask, a path to an output-only
+    field or to no field, and whatever the merged definition breaks (naming its field)."""
+    recurring_run_id = request.recurring_run.recurring_run_id
+    violations = _mask_violations(request)
+    if not recurring_run_id:
+        violations.insert(0, FieldViolation("recurring_run.recurring_run_id", "is required"))
+    if violations:
+        raise InvalidArgument(violations)
+    merged = await to_message(recurring_run_to_proto, await recurring_runs.get(recurring_run_id))
+    request.update_mask.MergeMessage(request.recurring_run, merged, replace_message_field=True, replace_repeated_field=True)
+    definition = await definition_of(merged, max_spec_bytes)
+    updated = await recurring_runs.update(recurring_run_id, definition, list(request.update_mask.paths))
+    if "mode" in request.update_mask.paths and definition.enabled != (updated.recurring_run.status == ENABLED):
+        await recurring_runs.set_enabled(recurring_run_id, definition.enabled)
+        updated = await recurring_runs.get(recurring_run_id)
+    return await to_message(recurring_run_to_proto, updated)
+
+
+async def trigger_recurring_run(recurring_runs: RecurringRuns, recurring_run_id: str) -> run_pb2.Run:
+    """TriggerRecurringRun (gRPC and REST): the run created now, outside the schedule."""
+    run = await recurring_runs.trigger(recurring_run_id)
+    return run_to_proto(RunView(run, []))
+
+
+async def backfill_recurring_run(
+    recurring_runs: RecurringRuns, request: pb.BackfillRecurringRunRequest
+) -> pb.BackfillRecurringRunResponse:
+    """BackfillRecurringRun (gRPC and REST): the range's ticks queued, those with a run counted;
+    with validate_only nothing is queued and the first ticks it would queue are listed."""
+    done = await recurring_runs.backfill(
+        request.recurring_run_id, micros(request, "start_time", "start_time"), micros(request, "end_time", "end_time"),
+        request.validate_only,
+    )
+    return pb.BackfillRecurringRunResponse(
+        ticks_queued=done.queued, ticks_already_present=done.present, queued_times=[timestamp(t) for t in done.queued_times],
+    )
+
+
 class RecurringRunServicer(recurring_run_pb2_grpc.RecurringRunServiceServicer):
     def __init__(self, recurring_runs: RecurringRuns, max_spec_bytes: int) -> None:
         self._recurring_runs = recurring_runs
@@ -171,21 +202,7 @@ class RecurringRunServicer(recurring_run_pb2_grpc.RecurringRunServiceServicer):
         )
 
     async def UpdateRecurringRun(self, request: pb.UpdateRecurringRunRequest, context: grpc.aio.ServicerContext) -> pb.RecurringRun:
-        """Apply the mask to the stored recurring run, then replace it with the result."""
-        recurring_run_id = request.recurring_run.recurring_run_id
-        violations = _mask_violations(request)
-        if not recurring_run_id:
-            violations.insert(0, FieldViolation("recurring_run.recurring_run_id", "is required"))
-        if violations:
-            raise InvalidArgument(violations)
-        merged = await to_message(recurring_run_to_proto, await self._recurring_runs.get(recurring_run_id))
-        request.update_mask.MergeMessage(request.recurring_run, merged, replace_message_field=True, replace_repeated_field=True)
-        definition = await definition_of(merged, self._max_spec_bytes)
-        updated = await self._recurring_runs.update(recurring_run_id, definition, list(request.update_mask.paths))
-        if "mode" in request.update_mask.paths and definition.enabled != (updated.recurring_run.status == ENABLED):
-            await self._recurring_runs.set_enabled(recurring_run_id, definition.enabled)
-            updated = await self._recurring_runs.get(recurring_run_id)
-        return await to_message(recurring_run_to_proto, updated)
+        return await update_recurring_run(self._recurring_runs, request, self._max_spec_bytes)
 
     async def EnableRecurringRun(self, request: pb.EnableRecurringRunRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
         await self._recurring_runs.set_enabled(request.recurring_run_id, True)
@@ -200,13 +217,12 @@ class RecurringRunServicer(recurring_run_pb2_grpc.RecurringRunServiceServicer):
         return empty_pb2.Empty()
 
     async def TriggerRecurringRun(self, request: pb.TriggerRecurringRunRequest, context: grpc.aio.ServicerContext) -> run_pb2.Run:
-        run = await self._recurring_runs.trigger(request.recurring_run_id)
-        return run_to_proto(RunView(run, []))
+        return await trigger_recurring_run(self._recurring_runs, request.recurring_run_id)
 
     async def BackfillRecurringRun(
         self, request: pb.BackfillRecurringRunRequest, context: grpc.aio.ServicerContext
     ) -> pb.BackfillRecurringRunResponse:
-        return await backfill(self._recurring_runs, request)
+        return await backfill_recurring_run(self._recurring_runs, request)
 
     async def PreviewSchedule(self, request: pb.PreviewScheduleRequest, context: grpc.aio.ServicerContext) -> pb.PreviewScheduleResponse:
         return await preview_schedule(self._recurring_runs, request)

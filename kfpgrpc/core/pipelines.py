@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kfpgrpc.bounds import MAX_PATH_BYTES, utf8_size
@@ -16,6 +17,16 @@ from kfpgrpc.pipeline_spec import validate_pipeline_spec
 from kfpgrpc.store import pipelines as store
 from kfpgrpc.store.database import Database
 from kfpgrpc.store.listing import ListRequest, build_query
+
+
+@dataclass(frozen=True)
+class PipelineVersionFields:
+    """What a client says of a new pipeline's first version (CreatePipelineAndVersion)."""
+
+    name: str = ""
+    display_name: str = ""
+    description: str = ""
+    code_source_url: str = ""
 
 
 class Pipelines:
@@ -32,14 +43,20 @@ class Pipelines:
         return pipeline
 
     async def create_with_version(
-        self, name: str, display_name: str, description: str, pipeline_spec: dict[str, Any] | None
+        self, name: str, display_name: str, description: str, pipeline_spec: dict[str, Any] | None,
+        version: PipelineVersionFields | None = None,
     ) -> tuple[Pipeline, PipelineVersion]:
-        """A new pipeline and its first version (named as the pipeline), together or not at all:
-        KFP's UploadPipeline."""
+        """A new pipeline and its first version, together or not at all: KFP's UploadPipeline
+        (the version named and described as the pipeline) and CreatePipelineAndVersion (the
+        version's own fields in `version`, each empty one the pipeline's)."""
         pipeline = self._new_pipeline(name, display_name, description)
-        version = await self._new_version(pipeline.pipeline_id, pipeline.name, pipeline.display_name, description, "", pipeline_spec)
+        v = version or PipelineVersionFields()
+        named = bool(v.name or v.display_name)  # else the version takes both of the pipeline's names
+        version_row = await self._new_version(
+            pipeline.pipeline_id, v.name if named else pipeline.name, v.display_name if named else pipeline.display_name,
+            v.description or description, v.code_source_url, pipeline_spec)
         stored = await self._stored(store.insert_pipeline_and_version(
-            self._db, pipeline, version, self._events.job(pipeline_version_created(version, version.created_at))))
+            self._db, pipeline, version_row, self._events.job(pipeline_version_created(version_row, version_row.created_at))))
         return pipeline, stored
 
     def _new_pipeline(self, name: str, display_name: str, description: str) -> Pipeline:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -47,6 +47,46 @@ async def body_into(request: Request, message: M, field: str, max_bytes: int) ->
     except (json_format.ParseError, UnicodeDecodeError) as error:
         raise InvalidArgument.field(field, f"not a JSON {message.DESCRIPTOR.name}: {error}") from None
     return message
+
+
+async def body_with_mask(request: Request, message: M, field: str, max_bytes: int) -> tuple[M, list[str]]:
+    """A PATCH as grpc-gateway reads one whose request message has `body: "<field>"` and a
+    google.protobuf.FieldMask `update_mask`: `message` with the JSON body merged in (as
+    body_into, same errors), and the update mask's paths. The mask is the `update_mask` query
+    parameter's comma-separated proto field paths (`?update_mask=trigger,max_concurrency`, or
+    the parameter repeated) when given; else the paths of the fields the body sets, as
+    grpc-gateway infers them (runtime.FieldMaskFromRequestBody): an object of a message field is
+    followed to its leaves; lists, maps, empty objects and google.protobuf types (Timestamp,
+    Struct, Value: grpc-gateway goes into a Struct's keys, we stop at the field) are leaves. A key
+    that is no field is left out, as the body's unknown fields are ignored."""
+    body = await read_body(request, max_bytes)
+    try:
+        json_format.Parse(body or b"{}", message, ignore_unknown_fields=True)
+    except (json_format.ParseError, UnicodeDecodeError) as error:
+        raise InvalidArgument.field(field, f"not a JSON {message.DESCRIPTOR.name}: {error}") from None
+    given = [path.strip() for value in request.query_params.getlist("update_mask") for path in value.split(",")]
+    if given:
+        return message, [path for path in given if path]
+    return message, _set_paths(json.loads(body or b"{}"), message.DESCRIPTOR, "")
+
+
+def _set_paths(document: object, descriptor: Descriptor, prefix: str) -> list[str]:
+    """The field paths a JSON object of message `descriptor` sets, for body_with_mask."""
+    if not isinstance(document, dict):
+        return []
+    paths = []
+    for key, value in document.items():
+        field = descriptor.fields_by_name.get(key) or descriptor.fields_by_camelcase_name.get(key)
+        if field is None:
+            continue
+        path = prefix + field.name
+        nested = field.message_type
+        if (nested is not None and field.label != FieldDescriptor.LABEL_REPEATED and isinstance(value, dict) and value
+                and not nested.full_name.startswith("google.protobuf.")):
+            paths += _set_paths(value, nested, path + ".")
+        else:
+            paths.append(path)
+    return paths
 
 
 def params_into(message: M, params: Mapping[str, str | Sequence[str]]) -> M:

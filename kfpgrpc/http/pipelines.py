@@ -2,6 +2,7 @@
 and PipelineUploadServiceApi): the JSON twin of kfpgrpc/api/pipelines.py, calling the same core.
 
     POST   /apis/v2beta1/pipelines                         body: Pipeline -> Pipeline
+    POST   /apis/v2beta1/pipelines/create                  body: CreatePipelineAndVersionRequest -> Pipeline
     GET    /apis/v2beta1/pipelines/{pipeline_id}           -> Pipeline
     GET    /apis/v2beta1/pipelines/names/{name}            -> Pipeline
     GET    /apis/v2beta1/pipelines?page_token&page_size&sort_by&filter -> ListPipelinesResponse
@@ -33,7 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kfpgrpc.api.convert import list_request, spec_to_dict, struct
-from kfpgrpc.api.pipelines import create_version, list_versions, pipeline_to_proto, version_to_proto
+from kfpgrpc.api.pipelines import create_pipeline_and_version, create_version, list_versions, pipeline_to_proto, version_to_proto
 from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.pipelines import Pipelines
 from kfpgrpc.errors import InvalidArgument
@@ -59,6 +60,7 @@ class PipelineRoutes:
         return [
             Route(PREFIX, answers_errors(self.create_pipeline), methods=["POST"]),
             Route(PREFIX, answers_errors(self.list_pipelines), methods=["GET"]),
+            Route(PREFIX + "/create", answers_errors(self.create_pipeline_and_version), methods=["POST"]),
             Route(PREFIX + "/upload", answers_errors(self.upload_pipeline), methods=["POST"]),
             Route(PREFIX + "/upload_version", answers_errors(self.upload_pipeline_version), methods=["POST"]),
             Route(PREFIX + "/names/{name}", answers_errors(self.get_pipeline_by_name), methods=["GET"]),
@@ -73,6 +75,10 @@ class PipelineRoutes:
     async def create_pipeline(self, request: Request) -> Response:
         p = await body_into(request, pb.Pipeline(), "pipeline", self._max_message_bytes)
         return respond(pipeline_to_proto(await self._pipelines.create(p.name, p.display_name, p.description)))
+
+    async def create_pipeline_and_version(self, request: Request) -> Response:
+        message = await body_into(request, pb.CreatePipelineAndVersionRequest(), "body", self._max_message_bytes)
+        return respond(await create_pipeline_and_version(self._pipelines, message, self._max_spec_bytes))
 
     async def get_pipeline(self, request: Request) -> Response:
         pipeline_id = request_message(request, pb.GetPipelineRequest()).pipeline_id

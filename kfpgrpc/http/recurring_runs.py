@@ -13,6 +13,16 @@ of kfpgrpc/api/recurring_runs.py, calling the same core and its conversions.
     GET    /apis/v2beta1/recurringruns/{recurring_run_id}:watch          -> SSE: `recurring_run` events,
                                                                             `end` once it is deleted
 
+Ours, which KFP lacks (the gRPC calls of the same names, in grpc-gateway's style):
+
+    PATCH  /apis/v2beta1/recurringruns/{recurring_run_id}?update_mask    body: RecurringRun -> RecurringRun
+    POST   /apis/v2beta1/recurringruns/{recurring_run_id}:trigger        -> Run
+    POST   /apis/v2beta1/recurringruns/{recurring_run_id}:backfill       body: {start_time, end_time}
+                                                                         -> BackfillRecurringRunResponse
+
+PATCH's update mask is the `update_mask` query parameter, else the fields the body sets
+(messages.body_with_mask).
+
 Paths and shapes are those of KFP's backend/api/v2beta1/recurring_run.proto (google.api.http).
 Our additions (overlap_policy, cron_schedule.time_zone, next_scheduled_times,
 last_scheduled_time, counters) are in the JSON as in our proto. One name is KFP's rather than ours:
@@ -26,24 +36,32 @@ with the pipeline spec left out as a list leaves it, as WatchRecurringRun sends 
 
 from __future__ import annotations
 
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, field_mask_pb2
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from kfpgrpc.api.convert import list_request, to_message
-from kfpgrpc.api.recurring_runs import definition_of, preview_schedule, recurring_run_to_proto
+from kfpgrpc.api.recurring_runs import (
+    backfill_recurring_run,
+    definition_of,
+    preview_schedule,
+    recurring_run_to_proto,
+    trigger_recurring_run,
+    update_recurring_run,
+)
 from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.recurring import RecurringRuns
 from kfpgrpc.domain import RecurringRunView
 from kfpgrpc.http.errors import answers_errors
-from kfpgrpc.http.messages import body_into, request_message, respond, respond_off_loop, sse_frame
+from kfpgrpc.http.messages import body_into, body_with_mask, params_into, request_message, respond, respond_off_loop, sse_frame
 from kfpgrpc.http.streams import event_stream
 from kfpgrpc.v1 import recurring_run_pb2 as pb
 
 PREFIX = "/apis/v2beta1/recurringruns"
 OneRecurringRunRequest = (
     pb.GetRecurringRunRequest | pb.EnableRecurringRunRequest | pb.DisableRecurringRunRequest | pb.WatchRecurringRunRequest
+    | pb.TriggerRecurringRunRequest
 )
 
 
@@ -62,6 +80,9 @@ class RecurringRunRoutes:
             Route(one + ":enable", answers_errors(self.enable_recurring_run), methods=["POST"]),
             Route(one + ":disable", answers_errors(self.disable_recurring_run), methods=["POST"]),
             Route(one + ":watch", answers_errors(self.watch_recurring_run), methods=["GET"]),  # before `one`, which matches it
+            Route(one + ":trigger", answers_errors(self.trigger_recurring_run), methods=["POST"]),
+            Route(one + ":backfill", answers_errors(self.backfill_recurring_run), methods=["POST"]),
+            Route(one, answers_errors(self.update_recurring_run), methods=["PATCH"]),
             Route(one, answers_errors(self.get_recurring_run), methods=["GET"]),
             Route(one, answers_errors(self.delete_recurring_run), methods=["DELETE"]),
         ]
@@ -89,6 +110,21 @@ class RecurringRunRoutes:
     async def disable_recurring_run(self, request: Request) -> Response:
         await self._recurring_runs.set_enabled(self._recurring_run_id(request, pb.DisableRecurringRunRequest()), False)
         return respond(empty_pb2.Empty())
+
+    async def update_recurring_run(self, request: Request) -> Response:
+        recurring_run, paths = await body_with_mask(request, pb.RecurringRun(), "recurring_run", self._max_message_bytes)
+        params_into(recurring_run, request.path_params)  # the path's id over the body's, as grpc-gateway
+        message = pb.UpdateRecurringRunRequest(recurring_run=recurring_run, update_mask=field_mask_pb2.FieldMask(paths=paths))
+        updated = await update_recurring_run(self._recurring_runs, message, self._max_spec_bytes)
+        return await respond_off_loop(updated) if updated.HasField("pipeline_spec") else respond(updated)
+
+    async def trigger_recurring_run(self, request: Request) -> Response:
+        recurring_run_id = self._recurring_run_id(request, pb.TriggerRecurringRunRequest())
+        return respond(await trigger_recurring_run(self._recurring_runs, recurring_run_id))
+
+    async def backfill_recurring_run(self, request: Request) -> Response:
+        message = await body_into(request, pb.BackfillRecurringRunRequest(), "body", self._max_message_bytes)
+        return respond(await backfill_recurring_run(self._recurring_runs, params_into(message, request.path_params)))
 
     async def delete_recurring_run(self, request: Request) -> Response:
         message = request_message(request, pb.DeleteRecurringRunRequest())

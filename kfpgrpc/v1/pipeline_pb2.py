@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from kfpgrpc.v1 import common_pb2 as kfpgrpc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kfpgrpc/v1/pipeline.proto\x12\nkfpgrpc.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17kfpgrpc/v1/common.proto\"\xbc\x01\n\x08Pipeline\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x12.kfpgrpc.v1.Status\x12\x0c\n\x04name\x18\x07 \x01(\tJ\x04\x08\x05\x10\x06R\tnamespace\"\xab\x02\n\x0fPipelineVersion\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x1b\n\x13pipeline_version_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\rpipeline_spec\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12!\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x12.kfpgrpc.v1.Status\x12\x17\n\x0f\x63ode_source_url\x18\t \x01(\t\x12\x0c\n\x04name\x18\n \x01(\tJ\x04\x08\x06\x10\x07R\x0bpackage_url\"?\n\x15\x43reatePipelineRequest\x12&\n\x08pipeline\x18\x01 \x01(\x0b\x32\x14.kfpgrpc.v1.Pipeline\")\n\x12GetPipelineRequest\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\"9\n\x18GetPipelineByNameRequest\x12\x0c\n\x04name\x18\x01 \x01(\tJ\x04\x08\x02\x10\x03R\tnamespace\"o\n\x14ListPipelinesRequest\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x0f\n\x07sort_by\x18\x04 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x05 \x01(\tJ\x04\x08\x01\x10\x02R\tnamespace\"m\n\x15ListPipelinesResponse\x12\'\n\tpipelines\x18\x01 \x03(\x0b\x32\x14.kfpgrpc.v1.Pipeline\x12\x12\n\ntotal_size\x18\x02 \x01(\x05\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"=\n\x15\x44\x65letePipelineRequest\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61scade\x18\x02 \x01(\x08\"j\n\x1c\x43reatePipelineVersionRequest\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x35\n\x10pipeline_version\x18\x02 \x01(\x0b\x32\x1b.kfpgrpc.v1.PipelineVersion\"M\n\x19GetPipelineVersionRequest\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x1b\n\x13pipeline_version_id\x18\x02 \x01(\t\"z\n\x1bListPipelineVersionsRequest\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x0f\n\x07sort_by\x18\x04 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x05 \x01(\t\"\x83\x01\n\x1cListPipelineVersionsResponse\x12\x36\n\x11pipeline_versions\x18\x01 \x03(\x0b\x32\x1b.kfpgrpc.v1.PipelineVersion\x12\x12\n\ntotal_size\x18\x02 \x01(\x05\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"P\n\x1c\x44\x65letePipelineVersionRequest\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x1b\n\x13pipeline_version_id\x18\x02 \x01(\t2\x95\x06\n\x0fPipelineService\x12I\n\x0e\x43reatePipeline\x12!.kfpgrpc.v1.CreatePipelineRequest\x1a\x14.kfpgrpc.v1.Pipeline\x12\x43\n\x0bGetPipeline\x12\x1e.kfpgrpc.v1.GetPipelineRequest\x1a\x14.kfpgrpc.v1.Pipeline\x12O\n\x11GetPipelineByName\x12$.kfpgrpc.v1.GetPipelineByNameRequest\x1a\x14.kfpgrpc.v1.Pipeline\x12T\n\rListPipelines\x12 .kfpgrpc.v1.ListPipelinesRequest\x1a!.kfpgrpc.v1.ListPipelinesResponse\x12K\n\x0e\x44\x65letePipeline\x12!.kfpgrpc.v1.DeletePipelineRequest\x1a\x16.google.protobuf.Empty\x12^\n\x15\x43reatePipelineVersion\x12(.kfpgrpc.v1.CreatePipelineVersionRequest\x1a\x1b.kfpgrpc.v1.PipelineVersion\x12X\n\x12GetPipelineVersion\x12%.kfpgrpc.v1.GetPipelineVersionRequest\x1a\x1b.kfpgrpc.v1.PipelineVersion\x12i\n\x14ListPipelineVersions\x12\'.kfpgrpc.v1.ListPipelineVersionsRequest\x1a(.kfpgrpc.v1.ListPipelineVersionsResponse\x12Y\n\x15\x44\x65letePipelineVersion\x12(.kfpgrpc.v1.DeletePipelineVersionRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kfpgrpc/v1/pipeline.proto\x12\nkfpgrpc.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17kfpgrpc/v1/common.proto\"\xbc\x01\n\x08Pipeline\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x12.kfpgrpc.v1.Status\x12\x0c\n\x04name\x18\x07 \x01(\tJ\x04\x08\x05\x10\x06R\tnamespace\"\xab\x02\n\x0fPipelineVersion\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x1b\n\x13pipeline_version_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\rpipeline_spec\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12!\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x12.kfpgrpc.v1.Status\x12\x17\n\x0f\x63ode_source_url\x18\t \x01(\t\x12\x0c\n\x04name\x18\n \x01(\tJ\x04\x08\x06\x10\x07R\x0bpackage_url\"?\n\x15\x43reatePipelineRequest\x12&\n\x08pipeline\x18\x01 \x01(\x0b\x32\x14.kfpgrpc.v1.Pipeline\"\x80\x01\n\x1f\x43reatePipelineAndVersionRequest\x12&\n\x08pipeline\x18\x01 \x01(\x0b\x32\x14.kfpgrpc.v1.Pipeline\x12\x35\n\x10pipeline_version\x18\x02 \x01(\x0b\x32\x1b.kfpgrpc.v1.PipelineVersion\")\n\x12GetPipelineRequest\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\"9\n\x18GetPipelineByNameRequest\x12\x0c\n\x04name\x18\x01 \x01(\tJ\x04\x08\x02\x10\x03R\tnamespace\"o\n\x14ListPipelinesRequest\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x0f\n\x07sort_by\x18\x04 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x05 \x01(\tJ\x04\x08\x01\x10\x02R\tnamespace\"m\n\x15ListPipelinesResponse\x12\'\n\tpipelines\x18\x01 \x03(\x0b\x32\x14.kfpgrpc.v1.Pipeline\x12\x12\n\ntotal_size\x18\x02 \x01(\x05\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"=\n\x15\x44\x65letePipelineRequest\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61scade\x18\x02 \x01(\x08\"j\n\x1c\x43reatePipelineVersionRequest\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x35\n\x10pipeline_version\x18\x02 \x01(\x0b\x32\x1b.kfpgrpc.v1.PipelineVersion\"M\n\x19GetPipelineVersionRequest\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x1b\n\x13pipeline_version_id\x18\x02 \x01(\t\"z\n\x1bListPipelineVersionsRequest\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x0f\n\x07sort_by\x18\x04 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x05 \x01(\t\"\x83\x01\n\x1cListPipelineVersionsResponse\x12\x36\n\x11pipeline_versions\x18\x01 \x03(\x0b\x32\x1b.kfpgrpc.v1.PipelineVersion\x12\x12\n\ntotal_size\x18\x02 \x01(\x05\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"P\n\x1c\x44\x65letePipelineVersionRequest\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x1b\n\x13pipeline_version_id\x18\x02 \x01(\t2\xf4\x06\n\x0fPipelineService\x12I\n\x0e\x43reatePipeline\x12!.kfpgrpc.v1.CreatePipelineRequest\x1a\x14.kfpgrpc.v1.Pipeline\x12]\n\x18\x43reatePipelineAndVersion\x12+.kfpgrpc.v1.CreatePipelineAndVersionRequest\x1a\x14.kfpgrpc.v1.Pipeline\x12\x43\n\x0bGetPipeline\x12\x1e.kfpgrpc.v1.GetPipelineRequest\x1a\x14.kfpgrpc.v1.Pipeline\x12O\n\x11GetPipelineByName\x12$.kfpgrpc.v1.GetPipelineByNameRequest\x1a\x14.kfpgrpc.v1.Pipeline\x12T\n\rListPipelines\x12 .kfpgrpc.v1.ListPipelinesRequest\x1a!.kfpgrpc.v1.ListPipelinesResponse\x12K\n\x0e\x44\x65letePipeline\x12!.kfpgrpc.v1.DeletePipelineRequest\x1a\x16.google.protobuf.Empty\x12^\n\x15\x43reatePipelineVersion\x12(.kfpgrpc.v1.CreatePipelineVersionRequest\x1a\x1b.kfpgrpc.v1.PipelineVersion\x12X\n\x12GetPipelineVersion\x12%.kfpgrpc.v1.GetPipelineVersionRequest\x1a\x1b.kfpgrpc.v1.PipelineVersion\x12i\n\x14ListPipelineVersions\x12\'.kfpgrpc.v1.ListPipelineVersionsRequest\x1a(.kfpgrpc.v1.ListPipelineVersionsResponse\x12Y\n\x15\x44\x65letePipelineVersion\x12(.kfpgrpc.v1.DeletePipelineVersionRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,26 +41,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PIPELINEVERSION']._serialized_end=649
   _globals['_CREATEPIPELINEREQUEST']._serialized_start=651
   _globals['_CREATEPIPELINEREQUEST']._serialized_end=714
-  _globals['_GETPIPELINEREQUEST']._serialized_start=716
-  _globals['_GETPIPELINEREQUEST']._serialized_end=757
-  _globals['_GETPIPELINEBYNAMEREQUEST']._serialized_start=759
-  _globals['_GETPIPELINEBYNAMEREQUEST']._serialized_end=816
-  _globals['_LISTPIPELINESREQUEST']._serialized_start=818
-  _globals['_LISTPIPELINESREQUEST']._serialized_end=929
-  _globals['_LISTPIPELINESRESPONSE']._serialized_start=931
-  _globals['_LISTPIPELINESRESPONSE']._serialized_end=1040
-  _globals['_DELETEPIPELINEREQUEST']._serialized_start=1042
-  _globals['_DELETEPIPELINEREQUEST']._serialized_end=1103
-  _globals['_CREATEPIPELINEVERSIONREQUEST']._serialized_start=1105
-  _globals['_CREATEPIPELINEVERSIONREQUEST']._serialized_end=1211
-  _globals['_GETPIPELINEVERSIONREQUEST']._serialized_start=1213
-  _globals['_GETPIPELINEVERSIONREQUEST']._serialized_end=1290
-  _globals['_LISTPIPELINEVERSIONSREQUEST']._serialized_start=1292
-  _globals['_LISTPIPELINEVERSIONSREQUEST']._serialized_end=1414
-  _globals['_LISTPIPELINEVERSIONSRESPONSE']._serialized_start=1417
-  _globals['_LISTPIPELINEVERSIONSRESPONSE']._serialized_end=1548
-  _globals['_DELETEPIPELINEVERSIONREQUEST']._serialized_start=1550
-  _globals['_DELETEPIPELINEVERSIONREQUEST']._serialized_end=1630
-  _globals['_PIPELINESERVICE']._serialized_start=1633
-  _globals['_PIPELINESERVICE']._serialized_end=2422
+  _globals['_CREATEPIPELINEANDVERSIONREQUEST']._serialized_start=717
+  _globals['_CREATEPIPELINEANDVERSIONREQUEST']._serialized_end=845
+  _globals['_GETPIPELINEREQUEST']._serialized_start=847
+  _globals['_GETPIPELINEREQUEST']._serialized_end=888
+  _globals['_GETPIPELINEBYNAMEREQUEST']._serialized_start=890
+  _globals['_GETPIPELINEBYNAMEREQUEST']._serialized_end=947
+  _globals['_LISTPIPELINESREQUEST']._serialized_start=949
+  _globals['_LISTPIPELINESREQUEST']._serialized_end=1060
+  _globals['_LISTPIPELINESRESPONSE']._serialized_start=1062
+  _globals['_LISTPIPELINESRESPONSE']._serialized_end=1171
+  _globals['_DELETEPIPELINEREQUEST']._serialized_start=1173
+  _globals['_DELETEPIPELINEREQUEST']._serialized_end=1234
+  _globals['_CREATEPIPELINEVERSIONREQUEST']._serialized_start=1236
+  _globals['_CREATEPIPELINEVERSIONREQUEST']._serialized_end=1342
+  _globals['_GETPIPELINEVERSIONREQUEST']._serialized_start=1344
+  _globals['_GETPIPELINEVERSIONREQUEST']._serialized_end=1421
+  _globals['_LISTPIPELINEVERSIONSREQUEST']._serialized_start=1423
+  _globals['_LISTPIPELINEVERSIONSREQUEST']._serialized_end=1545
+  _globals['_LISTPIPELINEVERSIONSRESPONSE']._serialized_start=1548
+  _globals['_LISTPIPELINEVERSIONSRESPONSE']._serialized_end=1679
+  _globals['_DELETEPIPELINEVERSIONREQUEST']._serialized_start=1681
+  _globals['_DELETEPIPELINEVERSIONREQUEST']._serialized_end=1761
+  _globals['_PIPELINESERVICE']._serialized_start=1764
+  _globals['_PIPELINESERVICE']._serialized_end=2648
 # @@protoc_insertion_point(module_scope)

@@ -56,6 +56,14 @@ class CreatePipelineRequest(_message.Message):
     pipeline: Pipeline
     def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ...) -> None: ...
 
+class CreatePipelineAndVersionRequest(_message.Message):
+    __slots__ = ("pipeline", "pipeline_version")
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    pipeline: Pipeline
+    pipeline_version: PipelineVersion
+    def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ..., pipeline_version: _Optional[_Union[PipelineVersion, _Mapping]] = ...) -> None: ...
+
 class GetPipelineRequest(_message.Message):
     __slots__ = ("pipeline_id",)
     PIPELINE_ID_FIELD_NUMBER: _ClassVar[int]

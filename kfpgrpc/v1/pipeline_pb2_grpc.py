@@ -42,6 +42,11 @@ class PipelineServiceStub(object):
                 request_serializer=kfpgrpc_dot_v1_dot_pipeline__pb2.CreatePipelineRequest.SerializeToString,
                 response_deserializer=kfpgrpc_dot_v1_dot_pipeline__pb2.Pipeline.FromString,
                 _registered_method=True)
+        self.CreatePipelineAndVersion = channel.unary_unary(
+                '/kfpgrpc.v1.PipelineService/CreatePipelineAndVersion',
+                request_serializer=kfpgrpc_dot_v1_dot_pipeline__pb2.CreatePipelineAndVersionRequest.SerializeToString,
+                response_deserializer=kfpgrpc_dot_v1_dot_pipeline__pb2.Pipeline.FromString,
+                _registered_method=True)
         self.GetPipeline = channel.unary_unary(
                 '/kfpgrpc.v1.PipelineService/GetPipeline',
                 request_serializer=kfpgrpc_dot_v1_dot_pipeline__pb2.GetPipelineRequest.SerializeToString,
@@ -91,6 +96,14 @@ class PipelineServiceServicer(object):
 
     def CreatePipeline(self, request, context):
         """Creates a pipeline (without versions). `name` (or display_name) is required; names are unique.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePipelineAndVersion(self, request, context):
+        """Creates a pipeline and its first version together, or neither (KFP's CreatePipelineAndVersion,
+        REST: POST /apis/v2beta1/pipelines/create). The version's pipeline_spec is required.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,6 +176,11 @@ def add_PipelineServiceServicer_to_server(servicer, server):
                     request_deserializer=kfpgrpc_dot_v1_dot_pipeline__pb2.CreatePipelineRequest.FromString,
                     response_serializer=kfpgrpc_dot_v1_dot_pipeline__pb2.Pipeline.SerializeToString,
             ),
+            'CreatePipelineAndVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePipelineAndVersion,
+                    request_deserializer=kfpgrpc_dot_v1_dot_pipeline__pb2.CreatePipelineAndVersionRequest.FromString,
+                    response_serializer=kfpgrpc_dot_v1_dot_pipeline__pb2.Pipeline.SerializeToString,
+            ),
             'GetPipeline': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPipeline,
                     request_deserializer=kfpgrpc_dot_v1_dot_pipeline__pb2.GetPipelineRequest.FromString,
@@ -232,6 +250,33 @@ class PipelineService(object):
             target,
             '/kfpgrpc.v1.PipelineService/CreatePipeline',
             kfpgrpc_dot_v1_dot_pipeline__pb2.CreatePipelineRequest.SerializeToString,
+            kfpgrpc_dot_v1_dot_pipeline__pb2.Pipeline.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePipelineAndVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kfpgrpc.v1.PipelineService/CreatePipelineAndVersion',
+            kfpgrpc_dot_v1_dot_pipeline__pb2.CreatePipelineAndVersionRequest.SerializeToString,
             kfpgrpc_dot_v1_dot_pipeline__pb2.Pipeline.FromString,
             options,
             channel_credentials,

@@ -38,6 +38,10 @@ class PipelineServiceStub:
     def __new__(cls, channel: _aio.Channel) -> PipelineServiceAsyncStub: ...
     CreatePipeline: _grpc.UnaryUnaryMultiCallable[_pipeline_pb2.CreatePipelineRequest, _pipeline_pb2.Pipeline]
     """Creates a pipeline (without versions). `name` (or display_name) is required; names are unique."""
+    CreatePipelineAndVersion: _grpc.UnaryUnaryMultiCallable[_pipeline_pb2.CreatePipelineAndVersionRequest, _pipeline_pb2.Pipeline]
+    """Creates a pipeline and its first version together, or neither (KFP's CreatePipelineAndVersion,
+    REST: POST /apis/v2beta1/pipelines/create). The version's pipeline_spec is required.
+    """
     GetPipeline: _grpc.UnaryUnaryMultiCallable[_pipeline_pb2.GetPipelineRequest, _pipeline_pb2.Pipeline]
     """Gets a pipeline by id."""
     GetPipelineByName: _grpc.UnaryUnaryMultiCallable[_pipeline_pb2.GetPipelineByNameRequest, _pipeline_pb2.Pipeline]
@@ -70,6 +74,10 @@ class PipelineServiceAsyncStub(PipelineServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreatePipeline: _aio.UnaryUnaryMultiCallable[_pipeline_pb2.CreatePipelineRequest, _pipeline_pb2.Pipeline]  # type: ignore[assignment]
     """Creates a pipeline (without versions). `name` (or display_name) is required; names are unique."""
+    CreatePipelineAndVersion: _aio.UnaryUnaryMultiCallable[_pipeline_pb2.CreatePipelineAndVersionRequest, _pipeline_pb2.Pipeline]  # type: ignore[assignment]
+    """Creates a pipeline and its first version together, or neither (KFP's CreatePipelineAndVersion,
+    REST: POST /apis/v2beta1/pipelines/create). The version's pipeline_spec is required.
+    """
     GetPipeline: _aio.UnaryUnaryMultiCallable[_pipeline_pb2.GetPipelineRequest, _pipeline_pb2.Pipeline]  # type: ignore[assignment]
     """Gets a pipeline by id."""
     GetPipelineByName: _aio.UnaryUnaryMultiCallable[_pipeline_pb2.GetPipelineByNameRequest, _pipeline_pb2.Pipeline]  # type: ignore[assignment]
@@ -105,6 +113,16 @@ class PipelineServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_pipeline_pb2.Pipeline, _abc.Awaitable[_pipeline_pb2.Pipeline]]:
         """Creates a pipeline (without versions). `name` (or display_name) is required; names are unique."""
+
+    @_abc_1.abstractmethod
+    def CreatePipelineAndVersion(
+        self,
+        request: _pipeline_pb2.CreatePipelineAndVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_pipeline_pb2.Pipeline, _abc.Awaitable[_pipeline_pb2.Pipeline]]:
+        """Creates a pipeline and its first version together, or neither (KFP's CreatePipelineAndVersion,
+        REST: POST /apis/v2beta1/pipelines/create). The version's pipeline_spec is required.
+        """
 
     @_abc_1.abstractmethod
     def GetPipeline(
