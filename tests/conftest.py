@@ -22,6 +22,9 @@ from kfpgrpc.server import KfpGrpcServer
 from tests import kfp_sdks, pipelines, pipelines_control_flow
 from tests.support import CONTAINMENTS, Stubs, skip_unless_containment
 
+# The browser fixtures of the web UI's tests (chromium, browser, page).
+pytest_plugins = ["tests.browser"]
+
 # Every `kfpgrpc serve` a test starts inherits this: none takes KFP's REST port 8888, which
 # another server on the machine may hold. Tests of the REST API ask for port 0 (ServerProcess).
 os.environ["KFPGRPC_HTTP_LISTEN"] = "off"

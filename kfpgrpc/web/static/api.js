@@ -100,9 +100,11 @@ const RESUMABLE = new Set([8, 14]);
  * - While the tab is hidden the stream is closed; when it shows again it is reopened, with
  *   `resume` (a query parameter name, e.g. "after_sequence") set to the last id seen.
  *
+ * - `onOpen()` is called each time the connection opens (and reopens).
+ *
  * Returns {close(), lastId()}.
  */
-export function watch(path, { query = {}, on = {}, onEnd, onError, resume } = {}) {
+export function watch(path, { query = {}, on = {}, onOpen, onEnd, onError, resume } = {}) {
   let source = null;
   let last = resume && query[resume] ? String(query[resume]) : "";
   let finished = false;
@@ -110,6 +112,7 @@ export function watch(path, { query = {}, on = {}, onEnd, onError, resume } = {}
   const open = () => {
     const current = resume && last ? { ...query, [resume]: last } : query;
     source = new EventSource(apiUrl(path, current), { withCredentials: true });
+    source.addEventListener("open", () => onOpen?.());
     for (const [name, handler] of Object.entries(on)) {
       source.addEventListener(name, (event) => {
         if (event.lastEventId) last = event.lastEventId;

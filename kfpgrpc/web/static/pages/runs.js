@@ -1,8 +1,251 @@
-// Placeholder: replaced by the runs list in the next commit.
-import { h } from "../util.js";
+// The runs list, #/runs?experiment=&state=&name=&size= (docs/ui.md "Runs list"): ListRuns
+// newest first, filtered by state and name, paged by page_token, kept live by the events stream.
 
-export function render(container) {
-  container.append(h("h1", {}, "Runs"), h("p", { class: "coming" }, "coming"));
+import { get, showError, watch } from "../api.js";
+import { setQuery } from "../app.js";
+import { FINAL_STATES, STATES, formatDuration, formatTime, h, stateBadge } from "../util.js";
+
+const PAGE_SIZES = [10, 20, 50, 100];
+const LIVE_TYPES = ["RUN_STATE_CHANGED", "RUN_COMPLETED", "RUN_DELETED"];
+const MAX_EXPERIMENT_PAGES = 10; // 200 each: the selector lists at most 2,000 experiments
+
+// The events stream's last sequence, kept across renders: coming back to the list resumes
+// where it was instead of replaying the retained events again.
+let lastSequence = "";
+let view = null; // the shown list's state, null once disposed
+
+/** Fills `container` with the runs list; `params` from the hash's query. */
+export async function render(container, params) {
+  const size = PAGE_SIZES.includes(Number(params.size)) ? Number(params.size) : 20;
+  view = {
+    container,
+    experiment: params.experiment || "",
+    state: STATES.includes(params.state) ? params.state : "",
+    name: params.name || "",
+    size,
+    tokens: [], // the page_tokens of the pages before the shown one ("" for the first)
+    token: "",
+    rows: new Map(), // run_id -> {run, tr}
+    since: null, // the server's time when the shown page was read (ms): older events are skipped
+    reloading: null,
+    timers: [],
+    stream: null,
+  };
+  const mine = view;
+
+  const experiments = h("select", { name: "experiment", "aria-label": "Experiment", onchange: (e) => change({ experiment: e.target.value }) },
+    h("option", { value: "" }, "All experiments"));
+  const states = h("select", { name: "state", "aria-label": "State", onchange: (e) => change({ state: e.target.value }) },
+    h("option", { value: "" }, "Any state"), STATES.map((s) => h("option", { value: s, selected: s === mine.state }, s)));
+  let typing = null;
+  const name = h("input", {
+    type: "search", name: "name", placeholder: "Name contains…", value: mine.name, "aria-label": "Name contains",
+    oninput: (e) => {
+      clearTimeout(typing);
+      typing = setTimeout(() => change({ name: e.target.value.trim() }), 300);
+    },
+  });
+  mine.timers.push(() => clearTimeout(typing));
+  const sizes = h("select", { name: "size", "aria-label": "Page size", onchange: (e) => change({ size: Number(e.target.value) }) },
+    PAGE_SIZES.map((n) => h("option", { value: n, selected: n === size }, `${n} per page`)));
+
+  mine.body = h("tbody");
+  mine.previous = h("button", { type: "button", class: "previous", onclick: () => page(-1) }, "‹ Previous");
+  mine.next = h("button", { type: "button", class: "next", onclick: () => page(1) }, "Next ›");
+  mine.info = h("span", { class: "info" });
+  mine.live = h("span", { class: "live", "data-live": "no" }, "connecting…");
+  container.append(
+    h("h1", {}, "Runs"),
+    h("div", { class: "toolbar" },
+      h("label", {}, "Experiment", experiments),
+      h("label", {}, "State", states),
+      h("label", {}, "Name", name),
+      h("label", {}, "Page size", sizes)),
+    h("table", { class: "list runs" },
+      h("thead", {}, h("tr", {}, ["Name", "State", "Created", "Duration", "Recurring run"].map((t) => h("th", {}, t)))),
+      mine.body),
+    h("div", { class: "pager" }, mine.previous, mine.next, mine.info, mine.live),
+  );
+
+  // Durations of unfinished runs grow: redrawn every second.
+  const tick = setInterval(() => {
+    for (const { run, tr } of mine.rows.values()) if (!FINAL_STATES.has(run.state)) fillRow(tr, run);
+  }, 1000);
+  mine.timers.push(() => clearInterval(tick));
+
+  mine.stream = openStream(mine);
+  loadExperiments(mine, experiments);
+  await load(mine);
 }
 
-export function dispose() {}
+/** Closes the events stream and the timers. */
+export function dispose() {
+  if (!view) return;
+  view.stream?.close();
+  for (const clear of view.timers) clear();
+  view = null;
+}
+
+/** A filter or page-size change: back to the first page, the address updated. */
+function change(update) {
+  Object.assign(view, update, { tokens: [], token: "" });
+  setQuery({ experiment: view.experiment, state: view.state, name: view.name, size: view.size === 20 ? "" : view.size });
+  load(view);
+}
+
+function page(step) {
+  const mine = view;
+  if (step > 0) {
+    if (!mine.nextToken) return;
+    mine.tokens.push(mine.token);
+    mine.token = mine.nextToken;
+  } else {
+    if (!mine.tokens.length) return;
+    mine.token = mine.tokens.pop();
+  }
+  load(mine);
+}
+
+/** KFP's filter JSON for the chosen state and name, or "" for none (docs/api.md Filters). */
+function filterOf(mine) {
+  const predicates = [];
+  if (mine.state) predicates.push({ key: "state", operation: "EQUALS", string_value: mine.state });
+  if (mine.name) predicates.push({ key: "display_name", operation: "IS_SUBSTRING", string_value: mine.name });
+  return predicates.length ? JSON.stringify({ predicates }) : "";
+}
+
+async function load(mine) {
+  mine.previous.disabled = mine.next.disabled = true;
+  let date = null;
+  let answer;
+  try {
+    answer = await get("runs", {
+      experiment_id: mine.experiment, page_size: mine.size, page_token: mine.token, sort_by: "created_at desc", filter: filterOf(mine),
+    }, { response: (r) => (date = r.headers.get("Date")) });
+  } catch (error) {
+    if (view === mine) showError(error);
+    return;
+  }
+  if (view !== mine) return;
+  // The Date header has whole seconds: a second earlier, so no event after the read is missed
+  // (a repeated one only sets a state the row already has).
+  const read = date ? Date.parse(date) - 1000 : Date.now();
+  mine.since = mine.since === null ? read : Math.min(mine.since, read);
+  mine.nextToken = answer.next_page_token || "";
+  mine.rows.clear();
+  const runs = answer.runs || [];
+  mine.body.replaceChildren(...runs.map((run) => row(mine, run)));
+  if (!runs.length) mine.body.append(h("tr", {}, h("td", { class: "empty", colspan: 5 }, "No runs")));
+  mine.previous.disabled = !mine.tokens.length;
+  mine.next.disabled = !mine.nextToken;
+  const total = Number(answer.total_size || 0);
+  mine.info.textContent = `Page ${mine.tokens.length + 1} of ${Math.max(1, Math.ceil(total / mine.size))} · ${total} run${total === 1 ? "" : "s"}`;
+}
+
+function row(mine, run) {
+  const tr = h("tr", { "data-run-id": run.run_id });
+  mine.rows.set(run.run_id, { run, tr });
+  fillRow(tr, run);
+  return tr;
+}
+
+function fillRow(tr, run) {
+  const end = run.finished_at ? Date.parse(run.finished_at) : FINAL_STATES.has(run.state) ? NaN : Date.now();
+  const recurring = run.recurring_run_id
+    ? h("a", { href: `#/recurringruns/${encodeURIComponent(run.recurring_run_id)}`, title: run.recurring_run_id }, run.recurring_run_id.slice(0, 8))
+    : "";
+  tr.replaceChildren(
+    h("td", {}, h("a", { class: "run-name", href: `#/runs/${encodeURIComponent(run.run_id)}` }, run.display_name || run.run_id)),
+    h("td", {}, stateBadge(run.state)),
+    h("td", { title: run.created_at || "" }, formatTime(run.created_at)),
+    h("td", { class: "duration" }, formatDuration(end - Date.parse(run.created_at))),
+    h("td", {}, recurring),
+  );
+}
+
+async function loadExperiments(mine, select) {
+  const found = [];
+  let token = "";
+  try {
+    for (let i = 0; i < MAX_EXPERIMENT_PAGES; i++) {
+      const answer = await get("experiments", { page_size: 200, page_token: token, sort_by: "display_name" });
+      found.push(...(answer.experiments || []));
+      token = answer.next_page_token;
+      if (!token) break;
+    }
+  } catch (error) {
+    if (view === mine) showError(error);
+    return;
+  }
+  if (view !== mine) return;
+  for (const experiment of found) {
+    select.append(h("option", { value: experiment.experiment_id, selected: experiment.experiment_id === mine.experiment },
+      experiment.display_name));
+  }
+  if (mine.experiment && !found.some((e) => e.experiment_id === mine.experiment)) {
+    select.append(h("option", { value: mine.experiment, selected: true }, mine.experiment));
+  }
+}
+
+/** The events stream of run changes (all experiments: one stream whatever is chosen, so a
+ * change of experiment replays nothing), applied to the shown rows. */
+function openStream(mine) {
+  return watch("events:watch", {
+    query: { types: LIVE_TYPES, after_sequence: lastSequence },
+    resume: "after_sequence",
+    on: {
+      message: (event, frame) => {
+        if (frame.lastEventId) lastSequence = frame.lastEventId;
+        if (view === mine) apply(mine, event);
+      },
+    },
+    onOpen: () => {
+      if (view === mine) setLive(mine, "");
+    },
+    onError: (error) => {
+      if (view === mine) setLive(mine, error.message);
+    },
+  });
+}
+
+/** Shows whether the list is live: `problem` is "" when the stream is open. A list that is not
+ * live still works; it shows what was read and says so, rather than as an error. */
+function setLive(mine, problem) {
+  mine.live.dataset.live = problem ? "no" : "yes";
+  mine.live.textContent = problem ? "not live" : "● live";
+  mine.live.title = problem || "state changes and new runs appear as they happen";
+}
+
+/** One Event (kfpgrpc.v1.Event JSON) applied to the list. */
+function apply(mine, event) {
+  if (mine.since === null || Date.parse(event.time) < mine.since) return;
+  if (mine.experiment && event.experiment_id !== mine.experiment) return;
+  const shown = mine.rows.get(event.run_id);
+  if (event.type === "RUN_DELETED") {
+    if (shown) {
+      shown.tr.remove();
+      mine.rows.delete(event.run_id);
+    }
+    return;
+  }
+  const changed = event.run_state_changed;
+  if (shown) {
+    const run = shown.run;
+    if (changed) {
+      run.state = changed.state;
+      if (FINAL_STATES.has(run.state) && !run.finished_at) run.finished_at = event.time;
+    }
+    const completed = event.run_completed;
+    if (completed) {
+      run.state = completed.state;
+      run.finished_at = completed.end_time || event.time;
+    }
+    fillRow(shown.tr, run);
+  } else if (changed && !changed.previous_state && !mine.tokens.length) {
+    // A new run (its first state has no previous one): the first page shows it. Reloading lets
+    // the server apply the filters; several creations at once reload once.
+    clearTimeout(mine.reloading);
+    mine.reloading = setTimeout(() => view === mine && load(mine), 200);
+    mine.timers.push(() => clearTimeout(mine.reloading));
+  }
+}
