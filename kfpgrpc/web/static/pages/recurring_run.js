@@ -210,10 +210,10 @@ function backfillPanel(mine) {
       showViolations(form, general, null);
       const queued = Number(answer.ticks_queued || 0);
       const times = answer.queued_times || [];
-      result.replaceChildren(
+      result.replaceChildren(h("div", {},
         h("p", { class: "backfill-summary" }, `${queued} tick${queued === 1 ? "" : "s"} would be queued; ${answer.ticks_already_present || 0} already have a run or are queued.`),
         h("ol", { class: "fire-times backfill-ticks" }, times.map((t) => h("li", { "data-time": t, class: "mono" }, formatInZone(t, zone())))),
-        times.length < queued ? h("p", { class: "muted" }, `… and ${queued - times.length} more.`) : null);
+        times.length < queued ? h("p", { class: "muted" }, `… and ${queued - times.length} more.`) : null));
       confirm.textContent = `Queue ${queued} tick${queued === 1 ? "" : "s"}`;
       confirm.hidden = queued === 0;
     } catch (error) {

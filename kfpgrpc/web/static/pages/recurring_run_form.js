@@ -296,7 +296,7 @@ export function scheduleForm(container, { initial = null, submitLabel = "Create"
     const listed = await get("pipelines", { page_size: 200, sort_by: "display_name" });
     const chosen = initial?.pipeline_version_reference?.pipeline_id;
     pipelineSelect.replaceChildren(h("option", { value: "" }, "— choose —"),
-      (listed.pipelines || []).map((p) => h("option", { value: p.pipeline_id, selected: p.pipeline_id === chosen }, p.display_name)));
+      ...(listed.pipelines || []).map((p) => h("option", { value: p.pipeline_id, selected: p.pipeline_id === chosen }, p.display_name)));
     if (chosen) await loadVersions(initial.pipeline_version_reference.pipeline_version_id || "");
   }
 

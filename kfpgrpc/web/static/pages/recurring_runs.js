@@ -55,10 +55,10 @@ async function load(mine) {
   const items = listed.recurringRuns || listed.recurring_runs || [];
   mine.rows.clear();
   mine.body.replaceChildren(...(items.length ? items.map((r) => row(mine, r)) : [h("tr", {}, h("td", { class: "empty", colspan: 9 }, "No recurring runs yet."))]));
-  mine.pager.replaceChildren(
+  mine.pager.replaceChildren(h("span", {},
     h("span", { class: "info" }, `${listed.total_size || 0} in all`),
-    mine.pageToken ? h("a", { href: "#/recurringruns" }, "First page") : null,
-    listed.next_page_token ? h("a", { href: `#/recurringruns?page=${encodeURIComponent(listed.next_page_token)}` }, "Next page") : null);
+    mine.pageToken ? h("a", { href: "#/recurringruns" }, " First page") : null,
+    listed.next_page_token ? h("a", { href: `#/recurringruns?page=${encodeURIComponent(listed.next_page_token)}` }, " Next page") : null));
 }
 
 function statusBadge(status) {
