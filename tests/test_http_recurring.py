@@ -151,3 +151,24 @@ def test_preview_schedule_equals_the_created_recurring_runs_times(rest: ServerPr
     assert status == 400 and [v["field"] for v in refused["details"][0]["field_violations"]] == ["count"]
     status, refused = post(rest.http_url + "/apis/v2beta1/recurringruns:previewSchedule", {"trigger": trigger, "after": "yesterday"})
     assert status == 400 and [v["field"] for v in refused["details"][0]["field_violations"]] == ["body"]
+
+
+def test_backfill_validate_only_lists_the_ticks_and_queues_nothing(rest: ServerProcess, compiled: dict[str, dict[str, Any]]) -> None:
+    """POST …/recurringruns/{id}:backfill with validate_only: the counts and the ticks, and no
+    queue entry, no run, no counter moved; the same call without it queues them."""
+    status, created = post(rest.http_url + "/apis/v2beta1/recurringruns", {
+        "display_name": "new-year", "pipeline_spec": compiled["add-pipeline"], "mode": "ENABLE",
+        "trigger": {"cron_schedule": {"cron": "0 0 1 1 *"}}})
+    assert status == 200, created
+    one = rest.http_url + f"/apis/v2beta1/recurringruns/{created['recurring_run_id']}"
+    window = {"start_time": "2021-01-01T00:00:00Z", "end_time": "2023-06-01T00:00:00Z"}
+    status, preview = post(one + ":backfill", {**window, "validate_only": True})
+    assert status == 200, preview
+    assert preview == {"ticks_queued": "3", "queued_times": ["2021-01-01T00:00:00Z", "2022-01-01T00:00:00Z", "2023-01-01T00:00:00Z"]}
+    client = kfp.Client(host=rest.http_url)
+    assert raw_recurring_run(client, created["recurring_run_id"]).get("counters", {}) == {}  # nothing queued, no run
+    assert client.list_runs().total_size in (0, None)
+    status, refused = post(one + ":backfill", {**window, "end_time": "2999-01-01T00:00:00Z", "validate_only": True})
+    assert status == 400 and [v["field"] for v in refused["details"][0]["field_violations"]] == ["end_time"]
+    status, done = post(one + ":backfill", window)
+    assert (status, done) == (200, {"ticks_queued": "3"})
