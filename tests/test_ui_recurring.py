@@ -21,7 +21,6 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests import pipelines
-from tests.browser import browser, chromium, page  # noqa: F401 - the fixtures
 from tests.support import ServerProcess
 from tests.test_ui import call
 

@@ -17,7 +17,7 @@ let view = null;
 
 export async function render(container, params) {
   const id = params.id;
-  const mine = { id, container, streams: [], timers: [], form: null, recurringRun: null, skipped: [] };
+  const mine = { id, container, streams: [], timer: null, form: null, recurringRun: null };
   view = mine;
   const recurringRun = await get(`recurringruns/${encodeURIComponent(id)}`);
   if (view !== mine) return;
@@ -69,19 +69,18 @@ export async function render(container, params) {
 export function dispose() {
   if (!view) return;
   for (const stream of view.streams) stream.close();
-  for (const timer of view.timers) clearTimeout(timer);
+  clearTimeout(view.timer);
   view.form?.dispose();
   view = null;
 }
 
 /** Runs `work` once after a short pause, however often it is asked for meanwhile. */
 function later(mine, work) {
-  if (mine.waiting) return;
-  mine.waiting = true;
-  mine.timers.push(setTimeout(() => {
-    mine.waiting = false;
+  if (mine.timer) return;
+  mine.timer = setTimeout(() => {
+    mine.timer = null;
     if (view === mine) work().catch(showError);
-  }, RUNS_REFRESH_MS));
+  }, RUNS_REFRESH_MS);
 }
 
 function term(label, ...value) {
