@@ -16,6 +16,13 @@ TIMEOUT_MS = 30_000  # only turns a hang into a failure
 expect.set_options(timeout=TIMEOUT_MS)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the browser run last, in their order: while Playwright's sync API is open,
+    its event loop counts as running in this thread, so no asyncio test (pytest-asyncio,
+    asyncio.run) could run after the first browser test in the same session."""
+    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """The path of the chromium binary. Without one the test is skipped, or fails when

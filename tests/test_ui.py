@@ -6,7 +6,10 @@ a cross-origin request cannot use."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,9 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from playwright.sync_api import Page, Request, expect
 
+from kfpgrpc.v1 import recurring_run_pb2, recurring_run_pb2_grpc
 from tests import pipelines
 from tests.support import ServerProcess
 
@@ -76,7 +81,10 @@ def state_of(page: Page, name: str) -> Any:
 def test_the_shell_loads_offline_and_routes_to_each_page(page: Page, served: ServerProcess) -> None:
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
-    page.goto(served.http_url + "/")
+    console_errors: list[str] = []
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+    shown = page.goto(served.http_url + "/")
+    assert shown is not None and "default-src 'self'" in shown.headers["content-security-policy"]
     expect(page).to_have_url(re.compile(r"/ui/#/runs$"))
     expect(page.get_by_role("heading", name="Runs")).to_be_visible()
     expect(page.locator("table.runs")).to_contain_text("No runs")
@@ -88,6 +96,7 @@ def test_the_shell_loads_offline_and_routes_to_each_page(page: Page, served: Ser
     expect(page).to_have_url(re.compile(r"#/runs$"))
     assert requested and all(url.startswith("http://127.0.0.1:") for url in requested), requested
     assert not page.locator("#logout").is_visible()  # no token, nothing to log out of
+    assert not console_errors  # a Content-Security-Policy violation would be one
 
 
 def test_the_runs_list_shows_a_new_run_and_its_end_without_a_reload(page: Page, served: ServerProcess, instant: dict[str, Any],
@@ -183,6 +192,12 @@ def test_with_a_token_the_ui_asks_for_it_and_keeps_it_in_a_same_origin_cookie(pa
         status, made = call(server, "POST", "/apis/v2beta1/experiments", body, {**with_cookie, "Origin": server.http_url})
         assert (status, made["display_name"]) == (200, "by-cookie")
         assert call(server, "GET", "/apis/v2beta1/experiments", headers=with_cookie)[0] == 200
+        # Nor can another site log the browser in (with its own token, say).
+        forged = urllib.request.Request(server.http_url + "/ui/login", data=f"token={TOKEN}".encode(), method="POST",
+                                        headers={"Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "cross-site"})
+        with pytest.raises(urllib.error.HTTPError) as refused_login:
+            urllib.request.urlopen(forged, timeout=30)
+        assert refused_login.value.code == 403 and "set-cookie" not in refused_login.value.headers
 
         page.get_by_role("button", name="Log out").click()
         expect(page.get_by_label("Token")).to_be_visible()
@@ -192,3 +207,101 @@ def test_with_a_token_the_ui_asks_for_it_and_keeps_it_in_a_same_origin_cookie(pa
     finally:
         code, stderr = server.terminate()
     assert code == 0, stderr
+
+
+# Keeps every EventSource the page makes in window.sources, to see them open and close.
+TRACK_SOURCES = """
+window.sources = [];
+const Original = window.EventSource;
+window.EventSource = class extends Original {
+  constructor(...args) { super(...args); window.sources.push(this); }
+};
+"""
+
+
+def set_hidden(page: Page, hidden: bool) -> None:
+    """What the browser does when the tab is hidden or shown again."""
+    page.evaluate("""(hidden) => {
+        Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""", hidden)
+
+
+def test_a_hidden_tab_closes_the_stream_and_catches_up_when_shown(page: Page, served: ServerProcess, instant: dict[str, Any]) -> None:
+    page.add_init_script(TRACK_SOURCES)
+    first = create_run(served, instant, "before")
+    wait_for_state(served, first, "SUCCEEDED")
+    page.goto(served.http_url + "/ui/#/runs")
+    expect(state_of(page, "before")).to_have_attribute("data-state", "SUCCEEDED")
+    expect(page.locator(".pager .live")).to_have_attribute("data-live", "yes")
+    set_hidden(page, True)
+    assert page.evaluate("window.sources.map((s) => s.readyState)") == [2]  # CLOSED
+    wait_for_state(served, create_run(served, instant, "while-hidden"), "SUCCEEDED")
+    set_hidden(page, False)
+    expect(state_of(page, "while-hidden")).to_have_attribute("data-state", "SUCCEEDED")
+    urls = page.evaluate("window.sources.map((s) => s.url)")
+    assert len(urls) == 2 and "after_sequence=" not in urls[0] and re.search(r"after_sequence=\d+", urls[1]), urls
+
+
+def test_an_error_of_the_api_is_shown(page: Page, served: ServerProcess) -> None:
+    page.goto(served.http_url + "/ui/#/runs?experiment=no-such-experiment")
+    expect(page.locator("#error-banner")).to_contain_text("no-such-experiment")
+    page.locator("#error-banner .dismiss").click()
+    expect(page.locator("#error-banner")).to_be_hidden()
+
+
+def test_the_experiment_selector_lists_that_experiments_runs(page: Page, served: ServerProcess, instant: dict[str, Any]) -> None:
+    ids = {}
+    for name in ("alpha", "beta"):
+        status, experiment = call(served, "POST", "/apis/v2beta1/experiments", {"display_name": name})
+        assert status == 200, experiment
+        ids[name] = experiment["experiment_id"]
+        for i in range(2):
+            status, run = call(served, "POST", "/apis/v2beta1/runs", {
+                "display_name": f"{name}-{i}", "experiment_id": ids[name], "pipeline_spec": instant,
+            })
+            assert status == 200, run
+    page.goto(served.http_url + f"/ui/#/runs?experiment={ids['alpha']}")
+    names = page.locator("table.runs tbody .run-name")
+    expect(names).to_have_text(["alpha-1", "alpha-0"])
+    expect(page.get_by_label("Experiment")).to_have_value(ids["alpha"])
+    page.get_by_label("Experiment").select_option(label="beta")
+    expect(names).to_have_text(["beta-1", "beta-0"])
+    expect(page).to_have_url(re.compile(f"experiment={ids['beta']}"))
+    page.get_by_label("Experiment").select_option(label="All experiments")
+    expect(names).to_have_text(["beta-1", "beta-0", "alpha-1", "alpha-0"])
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_without_chromium_the_browser_tests_skip_unless_required(tmp_path: Path, required: bool) -> None:
+    path = tmp_path / "bin"  # the interpreter's directory only: no chromium on it
+    path.mkdir()
+    (path / "python").symlink_to(sys.executable)
+    env = {**os.environ, "PATH": str(path)}
+    env.pop("KFPGRPC_REQUIRE_BROWSER", None)
+    if required:
+        env["KFPGRPC_REQUIRE_BROWSER"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-rsf", "-q", "-p", "no:cacheprovider", f"{__file__}::test_an_error_of_the_api_is_shown"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parent.parent,
+    )
+    assert "Chromium not installed (apt-get install chromium)" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == (1 if required else 0), result.stdout
+    assert ("1 error" if required else "1 skipped") in result.stdout, result.stdout
+
+
+def test_a_run_of_a_recurring_run_links_to_it_by_name(page: Page, served: ServerProcess, instant: dict[str, Any]) -> None:
+    status, recurring = call(served, "POST", "/apis/v2beta1/recurringruns", {
+        "display_name": "hourly", "mode": "DISABLE", "pipeline_spec": instant, "trigger": {"periodic_schedule": {"interval_second": "3600"}},
+    })
+    assert status == 200, recurring
+    recurring_id = recurring["recurring_run_id"]
+    with grpc.insecure_channel(served.address) as channel:  # a run now: TriggerRecurringRun is gRPC only
+        recurring_run_pb2_grpc.RecurringRunServiceStub(channel).TriggerRecurringRun(
+            recurring_run_pb2.TriggerRecurringRunRequest(recurring_run_id=recurring_id), timeout=30)
+    page.goto(served.http_url + "/ui/#/runs")
+    link = page.locator("table.runs a.recurring")
+    expect(link).to_have_text("hourly")
+    link.click()
+    expect(page).to_have_url(re.compile(f"#/recurringruns/{recurring_id}$"))
+    expect(page.get_by_role("heading", name="Recurring runs")).to_be_visible()

@@ -95,8 +95,8 @@ const RESUMABLE = new Set([8, 14]);
  * - `end` frames close the stream for good and call `onEnd()`.
  * - `error` frames (`{code, message}`) call `onError(ApiError)`; a resumable one (the watcher
  *   fell behind, the server is stopping) lets EventSource reconnect, which sends the last
- *   `id:` seen as Last-Event-ID; others close the stream. A connection EventSource gives up on
- *   calls `onError` with a generic ApiError.
+ *   `id:` seen as Last-Event-ID; others close the stream. A lost connection (EventSource
+ *   retries) or one refused (it gives up) calls `onError` with an UNAVAILABLE ApiError.
  * - While the tab is hidden the stream is closed; when it shows again it is reopened, with
  *   `resume` (a query parameter name, e.g. "after_sequence") set to the last id seen.
  *
@@ -129,8 +129,11 @@ export function watch(path, { query = {}, on = {}, onOpen, onEnd, onError, resum
         const error = new ApiError(0, body);
         if (!RESUMABLE.has(error.code)) stop();
         onError?.(error);
-      } else if (source.readyState === EventSource.CLOSED && !finished) {
-        onError?.(new ApiError(0, { code: 14, message: `the stream ${path} closed` }));
+      } else if (!finished) {
+        // The connection failed: EventSource retries (CONNECTING) unless the answer was not a
+        // stream at all (CLOSED: a 401, a 404).
+        const closed = event.target.readyState === EventSource.CLOSED;
+        onError?.(new ApiError(0, { code: 14, message: `the stream ${path} ${closed ? "closed" : "is reconnecting"}` }));
       }
     });
   };

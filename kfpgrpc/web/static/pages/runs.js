@@ -7,11 +7,15 @@ import { FINAL_STATES, STATES, formatDuration, formatTime, h, stateBadge } from 
 
 const PAGE_SIZES = [10, 20, 50, 100];
 const LIVE_TYPES = ["RUN_STATE_CHANGED", "RUN_COMPLETED", "RUN_DELETED"];
+const MAX_PENDING = 5000; // events kept while the list is read (the oldest go first)
 const MAX_EXPERIMENT_PAGES = 10; // 200 each: the selector lists at most 2,000 experiments
 
 // The events stream's last sequence, kept across renders: coming back to the list resumes
 // where it was instead of replaying the retained events again.
 let lastSequence = "";
+// Recurring runs' display names by id (a Run names its recurring run by id only); a promise
+// while asked for, "" for one that is gone.
+const recurringNames = new Map();
 let view = null; // the shown list's state, null once disposed
 
 /** Fills `container` with the runs list; `params` from the hash's query. */
@@ -27,6 +31,9 @@ export async function render(container, params) {
     token: "",
     rows: new Map(), // run_id -> {run, tr}
     since: null, // the server's time when the shown page was read (ms): older events are skipped
+    loads: 0, // counts reads of the list: only the newest one's answer is shown
+    reading: false,
+    pending: [], // events that came while the list was being read, applied once it is shown
     reloading: null,
     timers: [],
     stream: null,
@@ -69,9 +76,11 @@ export async function render(container, params) {
 
   // Durations of unfinished runs grow: redrawn every second.
   const tick = setInterval(() => {
-    for (const { run, tr } of mine.rows.values()) if (!FINAL_STATES.has(run.state)) fillRow(tr, run);
+    for (const { run, tr } of mine.rows.values()) {
+      if (!FINAL_STATES.has(run.state)) tr.querySelector(".duration").textContent = durationOf(run);
+    }
   }, 1000);
-  mine.timers.push(() => clearInterval(tick));
+  mine.timers.push(() => clearInterval(tick), () => clearTimeout(mine.reloading));
 
   mine.stream = openStream(mine);
   loadExperiments(mine, experiments);
@@ -115,6 +124,8 @@ function filterOf(mine) {
 }
 
 async function load(mine) {
+  const mineLoad = ++mine.loads;
+  mine.reading = true;
   mine.previous.disabled = mine.next.disabled = true;
   let date = null;
   let answer;
@@ -123,14 +134,19 @@ async function load(mine) {
       experiment_id: mine.experiment, page_size: mine.size, page_token: mine.token, sort_by: "created_at desc", filter: filterOf(mine),
     }, { response: (r) => (date = r.headers.get("Date")) });
   } catch (error) {
-    if (view === mine) showError(error);
+    if (view === mine && mineLoad === mine.loads) {
+      mine.reading = false;
+      showError(error);
+      mine.previous.disabled = !mine.tokens.length;
+    }
     return;
   }
-  if (view !== mine) return;
-  // The Date header has whole seconds: a second earlier, so no event after the read is missed
-  // (a repeated one only sets a state the row already has).
-  const read = date ? Date.parse(date) - 1000 : Date.now();
-  mine.since = mine.since === null ? read : Math.min(mine.since, read);
+  if (view !== mine || mineLoad !== mine.loads) return;
+  mine.reading = false;
+  // The Date header has whole seconds: a second earlier, so no event after the read is missed.
+  // An event the page already reflects may be applied again, but so are all after it, in
+  // order: a row ends in its latest state.
+  mine.since = Date.parse(date || "") - 1000 || Date.now();
   mine.nextToken = answer.next_page_token || "";
   mine.rows.clear();
   const runs = answer.runs || [];
@@ -140,6 +156,22 @@ async function load(mine) {
   mine.next.disabled = !mine.nextToken;
   const total = Number(answer.total_size || 0);
   mine.info.textContent = `Page ${mine.tokens.length + 1} of ${Math.max(1, Math.ceil(total / mine.size))} · ${total} run${total === 1 ? "" : "s"}`;
+  for (const event of mine.pending.splice(0)) apply(mine, event);
+  nameRecurringRuns(mine, runs);
+}
+
+/** Replaces the shown recurring run ids by their names, asking once per id per app load. */
+async function nameRecurringRuns(mine, runs) {
+  for (const id of new Set(runs.map((run) => run.recurring_run_id).filter(Boolean))) {
+    if (!recurringNames.has(id)) {
+      recurringNames.set(id, get(`recurringruns/${encodeURIComponent(id)}`)
+        .then((r) => r.display_name || "", () => "")
+        .then((name) => (recurringNames.set(id, name), name)));
+    }
+    const name = await recurringNames.get(id);
+    if (view !== mine || !name) continue;
+    for (const link of mine.body.querySelectorAll(`a.recurring[data-id="${CSS.escape(id)}"]`)) link.textContent = name;
+  }
 }
 
 function row(mine, run) {
@@ -149,16 +181,28 @@ function row(mine, run) {
   return tr;
 }
 
-function fillRow(tr, run) {
+/** The recurring run's name if known yet, else the start of its id. */
+function recurringName(id) {
+  const known = recurringNames.get(id);
+  return typeof known === "string" && known ? known : id.slice(0, 8);
+}
+
+/** How long `run` took, or has been going. */
+function durationOf(run) {
   const end = run.finished_at ? Date.parse(run.finished_at) : FINAL_STATES.has(run.state) ? NaN : Date.now();
+  return formatDuration(end - Date.parse(run.created_at));
+}
+
+function fillRow(tr, run) {
   const recurring = run.recurring_run_id
-    ? h("a", { href: `#/recurringruns/${encodeURIComponent(run.recurring_run_id)}`, title: run.recurring_run_id }, run.recurring_run_id.slice(0, 8))
+    ? h("a", { class: "recurring", "data-id": run.recurring_run_id, href: `#/recurringruns/${encodeURIComponent(run.recurring_run_id)}`,
+      title: run.recurring_run_id }, recurringName(run.recurring_run_id))
     : "";
   tr.replaceChildren(
     h("td", {}, h("a", { class: "run-name", href: `#/runs/${encodeURIComponent(run.run_id)}` }, run.display_name || run.run_id)),
     h("td", {}, stateBadge(run.state)),
     h("td", { title: run.created_at || "" }, formatTime(run.created_at)),
-    h("td", { class: "duration" }, formatDuration(end - Date.parse(run.created_at))),
+    h("td", { class: "duration" }, durationOf(run)),
     h("td", {}, recurring),
   );
 }
@@ -183,7 +227,13 @@ async function loadExperiments(mine, select) {
       experiment.display_name));
   }
   if (mine.experiment && !found.some((e) => e.experiment_id === mine.experiment)) {
-    select.append(h("option", { value: mine.experiment, selected: true }, mine.experiment));
+    // Past the selector's cap, or gone (a link to a deleted experiment): asked for by id.
+    try {
+      const experiment = await get(`experiments/${encodeURIComponent(mine.experiment)}`);
+      if (view === mine) select.append(h("option", { value: mine.experiment, selected: true }, experiment.display_name));
+    } catch (error) {
+      if (view === mine) showError(error);
+    }
   }
 }
 
@@ -218,7 +268,13 @@ function setLive(mine, problem) {
 
 /** One Event (kfpgrpc.v1.Event JSON) applied to the list. */
 function apply(mine, event) {
-  if (mine.since === null || Date.parse(event.time) < mine.since) return;
+  if (mine.reading) {
+    // The list is being read: what it will show may predate this event.
+    mine.pending.push(event);
+    if (mine.pending.length > MAX_PENDING) mine.pending.shift();
+    return;
+  }
+  if (Date.parse(event.time) < mine.since) return;
   if (mine.experiment && event.experiment_id !== mine.experiment) return;
   const shown = mine.rows.get(event.run_id);
   if (event.type === "RUN_DELETED") {
@@ -246,6 +302,5 @@ function apply(mine, event) {
     // the server apply the filters; several creations at once reload once.
     clearTimeout(mine.reloading);
     mine.reloading = setTimeout(() => view === mine && load(mine), 200);
-    mine.timers.push(() => clearTimeout(mine.reloading));
   }
 }
