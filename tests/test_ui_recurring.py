@@ -2,7 +2,7 @@
 real `kfpgrpc serve` (with --min-interval-seconds 1, so that a seconds cron fires during the
 test): a recurring run created from the form fires at the times its preview showed, which are
 the API's next_scheduled_times; the preview marks DST days and shows the API's errors next to
-their fields; enable/disable from the list reach the API; a backfill is previewed (nothing
+their fields; enable/disable from the list and the page reach the API, as does trigger; a backfill is previewed (nothing
 queued) and then queued. KFPGRPC_UPDATE_SCREENSHOTS=1 writes
 docs/screenshots/recurring-run-page.png."""
 
@@ -187,6 +187,14 @@ def test_enable_and_disable_from_the_list_reach_the_api(page: Page, served: Serv
     # A change made elsewhere shows without a reload (the events stream).
     call(served, "POST", f"/apis/v2beta1/recurringruns/{on}:enable")
     expect(on_row.locator(".status")).to_have_attribute("data-status", "ENABLED")
+    # Its page: disable there, and trigger a run now.
+    on_row.get_by_role("link", name="yearly-on").click()
+    page.get_by_role("button", name="Disable").click()
+    expect(page.locator("h1 .status")).to_have_attribute("data-status", "DISABLED")
+    assert api_recurring_run(served, on)["status"] == "DISABLED"
+    page.get_by_role("button", name="Trigger now").click()
+    expect(page.locator("table.runs tr[data-run-id]")).to_have_count(1)
+    assert len(runs_of(served, on)) == 1
 
 
 def test_a_backfill_is_previewed_then_queued(page: Page, served: ServerProcess, pipeline_id: str) -> None:
