@@ -38,7 +38,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from functools import cached_property, lru_cache
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -427,6 +427,44 @@ def next_times(schedule: Schedule, after_us: int, count: int = NEXT_TIMES) -> li
             break
         times.append(tick)
     return times
+
+
+@dataclass(frozen=True)
+class FireTime:
+    """A fire time as read in a zone: the instant (µs), the zone's UTC offset then (µs), and
+    whether its local day has an offset change (DST: the offsets at its midnight and at the
+    next differ, so the day is not 24 h long)."""
+
+    time_us: int
+    utc_offset_us: int
+    transition_day: bool
+
+    def local(self) -> datetime:
+        """The local time, with its offset as tzinfo."""
+        return to_datetime(self.time_us).astimezone(_fixed_zone(self.utc_offset_us))
+
+
+def fire_times(schedule: Schedule, after_us: int, count: int, zone: ZoneInfo) -> list[FireTime]:
+    """The next `count` ticks after `after_us` (next_times, as a recurring run's
+    next_scheduled_times), read in `zone`. A tick whose local day is the last `date` can
+    represent (year 9999 in a zone east of UTC) ends the list: it has no local reading."""
+    midnights = _Midnights(zone)
+    found = []
+    for tick in next_times(schedule, after_us, count):
+        try:
+            local = to_datetime(tick).astimezone(zone)
+            day = local.toordinal()
+            transition = midnights.offset(day) != midnights.offset(day + 1)
+        except (OverflowError, ValueError):
+            break
+        offset = local.utcoffset()
+        found.append(FireTime(tick, offset // _MICROSECOND if offset is not None else 0, transition))
+    return found
+
+
+@lru_cache(maxsize=64)
+def _fixed_zone(offset_us: int) -> timezone:
+    return timezone(timedelta(microseconds=offset_us))
 
 
 def ticks_between(schedule: Schedule, after_us: int, until_us: int, limit: int) -> list[int]:

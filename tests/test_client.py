@@ -175,8 +175,15 @@ async def test_recurring_run_lifecycle(client: AsyncClient, compiled: dict[str, 
     finished = await client.wait_for_run(triggered.run_id)
     assert finished.state == common_pb2.SUCCEEDED
     assert plain(finished.runtime_config.parameters)["a"] == 40
+    would = await client.backfill_recurring_run(recurring_run_id, "2024-01-01T00:00:00Z", "2024-01-03T12:00:00Z", validate_only=True)
+    assert [t.ToJsonString() for t in would.queued_times] == [f"2024-01-0{d}T03:30:00Z" for d in (1, 2, 3)]  # 04:30 in Berlin, winter
     backfilled = await client.backfill_recurring_run(recurring_run_id, "2024-01-01T00:00:00Z", "2024-01-03T12:00:00Z")
     assert (backfilled.ticks_queued, backfilled.ticks_already_present) == (3, 0)
+    preview = await client.preview_schedule(cron="30 4 * * *", time_zone="Europe/Berlin", start_time="2999-01-01T00:00:00Z", count=2)
+    assert [(f.time.ToJsonString(), f.local_time) for f in preview.fire_times] == [
+        ("2999-01-01T03:30:00Z", "2999-01-01T04:30:00+01:00"), ("2999-01-02T03:30:00Z", "2999-01-02T04:30:00+01:00")]
+    hourly = await client.preview_schedule(interval="1h", start_time="2999-01-01T00:00:00Z", time_zone="Asia/Kolkata", count=1)
+    assert (hourly.time_zone, hourly.fire_times[0].local_time) == ("Asia/Kolkata", "2999-01-01T06:30:00+05:30")
 
     periodic = await client.create_recurring_run("add-pipeline", interval="1h30m", enabled=False)
     assert (periodic.display_name, periodic.trigger.periodic_schedule.interval_second) == ("add-pipeline", 5400)

@@ -7,6 +7,8 @@ tick fires, the tests look at state and fields, never at time."""
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +113,62 @@ def test_a_bad_cron_is_refused_naming_the_field(rest: ServerProcess, compiled: d
         with pytest.raises(kfp_server_api.ApiException) as unknown:
             call("no-such-recurring-run")
         assert unknown.value.status == 404, call
+
+
+def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """POST a JSON body with the standard library; the status and the JSON answer, refused or not."""
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def test_preview_schedule_equals_the_created_recurring_runs_times(rest: ServerProcess, compiled: dict[str, dict[str, Any]]) -> None:
+    """POST /apis/v2beta1/recurringruns:previewSchedule across Berlin's spring-forward day of 2100
+    (March 28: 02:30 does not exist, that day fires at 03:00 CEST and is flagged), then the
+    recurring run created with the same trigger reports the same next_scheduled_times."""
+    trigger = {"cron_schedule": {"cron": "0 30 2 * * *", "time_zone": "Europe/Berlin", "start_time": "2100-03-26T00:00:00Z"}}
+    status, preview = post(rest.http_url + "/apis/v2beta1/recurringruns:previewSchedule", {"trigger": trigger, "count": 4})
+    assert status == 200, preview
+    assert preview == {"time_zone": "Europe/Berlin", "fire_times": [
+        {"time": "2100-03-26T01:30:00Z", "utc_offset_seconds": 3600, "local_time": "2100-03-26T02:30:00+01:00"},
+        {"time": "2100-03-27T01:30:00Z", "utc_offset_seconds": 3600, "local_time": "2100-03-27T02:30:00+01:00"},
+        {"time": "2100-03-28T01:00:00Z", "utc_offset_seconds": 7200, "local_time": "2100-03-28T03:00:00+02:00", "dst_transition_day": True},
+        {"time": "2100-03-29T00:30:00Z", "utc_offset_seconds": 7200, "local_time": "2100-03-29T02:30:00+02:00"},
+    ]}
+    _, ten = post(rest.http_url + "/apis/v2beta1/recurringruns:previewSchedule", {"trigger": trigger})
+    status, created = post(rest.http_url + "/apis/v2beta1/recurringruns", {
+        "display_name": "berlin-nights", "pipeline_spec": compiled["add-pipeline"], "mode": "ENABLE", "trigger": trigger})
+    assert status == 200, created
+    assert created["next_scheduled_times"] == [fire["time"] for fire in ten["fire_times"]]
+
+    status, refused = post(rest.http_url + "/apis/v2beta1/recurringruns:previewSchedule", {"trigger": {"cron_schedule": {"cron": "61 * * * *"}}})
+    assert status == 400 and refused["code"] == 3, refused
+    assert refused["details"][0]["field_violations"] == [{"field": "trigger.cron_schedule.cron", "description": "minute must be 0-59, got 61"}]
+    status, refused = post(rest.http_url + "/apis/v2beta1/recurringruns:previewSchedule", {"trigger": trigger, "count": 1000})
+    assert status == 400 and [v["field"] for v in refused["details"][0]["field_violations"]] == ["count"]
+    status, refused = post(rest.http_url + "/apis/v2beta1/recurringruns:previewSchedule", {"trigger": trigger, "after": "yesterday"})
+    assert status == 400 and [v["field"] for v in refused["details"][0]["field_violations"]] == ["body"]
+
+
+def test_backfill_validate_only_lists_the_ticks_and_queues_nothing(rest: ServerProcess, compiled: dict[str, dict[str, Any]]) -> None:
+    """POST …/recurringruns/{id}:backfill with validate_only: the counts and the ticks, and no
+    queue entry, no run, no counter moved; the same call without it queues them."""
+    status, created = post(rest.http_url + "/apis/v2beta1/recurringruns", {
+        "display_name": "new-year", "pipeline_spec": compiled["add-pipeline"], "mode": "ENABLE",
+        "trigger": {"cron_schedule": {"cron": "0 0 1 1 *"}}})
+    assert status == 200, created
+    one = rest.http_url + f"/apis/v2beta1/recurringruns/{created['recurring_run_id']}"
+    window = {"start_time": "2021-01-01T00:00:00Z", "end_time": "2023-06-01T00:00:00Z"}
+    status, preview = post(one + ":backfill", {**window, "validate_only": True})
+    assert status == 200, preview
+    assert preview == {"ticks_queued": "3", "queued_times": ["2021-01-01T00:00:00Z", "2022-01-01T00:00:00Z", "2023-01-01T00:00:00Z"]}
+    client = kfp.Client(host=rest.http_url)
+    assert raw_recurring_run(client, created["recurring_run_id"]).get("counters", {}) == {}  # nothing queued, no run
+    assert client.list_runs().total_size in (0, None)
+    status, refused = post(one + ":backfill", {**window, "end_time": "2999-01-01T00:00:00Z", "validate_only": True})
+    assert status == 400 and [v["field"] for v in refused["details"][0]["field_violations"]] == ["end_time"]
+    status, done = post(one + ":backfill", window)
+    assert (status, done) == (200, {"ticks_queued": "3"})

@@ -608,3 +608,90 @@ async def test_enabling_while_the_experiment_is_archived_never_leaves_it_enabled
         state = (await harness.get(created.recurring_run_id)).status, (await experiments.GetExperiment(
             experiment_pb2.GetExperimentRequest(experiment_id=team.experiment_id))).storage_state
         assert state != (pb.RecurringRun.ENABLED, experiment_pb2.Experiment.ARCHIVED), (enabled, archived)
+
+
+def fire_rows(response: pb.PreviewScheduleResponse) -> list[tuple[str, int, str, bool]]:
+    return [(iso(f.time), f.utc_offset_seconds, f.local_time, f.dst_transition_day) for f in response.fire_times]
+
+
+async def test_preview_schedule_shows_what_the_created_recurring_run_will_fire(harness: Harness, version: Any) -> None:
+    """PreviewSchedule and next_scheduled_times are one computation: the preview of a trigger
+    equals GetRecurringRun's times once it is created, here across Berlin's spring-forward day
+    (2027-03-28: 02:30 does not exist, so that day fires at 03:00 CEST), which is flagged."""
+    message = starting(recurring(version, "berlin", "30 2 * * *"), "2027-03-25T00:00:00+00:00")
+    message.trigger.cron_schedule.time_zone = "Europe/Berlin"
+    previewed = await harness.stubs.recurring_runs.PreviewSchedule(pb.PreviewScheduleRequest(trigger=message.trigger))
+    assert previewed.time_zone == "Europe/Berlin" and len(previewed.fire_times) == 10
+    assert fire_rows(previewed)[:5] == [
+        ("2027-03-25T01:30:00Z", 3600, "2027-03-25T02:30:00+01:00", False),
+        ("2027-03-26T01:30:00Z", 3600, "2027-03-26T02:30:00+01:00", False),
+        ("2027-03-27T01:30:00Z", 3600, "2027-03-27T02:30:00+01:00", False),
+        ("2027-03-28T01:00:00Z", 7200, "2027-03-28T03:00:00+02:00", True),
+        ("2027-03-29T00:30:00Z", 7200, "2027-03-29T02:30:00+02:00", False),
+    ]
+    created = await harness.create(message)
+    fetched = await harness.get(created.recurring_run_id)
+    assert [iso(t) for t in fetched.next_scheduled_times] == [iso(f.time) for f in previewed.fire_times]
+
+    later = await harness.stubs.recurring_runs.PreviewSchedule(
+        pb.PreviewScheduleRequest(trigger=message.trigger, count=2, after=stamp("2027-03-28T01:00:00+00:00")))
+    assert [iso(f.time) for f in later.fire_times] == ["2027-03-29T00:30:00Z", "2027-03-30T00:30:00Z"]
+    most = await harness.stubs.recurring_runs.PreviewSchedule(pb.PreviewScheduleRequest(trigger=message.trigger, count=100))
+    assert len(most.fire_times) == 100
+
+    # A periodic schedule is read in the request's zone: a day's interval is 24 h of elapsed
+    # time, so the local time moves with the offset.
+    periodic = pb.Trigger(periodic_schedule=pb.PeriodicSchedule(interval_second=86400, start_time=stamp("2027-03-26T23:00:00+00:00")))
+    daily = await harness.stubs.recurring_runs.PreviewSchedule(
+        pb.PreviewScheduleRequest(trigger=periodic, count=3, time_zone="Europe/Berlin"))
+    assert fire_rows(daily) == [
+        ("2027-03-27T23:00:00Z", 3600, "2027-03-28T00:00:00+01:00", True),
+        ("2027-03-28T23:00:00Z", 7200, "2027-03-29T01:00:00+02:00", False),
+        ("2027-03-29T23:00:00Z", 7200, "2027-03-30T01:00:00+02:00", False),
+    ]
+    utc = await harness.stubs.recurring_runs.PreviewSchedule(pb.PreviewScheduleRequest(trigger=periodic, count=1))
+    assert (utc.time_zone, fire_rows(utc)) == ("UTC", [("2027-03-27T23:00:00Z", 0, "2027-03-27T23:00:00+00:00", False)])
+
+
+async def test_preview_schedule_refuses_what_create_refuses_naming_the_field(harness: Harness, version: Any) -> None:
+    async def violations(**request: Any) -> dict[str, str]:
+        error = await harness.error(harness.stubs.recurring_runs.PreviewSchedule(pb.PreviewScheduleRequest(**request)))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        return field_violations(error)
+
+    assert await violations(trigger=pb.Trigger(cron_schedule=pb.CronSchedule(cron="61 3 * * *"))) == {
+        "trigger.cron_schedule.cron": "minute must be 0-59, got 61"}
+    assert list(await violations(trigger=pb.Trigger(cron_schedule=pb.CronSchedule(cron="0 3 * * *", time_zone="Mars/Olympus")))) == [
+        "trigger.cron_schedule.time_zone"]
+    assert list(await violations(trigger=pb.Trigger(periodic_schedule=pb.PeriodicSchedule(interval_second=5)))) == [
+        "trigger.periodic_schedule.interval_second"]
+    assert list(await violations(trigger=pb.Trigger())) == ["trigger"]
+    daily = pb.Trigger(cron_schedule=pb.CronSchedule(cron="0 3 * * *"))
+    assert list(await violations(trigger=daily, count=101)) == ["count"]
+    assert list(await violations(trigger=daily, time_zone="Europe/Berlin")) == ["time_zone"]
+    # The same cron, refused by create with the same words under its own field name.
+    error = await harness.error(harness.create(recurring(version, "x", "61 3 * * *")))
+    assert field_violations(error) == {"recurring_run.trigger.cron_schedule.cron": "minute must be 0-59, got 61"}
+
+
+async def test_backfill_validate_only_lists_the_ticks_and_queues_nothing(harness: Harness, version: Any) -> None:
+    created = await harness.create(recurring(version, "quarterly", "*/15 * * * *"))
+    rid = created.recurring_run_id
+    await harness.advance_to("2026-05-04T10:45:00+00:00", rid)
+    await harness.ticks(rid, 3)  # 10:15, 10:30, 10:45
+    window = {"recurring_run_id": rid, "start_time": stamp("2026-05-04T09:30:00+00:00"), "end_time": stamp("2026-05-04T10:30:00+00:00")}
+    preview = await harness.stubs.recurring_runs.BackfillRecurringRun(pb.BackfillRecurringRunRequest(validate_only=True, **window))
+    assert (preview.ticks_queued, preview.ticks_already_present) == (3, 2)
+    assert [iso(t) for t in preview.queued_times] == ["2026-05-04T09:30:00Z", "2026-05-04T09:45:00Z", "2026-05-04T10:00:00Z"]
+    after = await harness.get(rid)
+    assert (after.counters.runs_created, after.counters.ticks_queued) == (3, 0)
+    assert len(await harness.runs(rid)) == 3
+    # Errors are the real backfill's.
+    error = await harness.error(harness.stubs.recurring_runs.BackfillRecurringRun(pb.BackfillRecurringRunRequest(
+        validate_only=True, recurring_run_id=rid, start_time=stamp("2026-05-04T09:30:00+00:00"), end_time=stamp("2026-05-05T10:30:00+00:00"))))
+    assert field_violations(error) == {"end_time": "must not be in the future"}
+    done = await harness.stubs.recurring_runs.BackfillRecurringRun(pb.BackfillRecurringRunRequest(**window))
+    assert (done.ticks_queued, done.ticks_already_present, list(done.queued_times)) == (3, 2, [])
+    assert await harness.ticks(rid, 6) == [f"2026-05-04T{t}:00Z" for t in ("09:30", "09:45", "10:00", "10:15", "10:30", "10:45")]
+    again = await harness.stubs.recurring_runs.BackfillRecurringRun(pb.BackfillRecurringRunRequest(validate_only=True, **window))
+    assert (again.ticks_queued, again.ticks_already_present, list(again.queued_times)) == (0, 5, [])

@@ -12,6 +12,7 @@ from kfpgrpc.api.convert import enum_name, list_request, micros, timestamp, to_m
 from kfpgrpc.api.runs import new_run, run_to_proto, runtime_config, set_source
 from kfpgrpc.api.sizes import fit_page, fit_values
 from kfpgrpc.bounds import cut_error
+from kfpgrpc.clock import MICROS_PER_SECOND
 from kfpgrpc.core.recurring import Definition, RecurringRuns
 from kfpgrpc.domain import ENABLED, RecurringRunView, RunView, Trigger
 from kfpgrpc.errors import FieldViolation, InvalidArgument
@@ -108,6 +109,21 @@ def recurring_run_to_proto(view: RecurringRunView) -> pb.RecurringRun:
     return fit_values(message, message.runtime_config.parameters)
 
 
+async def preview_schedule(recurring_runs: RecurringRuns, request: pb.PreviewScheduleRequest) -> pb.PreviewScheduleResponse:
+    """PreviewSchedule, for gRPC and REST: the trigger read as CreateRecurringRun reads it,
+    with fields named from "trigger"."""
+    zone, found = await recurring_runs.preview(
+        trigger_of(request.trigger, "trigger"), request.count, micros(request, "after", "after"), request.time_zone,
+    )
+    return pb.PreviewScheduleResponse(time_zone=zone, fire_times=[
+        pb.FireTime(
+            time=timestamp(fire.time_us), utc_offset_seconds=fire.utc_offset_us // MICROS_PER_SECOND,
+            local_time=fire.local().isoformat(), dst_transition_day=fire.transition_day,
+        )
+        for fire in found
+    ])
+
+
 def _mask_violations(request: pb.UpdateRecurringRunRequest) -> list[FieldViolation]:
     paths = list(request.update_mask.paths)
     if not paths:
@@ -153,11 +169,15 @@ async def trigger_recurring_run(recurring_runs: RecurringRuns, recurring_run_id:
 async def backfill_recurring_run(
     recurring_runs: RecurringRuns, request: pb.BackfillRecurringRunRequest
 ) -> pb.BackfillRecurringRunResponse:
-    """BackfillRecurringRun (gRPC and REST): the range's ticks queued, those with a run counted."""
-    queued, present = await recurring_runs.backfill(
-        request.recurring_run_id, micros(request, "start_time", "start_time"), micros(request, "end_time", "end_time")
+    """BackfillRecurringRun (gRPC and REST): the range's ticks queued, those with a run counted;
+    with validate_only nothing is queued and the first ticks it would queue are listed."""
+    done = await recurring_runs.backfill(
+        request.recurring_run_id, micros(request, "start_time", "start_time"), micros(request, "end_time", "end_time"),
+        request.validate_only,
     )
-    return pb.BackfillRecurringRunResponse(ticks_queued=queued, ticks_already_present=present)
+    return pb.BackfillRecurringRunResponse(
+        ticks_queued=done.queued, ticks_already_present=done.present, queued_times=[timestamp(t) for t in done.queued_times],
+    )
 
 
 class RecurringRunServicer(recurring_run_pb2_grpc.RecurringRunServiceServicer):
@@ -203,6 +223,9 @@ class RecurringRunServicer(recurring_run_pb2_grpc.RecurringRunServiceServicer):
         self, request: pb.BackfillRecurringRunRequest, context: grpc.aio.ServicerContext
     ) -> pb.BackfillRecurringRunResponse:
         return await backfill_recurring_run(self._recurring_runs, request)
+
+    async def PreviewSchedule(self, request: pb.PreviewScheduleRequest, context: grpc.aio.ServicerContext) -> pb.PreviewScheduleResponse:
+        return await preview_schedule(self._recurring_runs, request)
 
     async def WatchRecurringRun(
         self, request: pb.WatchRecurringRunRequest, context: grpc.aio.ServicerContext

@@ -154,6 +154,7 @@ class ClientOperations:
     delete_recurring_run = _Unary(plans.delete_recurring_run)
     trigger_recurring_run = _Unary(plans.trigger_recurring_run)
     backfill_recurring_run = _Unary(plans.backfill_recurring_run)
+    preview_schedule = _Unary(plans.preview_schedule)
     watch_recurring_run = _Iterating(plans.watch_recurring_run)
 
     watch_events = _Iterating(plans.watch_events)

@@ -488,12 +488,38 @@ def trigger_recurring_run(recurring_run_id: str) -> Plan[run_pb2.Run]:
 
 
 def backfill_recurring_run(
-    recurring_run_id: str, start_time: TimeValue, end_time: TimeValue
+    recurring_run_id: str, start_time: TimeValue, end_time: TimeValue, validate_only: bool = False
 ) -> Plan[recurring_run_pb2.BackfillRecurringRunResponse]:
-    """Queue a run for every tick of the schedule in [start_time, end_time] that has none."""
+    """Queue a run for every tick of the schedule in [start_time, end_time] that has none;
+    `validate_only` queues nothing and lists (in queued_times, the first 1,000) what it would."""
     request = recurring_run_pb2.BackfillRecurringRunRequest(
-        recurring_run_id=recurring_run_id, start_time=timestamp(start_time, "start_time"), end_time=timestamp(end_time, "end_time"))
+        recurring_run_id=recurring_run_id, start_time=timestamp(start_time, "start_time"), end_time=timestamp(end_time, "end_time"),
+        validate_only=validate_only)
     return (yield from unary(RECURRING_RUNS + "BackfillRecurringRun", request, recurring_run_pb2.BackfillRecurringRunResponse))
+
+
+_SCHEDULE_OPTIONS = ("cron", "time_zone", "interval", "start_time", "end_time")
+
+
+def preview_schedule(count: int = 0, after: TimeValue | None = None, **schedule: Any) -> Plan[recurring_run_pb2.PreviewScheduleResponse]:
+    """The next `count` (default 10, at most 100) fire times after `after` (default now) of a
+    schedule given as create_recurring_run takes it (`cron` with `time_zone`, or `interval`;
+    `start_time`, `end_time`), computed as the server fires it, each with its UTC offset and
+    whether its local day has a DST change. With an `interval`, `time_zone` is the zone they
+    are read in."""
+    unknown = sorted(set(schedule) - set(_SCHEDULE_OPTIONS))
+    if unknown:
+        raise KfpGrpcError.invalid_argument(unknown[0], f"is not a schedule option; known ones are {', '.join(_SCHEDULE_OPTIONS)}")
+    kind = "periodic_schedule" if "interval" in schedule else _schedule_kind(schedule)
+    if kind is None:
+        raise KfpGrpcError.invalid_argument("trigger", "give a cron schedule or an interval")
+    options = dict(schedule)
+    display_zone = options.pop("time_zone", "") if kind == "periodic_schedule" else ""
+    recurring_run, _ = recurring_run_fields(options, kind)
+    request = recurring_run_pb2.PreviewScheduleRequest(trigger=recurring_run.trigger, count=count, time_zone=display_zone or "")
+    if after is not None:
+        request.after.CopyFrom(timestamp(after, "after"))
+    return (yield from unary(RECURRING_RUNS + "PreviewSchedule", request, recurring_run_pb2.PreviewScheduleResponse))
 
 
 def watch_recurring_run(recurring_run_id: str) -> Stream[recurring_run_pb2.RecurringRun]:

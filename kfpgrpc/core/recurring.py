@@ -40,7 +40,18 @@ from kfpgrpc.core.validation import check, id_violations, new_id
 from kfpgrpc.domain import DISABLED, ENABLED, SUCCEEDED, Page, PipelineVersion, RecurringRun, RecurringRunView, Run, Trigger
 from kfpgrpc.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument, StoreFault, Unavailable
 from kfpgrpc.macros import MacroContext, expand, macro_violations
-from kfpgrpc.schedule import Schedule, count_ticks, cron_schedule, next_times, periodic_schedule, ticks_between, zone_of
+from kfpgrpc.schedule import (
+    NEXT_TIMES,
+    FireTime,
+    Schedule,
+    count_ticks,
+    cron_schedule,
+    fire_times,
+    next_times,
+    periodic_schedule,
+    ticks_between,
+    zone_of,
+)
 from kfpgrpc.store import experiments as experiment_store
 from kfpgrpc.store import recurring_runs as store
 from kfpgrpc.store import runs as run_store
@@ -54,10 +65,23 @@ MAX_CONCURRENCY = 100
 OVERLAP_POLICIES = ("BUFFER_ALL", "BUFFER_ONE", "SKIP", "REPLACE")
 CATCHUP_BATCH = 1000  # missed ticks queued per transaction
 MAX_REQUESTED_TICKS = 100_000  # ticks one request may queue: a backfill, or a past start_time
+MAX_PREVIEW_TICKS = 1000  # tick times a backfill's validate_only lists
+MAX_PREVIEW_TIMES = 100  # fire times PreviewSchedule computes
 # A failed step is retried after 1 s, then 2, 4, ... up to a minute (real time: the store or
 # a bug is at fault, not the schedule).
 RETRY_DELAY_SECONDS = 1.0
 MAX_RETRY_DELAY_SECONDS = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Backfill:
+    """What a backfill queued (or, validate_only, would queue): `queued` ticks, `present`
+    ticks of the range left alone, and with validate_only the first MAX_PREVIEW_TICKS of the
+    queued ticks' times (µs)."""
+
+    queued: int
+    present: int
+    queued_times: list[int] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,12 +263,16 @@ class RecurringRuns:
         detached.active = await store.unfinished_run_ids(self._db, recurring_run_id)
         return await detached.start_now()
 
-    async def backfill(self, recurring_run_id: str, start_time: int, end_time: int) -> tuple[int, int]:
-        """Queue a run for each tick in [start_time, end_time] that has none; returns
-        (ticks queued, ticks left alone because they have a run or are queued, or, for a
+    async def backfill(self, recurring_run_id: str, start_time: int, end_time: int, validate_only: bool = False) -> Backfill:
+        """Queue a run for each tick in [start_time, end_time] that has none; returns the
+        ticks queued and those left alone because they have a run or are queued (or, for a
         disabled recurring run, are not yet handled by its schedule). A backfill never
         queues nothing silently: a range without ticks is InvalidArgument, ticks that all
-        wait for a disabled schedule FailedPrecondition, and so is an archived experiment."""
+        wait for a disabled schedule FailedPrecondition, and so is an archived experiment.
+        `validate_only` checks the same and reports the same counts, plus the first
+        MAX_PREVIEW_TICKS ticks it would queue, and changes nothing (the due ticks of the
+        schedule are handled first either way: that is the schedule's work, not the
+        backfill's)."""
         check(id_violations(recurring_run_id, "recurring_run_id"))
         now = self._clock.now_us()
         violations = []
@@ -283,6 +311,11 @@ class RecurringRuns:
                     f" {handled_until}): its schedule runs them once enabled (catch-up, unless no_catchup),"
                     f" or backfill a range up to {handled_until}"
                 )
+            if validate_only:
+                async with self._db.reader() as conn:
+                    await experiment_store.check_available_within(conn, recurring_run.experiment_id, f"backfilling recurring run {recurring_run_id!r}")
+                    would_queue = await store.unqueued_within(conn, recurring_run_id, handled)
+                return Backfill(len(would_queue), len(in_range) - len(would_queue), would_queue[:MAX_PREVIEW_TICKS])
             first_index = recurring_run.ticks_handled + 1
             ticks = [QueuedTick(tick, first_index + offset, "backfill") for offset, tick in enumerate(handled)]
             queued = 0
@@ -302,7 +335,38 @@ class RecurringRuns:
                 actor.queued += queued
                 actor.wake.set()
         await self._publish(changed)
-        return queued, len(in_range) - queued
+        return Backfill(queued, len(in_range) - queued)
+
+    async def preview(self, trigger: Trigger, count: int, after_us: int, time_zone: str) -> tuple[str, list[FireTime]]:
+        """PreviewSchedule: the zone name and the next `count` (0 = NEXT_TIMES, at most
+        MAX_PREVIEW_TIMES) fire times after `after_us` (0 = now) of `trigger`, parsed and
+        checked as create parses and checks it (violations name "trigger..." fields) and
+        computed by fire_times' next_times, as next_scheduled_times is. A periodic schedule
+        without start_time is anchored at `after_us`, as a created one is at its creation.
+        Offsets and DST days are read in the cron's zone, or for a periodic schedule in
+        `time_zone` (default the server's); a `time_zone` other than the cron's is
+        InvalidArgument. A trigger without a clock has no fire times."""
+        violations = []
+        if not 0 <= count <= MAX_PREVIEW_TIMES:
+            violations.append(FieldViolation("count", f"must be between 1 and {MAX_PREVIEW_TIMES} (0 = {NEXT_TIMES}), got {count}"))
+        after_us = after_us or self._clock.now_us()
+        trigger = self._with_default_zone(trigger)
+        schedule, trigger_violations = self._parse_trigger(trigger, after_us, "trigger")
+        violations += trigger_violations
+        if trigger.schedule == "cron":
+            if time_zone and time_zone != trigger.time_zone:
+                violations.append(FieldViolation("time_zone", f"must be empty or the cron's time_zone {trigger.time_zone!r}"))
+            zone_name = trigger.time_zone
+        else:
+            zone_name = time_zone or self._default_time_zone
+        zone, zone_violations = zone_of(zone_name, "time_zone")
+        if trigger.schedule != "cron":
+            violations += zone_violations
+        check(violations)
+        if schedule is None or zone is None:
+            return zone_name, []
+        # Sparse cron expressions can take croniter a while per tick: off the event loop.
+        return zone_name, await asyncio.to_thread(fire_times, schedule.detached(), after_us, count or NEXT_TIMES, zone)
 
     async def watch(self, recurring_run_id: str) -> AsyncGenerator[RecurringRunView, None]:
         """The current snapshot, then one per change; ends when the recurring run is deleted."""

@@ -8,6 +8,8 @@ of kfpgrpc/api/recurring_runs.py, calling the same core and its conversions.
     POST   /apis/v2beta1/recurringruns/{recurring_run_id}:enable         -> {}
     POST   /apis/v2beta1/recurringruns/{recurring_run_id}:disable        -> {}
     DELETE /apis/v2beta1/recurringruns/{recurring_run_id}                -> {}
+    POST   /apis/v2beta1/recurringruns:previewSchedule                   body: PreviewScheduleRequest
+                                                                         -> PreviewScheduleResponse (kfpgrpc's)
     GET    /apis/v2beta1/recurringruns/{recurring_run_id}:watch          -> SSE: `recurring_run` events,
                                                                             `end` once it is deleted
 
@@ -42,6 +44,7 @@ from kfpgrpc.api.convert import list_request, to_message
 from kfpgrpc.api.recurring_runs import (
     backfill_recurring_run,
     definition_of,
+    preview_schedule,
     recurring_run_to_proto,
     trigger_recurring_run,
     update_recurring_run,
@@ -84,6 +87,9 @@ class RecurringRunRoutes:
                      body="recurring_run"),
             Endpoint("GET", PREFIX, self.list_recurring_runs, "List recurring runs.", pb.ListRecurringRunsRequest,
                      pb.ListRecurringRunsResponse, renamed=KFP_NAMES),
+            Endpoint("POST", PREFIX + ":previewSchedule", self.preview_schedule,
+                     "kfpgrpc: a trigger's next fire times, as a recurring run with it would fire.", pb.PreviewScheduleRequest,
+                     pb.PreviewScheduleResponse, body="*"),
             Endpoint("POST", one + ":enable", self.enable_recurring_run, "Enable a recurring run.", pb.EnableRecurringRunRequest),
             Endpoint("POST", one + ":disable", self.disable_recurring_run, "Disable a recurring run.", pb.DisableRecurringRunRequest),
             Endpoint("POST", one + ":trigger", self.trigger_recurring_run, "kfpgrpc: start a run now, outside the schedule.",
@@ -150,6 +156,10 @@ class RecurringRunRoutes:
         views = self._recurring_runs.watch(self._recurring_run_id(request, pb.WatchRecurringRunRequest()))
         first = await anext(views)  # the current snapshot: an unknown recurring run is a 404, not a stream
         return event_stream(views, lambda view: sse_frame(recurring_run_to_proto(view), event="recurring_run"), first=[first])
+
+    async def preview_schedule(self, request: Request) -> Response:
+        message = await body_into(request, pb.PreviewScheduleRequest(), "body", self._max_message_bytes)
+        return respond(await preview_schedule(self._recurring_runs, message))
 
     @staticmethod
     def _recurring_run_id(request: Request, message: OneRecurringRunRequest) -> str:

@@ -184,6 +184,21 @@ async def enqueue_within(conn: aiosqlite.Connection, recurring_run_id: str, tick
     return conn.total_changes - before
 
 
+async def unqueued_within(conn: aiosqlite.Connection, recurring_run_id: str, ticks: Sequence[int]) -> list[int]:
+    """Of `ticks` (ascending), those with neither a run nor a queue entry: what enqueue_within
+    would queue."""
+    if not ticks:
+        return []
+    span = (recurring_run_id, ticks[0], ticks[-1])
+    rows = await conn.execute_fetchall(
+        "SELECT scheduled_at FROM runs WHERE recurring_run_id = ? AND scheduled_at BETWEEN ? AND ?"
+        " UNION SELECT scheduled_at FROM tick_queue WHERE recurring_run_id = ? AND scheduled_at BETWEEN ? AND ?",
+        span + span,
+    )
+    present = {row[0] for row in rows}
+    return [tick for tick in ticks if tick not in present]
+
+
 async def dequeue_within(conn: aiosqlite.Connection, recurring_run_id: str, scheduled_at: Sequence[int]) -> None:
     if not scheduled_at:
         return

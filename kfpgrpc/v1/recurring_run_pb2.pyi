@@ -216,25 +216,61 @@ class TriggerRecurringRunRequest(_message.Message):
     def __init__(self, recurring_run_id: _Optional[str] = ...) -> None: ...
 
 class BackfillRecurringRunRequest(_message.Message):
-    __slots__ = ("recurring_run_id", "start_time", "end_time")
+    __slots__ = ("recurring_run_id", "start_time", "end_time", "validate_only")
     RECURRING_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     recurring_run_id: str
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, recurring_run_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    validate_only: bool
+    def __init__(self, recurring_run_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., validate_only: bool = ...) -> None: ...
 
 class BackfillRecurringRunResponse(_message.Message):
-    __slots__ = ("ticks_queued", "ticks_already_present")
+    __slots__ = ("ticks_queued", "ticks_already_present", "queued_times")
     TICKS_QUEUED_FIELD_NUMBER: _ClassVar[int]
     TICKS_ALREADY_PRESENT_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_TIMES_FIELD_NUMBER: _ClassVar[int]
     ticks_queued: int
     ticks_already_present: int
-    def __init__(self, ticks_queued: _Optional[int] = ..., ticks_already_present: _Optional[int] = ...) -> None: ...
+    queued_times: _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]
+    def __init__(self, ticks_queued: _Optional[int] = ..., ticks_already_present: _Optional[int] = ..., queued_times: _Optional[_Iterable[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]]] = ...) -> None: ...
 
 class WatchRecurringRunRequest(_message.Message):
     __slots__ = ("recurring_run_id",)
     RECURRING_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     recurring_run_id: str
     def __init__(self, recurring_run_id: _Optional[str] = ...) -> None: ...
+
+class PreviewScheduleRequest(_message.Message):
+    __slots__ = ("trigger", "count", "after", "time_zone")
+    TRIGGER_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    trigger: Trigger
+    count: int
+    after: _timestamp_pb2.Timestamp
+    time_zone: str
+    def __init__(self, trigger: _Optional[_Union[Trigger, _Mapping]] = ..., count: _Optional[int] = ..., after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_zone: _Optional[str] = ...) -> None: ...
+
+class PreviewScheduleResponse(_message.Message):
+    __slots__ = ("fire_times", "time_zone")
+    FIRE_TIMES_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    fire_times: _containers.RepeatedCompositeFieldContainer[FireTime]
+    time_zone: str
+    def __init__(self, fire_times: _Optional[_Iterable[_Union[FireTime, _Mapping]]] = ..., time_zone: _Optional[str] = ...) -> None: ...
+
+class FireTime(_message.Message):
+    __slots__ = ("time", "utc_offset_seconds", "local_time", "dst_transition_day")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    UTC_OFFSET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_TIME_FIELD_NUMBER: _ClassVar[int]
+    DST_TRANSITION_DAY_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    utc_offset_seconds: int
+    local_time: str
+    dst_transition_day: bool
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., utc_offset_seconds: _Optional[int] = ..., local_time: _Optional[str] = ..., dst_transition_day: bool = ...) -> None: ...

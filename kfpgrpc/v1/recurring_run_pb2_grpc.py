@@ -88,6 +88,11 @@ class RecurringRunServiceStub(object):
                 request_serializer=kfpgrpc_dot_v1_dot_recurring__run__pb2.WatchRecurringRunRequest.SerializeToString,
                 response_deserializer=kfpgrpc_dot_v1_dot_recurring__run__pb2.RecurringRun.FromString,
                 _registered_method=True)
+        self.PreviewSchedule = channel.unary_unary(
+                '/kfpgrpc.v1.RecurringRunService/PreviewSchedule',
+                request_serializer=kfpgrpc_dot_v1_dot_recurring__run__pb2.PreviewScheduleRequest.SerializeToString,
+                response_deserializer=kfpgrpc_dot_v1_dot_recurring__run__pb2.PreviewScheduleResponse.FromString,
+                _registered_method=True)
 
 
 class RecurringRunServiceServicer(object):
@@ -169,6 +174,15 @@ class RecurringRunServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreviewSchedule(self, request, context):
+        """kfpgrpc: the next fire times of a trigger, checked as CreateRecurringRun checks it and
+        computed by the code that computes a recurring run's next_scheduled_times, each with its
+        UTC offset and whether its local day has a DST change. Creates nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecurringRunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -221,6 +235,11 @@ def add_RecurringRunServiceServicer_to_server(servicer, server):
                     servicer.WatchRecurringRun,
                     request_deserializer=kfpgrpc_dot_v1_dot_recurring__run__pb2.WatchRecurringRunRequest.FromString,
                     response_serializer=kfpgrpc_dot_v1_dot_recurring__run__pb2.RecurringRun.SerializeToString,
+            ),
+            'PreviewSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewSchedule,
+                    request_deserializer=kfpgrpc_dot_v1_dot_recurring__run__pb2.PreviewScheduleRequest.FromString,
+                    response_serializer=kfpgrpc_dot_v1_dot_recurring__run__pb2.PreviewScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -495,6 +514,33 @@ class RecurringRunService(object):
             '/kfpgrpc.v1.RecurringRunService/WatchRecurringRun',
             kfpgrpc_dot_v1_dot_recurring__run__pb2.WatchRecurringRunRequest.SerializeToString,
             kfpgrpc_dot_v1_dot_recurring__run__pb2.RecurringRun.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kfpgrpc.v1.RecurringRunService/PreviewSchedule',
+            kfpgrpc_dot_v1_dot_recurring__run__pb2.PreviewScheduleRequest.SerializeToString,
+            kfpgrpc_dot_v1_dot_recurring__run__pb2.PreviewScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,6 +65,11 @@ class RecurringRunServiceStub:
     """Streams RecurringRun snapshots: the current one, then one per change (run started or
     finished, enabled, disabled, updated). Ends when the recurring run is deleted.
     """
+    PreviewSchedule: _grpc.UnaryUnaryMultiCallable[_recurring_run_pb2.PreviewScheduleRequest, _recurring_run_pb2.PreviewScheduleResponse]
+    """kfpgrpc: the next fire times of a trigger, checked as CreateRecurringRun checks it and
+    computed by the code that computes a recurring run's next_scheduled_times, each with its
+    UTC offset and whether its local day has a DST change. Creates nothing.
+    """
 
 @_typing.type_check_only
 class RecurringRunServiceAsyncStub(RecurringRunServiceStub):
@@ -100,6 +105,11 @@ class RecurringRunServiceAsyncStub(RecurringRunServiceStub):
     WatchRecurringRun: _aio.UnaryStreamMultiCallable[_recurring_run_pb2.WatchRecurringRunRequest, _recurring_run_pb2.RecurringRun]  # type: ignore[assignment]
     """Streams RecurringRun snapshots: the current one, then one per change (run started or
     finished, enabled, disabled, updated). Ends when the recurring run is deleted.
+    """
+    PreviewSchedule: _aio.UnaryUnaryMultiCallable[_recurring_run_pb2.PreviewScheduleRequest, _recurring_run_pb2.PreviewScheduleResponse]  # type: ignore[assignment]
+    """kfpgrpc: the next fire times of a trigger, checked as CreateRecurringRun checks it and
+    computed by the code that computes a recurring run's next_scheduled_times, each with its
+    UTC offset and whether its local day has a DST change. Creates nothing.
     """
 
 class RecurringRunServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -193,6 +203,17 @@ class RecurringRunServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_recurring_run_pb2.RecurringRun], _abc.AsyncIterator[_recurring_run_pb2.RecurringRun]]:
         """Streams RecurringRun snapshots: the current one, then one per change (run started or
         finished, enabled, disabled, updated). Ends when the recurring run is deleted.
+        """
+
+    @_abc_1.abstractmethod
+    def PreviewSchedule(
+        self,
+        request: _recurring_run_pb2.PreviewScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_recurring_run_pb2.PreviewScheduleResponse, _abc.Awaitable[_recurring_run_pb2.PreviewScheduleResponse]]:
+        """kfpgrpc: the next fire times of a trigger, checked as CreateRecurringRun checks it and
+        computed by the code that computes a recurring run's next_scheduled_times, each with its
+        UTC offset and whether its local day has a DST change. Creates nothing.
         """
 
 def add_RecurringRunServiceServicer_to_server(servicer: RecurringRunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -11,8 +11,9 @@ export const ROUTES = [
   { pattern: ["runs", ":id"], page: "./pages/run.js", section: "runs" },
   { pattern: ["pipelines"], page: "./pages/pipelines.js", section: "pipelines" },
   { pattern: ["pipelines", ":id"], page: "./pages/pipeline.js", section: "pipelines" },
-  { pattern: ["recurringruns"], page: "./pages/recurringruns.js", section: "recurringruns" },
-  { pattern: ["recurringruns", ":id"], page: "./pages/recurringruns.js", section: "recurringruns" },
+  { pattern: ["recurringruns"], page: "./pages/recurring_runs.js", section: "recurringruns" },
+  { pattern: ["recurringruns", "new"], page: "./pages/recurring_run_form.js", section: "recurringruns" },
+  { pattern: ["recurringruns", ":id"], page: "./pages/recurring_run.js", section: "recurringruns" },
   { pattern: ["events"], page: "./pages/events.js", section: "events" },
 ];
 const HOME = "#/runs";
