@@ -45,28 +45,29 @@ export function formatValue(value) {
  * `element` holds one `.field[data-field="runtime_config.parameters.<name>"]` per settable
  * parameter: a text input (STRING), a text input checked as a number (NUMBER_INTEGER,
  * NUMBER_DOUBLE; text, not type=number, so what was typed is what is checked and reported),
- * a checkbox (BOOLEAN), a JSON textarea (LIST, STRUCT); each filled with its default.
- * `values()` reads them: {parameters, problems: Map(field -> text)}.
+ * a checkbox (BOOLEAN), a JSON textarea (LIST, STRUCT); each filled with its value in `values`
+ * ({name: JSON value}, e.g. a recurring run's runtime_config.parameters being edited), else its
+ * default. `values()` reads them: {parameters, problems: Map(field -> text)}.
  */
 export class ParameterFields {
-  constructor(inputs) {
+  constructor(inputs, values = {}) {
     this.parameters = inputs.filter((i) => i.kind === "parameter" && !SYSTEM_TYPES.has(i.type));
     this.inputs = new Map();
-    this.element = h("div", { class: "parameter-fields" }, this.parameters.map((p) => this._field(p)));
+    this.element = h("div", { class: "parameter-fields" }, this.parameters.map((p) => this._field(p, values[p.name] ?? p.default)));
     if (!this.parameters.length) this.element.append(h("p", { class: "muted" }, "This pipeline has no parameters."));
   }
 
-  _field(parameter) {
+  _field(parameter, shown) {
     const attributes = { name: `parameter-${parameter.name}`, "data-param": parameter.name, "data-type": parameter.type };
     let input;
     if (parameter.type === "BOOLEAN") {
-      input = h("input", { ...attributes, type: "checkbox", checked: parameter.default === true });
+      input = h("input", { ...attributes, type: "checkbox", checked: shown === true });
     } else if (parameter.type === "LIST" || parameter.type === "STRUCT") {
       input = h("textarea", { ...attributes, rows: 3, spellcheck: "false", placeholder: parameter.type === "LIST" ? "[…] (JSON)" : "{…} (JSON)" });
-      input.value = formatValue(parameter.default);
+      input.value = formatValue(shown);
     } else {
       const numeric = parameter.type.startsWith("NUMBER_");
-      input = h("input", { ...attributes, type: "text", inputmode: numeric ? "decimal" : null, value: formatValue(parameter.default) });
+      input = h("input", { ...attributes, type: "text", inputmode: numeric ? "decimal" : null, value: formatValue(shown) });
     }
     this.inputs.set(parameter.name, input);
     const required = parameter.default === undefined && !parameter.optional;
@@ -131,10 +132,17 @@ function readValue(parameter, input) {
   throw new Error(`has a type this form does not know: ${type}`);
 }
 
+// The elements a violation can be shown on directly; any other [data-field] is a container of them.
+const CONTROLS = "input, select, textarea";
+
 /**
  * Shows each problem next to its field in `form`: `problems` is a Map or [[field, text]], or an
- * error (an ApiError's field violations; any other error has none), whose field violations' names lose `prefix` ("run.") and go to the element whose
- * data-field is the name or its longest "."-prefix. Returns the texts with no field.
+ * error (an ApiError's field violations; any other error has none), whose field violations'
+ * names lose `prefix` ("run.", "recurring_run.") and go to the visible element whose data-field
+ * is the name or its longest "."- or "["-prefix: a `.field` container, or a control (the message
+ * then goes in its label). The controls concerned get aria-invalid="true"; each message is a
+ * `.field-error` with data-for = the name. Clears earlier messages first; returns the texts with
+ * no field ("name: text").
  */
 export function placeViolations(form, problems, prefix = "") {
   clearViolations(form);
@@ -145,12 +153,14 @@ export function placeViolations(form, problems, prefix = "") {
   const unplaced = [];
   for (const [name, text] of entries) {
     const target = fields
-      .filter((f) => name === f.dataset.field || name.startsWith(f.dataset.field + "."))
+      .filter((f) => name === f.dataset.field || name.startsWith(f.dataset.field + ".") || name.startsWith(f.dataset.field + "["))
       .sort((a, b) => b.dataset.field.length - a.dataset.field.length)[0];
-    if (target && !target.hidden) {
-      target.classList.add("invalid");
-      const within = name.slice(target.dataset.field.length + 1); // a path inside the field, if any
-      target.append(h("span", { class: "field-error", role: "alert" }, within ? `${within}: ${text}` : text));
+    if (target && !target.closest("[hidden]")) {
+      const control = target.matches(CONTROLS);
+      for (const c of control ? [target] : target.querySelectorAll(CONTROLS)) c.setAttribute("aria-invalid", "true");
+      const within = name.slice(target.dataset.field.length).replace(/^\./, ""); // a path inside the field, if any
+      (control ? target.closest("label, .field") || target.parentElement : target)
+        .append(h("span", { class: "field-error", role: "alert", "data-for": name }, within ? `${within}: ${text}` : text));
     } else {
       unplaced.push(name ? `${name}: ${text}` : text);
     }
@@ -160,5 +170,5 @@ export function placeViolations(form, problems, prefix = "") {
 
 export function clearViolations(form) {
   for (const old of form.querySelectorAll(".field-error")) old.remove();
-  for (const field of form.querySelectorAll(".invalid")) field.classList.remove("invalid");
+  for (const control of form.querySelectorAll("[aria-invalid]")) control.removeAttribute("aria-invalid");
 }

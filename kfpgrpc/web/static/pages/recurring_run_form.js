@@ -5,6 +5,7 @@
 
 import { ApiError, call, get, post, showError } from "../api.js";
 import { h } from "../util.js";
+import { ParameterFields, placeViolations, rootInputs, specOf } from "./parameters.js";
 
 const PREVIEW_DELAY_MS = 300; // debounce: one preview per pause in typing
 const OVERLAP_POLICIES = ["BUFFER_ALL", "BUFFER_ONE", "SKIP", "REPLACE"];
@@ -97,68 +98,13 @@ function offsetText(seconds) {
   return `${sign}${String(Math.floor(abs / 3600)).padStart(2, "0")}:${String(Math.floor(abs / 60) % 60).padStart(2, "0")}`;
 }
 
-/** Puts each field violation of `error` next to the input whose data-field is the longest
- * prefix of its field ("recurring_run." dropped: create's names and preview's agree then);
- * the rest go in `general`. Clears earlier messages first. */
+/** Shows `error`'s field violations next to their inputs in `form` (placeViolations, with
+ * "recurring_run." dropped: create's names and preview's agree then) and the rest in `general`;
+ * null clears them. */
 export function showViolations(form, general, error) {
-  for (const old of form.querySelectorAll(".field-error")) old.remove();
-  for (const old of form.querySelectorAll("[aria-invalid]")) old.removeAttribute("aria-invalid");
-  general.textContent = "";
-  if (!error) return;
-  const fields = [...form.querySelectorAll("[data-field]")];
-  const unplaced = [];
-  const violations = error instanceof ApiError ? error.violations : [];
-  for (const violation of violations) {
-    const name = violation.field.replace(/^recurring_run\./, "");
-    let best = null;
-    for (const input of fields) {
-      const key = input.dataset.field;
-      if ((name === key || name.startsWith(`${key}.`) || name.startsWith(`${key}[`)) && (!best || key.length > best.dataset.field.length)) best = input;
-    }
-    if (best && !best.closest("[hidden]")) {
-      best.setAttribute("aria-invalid", "true");
-      best.closest("label, .field").append(h("span", { class: "field-error", "data-for": name }, violation.description));
-    } else unplaced.push(`${violation.field}: ${violation.description}`);
-  }
-  if (!violations.length) unplaced.push(error.message || String(error));
+  const unplaced = placeViolations(form, error || new Map(), "recurring_run.");
+  if (error && !(error instanceof ApiError && error.violations.length)) unplaced.push(error.message || String(error));
   general.textContent = unplaced.join("\n");
-}
-
-/** The parameters of a compiled pipeline spec: [{name, type, default}]. */
-function specParameters(spec) {
-  const defined = spec?.root?.inputDefinitions?.parameters || {};
-  return Object.entries(defined).map(([name, p]) => ({ name, type: p.parameterType, default: p.defaultValue, optional: p.isOptional }));
-}
-
-/** An input for a parameter; its value is read back by parameterValue(). */
-function parameterInput(parameter, value) {
-  const shown = value !== undefined ? value : parameter.default;
-  const attributes = { "data-param": parameter.name, "data-type": parameter.type, "data-field": `runtime_config.parameters.${parameter.name}` };
-  if (parameter.type === "BOOLEAN") return h("input", { ...attributes, type: "checkbox", checked: Boolean(shown) });
-  if (parameter.type === "LIST" || parameter.type === "STRUCT") {
-    const area = h("textarea", { ...attributes, rows: 2 });
-    area.value = shown === undefined ? "" : JSON.stringify(shown);
-    return area;
-  }
-  const numeric = parameter.type === "NUMBER_INTEGER" || parameter.type === "NUMBER_DOUBLE";
-  return h("input", { ...attributes, type: numeric ? "number" : "text", step: parameter.type === "NUMBER_DOUBLE" ? "any" : null, value: shown ?? "" });
-}
-
-/** A parameter input's JSON value; undefined to leave it to the pipeline's default. Invalid
- * JSON is sent as text: the server names the parameter. */
-function parameterValue(input) {
-  const type = input.dataset.type;
-  if (type === "BOOLEAN") return input.checked;
-  if (input.value === "") return undefined;
-  if (type === "NUMBER_INTEGER" || type === "NUMBER_DOUBLE") return Number(input.value);
-  if (type === "LIST" || type === "STRUCT") {
-    try {
-      return JSON.parse(input.value);
-    } catch {
-      return input.value;
-    }
-  }
-  return input.value;
 }
 
 /**
@@ -178,6 +124,7 @@ export function scheduleForm(container, { initial = null, submitLabel = "Create"
   let disposed = false;
   let timer = null;
   let previewCount = 0; // numbers the previews, so a late answer never replaces a newer one
+  let fields = null; // the ParameterFields of the chosen version's spec
 
   const text = (field, value, extra = {}) => h("input", { type: "text", "data-field": field, value: value ?? "", ...extra });
   const name = text("display_name", initial?.display_name, { name: "display_name", required: true });
@@ -308,19 +255,20 @@ export function scheduleForm(container, { initial = null, submitLabel = "Create"
     const versions = listed.pipeline_versions || [];
     versionSelect.append(...versions.map((v) => h("option", { value: v.pipeline_version_id, selected: v.pipeline_version_id === chosen }, v.display_name)));
     const version = versions.find((v) => v.pipeline_version_id === (versionSelect.value || versions[0]?.pipeline_version_id));
-    showParameters(version?.pipeline_spec);
+    showParameters(specOf(version?.pipeline_spec));
   }
 
+  /** Shows the fields of `spec`'s root parameters (pages/parameters.js), filled with the edited
+   * recurring run's values; none without a spec. */
   function showParameters(spec) {
-    const values = initial?.runtime_config?.parameters || {};
-    const found = specParameters(spec);
-    parameters.replaceChildren(...(found.length
-      ? found.map((p) => h("label", { class: "field" }, `${p.name} (${p.type.toLowerCase()})`, parameterInput(p, values[p.name])))
-      : [h("p", { class: "muted" }, spec ? "This pipeline has no parameters." : "Choose a pipeline to set its parameters.")]));
+    fields = spec ? new ParameterFields(rootInputs(spec), initial?.runtime_config?.parameters) : null;
+    parameters.replaceChildren(fields ? fields.element : h("p", { class: "muted" }, "Choose a pipeline to set its parameters."));
   }
 
-  /** The RecurringRun JSON of the form, and the fields an update changes. */
+  /** The RecurringRun JSON of the form, the fields an update changes, and the parameters'
+   * problems found (Map(field -> text), as ParameterFields.values()). */
   function recurringRunOf() {
+    const { parameters: values, problems } = fields ? fields.values() : { parameters: {}, problems: new Map() };
     const made = {
       display_name: name.value,
       description: description.value,
@@ -328,19 +276,15 @@ export function scheduleForm(container, { initial = null, submitLabel = "Create"
       max_concurrency: concurrency.value === "" ? "0" : String(concurrency.value),
       overlap_policy: overlap.value,
       no_catchup: !catchup.checked,
-      runtime_config: { parameters: {} },
+      runtime_config: { parameters: values },
     };
-    for (const input of parameters.querySelectorAll("[data-param]")) {
-      const value = parameterValue(input);
-      if (value !== undefined) made.runtime_config.parameters[input.dataset.param] = value;
-    }
     const mask = ["display_name", "description", "trigger", "max_concurrency", "overlap_policy", "no_catchup", "runtime_config.parameters"];
     if (!inline) {
       made.pipeline_version_reference = { pipeline_id: pipelineSelect.value, pipeline_version_id: versionSelect.value };
       mask.push("pipeline_version_reference");
     }
     if (!editing) made.mode = enabled.checked ? "ENABLE" : "DISABLE";
-    return { made, mask };
+    return { made, mask, problems };
   }
 
   form.addEventListener("input", (event) => {
@@ -356,9 +300,13 @@ export function scheduleForm(container, { initial = null, submitLabel = "Create"
   versionSelect.addEventListener("change", () => loadVersions(versionSelect.value).catch(showError));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    const { made, mask, problems } = recurringRunOf();
+    if (problems.size) {
+      general.textContent = placeViolations(form, problems).join("\n");
+      return;
+    }
     submit.disabled = true;
     try {
-      const { made, mask } = recurringRunOf();
       await onSubmit(made, mask);
     } catch (error) {
       if (!disposed) showViolations(form, general, error);
@@ -368,7 +316,8 @@ export function scheduleForm(container, { initial = null, submitLabel = "Create"
   });
 
   showKind();
-  showParameters(null);
+  // An inline spec stays as it is, but its parameters are shown and kept.
+  showParameters(inline ? specOf(initial.pipeline_spec) : null);
   if (!inline) loadPipelines().catch(showError);
   refreshPreview();
   return {
