@@ -2,7 +2,7 @@
 real `kfpgrpc serve` (with --min-interval-seconds 1, so that a seconds cron fires during the
 test): a recurring run created from the form fires at the times its preview showed, which are
 the API's next_scheduled_times; the preview marks DST days and shows the API's errors next to
-their fields; enable/disable from the list and the page reach the API, as does trigger; a backfill is previewed (nothing
+their fields; an edit keeps the parameters, an inline spec's too; enable/disable from the list and the page reach the API, as does trigger; a backfill is previewed (nothing
 queued) and then queued. KFPGRPC_UPDATE_SCREENSHOTS=1 writes
 docs/screenshots/recurring-run-page.png."""
 
@@ -161,12 +161,40 @@ def test_the_preview_marks_dst_days_shows_errors_by_their_field_and_equals_the_a
     # Edit: the form comes back filled in; a change is a PATCH the API keeps.
     page.get_by_role("button", name="Edit").click()
     expect(page.locator("input[name=cron]")).to_have_value("0 30 2 * * *")
+    expect(page.locator(".parameters [data-param='label']")).to_have_value("berlin-nights")
     expect(page.get_by_label("Start (in the time zone)", exact=True)).to_have_value("2100-03-26T00:00")  # the browser drops zero seconds
     page.locator("input[name=cron]").fill("0 45 3 * * *")
     expect(page.locator(".preview li").first).to_have_attribute("data-time", "2100-03-26T02:45:00Z")
     page.get_by_role("button", name="Save").click()
     expect(page.locator(".schedule")).to_contain_text("0 45 3 * * *")
-    assert api_recurring_run(served, recurring_run_id)["trigger"]["cron_schedule"]["cron"] == "0 45 3 * * *"
+    saved = api_recurring_run(served, recurring_run_id)
+    assert saved["trigger"]["cron_schedule"]["cron"] == "0 45 3 * * *"
+    assert saved["runtime_config"]["parameters"]["label"] == "berlin-nights"
+
+
+def test_editing_a_recurring_run_of_an_inline_spec_keeps_its_parameters(
+    page: Page, served: ServerProcess, instant: dict[str, Any],
+) -> None:
+    """The form cannot change an inline spec, but shows its parameters with their values (its
+    parameter fields, pages/parameters.js) and saves them with the rest."""
+    status, created = call(served, "POST", "/apis/v2beta1/recurringruns", {
+        "display_name": "inline", "pipeline_spec": instant, "runtime_config": {"parameters": {"label": "kept"}},
+        "trigger": {"cron_schedule": {"cron": "0 0 1 1 *"}},
+    })
+    assert status == 200, created
+    page.goto(served.http_url + f"/ui/#/recurringruns/{created['recurring_run_id']}")
+    page.get_by_role("button", name="Edit").click()
+    expect(page.get_by_text("Pipeline: an inline pipeline spec (kept as it is)")).to_be_visible()
+    label = page.locator(".parameters [data-param='label']")
+    expect(label).to_have_value("kept")
+    label.fill("changed")
+    page.locator("input[name=cron]").fill("0 0 2 1 *")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".schedule")).to_contain_text("0 0 2 1 *")
+    saved = api_recurring_run(served, created["recurring_run_id"])
+    # gate: its default "", sent as typed (a STRING field sends "" as the pipeline page's form does)
+    assert saved["runtime_config"]["parameters"] == {"label": "changed", "gate": ""}
+    assert saved["pipeline_spec"] == created["pipeline_spec"]
 
 
 def test_enable_and_disable_from_the_list_reach_the_api(page: Page, served: ServerProcess, pipeline_id: str) -> None:

@@ -262,7 +262,16 @@ export function scheduleForm(container, { initial = null, submitLabel = "Create"
    * recurring run's values; none without a spec. */
   function showParameters(spec) {
     fields = spec ? new ParameterFields(rootInputs(spec), initial?.runtime_config?.parameters) : null;
-    parameters.replaceChildren(fields ? fields.element : h("p", { class: "muted" }, "Choose a pipeline to set its parameters."));
+    parameters.replaceChildren(fields ? fields.element
+      : h("p", { class: "muted" }, inline ? "Reading the pipeline's parameters…" : "Choose a pipeline to set its parameters."));
+  }
+
+  /** An inline spec's parameters: the spec is read with GET, as a watch stream's snapshot marks
+   * an inline spec with an empty one. */
+  async function loadInlineSpec() {
+    let spec = specOf(initial.pipeline_spec);
+    if (!spec?.root) spec = specOf((await get(`recurringruns/${encodeURIComponent(initial.recurring_run_id)}`)).pipeline_spec);
+    if (!disposed) showParameters(spec);
   }
 
   /** The RecurringRun JSON of the form, the fields an update changes, and the parameters'
@@ -276,9 +285,13 @@ export function scheduleForm(container, { initial = null, submitLabel = "Create"
       max_concurrency: concurrency.value === "" ? "0" : String(concurrency.value),
       overlap_policy: overlap.value,
       no_catchup: !catchup.checked,
-      runtime_config: { parameters: values },
     };
-    const mask = ["display_name", "description", "trigger", "max_concurrency", "overlap_policy", "no_catchup", "runtime_config.parameters"];
+    const mask = ["display_name", "description", "trigger", "max_concurrency", "overlap_policy", "no_catchup"];
+    // An edit saved before the parameters are shown leaves them as they are.
+    if (fields || !editing) {
+      made.runtime_config = { parameters: values };
+      mask.push("runtime_config.parameters");
+    }
     if (!inline) {
       made.pipeline_version_reference = { pipeline_id: pipelineSelect.value, pipeline_version_id: versionSelect.value };
       mask.push("pipeline_version_reference");
@@ -316,9 +329,9 @@ export function scheduleForm(container, { initial = null, submitLabel = "Create"
   });
 
   showKind();
+  showParameters(null);
   // An inline spec stays as it is, but its parameters are shown and kept.
-  showParameters(inline ? specOf(initial.pipeline_spec) : null);
-  if (!inline) loadPipelines().catch(showError);
+  (inline ? loadInlineSpec() : loadPipelines()).catch(showError);
   refreshPreview();
   return {
     dispose() {
