@@ -215,9 +215,9 @@ async def test_other_calls_are_answered_while_a_large_rest_body_is_parsed(tmp_pa
     server answers gRPC calls (it used to answer none until the body was parsed: a 28 MB body
     froze it for a minute). The body's bulk is an unknown field, ignored once parsed, as KFP's
     gateway ignores one."""
-    bulk = [{"a": index, "b": [1, 2, {"c": "d"}]} for index in range(250_000)]
+    bulk = [{"a": index, "b": [1, 2, {"c": "d"}]} for index in range(400_000)]
     body = json.dumps({"display_name": "big", "namespace_details": bulk}).encode()
-    assert len(body) > 8 << 20
+    assert len(body) > 12 << 20
     server = ServerProcess(tmp_path / "data", http=True)
     try:
         async with grpc.aio.insecure_channel(server.address) as channel, httpx.AsyncClient(timeout=300) as http:
@@ -234,8 +234,7 @@ async def test_other_calls_are_answered_while_a_large_rest_body_is_parsed(tmp_pa
             response = await posting
     finally:
         server.kill()
-    print("ANSWERED", answered_meanwhile)
     assert response.status_code == 200 and response.json()["display_name"] == "big"
-    # Blocked, the server answers only while the body is still arriving (a few calls); free,
-    # it answers throughout the parse (hundreds).
-    assert answered_meanwhile >= 50, answered_meanwhile
+    # Blocked, the server answered only while the body was still arriving (3 to 6 calls here);
+    # free, it answers throughout the parse (50 to 180 on two busy cores).
+    assert answered_meanwhile >= 25, answered_meanwhile
