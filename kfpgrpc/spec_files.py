@@ -126,10 +126,19 @@ def spec_from_package(data: bytes, max_bytes: int) -> dict[str, Any]:
     return spec_from_text(text)
 
 
+class _PackageError(ValueError):
+    """A package this server does not unpack (said as is, not as an invalid package)."""
+
+
+_BIG_HEADERS = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+
+
 class _BoundedTarInfo(tarfile.TarInfo):
     """A tar entry refusing the headers tarfile would read whole into memory when they are
     large (GNU long names and links, pax headers), and GNU sparse files (an unbounded chain of
-    extension blocks). The kfp SDK writes none of them; `tar` writes small ones."""
+    extension blocks). The kfp SDK writes none of them; `tar` writes small ones. `_proc_member`
+    is tarfile's private hook for each header read (tests/test_http_bounds.py fails if it stops
+    being called)."""
 
     def _proc_member(self, archive: tarfile.TarFile) -> Any:
         if self.type == tarfile.GNUTYPE_SPARSE:
@@ -137,13 +146,6 @@ class _BoundedTarInfo(tarfile.TarInfo):
         if self.type in _BIG_HEADERS and self.size > MAX_TAR_HEADER_BYTES:
             raise _PackageError(f"a long-name or pax header of {self.size:,} bytes (at most {MAX_TAR_HEADER_BYTES:,})")
         return super()._proc_member(archive)  # type: ignore[misc]
-
-
-class _PackageError(ValueError):
-    """A package this server does not unpack (said as is, not as an invalid package)."""
-
-
-_BIG_HEADERS = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
 
 
 class _CappedReader(io.RawIOBase):
