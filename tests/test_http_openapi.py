@@ -5,6 +5,7 @@ against them); a stream endpoint's entry."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,8 @@ def served_operations() -> set[tuple[str, str]]:
         if route.path == "/" or route.path.startswith("/ui"):  # the web UI's pages (kfpgrpc/http/ui.py), not the API
             continue
         assert isinstance(route, Route), route
-        operations |= {(method.lower(), route.path) for method in route.methods or () if method != "HEAD"}  # HEAD: Starlette's, with GET
+        path = re.sub(r"{([^}:]+):[^}]+}", r"{\1}", route.path)  # `{run_id:id}`: a convertor, not part of the name
+        operations |= {(method.lower(), path) for method in route.methods or () if method != "HEAD"}  # HEAD: Starlette's, with GET
     return operations
 
 
