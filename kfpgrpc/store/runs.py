@@ -293,6 +293,8 @@ async def log_range(
         if tail else ":after + 1"
     )
     of_first = "FROM log_lines WHERE run_id = :run AND task_id = firsts.task_id"
+    # Read first: a line stored after it has a higher sequence, one stored before is seen below.
+    newest = await db.fetch_one("SELECT MAX(sequence) FROM log_lines WHERE run_id = ?", (run_id,))
     rows = await db.fetch_all(
         f"WITH RECURSIVE {tasks}, firsts(task_id, first) AS (SELECT task_id, {first} FROM tasks WHERE task_id IS NOT NULL)"
         f" SELECT task_id, first,"
@@ -301,14 +303,10 @@ async def log_range(
         f" FROM firsts",
         params,
     )
-    starts = [row[2] for row in rows if row[2] is not None]
-    if not starts:  # nothing stored in range yet: only lines still to come
-        row = await db.fetch_one("SELECT MAX(sequence) FROM log_lines WHERE run_id = ?", (run_id,))
-        after_sequence = (row[0] or 0) if row else 0
-    else:
-        after_sequence = min(starts) - 1
+    # Before the first line in range, or (none stored yet) after every line stored.
+    starts = [row[2] - 1 for row in rows if row[2] is not None]
     return LogRange(
-        after_sequence=after_sequence,
+        after_sequence=min([*starts, (newest[0] if newest else None) or 0]),
         first_line=1 if tail else after_line + 1,
         first_lines={row[0]: row[1] for row in rows if row[1] is not None} if tail else {},
         before_line=before_line,
