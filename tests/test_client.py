@@ -84,6 +84,17 @@ async def test_sync_client_uploads_a_yaml_file_runs_it_and_waits(blocking: Clien
     lines = await in_thread(lambda: list(blocking.run_logs(run.run_id, "add")))
     assert [line.line_number for line in lines] == list(range(1, len(lines) + 1))
     assert lines[0].text.startswith("+ ")
+    # The paging options: the last 2 lines, the one before them, the ones after line 1.
+    tail = await in_thread(lambda: list(blocking.run_logs(run.run_id, "add", tail_lines=2)))
+    assert tail == lines[-2:]
+    earlier = await in_thread(lambda: list(blocking.run_logs(run.run_id, "add", tail_lines=1, before_line_number=len(lines) - 1)))
+    assert earlier == lines[-3:-2]
+    assert await in_thread(lambda: list(blocking.run_logs(run.run_id, "add", after_line_number=1))) == lines[1:]
+    # The newest event of the run, then nothing more is stored: the stream is left open.
+    events = blocking.watch_events(run_id=run.run_id, newest=1)
+    newest = await in_thread(next, events)
+    assert newest.type == event_pb2.RUN_COMPLETED and newest.run_id == run.run_id
+    events.close()
 
 
 async def test_async_client_uploads_a_pipeline_function_and_runs_it_in_an_experiment(client: AsyncClient) -> None:

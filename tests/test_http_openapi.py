@@ -146,6 +146,9 @@ def test_a_stream_endpoint_is_described_as_server_sent_events() -> None:
     assert list(watch["responses"]["200"]["content"]) == ["text/event-stream"]
     assert watch["responses"]["200"]["content"]["text/event-stream"]["x-event-data"] == {"$ref": "#/components/schemas/Run"}
     logs = document["paths"]["/apis/v2beta1/runs/{run_id}/logs"]["get"]
-    assert [(p["name"], p["in"]) for p in logs["parameters"]] == [("run_id", "path"), ("task_name", "query"), ("follow", "query")]
+    assert [(p["name"], p["in"]) for p in logs["parameters"]] == [
+        ("run_id", "path"), ("task_name", "query"), ("follow", "query"),
+        ("after_line_number", "query"), ("tail_lines", "query"), ("before_line_number", "query"),
+    ]
     with pytest.raises(ValueError, match="a second endpoint"):
         openapi_document([*endpoints, endpoints[0]], bearer=False, open_paths=(), version="0")
