@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-request-timeout", default=_env("HTTP_REQUEST_TIMEOUT", "10s"),
                        help="REST: close a connection whose request head has not arrived whole this long after"
                             " it opened or after its last response; answer 408 when a request body makes no"
-                            " progress for this long. A Go duration (env KFPGRPC_HTTP_REQUEST_TIMEOUT)")
+                            " progress for this long, or then comes slower than 500 bytes per second. A Go"
+                            " duration (env KFPGRPC_HTTP_REQUEST_TIMEOUT)")
     serve.add_argument("--max-log-bytes-per-task", type=int,
                        default=_env("MAX_LOG_BYTES_PER_TASK", str(defaults.max_log_bytes_per_task)),
                        help="log bytes stored per task (a line costs its bytes plus 64); past it the task runs on"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from tests.support import ServerProcess
 from tests.test_http_streams import EVENTS, opened, stream
+from tests.test_server import certificates  # noqa: F401 - the CA and certificates fixture, reused
 
 TIMEOUT = "1s"  # --http-request-timeout of these servers
 BOUND = 15  # seconds a closed connection may take to read as closed: turns a hang into a failure
@@ -50,6 +52,8 @@ def until_closed(sock: socket.socket) -> bytes:
             received += chunk
     except TimeoutError:
         pytest.fail(f"still open after {BOUND} s, having received {received!r}")
+    except ConnectionResetError:  # closed; what came before the reset has been read
+        pass
     finally:
         sock.close()
     return received
@@ -63,6 +67,20 @@ def test_a_connection_that_sends_nothing_or_half_a_head_is_closed(server: Server
     silent, half_head = connect(server), connect(server, HALF_HEAD)
     assert until_closed(silent) == b""
     assert until_closed(half_head) == b""  # no answer: there is no request to answer
+
+
+def test_over_tls_the_deadline_starts_after_the_handshake(tmp_path: Path, certificates: Path) -> None:  # noqa: F811
+    server = ServerProcess(tmp_path / "data", "--http-request-timeout", TIMEOUT, "--tls-cert", str(certificates / "server.pem"),
+                           "--tls-key", str(certificates / "server.key"), http=True)
+    try:
+        host, _, port = server.http_url.removeprefix("https://").rpartition(":")
+        context = ssl.create_default_context(cafile=str(certificates / "ca.pem"))
+        sock = context.wrap_socket(socket.create_connection((host, int(port))), server_hostname=host)
+        sock.sendall(HALF_HEAD)
+        assert until_closed(sock) == b""
+    finally:
+        code, stderr = server.terminate()
+    assert code == 0, stderr
 
 
 def test_a_head_must_come_after_a_response_too(server: ServerProcess) -> None:
@@ -90,6 +108,26 @@ def test_a_body_that_stops_is_408_and_the_connection_closed(server: ServerProces
     # A whole body is read as before, on the same kind of connection.
     whole = httpx.post(server.http_url + "/apis/v2beta1/experiments", json={"display_name": "after"})
     assert whole.status_code == 200, whole.text
+
+
+def test_a_body_trickled_under_the_minimum_rate_is_408(server: ServerProcess) -> None:
+    """A byte at a time, each well within the timeout, but far under 500 bytes per second."""
+    sock = connect(server, HALF_BODY.replace(b"Content-Length: 100", b"Content-Length: 100000"))
+    sock.settimeout(0.2)  # the pace of the trickle
+    received = b""
+    deadline = time.monotonic() + BOUND
+    while not received and time.monotonic() < deadline:
+        try:
+            sock.sendall(b" ")
+            received = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:  # closed after the answer, before this read
+            break
+    received += until_closed(sock)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), received
+    assert "slower than 500 bytes per second" in json.loads(body)["message"], body
 
 
 def test_held_connections_free_their_slots(server: ServerProcess) -> None:

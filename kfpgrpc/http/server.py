@@ -102,12 +102,20 @@ def _protocol_class(head_timeout: float) -> type[H11Protocol]:
     return type("H11Protocol", (_H11Protocol,), {"head_timeout": head_timeout})
 
 
+# After the first --http-request-timeout, a body must come at least this fast on average, as
+# Apache's mod_reqtimeout (body=20,MinRate=500): a body trickled a byte at a time, each within
+# the timeout, would otherwise hold its connection for up to --max-message-bytes such waits.
+MIN_BODY_BYTES_PER_SECOND = 500
+
+
 class _BodyProgress:
-    """ASGI middleware: while a request's body is being read, each piece of it must arrive within
-    `timeout` seconds of the app asking for it, else receive() raises RequestTimeout, which the
-    routes answer 408 and the connection is closed (kfpgrpc/http/errors.py). Once the body is
-    complete (at once for a request without one), receive() waits as long as the app does: a
-    streaming response waits on it for the client's disconnect."""
+    """ASGI middleware bounding how slowly a request body may come: each piece of it must arrive
+    within `timeout` seconds of the last, and the whole of it by `timeout` seconds after the app
+    first asks plus one second per MIN_BODY_BYTES_PER_SECOND bytes received; else receive()
+    raises RequestTimeout, which the routes answer 408, closing the connection
+    (kfpgrpc/http/errors.py). Once the body is complete (at once for a request without one),
+    receive() waits as long as the app does: a streaming response waits on it for the client's
+    disconnect."""
 
     def __init__(self, app: ASGIApp, timeout: float) -> None:
         self._app = app
@@ -117,17 +125,26 @@ class _BodyProgress:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        loop = asyncio.get_running_loop()
         body_read = False
+        started = 0.0  # when the app first asked for the body
+        received = 0  # body bytes so far
 
         async def timed_receive() -> Message:
-            nonlocal body_read
+            nonlocal body_read, started, received
             if body_read:
                 return await receive()
+            now = loop.time()
+            started = started or now
+            by_rate = started + self._timeout + received / MIN_BODY_BYTES_PER_SECOND - now
             try:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(min(self._timeout, by_rate)):
                     message = await receive()
             except TimeoutError:
-                raise RequestTimeout(f"the request body made no progress for {self._timeout:g} s (--http-request-timeout)") from None
+                why = (f"made no progress for {self._timeout:g} s" if self._timeout <= by_rate
+                       else f"came slower than {MIN_BODY_BYTES_PER_SECOND} bytes per second")
+                raise RequestTimeout(f"the request body {why} (--http-request-timeout)") from None
+            received += len(message.get("body", b""))
             body_read = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
