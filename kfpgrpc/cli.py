@@ -134,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-connections", type=int,
                        default=_env("MAX_CONNECTIONS", str(defaults.max_connections)),
                        help="incoming connections at once; more are closed as they arrive (env KFPGRPC_MAX_CONNECTIONS)")
+    serve.add_argument("--http-request-timeout", default=_env("HTTP_REQUEST_TIMEOUT", "10s"),
+                       help="REST: close a connection whose request head has not arrived whole this long after"
+                            " it opened or after its last response; answer 408 when a request body makes no"
+                            " progress for this long, or then comes slower than 500 bytes per second. A Go"
+                            " duration (env KFPGRPC_HTTP_REQUEST_TIMEOUT)")
     serve.add_argument("--max-log-bytes-per-task", type=int,
                        default=_env("MAX_LOG_BYTES_PER_TASK", str(defaults.max_log_bytes_per_task)),
                        help="log bytes stored per task (a line costs its bytes plus 64); past it the task runs on"
@@ -194,12 +199,15 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"kfpgrpc: {message}", file=sys.stderr)
             return 2
     durations = {}
-    for flag in ("event_retention", "run_ttl", "max_connection_idle", "task_env_max_age"):
+    for flag in ("event_retention", "run_ttl", "max_connection_idle", "task_env_max_age", "http_request_timeout"):
         try:
             durations[flag] = parse_go_duration(getattr(args, flag))
         except ValueError as error:
             print(f"kfpgrpc: --{flag.replace('_', '-')}: {error}", file=sys.stderr)
             return 2
+    if durations["http_request_timeout"] <= 0:
+        print("kfpgrpc: --http-request-timeout must be positive", file=sys.stderr)
+        return 2
     allowed_roots = [Path(root) for root in args.allowed_pipeline_roots.split(os.pathsep) if root]
     if not all(root.is_absolute() for root in allowed_roots):
         print(f"kfpgrpc: --allowed-pipeline-roots: each directory must be an absolute path, got {args.allowed_pipeline_roots!r}", file=sys.stderr)
@@ -225,6 +233,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_spec_bytes=args.max_spec_bytes,
         max_connection_idle_us=durations["max_connection_idle"],
         max_connections=args.max_connections,
+        http_request_timeout_us=durations["http_request_timeout"],
         max_log_bytes_per_task=args.max_log_bytes_per_task,
         cache=args.cache == "on",
         task_env_max_age_us=durations["task_env_max_age"],

@@ -44,6 +44,10 @@ class ServerConfig:
     max_spec_bytes: int = DEFAULT_MAX_SPEC_BYTES  # largest pipeline spec, as protobuf (see kfpgrpc.bounds)
     max_connection_idle_us: int = 5 * 60 * 1_000_000  # a connection without calls for this long is closed
     max_connections: int = 1000  # incoming connections at once; more are closed as they arrive
+    # HTTP (KFP REST): a request head must arrive whole within this long of the connection's
+    # opening or its previous response, and each piece of a body within this long of the last
+    # (then at 500 bytes per second on average: kfpgrpc/http/server.py).
+    http_request_timeout_us: int = 10 * 1_000_000
     max_log_bytes_per_task: int = DEFAULT_MAX_LOG_BYTES_PER_TASK  # log kept per task execution
     cache: bool = True  # KFP execution caching of tasks that enable it
     # Task environments unused for longer are removed; 0 = kept however old.

@@ -178,6 +178,8 @@ def test_transport_flags_are_checked(tmp_path: Path) -> None:
         (("--max-spec-bytes", str(64 * MiB)), "--max-spec-bytes must be between 1 and --max-message-bytes"),
         (("--max-connections", "0"), "--max-connections must be between 1 and 2147483647"),
         (("--max-connection-idle", "soon"), "--max-connection-idle: 'soon' is not a Go duration such as 90s, 15m or 1h30m"),
+        (("--http-request-timeout", "0"), "--http-request-timeout must be positive"),
+        (("--http-request-timeout", "0s"), "--http-request-timeout must be positive"),
     ]:
         refused = serve(*args)
         assert (refused.returncode, refused.stderr.strip()) == (2, f"kfpgrpc: {message}")

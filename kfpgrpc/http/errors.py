@@ -60,6 +60,13 @@ def status_response(status: status_pb2.Status, http_status: int | None = None) -
     return JSONResponse(_body(status), status_code=http_status or _HTTP_STATUS.get(status.code, 500))
 
 
+class RequestTimeout(Exception):
+    """The client sent its request body too slowly (--http-request-timeout; raised by
+    kfpgrpc/http/server.py's _BodyProgress). HTTP only, so not a DomainError: 408 with code
+    DEADLINE_EXCEEDED (grpc-gateway has no code for it), and the connection is closed, since the
+    rest of the body may still be on its way."""
+
+
 def _status(exc: BaseException) -> status_pb2.Status:
     """A DomainError's status; anything else is a bug, INTERNAL, with the traceback logged (as
     the gRPC side does)."""
@@ -70,7 +77,11 @@ def _status(exc: BaseException) -> status_pb2.Status:
 
 
 def error_response(exc: BaseException) -> JSONResponse:
-    """The answer to `exc` raised by a handler (see _status)."""
+    """The answer to `exc` raised by a handler (see _status; RequestTimeout: 408)."""
+    if isinstance(exc, RequestTimeout):
+        response = status_response(status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message=str(exc)), 408)
+        response.headers["connection"] = "close"
+        return response
     return status_response(_status(exc))
 
 
