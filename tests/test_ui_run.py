@@ -209,3 +209,65 @@ def test_rerun_and_the_apis_errors(served: ServerProcess, page: Page, tmp_path: 
     page.locator("button[data-action=archive]").click()
     expect(page.locator("#error-banner")).to_be_visible()
     expect(page.locator("#error-banner")).to_contain_text(run_id)
+
+
+def test_a_run_whose_version_was_deleted_is_shown_from_its_reported_tasks(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    spec = compile_pipeline(pipelines.nested_pipeline, tmp_path / "nested.yaml")
+    pipeline = api(served, "pipelines", {"display_name": "nested"})
+    version = api(served, f"pipelines/{pipeline['pipeline_id']}/versions", {"display_name": "v1", "pipeline_spec": spec})
+    reference = {"pipeline_id": pipeline["pipeline_id"], "pipeline_version_id": version["pipeline_version_id"]}
+    run_id = api(served, "runs", {"display_name": "orphan", "pipeline_version_reference": reference,
+                                  "runtime_config": {"parameters": {"x": 1}}})["run_id"]
+    run = wait_for_end(served, run_id, "SUCCEEDED", "FAILED")
+    status, _ = call(served, "DELETE", f"/apis/v2beta1/pipelines/{pipeline['pipeline_id']}/versions/{version['pipeline_version_id']}")
+    assert status == 200
+    reported = {task["task_id"]: task["state"] for task in run["run_details"]["task_details"]}
+
+    page.goto(f"{served.http_url}/ui/#/runs/{run_id}")
+    expect(page.locator("h1")).to_have_attribute("data-state", run["state"])
+    expect(page.get_by_test_id("graph-note")).to_have_text("The pipeline version was deleted: graph from the reported tasks only.")
+    assert graph_states(page) == reported  # every reported task, no edges (they are the spec's)
+    expect(page.get_by_test_id("run-graph").locator(".edges path")).to_have_count(0)
+    expect(page.get_by_test_id("run-timeline").locator("tr")).to_have_count(len(run["state_history"]))
+    expect(page.locator("#error-banner")).to_be_hidden()
+    # It can still be archived from its page.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("button[data-action=archive]").click()
+    expect(page.locator("button[data-action=unarchive]")).to_be_visible()
+    assert api(served, f"runs/{run_id}")["storage_state"] == "ARCHIVED"
+
+
+def test_a_finished_runs_never_started_task_is_not_run(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    run_id = start_run(served, tmp_path, pipelines_ui.stops_early)
+    run = wait_for_end(served, run_id, "FAILED", "SUCCEEDED")
+    assert run["state"] == "FAILED"
+    assert "say" not in {task["task_id"] for task in run["run_details"]["task_details"]}  # never reported
+    page.goto(f"{served.http_url}/ui/#/runs/{run_id}?task=say")
+    expect(page.locator("h1")).to_have_attribute("data-state", "FAILED")
+    box = page.get_by_test_id("run-graph").locator('[data-task-id="say"]')
+    expect(box).to_have_attribute("data-state", "NOT_RUN")
+    assert box.get_attribute("data-reported") == "false"
+    panel = page.get_by_test_id("task-panel")
+    expect(panel.locator("table.task-fields")).to_contain_text("NOT RUN")
+    expect(panel).to_contain_text("not run: the run ended before it started")
+    expect(panel).not_to_contain_text("not started yet")
+    expect(page.get_by_test_id("graph-legend")).to_contain_text("dashed box")
+
+
+def test_the_graph_fits_and_the_log_has_room(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    run_id = start_run(served, tmp_path, pipelines_ui.condition_and_loop)
+    wait_for_end(served, run_id, "SUCCEEDED", "FAILED")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{served.http_url}/ui/#/runs/{run_id}?task=coin")
+    expect(page.locator(".log-status")).to_have_text("end of log")
+    # Fitted by default: the whole graph, wider than its card at its size, shows in the card.
+    expect(page.get_by_label("Fit the graph to the width")).to_be_checked()
+    pane, drawn = (page.locator(selector).bounding_box() for selector in ("[data-testid=run-graph]", ".run-graph"))
+    assert pane is not None and drawn is not None and drawn["width"] <= pane["width"]
+    natural = float(page.locator(".run-graph").get_attribute("width") or 0)
+    assert natural > pane["width"]  # so the fitting is what keeps it in
+    # The log is its own scroll box, at least half the window high, and the panel is none.
+    log = page.locator(".log-lines").bounding_box()
+    assert log is not None and log["height"] >= 0.5 * 900 - 1
+    assert page.eval_on_selector("[data-testid=task-panel]", "p => getComputedStyle(p).overflowY") == "visible"
+    assert page.eval_on_selector("body", "b => b.scrollWidth") <= 1280

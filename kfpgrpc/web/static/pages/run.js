@@ -3,10 +3,10 @@
 // runs/{id}:watch stream while the run has not finished; each `run` frame re-colours the graph
 // (laid out again only when its set of tasks changed) and refreshes the panels.
 
-import { del, describe, get, post, showError, watch } from "../api.js";
+import { ApiError, del, describe, get, post, showError, watch } from "../api.js";
 import { setQuery } from "../app.js";
 import { FINAL_STATES, formatDuration, formatTime, h, stateBadge } from "../util.js";
-import { RunGraph } from "./graph.js";
+import { NOT_RUN, RunGraph } from "./graph.js";
 import { LogView } from "./logs.js";
 
 let page = null; // the shown RunPage, disposed on navigation
@@ -36,7 +36,15 @@ class RunPage {
 
   async load() {
     const run = await get(`runs/${encodeURIComponent(this.runId)}`);
-    this.spec = await pipelineSpec(run);
+    try {
+      this.spec = await pipelineSpec(run);
+    } catch (error) {
+      // KFP lets a version be deleted while runs of it remain: the run is still shown (and can
+      // be archived or deleted), its graph drawn from the reported tasks alone.
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
+      this.spec = null;
+      this.versionDeleted = true;
+    }
     if (!this.container.isConnected) return;
     this.build();
     this.show(run);
@@ -49,8 +57,13 @@ class RunPage {
     this.meta = h("div", { class: "run-meta muted" });
     this.actions = h("div", { class: "toolbar run-actions" });
     const graphPane = h("div", { class: "graph-pane", "data-testid": "run-graph" });
+    const graphNote = this.versionDeleted
+      ? h("p", { class: "graph-note", "data-testid": "graph-note" }, "The pipeline version was deleted: graph from the reported tasks only.")
+      : null;
     this.graph = new RunGraph(graphPane, (taskId) => this.select(taskId));
-    const fit = h("input", { type: "checkbox", onchange: () => this.graph.fit(fit.checked) });
+    const fit = h("input", { type: "checkbox", checked: true, onchange: () => this.graph.fit(fit.checked) });
+    const legend = h("p", { class: "graph-legend muted", "data-testid": "graph-legend" },
+      "A dashed box is a task the run has not reported: not started yet, in a branch not taken (SKIPPED), or not run.");
     this.taskPanel = h("section", { class: "task-panel", "data-testid": "task-panel" });
     this.taskDetails = h("div", { class: "task-details" });
     const logPane = h("div", { class: "task-log" });
@@ -69,7 +82,7 @@ class RunPage {
       this.title,
       this.meta,
       this.actions,
-      h("div", { class: "run-layout" }, h("div", {}, graphPane, h("label", { class: "graph-fit muted" }, fit, " Fit the graph to the width")), this.taskPanel),
+      h("div", { class: "run-layout" }, h("div", { class: "graph-column" }, graphNote, graphPane, h("label", { class: "graph-fit muted" }, fit, " Fit the graph to the width"), legend), this.taskPanel),
       h("div", { class: "run-lower" }, this.timeline, this.parameters),
     );
   }
@@ -80,6 +93,7 @@ class RunPage {
     const tasks = run.run_details?.task_details || [];
     this.tasks = new Map(tasks.map((t) => [t.task_id, t]));
     this.title.replaceChildren(run.display_name || run.run_id, " ", stateBadge(run.state));
+    this.title.title = run.display_name || run.run_id;
     this.title.dataset.state = run.state || "";
     const ended = run.finished_at ? new Date(run.finished_at) : new Date();
     this.meta.replaceChildren(...[
@@ -91,7 +105,7 @@ class RunPage {
       run.recurring_run_id ? h("span", {}, "by recurring run ", h("a", { href: `#/recurringruns/${encodeURIComponent(run.recurring_run_id)}` }, run.recurring_run_id)) : null,
     ].filter(Boolean));
     this.showActions();
-    const graph = this.graph.update(this.spec, tasks);
+    const graph = this.graph.update(this.spec, tasks, FINAL_STATES.has(run.state));
     this.graphNodes = graph.nodes;
     this.graph.select(this.taskId);
     this.showTask();
@@ -130,7 +144,7 @@ class RunPage {
     const state = node.state;
     const rows = [
       ["Task ID", h("code", {}, node.id)],
-      ["State", stateBadge(state)],
+      ["State", state === NOT_RUN ? h("span", { class: "state state-NOT_RUN", "data-state": NOT_RUN }, "NOT RUN") : stateBadge(state)],
     ];
     if (task) {
       rows.push(
@@ -147,7 +161,7 @@ class RunPage {
         ["Iterations", task.iteration_count !== undefined ? String(task.iteration_count) : ""],
       );
     } else {
-      rows.push(["", h("span", { class: "muted" }, state === "PENDING" ? "not started yet" : `not run: an enclosing task is ${state}`)]);
+      rows.push(["", h("span", { class: "muted" }, state === "PENDING" ? "not started yet" : state === NOT_RUN ? "not run: the run ended before it started" : `not run: an enclosing task is ${state}`)]);
     }
     const parts = [h("h2", {}, node.label), table("task-fields", rows.filter(([, value]) => value !== ""))];
     if (task?.error?.message) parts.push(h("h3", {}, "Error"), h("pre", { class: "task-error" }, task.error.message));
