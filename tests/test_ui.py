@@ -305,3 +305,37 @@ def test_a_run_of_a_recurring_run_links_to_it_by_name(page: Page, served: Server
     link.click()
     expect(page).to_have_url(re.compile(f"#/recurringruns/{recurring_id}$"))
     expect(page.locator("h1")).to_contain_text("hourly")  # the recurring run's page
+
+
+def test_a_long_unbroken_name_keeps_the_runs_list_in_the_window(page: Page, served: ServerProcess, instant: dict[str, Any]) -> None:
+    long_name = "L" * 250  # display_name allows 256 characters
+    run_id = create_run(served, instant, long_name)
+    create_run(served, instant, "short")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(served.http_url + "/ui/#/runs")
+    expect(page.get_by_role("link", name="short", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name=long_name, exact=True)).to_be_visible()
+    assert page.eval_on_selector("table.runs", "t => t.getBoundingClientRect().right") <= 1280
+    assert page.eval_on_selector("html", "d => d.scrollWidth") <= 1280
+    # The short run's row stays one line high: the long name wraps in its own cell only.
+    short = page.locator("table.runs tr", has=page.get_by_role("link", name="short", exact=True)).bounding_box()
+    assert short is not None and short["height"] < 60
+    page.goto(served.http_url + f"/ui/#/runs/{run_id}")
+    expect(page.locator("h1")).to_have_attribute("title", long_name)
+    assert page.eval_on_selector("html", "d => d.scrollWidth") <= 1280
+
+
+def test_logging_in_returns_to_the_link_opened(page: Page, tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", "--auth-token", TOKEN, http=True)
+    try:
+        page.goto(server.http_url + "/ui/#/events")
+        page.get_by_label("Token").fill("wrong")  # a wrong token first: the link is kept through it
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("alert")).to_have_text("Wrong token.")
+        page.get_by_label("Token").fill(TOKEN)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("heading", name="Events")).to_be_visible()
+        assert page.url.endswith("/ui/#/events")
+    finally:
+        code, stderr = server.terminate()
+    assert code == 0, stderr
