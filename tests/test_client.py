@@ -84,6 +84,17 @@ async def test_sync_client_uploads_a_yaml_file_runs_it_and_waits(blocking: Clien
     lines = await in_thread(lambda: list(blocking.run_logs(run.run_id, "add")))
     assert [line.line_number for line in lines] == list(range(1, len(lines) + 1))
     assert lines[0].text.startswith("+ ")
+    # The paging options: the last 2 lines, the one before them, the ones after line 1.
+    tail = await in_thread(lambda: list(blocking.run_logs(run.run_id, "add", tail_lines=2)))
+    assert tail == lines[-2:]
+    earlier = await in_thread(lambda: list(blocking.run_logs(run.run_id, "add", tail_lines=1, before_line_number=len(lines) - 1)))
+    assert earlier == lines[-3:-2]
+    assert await in_thread(lambda: list(blocking.run_logs(run.run_id, "add", after_line_number=1))) == lines[1:]
+    # The newest event of the run, then nothing more is stored: the stream is left open.
+    events = blocking.watch_events(run_id=run.run_id, newest=1)
+    newest = await in_thread(next, events)
+    assert newest.type == event_pb2.RUN_COMPLETED and newest.run_id == run.run_id
+    events.close()
 
 
 async def test_async_client_uploads_a_pipeline_function_and_runs_it_in_an_experiment(client: AsyncClient) -> None:
@@ -454,3 +465,19 @@ def test_the_operations_table_of_the_client_docs_gives_every_call_its_real_signa
         written = [argument.strip() for argument in arguments.split(",")]
         real = [f"**{p.name}" if p.kind == p.VAR_KEYWORD else f"{p.name}=" if p.kind == p.KEYWORD_ONLY else p.name for p in parameters]
         assert written == real, name
+
+
+async def test_a_pipeline_file_with_yaml_aliases_is_refused_before_it_expands(client: AsyncClient, tmp_path: Path) -> None:
+    """The client reads a pipeline file as the server's upload does (kfpgrpc/spec_files.py): 380
+    bytes of nested aliases would be 10**7 strings, gigabytes once converted to send."""
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join([*lines, "root: *a6"]) + "\n")
+    with pytest.raises(KfpGrpcError) as refused:
+        await client.upload_pipeline(path)
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.field_violations == {
+        "source": f"cannot read a compiled pipeline from {path}: line 1, column 5: YAML anchors and aliases (&name, *name)"
+                  " are not accepted: the kfp compiler never writes them"
+    }

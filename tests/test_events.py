@@ -223,3 +223,47 @@ async def test_bad_requests_name_the_field(stubs: Stubs) -> None:
             await stubs.events.WatchEvents(request).read()
         assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field_violations(failure.value) == {field: text}
+
+
+async def test_newest_starts_with_the_newest_matching_events_then_follows(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    """`newest` N sends the newest N stored events that match the filters (run, types, both),
+    oldest first, then follows as from after_sequence; fewer when fewer match."""
+    version = await upload(stubs, "instant", compiled["instant-pipeline"])
+    first = await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run_of(version, "first")))
+    other = await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=run_of(version, "other")))
+    await watch_to_end(stubs.runs, first.run_id)
+    await watch_to_end(stubs.runs, other.run_id)
+
+    of_first = await read_events(stubs, 4, run_id=first.run_id)
+    assert await read_events(stubs, 2, run_id=first.run_id, newest=2) == of_first[-2:]
+    assert await read_events(stubs, 4, run_id=first.run_id, newest=1000) == of_first  # all there are
+    changes = await read_events(stubs, 3, run_id=other.run_id, types=[pb.RUN_STATE_CHANGED])
+    newest_two = await read_events(stubs, 2, run_id=other.run_id, types=[pb.RUN_STATE_CHANGED], newest=2)
+    assert newest_two == changes[-2:]
+    assert [e.run_state_changed.state for e in newest_two] == [common_pb2.RUNNING, common_pb2.SUCCEEDED]
+    completions = await read_events(stubs, 2, types=[pb.RUN_COMPLETED])
+    assert await read_events(stubs, 1, types=[pb.RUN_COMPLETED], newest=1) == completions[-1:]
+
+    # Stored first, then live: the newest version's event, then one created after the start.
+    stored = await read_events(stubs, 1, types=[pb.PIPELINE_VERSION_CREATED])
+    call = stubs.events.WatchEvents(pb.WatchEventsRequest(types=[pb.PIPELINE_VERSION_CREATED], newest=1))
+    try:
+        assert await asyncio.wait_for(call.read(), STREAM_TIMEOUT) == stored[0]
+        added = await add_versions(stubs, version.pipeline_id, compiled["instant-pipeline"], 1)
+        live = await asyncio.wait_for(call.read(), STREAM_TIMEOUT)
+        assert version_ids([live]) == added and live.sequence > stored[0].sequence
+    finally:
+        call.cancel()
+
+
+async def test_bad_newest_requests_name_the_field(stubs: Stubs) -> None:
+    """`newest` is checked first: out of range, or with after_sequence, whatever the log holds."""
+    for request, text in [
+        (pb.WatchEventsRequest(newest=1001), "must be 1 to 1,000 (0 = start at after_sequence)"),
+        (pb.WatchEventsRequest(newest=-1), "must be 1 to 1,000 (0 = start at after_sequence)"),
+        (pb.WatchEventsRequest(newest=5, after_sequence=1), "cannot be combined with after_sequence (set one of them)"),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await stubs.events.WatchEvents(request).read()
+        assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(failure.value) == {"newest": text}

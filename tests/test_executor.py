@@ -353,12 +353,14 @@ def fail_after(marker: str):
 
 @dsl.pipeline(name="dropped-retry")
 def dropped_retry_pipeline(marker: str):
-    fail_and_mark(marker=marker).set_retry(num_retries=3, backoff_duration="3s")
+    # The backoff is the sibling's time to fail and be recorded: 8 s, so that a loaded CI machine
+    # (two full runs failed it at 3 s) still sees the sibling fail first.
+    fail_and_mark(marker=marker).set_retry(num_retries=3, backoff_duration="8s")
     fail_after(marker=marker)
 
 
 async def test_a_retry_dropped_by_fail_fast_is_not_counted(executor, tmp_path):
-    """The first attempt fails; during its 3 s backoff a sibling fails, so no new task of the
+    """The first attempt fails; during its 8 s backoff a sibling fails, so no new task of the
     DAG starts (fail-fast), the retry included: the task had 0 retries and its log says why."""
     spec = compile_pipeline(dropped_retry_pipeline, tmp_path / "dropped.yaml")
     outcome, rec = await run(executor, spec, {"marker": str(tmp_path / "marker")})

@@ -359,3 +359,70 @@ def test_dropped_streams_leave_nothing_behind(tmp_path: Path, compiled: dict[str
         gated.open()
         code, stderr = server.terminate()
         assert code == 0, stderr
+
+
+def test_events_start_at_the_newest_and_last_event_id_wins(rest: ServerProcess, compiled: dict[str, dict[str, Any]]) -> None:
+    """`newest=N` as a query parameter starts with the newest N matching events; a reconnecting
+    EventSource repeats that query with `Last-Event-ID`, which wins: the stream goes on after it."""
+    url = rest.http_url
+    first, second = run_two(url, compiled["instant-pipeline"])
+    with stream(url + EVENTS, params={"run_id": second}) as response:
+        of_second = read_until(opened(response), completed(second))
+    assert len(of_second) == 4  # PENDING, RUNNING, SUCCEEDED, RUN_COMPLETED
+
+    with stream(url + EVENTS, params={"run_id": second, "newest": "2"}) as response:
+        received = opened(response)
+        assert [next(received).id for _ in range(2)] == [frame.id for frame in of_second[2:]]
+    with stream(url + EVENTS, params={"run_id": first, "types": ["RUN_COMPLETED"], "newest": "1"}) as response:
+        only = next(opened(response))
+        assert (only.data["type"], only.data["run_id"]) == ("RUN_COMPLETED", first)
+    with stream(url + EVENTS, params={"run_id": second, "newest": "2"}, headers={"Last-Event-ID": of_second[0].id}) as response:
+        received = opened(response)
+        assert [next(received).id for _ in range(3)] == [frame.id for frame in of_second[1:]]
+
+    for params, text in [
+        ({"newest": "1001"}, "must be 1 to 1,000 (0 = start at after_sequence)"),
+        ({"newest": "0x5"}, None),
+        ({"newest": "2", "after_sequence": of_second[0].id}, "cannot be combined with after_sequence (set one of them)"),
+    ]:
+        response = httpx.get(url + EVENTS, params=params)
+        assert response.status_code == 400, params
+        body = error_of(response)
+        assert fields_of(body) == ["newest"], body
+        assert text is None or text in body["message"], body
+
+
+def test_logs_tail_earlier_lines_and_resume(rest: ServerProcess, compiled: dict[str, dict[str, Any]]) -> None:
+    """tail_lines, before_line_number and after_line_number as query parameters select exactly
+    the lines they name; a refused combination is 400 naming the field."""
+    url = rest.http_url
+    run_id = create_run(url, compiled["nested-pipeline"], x=1)
+    wait_for(lambda: get_run(url, run_id)["state"] == "SUCCEEDED", "the run SUCCEEDED")
+    logs = f"{url}{RUNS}/{run_id}/logs"
+
+    def lines(**params: str) -> list[tuple[str, int]]:
+        with stream(logs, params=params) as response:
+            received = list(opened(response))
+        assert received[-1].event == "end"
+        return [(line["task_id"], int(line["line_number"])) for frame in received[:-1] for line in frame.data["lines"]]
+
+    full = lines()
+    count = {task_id: max(n for t, n in full if t == task_id) for task_id, _ in full}
+    assert min(count.values()) >= 3
+    last = count["add"]
+    assert lines(task_name="add", tail_lines="2") == [("add", last - 1), ("add", last)]
+    assert lines(task_name="add", tail_lines="2", before_line_number=str(last - 1)) == [("add", n) for n in range(max(1, last - 3), last - 1)]
+    assert lines(task_name="add", after_line_number=str(last - 1)) == [("add", last)]
+    assert lines(tail_lines="1") == sorted(((t, n) for t, n in full if n == count[t]), key=full.index)
+    assert lines(after_line_number="2") == [(t, n) for t, n in full if n > 2]
+
+    for params, field_name in [
+        ({"tail_lines": "100001"}, "tail_lines"),
+        ({"tail_lines": "many"}, "tail_lines"),
+        ({"after_line_number": "-1"}, "after_line_number"),
+        ({"before_line_number": "3"}, "before_line_number"),
+        ({"tail_lines": "3", "before_line_number": "3", "follow": "true"}, "before_line_number"),
+    ]:
+        response = httpx.get(logs, params=params)
+        assert response.status_code == 400, params
+        assert fields_of(error_of(response)) == [field_name], params

@@ -426,3 +426,57 @@ async def test_a_failing_task_reports_its_exception_in_log_and_errors(stubs: Stu
     assert failing.state == common_pb2.FAILED
     assert message in failing.error.message
     assert failing.exit_code == 1
+
+
+async def log_lines(stubs: Stubs, run_id: str, **request: Any) -> list[tuple[str, int, str]]:
+    """key() of every line of a (non-follow) StreamRunLogs call with `request`'s fields."""
+    lines: list[tuple[str, int, str]] = []
+
+    async def collect() -> None:
+        async for response in stubs.runs.StreamRunLogs(run_pb2.StreamRunLogsRequest(run_id=run_id, **request)):
+            lines.extend(key(line) for line in response.lines)
+
+    await asyncio.wait_for(collect(), STREAM_TIMEOUT)
+    return lines
+
+
+async def test_logs_from_a_line_number_and_tails(stubs: Stubs, compiled: dict[str, Any]) -> None:
+    """after_line_number, tail_lines and before_line_number select, per selected task, exactly
+    the lines they name, in capture order across tasks; bad combinations name the field."""
+    nested = await finished_run(stubs, compiled, "nested-pipeline", x=1)
+    full = [key(line) for line in await all_log_lines(stubs, nested.run_id)]
+    count = {task_id: max(n for t, n, _ in full if t == task_id) for task_id, _, _ in full}
+    assert sorted(count) == ["add", "add-twice.add", "add-twice.add-2"] and min(count.values()) >= 3
+
+    assert await log_lines(stubs, nested.run_id, after_line_number=1) == [line for line in full if line[1] > 1]
+    assert await log_lines(stubs, nested.run_id, task_name="add", after_line_number=2) == [
+        line for line in full if line[0] == "add" and line[1] > 2
+    ]
+    assert await log_lines(stubs, nested.run_id, tail_lines=2) == [line for line in full if line[1] > count[line[0]] - 2]
+    # "add-2" is a display name: it selects add-twice.add-2
+    assert await log_lines(stubs, nested.run_id, task_name="add-2", tail_lines=1) == [
+        line for line in full if line[0] == "add-twice.add-2" and line[1] == count["add-twice.add-2"]
+    ]
+    assert await log_lines(stubs, nested.run_id, task_name="add", tail_lines=100_000) == [line for line in full if line[0] == "add"]
+    assert await log_lines(stubs, nested.run_id, task_name="add", tail_lines=1, before_line_number=3) == [
+        line for line in full if line[0] == "add" and line[1] == 2
+    ]
+    assert await log_lines(stubs, nested.run_id, tail_lines=5, before_line_number=3) == [line for line in full if line[1] < 3]
+    assert await log_lines(stubs, nested.run_id, task_name="add", tail_lines=5, before_line_number=1) == []
+    assert await log_lines(stubs, nested.run_id, task_name="add", after_line_number=count["add"]) == []
+
+    for request, field, text in [
+        ({"tail_lines": 100_001}, "tail_lines", "must be 1 to 100,000 (0 = every line)"),
+        ({"tail_lines": -1}, "tail_lines", "must be 1 to 100,000 (0 = every line)"),
+        ({"after_line_number": -1}, "after_line_number", "must not be negative"),
+        ({"tail_lines": 5, "after_line_number": 2}, "tail_lines", "cannot be combined with after_line_number (set one of them)"),
+        ({"before_line_number": 3}, "before_line_number", "needs tail_lines (how many lines before it)"),
+        ({"tail_lines": 5, "before_line_number": -3}, "before_line_number", "must not be negative"),
+        ({"tail_lines": 5, "before_line_number": 3, "follow": True}, "before_line_number",
+         "cannot be combined with follow: those lines are stored already"),
+    ]:
+        error = await expect_error(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            stubs.runs.StreamRunLogs(run_pb2.StreamRunLogsRequest(run_id=nested.run_id, **request)),
+        )
+        assert field_violations(error) == {field: text}, request

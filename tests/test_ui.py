@@ -209,12 +209,20 @@ def test_with_a_token_the_ui_asks_for_it_and_keeps_it_in_a_same_origin_cookie(pa
     assert code == 0, stderr
 
 
-# Keeps every EventSource the page makes in window.sources, to see them open and close.
+# Keeps every EventSource the page makes in window.sources, to see them open and close and
+# count what the server sent on each.
 TRACK_SOURCES = """
 window.sources = [];
 const Original = window.EventSource;
 window.EventSource = class extends Original {
-  constructor(...args) { super(...args); window.sources.push(this); }
+  constructor(...args) {
+    super(...args);
+    window.sources.push(this);
+    this.messages = 0; // frames without an `event:` line (the events stream's)
+    this.lines = 0; // log lines in `logs` frames
+    this.addEventListener("message", () => this.messages++);
+    this.addEventListener("logs", (event) => (this.lines += JSON.parse(event.data).lines.length));
+  }
 };
 """
 
@@ -240,7 +248,9 @@ def test_a_hidden_tab_closes_the_stream_and_catches_up_when_shown(page: Page, se
     set_hidden(page, False)
     expect(state_of(page, "while-hidden")).to_have_attribute("data-state", "SUCCEEDED")
     urls = page.evaluate("window.sources.map((s) => s.url)")
-    assert len(urls) == 2 and "after_sequence=" not in urls[0] and re.search(r"after_sequence=\d+", urls[1]), urls
+    # First the newest stored event, not the retained log; then on after the last one received.
+    assert len(urls) == 2 and "newest=1" in urls[0] and "after_sequence=" not in urls[0], urls
+    assert re.search(r"after_sequence=\d+", urls[1]) and "newest=" not in urls[1], urls
 
 
 def test_an_error_of_the_api_is_shown(page: Page, served: ServerProcess) -> None:

@@ -17,7 +17,7 @@ from playwright.sync_api import Page, Route, expect
 from tests import pipelines, pipelines_ui
 from tests.pipelines import compile_pipeline
 from tests.support import ServerProcess
-from tests.test_ui import served, set_hidden  # noqa: F401 - `served`: the server fixture
+from tests.test_ui import TRACK_SOURCES, served, set_hidden  # noqa: F401 - `served`: the server fixture
 from tests.test_ui_run import api, wait_for_end
 
 
@@ -261,17 +261,28 @@ def test_the_pipelines_list_pages(served: ServerProcess, page: Page) -> None:  #
     expect(names.first).to_have_text("p11")
 
 
-def test_the_events_page_keeps_the_last_500(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+def test_the_events_page_starts_with_the_newest_500(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    """600 retained events: the page shows the newest 500, and the server sent only those
+    (`newest=500`, counted as frames in the page), then the next one live."""
     spec = compile_pipeline(pipelines.instant_pipeline, tmp_path / "instant.yaml")
     pipeline_id = api(served, "pipelines", {"display_name": "many"})["pipeline_id"]
-    for n in range(510):  # one PIPELINE_VERSION_CREATED event each
+    for n in range(600):  # one PIPELINE_VERSION_CREATED event each
         api(served, f"pipelines/{pipeline_id}/versions", {"display_name": f"v{n}", "pipeline_spec": spec})
+    page.add_init_script(TRACK_SOURCES)
     page.goto(f"{served.http_url}/ui/#/events?types=PIPELINE_VERSION_CREATED")
     rows = page.locator("table.events tbody tr")
-    expect(rows.first).to_have_attribute("data-sequence", "510")
+    expect(rows.first).to_have_attribute("data-sequence", "600")
     expect(rows).to_have_count(500)
-    expect(rows.last).to_have_attribute("data-sequence", "11")
+    expect(rows.last).to_have_attribute("data-sequence", "101")
     expect(page.locator(".pager .info")).to_have_text("500 events (the last 500)")
+    assert page.evaluate("window.sources.map((s) => s.messages)") == [500]
+    assert "newest=500" in page.evaluate("window.sources[0].url")
+
+    api(served, f"pipelines/{pipeline_id}/versions", {"display_name": "v600", "pipeline_spec": spec})
+    expect(rows.first).to_have_attribute("data-sequence", "601")
+    expect(rows).to_have_count(500)
+    expect(rows.last).to_have_attribute("data-sequence", "102")
+    assert page.evaluate("window.sources.map((s) => s.messages)") == [501]
 
 
 def test_the_pipeline_page_fits_a_1280_window(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811

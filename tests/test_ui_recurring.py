@@ -22,7 +22,7 @@ from playwright.sync_api import Page, expect
 
 from tests import pipelines
 from tests.support import ServerProcess
-from tests.test_ui import call
+from tests.test_ui import TRACK_SOURCES, call
 
 WAIT = 120  # seconds: a bound on a tick's run, not a measure of it
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshots" / "recurring-run-page.png"
@@ -200,11 +200,15 @@ def test_editing_a_recurring_run_of_an_inline_spec_keeps_its_parameters(
 def test_enable_and_disable_from_the_list_reach_the_api(page: Page, served: ServerProcess, pipeline_id: str) -> None:
     on = create_recurring_run(served, pipeline_id, "yearly-on", "0 0 1 1 *", mode="ENABLE")
     off = create_recurring_run(served, pipeline_id, "yearly-off", "0 0 1 1 *", mode="DISABLE")
+    page.add_init_script(TRACK_SOURCES)
     page.goto(served.http_url + "/ui/#/recurringruns")
     on_row, off_row = page.locator(f"tr[data-id='{on}']"), page.locator(f"tr[data-id='{off}']")
     expect(on_row.locator(".status")).to_have_attribute("data-status", "ENABLED")
     expect(on_row.locator(".next li").first).to_contain_text("-01-01 00:00:00")
     expect(off_row.locator(".status")).to_have_attribute("data-status", "DISABLED")
+    # The list's stream starts at the newest stored event, not the retained log.
+    (first_stream,) = page.evaluate("window.sources.map((s) => s.url)")
+    assert "events:watch" in first_stream and "newest=1" in first_stream and "after_sequence" not in first_stream
 
     on_row.get_by_role("button", name="Disable").click()
     expect(on_row.locator(".status")).to_have_attribute("data-status", "DISABLED")
@@ -218,6 +222,8 @@ def test_enable_and_disable_from_the_list_reach_the_api(page: Page, served: Serv
     # Its page: disable there, and trigger a run now.
     on_row.get_by_role("link", name="yearly-on").click()
     page.get_by_role("button", name="Disable").click()
+    skipped = [url for url in page.evaluate("window.sources.map((s) => s.url)") if "recurring_run_id=" in url]
+    assert len(skipped) == 1 and "newest=100" in skipped[0], skipped  # the newest 100 skipped ticks
     expect(page.locator("h1 .status")).to_have_attribute("data-status", "DISABLED")
     assert api_recurring_run(served, on)["status"] == "DISABLED"
     page.get_by_role("button", name="Trigger now").click()

@@ -6,6 +6,7 @@ the page. KFPGRPC_UPDATE_SCREENSHOTS=1 writes docs/screenshots/run-page.png."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from playwright.sync_api import Page, expect
 from tests import pipelines, pipelines_ui
 from tests.pipelines import compile_pipeline
 from tests.support import ServerProcess
-from tests.test_ui import WAIT, call, served  # noqa: F401 - `served`: the server fixture
+from tests.test_ui import TRACK_SOURCES, WAIT, call, served, set_hidden  # noqa: F401 - `served`: the server fixture
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshots" / "run-page.png"
 
@@ -126,23 +127,60 @@ def test_a_running_tasks_log_is_followed(served: ServerProcess, page: Page, tmp_
     expect(page.get_by_test_id("run-graph").locator('[data-task-id="ticker"]')).to_have_attribute("data-state", "SUCCEEDED")
 
 
-def test_a_long_log_keeps_its_last_lines_in_the_page(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+def test_a_long_log_opens_at_its_last_lines_and_pages_back(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    """The page asks for the last 1,000 lines (tail_lines), not the whole log, and for 1,000
+    more per "Show earlier lines" (before_line_number); the command (line 1) is asked for on
+    its own."""
     run_id = start_run(served, tmp_path, pipelines_ui.chattering, lines=2500)
     wait_for_end(served, run_id, "SUCCEEDED")
+    page.add_init_script(TRACK_SOURCES)
     page.goto(f"{served.http_url}/ui/#/runs/{run_id}?task=chatty")
     expect(page.locator(".log-status")).to_have_text("end of log")
     lines = page.locator(".log-line")
     held = int(lines.last.get_attribute("data-line") or 0)  # the executor's lines around 2,500
     assert held > 2500
-    expect(lines).to_have_count(1000)  # PAGE (logs.js): the last 1,000 in the DOM
+    expect(lines).to_have_count(1000)  # PAGE (logs.js)
+    assert lines.first.get_attribute("data-line") == str(held - 999)
     expect(lines.filter(has_text="line 2499")).to_have_count(1)
-    earlier = page.get_by_role("button", name="Show 1,000 earlier lines")
-    earlier.click()
+    expect(page.locator("code.command")).to_contain_text("python")  # line 1, not in the tail
+    sent = page.evaluate("window.sources.map((s) => [s.url, s.lines])")
+    tails = [lines_sent for url, lines_sent in sent if "tail_lines=1000" in url]
+    assert tails == [1000], sent  # the server sent the tail only
+    assert sum(lines_sent for _, lines_sent in sent) == 1001, sent  # and line 1
+
+    page.get_by_role("button", name="Show 1,000 earlier lines").click()
     expect(lines).to_have_count(2000)
+    assert lines.first.get_attribute("data-line") == str(held - 1999)
     page.get_by_role("button", name=f"Show {held - 2000:,} earlier lines").click()
     expect(lines).to_have_count(held)
     assert lines.first.get_attribute("data-line") == "1"
+    numbers = page.eval_on_selector_all(".log-line", "els => els.map(e => Number(e.dataset.line))")
+    assert numbers == list(range(1, held + 1))  # each line once, in order
     expect(page.locator(".task-log button")).to_be_hidden()  # nothing earlier
+    sent = page.evaluate("window.sources.map((s) => [s.url, s.lines])")
+    earlier = [(url, lines_sent) for url, lines_sent in sent if "before_line_number" in url and "tail_lines=1000" in url]
+    assert [lines_sent for _, lines_sent in earlier] == [1000, held - 2000], sent
+    assert f"before_line_number={held - 999}" in earlier[0][0] and f"before_line_number={held - 1999}" in earlier[1][0]
+
+
+def test_a_followed_log_resumes_after_its_last_line(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    """A reopened log stream (the tab hidden, then shown) asks for the lines after the last one
+    received (after_line_number): the lines printed meanwhile once each, nothing again."""
+    run_id = start_run(served, tmp_path, pipelines_ui.ticking, count=12, interval=0.5)
+    page.add_init_script(TRACK_SOURCES)
+    page.goto(f"{served.http_url}/ui/#/runs/{run_id}?task=ticker")
+    expect(page.locator(".log-line", has_text="tick 1")).to_have_count(1)
+    set_hidden(page, True)
+    shown = int(page.locator(".log-line").last.get_attribute("data-line") or 0)
+    time.sleep(1.5)  # not a pass/fail timing: lines are printed while the tab is hidden
+    set_hidden(page, False)
+    expect(page.locator(".log-line", has_text="tick 11")).to_have_count(1)
+    texts = page.eval_on_selector_all(".log-line", "els => els.map(e => e.lastChild.textContent)")
+    assert [text for text in texts if text.startswith("tick")] == [f"tick {n}" for n in range(12)]
+    urls = [url for url in page.evaluate("window.sources.map((s) => s.url)") if "/logs?" in url and "tail_lines=1&" not in url]
+    assert len(urls) == 2 and "tail_lines=1000" in urls[0] and "tail_lines" not in urls[1], urls
+    resumed = re.search(r"after_line_number=(\d+)", urls[1])
+    assert resumed and int(resumed.group(1)) >= shown, urls
 
 
 def test_terminate_from_the_page_cancels_the_run(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811

@@ -88,7 +88,7 @@ class EventServicer(event_pb2_grpc.EventServiceServicer):
     async def WatchEvents(  # noqa: N802 - gRPC method name
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.Event]:
-        stream = await self._events.watch(request.after_sequence, event_filter(request))
+        stream = await self._events.watch(request.after_sequence, event_filter(request), request.newest)
         # Headers at once: a client waiting for the stream to open need not wait for an event.
         await context.send_initial_metadata(())
         async for event in stream:

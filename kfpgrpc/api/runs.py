@@ -107,6 +107,12 @@ def run_to_proto(view: RunView) -> pb.Run:
     return fit_run(message)
 
 
+def log_request(request: pb.StreamRunLogsRequest) -> tuple[str, str, bool, int, int, int]:
+    """Runs.logs' arguments from a StreamRunLogsRequest (gRPC's, or REST's from its query)."""
+    return (request.run_id, request.task_name, request.follow,
+            request.after_line_number, request.tail_lines, request.before_line_number)
+
+
 def logs_to_proto(lines: list[LogLine]) -> pb.StreamRunLogsResponse:
     """One batch of a run's log lines (Runs.logs keeps a batch within the response budget)."""
     return pb.StreamRunLogsResponse(
@@ -213,5 +219,5 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
     async def StreamRunLogs(
         self, request: pb.StreamRunLogsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamRunLogsResponse]:
-        async for lines in await self._runs.logs(request.run_id, request.task_name, request.follow):
+        async for lines in await self._runs.logs(*log_request(request)):
             yield logs_to_proto(lines)

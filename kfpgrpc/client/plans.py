@@ -352,9 +352,16 @@ def wait_for_run(run_id: str, timeout: float | None = None) -> Plan[run_pb2.Run]
     return final if final is not None else (yield from get_run(run_id))
 
 
-def run_logs(run_id: str, task_name: str = "", follow: bool = False) -> Stream[run_pb2.LogLine]:
+def run_logs(
+    run_id: str, task_name: str = "", follow: bool = False, *,
+    after_line_number: int = 0, tail_lines: int = 0, before_line_number: int = 0,
+) -> Stream[run_pb2.LogLine]:
     """A run's task log lines (of one task, by task_id or name; else all), in capture order.
-    With `follow`, goes on until the run has finished. Reconnects without repeating a line."""
+    With `follow`, goes on until the run has finished. Per task, only the lines after
+    `after_line_number`, or its last `tail_lines` (1..100,000), before `before_line_number`
+    when set (not with `follow`). Reconnects without repeating a line; a reconnect after a
+    tail goes on after the lowest last line number it yielded of any task (a task of which it
+    yielded nothing may miss part of its tail)."""
     seen: dict[str, int] = {}
 
     def unseen(batch: run_pb2.StreamRunLogsResponse) -> Iterable[run_pb2.LogLine]:
@@ -363,8 +370,16 @@ def run_logs(run_id: str, task_name: str = "", follow: bool = False) -> Stream[r
                 seen[line.task_id] = line.line_number
                 yield line
 
-    request = run_pb2.StreamRunLogsRequest(run_id=run_id, task_name=task_name, follow=follow)
-    yield from resumable(RUNS + "StreamRunLogs", lambda: request, run_pb2.StreamRunLogsResponse, lambda batch: list(unseen(batch)))
+    def request() -> run_pb2.StreamRunLogsRequest:
+        if tail_lines and seen and not before_line_number:
+            # a new tail would skip the lines printed while reconnecting
+            return run_pb2.StreamRunLogsRequest(
+                run_id=run_id, task_name=task_name, follow=follow, after_line_number=min(seen.values()))
+        return run_pb2.StreamRunLogsRequest(
+            run_id=run_id, task_name=task_name, follow=follow, after_line_number=after_line_number,
+            tail_lines=tail_lines, before_line_number=before_line_number)
+
+    yield from resumable(RUNS + "StreamRunLogs", request, run_pb2.StreamRunLogsResponse, lambda batch: list(unseen(batch)))
 
 
 # Recurring runs
@@ -543,14 +558,15 @@ def _event_type(kind: event_pb2.EventType | str) -> event_pb2.EventType | str:
 def watch_events(
     after_sequence: int = 0,
     *,
+    newest: int = 0,
     run_id: str = "",
     recurring_run_id: str = "",
     experiment: str | None = None,
     types: Sequence[event_pb2.EventType | str] = (),
 ) -> Stream[event_pb2.Event]:
-    """The durable event log from after `after_sequence` (0 = the oldest event kept), then new
-    events as they happen, for ever. Filters are AND-ed; `experiment` is a name or an id
-    (NOT_FOUND when there is none such); `types` are EventType values or names. After a
+    """The durable event log from after `after_sequence` (0 = the oldest event kept), or from
+    the `newest` (1..1,000) events that match, then new events as they happen, for ever.
+    Filters are AND-ed; `experiment` is a name or an id (NOT_FOUND when there is none such); `types` are EventType values or names. After a
     dropped connection, a server restart or a RESOURCE_EXHAUSTED (watcher too slow), it
     resumes after the last sequence it emitted: nothing is lost or repeated."""
     last = after_sequence
@@ -559,7 +575,7 @@ def watch_events(
 
     def request() -> event_pb2.WatchEventsRequest:
         return event_pb2.WatchEventsRequest(
-            after_sequence=last, run_id=run_id, recurring_run_id=recurring_run_id, experiment_id=experiment_id, types=type_values)
+            after_sequence=last, newest=newest if last == after_sequence else 0, run_id=run_id, recurring_run_id=recurring_run_id, experiment_id=experiment_id, types=type_values)
 
     def unseen(event: event_pb2.Event) -> Iterable[event_pb2.Event]:
         nonlocal last

@@ -1,6 +1,6 @@
 """The event stream: what each event says, and WatchEvents.
 
-A watcher first reads the stored log after its `after_sequence`, then follows the events
+A watcher first reads the stored log after its `after_sequence` (or its `newest` matches), then follows the events
 committed since, which the log hands to every watcher's own bounded buffer: publishing never
 waits for a watcher. A watcher whose buffer overflows (it stopped reading, or reads slower
 than events come) is ended with RESOURCE_EXHAUSTED naming the sequence to resume after; one
@@ -36,6 +36,7 @@ from kfpgrpc.store.database import Database, WriteJob
 from kfpgrpc.store.events import EventLog
 
 WATCH_PAGE = 500
+MAX_NEWEST = 1_000  # WatchEventsRequest.newest: a view's start, not a way to read the log
 DEFAULT_WATCHER_CAPACITY = 10_000  # events buffered per watcher before it is cut off
 
 
@@ -100,18 +101,24 @@ class Events:
         for watcher in self._watchers:
             watcher.close()
 
-    async def watch(self, after: int, wanted: EventFilter) -> AsyncGenerator[Event, None]:
+    async def watch(self, after: int, wanted: EventFilter, newest: int = 0) -> AsyncGenerator[Event, None]:
         """The events after sequence `after` that `wanted` matches, stored ones first, then each
-        as it is committed. `after` is checked before this returns (InvalidArgument: negative or
-        after the newest event; OutOfRange: removed by retention; Unavailable: shutting down), so
-        that a front end answers those before its stream starts; the stream ends with
+        as it is committed; with `newest` (1..MAX_NEWEST, `after` then 0) the newest `newest`
+        stored matches first instead. The arguments are checked before this returns
+        (InvalidArgument: `after` negative or after the newest event, `newest` out of range or
+        with `after`; OutOfRange: removed by retention; Unavailable: shutting down), so that a
+        front end answers those before its stream starts; the stream ends with
         ResourceExhausted when it falls behind, Unavailable at shutdown (each naming the
         sequence to resume after)."""
         if after < 0:
             raise InvalidArgument.field("after_sequence", "must not be negative")
-        pruned, newest = await store.sequence_bounds(self._db)
-        if after > newest:
-            raise InvalidArgument.field("after_sequence", f"is after the newest event, {newest}")
+        if not 0 <= newest <= MAX_NEWEST:
+            raise InvalidArgument.field("newest", f"must be 1 to {MAX_NEWEST:,} (0 = start at after_sequence)")
+        if newest and after:
+            raise InvalidArgument.field("newest", "cannot be combined with after_sequence (set one of them)")
+        pruned, newest_sequence = await store.sequence_bounds(self._db)
+        if after > newest_sequence:
+            raise InvalidArgument.field("after_sequence", f"is after the newest event, {newest_sequence}")
         if 0 < after < pruned:
             raise OutOfRange(
                 f"events up to {pruned} were removed by retention; resume with after_sequence={pruned}"
@@ -119,6 +126,9 @@ class Events:
             )
         if self._closed:
             raise Unavailable("the server is shutting down")
+        if newest:
+            # Events committed after this read are read from the store or the buffer as usual.
+            after = await store.before_newest(self._db, wanted, newest)
         return self._follow(after, wanted)
 
     async def _follow(self, after: int, wanted: EventFilter) -> AsyncGenerator[Event, None]:

@@ -73,6 +73,7 @@ from kfpgrpc.store.listing import ListRequest, build_query
 log = logging.getLogger(__name__)
 
 LOG_PAGE_LINES = 500
+MAX_TAIL_LINES = 100_000  # StreamRunLogsRequest.tail_lines
 MAX_SELECTORS = 100  # artifact selectors of a run or a recurring run
 _SPEC_CACHE_SIZE = 128
 
@@ -492,11 +493,29 @@ class Runs:
                     view, revision = received, received.run.revision
                     yield view
 
-    async def logs(self, run_id: str, task_name: str, follow: bool) -> AsyncGenerator[list[LogLine], None]:
+    async def logs(
+        self, run_id: str, task_name: str, follow: bool,
+        after_line_number: int = 0, tail_lines: int = 0, before_line_number: int = 0,
+    ) -> AsyncGenerator[list[LogLine], None]:
         """Batches of log lines in capture order; with `follow`, until the run has finished.
-        The run and `task_name` (a task id or display name) are looked up before this returns
-        (NotFound), so that a front end answers that before its stream starts; the stream ends
-        with Unavailable at shutdown."""
+        Per selected task, only the lines after `after_line_number`, or (`tail_lines`,
+        1..MAX_TAIL_LINES) its last `tail_lines` lines, before `before_line_number` when set
+        (not with `follow`). The arguments (InvalidArgument naming the field), the run and
+        `task_name` (a task id or display name; NotFound) are checked before this returns, so
+        that a front end answers those before its stream starts; the stream ends with
+        Unavailable at shutdown."""
+        if after_line_number < 0:
+            raise InvalidArgument.field("after_line_number", "must not be negative")
+        if not 0 <= tail_lines <= MAX_TAIL_LINES:
+            raise InvalidArgument.field("tail_lines", f"must be 1 to {MAX_TAIL_LINES:,} (0 = every line)")
+        if tail_lines and after_line_number:
+            raise InvalidArgument.field("tail_lines", "cannot be combined with after_line_number (set one of them)")
+        if before_line_number < 0:
+            raise InvalidArgument.field("before_line_number", "must not be negative")
+        if before_line_number and not tail_lines:
+            raise InvalidArgument.field("before_line_number", "needs tail_lines (how many lines before it)")
+        if before_line_number and follow:
+            raise InvalidArgument.field("before_line_number", "cannot be combined with follow: those lines are stored already")
         view = await self.get(run_id, with_spec=False)
         task_ids = None
         if task_name:
@@ -509,14 +528,19 @@ class Runs:
             )
             if not task_ids:
                 raise NotFound("task", "task_name", task_name)
-        return self._follow_logs(run_id, task_ids, follow)
+        range_ = store.LogRange()
+        if after_line_number or tail_lines:
+            range_ = await store.log_range(self._db, run_id, task_ids, after_line_number, tail_lines, before_line_number)
+        return self._follow_logs(run_id, task_ids, follow, range_)
 
-    async def _follow_logs(self, run_id: str, task_ids: list[str] | None, follow: bool) -> AsyncGenerator[list[LogLine], None]:
-        after = 0
+    async def _follow_logs(
+        self, run_id: str, task_ids: list[str] | None, follow: bool, range_: store.LogRange
+    ) -> AsyncGenerator[list[LogLine], None]:
+        after = range_.after_sequence
         with self._log_appended.subscribe(run_id) as subscription:
             while True:
                 finished = run_id not in self._active  # checked first: no line can follow it
-                lines = await store.log_lines_after(self._db, run_id, after, task_ids, LOG_PAGE_LINES)
+                lines = await store.log_lines_after(self._db, run_id, after, task_ids, LOG_PAGE_LINES, range_)
                 if lines:
                     for batch in _batches(lines):
                         yield batch

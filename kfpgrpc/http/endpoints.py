@@ -13,11 +13,30 @@ from dataclasses import dataclass, field
 
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
 
 from kfpgrpc.http.errors import Handler, answers_errors
 
 _PATH_PARAMETER = re.compile(r"{([^}:]+)}")
+_ID_PARAMETER = re.compile(r"{([^}:]+_id)}")
+
+
+class _IdConvertor(Convertor[str]):
+    """A path segment that is an id the server made (a UUID): never with a `:`, so that a custom
+    verb with the wrong method (`GET .../runs/{id}:terminate`) is 405, not a run named
+    `{id}:terminate` that is not found."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("id", _IdConvertor())
 
 
 @dataclass(frozen=True)
@@ -57,4 +76,5 @@ class Endpoint:
         return _PATH_PARAMETER.findall(self.path)
 
     def route(self) -> Route:
-        return Route(self.path, answers_errors(self.handler), methods=[self.method])
+        """The Starlette route; its `..._id` parameters are `id` segments (_IdConvertor)."""
+        return Route(_ID_PARAMETER.sub(r"{\1:id}", self.path), answers_errors(self.handler), methods=[self.method])

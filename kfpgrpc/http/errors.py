@@ -17,7 +17,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from kfpgrpc.api.status import to_status
@@ -92,12 +92,17 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 def answers_errors(handler: Handler) -> Handler:
     """`handler`, answering what it raises as `error_response` does (a bug is logged once,
-    here, rather than again by Starlette and uvicorn)."""
+    here, rather than again by Starlette and uvicorn). A client that hung up before its body was
+    read is no error of ours: the request is cancelled, logged at debug level, and the answer
+    (499, CANCELLED, as grpc-gateway's) goes nowhere."""
 
     @functools.wraps(handler)
     async def wrapped(request: Request) -> Response:
         try:
             return await handler(request)
+        except ClientDisconnect:
+            log.debug("request cancelled: the client disconnected", extra={"fields": {"path": request.url.path}})
+            return Response(status_code=_HTTP_STATUS[code_pb2.CANCELLED])
         except Exception as exc:
             return error_response(exc)
 

@@ -1,13 +1,13 @@
 """kfpgrpc's EventService over REST, as a Server-Sent Event stream (kfpgrpc/http/streams.py):
 the JSON twin of kfpgrpc/api/events.py's WatchEvents, with its filter and Event conversion.
 
-    GET /apis/v2beta1/events:watch?after_sequence&run_id&recurring_run_id&experiment_id&types&types...
+    GET /apis/v2beta1/events:watch?after_sequence&newest&run_id&recurring_run_id&experiment_id&types&types...
         -> SSE: each event as `id: <sequence>` and `data: <Event JSON>` (no `event:` line, so
            EventSource's onmessage gets it)
 
 `types` are EventType names, one parameter each (`types=RUN_COMPLETED&types=RUN_DELETED`). A
 `Last-Event-ID` header, which EventSource sends when it reconnects, takes the place of
-`after_sequence`, so that a reconnected stream goes on at the event after the last one received.
+`after_sequence` and of `newest` (which is then ignored), so that a reconnected stream goes on at the event after the last one received.
 A stream the core ends because it fell behind (RESOURCE_EXHAUSTED) or the server stops
 (UNAVAILABLE) sends an `error` event and closes: the client reconnects and loses nothing.
 """
@@ -44,8 +44,11 @@ class EventRoutes:
         message = request_message(request, pb.WatchEventsRequest())
         last_event_id = request.headers.get(LAST_EVENT_ID)
         if last_event_id is not None:
+            # A reconnecting EventSource repeats the first request's query: its `newest` gave
+            # the start, the header now says where to go on.
             message.after_sequence = _sequence(last_event_id)
-        events = await self._events.watch(message.after_sequence, event_filter(message))
+            message.newest = 0
+        events = await self._events.watch(message.after_sequence, event_filter(message), message.newest)
         return event_stream(events, lambda event: sse_frame(event_to_proto(event), event_id=str(event.sequence)))
 
 

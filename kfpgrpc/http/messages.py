@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
@@ -24,6 +24,7 @@ from kfpgrpc.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from kfpgrpc.json_values import protojson_numbers
 
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -37,16 +38,19 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return bytes(body)
 
 
+# Bodies over this many bytes are parsed in a worker thread: json_format.Parse of megabytes
+# takes seconds of Python that would stall every other call, gRPC's included (the gRPC side
+# decodes its messages off the loop too).
+OFF_LOOP_BODY_BYTES = 65_536
+
+
 async def body_into(request: Request, message: M, field: str, max_bytes: int) -> M:
     """`message` with the request's JSON body merged in. Raises ResourceExhausted for a body over
     `max_bytes` (--max-message-bytes, read no further), InvalidArgument naming `field` (the
-    request field the body is) for a body that is not JSON of that message."""
+    request field the body is) for a body that is not JSON of that message. A body over
+    OFF_LOOP_BODY_BYTES is parsed in a worker thread."""
     body = await read_body(request, max_bytes)
-    try:
-        json_format.Parse(body or b"{}", message, ignore_unknown_fields=True)
-    except (json_format.ParseError, UnicodeDecodeError) as error:
-        raise InvalidArgument.field(field, f"not a JSON {message.DESCRIPTOR.name}: {error}") from None
-    return message
+    return await _off_loop_if_large(body, _parse_body, body, message, field)
 
 
 async def body_with_mask(request: Request, message: M, field: str, max_bytes: int) -> tuple[M, list[str]]:
@@ -60,14 +64,32 @@ async def body_with_mask(request: Request, message: M, field: str, max_bytes: in
     Struct, Value: grpc-gateway goes into a Struct's keys, we stop at the field) are leaves. A key
     that is no field is left out, as the body's unknown fields are ignored."""
     body = await read_body(request, max_bytes)
+    given = [path.strip() for value in request.query_params.getlist("update_mask") for path in value.split(",")]
+
+    def parse() -> tuple[M, list[str]]:
+        _parse_body(body, message, field)
+        if given:
+            return message, [path for path in given if path]
+        return message, _set_paths(json.loads(body or b"{}"), message.DESCRIPTOR, "")
+
+    return await _off_loop_if_large(body, parse)
+
+
+async def _off_loop_if_large(body: bytes, parse: Callable[..., T], *args: Any) -> T:
+    """`parse(*args)`, in a worker thread when `body` is over OFF_LOOP_BODY_BYTES."""
+    if len(body) > OFF_LOOP_BODY_BYTES:
+        return await asyncio.to_thread(parse, *args)
+    return parse(*args)
+
+
+def _parse_body(body: bytes, message: M, field: str) -> M:
+    """`message` with the JSON `body` merged in (unknown fields ignored, as KFP's gateway does);
+    InvalidArgument naming `field` for a body that is not JSON of the message."""
     try:
         json_format.Parse(body or b"{}", message, ignore_unknown_fields=True)
     except (json_format.ParseError, UnicodeDecodeError) as error:
         raise InvalidArgument.field(field, f"not a JSON {message.DESCRIPTOR.name}: {error}") from None
-    given = [path.strip() for value in request.query_params.getlist("update_mask") for path in value.split(",")]
-    if given:
-        return message, [path for path in given if path]
-    return message, _set_paths(json.loads(body or b"{}"), message.DESCRIPTOR, "")
+    return message
 
 
 def _set_paths(document: object, descriptor: Descriptor, prefix: str) -> list[str]:

@@ -10,7 +10,7 @@ kfpgrpc/api/runs.py, calling the same core and its conversions.
     POST   /apis/v2beta1/runs/{run_id}:unarchive           -> {}
     DELETE /apis/v2beta1/runs/{run_id}                     -> {}
     GET    /apis/v2beta1/runs/{run_id}:watch               -> SSE: `run` events, then `end`
-    GET    /apis/v2beta1/runs/{run_id}/logs?task_name&follow -> SSE: `logs` events, then `end`
+    GET    /apis/v2beta1/runs/{run_id}/logs?task_name&follow&after_line_number&tail_lines&before_line_number -> SSE: `logs` events, then `end`
 
 Paths and shapes are those of KFP's backend/api/v2beta1/run.proto (google.api.http): the Run's
 `pipeline_spec` is a JSON object (or `pipeline_version_reference` names a stored version),
@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kfpgrpc.api.convert import list_request, to_message
-from kfpgrpc.api.runs import logs_to_proto, new_run, run_to_proto
+from kfpgrpc.api.runs import log_request, logs_to_proto, new_run, run_to_proto
 from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.runs import Runs
 from kfpgrpc.domain import RunView
@@ -116,7 +116,7 @@ class RunRoutes:
 
     async def stream_run_logs(self, request: Request) -> Response:
         message = request_message(request, pb.StreamRunLogsRequest())
-        batches = await self._runs.logs(message.run_id, message.task_name, message.follow)
+        batches = await self._runs.logs(*log_request(message))
         return event_stream(batches, lambda lines: sse_frame(logs_to_proto(lines), event="logs"))
 
     @staticmethod

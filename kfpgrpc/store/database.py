@@ -210,11 +210,11 @@ class Database:
             finally:
                 await conn.execute("COMMIT")
 
-    async def fetch_all(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
+    async def fetch_all(self, sql: str, params: tuple[Any, ...] | list[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         async with self.reader() as conn:
             return list(await conn.execute_fetchall(sql, params))
 
-    async def fetch_one(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> sqlite3.Row | None:
+    async def fetch_one(self, sql: str, params: tuple[Any, ...] | list[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
         rows = await self.fetch_all(sql, params)
         return rows[0] if rows else None
 

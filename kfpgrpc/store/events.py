@@ -67,9 +67,10 @@ class EventLog:
         self._staged, self._sequenced = [], []
 
 
-async def events_after(db: Database, after: int, wanted: EventFilter, limit: int) -> list[Event]:
-    """Committed events with sequence > after that match, oldest first."""
-    where, params = ["sequence > ?"], [after]
+def _matching(wanted: EventFilter) -> tuple[list[str], list[Any]]:
+    """The WHERE terms (AND-ed) and their parameters that select the events `wanted` matches."""
+    where: list[str] = []
+    params: list[Any] = []
     for column in ("run_id", "recurring_run_id", "experiment_id"):
         if value := getattr(wanted, column):
             where.append(f"{column} = ?")
@@ -77,10 +78,31 @@ async def events_after(db: Database, after: int, wanted: EventFilter, limit: int
     if wanted.types:
         where.append(f"type IN ({', '.join('?' * len(wanted.types))})")
         params += sorted(wanted.types)
+    return where, params
+
+
+async def events_after(db: Database, after: int, wanted: EventFilter, limit: int) -> list[Event]:
+    """Committed events with sequence > after that match, oldest first."""
+    where, params = _matching(wanted)
     rows = await db.fetch_all(
-        f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY sequence LIMIT ?", [*params, limit]
+        f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(['sequence > ?', *where])} ORDER BY sequence LIMIT ?",
+        [after, *params, limit],
     )
     return [Event(**{**dict(row), "details": JSON.decode(row["details"])}) for row in rows]
+
+
+async def before_newest(db: Database, wanted: EventFilter, count: int) -> int:
+    """The sequence to read after so as to start with the newest `count` committed events that
+    match (0 when fewer match): one less than the count-th newest match's sequence. Read
+    newest first by the primary key (or a run's / recurring run's index), `count` rows at most
+    when every event matches."""
+    where, params = _matching(wanted)
+    row = await db.fetch_one(
+        f"SELECT sequence FROM events {'WHERE ' + ' AND '.join(where) if where else ''}"
+        " ORDER BY sequence DESC LIMIT 1 OFFSET ?",
+        [*params, count - 1],
+    )
+    return 0 if row is None else row[0] - 1
 
 
 async def sequence_bounds(db: Database) -> tuple[int, int]:

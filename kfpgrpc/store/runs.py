@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -248,16 +249,101 @@ async def append_log_lines(db: Database, lines: list[tuple[str, str, int, int, s
     await db.write(job, background=True, patient=True)
 
 
-async def log_lines_after(
-    db: Database, run_id: str, after_sequence: int, task_ids: list[str] | None, limit: int
-) -> list[LogLine]:
-    """Up to `limit` lines of a run after `after_sequence`, in capture order; `task_ids` None = all.
-    Lines stored before lines were bounded are cut to MAX_LOG_LINE_BYTES as they are read."""
-    sql = (
-        "SELECT sequence, task_id, line_number, time, substr(text, 1, ?), length(CAST(text AS BLOB))"
-        " FROM log_lines WHERE run_id = ? AND sequence > ?"
+@dataclasses.dataclass(frozen=True)
+class LogRange:
+    """Which lines of a run's log a stream reads, besides its tasks: per task, those from
+    `first_lines[task_id]` (`first_line` for a task not in it, e.g. one that has printed nothing
+    yet) and before `before_line` (0 = no bound); all of them have a sequence after
+    `after_sequence` and, when `until_sequence` is set, up to it. The sequence bounds only let
+    the read skip the rest of the run's lines by the index (run_id, sequence)."""
+
+    after_sequence: int = 0
+    first_line: int = 1
+    first_lines: dict[str, int] = dataclasses.field(default_factory=dict)
+    before_line: int = 0
+    until_sequence: int | None = None
+
+
+_NO_LINE = 2**63 - 1
+
+
+async def log_range(
+    db: Database, run_id: str, task_ids: list[str] | None, after_line: int, tail: int, before_line: int
+) -> LogRange:
+    """The range of a stream of lines after line `after_line` of each task, or (`tail` > 0) of
+    each task's last `tail` lines before `before_line` (0 = its last line), for the tasks
+    `task_ids` (None = every task with lines). Read by the index (run_id, task_id,
+    line_number): a few rows per task, and the run's tasks by jumping from one task_id to the
+    next (no scan of the log)."""
+    before = before_line or _NO_LINE
+    params: dict[str, Any] = {"run": run_id, "after": after_line, "before": before, "skip": max(tail - 1, 0)}
+    if task_ids is None:
+        tasks = (
+            "tasks(task_id) AS (SELECT MIN(task_id) FROM log_lines WHERE run_id = :run"
+            " UNION ALL SELECT (SELECT MIN(task_id) FROM log_lines WHERE run_id = :run AND task_id > tasks.task_id)"
+            " FROM tasks WHERE tasks.task_id IS NOT NULL)"
+        )
+    else:
+        tasks, params["tasks"] = "tasks(task_id) AS (SELECT value FROM json_each(:tasks))", json.dumps(task_ids)
+    of_task = "FROM log_lines WHERE run_id = :run AND task_id = tasks.task_id"
+    first = (
+        # the tail-th line before `before` counting back, or the first line when there are fewer
+        f"coalesce((SELECT line_number {of_task} AND line_number < :before ORDER BY line_number DESC LIMIT 1 OFFSET :skip),"
+        f" (SELECT MIN(line_number) {of_task}))"
+        if tail else ":after + 1"
     )
-    params: list[Any] = [MAX_LOG_LINE_BYTES, run_id, after_sequence]
+    of_first = "FROM log_lines WHERE run_id = :run AND task_id = firsts.task_id"
+    # Read first: a line stored after it has a higher sequence, one stored before is seen below.
+    newest = await db.fetch_one("SELECT MAX(sequence) FROM log_lines WHERE run_id = ?", (run_id,))
+    rows = await db.fetch_all(
+        f"WITH RECURSIVE {tasks}, firsts(task_id, first) AS (SELECT task_id, {first} FROM tasks WHERE task_id IS NOT NULL)"
+        f" SELECT task_id, first,"
+        f" (SELECT sequence {of_first} AND line_number >= first AND line_number < :before ORDER BY line_number LIMIT 1),"
+        f" (SELECT sequence {of_first} AND line_number < :before ORDER BY line_number DESC LIMIT 1)"
+        f" FROM firsts",
+        params,
+    )
+    # Before the first line in range, or (none stored yet) after every line stored.
+    starts = [row[2] - 1 for row in rows if row[2] is not None]
+    return LogRange(
+        after_sequence=min([*starts, (newest[0] if newest else None) or 0]),
+        first_line=1 if tail else after_line + 1,
+        first_lines={row[0]: row[1] for row in rows if row[1] is not None} if tail else {},
+        before_line=before_line,
+        until_sequence=max((row[3] for row in rows if row[3] is not None), default=0) if before_line else None,
+    )
+
+
+async def log_lines_after(
+    db: Database, run_id: str, after_sequence: int, task_ids: list[str] | None, limit: int,
+    range_: LogRange = LogRange(),
+) -> list[LogLine]:
+    """Up to `limit` lines of a run after `after_sequence` within `range_`, in capture order;
+    `task_ids` None = all. Lines stored before lines were bounded are cut to MAX_LOG_LINE_BYTES
+    as they are read."""
+    sql = ""
+    params: list[Any] = []
+    if range_.first_lines:
+        sql += "WITH firsts(task_id, first) AS MATERIALIZED (SELECT key, value FROM json_each(?)) "
+        params.append(json.dumps(range_.first_lines))
+    sql += (
+        "SELECT sequence, task_id, line_number, time, substr(text, 1, ?), length(CAST(text AS BLOB))"
+        f" FROM log_lines{' LEFT JOIN firsts USING (task_id)' if range_.first_lines else ''}"
+        " WHERE run_id = ? AND sequence > ?"
+    )
+    params += [MAX_LOG_LINE_BYTES, run_id, max(after_sequence, range_.after_sequence)]
+    if range_.first_lines:
+        sql += " AND line_number >= coalesce(firsts.first, ?)"
+        params.append(range_.first_line)
+    elif range_.first_line > 1:
+        sql += " AND line_number >= ?"
+        params.append(range_.first_line)
+    if range_.before_line:
+        sql += " AND line_number < ?"
+        params.append(range_.before_line)
+    if range_.until_sequence is not None:
+        sql += " AND sequence <= ?"
+        params.append(range_.until_sequence)
     if task_ids is not None:
         sql += f" AND task_id IN ({', '.join('?' * len(task_ids))})"
         params.extend(task_ids)

@@ -27,33 +27,33 @@ from kfpgrpc.v1 import common_pb2 as kfpgrpc_dot_v1_dot_common__pb2
 from kfpgrpc.v1 import recurring_run_pb2 as kfpgrpc_dot_v1_dot_recurring__run__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16kfpgrpc/v1/event.proto\x12\nkfpgrpc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17kfpgrpc/v1/common.proto\x1a\x1ekfpgrpc/v1/recurring_run.proto\"\x93\x01\n\x12WatchEventsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x03\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x18\n\x10recurring_run_id\x18\x03 \x01(\t\x12\x15\n\rexperiment_id\x18\x04 \x01(\t\x12$\n\x05types\x18\x05 \x03(\x0e\x32\x15.kfpgrpc.v1.EventType\"\x8b\x04\n\x05\x45vent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x04type\x18\x03 \x01(\x0e\x32\x15.kfpgrpc.v1.EventType\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x18\n\x10recurring_run_id\x18\x05 \x01(\t\x12\x15\n\rexperiment_id\x18\x06 \x01(\t\x12\x38\n\x11run_state_changed\x18\n \x01(\x0b\x32\x1b.kfpgrpc.v1.RunStateChangedH\x00\x12\x31\n\rrun_completed\x18\x0b \x01(\x0b\x32\x18.kfpgrpc.v1.RunCompletedH\x00\x12@\n\x15recurring_run_changed\x18\x0c \x01(\x0b\x32\x1f.kfpgrpc.v1.RecurringRunChangedH\x00\x12/\n\x0ctick_skipped\x18\r \x01(\x0b\x32\x17.kfpgrpc.v1.TickSkippedH\x00\x12-\n\x0brun_deleted\x18\x0e \x01(\x0b\x32\x16.kfpgrpc.v1.RunDeletedH\x00\x12\x46\n\x18pipeline_version_created\x18\x0f \x01(\x0b\x32\".kfpgrpc.v1.PipelineVersionCreatedH\x00\x42\t\n\x07payload\"\xa1\x01\n\x0fRunStateChanged\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.kfpgrpc.v1.RuntimeState\x12\x30\n\x0eprevious_state\x18\x02 \x01(\x0e\x32\x18.kfpgrpc.v1.RuntimeState\x12\x10\n\x08run_name\x18\x03 \x01(\t\x12!\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.kfpgrpc.v1.Status\"\xad\x02\n\x0cRunCompleted\x12\x10\n\x08run_name\x18\x01 \x01(\t\x12\x1a\n\x12recurring_run_name\x18\x02 \x01(\t\x12\x15\n\rpipeline_name\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.kfpgrpc.v1.RuntimeState\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\tartifacts\x18\x07 \x03(\x0b\x32\x1b.kfpgrpc.v1.ExposedArtifact\x12!\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x12.kfpgrpc.v1.Status\"\x90\x02\n\x13RecurringRunChanged\x12\x36\n\x06\x63hange\x18\x01 \x01(\x0e\x32&.kfpgrpc.v1.RecurringRunChanged.Change\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.kfpgrpc.v1.RecurringRun.Status\x12\x16\n\x0eupdated_fields\x18\x03 \x03(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\"b\n\x06\x43hange\x12\x16\n\x12\x43HANGE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0b\n\x07UPDATED\x10\x02\x12\x0b\n\x07\x45NABLED\x10\x03\x12\x0c\n\x08\x44ISABLED\x10\x04\x12\x0b\n\x07\x44\x45LETED\x10\x05\"a\n\x0bTickSkipped\x12\x32\n\x0escheduled_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\x1c\n\nRunDeleted\x12\x0e\n\x06reason\x18\x01 \x01(\t\"J\n\x16PipelineVersionCreated\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x1b\n\x13pipeline_version_id\x18\x02 \x01(\t*\xad\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_CHANGED\x10\x01\x12\x11\n\rRUN_COMPLETED\x10\x02\x12\x19\n\x15RECURRING_RUN_CHANGED\x10\x03\x12\x10\n\x0cTICK_SKIPPED\x10\x04\x12\x0f\n\x0bRUN_DELETED\x10\x05\x12\x1c\n\x18PIPELINE_VERSION_CREATED\x10\x06\x32R\n\x0c\x45ventService\x12\x42\n\x0bWatchEvents\x12\x1e.kfpgrpc.v1.WatchEventsRequest\x1a\x11.kfpgrpc.v1.Event0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16kfpgrpc/v1/event.proto\x12\nkfpgrpc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17kfpgrpc/v1/common.proto\x1a\x1ekfpgrpc/v1/recurring_run.proto\"\xa3\x01\n\x12WatchEventsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x03\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x18\n\x10recurring_run_id\x18\x03 \x01(\t\x12\x15\n\rexperiment_id\x18\x04 \x01(\t\x12$\n\x05types\x18\x05 \x03(\x0e\x32\x15.kfpgrpc.v1.EventType\x12\x0e\n\x06newest\x18\x06 \x01(\x05\"\x8b\x04\n\x05\x45vent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x04type\x18\x03 \x01(\x0e\x32\x15.kfpgrpc.v1.EventType\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x18\n\x10recurring_run_id\x18\x05 \x01(\t\x12\x15\n\rexperiment_id\x18\x06 \x01(\t\x12\x38\n\x11run_state_changed\x18\n \x01(\x0b\x32\x1b.kfpgrpc.v1.RunStateChangedH\x00\x12\x31\n\rrun_completed\x18\x0b \x01(\x0b\x32\x18.kfpgrpc.v1.RunCompletedH\x00\x12@\n\x15recurring_run_changed\x18\x0c \x01(\x0b\x32\x1f.kfpgrpc.v1.RecurringRunChangedH\x00\x12/\n\x0ctick_skipped\x18\r \x01(\x0b\x32\x17.kfpgrpc.v1.TickSkippedH\x00\x12-\n\x0brun_deleted\x18\x0e \x01(\x0b\x32\x16.kfpgrpc.v1.RunDeletedH\x00\x12\x46\n\x18pipeline_version_created\x18\x0f \x01(\x0b\x32\".kfpgrpc.v1.PipelineVersionCreatedH\x00\x42\t\n\x07payload\"\xa1\x01\n\x0fRunStateChanged\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.kfpgrpc.v1.RuntimeState\x12\x30\n\x0eprevious_state\x18\x02 \x01(\x0e\x32\x18.kfpgrpc.v1.RuntimeState\x12\x10\n\x08run_name\x18\x03 \x01(\t\x12!\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.kfpgrpc.v1.Status\"\xad\x02\n\x0cRunCompleted\x12\x10\n\x08run_name\x18\x01 \x01(\t\x12\x1a\n\x12recurring_run_name\x18\x02 \x01(\t\x12\x15\n\rpipeline_name\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.kfpgrpc.v1.RuntimeState\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\tartifacts\x18\x07 \x03(\x0b\x32\x1b.kfpgrpc.v1.ExposedArtifact\x12!\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x12.kfpgrpc.v1.Status\"\x90\x02\n\x13RecurringRunChanged\x12\x36\n\x06\x63hange\x18\x01 \x01(\x0e\x32&.kfpgrpc.v1.RecurringRunChanged.Change\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.kfpgrpc.v1.RecurringRun.Status\x12\x16\n\x0eupdated_fields\x18\x03 \x03(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\"b\n\x06\x43hange\x12\x16\n\x12\x43HANGE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0b\n\x07UPDATED\x10\x02\x12\x0b\n\x07\x45NABLED\x10\x03\x12\x0c\n\x08\x44ISABLED\x10\x04\x12\x0b\n\x07\x44\x45LETED\x10\x05\"a\n\x0bTickSkipped\x12\x32\n\x0escheduled_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\x1c\n\nRunDeleted\x12\x0e\n\x06reason\x18\x01 \x01(\t\"J\n\x16PipelineVersionCreated\x12\x13\n\x0bpipeline_id\x18\x01 \x01(\t\x12\x1b\n\x13pipeline_version_id\x18\x02 \x01(\t*\xad\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_CHANGED\x10\x01\x12\x11\n\rRUN_COMPLETED\x10\x02\x12\x19\n\x15RECURRING_RUN_CHANGED\x10\x03\x12\x10\n\x0cTICK_SKIPPED\x10\x04\x12\x0f\n\x0bRUN_DELETED\x10\x05\x12\x1c\n\x18PIPELINE_VERSION_CREATED\x10\x06\x32R\n\x0c\x45ventService\x12\x42\n\x0bWatchEvents\x12\x1e.kfpgrpc.v1.WatchEventsRequest\x1a\x11.kfpgrpc.v1.Event0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kfpgrpc.v1.event_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTTYPE']._serialized_start=1753
-  _globals['_EVENTTYPE']._serialized_end=1926
+  _globals['_EVENTTYPE']._serialized_start=1769
+  _globals['_EVENTTYPE']._serialized_end=1942
   _globals['_WATCHEVENTSREQUEST']._serialized_start=129
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=276
-  _globals['_EVENT']._serialized_start=279
-  _globals['_EVENT']._serialized_end=802
-  _globals['_RUNSTATECHANGED']._serialized_start=805
-  _globals['_RUNSTATECHANGED']._serialized_end=966
-  _globals['_RUNCOMPLETED']._serialized_start=969
-  _globals['_RUNCOMPLETED']._serialized_end=1270
-  _globals['_RECURRINGRUNCHANGED']._serialized_start=1273
-  _globals['_RECURRINGRUNCHANGED']._serialized_end=1545
-  _globals['_RECURRINGRUNCHANGED_CHANGE']._serialized_start=1447
-  _globals['_RECURRINGRUNCHANGED_CHANGE']._serialized_end=1545
-  _globals['_TICKSKIPPED']._serialized_start=1547
-  _globals['_TICKSKIPPED']._serialized_end=1644
-  _globals['_RUNDELETED']._serialized_start=1646
-  _globals['_RUNDELETED']._serialized_end=1674
-  _globals['_PIPELINEVERSIONCREATED']._serialized_start=1676
-  _globals['_PIPELINEVERSIONCREATED']._serialized_end=1750
-  _globals['_EVENTSERVICE']._serialized_start=1928
-  _globals['_EVENTSERVICE']._serialized_end=2010
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=292
+  _globals['_EVENT']._serialized_start=295
+  _globals['_EVENT']._serialized_end=818
+  _globals['_RUNSTATECHANGED']._serialized_start=821
+  _globals['_RUNSTATECHANGED']._serialized_end=982
+  _globals['_RUNCOMPLETED']._serialized_start=985
+  _globals['_RUNCOMPLETED']._serialized_end=1286
+  _globals['_RECURRINGRUNCHANGED']._serialized_start=1289
+  _globals['_RECURRINGRUNCHANGED']._serialized_end=1561
+  _globals['_RECURRINGRUNCHANGED_CHANGE']._serialized_start=1463
+  _globals['_RECURRINGRUNCHANGED_CHANGE']._serialized_end=1561
+  _globals['_TICKSKIPPED']._serialized_start=1563
+  _globals['_TICKSKIPPED']._serialized_end=1660
+  _globals['_RUNDELETED']._serialized_start=1662
+  _globals['_RUNDELETED']._serialized_end=1690
+  _globals['_PIPELINEVERSIONCREATED']._serialized_start=1692
+  _globals['_PIPELINEVERSIONCREATED']._serialized_end=1766
+  _globals['_EVENTSERVICE']._serialized_start=1944
+  _globals['_EVENTSERVICE']._serialized_end=2026
 # @@protoc_insertion_point(module_scope)

@@ -30,18 +30,20 @@ RUN_DELETED: EventType
 PIPELINE_VERSION_CREATED: EventType
 
 class WatchEventsRequest(_message.Message):
-    __slots__ = ("after_sequence", "run_id", "recurring_run_id", "experiment_id", "types")
+    __slots__ = ("after_sequence", "run_id", "recurring_run_id", "experiment_id", "types", "newest")
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     RECURRING_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     TYPES_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIELD_NUMBER: _ClassVar[int]
     after_sequence: int
     run_id: str
     recurring_run_id: str
     experiment_id: str
     types: _containers.RepeatedScalarFieldContainer[EventType]
-    def __init__(self, after_sequence: _Optional[int] = ..., run_id: _Optional[str] = ..., recurring_run_id: _Optional[str] = ..., experiment_id: _Optional[str] = ..., types: _Optional[_Iterable[_Union[EventType, str]]] = ...) -> None: ...
+    newest: int
+    def __init__(self, after_sequence: _Optional[int] = ..., run_id: _Optional[str] = ..., recurring_run_id: _Optional[str] = ..., experiment_id: _Optional[str] = ..., types: _Optional[_Iterable[_Union[EventType, str]]] = ..., newest: _Optional[int] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("sequence", "time", "type", "run_id", "recurring_run_id", "experiment_id", "run_state_changed", "run_completed", "recurring_run_changed", "tick_skipped", "run_deleted", "pipeline_version_created")

@@ -47,8 +47,8 @@ class EventServiceServicer(object):
     """
 
     def WatchEvents(self, request, context):
-        """Streams events with sequence > after_sequence that match the filters, first the stored
-        ones, then new ones as they happen. Resuming with the last sequence seen skips nothing
+        """Streams events with sequence > after_sequence (or the newest N: `newest`) that match the
+        filters, first the stored ones, then new ones as they happen. Resuming with the last sequence seen skips nothing
         and repeats nothing, across disconnects and server restarts. A watcher that falls too far
         behind is ended with RESOURCE_EXHAUSTED and resumes from its last sequence; so does every
         watcher at shutdown, with UNAVAILABLE. Events are kept for the server's --event-retention

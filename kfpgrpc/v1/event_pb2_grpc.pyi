@@ -34,8 +34,8 @@ class EventServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> EventServiceAsyncStub: ...
     WatchEvents: _grpc.UnaryStreamMultiCallable[_event_pb2.WatchEventsRequest, _event_pb2.Event]
-    """Streams events with sequence > after_sequence that match the filters, first the stored
-    ones, then new ones as they happen. Resuming with the last sequence seen skips nothing
+    """Streams events with sequence > after_sequence (or the newest N: `newest`) that match the
+    filters, first the stored ones, then new ones as they happen. Resuming with the last sequence seen skips nothing
     and repeats nothing, across disconnects and server restarts. A watcher that falls too far
     behind is ended with RESOURCE_EXHAUSTED and resumes from its last sequence; so does every
     watcher at shutdown, with UNAVAILABLE. Events are kept for the server's --event-retention
@@ -48,8 +48,8 @@ class EventServiceAsyncStub(EventServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     WatchEvents: _aio.UnaryStreamMultiCallable[_event_pb2.WatchEventsRequest, _event_pb2.Event]  # type: ignore[assignment]
-    """Streams events with sequence > after_sequence that match the filters, first the stored
-    ones, then new ones as they happen. Resuming with the last sequence seen skips nothing
+    """Streams events with sequence > after_sequence (or the newest N: `newest`) that match the
+    filters, first the stored ones, then new ones as they happen. Resuming with the last sequence seen skips nothing
     and repeats nothing, across disconnects and server restarts. A watcher that falls too far
     behind is ended with RESOURCE_EXHAUSTED and resumes from its last sequence; so does every
     watcher at shutdown, with UNAVAILABLE. Events are kept for the server's --event-retention
@@ -65,8 +65,8 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _event_pb2.WatchEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_event_pb2.Event], _abc.AsyncIterator[_event_pb2.Event]]:
-        """Streams events with sequence > after_sequence that match the filters, first the stored
-        ones, then new ones as they happen. Resuming with the last sequence seen skips nothing
+        """Streams events with sequence > after_sequence (or the newest N: `newest`) that match the
+        filters, first the stored ones, then new ones as they happen. Resuming with the last sequence seen skips nothing
         and repeats nothing, across disconnects and server restarts. A watcher that falls too far
         behind is ended with RESOURCE_EXHAUSTED and resumes from its last sequence; so does every
         watcher at shutdown, with UNAVAILABLE. Events are kept for the server's --event-retention

@@ -224,14 +224,20 @@ class WatchRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class StreamRunLogsRequest(_message.Message):
-    __slots__ = ("run_id", "task_name", "follow")
+    __slots__ = ("run_id", "task_name", "follow", "after_line_number", "tail_lines", "before_line_number")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    AFTER_LINE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    TAIL_LINES_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_LINE_NUMBER_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     task_name: str
     follow: bool
-    def __init__(self, run_id: _Optional[str] = ..., task_name: _Optional[str] = ..., follow: bool = ...) -> None: ...
+    after_line_number: int
+    tail_lines: int
+    before_line_number: int
+    def __init__(self, run_id: _Optional[str] = ..., task_name: _Optional[str] = ..., follow: bool = ..., after_line_number: _Optional[int] = ..., tail_lines: _Optional[int] = ..., before_line_number: _Optional[int] = ...) -> None: ...
 
 class StreamRunLogsResponse(_message.Message):
     __slots__ = ("lines",)

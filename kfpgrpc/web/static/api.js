@@ -89,6 +89,7 @@ export function clearError() {
 // The gRPC codes after which a closed stream is worth reopening: the watcher fell behind
 // (RESOURCE_EXHAUSTED) or the server is stopping (UNAVAILABLE). Others are final.
 const RESUMABLE = new Set([8, 14]);
+const RETRY_MS = 1000; // as the server's `retry:` line tells EventSource
 
 /**
  * Watches an SSE stream of the API, e.g. watch("runs/ID:watch", {on: {run: (run) => ...}}).
@@ -101,19 +102,29 @@ const RESUMABLE = new Set([8, 14]);
  *   `id:` seen as Last-Event-ID; others close the stream. A lost connection (EventSource
  *   retries) or one refused (it gives up) calls `onError` with an UNAVAILABLE ApiError.
  * - While the tab is hidden the stream is closed; when it shows again it is reopened, with
- *   `resume` (a query parameter name, e.g. "after_sequence") set to the last id seen.
+ *   `resume` (a query parameter name, e.g. "after_sequence") set to the last id seen, and
+ *   `start` (e.g. "newest": how the first request chose where to begin) left out. An
+ *   EventSource reconnect repeats the first URL with Last-Event-ID, which the server lets
+ *   take the place of both.
  *
  * - `onOpen()` is called each time the connection opens (and reopens).
+ * - `query` may be a function, called at each open for the query to use: such a stream is
+ *   reopened by watch() itself after a lost connection (RETRY_MS later) with a fresh query,
+ *   instead of EventSource's reconnect with the first URL (the logs resume by line number,
+ *   which they cannot say by Last-Event-ID).
  *
  * Returns {close(), lastId()}.
  */
-export function watch(path, { query = {}, on = {}, onOpen, onEnd, onError, resume } = {}) {
+export function watch(path, { query = {}, on = {}, onOpen, onEnd, onError, resume, start } = {}) {
   let source = null;
-  let last = resume && query[resume] ? String(query[resume]) : "";
+  const dynamic = typeof query === "function";
+  let last = !dynamic && resume && query[resume] ? String(query[resume]) : "";
   let finished = false;
+  let retry = null;
 
   const open = () => {
-    const current = resume && last ? { ...query, [resume]: last } : query;
+    const base = dynamic ? query() : query;
+    const current = resume && last ? { ...base, [resume]: last, ...(start ? { [start]: "" } : {}) } : base;
     source = new EventSource(apiUrl(path, current), { withCredentials: true });
     source.addEventListener("open", () => onOpen?.());
     for (const [name, handler] of Object.entries(on)) {
@@ -137,6 +148,10 @@ export function watch(path, { query = {}, on = {}, onOpen, onEnd, onError, resum
         // stream at all (CLOSED: a 401, a 404).
         const closed = event.target.readyState === EventSource.CLOSED;
         onError?.(new ApiError(0, { code: 14, message: `the stream ${path} ${closed ? "closed" : "is reconnecting"}` }));
+        if (dynamic && !closed && event.target === source) {
+          shut();
+          retry = setTimeout(() => !finished && !document.hidden && !source && open(), RETRY_MS);
+        }
       }
     });
   };
@@ -148,6 +163,7 @@ export function watch(path, { query = {}, on = {}, onOpen, onEnd, onError, resum
 
   const stop = () => {
     finished = true;
+    clearTimeout(retry);
     shut();
     document.removeEventListener("visibilitychange", onVisibility);
   };
@@ -161,4 +177,41 @@ export function watch(path, { query = {}, on = {}, onOpen, onEnd, onError, resum
   document.addEventListener("visibilitychange", onVisibility);
   if (!document.hidden) open();
   return { close: stop, lastId: () => last };
+}
+
+/**
+ * watch() of `events:watch` for a page that reads a list and keeps it live by events. It
+ * starts with the newest stored event that matches (`newest=1`) instead of the retained log,
+ * and `ready` resolves once it has opened (or failed to: the page is then "not live"). The page
+ * reads its list after `ready`: the server fixed the stream's start before it answered, so
+ * every event committed after the read comes on the stream (with a few from before it, which
+ * the page applies again, in order). A reopen that cannot resume after a sequence (none
+ * received yet) starts at the newest again and calls `onRestart()`: the page reads its list
+ * again. Returns {close(), lastId(), ready}.
+ */
+export function watchNewest(path, { query = {}, onOpen, onError, onRestart, ...options } = {}) {
+  let opens = 0;
+  let gaveUp = false; // the first open failed: the page read its list without the stream
+  let opened;
+  const ready = new Promise((resolve) => (opened = resolve));
+  const stream = watch(path, {
+    ...options,
+    query: { ...query, newest: 1 },
+    resume: "after_sequence",
+    start: "newest",
+    onOpen: () => {
+      const first = opens++ === 0 && !gaveUp;
+      onOpen?.();
+      if (first) opened();
+      else if (!stream.lastId()) onRestart?.();
+    },
+    onError: (error) => {
+      if (!opens && !gaveUp) {
+        gaveUp = true;
+        opened();
+      }
+      onError?.(error);
+    },
+  });
+  return { ...stream, ready };
 }

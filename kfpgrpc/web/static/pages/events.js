@@ -1,6 +1,6 @@
 // The events page, #/events?types=A,B&run=&recurring=&experiment= (docs/ui.md "Events"): a
-// live tail of events:watch from the oldest retained event, filtered by the server, newest on
-// top, the last KEEP shown. Pause closes the stream; resume (and any reconnect) goes on after
+// live tail of events:watch starting with the newest KEEP stored events (`newest`), filtered by
+// the server, newest on top, the last KEEP shown. Pause closes the stream; resume (and any reconnect) goes on after
 // the last sequence received, so nothing is shown twice or missed.
 
 import { watch } from "../api.js";
@@ -64,7 +64,7 @@ export function dispose() {
   view = null;
 }
 
-/** A filter change: the shown events go, the stream starts again from the oldest retained. */
+/** A filter change: the shown events go, the stream starts again with the newest KEEP. */
 function change(update) {
   const mine = view;
   Object.assign(mine, update, { last: 0, pending: [] });
@@ -79,8 +79,11 @@ function change(update) {
 function open(mine) {
   setStatus(mine, "connecting…", "no");
   mine.stream = watch("events:watch", {
-    query: { after_sequence: mine.last || "", types: mine.types, run_id: mine.run, recurring_run_id: mine.recurring, experiment_id: mine.experiment },
+    // After the last one received (a resume), or else the newest KEEP: never the whole log.
+    query: { after_sequence: mine.last || "", newest: mine.last ? "" : KEEP, types: mine.types, run_id: mine.run,
+      recurring_run_id: mine.recurring, experiment_id: mine.experiment },
     resume: "after_sequence",
+    start: "newest",
     on: { message: (event, frame) => view === mine && receive(mine, event, frame) },
     onOpen: () => view === mine && setStatus(mine, "● live", "yes"),
     onError: (error) => view === mine && setStatus(mine, `not live: ${error.message}`, "no"),

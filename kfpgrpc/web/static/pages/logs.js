@@ -2,16 +2,16 @@
 // Events, `logs` frames of {lines: [{task_id, time, text, line_number}]}, then `end`), with
 // ANSI escape sequences stripped, followed while the run runs.
 //
-// A log can be long: the page holds at most MAX_HELD lines (the oldest dropped, and counted)
-// and puts only the last `shown` of them in the DOM (PAGE at first, PAGE more per "Show
-// earlier lines"). The stream starts at a log's first line each time it is opened (the API has
-// no offset), so lines already held are recognised by their line_number and dropped.
+// A log can be long (10 MiB a task): the stream starts with its last PAGE lines
+// (`tail_lines`), and a reopened one (a lost connection, the tab shown again) goes on after the
+// last line received (`after_line_number`). The page holds only the lines in the DOM: at most
+// `shown` of them (PAGE at first, PAGE more per "Show earlier lines", which asks for the PAGE
+// lines before the first one shown with `before_line_number`); new lines push the oldest out.
 
 import { describe, watch } from "../api.js";
 import { h } from "../util.js";
 
-export const PAGE = 1000; // lines put in the DOM at first, and added per "Show earlier lines"
-export const MAX_HELD = 100_000; // lines held in memory per log
+export const PAGE = 1000; // lines fetched at first, and per "Show earlier lines"
 // CSI sequences (colours, cursor moves), OSC sequences (titles, links) and lone ESC pairs.
 const ANSI = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]/g;
 
@@ -49,16 +49,27 @@ export class LogView {
   open(runId, taskId, follow) {
     this.dispose();
     this._reset();
+    this._runId = runId;
+    this._taskId = taskId;
     const reading = follow ? "following…" : "loading…";
     this._status.textContent = reading;
-    this._stream = watch(`runs/${encodeURIComponent(runId)}/logs`, {
-      query: { task_name: taskId, follow: follow ? "true" : "" },
+    const path = `runs/${encodeURIComponent(runId)}/logs`;
+    // The command is line 1, which a tail of a long log leaves out: asked for on its own.
+    this._commandStream = watch(path, {
+      query: { task_name: taskId, tail_lines: 1, before_line_number: 2 },
+      on: { logs: (frame) => this._command(frame.lines || []) },
+      onEnd: () => (this._commandStream = null),
+      onError: () => this._commandStream?.close(),
+    });
+    this._stream = watch(path, {
+      // The last PAGE lines first; after a reconnect, on after the last line received.
+      query: () => ({ task_name: taskId, follow: follow ? "true" : "", ...(this._last ? { after_line_number: this._last } : { tail_lines: PAGE }) }),
       onOpen: () => {
         this._status.textContent = reading; // again after a lost connection
       },
       on: { logs: (frame) => this._add(frame.lines || []) },
       onEnd: () => {
-        this._status.textContent = this._held.length || this._dropped ? "end of log" : "no log lines";
+        this._status.textContent = this._last ? "end of log" : "no log lines";
       },
       onError: (error) => {
         this._status.textContent = `log stream: ${describe(error)}`;
@@ -69,37 +80,48 @@ export class LogView {
   dispose() {
     this._stream?.close();
     this._stream = null;
+    this._commandStream?.close();
+    this._commandStream = null;
+    this._earlierStream?.close();
+    this._earlierStream = null;
   }
 
   _reset() {
-    this._held = []; // {line_number, text}
-    this._last = 0; // the highest line_number held
-    this._dropped = 0; // lines dropped from memory (over MAX_HELD)
-    this._shown = PAGE;
+    this._last = 0; // the highest line_number received
+    this._commandShown = false;
+    this._shown = PAGE; // lines kept in the DOM
     this._pending = null;
     this._lines.replaceChildren();
     this._earlier.hidden = true;
   }
 
+  /** The number of the first line in the DOM, 0 when none. */
+  _first() {
+    return Number(this._lines.firstElementChild?.dataset.line || 0);
+  }
+
+  /** Gives onCommand the argv of line 1 ("+ ...") when `lines` hold it. */
+  _command(lines) {
+    const first = lines.find((line) => Number(line.line_number) === 1);
+    const text = first ? stripAnsi(first.text || "") : "";
+    if (text.startsWith("+ ") && !this._commandShown) {
+      this._commandShown = true;
+      this._onCommand?.(text.slice(2));
+    }
+  }
+
   _add(lines) {
+    this._command(lines);
     const fresh = [];
     for (const line of lines) {
       if (line.line_number <= this._last) continue;
       this._last = Number(line.line_number);
-      const text = stripAnsi(line.text || "");
-      if (this._last === 1 && text.startsWith("+ ")) this._onCommand?.(text.slice(2));
-      fresh.push({ line_number: this._last, text });
+      fresh.push({ line_number: this._last, text: stripAnsi(line.text || "") });
     }
     if (!fresh.length) return;
-    this._held.push(...fresh);
-    if (this._held.length > MAX_HELD) {
-      const over = this._held.length - MAX_HELD;
-      this._held.splice(0, over);
-      this._dropped += over;
-    }
     // Frames can come faster than the page paints: draw once per frame.
-    this._pending = (this._pending || []).concat(fresh);
-    if (this._pending.length === fresh.length) requestAnimationFrame(() => this._flush());
+    if (this._pending === null) requestAnimationFrame(() => this._flush());
+    this._pending = (this._pending || []).concat(fresh).slice(-this._shown);
   }
 
   _flush() {
@@ -107,29 +129,46 @@ export class LogView {
     this._pending = null;
     const following = this._follow.checked;
     const fragment = document.createDocumentFragment();
-    for (const line of pending.slice(-this._shown)) fragment.append(lineElement(line));
+    for (const line of pending) fragment.append(lineElement(line));
     this._lines.append(fragment);
     while (this._lines.childElementCount > this._shown) this._lines.firstElementChild.remove();
     this._updateEarlier();
     if (following) this._lines.scrollTop = this._lines.scrollHeight;
   }
 
+  /** Fetches the PAGE lines before the first one shown and puts them on top. */
   _showEarlier() {
-    const inDom = this._lines.childElementCount;
-    this._shown += PAGE;
-    const before = this._held.slice(Math.max(0, this._held.length - inDom - PAGE), this._held.length - inDom);
-    const height = this._lines.scrollHeight;
-    this._lines.prepend(...before.map(lineElement));
-    this._lines.scrollTop += this._lines.scrollHeight - height; // keep the lines in view where they were
-    this._updateEarlier();
+    const before = this._first();
+    if (before <= 1 || this._earlierStream) return;
+    this._earlier.disabled = true;
+    const earlier = [];
+    this._earlierStream = watch(`runs/${encodeURIComponent(this._runId)}/logs`, {
+      query: { task_name: this._taskId, tail_lines: PAGE, before_line_number: before },
+      on: { logs: (frame) => earlier.push(...(frame.lines || [])) },
+      onEnd: () => {
+        this._earlierStream = null;
+        if (this._first() !== before) return this._updateEarlier(); // the view moved on meanwhile
+        this._shown += PAGE;
+        const height = this._lines.scrollHeight;
+        this._lines.prepend(...earlier.map((line) => lineElement({ line_number: Number(line.line_number), text: stripAnsi(line.text || "") })));
+        this._lines.scrollTop += this._lines.scrollHeight - height; // keep the lines in view where they were
+        this._updateEarlier();
+      },
+      onError: (error) => {
+        this._earlierStream?.close();
+        this._earlierStream = null;
+        this._status.textContent = `earlier lines: ${describe(error)}`;
+        this._updateEarlier();
+      },
+    });
   }
 
   _updateEarlier() {
-    const hidden = this._held.length - this._lines.childElementCount;
-    this._earlier.hidden = hidden <= 0 && !this._dropped;
-    this._earlier.disabled = hidden <= 0;
-    const dropped = this._dropped ? ` (${this._dropped.toLocaleString()} older lines are not held)` : "";
-    this._earlier.textContent = hidden > 0 ? `Show ${Math.min(PAGE, hidden).toLocaleString()} earlier lines of ${hidden.toLocaleString()}${dropped}` : dropped.trim();
+    // Line numbers are consecutive from 1: the first one shown says how many come before it.
+    const hidden = Math.max(0, this._first() - 1);
+    this._earlier.hidden = hidden <= 0;
+    this._earlier.disabled = Boolean(this._earlierStream);
+    this._earlier.textContent = `Show ${Math.min(PAGE, hidden).toLocaleString()} earlier lines of ${hidden.toLocaleString()}`;
   }
 
   _atBottom() {

@@ -17,7 +17,7 @@ let view = null;
 
 export async function render(container, params) {
   const id = params.id;
-  const mine = { id, container, streams: [], timer: null, form: null, recurringRun: null };
+  const mine = { id, container, streams: [], timer: null, form: null, recurringRun: null, lastSkipped: 0 };
   view = mine;
   const recurringRun = await get(`recurringruns/${encodeURIComponent(id)}`);
   if (view !== mine) return;
@@ -58,9 +58,11 @@ export async function render(container, params) {
     onEnd: () => view === mine && (mine.title.textContent += " (deleted)"),
     onError: (error) => view === mine && showError(error),
   }));
+  // The newest SKIPPED_SHOWN skipped ticks, then new ones: not the whole retained log.
   mine.streams.push(watch("events:watch", {
-    query: { recurring_run_id: id, types: ["TICK_SKIPPED"], after_sequence: 0 },
+    query: { recurring_run_id: id, types: ["TICK_SKIPPED"], newest: SKIPPED_SHOWN },
     resume: "after_sequence",
+    start: "newest",
     on: { message: (event) => view === mine && addSkipped(mine, event) },
     onError: (error) => view === mine && showError(error),
   }));
@@ -172,7 +174,9 @@ async function loadRuns(mine) {
 
 function addSkipped(mine, event) {
   const skipped = event.tick_skipped;
-  if (!skipped) return;
+  // A reopen before any event came starts at the newest again: what is shown is not repeated.
+  if (!skipped || Number(event.sequence) <= mine.lastSkipped) return;
+  mine.lastSkipped = Number(event.sequence);
   const zone = triggerZone(mine.recurringRun.trigger);
   mine.skippedList.prepend(h("tr", { "data-time": skipped.scheduled_time },
     h("td", { class: "mono" }, formatInZone(skipped.scheduled_time, zone)),

@@ -2,7 +2,7 @@
 // counters, an enable/disable toggle on each, kept live by the events stream
 // (docs/ui.md "Recurring runs").
 
-import { get, post, showError, watch } from "../api.js";
+import { get, post, showError, watchNewest } from "../api.js";
 import { h } from "../util.js";
 import { describeTrigger, formatInZone, triggerZone } from "./recurring_run_form.js";
 
@@ -14,7 +14,7 @@ const REFRESH_MS = 250; // a burst of events about one recurring run reads it on
 let view = null; // this render's state; null once disposed
 
 export async function render(container, params) {
-  const mine = { container, rows: new Map(), stream: null, pending: new Map(), since: null, pageToken: params.page || "" };
+  const mine = { container, rows: new Map(), stream: null, pending: new Map(), reading: false, queued: new Map(), pageToken: params.page || "" };
   view = mine;
   const body = h("tbody");
   mine.body = body;
@@ -27,15 +27,16 @@ export async function render(container, params) {
         .map((title) => h("th", {}, title)))),
       body),
     (mine.pager = h("div", { class: "pager" })));
-  await load(mine);
-  if (view !== mine) return;
-  mine.stream = watch("events:watch", {
-    query: { types: LIVE_TYPES, after_sequence: 0 },
-    resume: "after_sequence",
+  // The stream first, the list once it is open (watchNewest): no change falls between them.
+  mine.stream = watchNewest("events:watch", {
+    query: { types: LIVE_TYPES },
     on: { message: (event) => view === mine && apply(mine, event) },
+    onOpen: () => view === mine && setLive(mine, ""),
     onError: (error) => view === mine && setLive(mine, error.message),
+    onRestart: () => view === mine && load(mine).catch(showError),
   });
-  setLive(mine, "");
+  await mine.stream.ready;
+  if (view === mine) await load(mine);
 }
 
 export function dispose() {
@@ -45,13 +46,16 @@ export function dispose() {
   view = null;
 }
 
+/** Reads the page of recurring runs; events that come meanwhile are applied once it is shown. */
 async function load(mine) {
-  let date = null;
-  const listed = await get("recurringruns", { page_size: PAGE_SIZE, sort_by: "created_at desc", page_token: mine.pageToken },
-    { response: (r) => (date = r.headers.get("Date")) });
+  mine.reading = true;
+  let listed;
+  try {
+    listed = await get("recurringruns", { page_size: PAGE_SIZE, sort_by: "created_at desc", page_token: mine.pageToken });
+  } finally {
+    mine.reading = false;
+  }
   if (view !== mine) return;
-  // The Date header has whole seconds: a second earlier, so no change after the read is missed.
-  mine.since = date ? Date.parse(date) - 1000 : Date.now();
   const items = listed.recurringRuns || listed.recurring_runs || [];
   mine.rows.clear();
   mine.body.replaceChildren(...(items.length ? items.map((r) => row(mine, r)) : [h("tr", {}, h("td", { class: "empty", colspan: 9 }, "No recurring runs yet."))]));
@@ -59,6 +63,9 @@ async function load(mine) {
     h("span", { class: "info" }, `${listed.total_size || 0} in all`),
     mine.pageToken ? h("a", { href: "#/recurringruns" }, " First page") : null,
     listed.next_page_token ? h("a", { href: `#/recurringruns?page=${encodeURIComponent(listed.next_page_token)}` }, " Next page") : null));
+  const queued = [...mine.queued.values()];
+  mine.queued.clear();
+  for (const event of queued) apply(mine, event);
 }
 
 function statusBadge(status) {
@@ -117,9 +124,14 @@ async function refresh(mine, id) {
 }
 
 /** One Event (kfpgrpc.v1.Event JSON): a shown recurring run is read again (once per burst); a
- * new one reloads the first page. Events from before the list was read are skipped. */
+ * new one reloads the first page. Events that come while the list is read wait for it. */
 function apply(mine, event) {
-  if (mine.since === null || Date.parse(event.time) < mine.since || !event.recurring_run_id) return;
+  if (!event.recurring_run_id) return;
+  if (mine.reading) {
+    // One per recurring run is enough (it is read again), a creation kept over later changes.
+    if (mine.queued.get(event.recurring_run_id)?.recurring_run_changed?.change !== "CREATED") mine.queued.set(event.recurring_run_id, event);
+    return;
+  }
   const id = event.recurring_run_id;
   if (!mine.rows.has(id)) {
     if (event.recurring_run_changed?.change === "CREATED" && !mine.pageToken) load(mine).catch(showError);

@@ -1,7 +1,7 @@
 // The runs list, #/runs?experiment=&state=&name=&size= (docs/ui.md "Runs list"): ListRuns
 // newest first, filtered by state and name, paged by page_token, kept live by the events stream.
 
-import { get, showError, watch } from "../api.js";
+import { get, showError, watchNewest } from "../api.js";
 import { setQuery } from "../app.js";
 import { FINAL_STATES, STATES, formatDuration, formatTime, h, stateBadge } from "../util.js";
 
@@ -10,9 +10,6 @@ const LIVE_TYPES = ["RUN_STATE_CHANGED", "RUN_COMPLETED", "RUN_DELETED"];
 const MAX_PENDING = 5000; // events kept while the list is read (the oldest go first)
 const MAX_EXPERIMENT_PAGES = 10; // 200 each: the selector lists at most 2,000 experiments
 
-// The events stream's last sequence, kept across renders: coming back to the list resumes
-// where it was instead of replaying the retained events again.
-let lastSequence = "";
 // Recurring runs' display names by id (a Run names its recurring run by id only); a promise
 // while asked for, "" for one that is gone.
 const recurringNames = new Map();
@@ -30,7 +27,6 @@ export async function render(container, params) {
     tokens: [], // the page_tokens of the pages before the shown one ("" for the first)
     token: "",
     rows: new Map(), // run_id -> {run, tr}
-    since: null, // the server's time when the shown page was read (ms): older events are skipped
     loads: 0, // counts reads of the list: only the newest one's answer is shown
     reading: false,
     pending: [], // events that came while the list was being read, applied once it is shown
@@ -82,9 +78,11 @@ export async function render(container, params) {
   }, 1000);
   mine.timers.push(() => clearInterval(tick), () => clearTimeout(mine.reloading));
 
-  mine.stream = openStream(mine);
   loadExperiments(mine, experiments);
-  await load(mine);
+  // The stream first, the list once it is open (watchNewest): no change falls between them.
+  mine.stream = openStream(mine);
+  await mine.stream.ready;
+  if (view === mine) await load(mine);
 }
 
 /** Closes the events stream and the timers. */
@@ -127,12 +125,11 @@ async function load(mine) {
   const mineLoad = ++mine.loads;
   mine.reading = true;
   mine.previous.disabled = mine.next.disabled = true;
-  let date = null;
   let answer;
   try {
     answer = await get("runs", {
       experiment_id: mine.experiment, page_size: mine.size, page_token: mine.token, sort_by: "created_at desc", filter: filterOf(mine),
-    }, { response: (r) => (date = r.headers.get("Date")) });
+    });
   } catch (error) {
     if (view === mine && mineLoad === mine.loads) {
       mine.reading = false;
@@ -143,10 +140,6 @@ async function load(mine) {
   }
   if (view !== mine || mineLoad !== mine.loads) return;
   mine.reading = false;
-  // The Date header has whole seconds: a second earlier, so no event after the read is missed.
-  // An event the page already reflects may be applied again, but so are all after it, in
-  // order: a row ends in its latest state.
-  mine.since = Date.parse(date || "") - 1000 || Date.now();
   mine.nextToken = answer.next_page_token || "";
   mine.rows.clear();
   const runs = answer.runs || [];
@@ -238,23 +231,21 @@ async function loadExperiments(mine, select) {
 }
 
 /** The events stream of run changes (all experiments: one stream whatever is chosen, so a
- * change of experiment replays nothing), applied to the shown rows. */
+ * change of experiment needs no new stream), applied to the shown rows. It starts at the newest
+ * stored event (watchNewest), not the retained log. An event the list read already reflects
+ * may be applied again, but so is every event after it, in order: a row ends in its latest
+ * state. */
 function openStream(mine) {
-  return watch("events:watch", {
-    query: { types: LIVE_TYPES, after_sequence: lastSequence },
-    resume: "after_sequence",
+  return watchNewest("events:watch", {
+    query: { types: LIVE_TYPES },
     on: {
-      message: (event, frame) => {
-        if (frame.lastEventId) lastSequence = frame.lastEventId;
+      message: (event) => {
         if (view === mine) apply(mine, event);
       },
     },
-    onOpen: () => {
-      if (view === mine) setLive(mine, "");
-    },
-    onError: (error) => {
-      if (view === mine) setLive(mine, error.message);
-    },
+    onOpen: () => view === mine && setLive(mine, ""),
+    onError: (error) => view === mine && setLive(mine, error.message),
+    onRestart: () => view === mine && load(mine),
   });
 }
 
@@ -274,7 +265,6 @@ function apply(mine, event) {
     if (mine.pending.length > MAX_PENDING) mine.pending.shift();
     return;
   }
-  if (Date.parse(event.time) < mine.since) return;
   if (mine.experiment && event.experiment_id !== mine.experiment) return;
   const shown = mine.rows.get(event.run_id);
   if (event.type === "RUN_DELETED") {
