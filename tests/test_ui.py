@@ -349,3 +349,24 @@ def test_logging_in_returns_to_the_link_opened(page: Page, tmp_path: Path) -> No
     finally:
         code, stderr = server.terminate()
     assert code == 0, stderr
+
+
+def test_the_runs_list_shows_active_archived_or_all_runs(page: Page, served: ServerProcess, instant: dict[str, Any]) -> None:
+    kept = create_run(served, instant, "kept")
+    archived = create_run(served, instant, "put-away")
+    for run_id in (kept, archived):
+        wait_for_state(served, run_id, "SUCCEEDED")
+    assert call(served, "POST", f"/apis/v2beta1/runs/{archived}:archive")[0] == 200
+    page.goto(served.http_url + "/ui/#/runs")
+    runs = page.locator("table.runs tbody tr[data-run-id]")
+    expect(runs).to_have_count(1)  # active runs by default
+    expect(runs).to_have_attribute("data-run-id", kept)
+    page.get_by_label("Show").select_option("archived")
+    expect(runs).to_have_count(1)
+    expect(runs).to_have_attribute("data-run-id", archived)
+    expect(runs.get_by_test_id("archived")).to_have_text("archived")
+    assert "show=archived" in page.url
+    page.get_by_label("Show").select_option("all")
+    expect(runs).to_have_count(2)
+    expect(page.locator(f'tr[data-run-id="{kept}"]').get_by_test_id("archived")).to_have_count(0)
+    expect(page.locator(f'tr[data-run-id="{archived}"]').get_by_test_id("archived")).to_have_count(1)

@@ -119,9 +119,13 @@ def test_a_running_tasks_log_is_followed(served: ServerProcess, page: Page, tmp_
     expect(first).to_have_count(1)
     assert api(served, f"runs/{run_id}")["state"] == "RUNNING"  # followed while it runs
     assert "\x1b" not in first.inner_text()  # the colour codes are stripped
+    # The newest line is in the window while followed: the log is not below the fold of a panel.
+    expect(page.locator(".log-line").last).to_be_in_viewport()
+    expect(page.get_by_label("Follow")).to_be_visible()
     expect(page.locator(".log-line", has_text="tick 9")).to_have_count(1)
     expect(page.locator("h1")).to_have_attribute("data-state", "SUCCEEDED")
     expect(page.locator(".log-status")).to_have_text("end of log")
+    expect(page.get_by_label("Follow")).to_be_hidden()  # nothing more to follow
     texts = page.eval_on_selector_all(".log-line", "els => els.map(e => e.lastChild.textContent)")
     assert [text for text in texts if text.startswith("tick")] == [f"tick {n}" for n in range(10)]  # once each, in order
     expect(page.get_by_test_id("run-graph").locator('[data-task-id="ticker"]')).to_have_attribute("data-state", "SUCCEEDED")

@@ -182,7 +182,12 @@ class RunPage {
   openLog(taskId, follow = false) {
     const open = this.logTask;
     if (open?.taskId === taskId && (open.follow || !follow)) return;
-    if (open?.taskId !== taskId) this.command = "";
+    if (open?.taskId !== taskId) {
+      this.command = "";
+      // A newly opened log is brought into the window (the least scroll that shows it all):
+      // under a task's details it would often start below the fold.
+      if (taskId) requestAnimationFrame(() => this.logSection.isConnected && !this.logSection.hidden && this.logSection.scrollIntoView({ block: "nearest" }));
+    }
     this.logTask = taskId ? { taskId, follow } : null;
     if (taskId) this.logs.open(this.runId, taskId, follow);
     else this.logs.dispose();
