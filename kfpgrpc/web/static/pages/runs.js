@@ -207,7 +207,7 @@ function fillRow(tr, run) {
       h("a", { class: "run-name", href: `#/runs/${encodeURIComponent(run.run_id)}`, title: run.display_name || run.run_id }, run.display_name || run.run_id),
       run.storage_state === "ARCHIVED" ? h("span", { class: "badge archived", "data-testid": "archived" }, "archived") : null),
     h("td", {}, stateBadge(run.state)),
-    h("td", { title: run.created_at || "" }, formatTime(run.created_at)),
+    h("td", { class: "time", title: run.created_at || "" }, formatTime(run.created_at)),
     h("td", { class: "duration" }, durationOf(run)),
     h("td", {}, recurring),
   );
