@@ -108,6 +108,8 @@ def test_a_sub_pipeline_is_a_cluster_with_its_edges(served: ServerProcess, page:
     assert graph.locator(".g-cluster").count() == 1 and graph.locator(".g-node").count() == len(reported) - 1
     # Edges: add-twice -> add (the outer DAG) and add -> add-2 (inside the sub-pipeline).
     expect(graph.locator(".edges path")).to_have_count(2)
+    # The version is a link to its pipeline page.
+    expect(page.locator(f'.run-parameters a[href="#/pipelines/{pipeline["pipeline_id"]}?version={version["pipeline_version_id"]}"]')).to_have_count(1)
 
 
 def test_a_running_tasks_log_is_followed(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
@@ -272,6 +274,8 @@ def test_a_run_whose_version_was_deleted_is_shown_from_its_reported_tasks(served
     expect(page.get_by_test_id("run-graph").locator(".edges path")).to_have_count(0)
     expect(page.get_by_test_id("run-timeline").locator("tr")).to_have_count(len(run["state_history"]))
     expect(page.locator("#error-banner")).to_be_hidden()
+    expect(page.locator(".run-parameters")).to_contain_text("(deleted)")
+    expect(page.locator(".run-meta a.experiment")).to_have_text("Default")  # the experiment by name
     # It can still be archived from its page.
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("button[data-action=archive]").click()

@@ -49,12 +49,27 @@ class RunPage {
     this.build();
     this.show(run);
     this.follow();
+    this.nameExperiment();
+  }
+
+  /** Replaces the experiment's id in the header by its name (one GET; the id stays if it fails). */
+  async nameExperiment() {
+    if (!this.run.experiment_id) return;
+    try {
+      const experiment = await get(`experiments/${encodeURIComponent(this.run.experiment_id)}`);
+      this.experimentName = experiment.display_name || "";
+    } catch {
+      return;
+    }
+    const link = this.container.isConnected && this.meta.querySelector("a.experiment");
+    if (link && this.experimentName) link.textContent = this.experimentName;
   }
 
   /** The page's fixed parts: header, actions, graph, task panel, timeline. */
   build() {
     this.title = h("h1", {});
     this.meta = h("div", { class: "run-meta muted" });
+    this.description = h("p", { class: "run-description", hidden: true });
     this.actions = h("div", { class: "toolbar run-actions" });
     const graphPane = h("div", { class: "graph-pane", "data-testid": "run-graph" });
     const graphNote = this.versionDeleted
@@ -81,6 +96,7 @@ class RunPage {
       h("p", {}, h("a", { href: "#/runs" }, "← Runs")),
       this.title,
       this.meta,
+      this.description,
       this.actions,
       h("div", { class: "run-layout" }, h("div", { class: "graph-column" }, graphNote, graphPane, h("label", { class: "graph-fit muted" }, fit, " Fit the graph to the width"), legend), this.taskPanel),
       h("div", { class: "run-lower" }, this.timeline, this.parameters),
@@ -102,8 +118,11 @@ class RunPage {
       run.finished_at ? h("span", {}, `finished ${formatTime(run.finished_at)}`) : null,
       h("span", {}, `duration ${formatDuration(ended - new Date(run.created_at))}`),
       run.storage_state === "ARCHIVED" ? h("span", { class: "archived" }, "archived") : null,
+      run.experiment_id ? h("span", {}, "experiment ", h("a", { href: `#/runs?experiment=${encodeURIComponent(run.experiment_id)}`, class: "experiment", "data-id": run.experiment_id }, this.experimentName || run.experiment_id.slice(0, 8))) : null,
       run.recurring_run_id ? h("span", {}, "by recurring run ", h("a", { href: `#/recurringruns/${encodeURIComponent(run.recurring_run_id)}` }, run.recurring_run_id)) : null,
     ].filter(Boolean));
+    this.description.textContent = run.description || "";
+    this.description.hidden = !run.description;
     this.showActions();
     const graph = this.graph.update(this.spec, tasks, FINAL_STATES.has(run.state));
     this.graphNodes = graph.nodes;
@@ -203,7 +222,12 @@ class RunPage {
     const parts = [h("h2", {}, "Parameters"), valueTable(config.parameters || {})];
     if (config.pipeline_root) parts.push(h("p", {}, "Pipeline root ", h("code", {}, config.pipeline_root)));
     const reference = this.run.pipeline_version_reference;
-    if (reference) parts.push(h("p", {}, "Pipeline version ", h("code", {}, `${reference.pipeline_id} / ${reference.pipeline_version_id}`)));
+    if (reference) {
+      const ids = h("code", {}, `${reference.pipeline_id} / ${reference.pipeline_version_id}`);
+      parts.push(this.versionDeleted
+        ? h("p", {}, "Pipeline version ", ids, " (deleted)")
+        : h("p", {}, "Pipeline version ", h("a", { href: `#/pipelines/${encodeURIComponent(reference.pipeline_id)}?version=${encodeURIComponent(reference.pipeline_version_id)}` }, ids)));
+    }
     if (this.run.error?.message) parts.unshift(h("h2", {}, "Error"), h("pre", { class: "task-error" }, this.run.error.message));
     this.parameters.replaceChildren(...parts);
   }
