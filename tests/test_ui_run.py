@@ -275,6 +275,7 @@ def test_a_run_whose_version_was_deleted_is_shown_from_its_reported_tasks(served
     expect(page.get_by_test_id("run-timeline").locator("tr")).to_have_count(len(run["state_history"]))
     expect(page.locator("#error-banner")).to_be_hidden()
     expect(page.locator(".run-parameters")).to_contain_text("(deleted)")
+    expect(page.locator("button[data-action=re-run]")).to_be_disabled()
     expect(page.locator(".run-meta a.experiment")).to_have_text("Default")  # the experiment by name
     # It can still be archived from its page.
     page.once("dialog", lambda dialog: dialog.accept())

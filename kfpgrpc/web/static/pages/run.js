@@ -245,7 +245,8 @@ class RunPage {
       archived
         ? button("Unarchive", true, "Unarchive this run?", () => post(`${path}:unarchive`))
         : button("Archive", true, "Archive this run?", () => post(`${path}:archive`)),
-      button("Re-run", true, "Start a new run of the same pipeline with the same parameters?", () => this.rerun()),
+      // A deleted version cannot be run again (CreateRun would refuse it).
+      button("Re-run", !this.versionDeleted, "Start a new run of the same pipeline with the same parameters?", () => this.rerun()),
       button("Delete", finished, "Delete this run and its task details and logs? This cannot be undone.", async () => {
         await del(path);
         location.hash = "#/runs";
