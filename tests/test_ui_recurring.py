@@ -278,3 +278,8 @@ def test_a_long_unbroken_name_keeps_the_recurring_runs_list_in_the_window(page: 
     page.goto(served.http_url + f"/ui/#/recurringruns/{long_id}")
     expect(page.locator("h1")).to_contain_text(long_name)
     assert page.eval_on_selector("html", "d => d.scrollWidth") <= 1280
+    # Its pipeline and experiment are links, and an empty skipped-ticks table says so.
+    expect(page.get_by_test_id("pipeline-link")).to_have_attribute("href", f"#/pipelines/{pipeline_id}")
+    experiment_id = api_recurring_run(served, long_id)["experiment_id"]
+    expect(page.get_by_test_id("experiment-link")).to_have_attribute("href", f"#/runs?experiment={experiment_id}")
+    expect(page.locator("table.skipped td.empty")).to_have_text("No skipped ticks.")
