@@ -44,7 +44,7 @@ export function render(container, params) {
   container.append(
     h("h1", {}, "Events"),
     h("div", { class: "toolbar" },
-      h("label", {}, "Types (none = all)", types),
+      h("label", { title: "Ctrl-click (⌘-click on a Mac) to choose several types" }, "Types (none = all; Ctrl/⌘-click for several)", types),
       h("div", { class: "id-filters" },
         h("label", {}, "Run id", idInput("run", "Run id")),
         h("label", {}, "Recurring run id", idInput("recurring", "Recurring run id")),
