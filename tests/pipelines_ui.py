@@ -73,3 +73,14 @@ def chatty(lines: int):
 @dsl.pipeline(name="chattering")
 def chattering(lines: int = 2500):
     chatty(lines=lines)
+
+
+@dsl.component(base_image=IMAGE)
+def give_up():
+    raise RuntimeError("giving up")
+
+
+@dsl.pipeline(name="stops-early")
+def stops_early():
+    """A failing task with a task after it: the run fails before that task starts."""
+    say(msg="never").after(give_up())

@@ -315,3 +315,58 @@ def test_a_run_of_a_recurring_run_links_to_it_by_name(page: Page, served: Server
     link.click()
     expect(page).to_have_url(re.compile(f"#/recurringruns/{recurring_id}$"))
     expect(page.locator("h1")).to_contain_text("hourly")  # the recurring run's page
+
+
+def test_a_long_unbroken_name_keeps_the_runs_list_in_the_window(page: Page, served: ServerProcess, instant: dict[str, Any]) -> None:
+    long_name = "L" * 250  # display_name allows 256 characters
+    run_id = create_run(served, instant, long_name)
+    create_run(served, instant, "short")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(served.http_url + "/ui/#/runs")
+    expect(page.get_by_role("link", name="short", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name=long_name, exact=True)).to_be_visible()
+    assert page.eval_on_selector("table.runs", "t => t.getBoundingClientRect().right") <= 1280
+    assert page.eval_on_selector("html", "d => d.scrollWidth") <= 1280
+    # The short run's row stays one line high: the long name wraps in its own cell only.
+    short = page.locator("table.runs tr", has=page.get_by_role("link", name="short", exact=True)).bounding_box()
+    assert short is not None and short["height"] < 60
+    page.goto(served.http_url + f"/ui/#/runs/{run_id}")
+    expect(page.locator("h1")).to_have_attribute("title", long_name)
+    assert page.eval_on_selector("html", "d => d.scrollWidth") <= 1280
+
+
+def test_logging_in_returns_to_the_link_opened(page: Page, tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", "--auth-token", TOKEN, http=True)
+    try:
+        page.goto(server.http_url + "/ui/#/events")
+        page.get_by_label("Token").fill("wrong")  # a wrong token first: the link is kept through it
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("alert")).to_have_text("Wrong token.")
+        page.get_by_label("Token").fill(TOKEN)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("heading", name="Events")).to_be_visible()
+        assert page.url.endswith("/ui/#/events")
+    finally:
+        code, stderr = server.terminate()
+    assert code == 0, stderr
+
+
+def test_the_runs_list_shows_active_archived_or_all_runs(page: Page, served: ServerProcess, instant: dict[str, Any]) -> None:
+    kept = create_run(served, instant, "kept")
+    archived = create_run(served, instant, "put-away")
+    for run_id in (kept, archived):
+        wait_for_state(served, run_id, "SUCCEEDED")
+    assert call(served, "POST", f"/apis/v2beta1/runs/{archived}:archive")[0] == 200
+    page.goto(served.http_url + "/ui/#/runs")
+    runs = page.locator("table.runs tbody tr[data-run-id]")
+    expect(runs).to_have_count(1)  # active runs by default
+    expect(runs).to_have_attribute("data-run-id", kept)
+    page.get_by_label("Show").select_option("archived")
+    expect(runs).to_have_count(1)
+    expect(runs).to_have_attribute("data-run-id", archived)
+    expect(runs.get_by_test_id("archived")).to_have_text("archived")
+    assert "show=archived" in page.url
+    page.get_by_label("Show").select_option("all")
+    expect(runs).to_have_count(2)
+    expect(page.locator(f'tr[data-run-id="{kept}"]').get_by_test_id("archived")).to_have_count(0)
+    expect(page.locator(f'tr[data-run-id="{archived}"]').get_by_test_id("archived")).to_have_count(1)

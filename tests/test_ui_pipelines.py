@@ -283,3 +283,17 @@ def test_the_events_page_starts_with_the_newest_500(served: ServerProcess, page:
     expect(rows).to_have_count(500)
     expect(rows.last).to_have_attribute("data-sequence", "102")
     assert page.evaluate("window.sources.map((s) => s.messages)") == [501]
+
+
+def test_the_pipeline_page_fits_a_1280_window(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    pipeline_id = upload(served, tmp_path, typed_inputs, "typed " + "x" * 60)
+    upload_loops = upload(served, tmp_path, pipelines_ui.condition_and_loop, "loops")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    for shown in (pipeline_id, upload_loops):
+        page.goto(f"{served.http_url}/ui/#/pipelines/{shown}")
+        expect(page.get_by_test_id("pipeline-graph").locator(".run-graph")).to_be_visible()
+        assert page.eval_on_selector("html", "d => d.scrollWidth") <= 1280
+        # Every card within the window, and the static graph within its card.
+        assert page.eval_on_selector_all(".panel, .graph-pane", "els => Math.max(...els.map(e => e.getBoundingClientRect().right))") <= 1280
+        pane, drawn = (page.locator(selector).bounding_box() for selector in ("[data-testid=pipeline-graph]", "[data-testid=pipeline-graph] .run-graph"))
+        assert pane is not None and drawn is not None and drawn["width"] <= pane["width"]

@@ -265,3 +265,21 @@ def test_a_backfill_is_previewed_then_queued(page: Page, served: ServerProcess, 
         page.set_viewport_size({"width": 1280, "height": 900})
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_a_long_unbroken_name_keeps_the_recurring_runs_list_in_the_window(page: Page, served: ServerProcess, pipeline_id: str) -> None:
+    long_name = "R" * 200
+    long_id = create_recurring_run(served, pipeline_id, long_name, "0 0 1 1 *", mode="DISABLE")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(served.http_url + "/ui/#/recurringruns")
+    link = page.locator(f"tr[data-id='{long_id}'] a", has_text=long_name)
+    expect(link).to_have_attribute("title", long_name)
+    assert page.eval_on_selector("html", "d => d.scrollWidth") <= 1280
+    page.goto(served.http_url + f"/ui/#/recurringruns/{long_id}")
+    expect(page.locator("h1")).to_contain_text(long_name)
+    assert page.eval_on_selector("html", "d => d.scrollWidth") <= 1280
+    # Its pipeline and experiment are links, and an empty skipped-ticks table says so.
+    expect(page.get_by_test_id("pipeline-link")).to_have_attribute("href", f"#/pipelines/{pipeline_id}")
+    experiment_id = api_recurring_run(served, long_id)["experiment_id"]
+    expect(page.get_by_test_id("experiment-link")).to_have_attribute("href", f"#/runs?experiment={experiment_id}")
+    expect(page.locator("table.skipped td.empty")).to_have_text("No skipped ticks.")

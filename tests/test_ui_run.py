@@ -108,6 +108,8 @@ def test_a_sub_pipeline_is_a_cluster_with_its_edges(served: ServerProcess, page:
     assert graph.locator(".g-cluster").count() == 1 and graph.locator(".g-node").count() == len(reported) - 1
     # Edges: add-twice -> add (the outer DAG) and add -> add-2 (inside the sub-pipeline).
     expect(graph.locator(".edges path")).to_have_count(2)
+    # The version is a link to its pipeline page.
+    expect(page.locator(f'.run-parameters a[href="#/pipelines/{pipeline["pipeline_id"]}?version={version["pipeline_version_id"]}"]')).to_have_count(1)
 
 
 def test_a_running_tasks_log_is_followed(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
@@ -119,9 +121,13 @@ def test_a_running_tasks_log_is_followed(served: ServerProcess, page: Page, tmp_
     expect(first).to_have_count(1)
     assert api(served, f"runs/{run_id}")["state"] == "RUNNING"  # followed while it runs
     assert "\x1b" not in first.inner_text()  # the colour codes are stripped
+    # The newest line is in the window while followed: the log is not below the fold of a panel.
+    expect(page.locator(".log-line").last).to_be_in_viewport()
+    expect(page.get_by_label("Follow")).to_be_visible()
     expect(page.locator(".log-line", has_text="tick 9")).to_have_count(1)
     expect(page.locator("h1")).to_have_attribute("data-state", "SUCCEEDED")
     expect(page.locator(".log-status")).to_have_text("end of log")
+    expect(page.get_by_label("Follow")).to_be_hidden()  # nothing more to follow
     texts = page.eval_on_selector_all(".log-line", "els => els.map(e => e.lastChild.textContent)")
     assert [text for text in texts if text.startswith("tick")] == [f"tick {n}" for n in range(10)]  # once each, in order
     expect(page.get_by_test_id("run-graph").locator('[data-task-id="ticker"]')).to_have_attribute("data-state", "SUCCEEDED")
@@ -247,3 +253,68 @@ def test_rerun_and_the_apis_errors(served: ServerProcess, page: Page, tmp_path: 
     page.locator("button[data-action=archive]").click()
     expect(page.locator("#error-banner")).to_be_visible()
     expect(page.locator("#error-banner")).to_contain_text(run_id)
+
+
+def test_a_run_whose_version_was_deleted_is_shown_from_its_reported_tasks(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    spec = compile_pipeline(pipelines.nested_pipeline, tmp_path / "nested.yaml")
+    pipeline = api(served, "pipelines", {"display_name": "nested"})
+    version = api(served, f"pipelines/{pipeline['pipeline_id']}/versions", {"display_name": "v1", "pipeline_spec": spec})
+    reference = {"pipeline_id": pipeline["pipeline_id"], "pipeline_version_id": version["pipeline_version_id"]}
+    run_id = api(served, "runs", {"display_name": "orphan", "pipeline_version_reference": reference,
+                                  "runtime_config": {"parameters": {"x": 1}}})["run_id"]
+    run = wait_for_end(served, run_id, "SUCCEEDED", "FAILED")
+    status, _ = call(served, "DELETE", f"/apis/v2beta1/pipelines/{pipeline['pipeline_id']}/versions/{version['pipeline_version_id']}")
+    assert status == 200
+    reported = {task["task_id"]: task["state"] for task in run["run_details"]["task_details"]}
+
+    page.goto(f"{served.http_url}/ui/#/runs/{run_id}")
+    expect(page.locator("h1")).to_have_attribute("data-state", run["state"])
+    expect(page.get_by_test_id("graph-note")).to_have_text("The pipeline version was deleted: graph from the reported tasks only.")
+    assert graph_states(page) == reported  # every reported task, no edges (they are the spec's)
+    expect(page.get_by_test_id("run-graph").locator(".edges path")).to_have_count(0)
+    expect(page.get_by_test_id("run-timeline").locator("tr")).to_have_count(len(run["state_history"]))
+    expect(page.locator("#error-banner")).to_be_hidden()
+    expect(page.locator(".run-parameters")).to_contain_text("(deleted)")
+    expect(page.locator("button[data-action=re-run]")).to_be_disabled()
+    expect(page.locator(".run-meta a.experiment")).to_have_text("Default")  # the experiment by name
+    # It can still be archived from its page.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("button[data-action=archive]").click()
+    expect(page.locator("button[data-action=unarchive]")).to_be_visible()
+    assert api(served, f"runs/{run_id}")["storage_state"] == "ARCHIVED"
+
+
+def test_a_finished_runs_never_started_task_is_not_run(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    run_id = start_run(served, tmp_path, pipelines_ui.stops_early)
+    run = wait_for_end(served, run_id, "FAILED", "SUCCEEDED")
+    assert run["state"] == "FAILED"
+    assert "say" not in {task["task_id"] for task in run["run_details"]["task_details"]}  # never reported
+    page.goto(f"{served.http_url}/ui/#/runs/{run_id}?task=say")
+    expect(page.locator("h1")).to_have_attribute("data-state", "FAILED")
+    box = page.get_by_test_id("run-graph").locator('[data-task-id="say"]')
+    expect(box).to_have_attribute("data-state", "NOT_RUN")
+    assert box.get_attribute("data-reported") == "false"
+    panel = page.get_by_test_id("task-panel")
+    expect(panel.locator("table.task-fields")).to_contain_text("NOT RUN")
+    expect(panel).to_contain_text("not run: the run ended before it started")
+    expect(panel).not_to_contain_text("not started yet")
+    expect(page.get_by_test_id("graph-legend")).to_contain_text("dashed box")
+
+
+def test_the_graph_fits_and_the_log_has_room(served: ServerProcess, page: Page, tmp_path: Path) -> None:  # noqa: F811
+    run_id = start_run(served, tmp_path, pipelines_ui.condition_and_loop)
+    wait_for_end(served, run_id, "SUCCEEDED", "FAILED")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{served.http_url}/ui/#/runs/{run_id}?task=coin")
+    expect(page.locator(".log-status")).to_have_text("end of log")
+    # Fitted by default: the whole graph, wider than its card at its size, shows in the card.
+    expect(page.get_by_label("Fit the graph to the width")).to_be_checked()
+    pane, drawn = (page.locator(selector).bounding_box() for selector in ("[data-testid=run-graph]", ".run-graph"))
+    assert pane is not None and drawn is not None and drawn["width"] <= pane["width"]
+    natural = float(page.locator(".run-graph").get_attribute("width") or 0)
+    assert natural > pane["width"]  # so the fitting is what keeps it in
+    # The log is its own scroll box, at least half the window high, and the panel is none.
+    log = page.locator(".log-lines").bounding_box()
+    assert log is not None and log["height"] >= 0.5 * 900 - 1
+    assert page.eval_on_selector("[data-testid=task-panel]", "p => getComputedStyle(p).overflowY") == "visible"
+    assert page.eval_on_selector("body", "b => b.scrollWidth") <= 1280

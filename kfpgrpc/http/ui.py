@@ -6,6 +6,8 @@ Authorization header on an EventSource.
     GET  /ui/...           the single-page app (kfpgrpc/web/static/, hash routing: no fallback)
     GET  /ui/login         the login form (served without a token)
     POST /ui/login         form `token` -> 303 to /ui/ with the cookie set; a wrong token: 401, the form
+                           (login.js puts the opened link's fragment on the form's action, and
+                           the browser keeps it through the 303: the user lands where they were)
     POST /ui/logout        -> 303 to /ui/login with the cookie cleared
     GET  /ui/session.json  {"auth": bool}: whether the server asks for a token (the app shows "Log out")
 """
@@ -31,8 +33,9 @@ from kfpgrpc.http.messages import read_body
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 COOKIE = "kfpgrpc_token"
 LOGIN = "/ui/login"
-# What a browser without the token may fetch: the login form and the style sheet it uses.
-OPEN_PAGES = frozenset({LOGIN, "/ui/style.css"})
+# What a browser without the token may fetch: the login form, the style sheet it uses and its
+# script (login.js: keeps the link opened, its fragment, through the login).
+OPEN_PAGES = frozenset({LOGIN, "/ui/style.css", "/ui/login.js"})
 # A login form's body: a token and a button, far below this.
 MAX_LOGIN_BYTES = 16 * 1024
 
@@ -88,7 +91,7 @@ def login_page(error: str = "", status_code: int = 200) -> HTMLResponse:
     page = HTMLResponse(
         f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>kfpgrpc · log in</title><link rel="stylesheet" href="/ui/style.css"></head>
+<title>kfpgrpc · log in</title><link rel="stylesheet" href="/ui/style.css"><script type="module" src="/ui/login.js"></script></head>
 <body class="login"><main class="login-box"><h1>kfpgrpc</h1>{message}
 <form method="post" action="{LOGIN}"><label>Token <input type="password" name="token" autocomplete="current-password" required autofocus></label>
 <button type="submit">Log in</button></form>

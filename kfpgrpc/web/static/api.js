@@ -53,7 +53,8 @@ export async function call(path, { method = "GET", query, body, signal, response
     json = { message: `HTTP ${answer.status}: ${text.slice(0, 200)}` };
   }
   if (!answer.ok) {
-    if (answer.status === 401) location.assign("/ui/login");
+    // The hash goes along: the login form returns to it (login.js).
+    if (answer.status === 401) location.assign("/ui/login" + location.hash);
     throw new ApiError(answer.status, json);
   }
   return json;

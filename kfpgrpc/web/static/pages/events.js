@@ -44,7 +44,7 @@ export function render(container, params) {
   container.append(
     h("h1", {}, "Events"),
     h("div", { class: "toolbar" },
-      h("label", {}, "Types (none = all)", types),
+      h("label", { title: "Ctrl-click (⌘-click on a Mac) to choose several types" }, "Types (none = all; Ctrl/⌘-click for several)", types),
       h("div", { class: "id-filters" },
         h("label", {}, "Run id", idInput("run", "Run id")),
         h("label", {}, "Recurring run id", idInput("recurring", "Recurring run id")),
@@ -137,7 +137,7 @@ const link = (section, id) => (id ? h("a", { href: `#/${section}/${encodeURIComp
 function row(event) {
   return h("tr", { "data-sequence": event.sequence, "data-type": event.type, "data-run-id": event.run_id || null },
     h("td", { class: "sequence mono" }, event.sequence),
-    h("td", { title: event.time || "" }, formatTime(event.time)),
+    h("td", { class: "time", title: event.time || "" }, formatTime(event.time)),
     h("td", { class: "type" }, event.type),
     h("td", {}, link("runs", event.run_id)),
     h("td", {}, link("recurringruns", event.recurring_run_id)),

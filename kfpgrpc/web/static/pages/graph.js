@@ -6,8 +6,8 @@
 // the DAG, "outer.train"; a loop iteration's body is under "for-loop-2[1]."). A task the spec
 // has and the run has not reported yet is drawn dashed, in its nearest reported ancestor's
 // state when that is SKIPPED or CANCELED (an untaken condition branch: nothing inside it is
-// reported), else PENDING. Before a loop reports its iterations, its body is drawn once
-// ("for-loop-2[…]."). Without a spec, the task details alone give the clusters (no edges).
+// reported), else PENDING, or NOT_RUN once the run has finished (it never started). Before a
+// loop reports its iterations, its body is drawn once ("for-loop-2[…]."). Without a spec, the task details alone give the clusters (no edges).
 
 import dagre from "../vendor/dagre.esm.js";
 
@@ -17,6 +17,8 @@ const NODE_HEIGHT = 34;
 const MAX_LABEL = 22; // characters of a box's label; the full name is its tooltip
 const CLUSTER_LABEL_HEIGHT = 24; // a cluster's label, above its contents
 const INHERITED = new Set(["SKIPPED", "CANCELED"]);
+/** The drawn state of a task a finished run never reported: it never started. */
+export const NOT_RUN = "NOT_RUN";
 const MARGIN = 12;
 const CLUSTER_PADDING = 10;
 const MIN_CLUSTER_WIDTH = 90;
@@ -33,9 +35,11 @@ const LARGE = 100;
  * a cluster. Edges join siblings (the spec's dependentTasks are within one DAG): an edge into
  * a sub-DAG, loop or condition ends at its cluster, as in KFP's UI.
  * `spec`: the PipelineSpec object (or null); `tasks`: run_details.task_details, or null for a
- * pipeline's static graph (no run: every node PENDING and unreported, titled by its id only).
+ * pipeline's static graph (no run: every node PENDING and unreported, titled by its id only);
+ * `finished`: whether the run is in a final state, so an unreported task that no SKIPPED or
+ * CANCELED ancestor explains is NOT_RUN (never started; not a RuntimeState) rather than PENDING.
  */
-export function buildGraph(spec, tasks) {
+export function buildGraph(spec, tasks, finished = false) {
   const details = new Map((tasks || []).map((t) => [t.task_id, t]));
   const nodes = new Map();
   const edges = [];
@@ -45,9 +49,9 @@ export function buildGraph(spec, tasks) {
   const add = (id, fields) => {
     const detail = details.get(id);
     const parentState = fields.parent ? nodes.get(fields.parent)?.state : null;
-    const state = detail?.state || (INHERITED.has(parentState) ? parentState : "PENDING");
+    const state = detail?.state || (INHERITED.has(parentState) ? parentState : finished ? NOT_RUN : "PENDING");
     const node = { id, parent: null, reported: Boolean(detail), state, ...fields };
-    node.title = tasks ? `${id} (${state})` : id;
+    node.title = tasks ? `${id} (${state === NOT_RUN ? "not run" : state})` : id;
     nodes.set(id, node);
     return node;
   };
@@ -226,9 +230,10 @@ function grid(ids, local) {
 
 /**
  * The graph on the page: new RunGraph(container, onSelect(taskId)).
- * update(spec, tasks) draws it again when the set of tasks changed, else only re-colours;
- * select(taskId) highlights one box; fit(on) scales the drawing to the container's width (or
- * shows it at its size, scrolled). Boxes are `g.g-node` with data-task-id and data-state.
+ * update(spec, tasks, finished) draws it again when the set of tasks changed, else only
+ * re-colours (buildGraph's arguments);
+ * select(taskId) highlights one box; fit(on) scales a drawing wider than the container down to
+ * its width (the default), or shows it at its size, scrolled. Boxes are `g.g-node` with data-task-id and data-state.
  */
 export class RunGraph {
   constructor(container, onSelect) {
@@ -237,13 +242,13 @@ export class RunGraph {
     this._key = null;
     this._elements = new Map();
     this._selected = null;
-    this._fit = false;
+    this._fit = true;
     this.timings = null; // {build, layout, draw} of the last drawing, in ms (bench/bench_ui.py)
   }
 
-  update(spec, tasks) {
+  update(spec, tasks, finished = false) {
     const started = performance.now();
-    const graph = buildGraph(spec, tasks);
+    const graph = buildGraph(spec, tasks, finished);
     const key = [...graph.nodes.keys()].join("\n") + "\n\n" + graph.edges.join("\n");
     if (key !== this._key) {
       this._key = key;

@@ -31,6 +31,8 @@ export class LogView {
     this._onCommand = onCommand;
     this._status = h("span", { class: "log-status muted" });
     this._follow = h("input", { type: "checkbox", checked: true, "aria-label": "Follow" });
+    // Shown only while the log can grow: a finished task's log has nothing to follow.
+    this._followLabel = h("label", { title: "Keep the newest line in view" }, this._follow, " Follow");
     this._earlier = h("button", { type: "button", class: "link", hidden: true, onclick: () => this._showEarlier() });
     this._lines = h("pre", { class: "log-lines", "data-testid": "log-lines" });
     this._lines.addEventListener("scroll", () => {
@@ -38,7 +40,7 @@ export class LogView {
       this._follow.checked = this._atBottom();
     });
     container.append(
-      h("div", { class: "log-toolbar" }, h("label", {}, this._follow, " Follow"), this._status),
+      h("div", { class: "log-toolbar" }, this._followLabel, this._status),
       this._earlier,
       this._lines,
     );
@@ -52,6 +54,9 @@ export class LogView {
     this._runId = runId;
     this._taskId = taskId;
     const reading = follow ? "following…" : "loading…";
+    // Checked either way: the newest lines are the ones shown first.
+    this._follow.checked = true;
+    this._followLabel.hidden = !follow;
     this._status.textContent = reading;
     const path = `runs/${encodeURIComponent(runId)}/logs`;
     // The command is line 1, which a tail of a long log leaves out: asked for on its own.
@@ -69,6 +74,7 @@ export class LogView {
       },
       on: { logs: (frame) => this._add(frame.lines || []) },
       onEnd: () => {
+        this._followLabel.hidden = true;
         this._status.textContent = this._last ? "end of log" : "no log lines";
       },
       onError: (error) => {

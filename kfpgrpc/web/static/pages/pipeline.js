@@ -71,7 +71,7 @@ function versionRow(pipelineId, version, selectedId) {
     h("td", {}, h("a", { href: `#/pipelines/${encodeURIComponent(pipelineId)}?version=${encodeURIComponent(version.pipeline_version_id)}` },
       version.display_name || version.name || version.pipeline_version_id)),
     h("td", {}, version.description || ""),
-    h("td", { title: version.created_at || "" }, formatTime(version.created_at)));
+    h("td", { class: "time", title: version.created_at || "" }, formatTime(version.created_at)));
 }
 
 /** The chosen version: its graph, its inputs and the run form. */

@@ -98,7 +98,7 @@ function row(mine, pipeline) {
   return h("tr", { "data-pipeline-id": pipeline.pipeline_id },
     h("td", {}, h("a", { class: "pipeline-name", href: `#/pipelines/${id}` }, pipeline.display_name || pipeline.name || pipeline.pipeline_id)),
     h("td", { class: "description" }, pipeline.description || ""),
-    h("td", { title: pipeline.created_at || "" }, formatTime(pipeline.created_at)),
+    h("td", { class: "time", title: pipeline.created_at || "" }, formatTime(pipeline.created_at)),
     newest);
 }
 

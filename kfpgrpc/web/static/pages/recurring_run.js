@@ -28,7 +28,7 @@ export async function render(container, params) {
   mine.details = h("dl", { class: "details" });
   mine.counters = h("dl", { class: "details counters" });
   mine.next = h("div", { class: "next-times" });
-  mine.skippedList = h("tbody");
+  mine.skippedList = h("tbody", {}, h("tr", { class: "none" }, h("td", { class: "empty", colspan: 3 }, "No skipped ticks.")));
   mine.runsBody = h("tbody");
   mine.editBox = h("div", { class: "edit-box", hidden: true });
   mine.main = h("div", { class: "recurring-main" },
@@ -105,9 +105,12 @@ function show(mine) {
       return run;
     }),
     h("button", { type: "button", "data-action": "edit", onclick: () => openEdit(mine) }, "Edit"));
-  const source = r.pipeline_version_reference
-    ? h("span", {}, h("span", { class: "mono" }, r.pipeline_version_reference.pipeline_id), r.pipeline_version_reference.pipeline_version_id
-      ? h("span", { class: "muted" }, ` version ${r.pipeline_version_reference.pipeline_version_id}`) : h("span", { class: "muted" }, " (latest version)"))
+  const reference = r.pipeline_version_reference;
+  // Links to the pipeline's page (the version's, when one is named) and to the experiment's runs.
+  const pipelineHref = reference && `#/pipelines/${encodeURIComponent(reference.pipeline_id)}${reference.pipeline_version_id ? `?version=${encodeURIComponent(reference.pipeline_version_id)}` : ""}`;
+  const source = reference
+    ? h("a", { href: pipelineHref, "data-testid": "pipeline-link" }, h("span", { class: "mono" }, reference.pipeline_id), reference.pipeline_version_id
+      ? h("span", { class: "muted" }, ` version ${reference.pipeline_version_id}`) : h("span", { class: "muted" }, " (latest version)"))
     : h("span", { class: "muted" }, "inline pipeline spec");
   const parameters = Object.entries(r.runtime_config?.parameters || {}).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ");
   mine.details.replaceChildren(
@@ -119,7 +122,9 @@ function show(mine) {
     ...term("Max concurrency", String(r.max_concurrency || 1)),
     ...term("When all slots are busy", r.overlap_policy || "BUFFER_ALL"),
     ...term("Missed ticks", r.no_catchup ? "only the latest runs (no catch-up)" : "all run (catch-up)"),
-    ...term("Experiment", h("span", { class: "mono" }, r.experiment_id || "")),
+    ...term("Experiment", r.experiment_id
+      ? h("a", { class: "mono", href: `#/runs?experiment=${encodeURIComponent(r.experiment_id)}`, "data-testid": "experiment-link" }, r.experiment_id)
+      : ""),
     ...term("Created / updated", `${formatTime(r.created_at)} / ${formatTime(r.updated_at)}`),
     ...(r.error?.message ? term("Error", h("span", { class: "error-text" }, r.error.message)) : []));
   const reasons = Object.entries(counters.ticks_skipped_by_reason || {});
@@ -178,6 +183,7 @@ function addSkipped(mine, event) {
   if (!skipped || Number(event.sequence) <= mine.lastSkipped) return;
   mine.lastSkipped = Number(event.sequence);
   const zone = triggerZone(mine.recurringRun.trigger);
+  mine.skippedList.querySelector("tr.none")?.remove();
   mine.skippedList.prepend(h("tr", { "data-time": skipped.scheduled_time },
     h("td", { class: "mono" }, formatInZone(skipped.scheduled_time, zone)),
     h("td", {}, skipped.reason), h("td", {}, skipped.detail || "")));

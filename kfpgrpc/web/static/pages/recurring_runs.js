@@ -92,7 +92,7 @@ function row(mine, recurringRun) {
   const reasons = Object.entries(counters.ticks_skipped_by_reason || {}).map(([reason, n]) => `${reason}: ${n}`).join(", ");
   const next = recurringRun.next_scheduled_times || [];
   const tr = h("tr", { "data-id": id },
-    h("td", {}, h("a", { href: `#/recurringruns/${encodeURIComponent(id)}` }, recurringRun.display_name),
+    h("td", {}, h("a", { href: `#/recurringruns/${encodeURIComponent(id)}`, title: recurringRun.display_name }, recurringRun.display_name),
       recurringRun.error?.message ? h("div", { class: "error-text" }, recurringRun.error.message) : null),
     h("td", {}, statusBadge(recurringRun.status), " ", toggle),
     h("td", { class: "mono" }, describeTrigger(recurringRun.trigger)),

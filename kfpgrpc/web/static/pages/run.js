@@ -3,10 +3,10 @@
 // runs/{id}:watch stream while the run has not finished; each `run` frame re-colours the graph
 // (laid out again only when its set of tasks changed) and refreshes the panels.
 
-import { del, describe, get, post, showError, watch } from "../api.js";
+import { ApiError, del, describe, get, post, showError, watch } from "../api.js";
 import { setQuery } from "../app.js";
 import { FINAL_STATES, formatDuration, formatTime, h, stateBadge } from "../util.js";
-import { RunGraph } from "./graph.js";
+import { NOT_RUN, RunGraph } from "./graph.js";
 import { LogView } from "./logs.js";
 
 let page = null; // the shown RunPage, disposed on navigation
@@ -36,21 +36,49 @@ class RunPage {
 
   async load() {
     const run = await get(`runs/${encodeURIComponent(this.runId)}`);
-    this.spec = await pipelineSpec(run);
+    try {
+      this.spec = await pipelineSpec(run);
+    } catch (error) {
+      // KFP lets a version be deleted while runs of it remain: the run is still shown (and can
+      // be archived or deleted), its graph drawn from the reported tasks alone.
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
+      this.spec = null;
+      this.versionDeleted = true;
+    }
     if (!this.container.isConnected) return;
     this.build();
     this.show(run);
     this.follow();
+    this.nameExperiment();
+  }
+
+  /** Replaces the experiment's id in the header by its name (one GET; the id stays if it fails). */
+  async nameExperiment() {
+    if (!this.run.experiment_id) return;
+    try {
+      const experiment = await get(`experiments/${encodeURIComponent(this.run.experiment_id)}`);
+      this.experimentName = experiment.display_name || "";
+    } catch {
+      return;
+    }
+    const link = this.container.isConnected && this.meta.querySelector("a.experiment");
+    if (link && this.experimentName) link.textContent = this.experimentName;
   }
 
   /** The page's fixed parts: header, actions, graph, task panel, timeline. */
   build() {
     this.title = h("h1", {});
     this.meta = h("div", { class: "run-meta muted" });
+    this.description = h("p", { class: "run-description", hidden: true });
     this.actions = h("div", { class: "toolbar run-actions" });
     const graphPane = h("div", { class: "graph-pane", "data-testid": "run-graph" });
+    const graphNote = this.versionDeleted
+      ? h("p", { class: "graph-note", "data-testid": "graph-note" }, "The pipeline version was deleted: graph from the reported tasks only.")
+      : null;
     this.graph = new RunGraph(graphPane, (taskId) => this.select(taskId));
-    const fit = h("input", { type: "checkbox", onchange: () => this.graph.fit(fit.checked) });
+    const fit = h("input", { type: "checkbox", checked: true, onchange: () => this.graph.fit(fit.checked) });
+    const legend = h("p", { class: "graph-legend muted", "data-testid": "graph-legend" },
+      "A dashed box is a task the run has not reported: not started yet, in a branch not taken (SKIPPED), or not run.");
     this.taskPanel = h("section", { class: "task-panel", "data-testid": "task-panel" });
     this.taskDetails = h("div", { class: "task-details" });
     const logPane = h("div", { class: "task-log" });
@@ -68,8 +96,9 @@ class RunPage {
       h("p", {}, h("a", { href: "#/runs" }, "← Runs")),
       this.title,
       this.meta,
+      this.description,
       this.actions,
-      h("div", { class: "run-layout" }, h("div", {}, graphPane, h("label", { class: "graph-fit muted" }, fit, " Fit the graph to the width")), this.taskPanel),
+      h("div", { class: "run-layout" }, h("div", { class: "graph-column" }, graphNote, graphPane, h("label", { class: "graph-fit muted" }, fit, " Fit the graph to the width"), legend), this.taskPanel),
       h("div", { class: "run-lower" }, this.timeline, this.parameters),
     );
   }
@@ -80,6 +109,7 @@ class RunPage {
     const tasks = run.run_details?.task_details || [];
     this.tasks = new Map(tasks.map((t) => [t.task_id, t]));
     this.title.replaceChildren(run.display_name || run.run_id, " ", stateBadge(run.state));
+    this.title.title = run.display_name || run.run_id;
     this.title.dataset.state = run.state || "";
     const ended = run.finished_at ? new Date(run.finished_at) : new Date();
     this.meta.replaceChildren(...[
@@ -88,10 +118,13 @@ class RunPage {
       run.finished_at ? h("span", {}, `finished ${formatTime(run.finished_at)}`) : null,
       h("span", {}, `duration ${formatDuration(ended - new Date(run.created_at))}`),
       run.storage_state === "ARCHIVED" ? h("span", { class: "archived" }, "archived") : null,
+      run.experiment_id ? h("span", {}, "experiment ", h("a", { href: `#/runs?experiment=${encodeURIComponent(run.experiment_id)}`, class: "experiment", "data-id": run.experiment_id }, this.experimentName || run.experiment_id.slice(0, 8))) : null,
       run.recurring_run_id ? h("span", {}, "by recurring run ", h("a", { href: `#/recurringruns/${encodeURIComponent(run.recurring_run_id)}` }, run.recurring_run_id)) : null,
     ].filter(Boolean));
+    this.description.textContent = run.description || "";
+    this.description.hidden = !run.description;
     this.showActions();
-    const graph = this.graph.update(this.spec, tasks);
+    const graph = this.graph.update(this.spec, tasks, FINAL_STATES.has(run.state));
     this.graphNodes = graph.nodes;
     this.graph.select(this.taskId);
     this.showTask();
@@ -130,7 +163,7 @@ class RunPage {
     const state = node.state;
     const rows = [
       ["Task ID", h("code", {}, node.id)],
-      ["State", stateBadge(state)],
+      ["State", state === NOT_RUN ? h("span", { class: "state state-NOT_RUN", "data-state": NOT_RUN }, "NOT RUN") : stateBadge(state)],
     ];
     if (task) {
       rows.push(
@@ -147,7 +180,7 @@ class RunPage {
         ["Iterations", task.iteration_count !== undefined ? String(task.iteration_count) : ""],
       );
     } else {
-      rows.push(["", h("span", { class: "muted" }, state === "PENDING" ? "not started yet" : `not run: an enclosing task is ${state}`)]);
+      rows.push(["", h("span", { class: "muted" }, state === "PENDING" ? "not started yet" : state === NOT_RUN ? "not run: the run ended before it started" : `not run: an enclosing task is ${state}`)]);
     }
     const parts = [h("h2", {}, node.label), table("task-fields", rows.filter(([, value]) => value !== ""))];
     if (task?.error?.message) parts.push(h("h3", {}, "Error"), h("pre", { class: "task-error" }, task.error.message));
@@ -168,7 +201,12 @@ class RunPage {
   openLog(taskId, follow = false) {
     const open = this.logTask;
     if (open?.taskId === taskId && (open.follow || !follow)) return;
-    if (open?.taskId !== taskId) this.command = "";
+    if (open?.taskId !== taskId) {
+      this.command = "";
+      // A newly opened log is brought into the window (the least scroll that shows it all):
+      // under a task's details it would often start below the fold.
+      if (taskId) requestAnimationFrame(() => this.logSection.isConnected && !this.logSection.hidden && this.logSection.scrollIntoView({ block: "nearest" }));
+    }
     this.logTask = taskId ? { taskId, follow } : null;
     if (taskId) this.logs.open(this.runId, taskId, follow);
     else this.logs.dispose();
@@ -184,7 +222,12 @@ class RunPage {
     const parts = [h("h2", {}, "Parameters"), valueTable(config.parameters || {})];
     if (config.pipeline_root) parts.push(h("p", {}, "Pipeline root ", h("code", {}, config.pipeline_root)));
     const reference = this.run.pipeline_version_reference;
-    if (reference) parts.push(h("p", {}, "Pipeline version ", h("code", {}, `${reference.pipeline_id} / ${reference.pipeline_version_id}`)));
+    if (reference) {
+      const ids = h("code", {}, `${reference.pipeline_id} / ${reference.pipeline_version_id}`);
+      parts.push(this.versionDeleted
+        ? h("p", {}, "Pipeline version ", ids, " (deleted)")
+        : h("p", {}, "Pipeline version ", h("a", { href: `#/pipelines/${encodeURIComponent(reference.pipeline_id)}?version=${encodeURIComponent(reference.pipeline_version_id)}` }, ids)));
+    }
     if (this.run.error?.message) parts.unshift(h("h2", {}, "Error"), h("pre", { class: "task-error" }, this.run.error.message));
     this.parameters.replaceChildren(...parts);
   }
@@ -202,7 +245,8 @@ class RunPage {
       archived
         ? button("Unarchive", true, "Unarchive this run?", () => post(`${path}:unarchive`))
         : button("Archive", true, "Archive this run?", () => post(`${path}:archive`)),
-      button("Re-run", true, "Start a new run of the same pipeline with the same parameters?", () => this.rerun()),
+      // A deleted version cannot be run again (CreateRun would refuse it).
+      button("Re-run", !this.versionDeleted, "Start a new run of the same pipeline with the same parameters?", () => this.rerun()),
       button("Delete", finished, "Delete this run and its task details and logs? This cannot be undone.", async () => {
         await del(path);
         location.hash = "#/runs";

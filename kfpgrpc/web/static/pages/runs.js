@@ -1,5 +1,6 @@
-// The runs list, #/runs?experiment=&state=&name=&size= (docs/ui.md "Runs list"): ListRuns
-// newest first, filtered by state and name, paged by page_token, kept live by the events stream.
+// The runs list, #/runs?experiment=&state=&name=&show=&size= (docs/ui.md "Runs list"): ListRuns
+// newest first, filtered by state, name and storage state (active, archived or all), paged by
+// page_token, kept live by the events stream.
 
 import { get, showError, watchNewest } from "../api.js";
 import { setQuery } from "../app.js";
@@ -9,6 +10,9 @@ const PAGE_SIZES = [10, 20, 50, 100];
 const LIVE_TYPES = ["RUN_STATE_CHANGED", "RUN_COMPLETED", "RUN_DELETED"];
 const MAX_PENDING = 5000; // events kept while the list is read (the oldest go first)
 const MAX_EXPERIMENT_PAGES = 10; // 200 each: the selector lists at most 2,000 experiments
+// The "Show" choices: the storage_state filtered on (KFP's UI lists active and archived runs
+// apart; ListRuns returns both unless filtered). "active" is the default, left out of the hash.
+const SHOWN = { active: "AVAILABLE", archived: "ARCHIVED", all: "" };
 
 // Recurring runs' display names by id (a Run names its recurring run by id only); a promise
 // while asked for, "" for one that is gone.
@@ -23,6 +27,7 @@ export async function render(container, params) {
     experiment: params.experiment || "",
     state: STATES.includes(params.state) ? params.state : "",
     name: params.name || "",
+    show: Object.hasOwn(SHOWN, params.show) ? params.show : "active",
     size,
     tokens: [], // the page_tokens of the pages before the shown one ("" for the first)
     token: "",
@@ -49,6 +54,8 @@ export async function render(container, params) {
     },
   });
   mine.timers.push(() => clearTimeout(typing));
+  const shows = h("select", { name: "show", "aria-label": "Show", onchange: (e) => change({ show: e.target.value }) },
+    [["active", "Active"], ["archived", "Archived"], ["all", "All"]].map(([value, label]) => h("option", { value, selected: value === mine.show }, label)));
   const sizes = h("select", { name: "size", "aria-label": "Page size", onchange: (e) => change({ size: Number(e.target.value) }) },
     PAGE_SIZES.map((n) => h("option", { value: n, selected: n === size }, `${n} per page`)));
 
@@ -63,6 +70,7 @@ export async function render(container, params) {
       h("label", {}, "Experiment", experiments),
       h("label", {}, "State", states),
       h("label", {}, "Name", name),
+      h("label", {}, "Show", shows),
       h("label", {}, "Page size", sizes)),
     h("table", { class: "list runs" },
       h("thead", {}, h("tr", {}, ["Name", "State", "Created", "Duration", "Recurring run"].map((t) => h("th", {}, t)))),
@@ -96,7 +104,8 @@ export function dispose() {
 /** A filter or page-size change: back to the first page, the address updated. */
 function change(update) {
   Object.assign(view, update, { tokens: [], token: "" });
-  setQuery({ experiment: view.experiment, state: view.state, name: view.name, size: view.size === 20 ? "" : view.size });
+  setQuery({ experiment: view.experiment, state: view.state, name: view.name, show: view.show === "active" ? "" : view.show,
+    size: view.size === 20 ? "" : view.size });
   load(view);
 }
 
@@ -113,9 +122,11 @@ function page(step) {
   load(mine);
 }
 
-/** KFP's filter JSON for the chosen state and name, or "" for none (docs/api.md Filters). */
+/** KFP's filter JSON for the chosen state, name and storage state, or "" for none (docs/api.md
+ * Filters). */
 function filterOf(mine) {
   const predicates = [];
+  if (SHOWN[mine.show]) predicates.push({ key: "storage_state", operation: "EQUALS", string_value: SHOWN[mine.show] });
   if (mine.state) predicates.push({ key: "state", operation: "EQUALS", string_value: mine.state });
   if (mine.name) predicates.push({ key: "display_name", operation: "IS_SUBSTRING", string_value: mine.name });
   return predicates.length ? JSON.stringify({ predicates }) : "";
@@ -192,9 +203,11 @@ function fillRow(tr, run) {
       title: run.recurring_run_id }, recurringName(run.recurring_run_id))
     : "";
   tr.replaceChildren(
-    h("td", {}, h("a", { class: "run-name", href: `#/runs/${encodeURIComponent(run.run_id)}` }, run.display_name || run.run_id)),
+    h("td", {},
+      h("a", { class: "run-name", href: `#/runs/${encodeURIComponent(run.run_id)}`, title: run.display_name || run.run_id }, run.display_name || run.run_id),
+      run.storage_state === "ARCHIVED" ? h("span", { class: "badge archived", "data-testid": "archived" }, "archived") : null),
     h("td", {}, stateBadge(run.state)),
-    h("td", { title: run.created_at || "" }, formatTime(run.created_at)),
+    h("td", { class: "time", title: run.created_at || "" }, formatTime(run.created_at)),
     h("td", { class: "duration" }, durationOf(run)),
     h("td", {}, recurring),
   );
