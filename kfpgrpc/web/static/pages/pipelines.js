@@ -5,39 +5,26 @@
 import { get, showError } from "../api.js";
 import { setQuery } from "../app.js";
 import { formatTime, h } from "../util.js";
+import { Pager, nameSearch, pageSizeOf, sizeQuery, sizeSelect } from "./pager.js";
 import { uploadForm } from "./upload.js";
-
-const PAGE_SIZES = [10, 20, 50, 100];
 
 let view = null; // the shown list's state, null once disposed
 
 export async function render(container, params) {
-  const size = PAGE_SIZES.includes(Number(params.size)) ? Number(params.size) : 20;
-  view = { container, name: params.name || "", size, tokens: [], token: "", nextToken: "", timers: [] };
+  view = { container, name: params.name || "", size: pageSizeOf(params.size), timers: [] };
   const mine = view;
+  mine.pager = new Pager(() => load(mine));
 
-  let typing = null;
-  const name = h("input", {
-    type: "search", name: "name", placeholder: "Name contains…", value: mine.name, "aria-label": "Name contains",
-    oninput: (e) => {
-      clearTimeout(typing);
-      typing = setTimeout(() => change({ name: e.target.value.trim() }), 300);
-    },
-  });
-  mine.timers.push(() => clearTimeout(typing));
-  const sizes = h("select", { name: "size", "aria-label": "Page size", onchange: (e) => change({ size: Number(e.target.value) }) },
-    PAGE_SIZES.map((n) => h("option", { value: n, selected: n === size }, `${n} per page`)));
+  const name = nameSearch(mine.name, (value) => change({ name: value }), mine.timers);
+  const sizes = sizeSelect(mine.size, (size) => change({ size }));
   mine.body = h("tbody");
-  mine.previous = h("button", { type: "button", class: "previous", onclick: () => page(-1) }, "‹ Previous");
-  mine.next = h("button", { type: "button", class: "next", onclick: () => page(1) }, "Next ›");
-  mine.info = h("span", { class: "info" });
   container.append(
     h("h1", {}, "Pipelines"),
     h("div", { class: "toolbar" }, h("label", {}, "Name", name), h("label", {}, "Page size", sizes)),
     h("table", { class: "list pipelines" },
       h("thead", {}, h("tr", {}, ["Name", "Description", "Created", "Newest version"].map((t) => h("th", {}, t)))),
       mine.body),
-    h("div", { class: "pager" }, mine.previous, mine.next, mine.info),
+    mine.pager.element(),
     h("section", { class: "panel upload" }, h("h2", {}, "Upload a pipeline"),
       uploadForm({ onUploaded: () => view === mine && change({}) })),
   );
@@ -52,43 +39,30 @@ export function dispose() {
 
 /** A filter or page-size change (or an upload): back to the first page, the address updated. */
 function change(update) {
-  Object.assign(view, update, { tokens: [], token: "" });
-  setQuery({ name: view.name, size: view.size === 20 ? "" : view.size });
+  Object.assign(view, update);
+  view.pager.reset();
+  setQuery({ name: view.name, size: sizeQuery(view.size) });
   load(view);
 }
 
-function page(step) {
-  const mine = view;
-  if (step > 0) {
-    if (!mine.nextToken) return;
-    mine.tokens.push(mine.token);
-    mine.token = mine.nextToken;
-  } else {
-    if (!mine.tokens.length) return;
-    mine.token = mine.tokens.pop();
-  }
-  load(mine);
-}
-
 async function load(mine) {
-  mine.previous.disabled = mine.next.disabled = true;
+  mine.pager.busy();
   const filter = mine.name ? JSON.stringify({ predicates: [{ key: "display_name", operation: "IS_SUBSTRING", string_value: mine.name }] }) : "";
   let answer;
   try {
-    answer = await get("pipelines", { page_size: mine.size, page_token: mine.token, sort_by: "created_at desc", filter });
+    answer = await get("pipelines", { page_size: mine.size, page_token: mine.pager.token, sort_by: "created_at desc", filter });
   } catch (error) {
-    if (view === mine) showError(error);
+    if (view === mine) {
+      showError(error);
+      mine.pager.failed();
+    }
     return;
   }
   if (view !== mine) return;
-  mine.nextToken = answer.next_page_token || "";
   const pipelines = answer.pipelines || [];
   mine.body.replaceChildren(...pipelines.map((p) => row(mine, p)));
   if (!pipelines.length) mine.body.append(h("tr", {}, h("td", { class: "empty", colspan: 4 }, mine.name ? "No pipeline matches" : "No pipelines yet")));
-  mine.previous.disabled = !mine.tokens.length;
-  mine.next.disabled = !mine.nextToken;
-  const total = Number(answer.total_size || 0);
-  mine.info.textContent = `Page ${mine.tokens.length + 1} of ${Math.max(1, Math.ceil(total / mine.size))} · ${total} pipeline${total === 1 ? "" : "s"}`;
+  mine.pager.shown(answer, mine.size, "pipeline");
 }
 
 function row(mine, pipeline) {

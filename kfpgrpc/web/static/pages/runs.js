@@ -5,8 +5,8 @@
 import { get, showError, watchNewest } from "../api.js";
 import { setQuery } from "../app.js";
 import { FINAL_STATES, STATES, formatDuration, formatTime, h, stateBadge } from "../util.js";
+import { Pager, nameSearch, pageSizeOf, sizeQuery, sizeSelect } from "./pager.js";
 
-const PAGE_SIZES = [10, 20, 50, 100];
 const LIVE_TYPES = ["RUN_STATE_CHANGED", "RUN_COMPLETED", "RUN_DELETED"];
 const MAX_PENDING = 5000; // events kept while the list is read (the oldest go first)
 const MAX_EXPERIMENT_PAGES = 10; // 200 each: the selector lists at most 2,000 experiments
@@ -21,16 +21,13 @@ let view = null; // the shown list's state, null once disposed
 
 /** Fills `container` with the runs list; `params` from the hash's query. */
 export async function render(container, params) {
-  const size = PAGE_SIZES.includes(Number(params.size)) ? Number(params.size) : 20;
   view = {
     container,
     experiment: params.experiment || "",
     state: STATES.includes(params.state) ? params.state : "",
     name: params.name || "",
     show: Object.hasOwn(SHOWN, params.show) ? params.show : "active",
-    size,
-    tokens: [], // the page_tokens of the pages before the shown one ("" for the first)
-    token: "",
+    size: pageSizeOf(params.size),
     rows: new Map(), // run_id -> {run, tr}
     loads: 0, // counts reads of the list: only the newest one's answer is shown
     reading: false,
@@ -40,29 +37,18 @@ export async function render(container, params) {
     stream: null,
   };
   const mine = view;
+  mine.pager = new Pager(() => load(mine));
 
   const experiments = h("select", { name: "experiment", "aria-label": "Experiment", onchange: (e) => change({ experiment: e.target.value }) },
     h("option", { value: "" }, "All experiments"));
   const states = h("select", { name: "state", "aria-label": "State", onchange: (e) => change({ state: e.target.value }) },
     h("option", { value: "" }, "Any state"), STATES.map((s) => h("option", { value: s, selected: s === mine.state }, s)));
-  let typing = null;
-  const name = h("input", {
-    type: "search", name: "name", placeholder: "Name contains…", value: mine.name, "aria-label": "Name contains",
-    oninput: (e) => {
-      clearTimeout(typing);
-      typing = setTimeout(() => change({ name: e.target.value.trim() }), 300);
-    },
-  });
-  mine.timers.push(() => clearTimeout(typing));
+  const name = nameSearch(mine.name, (value) => change({ name: value }), mine.timers);
   const shows = h("select", { name: "show", "aria-label": "Show", onchange: (e) => change({ show: e.target.value }) },
     [["active", "Active"], ["archived", "Archived"], ["all", "All"]].map(([value, label]) => h("option", { value, selected: value === mine.show }, label)));
-  const sizes = h("select", { name: "size", "aria-label": "Page size", onchange: (e) => change({ size: Number(e.target.value) }) },
-    PAGE_SIZES.map((n) => h("option", { value: n, selected: n === size }, `${n} per page`)));
+  const sizes = sizeSelect(mine.size, (size) => change({ size }));
 
   mine.body = h("tbody");
-  mine.previous = h("button", { type: "button", class: "previous", onclick: () => page(-1) }, "‹ Previous");
-  mine.next = h("button", { type: "button", class: "next", onclick: () => page(1) }, "Next ›");
-  mine.info = h("span", { class: "info" });
   mine.live = h("span", { class: "live", "data-live": "no" }, "connecting…");
   container.append(
     h("h1", {}, "Runs"),
@@ -75,7 +61,7 @@ export async function render(container, params) {
     h("table", { class: "list runs" },
       h("thead", {}, h("tr", {}, ["Name", "State", "Created", "Duration", "Recurring run"].map((t) => h("th", {}, t)))),
       mine.body),
-    h("div", { class: "pager" }, mine.previous, mine.next, mine.info, mine.live),
+    mine.pager.element(mine.live),
   );
 
   // Durations of unfinished runs grow: redrawn every second.
@@ -103,23 +89,11 @@ export function dispose() {
 
 /** A filter or page-size change: back to the first page, the address updated. */
 function change(update) {
-  Object.assign(view, update, { tokens: [], token: "" });
+  Object.assign(view, update);
+  view.pager.reset();
   setQuery({ experiment: view.experiment, state: view.state, name: view.name, show: view.show === "active" ? "" : view.show,
-    size: view.size === 20 ? "" : view.size });
+    size: sizeQuery(view.size) });
   load(view);
-}
-
-function page(step) {
-  const mine = view;
-  if (step > 0) {
-    if (!mine.nextToken) return;
-    mine.tokens.push(mine.token);
-    mine.token = mine.nextToken;
-  } else {
-    if (!mine.tokens.length) return;
-    mine.token = mine.tokens.pop();
-  }
-  load(mine);
 }
 
 /** KFP's filter JSON for the chosen state, name and storage state, or "" for none (docs/api.md
@@ -135,31 +109,27 @@ function filterOf(mine) {
 async function load(mine) {
   const mineLoad = ++mine.loads;
   mine.reading = true;
-  mine.previous.disabled = mine.next.disabled = true;
+  mine.pager.busy();
   let answer;
   try {
     answer = await get("runs", {
-      experiment_id: mine.experiment, page_size: mine.size, page_token: mine.token, sort_by: "created_at desc", filter: filterOf(mine),
+      experiment_id: mine.experiment, page_size: mine.size, page_token: mine.pager.token, sort_by: "created_at desc", filter: filterOf(mine),
     });
   } catch (error) {
     if (view === mine && mineLoad === mine.loads) {
       mine.reading = false;
       showError(error);
-      mine.previous.disabled = !mine.tokens.length;
+      mine.pager.failed();
     }
     return;
   }
   if (view !== mine || mineLoad !== mine.loads) return;
   mine.reading = false;
-  mine.nextToken = answer.next_page_token || "";
   mine.rows.clear();
   const runs = answer.runs || [];
   mine.body.replaceChildren(...runs.map((run) => row(mine, run)));
   if (!runs.length) mine.body.append(h("tr", {}, h("td", { class: "empty", colspan: 5 }, "No runs")));
-  mine.previous.disabled = !mine.tokens.length;
-  mine.next.disabled = !mine.nextToken;
-  const total = Number(answer.total_size || 0);
-  mine.info.textContent = `Page ${mine.tokens.length + 1} of ${Math.max(1, Math.ceil(total / mine.size))} · ${total} run${total === 1 ? "" : "s"}`;
+  mine.pager.shown(answer, mine.size, "run");
   for (const event of mine.pending.splice(0)) apply(mine, event);
   nameRecurringRuns(mine, runs);
 }
@@ -300,7 +270,7 @@ function apply(mine, event) {
       run.finished_at = completed.end_time || event.time;
     }
     fillRow(shown.tr, run);
-  } else if (changed && !changed.previous_state && !mine.tokens.length) {
+  } else if (changed && !changed.previous_state && mine.pager.first) {
     // A new run (its first state has no previous one): the first page shows it. Reloading lets
     // the server apply the filters; several creations at once reload once.
     clearTimeout(mine.reloading);
