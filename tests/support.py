@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -107,6 +107,20 @@ class ServerProcess:
     def kill(self) -> None:
         self.process.kill()
         self.process.communicate(timeout=20)
+
+
+@contextlib.contextmanager
+def serving(data_dir: Path, *extra_args: str, **options: Any) -> Iterator[ServerProcess]:
+    """A ServerProcess(data_dir, *extra_args, **options) for the `with` block, then SIGTERM; a
+    clean exit (code 0, no Traceback on stderr) is asserted unless the block raised (its error
+    is the one reported)."""
+    server = ServerProcess(data_dir, *extra_args, **options)
+    try:
+        yield server
+    finally:
+        code, stderr = server.terminate()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr, stderr
 
 
 def bearer(token: str) -> list[grpc.aio.ClientInterceptor]:

@@ -16,7 +16,7 @@ import kfp
 import kfp_server_api
 import pytest
 
-from tests.support import ServerProcess
+from tests.support import ServerProcess, serving
 from tests.test_server import certificates  # noqa: F401 - the CA and certificates fixture, reused
 
 pytestmark = pytest.mark.filterwarnings("ignore:This client only works:FutureWarning")  # kfp.Client's, always
@@ -24,13 +24,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:This client only works:FutureWar
 
 @pytest.fixture
 def rest(tmp_path: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path / "data", http=True)
-    try:
+    with serving(tmp_path / "data", http=True) as server:
         yield server
-    finally:
-        code, stderr = server.terminate()
-        assert code == 0, stderr
-        assert "Traceback" not in stderr
 
 
 def gateway_error(error: kfp_server_api.ApiException) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import ServerProcess
+from tests.support import ServerProcess, serving
 from tests.test_http_streams import EVENTS, opened, stream
 from tests.test_server import certificates  # noqa: F401 - the CA and certificates fixture, reused
 
@@ -27,13 +27,8 @@ SLOTS = 20  # --max-connections
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path / "data", "--http-request-timeout", TIMEOUT, "--max-connections", str(SLOTS), http=True)
-    try:
+    with serving(tmp_path / "data", "--http-request-timeout", TIMEOUT, "--max-connections", str(SLOTS), http=True) as process:
         yield process
-    finally:
-        code, stderr = process.terminate()
-        assert code == 0, stderr
-        assert "Traceback" not in stderr
 
 
 def connect(server: ServerProcess, sent: bytes = b"") -> socket.socket:

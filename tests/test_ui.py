@@ -23,7 +23,7 @@ from playwright.sync_api import Page, Request, expect
 
 from kfpgrpc.v1 import recurring_run_pb2, recurring_run_pb2_grpc
 from tests import pipelines
-from tests.support import ServerProcess
+from tests.support import ServerProcess, serving
 
 TOKEN = "s3cret; with=odd,chars"
 WAIT = 120  # seconds: a bound on a run's end, not a measure of it
@@ -37,12 +37,8 @@ def instant(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path / "data", http=True)
-    try:
+    with serving(tmp_path / "data", http=True) as server:
         yield server
-    finally:
-        code, stderr = server.terminate()
-    assert code == 0, stderr
 
 
 def call(server: ServerProcess, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
