@@ -289,13 +289,23 @@ def tree(python: Path) -> dict[str, tuple[int, int]]:
     }
 
 
-def alive(pid: int) -> bool:
-    """Whether process `pid` exists and has not exited (a zombie has)."""
+def alive(pid: int, start_time: int | None = None) -> bool:
+    """Whether process `pid` exists and has not exited (a zombie has); with `start_time`
+    (`start_time_of`), only if it is that same process, not a later one given the pid again
+    (pids wrap at 32,768 here, within minutes on a busy machine)."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+            fields = stat.read().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return False
+    return fields[0] != "Z" and (start_time is None or int(fields[19]) == start_time)
+
+
+def start_time_of(pid: int) -> int:
+    """When process `pid` started, in clock ticks since boot (/proc/PID/stat's field 22):
+    with the pid, what names one process for good."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[19])
 
 
 CONTAINMENTS = ("cgroup", "subreaper")

@@ -26,15 +26,16 @@ from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.v1 import common_pb2, run_pb2
 from tests.pipelines import wide_spec
 from tests.support import (
-    bearer,
     ServerProcess,
     Stubs,
     alive,
+    bearer,
     eventually,
     inline_run,
     run_of,
     running,
     skip_unless_containment,
+    start_time_of,
     task_processes,
     upload,
     wait_until,
@@ -238,16 +239,17 @@ async def test_a_crashed_servers_task_processes_and_directories_are_removed_at_s
             created = await create(stubs, run_of(version, script=script + f"; exec sleep {DAEMON_SECONDS}"))
             await wait_until(stubs.runs, created.run_id, is_running)
             await daemon_started(pid_file)
+            started = start_time_of(pid_in(pid_file))
     finally:
         server.kill()
     task_dir = Path(cwd_file.read_text().strip())
     assert task_dir.is_relative_to(data_dir) and (task_dir / "tmp" / "file").exists()
     if containment == "subreaper":
-        await eventually(lambda: asyncio.sleep(0, alive(pid_in(pid_file))), lambda living: not living)
+        await eventually(lambda: asyncio.sleep(0, alive(pid_in(pid_file), started)), lambda living: not living)
 
     restarted = ServerProcess(data_dir, "--task-containment", containment)
     try:
-        assert not alive(pid_in(pid_file))
+        assert not alive(pid_in(pid_file), started)  # that daemon: by now its pid may be another process's
         assert not task_dir.exists()
     finally:
         restarted.terminate()
