@@ -103,12 +103,14 @@ async def spec_to_dict(message: struct_pb2.Struct, field: str, max_bytes: int) -
     return await asyncio.to_thread(struct_to_dict, message, field)
 
 
-class _CarriesSpec(Protocol):
+class CarriesSpec(Protocol):
+    """A view that may carry its pipeline spec (RunView, RecurringRunView)."""
+
     @property
     def pipeline_spec(self) -> dict[str, Any] | None: ...
 
 
-_View = TypeVar("_View", bound=_CarriesSpec)
+_View = TypeVar("_View", bound=CarriesSpec)
 _Message = TypeVar("_Message")
 
 

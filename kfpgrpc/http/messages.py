@@ -20,10 +20,12 @@ from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from kfpgrpc.api.convert import CarriesSpec, to_message
 from kfpgrpc.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from kfpgrpc.json_values import protojson_numbers
 
 M = TypeVar("M", bound=Message)
+V = TypeVar("V", bound=CarriesSpec)
 T = TypeVar("T")
 
 
@@ -189,3 +191,10 @@ def sse_frame(data: Message | Mapping[str, Any], event: str = "", event_id: str 
 async def respond_off_loop(message: Message) -> JSONResponse:
     """respond() in a worker thread: a pipeline spec may take seconds to write as JSON."""
     return await asyncio.to_thread(respond, message)
+
+
+async def respond_view(convert: Callable[[V], Message], view: V) -> JSONResponse:
+    """The message `convert` makes of `view` (a RunView, a RecurringRunView), built and written
+    off the loop when the view carries a pipeline spec (api.convert.to_message)."""
+    message = await to_message(convert, view)
+    return await respond_off_loop(message) if view.pipeline_spec else respond(message)

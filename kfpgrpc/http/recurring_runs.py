@@ -40,7 +40,7 @@ from google.protobuf import empty_pb2, field_mask_pb2
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kfpgrpc.api.convert import list_request, to_message
+from kfpgrpc.api.convert import list_request
 from kfpgrpc.api.recurring_runs import (
     backfill_recurring_run,
     definition_of,
@@ -51,7 +51,6 @@ from kfpgrpc.api.recurring_runs import (
 )
 from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.recurring import RecurringRuns
-from kfpgrpc.domain import RecurringRunView
 from kfpgrpc.http.endpoints import Endpoint
 from kfpgrpc.http.messages import (
     body_into,
@@ -60,6 +59,7 @@ from kfpgrpc.http.messages import (
     request_message,
     respond,
     respond_off_loop,
+    respond_view,
     sse_frame,
 )
 from kfpgrpc.http.streams import event_stream
@@ -111,11 +111,11 @@ class RecurringRunRoutes:
     async def create_recurring_run(self, request: Request) -> Response:
         recurring_run = await body_into(request, pb.RecurringRun(), "recurring_run", self._max_message_bytes)
         view = await self._recurring_runs.create(await definition_of(recurring_run, self._max_spec_bytes))
-        return await _respond_recurring_run(view)
+        return await respond_view(recurring_run_to_proto, view)
 
     async def get_recurring_run(self, request: Request) -> Response:
         recurring_run_id = self._recurring_run_id(request, pb.GetRecurringRunRequest())
-        return await _respond_recurring_run(await self._recurring_runs.get(recurring_run_id))
+        return await respond_view(recurring_run_to_proto, await self._recurring_runs.get(recurring_run_id))
 
     async def list_recurring_runs(self, request: Request) -> Response:
         message = request_message(request, pb.ListRecurringRunsRequest())
@@ -165,9 +165,3 @@ class RecurringRunRoutes:
     def _recurring_run_id(request: Request, message: OneRecurringRunRequest) -> str:
         """The recurring_run_id of a request about one recurring run, from its path (and query) parameters."""
         return request_message(request, message).recurring_run_id
-
-
-async def _respond_recurring_run(view: RecurringRunView) -> Response:
-    """The RecurringRun of `view`, built and written off the loop when it carries a pipeline spec."""
-    recurring_run = await to_message(recurring_run_to_proto, view)
-    return await respond_off_loop(recurring_run) if view.pipeline_spec else respond(recurring_run)

@@ -29,17 +29,16 @@ from google.protobuf import empty_pb2
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kfpgrpc.api.convert import list_request, to_message
+from kfpgrpc.api.convert import list_request
 from kfpgrpc.api.runs import log_request, logs_to_proto, new_run, run_to_proto
 from kfpgrpc.api.sizes import fit_page
 from kfpgrpc.core.runs import Runs
-from kfpgrpc.domain import RunView
 from kfpgrpc.http.endpoints import Endpoint
 from kfpgrpc.http.messages import (
     body_into,
     request_message,
     respond,
-    respond_off_loop,
+    respond_view,
     sse_frame,
 )
 from kfpgrpc.http.streams import event_stream
@@ -78,10 +77,10 @@ class RunRoutes:
 
     async def create_run(self, request: Request) -> Response:
         run = await body_into(request, pb.Run(), "run", self._max_message_bytes)
-        return await _respond_run(await self._runs.create(await new_run(run, "run", self._max_spec_bytes)))
+        return await respond_view(run_to_proto, await self._runs.create(await new_run(run, "run", self._max_spec_bytes)))
 
     async def get_run(self, request: Request) -> Response:
-        return await _respond_run(await self._runs.get(self._run_id(request, pb.GetRunRequest())))
+        return await respond_view(run_to_proto, await self._runs.get(self._run_id(request, pb.GetRunRequest())))
 
     async def list_runs(self, request: Request) -> Response:
         message = request_message(request, pb.ListRunsRequest())
@@ -123,9 +122,3 @@ class RunRoutes:
     def _run_id(request: Request, message: OneRunRequest) -> str:
         """The run_id of a request about one run, from its path (and query) parameters."""
         return request_message(request, message).run_id
-
-
-async def _respond_run(view: RunView) -> Response:
-    """The Run of `view`, built and written off the loop when it carries a pipeline spec."""
-    run = await to_message(run_to_proto, view)
-    return await respond_off_loop(run) if view.pipeline_spec else respond(run)
