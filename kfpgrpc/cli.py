@@ -24,7 +24,13 @@ from kfpgrpc.commands import (  # noqa: E402
     add_connection_options_before_commands,
     run_client_command,
 )
-from kfpgrpc.config import DEFAULT_HTTP_LISTEN, TASK_CONTAINMENTS, ServerConfig  # noqa: E402
+from kfpgrpc.config import (  # noqa: E402
+    DEFAULT_HTTP_LISTEN,
+    LAUNCHERS,
+    RAY_UNSCHEDULABLE,
+    TASK_CONTAINMENTS,
+    ServerConfig,
+)
 
 _INT32_MAX = 2**31 - 1  # gRPC's integer channel arguments are C ints
 
@@ -107,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=list(TASK_CONTAINMENTS),
                        help="how a task's processes are all found and killed: a cgroup, a subreaper init"
                             " process, or auto (a cgroup where one can be made) (env KFPGRPC_TASK_CONTAINMENT)")
+    serve.add_argument("--launcher", default=_env("LAUNCHER", defaults.launcher), choices=list(LAUNCHERS),
+                       help="where container tasks run: local subprocesses, or a Ray cluster"
+                            " (pip install 'kfpgrpc[ray]'; docs/cluster.md) (env KFPGRPC_LAUNCHER)")
+    serve.add_argument("--ray-address", default=_env("RAY_ADDRESS", defaults.ray_address),
+                       help="the Ray cluster of --launcher ray: auto (the cluster this machine belongs to)"
+                            " or its GCS HOST:PORT (env KFPGRPC_RAY_ADDRESS)")
+    serve.add_argument("--ray-unschedulable", default=_env("RAY_UNSCHEDULABLE", defaults.ray_unschedulable),
+                       choices=list(RAY_UNSCHEDULABLE),
+                       help="a task that no node of the Ray cluster can ever satisfy: fail it, or wait for"
+                            " such a node (an autoscaler may add one) (env KFPGRPC_RAY_UNSCHEDULABLE)")
     serve.add_argument("--min-interval-seconds", type=int,
                        default=_env("MIN_INTERVAL_SECONDS", str(defaults.min_interval_seconds)),
                        help="shortest periodic / @every interval in seconds (env KFPGRPC_MIN_INTERVAL_SECONDS)")
@@ -115,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--run-ttl", default=_env("RUN_TTL", "0"),
                        help="delete finished runs (with logs and artifacts) this long after they finish,"
                             " a Go duration such as 720h; 0 = never (env KFPGRPC_RUN_TTL)")
+    serve.add_argument("--pipeline-root", default=_env("PIPELINE_ROOT", ""),
+                       help="absolute directory of the artifacts of runs that name no pipeline_root; default"
+                            " DATA_DIR/artifacts. With --launcher ray, a file system every node sees at this path"
+                            " (env KFPGRPC_PIPELINE_ROOT)")
     serve.add_argument("--allowed-pipeline-roots", default=_env("ALLOWED_PIPELINE_ROOTS", ""),
                        help=f"absolute directories, separated by {os.pathsep!r}, where runs may put their artifacts"
                             " (runtime_config.pipeline_root) besides DATA_DIR/artifacts (env KFPGRPC_ALLOWED_PIPELINE_ROOTS)")
@@ -158,7 +178,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     from kfpgrpc import logs
     from kfpgrpc.schedule import parse_go_duration
-    from kfpgrpc.server import KfpGrpcServer, StartError, make_undumpable, raise_open_file_limit, stop_signal_event
+    from kfpgrpc.server import (
+        KfpGrpcServer,
+        StartError,
+        make_undumpable,
+        raise_open_file_limit,
+        stop_signal_event,
+    )
 
     if bool(args.tls_cert) != bool(args.tls_key):
         print("kfpgrpc: --tls-cert and --tls-key go together", file=sys.stderr)
@@ -186,6 +212,8 @@ def _serve(args: argparse.Namespace) -> int:
         (bool(args.task_python) and not (os.path.isfile(args.task_python) and os.access(args.task_python, os.X_OK)),
          f"--task-python: {args.task_python!r} is not an executable file"),
         (args.max_parallel_tasks < 1, "--max-parallel-tasks must be at least 1"),
+        (bool(args.pipeline_root) and not os.path.isabs(args.pipeline_root),
+         f"--pipeline-root must be an absolute directory, got {args.pipeline_root!r}"),
         (args.min_interval_seconds < 1, "--min-interval-seconds must be at least 1"),
         (not 4 * 1024 * 1024 <= args.max_message_bytes <= _INT32_MAX,
          f"--max-message-bytes must be between 4194304 (4 MiB, gRPC's default) and {_INT32_MAX}"),
@@ -226,7 +254,11 @@ def _serve(args: argparse.Namespace) -> int:
         min_interval_seconds=args.min_interval_seconds,
         event_retention_us=durations["event_retention"],
         run_ttl_us=durations["run_ttl"],
+        pipeline_root=_optional_path(args.pipeline_root),
         allowed_pipeline_roots=tuple(allowed_roots),
+        launcher=args.launcher,
+        ray_address=args.ray_address,
+        ray_unschedulable=args.ray_unschedulable,
         task_python=args.task_python,
         task_containment=args.task_containment,
         max_message_bytes=args.max_message_bytes,

@@ -12,6 +12,8 @@ DEFAULT_TASK_ENV_MAX_BYTES = 10 * 1024**3
 
 
 TASK_CONTAINMENTS = ("auto", "cgroup", "subreaper")  # see kfpgrpc/executor/process.py
+LAUNCHERS = ("local", "ray")  # where container tasks run: kfpgrpc/executor/local.py, ray_launcher.py
+RAY_UNSCHEDULABLE = ("fail", "wait")  # a task no Ray node can satisfy: see ray_launcher.py
 
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8888"  # KFP's REST port (the ml-pipeline service's 8888)
 
@@ -35,10 +37,15 @@ class ServerConfig:
     event_retention_us: int = 7 * 24 * 3600 * 1_000_000  # events older are pruned; 0 = kept forever
     run_ttl_us: int = 0  # finished runs older are deleted; 0 = kept forever
     event_watcher_capacity: int = 10_000  # events buffered per WatchEvents stream before it is cut off
+    # The pipeline root of runs that name none (an absolute directory); None = DATA_DIR/artifacts.
+    pipeline_root: Path | None = None
     # Absolute directories a run's pipeline_root may be in, besides artifact_root (always allowed).
     allowed_pipeline_roots: tuple[Path, ...] = ()
     task_python: str = ""  # the interpreter of the tasks' `python3`; "" = the server's
     task_containment: str = "auto"  # how task process trees are found: auto, cgroup or subreaper
+    launcher: str = "local"  # where container tasks run: LAUNCHERS
+    ray_address: str = "auto"  # the Ray cluster of the ray launcher: auto, or its GCS HOST:PORT
+    ray_unschedulable: str = "fail"  # a task no Ray node can ever satisfy: fail, or wait for one
     # Transport bounds (docs/api.md "Transport"): what one client can make the server hold.
     max_message_bytes: int = 32 * 1024 * 1024  # largest request or response message
     max_spec_bytes: int = DEFAULT_MAX_SPEC_BYTES  # largest pipeline spec, as protobuf (see kfpgrpc.bounds)
@@ -61,7 +68,8 @@ class ServerConfig:
 
     @property
     def artifact_root(self) -> Path:
-        return self.data_dir / "artifacts"
+        """The pipeline root of runs that name none."""
+        return self.pipeline_root or self.data_dir / "artifacts"
 
     @property
     def work_root(self) -> Path:

@@ -37,6 +37,7 @@ from kfpgrpc.core.runs import Runs
 from kfpgrpc.datadir import DataDir, DataDirError
 from kfpgrpc.errors import StoreFault
 from kfpgrpc.executor import LocalLauncher, Orchestrator
+from kfpgrpc.executor.launcher import Launcher
 from kfpgrpc.http.app import build_app
 from kfpgrpc.http.server import HttpServer, bind
 from kfpgrpc.store.database import Database, SchemaTooNew
@@ -150,12 +151,7 @@ class KfpGrpcServer:
             experiments = Experiments(db, self.clock)
             await experiments.ensure_default()
             pipelines = Pipelines(db, self.clock, events)
-            launcher = LocalLauncher(
-                config.artifact_root, config.work_root, max_parallel_tasks=config.max_parallel_tasks,
-                python=config.task_python or sys.executable, containment=config.task_containment,
-                envs_root=config.envs_root, env_max_age_us=config.task_env_max_age_us,
-                env_max_bytes=config.task_env_max_bytes, clock=self.clock,
-            )
+            launcher = self._new_launcher()
             orchestrator = Orchestrator(
                 launcher, self.clock, cache=StoredExecutionCache(db, self.clock) if config.cache else None,
                 max_log_bytes_per_task=config.max_log_bytes_per_task,
@@ -165,7 +161,7 @@ class KfpGrpcServer:
             self._runs = runs = Runs(
                 db, self.clock, events, orchestrator, config.artifact_root, lambda: experiments.default_experiment_id,
                 # Enough runs in hand to keep every task slot busy, few enough not to flood the writer.
-                max_executing=2 * config.max_parallel_tasks,
+                max_executing=2 * launcher.parallel_tasks,
                 allowed_pipeline_roots=config.allowed_pipeline_roots,
             )
             self._recurring_runs = recurring_runs = RecurringRuns(
@@ -194,6 +190,27 @@ class KfpGrpcServer:
         self._serving = True
         await self._apply_health()  # before `start` returns: a client may check at once
         log.info("serving", extra={"fields": {"address": self.address, "http": self.http_url, "data_dir": str(config.data_dir)}})
+
+    def _new_launcher(self) -> Launcher:
+        """The launcher `--launcher` names. Raises StartError when Ray is not installed."""
+        config = self.config
+        if config.launcher == "ray":
+            if config.ray_address.rsplit(":", 1)[0].strip("[]") in ("127.0.0.1", "localhost", "::1"):
+                # A cluster of this machine bound to loopback: Ray would otherwise replace the
+                # address by the machine's outward IP, where nothing listens, and bind the
+                # driver there. The variable (read when ray is imported) makes it keep loopback.
+                os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            try:
+                from kfpgrpc.executor.ray_launcher import RayLauncher
+            except ImportError as error:
+                raise StartError(f"--launcher ray needs Ray: pip install 'kfpgrpc[ray]' ({error})") from None
+            return RayLauncher(config.artifact_root, config.ray_address, config.ray_unschedulable)
+        return LocalLauncher(
+            config.artifact_root, config.work_root, max_parallel_tasks=config.max_parallel_tasks,
+            python=config.task_python or sys.executable, containment=config.task_containment,
+            envs_root=config.envs_root, env_max_age_us=config.task_env_max_age_us,
+            env_max_bytes=config.task_env_max_bytes, clock=self.clock,
+        )
 
     def _update_health(self) -> None:
         """Bring health in line with the state (serving, store fault, stopping): one update at

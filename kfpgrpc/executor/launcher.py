@@ -59,6 +59,7 @@ class Launcher(Protocol):
     """Runs container tasks. `await start()` before the first, `await stop()` after the last."""
 
     artifact_root: Path  # the default pipeline root of runs that name none
+    parallel_tasks: int  # how many tasks it runs at once (a cluster: its CPUs), once started
 
     async def start(self) -> None:
         """Stop what a crashed server left running, remove its leftovers. Raises OSError when

@@ -48,7 +48,12 @@ from kfpgrpc.confined import Directory, UnsafePath
 from kfpgrpc.executor.base import ArtifactOutput, TaskResult
 from kfpgrpc.executor.environments import TaskEnvironmentError, TaskEnvironments
 from kfpgrpc.executor.launcher import ContainerTask, TaskFailed, kubernetes_executors
-from kfpgrpc.executor.packages import PipInstall, PreambleError, is_pip_preamble, preamble_installs
+from kfpgrpc.executor.packages import (
+    PipInstall,
+    PreambleError,
+    is_pip_preamble,
+    preamble_installs,
+)
 from kfpgrpc.executor.placeholders import (
     PlaceholderContext,
     TaskOutputError,
@@ -57,6 +62,7 @@ from kfpgrpc.executor.placeholders import (
     resolve_command,
 )
 from kfpgrpc.executor.process import TaskProcess, TaskProcesses, task_environment
+from kfpgrpc.executor.resources import ResourceError, ResourceRequest
 from kfpgrpc.executor.task_log import TaskLog, error_with_tail
 
 # kfp-kubernetes executor settings (PlatformSpec platforms.kubernetes.deploymentSpec.executors):
@@ -73,11 +79,6 @@ DEPENDENCY_SETTINGS = {
     "generic_ephemeral_volume": "generic ephemeral volumes (kubernetes.add_ephemeral_volume)",
     "emptyDirMounts": "empty-dir mounts (kubernetes.empty_dir_mount)",
     "fieldPathAsEnv": "pod fields as environment variables (kubernetes.use_field_path_as_env)",
-}
-# Container `resources` keys (PipelineContainerSpec.ResourceSpec) after "resource".
-RESOURCE_REQUESTS = {
-    "CPU request": "CpuRequest", "CPU limit": "CpuLimit",
-    "memory request": "MemoryRequest", "memory limit": "MemoryLimit",
 }
 # The "dummy images" of kfp-kubernetes' CreatePVC / DeletePVC: KFP's driver acts on Kubernetes
 # instead of running them.
@@ -109,7 +110,7 @@ class LocalLauncher:
         clock: Clock | None = None,
     ) -> None:
         self.artifact_root = Path(artifact_root).absolute()
-        self.max_parallel_tasks = max_parallel_tasks
+        self.parallel_tasks = max_parallel_tasks
         self.python = python
         self.kill_grace_seconds = kill_grace_seconds
         self._slots = asyncio.Semaphore(max_parallel_tasks)
@@ -142,37 +143,10 @@ class LocalLauncher:
                 " and file:// URIs only")
 
     async def reuse_outputs(self, result: TaskResult, run_dir: Path, task_id: str) -> TaskResult | None:
-        """Hard links (copies across file systems) of the cached artifacts in the task's
-        artifact directory: instant, and no space is used twice."""
-        try:
-            task_root = _empty_artifact_dir(run_dir, task_id)
-        except (UnsafePath, OSError):
-            return None
-        try:
-            return await asyncio.to_thread(_link_artifacts, result, task_root)
-        finally:
-            task_root.close()
+        return await reuse_outputs(result, run_dir, task_id)
 
     async def unsupported(self, spec: Mapping[str, Any], platform_spec: Mapping[str, Any] | None = None) -> list[str]:
-        """What in `spec` cannot run here: kfp-kubernetes features a task depends on, and
-        components whose `pip install` preamble cannot be read (what it installs runs in a task
-        environment); one message each."""
-        found = []
-        for label, config in sorted(kubernetes_executors(platform_spec or {}).items()):
-            for key, feature in DEPENDENCY_SETTINGS.items():
-                if config.get(key):
-                    found.append(f"{feature} in executor {label!r}: this machine has no Kubernetes")
-        executors = (spec.get("deploymentSpec") or {}).get("executors") or {}
-        for name, component in sorted((spec.get("components") or {}).items()):
-            container = (executors.get(component.get("executorLabel", "")) or {}).get("container") or {}
-            if container.get("image") in KUBERNETES_IMAGES:
-                found.append(f"{KUBERNETES_IMAGES[container['image']]} in component {name!r}: this machine has no Kubernetes")
-                continue
-            try:
-                _installs(container.get("command") or [])
-            except PreambleError as error:
-                found.append(f"component {name!r} runs a pip install the local launcher cannot read ({error})")
-        return found
+        return unsupported(spec, platform_spec)
 
     async def run(
         self, task: ContainerTask, log: TaskLog, on_start: Callable[[Sequence[str]], Awaitable[None]]
@@ -190,7 +164,11 @@ class LocalLauncher:
         ignored = [key for key in PLACEMENT_SETTINGS if task.platform.get(key)]
         if ignored:
             notes.append(f"ignored on this machine (Kubernetes scheduling only): {', '.join(ignored)}")
-        if asked := _resource_requests(task.container.get("resources") or {}):
+        try:
+            asked = ResourceRequest.of(task.container, task.platform, task.parameters).asked
+        except ResourceError as error:
+            asked = (str(error),)
+        if asked:
             notes.append(f"not enforced on this machine: {', '.join(asked)}")
         return notes
 
@@ -310,6 +288,43 @@ class LocalLauncher:
         return str(links) + os.pathsep + directory
 
 
+async def reuse_outputs(result: TaskResult, run_dir: Path, task_id: str) -> TaskResult | None:
+    """`Launcher.reuse_outputs` where `run_dir` is a directory of this machine (maybe a shared
+    file system): hard links (copies across file systems) of the cached artifacts in the task's
+    artifact directory, instant, and no space is used twice."""
+    try:
+        task_root = _empty_artifact_dir(run_dir, task_id)
+    except (UnsafePath, OSError):
+        return None
+    try:
+        return await asyncio.to_thread(_link_artifacts, result, task_root)
+    finally:
+        task_root.close()
+
+
+def unsupported(spec: Mapping[str, Any], platform_spec: Mapping[str, Any] | None = None) -> list[str]:
+    """`Launcher.unsupported` for launchers that run the command on a machine without Kubernetes
+    (this one, a Ray node): kfp-kubernetes features a task depends on, and components whose `pip
+    install` preamble cannot be read (what it installs runs in a task environment); one message
+    each."""
+    found = []
+    for label, config in sorted(kubernetes_executors(platform_spec or {}).items()):
+        for key, feature in DEPENDENCY_SETTINGS.items():
+            if config.get(key):
+                found.append(f"{feature} in executor {label!r}: this machine has no Kubernetes")
+    executors = (spec.get("deploymentSpec") or {}).get("executors") or {}
+    for name, component in sorted((spec.get("components") or {}).items()):
+        container = (executors.get(component.get("executorLabel", "")) or {}).get("container") or {}
+        if container.get("image") in KUBERNETES_IMAGES:
+            found.append(f"{KUBERNETES_IMAGES[container['image']]} in component {name!r}: this machine has no Kubernetes")
+            continue
+        try:
+            _installs(container.get("command") or [])
+        except PreambleError as error:
+            found.append(f"component {name!r} runs a pip install the local launcher cannot read ({error})")
+    return found
+
+
 def _empty_artifact_dir(run_dir: Path, task_id: str) -> Directory:
     """Make `<run_dir>/<task_id>` an empty directory (a retried task must not see a failed
     attempt's files) and open it, following no link below the artifact root: a task may have
@@ -367,22 +382,6 @@ def _link_tree(source: str, dir_fd: int, name: str) -> None:
         finally:
             os.close(reader)
             os.close(writer)
-
-
-def _resource_requests(resources: Mapping[str, Any]) -> list[str]:
-    """What a container's `resources` (the SDK's set_cpu_limit, set_memory_request,
-    set_accelerator_type...) ask for, e.g. ["CPU limit 2", "accelerator nvidia.com/gpu × 1"].
-    The SDK writes `resourceCpuLimit` etc. (strings, maybe placeholders) since kfp 2.8, and
-    `cpuLimit` etc. (numbers, memory in GB) beside them for older backends."""
-    asked = []
-    for what, key in RESOURCE_REQUESTS.items():
-        value = resources.get(f"resource{key}", resources.get(key[0].lower() + key[1:]))
-        if value not in (None, "", 0):
-            asked.append(f"{what} {value}")
-    accelerator = resources.get("accelerator") or {}
-    if kind := accelerator.get("resourceType") or accelerator.get("type"):
-        asked.append(f"accelerator {kind} × {accelerator.get('resourceCount') or accelerator.get('count') or 1}")
-    return asked
 
 
 def _installs(command: Sequence[Any]) -> tuple[PipInstall, ...]:
