@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -132,12 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="delete finished runs (with logs and artifacts) this long after they finish,"
                             " a Go duration such as 720h; 0 = never (env KFPGRPC_RUN_TTL)")
     serve.add_argument("--pipeline-root", default=_env("PIPELINE_ROOT", ""),
-                       help="absolute directory of the artifacts of runs that name no pipeline_root; default"
-                            " DATA_DIR/artifacts. With --launcher ray, a file system every node sees at this path"
-                            " (env KFPGRPC_PIPELINE_ROOT)")
+                       help="where the artifacts of runs that name no pipeline_root go: an absolute directory"
+                            " (default DATA_DIR/artifacts; with --launcher ray, one every node sees at this path) or,"
+                            " with --launcher ray, an object-store URL such as s3://bucket/prefix (fsspec and the"
+                            " scheme's backend installed) (env KFPGRPC_PIPELINE_ROOT)")
     serve.add_argument("--allowed-pipeline-roots", default=_env("ALLOWED_PIPELINE_ROOTS", ""),
-                       help=f"absolute directories, separated by {os.pathsep!r}, where runs may put their artifacts"
-                            " (runtime_config.pipeline_root) besides DATA_DIR/artifacts (env KFPGRPC_ALLOWED_PIPELINE_ROOTS)")
+                       help=f"absolute directories (and, with --launcher ray, object-store URLs), separated by"
+                            f" {os.pathsep!r}, where runs may put their artifacts (runtime_config.pipeline_root) besides"
+                            " the default pipeline root (env KFPGRPC_ALLOWED_PIPELINE_ROOTS)")
     serve.add_argument("--max-message-bytes", type=int,
                        default=_env("MAX_MESSAGE_BYTES", str(defaults.max_message_bytes)),
                        help="largest gRPC message received or sent; larger requests are RESOURCE_EXHAUSTED"
@@ -212,8 +215,6 @@ def _serve(args: argparse.Namespace) -> int:
         (bool(args.task_python) and not (os.path.isfile(args.task_python) and os.access(args.task_python, os.X_OK)),
          f"--task-python: {args.task_python!r} is not an executable file"),
         (args.max_parallel_tasks < 1, "--max-parallel-tasks must be at least 1"),
-        (bool(args.pipeline_root) and not os.path.isabs(args.pipeline_root),
-         f"--pipeline-root must be an absolute directory, got {args.pipeline_root!r}"),
         (args.min_interval_seconds < 1, "--min-interval-seconds must be at least 1"),
         (not 4 * 1024 * 1024 <= args.max_message_bytes <= _INT32_MAX,
          f"--max-message-bytes must be between 4194304 (4 MiB, gRPC's default) and {_INT32_MAX}"),
@@ -236,10 +237,20 @@ def _serve(args: argparse.Namespace) -> int:
     if durations["http_request_timeout"] <= 0:
         print("kfpgrpc: --http-request-timeout must be positive", file=sys.stderr)
         return 2
-    allowed_roots = [Path(root) for root in args.allowed_pipeline_roots.split(os.pathsep) if root]
-    if not all(root.is_absolute() for root in allowed_roots):
-        print(f"kfpgrpc: --allowed-pipeline-roots: each directory must be an absolute path, got {args.allowed_pipeline_roots!r}", file=sys.stderr)
-        return 2
+    from kfpgrpc.executor import object_store  # here: the client commands start without the executor
+
+    # Separated by ':' (os.pathsep), except the ':' of a URL's "://".
+    allowed_roots = [root for root in re.split(re.escape(os.pathsep) + "(?!//)", args.allowed_pipeline_roots) if root]
+    for flag, roots in (("--pipeline-root", [args.pipeline_root] if args.pipeline_root else []), ("--allowed-pipeline-roots", allowed_roots)):
+        for root in roots:
+            if object_store.is_url(root):
+                problem = object_store.problem(root) if args.launcher == "ray" else (
+                    "object-store URLs need --launcher ray (the local launcher writes artifacts on this machine)")
+            else:
+                problem = "" if os.path.isabs(root) else "must be an absolute directory or an object-store URL"
+            if problem:
+                print(f"kfpgrpc: {flag} {root!r}: {problem}", file=sys.stderr)
+                return 2
     logs.configure(args.log_level, args.log_format)
     config = ServerConfig(
         listen=args.listen,
@@ -254,7 +265,7 @@ def _serve(args: argparse.Namespace) -> int:
         min_interval_seconds=args.min_interval_seconds,
         event_retention_us=durations["event_retention"],
         run_ttl_us=durations["run_ttl"],
-        pipeline_root=_optional_path(args.pipeline_root),
+        pipeline_root=args.pipeline_root,
         allowed_pipeline_roots=tuple(allowed_roots),
         launcher=args.launcher,
         ray_address=args.ray_address,

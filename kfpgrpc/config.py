@@ -37,10 +37,12 @@ class ServerConfig:
     event_retention_us: int = 7 * 24 * 3600 * 1_000_000  # events older are pruned; 0 = kept forever
     run_ttl_us: int = 0  # finished runs older are deleted; 0 = kept forever
     event_watcher_capacity: int = 10_000  # events buffered per WatchEvents stream before it is cut off
-    # The pipeline root of runs that name none (an absolute directory); None = DATA_DIR/artifacts.
-    pipeline_root: Path | None = None
-    # Absolute directories a run's pipeline_root may be in, besides artifact_root (always allowed).
-    allowed_pipeline_roots: tuple[Path, ...] = ()
+    # The pipeline root of runs that name none: an absolute directory, or (Ray launcher) an
+    # object-store URL such as s3://bucket/prefix; "" = DATA_DIR/artifacts.
+    pipeline_root: str = ""
+    # Where else a run's pipeline_root may be (absolute directories; object-store URLs with the
+    # Ray launcher), besides the default pipeline root (always allowed).
+    allowed_pipeline_roots: tuple[str | Path, ...] = ()
     task_python: str = ""  # the interpreter of the tasks' `python3`; "" = the server's
     task_containment: str = "auto"  # how task process trees are found: auto, cgroup or subreaper
     launcher: str = "local"  # where container tasks run: LAUNCHERS
@@ -68,8 +70,16 @@ class ServerConfig:
 
     @property
     def artifact_root(self) -> Path:
-        """The pipeline root of runs that name none."""
-        return self.pipeline_root or self.data_dir / "artifacts"
+        """The directory of this machine that is the default pipeline root, or DATA_DIR/artifacts
+        when that is an object-store URL."""
+        if self.pipeline_root and "://" not in self.pipeline_root:
+            return Path(self.pipeline_root)
+        return self.data_dir / "artifacts"
+
+    @property
+    def default_pipeline_root(self) -> str:
+        """The pipeline root of runs that name none: a directory or an object-store URL."""
+        return self.pipeline_root or str(self.artifact_root)
 
     @property
     def work_root(self) -> Path:

@@ -159,7 +159,7 @@ class KfpGrpcServer:
             await orchestrator.start()  # kills a crashed server's task processes: under the lock
             self._orchestrator = orchestrator
             self._runs = runs = Runs(
-                db, self.clock, events, orchestrator, config.artifact_root, lambda: experiments.default_experiment_id,
+                db, self.clock, events, orchestrator, config.default_pipeline_root, lambda: experiments.default_experiment_id,
                 # Enough runs in hand to keep every task slot busy, few enough not to flood the writer.
                 max_executing=2 * launcher.parallel_tasks,
                 allowed_pipeline_roots=config.allowed_pipeline_roots,
@@ -204,7 +204,7 @@ class KfpGrpcServer:
                 from kfpgrpc.executor.ray_launcher import RayLauncher
             except ImportError as error:
                 raise StartError(f"--launcher ray needs Ray: pip install 'kfpgrpc[ray]' ({error})") from None
-            return RayLauncher(config.artifact_root, config.ray_address, config.ray_unschedulable)
+            return RayLauncher(config.default_pipeline_root, config.ray_address, config.ray_unschedulable)
         return LocalLauncher(
             config.artifact_root, config.work_root, max_parallel_tasks=config.max_parallel_tasks,
             python=config.task_python or sys.executable, containment=config.task_containment,

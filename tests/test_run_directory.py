@@ -186,8 +186,17 @@ def test_the_serve_flag_and_its_variable(tmp_path: Path, monkeypatch: pytest.Mon
     relative = serve("--allowed-pipeline-roots", f"/abs{os.pathsep}relative/dir")
     assert relative.returncode == 2
     assert relative.stderr.strip() == (
-        f"kfpgrpc: --allowed-pipeline-roots: each directory must be an absolute path, got '/abs{os.pathsep}relative/dir'"
+        "kfpgrpc: --allowed-pipeline-roots 'relative/dir': must be an absolute directory or an object-store URL"
     )
+    # Object-store URLs: the Ray launcher's alone, and only with a backend for their scheme.
+    for args, message in [
+        (("--pipeline-root", "s3://bucket/root"), "kfpgrpc: --pipeline-root 's3://bucket/root': object-store URLs need --launcher ray"),
+        (("--allowed-pipeline-roots", f"/abs{os.pathsep}gs://bucket/x"), "kfpgrpc: --allowed-pipeline-roots 'gs://bucket/x': object-store URLs need --launcher ray"),
+        (("--launcher", "ray", "--pipeline-root", "nosuch://bucket"), "kfpgrpc: --pipeline-root 'nosuch://bucket': 'nosuch://bucket': no fsspec backend for nosuch://"),
+    ]:
+        refused = serve(*args)
+        assert refused.returncode == 2
+        assert refused.stderr.strip().startswith(message), refused.stderr
     roots = {"flag": (tmp_path / "a", tmp_path / "b"), "env": (tmp_path / "c",)}
     monkeypatch.setenv("KFPGRPC_ALLOWED_PIPELINE_ROOTS", str(roots["env"][0]))
     for source, extra in (("flag", ("--allowed-pipeline-roots", os.pathsep.join(map(str, roots["flag"])))), ("env", ())):

@@ -24,7 +24,14 @@ from typing import Any
 
 import aiosqlite
 
-from kfpgrpc.bounds import LOG_BATCH_BYTES, LOG_LINE_OVERHEAD, MAX_PATH_BYTES, cut_error, summary, utf8_size
+from kfpgrpc.bounds import (
+    LOG_BATCH_BYTES,
+    LOG_LINE_OVERHEAD,
+    MAX_PATH_BYTES,
+    cut_error,
+    summary,
+    utf8_size,
+)
 from kfpgrpc.clock import Clock
 from kfpgrpc.confined import UnsafePath, inside, remove_below
 from kfpgrpc.core import events as event
@@ -32,7 +39,13 @@ from kfpgrpc.core.broadcast import Broadcast
 from kfpgrpc.core.events import Events
 from kfpgrpc.core.parameters import resolve_parameters
 from kfpgrpc.core.specs import SpecSnapshots, share_defaults
-from kfpgrpc.core.validation import check, description_violations, id_violations, name_violations, new_id
+from kfpgrpc.core.validation import (
+    check,
+    description_violations,
+    id_violations,
+    name_violations,
+    new_id,
+)
 from kfpgrpc.domain import (
     ARCHIVED,
     AVAILABLE,
@@ -51,7 +64,14 @@ from kfpgrpc.domain import (
     StateChange,
     TaskDetail,
 )
-from kfpgrpc.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
+from kfpgrpc.errors import (
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from kfpgrpc.executor import (
     ArtifactOutput,
     Orchestrator,
@@ -60,8 +80,14 @@ from kfpgrpc.executor import (
     TaskResult,
     TaskState,
     TaskUpdate,
+    object_store,
 )
-from kfpgrpc.pipeline_spec import PipelineSpecInfo, platform_spec_of, task_names, validate_pipeline_spec
+from kfpgrpc.pipeline_spec import (
+    PipelineSpecInfo,
+    platform_spec_of,
+    task_names,
+    validate_pipeline_spec,
+)
 from kfpgrpc.selectors import SelectorError, expose, parse_selector
 from kfpgrpc.store import experiments as experiment_store
 from kfpgrpc.store import pipelines as pipeline_store
@@ -120,11 +146,17 @@ class _Execution:
         return RunView(self.run, tasks, self.document if with_spec and self.run.inline else None)
 
 
+def _resolved_root(root: str) -> str:
+    """A pipeline root as compared and used: a directory with its links resolved, a URL as is."""
+    return root.rstrip("/") if object_store.is_url(root) else os.path.realpath(root)
+
+
 class Runs:
     """The run manager (see the module docstring).
 
     `artifact_root` holds the artifacts of runs without a pipeline_root; a run's pipeline_root
-    must be inside it or one of `allowed_pipeline_roots` (absolute directories), links resolved.
+    must be inside it or one of `allowed_pipeline_roots`: absolute directories (links resolved)
+    or object-store URLs (`executor.object_store`; only where the launcher takes them).
     """
 
     def __init__(
@@ -133,18 +165,18 @@ class Runs:
         clock: Clock,
         events: Events,
         orchestrator: Orchestrator,
-        artifact_root: Path,
+        artifact_root: str | Path,
         default_experiment_id: Callable[[], str],
         max_executing: int = 8,
-        allowed_pipeline_roots: Sequence[Path] = (),
+        allowed_pipeline_roots: Sequence[str | Path] = (),
     ) -> None:
         self._db = db
         self._clock = clock
         self._events = events
         self._orchestrator = orchestrator
         # Resolved once, at start: what a root's links point to later does not widen them.
-        self._artifact_root = Path(os.path.realpath(artifact_root))
-        self._allowed_roots = list(dict.fromkeys([str(self._artifact_root), *map(os.path.realpath, allowed_pipeline_roots)]))
+        self._artifact_root = _resolved_root(str(artifact_root))
+        self._allowed_roots = list(dict.fromkeys([self._artifact_root, *(_resolved_root(str(root)) for root in allowed_pipeline_roots)]))
         self._default_experiment_id = default_experiment_id
         self._active: dict[str, _Execution] = {}
         self._claimed: set[str] = set()  # runs a Retry or Delete is working on
@@ -475,8 +507,12 @@ class Runs:
             run = await store.get_run(self._db, run_id)
             await store.delete_run(self._db, run_id, self._events.job(event.run_deleted(run, reason, self._clock.now_us())))
         try:
-            await asyncio.to_thread(remove_below, self._root_of(run), run_id)
-        except (DomainError, UnsafePath, OSError) as error:  # the run is gone; its files stay
+            root = self._root_of(run)
+            if object_store.is_url(root):
+                await asyncio.to_thread(object_store.remove, object_store.join(root, run_id))
+            else:
+                await asyncio.to_thread(remove_below, root, run_id)
+        except (DomainError, UnsafePath, OSError, object_store.ObjectStoreError) as error:  # the run is gone; its files stay
             log.warning("run artifacts not deleted", extra={"fields": {"run_id": run_id, "error": str(error)}})
 
     async def watch(self, run_id: str) -> AsyncGenerator[RunView, None]:
@@ -708,18 +744,26 @@ class Runs:
             return "", []
         if (size := utf8_size(pipeline_root)) > MAX_PATH_BYTES:  # PATH_MAX; every Run message holds it
             return "", [FieldViolation(field, f"must be at most {MAX_PATH_BYTES} bytes in UTF-8, got {size}")]
+        if object_store.is_url(pipeline_root) and self._allowed(pipeline_root):
+            if problem := object_store.problem(pipeline_root):
+                return "", [FieldViolation(field, problem)]
+            return pipeline_root.rstrip("/"), []
         path = pipeline_root.removeprefix("file://")
         if not os.path.isabs(path) or "\0" in path:
-            return "", [FieldViolation(field, f"must be an absolute local path or a file:// URI (artifacts are written on the server's machine), got {pipeline_root!r}")]
+            return "", [FieldViolation(field, (
+                f"must be an absolute local path or a file:// URI, or an object-store URL inside an allowed root"
+                f" (the Ray launcher's), got {pipeline_root!r}; allowed roots: {self._allowed_text()}"
+            ))]
         if not self._allowed(path):
             resolved = os.path.realpath(path)
             resolves = f"; it resolves to {resolved!r}" if resolved != path else ""
             return "", [FieldViolation(field, f"must be inside an allowed pipeline root: {self._allowed_text()}{resolves}")]
         return path, []
 
-    def _root_of(self, run: Run) -> Path:
-        """The resolved directory `run`'s artifacts are under (`<it>/<run_id>`); FailedPrecondition
-        if its pipeline_root is not (or no longer) inside an allowed root."""
+    def _root_of(self, run: Run) -> str:
+        """The resolved directory (or object-store URL) `run`'s artifacts are under
+        (`<it>/<run_id>`); FailedPrecondition if its pipeline_root is not (or no longer) inside an
+        allowed root."""
         if not run.pipeline_root:
             return self._artifact_root
         if not self._allowed(run.pipeline_root):
@@ -727,10 +771,12 @@ class Runs:
                 f"run {run.run_id!r} has pipeline_root {run.pipeline_root!r}, which is not inside an allowed pipeline root"
                 f" ({self._allowed_text()}); the server neither writes nor deletes artifacts there (see --allowed-pipeline-roots)"
             )
-        return Path(os.path.realpath(run.pipeline_root))
+        return _resolved_root(run.pipeline_root)
 
     def _allowed(self, path: str) -> bool:
-        return any(inside(path, root) for root in self._allowed_roots)
+        if object_store.is_url(path):
+            return any(object_store.inside(path, root) for root in self._allowed_roots if object_store.is_url(root))
+        return any(inside(path, root) for root in self._allowed_roots if not object_store.is_url(root))
 
     def _allowed_text(self) -> str:
         return ", ".join(self._allowed_roots)

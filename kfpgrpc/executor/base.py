@@ -85,15 +85,15 @@ class RunObserver(Protocol):
 class RunContext:
     """A run to execute. `spec` is the bare PipelineSpec dict, `platform_spec` the kfp-kubernetes
     PlatformSpec (`{"platforms": {"kubernetes": ...}}`) or {}. Tasks whose id is in `previous`
-    are not run again: their results are reused. Artifacts go under `artifact_root / run_id`
-    (None: the launcher's default root). Times are microseconds since the epoch."""
+    are not run again: their results are reused. Artifacts go under `<artifact_root>/<run_id>`
+    (an absolute directory or an object-store URL; None: the launcher's default root). Times are microseconds since the epoch."""
 
     run_id: str
     spec: Mapping[str, Any]
     parameters: dict[str, Any]
     previous: Mapping[str, TaskResult] = field(default_factory=dict)
     platform_spec: Mapping[str, Any] = field(default_factory=dict)
-    artifact_root: Path | None = None
+    artifact_root: str | None = None
     display_name: str = ""
     created_at_us: int = 0
     scheduled_at_us: int = 0  # the tick of a recurring run's run; 0 = created_at_us

@@ -36,8 +36,9 @@ class ContainerTask:
 
     `component` is its ComponentSpec (input and output definitions); `container` its
     PipelineContainerSpec (image, command, args, env) with the SDK's pip preamble still in the
-    command; `parameters` and `artifacts` the resolved inputs; outputs go to `run_dir / task_id`
-    (`run_dir` = the run's directory under its pipeline root); `runtime` the values of the
+    command; `parameters` and `artifacts` the resolved inputs; outputs go to `<run_dir>/<task_id>`
+    (`run_dir` = the run's directory under its pipeline root: an absolute local path, or an
+    object-store URL for launchers that take one, see `object_store`); `runtime` the values of the
     runtime placeholders; `env` what the pipeline sets (`set_env_variable`); `platform` the
     task's kfp-kubernetes executor settings (PlatformSpec), for the launcher to honour or note;
     `timeout_seconds` the kfp-kubernetes `set_timeout` (None: none)."""
@@ -48,7 +49,7 @@ class ContainerTask:
     container: Mapping[str, Any]
     parameters: dict[str, Any]
     artifacts: dict[str, list[ArtifactOutput]]
-    run_dir: Path
+    run_dir: str
     runtime: RuntimeValues
     env: dict[str, str] = field(default_factory=dict)
     platform: Mapping[str, Any] = field(default_factory=dict)
@@ -58,7 +59,7 @@ class ContainerTask:
 class Launcher(Protocol):
     """Runs container tasks. `await start()` before the first, `await stop()` after the last."""
 
-    artifact_root: Path  # the default pipeline root of runs that name none
+    artifact_root: str | Path  # the default pipeline root of runs that name none (a directory or a URL)
     parallel_tasks: int  # how many tasks it runs at once (a cluster: its CPUs), once started
 
     async def start(self) -> None:
@@ -89,9 +90,9 @@ class Launcher(Protocol):
         "" when they can."""
         ...
 
-    async def reuse_outputs(self, result: TaskResult, run_dir: Path, task_id: str) -> TaskResult | None:
+    async def reuse_outputs(self, result: TaskResult, run_dir: str, task_id: str) -> TaskResult | None:
         """A cached execution's `result` made this task's: its output artifacts stored again
-        under `run_dir / task_id` (runs own their artifacts and a TTL deletes them with the
+        under `<run_dir>/<task_id>` (runs own their artifacts and a TTL deletes them with the
         run, so a reference into the cached run would break), the same parameters. None when
         an artifact no longer exists (its run was deleted): the task runs."""
         ...

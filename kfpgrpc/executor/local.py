@@ -142,7 +142,7 @@ class LocalLauncher:
         return (f"{uri!r} is not on this machine: the local launcher reads artifacts at absolute local paths"
                 " and file:// URIs only")
 
-    async def reuse_outputs(self, result: TaskResult, run_dir: Path, task_id: str) -> TaskResult | None:
+    async def reuse_outputs(self, result: TaskResult, run_dir: str, task_id: str) -> TaskResult | None:
         return await reuse_outputs(result, run_dir, task_id)
 
     async def unsupported(self, spec: Mapping[str, Any], platform_spec: Mapping[str, Any] | None = None) -> list[str]:
@@ -239,7 +239,7 @@ class LocalLauncher:
                     what = f"exit code {returncode}"
                 raise TaskFailed(error_with_tail(what, log.tail), returncode)
             try:
-                return await asyncio.to_thread(read_task_result, prepared, task_root, parameter_files, str(task.run_dir))
+                return await asyncio.to_thread(read_task_result, prepared, task_root, parameter_files, task.run_dir)
             except TaskOutputError as error:
                 raise TaskFailed(error_with_tail(str(error), log.tail), 0) from None
         finally:
@@ -288,7 +288,7 @@ class LocalLauncher:
         return str(links) + os.pathsep + directory
 
 
-async def reuse_outputs(result: TaskResult, run_dir: Path, task_id: str) -> TaskResult | None:
+async def reuse_outputs(result: TaskResult, run_dir: str, task_id: str) -> TaskResult | None:
     """`Launcher.reuse_outputs` where `run_dir` is a directory of this machine (maybe a shared
     file system): hard links (copies across file systems) of the cached artifacts in the task's
     artifact directory, instant, and no space is used twice."""
@@ -325,11 +325,12 @@ def unsupported(spec: Mapping[str, Any], platform_spec: Mapping[str, Any] | None
     return found
 
 
-def _empty_artifact_dir(run_dir: Path, task_id: str) -> Directory:
+def _empty_artifact_dir(run_dir: str, task_id: str) -> Directory:
     """Make `<run_dir>/<task_id>` an empty directory (a retried task must not see a failed
     attempt's files) and open it, following no link below the artifact root: a task may have
     replaced its directory, or the run's, with a link to a directory of the server's."""
-    with Directory.open(run_dir.parent, create=True) as anchor, anchor.child(run_dir.name, create=True) as run:
+    parent, name = os.path.split(run_dir)
+    with Directory.open(parent, create=True) as anchor, anchor.child(name, create=True) as run:
         run.remove(task_id)
         return run.child(task_id, create=True)
 

@@ -42,11 +42,11 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from kfpgrpc.bounds import DEFAULT_MAX_LOG_BYTES_PER_TASK, MAX_TASKS
 from kfpgrpc.clock import Clock, SystemClock, to_datetime
+from kfpgrpc.executor import object_store
 from kfpgrpc.executor.base import (
     ArtifactOutput,
     RunContext,
@@ -113,7 +113,7 @@ class _Run:
 
     context: RunContext
     observer: RunObserver
-    run_dir: Path  # <pipeline root>/<run_id>
+    run_dir: str  # <pipeline root>/<run_id>: a resolved local path, or an object-store URL
     pipeline_name: str
     runtime: dict[str, str]  # the runtime placeholder values shared by its tasks
     max_log_bytes_per_task: int
@@ -185,7 +185,8 @@ class Orchestrator:
         problems = unsupported_features(context.spec)
         if problems:
             return RunOutcome(TaskState.FAILED, "cannot run this pipeline: " + "; ".join(problems))
-        run_dir = Path(os.path.realpath(context.artifact_root or self.launcher.artifact_root)) / context.run_id
+        root = context.artifact_root or str(self.launcher.artifact_root)
+        run_dir = object_store.join(root if object_store.is_url(root) else os.path.realpath(root), context.run_id)
         run = _Run(
             context=context,
             observer=observer,
@@ -195,6 +196,8 @@ class Orchestrator:
             max_log_bytes_per_task=self.max_log_bytes_per_task,
         )
         if _workspace(context.platform_spec):
+            if object_store.is_url(run_dir):  # a workspace is a directory tasks share: a PVC on KFP
+                return RunOutcome(TaskState.FAILED, f"cannot run this pipeline: its workspace needs a pipeline root on a file system, not {root!r}")
             await asyncio.to_thread(os.makedirs, run.runtime["workspace_path"], exist_ok=True)
         self._runs[context.run_id] = run
         spec_root = context.spec["root"]
@@ -227,17 +230,17 @@ class Orchestrator:
         others = [leaf for leaf in run.leaves if leaf is not asyncio.current_task()]
         await asyncio.gather(*others, return_exceptions=True)
 
-    def _runtime_values(self, context: RunContext, run_dir: Path) -> dict[str, str]:
+    def _runtime_values(self, context: RunContext, run_dir: str) -> dict[str, str]:
         """The runtime placeholders' values (design: docs/api.md "Control flow")."""
         created = context.created_at_us or self._clock.now_us()
         return {
             "pipeline_job_name": context.display_name or str((context.spec.get("pipelineInfo") or {}).get("name", "")),
             "pipeline_job_resource_name": context.run_id,
             "pipeline_job_uuid": context.run_id,
-            "pipeline_root": str(run_dir),
+            "pipeline_root": run_dir,
             "pipeline_job_create_time_utc": _rfc3339(created),
             "pipeline_job_schedule_time_utc": _rfc3339(context.scheduled_at_us or created),
-            "workspace_path": str(run_dir / "workspace"),
+            "workspace_path": object_store.join(run_dir, "workspace"),
         }
 
     # -- DAGs --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ Decisions:
   Ray's `accelerator_type:<TYPE>` resource when the type names a model, a TPU → the `TPU`
   resource, and each kfp-kubernetes node selector label `key: value` → the custom resource
   `key=value` (a node declares it, e.g. `ray start --resources '{"disktype=ssd": 1000}'`;
-  each task takes 0.001 of it). The requests, not the limits, as Kubernetes schedules.
+  each task takes 0.001 of it). The request, else the limit, as Kubernetes schedules.
 - A task that no node of the cluster can ever satisfy (no alive node has all of what it asks in
   total) FAILS at once, saying what it asked and what the nodes offer; with
   `--ray-unschedulable wait` it waits instead (PENDING, a line in its log says why), for a
@@ -26,8 +26,10 @@ Decisions:
 - Server restart: Ray ends the tasks of a driver that is gone (the server's process), and their
   processes die with their workers; the resumed run runs those tasks again, as after a local
   crash (docs/cluster.md).
-- Artifacts: a run's pipeline root must be a file system every node and the server see at the
-  same path (NFS, a mounted bucket) — see docs/cluster.md.
+- Artifacts: a run's pipeline root is a file system every node and the server see at the same
+  path (NFS, a mounted bucket), or an object-store URL (`object_store`: the node downloads a
+  task's inputs and uploads its outputs; the server copies cached outputs and deletes a deleted
+  run's objects) — see docs/cluster.md.
 - `--max-parallel-tasks` does not cap the cluster: Ray's resources do.
 """
 
@@ -40,12 +42,12 @@ import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import ray
 
 from kfpgrpc.bounds import cut_error
+from kfpgrpc.executor import object_store
 from kfpgrpc.executor.base import TaskResult
 from kfpgrpc.executor.launcher import ContainerTask, TaskFailed
 from kfpgrpc.executor.local import PLACEMENT_SETTINGS, reuse_outputs, unsupported
@@ -55,6 +57,8 @@ from kfpgrpc.executor.resources import ResourceError, ResourceRequest
 from kfpgrpc.executor.task_log import LogVolume, TaskLog
 
 UNSCHEDULABLE_POLICIES = ("fail", "wait")
+CONNECT_TIMEOUT_SECONDS = 10.0  # for the cluster's GCS port to answer at start
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 NODES_MAX_AGE_SECONDS = 2.0  # how old the cluster's node list may be when a task is checked against it
 SELECTOR_SHARE = 0.001  # of a node selector's custom resource, per task: a marker, not a capacity
 # Accelerator types that name a kind, not a model: num_gpus alone.
@@ -97,10 +101,10 @@ class RayLauncher:
     cluster's (`auto`, `HOST:PORT` of its GCS); `unschedulable`: `fail` or `wait`;
     `kill_grace_seconds`: between SIGTERM and SIGKILL when a task is cancelled."""
 
-    def __init__(self, artifact_root: Path, address: str = "auto", unschedulable: str = "fail", kill_grace_seconds: float = 3.0) -> None:
+    def __init__(self, artifact_root: str, address: str = "auto", unschedulable: str = "fail", kill_grace_seconds: float = 3.0) -> None:
         if unschedulable not in UNSCHEDULABLE_POLICIES:
             raise ValueError(f"unschedulable must be one of {UNSCHEDULABLE_POLICIES}, got {unschedulable!r}")
-        self.artifact_root = Path(artifact_root).absolute()
+        self.artifact_root = artifact_root if object_store.is_url(artifact_root) else os.path.abspath(artifact_root)
         self.address = address
         self.unschedulable = unschedulable
         self.kill_grace_seconds = kill_grace_seconds
@@ -115,6 +119,7 @@ class RayLauncher:
         # Ray's driver installs its own SIGTERM handler (a stack dump, and no stop): the server's
         # graceful stop on SIGINT and SIGTERM is put back after it.
         stop_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        await self._reachable()
         try:
             # Blocking for a second or so, before the server serves: nothing waits on the loop.
             ray.init(address=self.address, namespace="kfpgrpc", log_to_driver=False, configure_logging=False)
@@ -127,6 +132,19 @@ class RayLauncher:
         self._remote = ray.remote(run_attempt)
         self.parallel_tasks = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
+    async def _reachable(self) -> None:
+        """Raise OSError unless the GCS at a HOST:PORT address accepts a connection within
+        CONNECT_TIMEOUT_SECONDS: Ray itself would retry for minutes before it gives up."""
+        host, _, port = self.address.rpartition(":")
+        if not host or not port.isdigit():  # "auto" and the like: Ray finds the address
+            return
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+        except (OSError, TimeoutError) as error:
+            raise OSError(f"cannot connect to the Ray cluster at {self.address!r} (--ray-address): {error or 'timed out'}") from None
+        writer.close()
+
     async def stop(self) -> None:
         if ray.is_initialized():
             await asyncio.to_thread(ray.shutdown)
@@ -137,9 +155,13 @@ class RayLauncher:
     def uri_problem(self, uri: str) -> str:
         if os.path.isabs(uri):
             return ""
-        return f"{uri!r} is not a path: the Ray launcher reads artifacts on a file system every node shares"
+        if object_store.is_url(uri):
+            return object_store.problem(uri)
+        return f"{uri!r} is neither an absolute path (of a file system every node shares) nor an object-store URL"
 
-    async def reuse_outputs(self, result: TaskResult, run_dir: Path, task_id: str) -> TaskResult | None:
+    async def reuse_outputs(self, result: TaskResult, run_dir: str, task_id: str) -> TaskResult | None:
+        if object_store.is_url(run_dir):
+            return await asyncio.to_thread(object_store.reuse_outputs, result, run_dir, task_id)
         return await reuse_outputs(result, run_dir, task_id)
 
     async def unsupported(self, spec: Mapping[str, Any], platform_spec: Mapping[str, Any] | None = None) -> list[str]:
@@ -237,6 +259,9 @@ def _resources_text(resources: Mapping[str, float]) -> str:
 
 
 def _ray_error(error: Exception) -> str:
-    """A Ray failure as a task error: its kind and first line (Ray's own traceback follows)."""
-    text = str(error).strip().splitlines()
-    return cut_error(f"the Ray task failed ({type(error).__name__}): {text[0] if text else ''}")
+    """A Ray failure as a task error: its kind and why, the last line of its cause (a
+    RayTaskError's first line is only Ray's colored `ray::function() (pid=…, ip=…)` header; a
+    worker that cannot import kfpgrpc ends with "ModuleNotFoundError: No module named …")."""
+    cause = getattr(error, "cause", None) or error
+    lines = [line for line in _ANSI.sub("", str(cause)).splitlines() if line.strip()]
+    return cut_error(f"the Ray task failed ({type(error).__name__}): {lines[-1].strip() if lines else type(cause).__name__}")

@@ -15,6 +15,10 @@ to start; ("lines", lines, stored, truncated) for each batch of log lines (`task
 on the node by the task's remaining log volume, whose state follows each batch); then one of
 ("succeeded", TaskResult) or ("failed", error, exit_code).
 
+Under an object-store pipeline root the attempt runs on local copies in a staging directory of
+the worker, removed after it: input artifacts downloaded before, outputs uploaded after it
+succeeded (`object_store.stage_inputs`, `publish_outputs`).
+
 Cancelling: `ray.cancel(force=False)` interrupts the worker's main thread with SIGINT; the
 loop's SIGINT handler cancels the attempt, which stops the task (SIGTERM, the grace period,
 SIGKILL) like a terminated local task, and the generator ends without an outcome.
@@ -27,16 +31,24 @@ import os
 import shutil
 import signal
 import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from kfpgrpc.executor import object_store
 from kfpgrpc.executor.base import TaskUpdate
 from kfpgrpc.executor.launcher import ContainerTask, TaskFailed
 from kfpgrpc.executor.local import LocalLauncher
-from kfpgrpc.executor.task_log import LogVolume, TaskLog
+from kfpgrpc.executor.task_log import LogVolume, TaskLog, error_with_tail
 
 NODE_ROOT = Path(tempfile.gettempdir()) / "kfpgrpc-ray"
+# What Ray sets in a worker's environment to give a task its accelerators (ray/_private/accelerators).
+VISIBLE_DEVICES = (
+    "CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "NEURON_RT_VISIBLE_CORES",
+    "TPU_VISIBLE_CHIPS", "ONEAPI_DEVICE_SELECTOR", "HABANA_VISIBLE_MODULES",
+)
 _WORKER: dict[str, Any] = {}  # this worker process's "loop" and "launcher"
 
 
@@ -55,12 +67,26 @@ def run_attempt(task: ContainerTask, volume: LogVolume, kill_grace_seconds: floa
         outbox.put_nowait(("started", ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()))
 
     async def attempt() -> tuple[Any, ...]:
+        staging = ""
         try:
-            result = await launcher.run(task, log, on_start)
+            # The devices Ray gave this task (it sets them in the worker's environment for the
+            # task's num_gpus...): the task's processes get a minimal environment, so pass them.
+            local = replace(task, env={**task.env, **{name: os.environ[name] for name in VISIBLE_DEVICES if name in os.environ}})
+            if object_store.is_url(task.run_dir):
+                staging = os.path.realpath(NODE_ROOT / f"worker-{os.getpid()}" / "staging" / uuid.uuid4().hex)
+                local = await asyncio.to_thread(object_store.stage_inputs, local, staging)
+            result = await launcher.run(local, log, on_start)
+            if staging:
+                result = await asyncio.to_thread(object_store.publish_outputs, result, local.run_dir, task)
         except TaskFailed as failed:
             outcome: tuple[Any, ...] = ("failed", failed.error, failed.exit_code)
+        except object_store.ObjectStoreError as error:
+            outcome = ("failed", error_with_tail(str(error), log.tail), None)
         else:
             outcome = ("succeeded", result)
+        finally:
+            if staging:
+                await asyncio.to_thread(shutil.rmtree, staging, True)
         await log.flush()
         return outcome
 
