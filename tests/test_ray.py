@@ -53,6 +53,7 @@ Spec = dict[str, Any]
 SUCCEEDED, FAILED, CANCELED = common_pb2.SUCCEEDED, common_pb2.FAILED, common_pb2.CANCELED
 NODE_NOTE = re.compile(r"^ran on Ray node ([0-9a-f]+) ")
 UNSCHEDULABLE = "no node of the Ray cluster can run this task"
+STARTUP_SECONDS = 90  # only turns a hang into a failure: Ray starts workers slowly on a busy machine
 # Every `kfpgrpc serve` here logs warnings only: its stderr pipe, read when it ends, never fills.
 QUIET = ("--log-level", "warning")
 
@@ -275,10 +276,11 @@ async def test_a_server_killed_mid_run_and_restarted_ends_the_run_with_the_task_
             assert task_processes(created.run_id), "the attempt waits for the gate"
     finally:
         server.kill()
-    await eventually(lambda: processes_of(created.run_id), lambda found: not found)
+    # Ray notices the driver's death, then kills its workers: a liveness wait, not a timing check.
+    await eventually(lambda: processes_of(created.run_id), lambda found: not found, timeout=STARTUP_SECONDS)
     with serving(tmp_path / "data", *cluster.serve()) as restarted:
         async with connected(restarted) as stubs:
-            await eventually(lambda: attempts_of(attempts), lambda count: count == 2)
+            await eventually(lambda: attempts_of(attempts), lambda count: count == 2, timeout=STARTUP_SECONDS)
             gate.touch()
             run = await finished(stubs, created)
     assert run.state == SUCCEEDED, run.error
