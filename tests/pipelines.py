@@ -8,7 +8,7 @@ signatures' annotations as types, not strings.
 
 import warnings
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 import yaml
 from kfp import compiler, dsl
@@ -274,6 +274,19 @@ def shell(script: str):
 @dsl.pipeline(name="shell-pipeline", description="One task that runs a shell script.")
 def shell_pipeline(script: str):
     shell(script=script)
+
+
+def shell_pipeline_with(name: str, configure: Callable[[Any, Any], Any]) -> BaseComponent:
+    """A pipeline `name` like shell-pipeline whose one task (task id "shell") is set up by
+    `configure(task, setting)`, e.g. with resource requests or kfp-kubernetes node selectors;
+    `setting` is the pipeline's string parameter `setting` (default ""), for a value given at
+    run time."""
+
+    @dsl.pipeline(name=name)
+    def pipeline(script: str, setting: str = ""):
+        configure(shell(script=script), setting)
+
+    return pipeline
 
 
 @dsl.container_component

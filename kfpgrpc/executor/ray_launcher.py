@@ -24,7 +24,9 @@ Decisions:
   KILL_WAIT_SECONDS, or when the server is shutting down, the worker process is killed
   (`force=True`) and the task's processes die with it (`ray_node`).
 - Server restart: Ray ends the tasks of a driver that is gone (the server's process), and their
-  processes die with their workers; the resumed run runs those tasks again, as after a local
+  processes die with their workers (each task's init kills its tree when its worker dies; Ray's
+  own kill of a worker's children is turned off for our workers, `WORKER_ENV`, as it would kill
+  the init alone and orphan the rest); the resumed run runs those tasks again, as after a local
   crash (docs/cluster.md).
 - Artifacts: a run's pipeline root is a file system every node and the server see at the same
   path (NFS, a mounted bucket), or an object-store URL (`object_store`: the node downloads a
@@ -59,6 +61,10 @@ from kfpgrpc.executor.task_log import LogVolume, TaskLog
 UNSCHEDULABLE_POLICIES = ("fail", "wait")
 CONNECT_TIMEOUT_SECONDS = 10.0  # for the cluster's GCS port to answer at start
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Ray SIGKILLs a dead worker's child processes by default: that is a task's init (`task_init`),
+# whose own death would then orphan the task's processes (the leader has a session of its own).
+# Left alone, the init sees the worker die (PR_SET_PDEATHSIG) and kills the whole task tree.
+WORKER_ENV = {"RAY_kill_child_processes_on_worker_exit": "0"}
 NODES_MAX_AGE_SECONDS = 2.0  # how old the cluster's node list may be when a task is checked against it
 SELECTOR_SHARE = 0.001  # of a node selector's custom resource, per task: a marker, not a capacity
 # Accelerator types that name a kind, not a model: num_gpus alone.
@@ -122,7 +128,10 @@ class RayLauncher:
         await self._reachable()
         try:
             # Blocking for a second or so, before the server serves: nothing waits on the loop.
-            ray.init(address=self.address, namespace="kfpgrpc", log_to_driver=False, configure_logging=False)
+            ray.init(
+                address=self.address, namespace="kfpgrpc", log_to_driver=False, configure_logging=False,
+                runtime_env={"env_vars": WORKER_ENV},
+            )
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise OSError(f"cannot connect to the Ray cluster at {self.address!r} (--ray-address): {error}") from None
         finally:
