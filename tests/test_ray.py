@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import re
 import shlex
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +116,7 @@ PLAIN = shell_pipeline_with("plain", lambda task, _: task)
 GPU = shell_pipeline_with("gpu", lambda task, _: task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1))
 SSD = shell_pipeline_with("ssd", lambda task, _: kubernetes.add_node_selector(task, "disktype", "ssd"))
 MANY_CPUS = shell_pipeline_with("many-cpus", lambda task, _: task.set_cpu_request("64"))
+RETRIED = shell_pipeline_with("retried", lambda task, _: task.set_retry(num_retries=1, backoff_duration="0s"))
 MANY_GPUS = shell_pipeline_with("many-gpus", lambda task, _: task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(8))
 
 
@@ -201,13 +205,16 @@ async def test_a_task_asking_for_what_one_node_has_runs_there(
 ) -> None:
     """Only the second node has a GPU and `disktype=ssd`: a task that asks for one of them runs
     there, and says so in its notes; a task without requests may run on either node."""
-    run = await run_to_end(stubs, compiled(pipeline, tmp_path), script="echo placed")
+    run = await run_to_end(stubs, compiled(pipeline, tmp_path), script='echo "devices: ${CUDA_VISIBLE_DEVICES-none}"')
     assert run.state == SUCCEEDED, run.error
     node = node_of(task(run, "shell"))
     if on_gpu_node:
         assert node == cluster.gpu_id, (node, cluster)
     else:
         assert node in (cluster.head_id, cluster.gpu_id), (node, cluster)
+    # The GPU Ray gave the task (its worker's CUDA_VISIBLE_DEVICES) reaches the task's processes.
+    lines = [line async for line in log_lines(stubs, run.run_id)]
+    assert ("devices: 0" if pipeline is GPU else "devices: none") in lines, lines
 
 
 @pytest.mark.parametrize(
@@ -353,3 +360,28 @@ def test_a_quantity_that_is_not_one_is_a_resource_error(tmp_path: Path) -> None:
     """The SDK checks literal quantities; one given at run time is checked here."""
     with pytest.raises(ResourceError, match="CPU 'two' is not a Kubernetes quantity"):
         request_of(lambda task, setting: task.set_cpu_request(setting), tmp_path, **{"pipelinechannel--setting": "two"})
+
+
+async def test_a_failed_attempt_is_retried_by_the_retry_policy_as_a_new_ray_task(stubs: Stubs, tmp_path: Path) -> None:
+    """KFP's retry policy retries, not Ray: the first attempt fails, the second (a new Ray task,
+    on any node) succeeds, and the task counts one retry."""
+    attempts = tmp_path / "attempts"
+    script = f"echo attempt >> {shlex.quote(str(attempts))}; [ $(wc -l < {shlex.quote(str(attempts))}) -ge 2 ]"
+    run = await run_to_end(stubs, compiled(RETRIED, tmp_path), script=script)
+    assert run.state == SUCCEEDED, run.error
+    assert task(run, "shell").retries == 1
+    assert attempts.read_text() == "attempt\nattempt\n"
+
+
+def test_a_ray_address_where_nothing_answers_fails_the_start_at_once(tmp_path: Path) -> None:
+    """Ray would retry an unreachable GCS for minutes; the server says so and exits instead."""
+    with socket.socket() as probe:  # a port of this machine where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    result = subprocess.run(
+        [sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--http-listen", "off",
+         "--data-dir", str(tmp_path / "data"), "--launcher", "ray", "--ray-address", address],
+        capture_output=True, text=True, timeout=STARTUP_SECONDS,
+    )
+    assert result.returncode != 0 and "listening on" not in result.stdout, result
+    assert f"cannot connect to the Ray cluster at '{address}' (--ray-address)" in result.stderr, result.stderr
