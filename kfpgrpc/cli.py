@@ -180,11 +180,11 @@ def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from kfpgrpc import logs
+    from kfpgrpc.executor.process import make_undumpable
     from kfpgrpc.schedule import parse_go_duration
     from kfpgrpc.server import (
         KfpGrpcServer,
         StartError,
-        make_undumpable,
         raise_open_file_limit,
         stop_signal_event,
     )
@@ -237,7 +237,9 @@ def _serve(args: argparse.Namespace) -> int:
     if durations["http_request_timeout"] <= 0:
         print("kfpgrpc: --http-request-timeout must be positive", file=sys.stderr)
         return 2
-    from kfpgrpc.executor import object_store  # here: the client commands start without the executor
+    from kfpgrpc.executor import (
+        object_store,  # here: the client commands start without the executor
+    )
 
     # Separated by ':' (os.pathsep), except the ':' of a URL's "://".
     allowed_roots = [root for root in re.split(re.escape(os.pathsep) + "(?!//)", args.allowed_pipeline_roots) if root]

@@ -55,7 +55,6 @@ from kfpgrpc.v1 import (
 )
 
 log = logging.getLogger(__name__)
-_PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 
 SERVICE_NAMES = (
     experiment_pb2.DESCRIPTOR.services_by_name["ExperimentService"].full_name,
@@ -399,23 +398,6 @@ def raise_open_file_limit() -> None:
             log.warning("cannot raise the open-file limit", extra={"fields": {"soft": soft, "hard": hard, "error": str(error)}})
             return
     log.info("open-file limit", extra={"fields": {"was": soft, "now": hard}})
-
-
-def make_undumpable() -> None:
-    """PR_SET_DUMPABLE 0 for this process (Linux; elsewhere, or if it fails, nothing): tasks
-    run as the server's user, and a dumpable process's /proc/<pid>/environ (its auth token,
-    cloud credentials), memory and ptrace are open to every process of that user. Root's
-    processes bypass this. Its own /proc files stay readable to the process itself; its core
-    dumps are off, and children are dumpable again once they exec."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-    except (OSError, AttributeError) as error:
-        log.warning("cannot make the server non-dumpable", extra={"fields": {"error": str(error)}})
 
 
 def stop_signal_event() -> asyncio.Event:

@@ -9,6 +9,7 @@ Skipped only when Ray is not installed: it is in the test extra, so CI runs thes
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import shlex
 import socket
@@ -385,3 +386,15 @@ def test_a_ray_address_where_nothing_answers_fails_the_start_at_once(tmp_path: P
     )
     assert result.returncode != 0 and "listening on" not in result.stdout, result
     assert f"cannot connect to the Ray cluster at '{address}' (--ray-address)" in result.stderr, result.stderr
+
+
+async def test_a_task_on_a_node_sees_a_minimal_environment_not_its_workers(stubs: Stubs, tmp_path: Path) -> None:
+    """A Ray worker's environment (Ray's variables, the cluster's settings, cloud credentials) is
+    not the task's: the task gets the same minimal environment as on the local launcher."""
+    run = await run_to_end(stubs, compiled(pipelines.environment_pipeline, tmp_path))
+    assert run.state == SUCCEEDED, run.error
+    printed = json.loads(next(line for line in [line async for line in log_lines(stubs, run.run_id)] if line.startswith("{")))
+    assert set(printed["environment"]) == {
+        "PATH", "HOME", "TMPDIR", "LANG", "PYTHONUNBUFFERED", "KFP_POD_NAME", "KFP_POD_UID", "GREETING",
+        "KFPGRPC_RUN_ID", "KFPGRPC_TASK_DIR",
+    }

@@ -51,6 +51,7 @@ TASK_LANG = "C.UTF-8"  # what the python images KFP components use set; present 
 KILL_WAIT_SECONDS = 10.0  # how long a kill may take before the task's processes are given up on
 LEADER_GRACE_SECONDS = 2.0  # after a task's leader exits, for its init to end (it takes milliseconds)
 DRAIN_SECONDS = 2.0  # after the kill: how long output still written (by an escaped process) is read
+_PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 _TASK_INIT = str(Path(__file__).with_name("task_init.py"))
 # Moves the shell into the cgroup named by $0, then becomes the task's command (without the PWD
 # the shell exported: the task gets exactly its environment).
@@ -530,3 +531,21 @@ def _remove(path: Path) -> None:
     else:
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+def make_undumpable() -> None:
+    """PR_SET_DUMPABLE 0 for this process, the server or a Ray worker that runs tasks (Linux;
+    elsewhere, or if it fails, nothing): tasks run as its user, and a dumpable process's
+    /proc/<pid>/environ (its auth token, cloud credentials), memory and ptrace are open to every
+    process of that user. Root's
+    processes bypass this. Its own /proc files stay readable to the process itself; its core
+    dumps are off, and children are dumpable again once they exec."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    except (OSError, AttributeError) as error:
+        log.warning("cannot make this process non-dumpable", extra={"fields": {"error": str(error)}})

@@ -41,6 +41,7 @@ from kfpgrpc.executor import object_store
 from kfpgrpc.executor.base import TaskUpdate
 from kfpgrpc.executor.launcher import ContainerTask, TaskFailed
 from kfpgrpc.executor.local import LocalLauncher
+from kfpgrpc.executor.process import make_undumpable
 from kfpgrpc.executor.task_log import LogVolume, TaskLog, error_with_tail
 
 NODE_ROOT = Path(tempfile.gettempdir()) / "kfpgrpc-ray"
@@ -129,6 +130,7 @@ class _Outbox:
 def _worker_launcher() -> tuple[asyncio.AbstractEventLoop, LocalLauncher]:
     """This worker process's loop and launcher, made and started by its first task."""
     if not _WORKER:
+        make_undumpable()  # its tasks run as its user: they must not read its environment (credentials)
         _remove_gone_workers()
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
