@@ -33,7 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, List
 
@@ -47,7 +47,6 @@ from bench.harness import Server  # noqa: E402
 from kfpgrpc.v1 import common_pb2, run_pb2, run_pb2_grpc  # noqa: E402
 
 TERMINAL = {common_pb2.SUCCEEDED, common_pb2.FAILED, common_pb2.CANCELED}
-A_B = {"a": 1, "b": 2}  # the scenarios' runtime parameters
 
 
 @dsl.component(base_image="python:3.11")
@@ -102,16 +101,12 @@ def timed(run_once: Callable[[], None], runs: int) -> list[float]:
     return seconds
 
 
-async def server_run(
-    stub: run_pb2_grpc.RunServiceStub, spec: struct_pb2.Struct, parameters: Mapping[str, Any] = A_B
-) -> tuple[float, run_pb2.Run]:
-    """(seconds from CreateRun of `spec` with `parameters` to its SUCCEEDED snapshot on WatchRun,
-    that snapshot); RuntimeError when the run ends otherwise."""
-    values = struct_pb2.Struct()
-    values.update(parameters)
+async def server_run(stub: run_pb2_grpc.RunServiceStub, spec: struct_pb2.Struct) -> float:
     started = time.perf_counter()
     run = await stub.CreateRun(run_pb2.CreateRunRequest(run=run_pb2.Run(
-        display_name="bench", pipeline_spec=spec, runtime_config=common_pb2.RuntimeConfig(parameters=values.fields),
+        display_name="bench", pipeline_spec=spec,
+        runtime_config=common_pb2.RuntimeConfig(parameters={
+            "a": struct_pb2.Value(number_value=1), "b": struct_pb2.Value(number_value=2)}),
     )))
     async for snapshot in stub.WatchRun(run_pb2.WatchRunRequest(run_id=run.run_id)):
         if snapshot.state in TERMINAL:
@@ -119,7 +114,7 @@ async def server_run(
             if snapshot.state != common_pb2.SUCCEEDED:
                 raise RuntimeError(f"run {run.run_id} ended {common_pb2.RuntimeState.Name(snapshot.state)}: "
                                    f"{snapshot.error.message}")
-            return elapsed, snapshot
+            return elapsed
     raise RuntimeError(f"WatchRun of {run.run_id} ended without a terminal state")
 
 
@@ -135,7 +130,7 @@ async def server_times(address: str, spec: dict, runs: int) -> list[float] | Non
                 raise
             print("server:    skipped, RunService answers UNIMPLEMENTED")
             return None
-        return [(await server_run(stub, struct))[0] for _ in range(runs)]
+        return [await server_run(stub, struct) for _ in range(runs)]
 
 
 def kfp_local_times(
