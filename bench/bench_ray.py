@@ -98,8 +98,9 @@ async def timed_run(address: str, spec: struct_pb2.Struct, program: str, items: 
 
     Wall time is the server's own record, created_at to finished_at. The end is waited for by
     polling GetRun, not by WatchRun: WatchRun sends the whole run (every task) at each task's
-    change, which for hundreds of tasks costs the server more than the tasks do (measured:
-    a 100-task run took 10.4 s watched and 2.4 s polled), and that is not the launcher's cost."""
+    change, which for hundreds of tasks costs the server more than the tasks do (a run of 100
+    trivial tasks, measured: watched, 404 snapshots, 11.3 s and 9.2 s of server CPU; polled,
+    1.75 s and 1.2 s), and that is not the launcher's cost."""
     parameters = struct_pb2.Struct()
     parameters.update({"program": program, "items": items})
     async with grpc.aio.insecure_channel(address) as channel:
