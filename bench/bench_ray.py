@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,12 +131,12 @@ def measure(side: Side, address: str, spec: struct_pb2.Struct, options: argparse
         side.fan_out, side.fan_out_nodes = asyncio.run(timed_run(address, spec, "sleep", [f"{options.sleep:g}"] * options.fan_out))
 
 
-def table(title: str, sides: List[Side], rows: List[tuple[str, object]]) -> None:
+def table(title: str, sides: List[Side], rows: List[tuple[str, Callable[[Side], object]]]) -> None:
     """Print `rows` of (label, function of a Side giving its cell) with one column per side."""
     print(title)
     print(f"  {'':<44}" + "".join(f"{side.label:>32}" for side in sides))
     for label, cell in rows:
-        print(f"  {label:<44}" + "".join(f"{cell(side):>32}" for side in sides))  # type: ignore[operator]
+        print(f"  {label:<44}" + "".join(f"{cell(side):>32}" for side in sides))
 
 
 def main() -> None:
