@@ -117,6 +117,11 @@ PLAIN = shell_pipeline_with("plain", lambda task, _: task)
 GPU = shell_pipeline_with("gpu", lambda task, _: task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1))
 SSD = shell_pipeline_with("ssd", lambda task, _: kubernetes.add_node_selector(task, "disktype", "ssd"))
 MANY_CPUS = shell_pipeline_with("many-cpus", lambda task, _: task.set_cpu_request("64"))
+CPU_AT_RUN_TIME = shell_pipeline_with("cpu-at-run-time", lambda task, setting: task.set_cpu_request(setting))
+MEMORY_AT_RUN_TIME = shell_pipeline_with("memory-at-run-time", lambda task, setting: task.set_memory_limit(setting))
+GPUS_AT_RUN_TIME = shell_pipeline_with(
+    "gpus-at-run-time", lambda task, setting: task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(setting)
+)
 RETRIED = shell_pipeline_with("retried", lambda task, _: task.set_retry(num_retries=1, backoff_duration="0s"))
 MANY_GPUS = shell_pipeline_with("many-gpus", lambda task, _: task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(8))
 
@@ -398,3 +403,41 @@ async def test_a_task_on_a_node_sees_a_minimal_environment_not_its_workers(stubs
         "PATH", "HOME", "TMPDIR", "LANG", "PYTHONUNBUFFERED", "KFP_POD_NAME", "KFP_POD_UID", "GREETING",
         "KFPGRPC_RUN_ID", "KFPGRPC_TASK_DIR",
     }
+
+
+@pytest.mark.parametrize(
+    "pipeline, setting, error",
+    [
+        (CPU_AT_RUN_TIME, "1u", "CPU 1e-06 is less than Ray counts"),
+        (MEMORY_AT_RUN_TIME, "1e309", "memory '1e309' is more than any machine has"),
+        (GPUS_AT_RUN_TIME, "-1", "accelerator count -1 must be between 0 and 1024"),
+    ],
+    ids=["cpu-below-ray-precision", "infinite-memory", "negative-gpus"],
+)
+async def test_a_request_ray_cannot_take_fails_its_task_saying_why(
+    stubs: Stubs, tmp_path: Path, pipeline: BaseComponent, setting: str, error: str
+) -> None:
+    """Values given at run time that Ray would refuse (or that overflow) fail the task with what
+    is wrong, as a task error, not the run with an internal error."""
+    run = await run_to_end(stubs, compiled(pipeline, tmp_path), script="echo never", setting=setting)
+    assert run.state == FAILED
+    assert error in task(run, "shell").error.message, task(run, "shell").error
+    assert "internal" not in run.error.message, run.error
+
+
+
+async def test_terminate_gives_the_task_its_grace_period_on_its_node(stubs: Stubs, tmp_path: Path) -> None:
+    """TerminateRun stops a task on Ray as locally: SIGTERM, and the grace period before SIGKILL
+    (a task that cleans up on SIGTERM finishes its clean-up), not a kill of its worker."""
+    cleaned = tmp_path / "cleaned-up"
+    script = f"trap 'sleep 0.5; touch {shlex.quote(str(cleaned))}; exit 143' TERM; echo ready; while :; do sleep 0.1; done"
+    created = await create(stubs, inline_run(compiled(PLAIN, tmp_path), script=script))
+    async with contextlib.aclosing(log_lines(stubs, created.run_id, follow=True)) as lines:
+        async for line in lines:
+            if line == "ready":
+                break
+    await stubs.runs.TerminateRun(run_pb2.TerminateRunRequest(run_id=created.run_id))
+    run = await finished(stubs, created)
+    assert run.state == CANCELED
+    await eventually(lambda: processes_of(created.run_id), lambda found: not found)
+    assert cleaned.exists()

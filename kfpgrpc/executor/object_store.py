@@ -48,8 +48,14 @@ def inside(url: str, root: str) -> bool:
 
 
 def problem(url: str) -> str:
-    """Why `url` cannot be used as an artifact location here ("" when it can): fsspec, or the
-    backend its scheme needs, is not installed. Non-blocking."""
+    """Why `url` cannot be used as an artifact location here ("" when it can): it is not a plain
+    `scheme://bucket/key/...` (roots are compared as text, so an empty, "." or ".." part, a
+    query, a fragment or a %-escape could name what a comparison does not see), or fsspec, or
+    the backend its scheme needs, is not installed. Non-blocking."""
+    rest = url[_SCHEME.match(url).end():] if _SCHEME.match(url) else url
+    parts = rest.rstrip("/").split("/")
+    if any(part in ("", ".", "..") for part in parts) or any(char in rest for char in "?#%\\"):
+        return f"{url!r} must be a plain scheme://bucket/path, without empty, '.' or '..' parts, '?', '#', '%' or '\\'"
     try:
         import fsspec
         from fsspec.registry import known_implementations

@@ -66,6 +66,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Left alone, the init sees the worker die (PR_SET_PDEATHSIG) and kills the whole task tree.
 WORKER_ENV = {"RAY_kill_child_processes_on_worker_exit": "0"}
 NODES_MAX_AGE_SECONDS = 2.0  # how old the cluster's node list may be when a task is checked against it
+RAY_PRECISION = 0.0001  # the smallest amount of a resource Ray counts (ray_option_utils)
 SELECTOR_SHARE = 0.001  # of a node selector's custom resource, per task: a marker, not a capacity
 # Accelerator types that name a kind, not a model: num_gpus alone.
 GPU_KINDS = {"nvidia.com/gpu", "amd.com/gpu", "gpu"}
@@ -75,7 +76,10 @@ _GPU_MODEL_PREFIX = re.compile(r"^(?:nvidia[-_](?:tesla[-_])?)", re.IGNORECASE)
 
 def ray_options(request: ResourceRequest) -> dict[str, Any]:
     """Ray task options (`num_cpus`, `num_gpus`, `memory`, `resources`) for a task's KFP
-    requests; see the module docstring."""
+    requests; see the module docstring. Raises ResourceError for a CPU below what Ray counts
+    (RAY_PRECISION)."""
+    if request.cpu is not None and 0 < request.cpu < RAY_PRECISION:
+        raise ResourceError(f"CPU {request.cpu:g} is less than Ray counts: ask for 0 or at least {RAY_PRECISION:g} (100u)")
     options: dict[str, Any] = {"num_cpus": request.cpu if request.cpu is not None else 1}
     resources: dict[str, float] = {}
     if request.memory:
@@ -181,18 +185,21 @@ class RayLauncher:
     ) -> TaskResult:
         try:
             request = ResourceRequest.of(task.container, task.platform, task.parameters)
+            options = ray_options(request)
         except ResourceError as error:
             raise TaskFailed(str(error)) from None
-        options = ray_options(request)
         if problem := await self._unschedulable(options):
             if self.unschedulable == "fail":
-                raise TaskFailed(f"{problem} (--ray-unschedulable wait would wait for one)")
+                raise TaskFailed(f"{problem} (with --ray-unschedulable wait it would wait for such a node, one an autoscaler adds)")
             log.add(f"waiting: {problem}")
             await log.flush()
         volume = log.volume
-        generator = self._remote.options(
-            name=f"kfpgrpc:{task.run_id}:{task.task_id}", max_retries=0, **options
-        ).remote(task, LogVolume(volume.limit, volume.stored, volume.truncated), 0.0 if self._force else self.kill_grace_seconds)
+        try:
+            generator = self._remote.options(
+                name=f"kfpgrpc:{task.run_id}:{task.task_id}", max_retries=0, **options
+            ).remote(task, LogVolume(volume.limit, volume.stored, volume.truncated), 0.0 if self._force else self.kill_grace_seconds)
+        except (ValueError, TypeError, OverflowError) as error:  # Ray's own checks of the options
+            raise TaskFailed(f"Ray refused the task's resource requests ({_resources_text(demand(options))}): {error}") from None
         ended = False
         try:
             async for reference in generator:
@@ -217,22 +224,19 @@ class RayLauncher:
             raise TaskFailed(_ray_error(error)) from None
         finally:
             if not ended:  # cancelled, or on_start refused: stop it on its node
-                await asyncio.shield(self._cancel(generator, log))
+                self._cancel(generator)
 
-    async def _cancel(self, generator: Any, log: TaskLog) -> None:
-        """Stop the Ray task of `generator`: interrupt it (its processes get SIGTERM, the grace
-        period, SIGKILL) and read what it still prints; kill its worker if it does not end in
-        time, or at once when the server is shutting down."""
-        if not self._force:
-            ray.cancel(generator)
-            with contextlib.suppress(ray.exceptions.RayError, TimeoutError):
-                async with asyncio.timeout(self.kill_grace_seconds + KILL_WAIT_SECONDS):
-                    async for reference in generator:
-                        message = await reference
-                        if message[0] == "lines":
-                            await log.observer.log_lines(log.task_id, message[1])
-                    return
-        ray.cancel(generator, force=True)
+    def _cancel(self, generator: Any) -> None:
+        """Stop the Ray task of `generator`: interrupt it, so that its node stops its processes
+        (SIGTERM, the grace period, SIGKILL), and kill its worker if the task has not ended
+        KILL_WAIT_SECONDS after the grace period (a no-op for a task that has ended); kill the
+        worker at once when the server is shutting down. Ray ends a cancelled generator at once
+        for its reader, so what the task prints after the SIGTERM is not received."""
+        if self._force:
+            ray.cancel(generator, force=True)
+            return
+        ray.cancel(generator)
+        asyncio.get_running_loop().call_later(self.kill_grace_seconds + KILL_WAIT_SECONDS, _kill_worker, generator)
 
     async def _unschedulable(self, options: Mapping[str, Any]) -> str:
         """Why no node of the cluster can ever run a task with `options` ("" when one can)."""
@@ -245,7 +249,9 @@ class RayLauncher:
         offers = "; ".join(
             f"{node['NodeID'][:12]}: {_resources_text(node['Resources'])}" for node in self._nodes[:8]
         ) or "none alive"
-        return cut_error(f"no node of the Ray cluster can run this task: it asks for {_resources_text(asked)}; the nodes offer {offers}")
+        absent = [name for name in asked if not any(node["Resources"].get(name) for node in self._nodes)]
+        missing = f"no node has {', '.join(absent)} at all (a node declares such a resource: ray start --resources); " if absent else ""
+        return cut_error(f"no node of the Ray cluster can run this task: it asks for {_resources_text(asked)}; {missing}the nodes offer {offers}")
 
     def _notes(self, task: ContainerTask, request: ResourceRequest, options: Mapping[str, Any], node_id: str, node_ip: str) -> list[str]:
         notes = [f"ran on Ray node {node_id} ({node_ip})", f"Ray resources: {_resources_text(demand(options))}"]
@@ -257,13 +263,24 @@ class RayLauncher:
         return notes
 
 
+def _kill_worker(generator: Any) -> None:
+    """A forced cancel of the Ray task of `generator`, later (a timer): nothing when the task
+    has ended meanwhile, or the driver is gone (the server stopped)."""
+    if ray.is_initialized():
+        with contextlib.suppress(ray.exceptions.RayError, RuntimeError, ValueError):
+            ray.cancel(generator, force=True)
+
+
 def _resources_text(resources: Mapping[str, float]) -> str:
     """E.g. "CPU 2, memory 1.0 GiB, disktype=ssd 0.001"; Ray's internal node markers left out."""
     parts = []
     for name, amount in sorted(resources.items()):
         if name.startswith(("node:", "object_store_memory")):
             continue
-        parts.append(f"{name} {amount / 2**30:.1f} GiB" if name == "memory" else f"{name} {amount:g}")
+        if name == "memory":
+            parts.append(f"memory {amount / 2**30:.1f} GiB" if amount >= 2**30 else f"memory {amount / 2**20:.0f} MiB")
+        else:
+            parts.append(f"{name} {amount:g}")
     return ", ".join(parts)
 
 

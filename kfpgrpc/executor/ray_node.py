@@ -21,7 +21,9 @@ succeeded (`object_store.stage_inputs`, `publish_outputs`).
 
 Cancelling: `ray.cancel(force=False)` interrupts the worker's main thread with SIGINT; the
 loop's SIGINT handler cancels the attempt, which stops the task (SIGTERM, the grace period,
-SIGKILL) like a terminated local task, and the generator ends without an outcome.
+SIGKILL) like a terminated local task. Ray then closes the generator (GeneratorExit at its
+`yield`), and the generator waits for the attempt to have stopped before it ends; what the
+task printed meanwhile is not received (Ray's reader of a cancelled generator stops at once).
 """
 
 from __future__ import annotations
@@ -86,9 +88,9 @@ def run_attempt(task: ContainerTask, volume: LogVolume, kill_grace_seconds: floa
         else:
             outcome = ("succeeded", result)
         finally:
+            await log.flush()
             if staging:
                 await asyncio.to_thread(shutil.rmtree, staging, True)
-        await log.flush()
         return outcome
 
     job = loop.create_task(attempt())
@@ -107,8 +109,9 @@ def run_attempt(task: ContainerTask, volume: LogVolume, kill_grace_seconds: floa
                 yield job.result()
             return
     finally:
-        if not job.done():  # the generator was closed (Ray's cancel landed outside the loop)
-            job.cancel()
+        if not job.done():  # Ray closes a cancelled generator: let the attempt stop as cancelled
+            if not job.cancelling():  # a second cancel would cut the task's grace period short
+                job.cancel()
             loop.run_until_complete(asyncio.wait({job}))
         loop.remove_signal_handler(signal.SIGINT)
 

@@ -29,17 +29,24 @@ _SUFFIXES = {
 _QUANTITY = re.compile(r"^([+]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|)$")
 
 
+MAX_QUANTITY = 2.0**53  # bytes (8 PiB) or cores: beyond, a request is a mistake (and no longer exact)
+MAX_ACCELERATORS = 1024
+
+
 class ResourceError(ValueError):
     """A resource request that cannot be read, e.g. a CPU of "two"."""
 
 
 def quantity(text: str, what: str) -> float:
-    """A Kubernetes quantity ("500m", "1.5", "512Mi", "1G", "1e3") as a number. Raises
-    ResourceError naming `what`."""
+    """A Kubernetes quantity ("500m", "1.5", "512Mi", "1G", "1e3") as a number, at most
+    MAX_QUANTITY. Raises ResourceError naming `what`."""
     match = _QUANTITY.match(text.strip())
     if match is None:
         raise ResourceError(f"{what} {text!r} is not a Kubernetes quantity (like 500m, 2, 512Mi or 1G)")
-    return float(match.group(1)) * _SUFFIXES[match.group(2)]
+    value = float(match.group(1)) * _SUFFIXES[match.group(2)]
+    if not value <= MAX_QUANTITY:  # also inf and nan
+        raise ResourceError(f"{what} {text!r} is more than any machine has (at most {MAX_QUANTITY:g})")
+    return value
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,8 @@ class ResourceRequest:
                 count = int(text)
             except ValueError:
                 raise ResourceError(f"accelerator count {text!r} is not a whole number") from None
+            if not 0 <= count <= MAX_ACCELERATORS:
+                raise ResourceError(f"accelerator count {count} must be between 0 and {MAX_ACCELERATORS}")
             asked.append(f"accelerator {kind} × {count}")
         labels = (platform.get("nodeSelector") or {}).get("labels") or {}
         return cls(
