@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -57,6 +58,8 @@ from kfpgrpc.executor.process import KILL_WAIT_SECONDS
 from kfpgrpc.executor.ray_node import run_attempt
 from kfpgrpc.executor.resources import ResourceError, ResourceRequest
 from kfpgrpc.executor.task_log import LogVolume, TaskLog
+
+log = logging.getLogger(__name__)
 
 UNSCHEDULABLE_POLICIES = ("fail", "wait")
 CONNECT_TIMEOUT_SECONDS = 10.0  # for the cluster's GCS port to answer at start
@@ -144,6 +147,16 @@ class RayLauncher:
                     signal.signal(sig, handler)
         self._remote = ray.remote(run_attempt)
         self.parallel_tasks = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        nodes = [node for node in ray.nodes() if node.get("Alive")]
+        log.info("ray launcher", extra={"fields": {
+            "address": self.address, "nodes": len(nodes), "cpus": self.parallel_tasks, "pipeline_root": self.artifact_root,
+        }})
+        addresses = {node.get("NodeManagerAddress") for node in nodes}
+        if len(addresses) > 1 and not object_store.is_url(self.artifact_root):
+            log.warning(
+                "the default pipeline root must be a file system every node sees at the same path (docs/cluster.md)",
+                extra={"fields": {"pipeline_root": self.artifact_root, "node_addresses": len(addresses)}},
+            )
 
     async def _reachable(self) -> None:
         """Raise OSError unless the GCS at a HOST:PORT address accepts a connection within
