@@ -228,12 +228,14 @@ def test_a_start_that_fails_after_creating_the_database_leaves_nothing(tmp_path:
     """A file size limit (a full disk, as far as SQLite can tell) makes the schema migration
     fail after the data dir, the database and its WAL were created: they are removed again,
     and the message comes alone (no log line of a migration that was rolled back)."""
-    def limit_file_size() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-
     data_dir = tmp_path / "new" / "data"
-    command = [sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=HANG, preexec_fn=limit_file_size)
+    # prlimit(1), not a Python preexec_fn in a fork of this multi-threaded process (see test_transport).
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    command = [
+        "prlimit", f"--fsize={16 * 1024}:{'unlimited' if hard == resource.RLIM_INFINITY else hard}",
+        sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=HANG)
     assert one_line(result).startswith(f"database {data_dir / 'kfpgrpc.db'} cannot be opened for writing (")
     assert list(tmp_path.iterdir()) == []
 

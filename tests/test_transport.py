@@ -156,10 +156,9 @@ def test_serve_raises_its_open_file_soft_limit(tmp_path: Path) -> None:
     if hard < 512:
         pytest.skip(f"the hard limit on open files ({hard}) leaves nothing to raise")
 
-    def lower() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
-
-    server = ServerProcess(tmp_path / "data", preexec_fn=lower)
+    # prlimit(1) lowers it and execs the server: a Python preexec_fn would run in a fork of this
+    # multi-threaded test process (gRPC's threads), which a CI run saw die before its exec.
+    server = ServerProcess(tmp_path / "data", prefix=["prlimit", f"--nofile=256:{hard}"])
     try:
         raised = resource.prlimit(server.process.pid, resource.RLIMIT_NOFILE)
     finally:
