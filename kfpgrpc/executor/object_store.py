@@ -52,7 +52,8 @@ def problem(url: str) -> str:
     `scheme://bucket/key/...` (roots are compared as text, so an empty, "." or ".." part, a
     query, a fragment or a %-escape could name what a comparison does not see), or fsspec, or
     the backend its scheme needs, is not installed. Non-blocking."""
-    rest = url[_SCHEME.match(url).end():] if _SCHEME.match(url) else url
+    scheme = _SCHEME.match(url)
+    rest = url[scheme.end():] if scheme else url
     parts = rest.rstrip("/").split("/")
     if any(part in ("", ".", "..") for part in parts) or any(char in rest for char in "?#%\\"):
         return f"{url!r} must be a plain scheme://bucket/path, without empty, '.' or '..' parts, '?', '#', '%' or '\\'"
@@ -61,7 +62,6 @@ def problem(url: str) -> str:
         from fsspec.registry import known_implementations
     except ImportError:
         return f"{url!r} is an object-store URL and fsspec is not installed (pip install 'kfpgrpc[ray]')"
-    scheme = _SCHEME.match(url)
     protocol = scheme.group(1).lower() if scheme else ""
     if protocol not in fsspec.available_protocols() and protocol not in known_implementations:
         return f"{url!r}: no fsspec backend for {protocol}://"

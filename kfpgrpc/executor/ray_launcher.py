@@ -147,7 +147,8 @@ class RayLauncher:
                     signal.signal(sig, handler)
         self._remote = ray.remote(run_attempt)
         self.parallel_tasks = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        nodes = [node for node in ray.nodes() if node.get("Alive")]
+        nodes = self._nodes = [node for node in ray.nodes() if node.get("Alive")]  # also what _unschedulable checks first
+        self._nodes_at = time.monotonic()
         log.info("ray launcher", extra={"fields": {
             "address": self.address, "nodes": len(nodes), "cpus": self.parallel_tasks, "pipeline_root": self.artifact_root,
         }})
@@ -223,7 +224,7 @@ class RayLauncher:
                     await log.observer.log_lines(log.task_id, lines)
                     log.tail.extend(lines)
                 elif kind == "started":
-                    await on_start(self._notes(task, request, options, message[1], message[2]))
+                    await on_start(self._notes(task, options, message[1], message[2]))
                 elif kind == "failed":
                     ended = True
                     raise TaskFailed(message[1], message[2])
@@ -266,7 +267,7 @@ class RayLauncher:
         missing = f"no node has {', '.join(absent)} at all (a node declares such a resource: ray start --resources); " if absent else ""
         return cut_error(f"no node of the Ray cluster can run this task: it asks for {_resources_text(asked)}; {missing}the nodes offer {offers}")
 
-    def _notes(self, task: ContainerTask, request: ResourceRequest, options: Mapping[str, Any], node_id: str, node_ip: str) -> list[str]:
+    def _notes(self, task: ContainerTask, options: Mapping[str, Any], node_id: str, node_ip: str) -> list[str]:
         notes = [f"ran on Ray node {node_id} ({node_ip})", f"Ray resources: {_resources_text(demand(options))}"]
         if image := task.container.get("image", ""):
             notes.append(f"image {image} was not pulled: the command runs on the Ray node's machine")

@@ -76,7 +76,7 @@ def run_attempt(task: ContainerTask, volume: LogVolume, kill_grace_seconds: floa
             # task's num_gpus...): the task's processes get a minimal environment, so pass them.
             local = replace(task, env={**task.env, **{name: os.environ[name] for name in VISIBLE_DEVICES if name in os.environ}})
             if object_store.is_url(task.run_dir):
-                staging = os.path.realpath(NODE_ROOT / f"worker-{os.getpid()}" / "staging" / uuid.uuid4().hex)
+                staging = os.path.realpath(launcher.artifact_root / "staging" / uuid.uuid4().hex)
                 local = await asyncio.to_thread(object_store.stage_inputs, local, staging)
             result = await launcher.run(local, log, on_start)
             if staging:
@@ -137,7 +137,7 @@ def _worker_launcher() -> tuple[asyncio.AbstractEventLoop, LocalLauncher]:
         _remove_gone_workers()
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        root = NODE_ROOT / f"worker-{os.getpid()}"
+        root = NODE_ROOT / f"worker-{os.getpid()}"  # also its artifact_root: staging goes below it
         launcher = LocalLauncher(
             artifact_root=root, work_root=root / "work", max_parallel_tasks=1, containment="subreaper",
             envs_root=root / "envs",
