@@ -342,12 +342,13 @@ def fail_and_mark(marker: str):
 
 
 @dsl.component(base_image=BASE_IMAGE)
-def fail_after(marker: str):
+def fail_after(marker: str, seconds: float = 0.0):
     import os
     import time
 
     while not os.path.exists(marker):
         time.sleep(0.05)
+    time.sleep(seconds)
     raise RuntimeError("sibling failed")
 
 
@@ -359,6 +360,13 @@ def dropped_retry_pipeline(marker: str):
     fail_after(marker=marker)
 
 
+@dsl.pipeline(name="retry-after-sibling-failed")
+def retry_after_sibling_failed_pipeline(marker: str):
+    # The sibling has failed 3 s before the first attempt fails: the retry is dropped at once.
+    fail_after(marker=marker, seconds=3.0).set_retry(num_retries=3, backoff_duration="8s")
+    fail_and_mark(marker=marker)
+
+
 async def test_a_retry_dropped_by_fail_fast_is_not_counted(executor, tmp_path):
     """The first attempt fails; during its 8 s backoff a sibling fails, so no new task of the
     DAG starts (fail-fast), the retry included: the task had 0 retries and its log says why."""
@@ -367,6 +375,17 @@ async def test_a_retry_dropped_by_fail_fast_is_not_counted(executor, tmp_path):
     assert outcome.state == TaskState.FAILED
     assert rec.last("fail-and-mark").state == TaskState.FAILED and rec.last("fail-and-mark").retries == 0
     assert any("attempt 2 of 4 not started: another task of its DAG failed" in line for line in rec.logs["fail-and-mark"])
+
+
+async def test_a_retry_after_a_sibling_failed_is_dropped_at_once(executor, tmp_path):
+    """The sibling failed before the first attempt did: no backoff is waited, the log says why."""
+    spec = compile_pipeline(retry_after_sibling_failed_pipeline, tmp_path / "after.yaml")
+    outcome, rec = await run(executor, spec, {"marker": str(tmp_path / "marker")})
+    assert outcome.state == TaskState.FAILED
+    assert rec.last("fail-after").state == TaskState.FAILED and rec.last("fail-after").retries == 0
+    logs = rec.logs["fail-after"]
+    assert any("attempt 2 of 4 not started: another task of its DAG failed" in line for line in logs)
+    assert not any("retrying in" in line for line in logs)
 
 
 # -- what no launcher runs ---------------------------------------------------------------------

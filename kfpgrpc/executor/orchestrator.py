@@ -494,6 +494,9 @@ class Orchestrator:
                 report.notes = tuple(notes)
                 await report(TaskState.RUNNING)
 
+        def dropped(number: int) -> str:
+            return f"attempt {number} of {attempts} not started: another task of its DAG failed"
+
         failure = TaskFailed("not run")
         try:
             for attempt in range(attempts):
@@ -504,7 +507,7 @@ class Orchestrator:
                     if not started:
                         return Finished(name, _NOT_RUN, None)
                     if not run.canceled:
-                        log.add(f"attempt {attempt + 1} of {attempts} not started: another task of its DAG failed")
+                        log.add(dropped(attempt + 1))
                     break
                 except TaskFailed as failed:
                     failure = failed
@@ -513,7 +516,11 @@ class Orchestrator:
                     return Finished(name, TaskState.SUCCEEDED, result)
                 finally:
                     await log.flush()
-                if attempt + 1 >= attempts or may_not_start():
+                if attempt + 1 >= attempts:
+                    break
+                if may_not_start():  # decided before the backoff, when the sibling failed first
+                    if not run.canceled:
+                        await run.observer.log_lines(report.task_id, [dropped(attempt + 2)])
                     break
                 factor = float(retry.get("backoffFactor") or 2.0)
                 delay = min(_seconds(retry.get("backoffDuration")) * factor**attempt, _seconds(retry.get("backoffMaxDuration") or 3600))
