@@ -170,12 +170,27 @@ class Cron:
 
         return values(expanded[1], 24), values(expanded[0], 60), values(seconds, 60)
 
-    @cached_property
-    def times_of_day(self) -> tuple[int, ...]:
-        """The wall-clock times at which a matching day fires, in microseconds after local
-        midnight, ascending."""
+    def times_of_day(self, after: int, until: int) -> Iterator[int]:
+        """The wall-clock times in (after, until] at which a matching day fires, in
+        microseconds after local midnight, ascending. Generated, not stored: an every-second
+        cron has 86,400 of them, and every recurring run holds its own Cron."""
         hours, minutes, seconds = self._time_fields
-        return tuple((h * 3600 + m * 60 + s) * MICROS_PER_SECOND for h in hours for m in minutes for s in seconds)
+        for hour in hours:
+            hour_us = hour * 3600 * MICROS_PER_SECOND
+            if hour_us > until:
+                return
+            if hour_us + 3600 * MICROS_PER_SECOND <= after:
+                continue
+            for minute in minutes:
+                minute_us = hour_us + minute * 60 * MICROS_PER_SECOND
+                if minute_us > until:
+                    return
+                first = bisect_right(seconds, (after - minute_us) // MICROS_PER_SECOND) if after >= minute_us else 0
+                for second in itertools.islice(seconds, first, None):
+                    time = minute_us + second * MICROS_PER_SECOND
+                    if time > until:
+                        return
+                    yield time
 
     @cached_property
     def _day_expression(self) -> str:
@@ -224,7 +239,6 @@ class Cron:
 
     def _walk(self, after_us: int, until_us: int) -> Iterator[int]:
         midnights = _Midnights(self.zone)
-        times = self.times_of_day
         done = after_us  # every tick up to here was yielded
         first, last = self._local_day(after_us + 1) - 1, self._local_day(until_us) + 1
         for day in _matching_days(self._day_expression, first, last):
@@ -233,8 +247,8 @@ class Cron:
                 if start + DAY_US - 1 <= done:
                     continue  # walked tick by tick around an offset change
                 stop = min(until_us, start + DAY_US - 1)
-                for index in range(bisect_right(times, done - start), bisect_right(times, stop - start)):
-                    yield start + times[index]
+                for time in self.times_of_day(done - start, stop - start):
+                    yield start + time
             else:
                 # An offset change moves ticks by less than a day: the days on either side
                 # are walked tick by tick.
