@@ -20,12 +20,16 @@ class Server:
     second apart (the benchmarks use seconds cron). With `http`, KFP's REST API too, on a free
     port of 127.0.0.1 (`http_url`, "http://127.0.0.1:PORT"); else `http_url` is ""."""
 
-    def __init__(self, data_dir: Path, *extra_args: str, http: bool = False) -> None:
+    def __init__(self, data_dir: Path, *extra_args: str, http: bool = False, source: Path | None = None) -> None:
+        """`source`: a checkout whose kfpgrpc serves (see `checkout`); default this one."""
         http_listen = "127.0.0.1:0" if http else "off"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if source is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(source), *filter(None, [env.get("PYTHONPATH")])])
         self.process = subprocess.Popen(
             [sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--http-listen", http_listen,
              "--data-dir", str(data_dir), "--log-level", "warning", "--min-interval-seconds", "1", *extra_args],
-            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE, text=True, env=env, cwd=source,
         )
         assert self.process.stdout is not None
         self.address = self.process.stdout.readline().removeprefix("listening on ").strip()
@@ -44,6 +48,27 @@ class Server:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def commit_of(revision: str = "HEAD") -> str:
+    """The short commit id of `revision` in this repository."""
+    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", revision], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def checkout(revision: str, into: Path) -> Path:
+    """The source tree of `revision` (e.g. "HEAD~1", the anchor "previous commit" of a
+    benchmark) extracted into `into`/<commit>, for `Server(source=...)`: its kfpgrpc package
+    runs with this environment's dependencies. The generated protobuf modules are part of the
+    tree, so nothing is built."""
+    target = into / commit_of(revision)
+    if not target.exists():
+        target.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", revision], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
 
 
 def rss_mib(pid: int) -> float:
