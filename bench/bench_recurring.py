@@ -69,10 +69,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ANCHOR = "1733c27"  # main before issue 16's changes: the "previous commit" where no peer applies
 
 
 # -- process usage from /proc -----------------------------------------------------------------
@@ -195,7 +197,7 @@ import grpc  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from bench.bench_runs import compiled_instant, upload  # noqa: E402
-from bench.harness import Server, closed_loop, rss_mib  # noqa: E402
+from bench.harness import Server, checkout, closed_loop, rss_mib  # noqa: E402
 from kfpgrpc.v1 import common_pb2  # noqa: E402
 from kfpgrpc.v1 import recurring_run_pb2 as rr  # noqa: E402
 from kfpgrpc.v1 import recurring_run_pb2_grpc, run_pb2, run_pb2_grpc  # noqa: E402
@@ -225,7 +227,7 @@ def stop(server: Server, timeout: float = 60) -> float:
 
 async def create_recurring_runs(
     channel: grpc.aio.Channel, reference: common_pb2.PipelineVersionReference, prefix: str, n: int, cron: str,
-    max_concurrency: int, concurrency: int, start_time: int = 0, quiet: bool = False,
+    max_concurrency: int, concurrency: int, start_time: int = 0, quiet: bool = False, label: str = "kfpgrpc",
 ) -> tuple[list[str], float]:
     """Create n enabled recurring runs (no tick before `start_time`, Unix seconds, if set);
     return their ids and the seconds it took."""
@@ -247,7 +249,7 @@ async def create_recurring_runs(
     rate, latencies = await closed_loop(create, n, concurrency)
     elapsed = time.perf_counter() - started
     if not quiet:
-        print(f"    created {n:,} enabled recurring runs in {elapsed:.1f} s ({rate:,.0f}/s, {concurrency} in flight;"
+        print(f"    {label:<8} created {n:,} enabled recurring runs in {elapsed:.1f} s ({rate:,.0f}/s, {concurrency} in flight;"
               f" call p50 {latencies.ms(0.5):.1f} ms, p99 {latencies.ms(0.99):.1f} ms)")
     return ids, elapsed
 
@@ -332,10 +334,10 @@ async def fire_lag(address: str, pid: int, spec: dict, n: int, args: argparse.Na
 # -- 2. idle cost -----------------------------------------------------------------------------
 
 
-async def create_idle(address: str, spec: dict, n: int, concurrency: int) -> float:
+async def create_idle(address: str, spec: dict, n: int, concurrency: int, label: str) -> float:
     async with grpc.aio.insecure_channel(address) as channel:
         reference = await pipeline_reference(channel, spec)
-        _, elapsed = await create_recurring_runs(channel, reference, "idle", n, "0 0 1 1 *", 1, concurrency)
+        _, elapsed = await create_recurring_runs(channel, reference, "idle", n, "0 0 1 1 *", 1, concurrency, label=label)
         return elapsed
 
 
@@ -346,29 +348,85 @@ async def one_get(address: str) -> None:
         await stub.ListRecurringRuns(rr.ListRecurringRunsRequest(page_size=1))
 
 
-def idle_cost(data: Path, spec: dict, n: int, args: argparse.Namespace) -> None:
-    directory = data / f"idle-{n}"
-    server = Server(directory)
-    try:
-        base_rss = rss_mib(server.process.pid)
-        asyncio.run(create_idle(server.address, spec, n, args.create_concurrency))
-        time.sleep(3)
-        rss, cpu = idle_usage(server.process.pid, args.idle_seconds)
-        print(f"    N={n:<7,} idle: RSS {rss:7.1f} MiB (empty server: {base_rss:.1f} MiB, {1024 * (rss - base_rss) / n:.2f} KiB per"
-              f" recurring run)  CPU {cpu:5.2f}% of one core over {args.idle_seconds:.0f} s")
-    finally:
-        stop(server)
+def clone_recurring_runs(db_path: Path, n: int) -> float:
+    """Bring the store (its server stopped) to `n` recurring runs by copying its first one's
+    row with new ids and names: rows exactly as CreateRecurringRun stored the original, without
+    the minutes that n calls would take. Returns the seconds it took."""
     started = time.perf_counter()
-    server = Server(directory)
+    with sqlite3.connect(db_path) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(recurring_runs)")]
+        original = conn.execute(f"SELECT {', '.join(columns)} FROM recurring_runs ORDER BY created_at LIMIT 1").fetchone()
+        have = conn.execute("SELECT COUNT(*) FROM recurring_runs").fetchone()[0]
+        at = {name: index for index, name in enumerate(columns)}
+
+        def row(index: int) -> list[object]:
+            values = list(original)
+            values[at["recurring_run_id"]] = f"{uuid.UUID(int=index)}"
+            values[at["display_name"]] = f"idle-clone-{index}"
+            return values
+
+        conn.executemany(
+            f"INSERT INTO recurring_runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            (row(index) for index in range(have, n)),
+        )
+    return time.perf_counter() - started
+
+
+def armed_after(log: Path, started: float, limit: float) -> float:
+    """Seconds from `started` until the server logged that every recurring run is armed (nan:
+    not within `limit` s, or a server that does not log it)."""
+    while time.perf_counter() - started < limit:
+        if log.exists() and "recurring runs armed" in log.read_text(errors="replace"):
+            return time.perf_counter() - started
+        time.sleep(0.05)
+    return float("nan")
+
+
+def restart_cost(label: str, directory: Path, n: int, args: argparse.Namespace, source: Path | None) -> None:
+    """Start a server on a store of n enabled recurring runs: when it listens, when every
+    actor is armed (from its log; servers before issue 16 do not log it), when its CPU settles,
+    then its idle RSS and CPU."""
+    log = directory.parent / f"{directory.name}-{label}.log"
+    started = time.perf_counter()
+    server = Server(directory, source=source, log=log)
     try:
         listening = time.perf_counter() - started
+        armed = armed_after(log, started, 60) if source is None else float("nan")
         settled = settle(server.process.pid, limit=300)
         asyncio.run(one_get(server.address))
         rss, cpu = idle_usage(server.process.pid, args.idle_seconds)
-        print(f"    N={n:<7,} restart: listening after {listening:.2f} s, CPU settled {settled:.1f} s later;"
-              f" then idle RSS {rss:7.1f} MiB  CPU {cpu:5.2f}%")
+        print(f"    {label:<8} N={n:<7,} start: listening after {listening:5.2f} s, every recurring run armed after"
+              f" {armed:5.2f} s, CPU settled {settled:5.1f} s later; idle RSS {rss:7.1f} MiB"
+              f" ({1024 * rss / n:.2f} KiB per recurring run, server included)  CPU {cpu:5.2f}%")
     finally:
         stop(server)
+
+
+def idle_cost(data: Path, spec: dict, args: argparse.Namespace, anchor: Path | None) -> None:
+    """Create --idle-create recurring runs through the RPC (on this code and on the anchor's),
+    measure the idle server; then clone each store to every --idle-sizes N and measure a start
+    on it."""
+    sides = [("kfpgrpc", None)] + ([("anchor", anchor)] if anchor else [])
+    for label, source in sides:
+        directory = data / f"idle-{label}"
+        server = Server(directory, source=source)
+        try:
+            base_rss = rss_mib(server.process.pid)
+            asyncio.run(create_idle(server.address, spec, args.idle_create, args.create_concurrency, label))
+            time.sleep(3)
+            rss, cpu = idle_usage(server.process.pid, args.idle_seconds)
+            print(f"    {label:<8} N={args.idle_create:<7,} idle: RSS {rss:7.1f} MiB (empty server: {base_rss:.1f} MiB,"
+                  f" {1024 * (rss - base_rss) / args.idle_create:.2f} KiB per recurring run)  CPU {cpu:5.2f}% of one core"
+                  f" over {args.idle_seconds:.0f} s")
+        finally:
+            stop(server)
+    for n in args.idle_sizes:
+        for label, source in sides:
+            directory = data / f"idle-{label}"
+            seconds = clone_recurring_runs(directory / "kfpgrpc.db", n)
+            if seconds > 1:
+                print(f"    (store cloned to {n:,} recurring runs in {seconds:.1f} s)")
+            restart_cost(label, directory, n, args, source)
 
 
 # -- 3. APScheduler ---------------------------------------------------------------------------
@@ -541,7 +599,10 @@ def main() -> None:
     parser.add_argument("--lag-timeout", type=float, default=180, help="seconds after the last tick to wait for its runs")
     parser.add_argument("--disable-timeout", type=float, default=30,
                         help="seconds allowed for disabling all, and for the server to exit after SIGTERM, per fire-lag size")
-    parser.add_argument("--idle-sizes", type=sizes, default=[10000, 100000], help="N for the idle test")
+    parser.add_argument("--idle-create", type=int, default=10000, help="recurring runs created through the RPC for the idle test")
+    parser.add_argument("--idle-sizes", type=sizes, default=[100000], help="N (cloned from those created) for the start-up test")
+    parser.add_argument("--anchor", default=ANCHOR,
+                        help="the commit to run side by side where no peer applies ('' for none); default: main before issue 16")
     parser.add_argument("--idle-seconds", type=float, default=20)
     parser.add_argument("--create-concurrency", type=int, default=50, help="CreateRecurringRun calls in flight")
     parser.add_argument("--catchup-ticks", type=int, default=10000, help="missed ticks for the catch-up test")
@@ -556,6 +617,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         spec = compiled_instant(data)
+        anchor = checkout(args.anchor, data / "anchor") if args.anchor else None
+        if anchor:
+            print(f"anchor: {anchor.name} (a checkout of {args.anchor}, run with this environment)")
         if "lag" in sections:
             print(f"1. Fire lag: N recurring runs, cron */{args.interval} * * * * *, {args.ticks} ticks each")
             for n in args.lag_sizes:
@@ -565,9 +629,8 @@ def main() -> None:
                 finally:
                     print(f"    server stopped in {stop(server, args.disable_timeout):.1f} s")
         if "idle" in sections:
-            print("2. Idle cost: N enabled recurring runs, next tick far away (cron 0 0 1 1 *)")
-            for n in args.idle_sizes:
-                idle_cost(data, spec, n, args)
+            print("2. Idle cost and start-up: N enabled recurring runs, next tick far away (cron 0 0 1 1 *)")
+            idle_cost(data, spec, args, anchor)
         if "apscheduler" in sections:
             print("3. APScheduler 3: AsyncIOScheduler + SQLAlchemyJobStore (SQLite file), own process")
             if not aps_available():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -20,17 +21,22 @@ class Server:
     second apart (the benchmarks use seconds cron). With `http`, KFP's REST API too, on a free
     port of 127.0.0.1 (`http_url`, "http://127.0.0.1:PORT"); else `http_url` is ""."""
 
-    def __init__(self, data_dir: Path, *extra_args: str, http: bool = False, source: Path | None = None) -> None:
-        """`source`: a checkout whose kfpgrpc serves (see `checkout`); default this one."""
+    def __init__(
+        self, data_dir: Path, *extra_args: str, http: bool = False, source: Path | None = None, log: Path | None = None
+    ) -> None:
+        """`source`: a checkout whose kfpgrpc serves (see `checkout`); default this one.
+        `log`: a file that gets the server's log at level info (default: warnings to stderr)."""
         http_listen = "127.0.0.1:0" if http else "off"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if source is not None:
             env["PYTHONPATH"] = os.pathsep.join([str(source), *filter(None, [env.get("PYTHONPATH")])])
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--http-listen", http_listen,
-             "--data-dir", str(data_dir), "--log-level", "warning", "--min-interval-seconds", "1", *extra_args],
-            stdout=subprocess.PIPE, text=True, env=env, cwd=source,
-        )
+        with log.open("a") if log else contextlib.nullcontext() as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "kfpgrpc.cli", "serve", "--listen", "127.0.0.1:0", "--http-listen", http_listen,
+                 "--data-dir", str(data_dir), "--log-level", "info" if log else "warning", "--min-interval-seconds", "1",
+                 *extra_args],
+                stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=source,
+            )
         assert self.process.stdout is not None
         self.address = self.process.stdout.readline().removeprefix("listening on ").strip()
         if not self.address:

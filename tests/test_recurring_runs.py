@@ -695,3 +695,63 @@ async def test_backfill_validate_only_lists_the_ticks_and_queues_nothing(harness
     assert await harness.ticks(rid, 6) == [f"2026-05-04T{t}:00Z" for t in ("09:30", "09:45", "10:00", "10:15", "10:30", "10:45")]
     again = await harness.stubs.recurring_runs.BackfillRecurringRun(pb.BackfillRecurringRunRequest(validate_only=True, **window))
     assert (again.ticks_queued, again.ticks_already_present, list(again.queued_times)) == (0, 5, [])
+
+
+# -- sleeping actors: an idle recurring run is a heap entry, not a task ------------------------
+
+
+async def test_idle_recurring_runs_hold_no_task_and_each_tick_runs_once(harness: Harness, version: Any) -> None:
+    """60 enabled recurring runs between their ticks add no asyncio task (each sleeps in the
+    manager's heap); every tick still makes exactly one run of each, at its time."""
+    baseline = len(asyncio.all_tasks())
+    hourly = [await harness.create(recurring(version, f"hourly-{i}", "0 * * * *")) for i in range(40)]
+    half = [await harness.create(recurring(version, f"half-{i}", "30 * * * *")) for i in range(20)]
+    await eventually(lambda: asyncio.sleep(0, len(asyncio.all_tasks())), lambda tasks: tasks < baseline + 10)
+    for moment in ("2026-05-04T11:00:00+00:00", "2026-05-04T11:30:00+00:00", "2026-05-04T12:00:00+00:00"):
+        harness.clock.set(us(moment))
+        await harness.advance_to(moment, hourly[-1].recurring_run_id)
+    for created in hourly:
+        assert await harness.ticks(created.recurring_run_id, 2) == ["2026-05-04T11:00:00Z", "2026-05-04T12:00:00Z"]
+    for created in half:
+        assert await harness.ticks(created.recurring_run_id, 2) == ["2026-05-04T10:30:00Z", "2026-05-04T11:30:00Z"]
+    await eventually(lambda: asyncio.sleep(0, len(asyncio.all_tasks())), lambda tasks: tasks < baseline + 10)
+
+
+async def test_a_restart_arms_every_recurring_run_and_loses_no_tick_due_meanwhile(data_dir: Path, compiled: dict[str, Spec]) -> None:
+    """Enabled recurring runs are armed after the server starts listening; a tick that fell
+    due while the server was down or arming runs once, and the next ones follow."""
+    clock = VirtualClock(us(START))
+    first = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
+    await first.start()
+    try:
+        async with grpc.aio.insecure_channel(first.address) as channel:
+            harness = Harness(Stubs.on(channel), clock)
+            version = await upload(harness.stubs, "instant", compiled["instant-pipeline"])
+            created = [await harness.create(recurring(version, f"hourly-{i}", "0 * * * *")) for i in range(30)]
+    finally:
+        await first.stop()
+    clock.set(us("2026-05-04T11:00:00+00:00"))  # the tick is due as the server starts
+    second = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
+    await second.start()
+    try:
+        async with grpc.aio.insecure_channel(second.address) as channel:
+            harness = Harness(Stubs.on(channel), clock)
+            for recurring_run in created:
+                assert await harness.ticks(recurring_run.recurring_run_id, 1) == ["2026-05-04T11:00:00Z"]
+            harness.clock.set(us("2026-05-04T12:00:00+00:00"))
+            for recurring_run in created:
+                assert await harness.ticks(recurring_run.recurring_run_id, 2) == ["2026-05-04T11:00:00Z", "2026-05-04T12:00:00Z"]
+    finally:
+        await second.stop()
+
+
+async def test_triggering_a_sleeping_recurring_run_takes_its_slot(harness: Harness, version: Any, tmp_path: Path) -> None:
+    """A triggered run of an enabled recurring run asleep between ticks counts against
+    max_concurrency: the tick that comes while it runs is queued, then runs once it ends."""
+    gate = str(tmp_path / "gate")
+    created = await harness.create(recurring(version, "hourly", "0 * * * *", parameters={"gate": gate}))
+    await harness.stubs.recurring_runs.TriggerRecurringRun(pb.TriggerRecurringRunRequest(recurring_run_id=created.recurring_run_id))
+    got = await harness.advance_to("2026-05-04T11:00:00+00:00", created.recurring_run_id)
+    assert (got.counters.runs_active, got.counters.ticks_queued, got.counters.runs_created) == (1, 1, 1)
+    (tmp_path / "gate").touch()
+    assert await harness.ticks(created.recurring_run_id, 2) == ["2026-05-04T10:07:00Z", "2026-05-04T11:00:00Z"]

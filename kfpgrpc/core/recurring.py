@@ -10,6 +10,13 @@ actor's watermark past that tick commit in one transaction, and the store refuse
 for the same (recurring run, tick). After a crash, ticks after the watermark are simply due
 again; ticks before it were handled.
 
+An idle actor sleeps as a heap entry, not a task: once it has no unfinished run, no queued
+tick and nothing fired, it leaves (deadline, id) in the manager's alarm heap and ends. One
+timer task wakes the actors whose deadline has come (their rows read in a few queries) or that
+a request, an upstream run or a new pipeline version needs. At start the enabled recurring
+runs are armed in the background, after the server listens: an actor armed late finds its
+due ticks by its watermark, so none is lost.
+
 Which tick goes where (SPEC §4): when an actor wakes, the ticks after its watermark up to now
 are due. All but the newest were missed (the server was down, the recurring run disabled, or
 the actor slow): they are queued oldest first (catch-up), or with `no_catchup` counted as
@@ -24,14 +31,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import heapq
 import logging
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiosqlite
 
-from kfpgrpc.clock import MAX_TIME_US, MIN_TIME_US, Clock, rfc3339, to_datetime
+from kfpgrpc.clock import MAX_TIME_US, MICROS_PER_SECOND, MIN_TIME_US, Clock, rfc3339, to_datetime
 from kfpgrpc.core import events as event
 from kfpgrpc.core.broadcast import Broadcast
 from kfpgrpc.core.events import Events
@@ -71,6 +79,7 @@ MAX_PREVIEW_TIMES = 100  # fire times PreviewSchedule computes
 # a bug is at fault, not the schedule).
 RETRY_DELAY_SECONDS = 1.0
 MAX_RETRY_DELAY_SECONDS = 60.0
+ARMING_CHUNK = 2000  # recurring runs armed between two yields to the event loop at start
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,35 +124,215 @@ class RecurringRuns:
         self._default_experiment_id = default_experiment_id
         self._default_time_zone = default_time_zone
         self._min_interval_seconds = min_interval_seconds
-        self._actors: dict[str, _Actor] = {}
-        # The ids of actors with upstream triggers: a finished run is checked against these
-        # few, not against every actor.
-        self._downstream: set[str] = set()
+        self._actors: dict[str, _Actor] = {}  # awake actors
+        # Enabled recurring runs whose actor sleeps: id -> its next tick (µs), None when only
+        # an event can wake it. The heap holds (tick, id) of those with a tick; an entry
+        # that `_dormant` no longer agrees with is stale and skipped.
+        self._dormant: dict[str, int | None] = {}
+        self._alarms: list[tuple[int, str]] = []
+        self._waking: set[str] = set()  # taken off the heap, their rows being read
+        self._alarm_changed = asyncio.Event()  # the heap's head moved earlier
+        # What fires enabled recurring runs, awake or asleep: id -> its upstream recurring
+        # runs, and pipeline id -> the recurring runs following its latest version. A
+        # finished run or a new version is checked against these few, not every actor.
+        self._downstream: dict[str, tuple[str, ...]] = {}
+        self._followers: dict[str, set[str]] = {}
+        self._touched: set[str] | None = None  # changed while arming: not armed from the stale list
         self._snapshots: Broadcast[RecurringRunView] = Broadcast()
         self._change_locks: dict[str, _ChangeLock] = {}  # of recurring runs being changed
+        self._tasks: set[asyncio.Task[None]] = set()  # the timer, the arming, wake-ups by events
         self._stopping = False
+        self.armed: asyncio.Task[None] | None = None  # arming at start; done once every enabled one is armed
         runs.finished_listeners.append(self._run_finished)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the actors with work in hand (unfinished runs, queued ticks); arm the others
+        in the background (`armed`)."""
         # Earlier versions let a recurring run be enabled in an archived experiment, where
         # every tick fails: such a one is disabled, with its event, instead of started.
         for recurring_run_id in await store.enabled_in_archived_experiments(self._db):
             await self.set_enabled(recurring_run_id, False)
         active = await store.unfinished_runs_by_recurring_run(self._db)
         queued = await store.queued_counts(self._db)
-        for recurring_run in await store.enabled(self._db):
-            rid = recurring_run.recurring_run_id
-            self._start_actor(recurring_run, (active.get(rid, []), queued.get(rid, 0)))
+        busy = sorted(set(active) | set(queued))
+        for recurring_run in await store.get_many(self._db, busy):
+            if recurring_run.status == ENABLED:
+                rid = recurring_run.recurring_run_id
+                self._start_actor(recurring_run, (active.get(rid, []), queued.get(rid, 0)))
+        self._touched = set()
+        self.armed = self._spawn(self._arm(set(busy)))
+        self._spawn(self._timer())
 
     async def stop(self) -> None:
         self._stopping = True
         self._snapshots.close()
+        for task in self._tasks:
+            task.cancel()
         actors = list(self._actors.values())
         for actor in actors:
             actor.stop()
-        await asyncio.gather(*(actor.finished() for actor in actors), return_exceptions=True)
+        await asyncio.gather(*self._tasks, *(actor.finished() for actor in actors), return_exceptions=True)
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _arm(self, skip: set[str]) -> None:
+        """Put every enabled recurring run without an actor to sleep until its next tick.
+        Equal triggers are parsed once, and a schedule's next tick is computed once for
+        every watermark before it (most recurring runs of one cron share their next tick)."""
+        alarms = sorted(await store.enabled_alarms(self._db), key=lambda a: (a.trigger_text, a.watermark))
+        # (trigger, anchor) -> [its schedule, (a watermark, its next tick) last computed]
+        schedules: dict[tuple[str, int], list[Any]] = {}
+        for index, alarm in enumerate(alarms):
+            if index % ARMING_CHUNK == ARMING_CHUNK - 1:
+                await asyncio.sleep(0)
+            rid = alarm.recurring_run_id
+            if rid in skip or rid in self._actors or rid in self._dormant or rid in self._change_locks or rid in (self._touched or ()):
+                continue
+            trigger = alarm.trigger
+            # A periodic schedule without a start time is anchored at its creation.
+            key = (alarm.trigger_text, alarm.created_at if trigger.schedule == "periodic" or trigger.cron.startswith("@every") else 0)
+            entry = schedules.get(key)
+            if entry is None:
+                entry = schedules[key] = [self._stored_schedule(trigger, alarm.created_at)[0], None]
+            schedule, known = entry
+            if schedule is None:
+                deadline = None
+            elif known is not None and known[0] <= alarm.watermark < known[1]:
+                deadline = known[1]  # no tick between that watermark and this one
+            else:
+                deadline = schedule.next_after(alarm.watermark)
+                entry[1] = (alarm.watermark, deadline) if deadline is not None else None
+            self._index(rid, trigger, alarm.pipeline_id, alarm.pipeline_version_id)
+            self._sleep_until(rid, deadline)
+        self._touched = None
+        log.info("recurring runs armed", extra={"fields": {"asleep": len(self._dormant), "awake": len(self._actors)}})
+
+    # -- sleeping actors ---------------------------------------------------------------------
+
+    def _sleep_until(self, recurring_run_id: str, deadline: int | None) -> None:
+        """Leave an enabled recurring run asleep until `deadline` (µs; None: until an event)."""
+        self._dormant[recurring_run_id] = deadline
+        if deadline is None:
+            return
+        heapq.heappush(self._alarms, (deadline, recurring_run_id))
+        if self._alarms[0][1] == recurring_run_id:
+            self._alarm_changed.set()
+        if len(self._alarms) > 2 * len(self._dormant) + 1024:  # mostly stale: rebuilt
+            self._alarms = [(when, rid) for rid, when in self._dormant.items() if when is not None]
+            heapq.heapify(self._alarms)
+
+    def _asleep(self, recurring_run_id: str) -> bool:
+        return recurring_run_id in self._dormant or recurring_run_id in self._waking
+
+    def _forget(self, recurring_run_id: str) -> None:
+        """A change takes the recurring run in hand: it is no longer asleep, nor indexed (the
+        actor started after the change indexes it again)."""
+        self._dormant.pop(recurring_run_id, None)
+        self._waking.discard(recurring_run_id)
+        if self._touched is not None:
+            self._touched.add(recurring_run_id)
+        for followers in self._followers.values():
+            followers.discard(recurring_run_id)
+        self._downstream.pop(recurring_run_id, None)
+
+    def _index(self, recurring_run_id: str, trigger: Trigger, pipeline_id: str, pipeline_version_id: str) -> None:
+        if trigger.upstream_recurring_run_ids:
+            self._downstream[recurring_run_id] = trigger.upstream_recurring_run_ids
+        if trigger.on_new_pipeline_version and pipeline_id and not pipeline_version_id:
+            self._followers.setdefault(pipeline_id, set()).add(recurring_run_id)
+
+    async def _timer(self) -> None:
+        """Wake the sleeping actors whose tick has come; one task for all of them."""
+        clock = self._clock
+        while True:
+            now = clock.now_us()
+            due = []
+            while self._alarms and self._alarms[0][0] <= now:
+                deadline, rid = heapq.heappop(self._alarms)
+                if self._dormant.get(rid, -1) == deadline:
+                    del self._dormant[rid]
+                    due.append(rid)
+            if due:
+                await self._wake_due(due)
+                continue
+            self._alarm_changed.clear()
+            alarm = clock.wake_at(self._alarms[0][0], self._alarm_changed) if self._alarms else None
+            await self._alarm_changed.wait()
+            if alarm is not None:
+                alarm.cancel()
+
+    async def _wake_due(self, due: list[str]) -> None:
+        """Start the actors of `due` (asleep with nothing in hand: no unfinished run, no queued
+        tick), their rows read in a few queries. One that a change took in hand meanwhile is
+        left to the change. If the rows cannot be read they sleep again, to be tried later."""
+        self._waking.update(due)
+        try:
+            recurring_runs = await store.get_many(self._db, due)
+        except Exception as error:  # noqa: BLE001 - supervision: retried, never dropped
+            delay = RETRY_DELAY_SECONDS * MICROS_PER_SECOND
+            log.error("cannot read recurring runs to wake; retrying", extra={"fields": {"count": len(due), "error": str(error)}})
+            for rid in due:
+                if rid in self._waking:
+                    self._waking.discard(rid)
+                    self._sleep_until(rid, self._clock.now_us() + delay)
+            await asyncio.sleep(RETRY_DELAY_SECONDS)
+            return
+        for recurring_run in recurring_runs:
+            rid = recurring_run.recurring_run_id
+            if rid in self._waking and rid not in self._change_locks and rid not in self._actors and recurring_run.status == ENABLED:
+                self._waking.discard(rid)
+                self._start_actor(recurring_run, ([], 0))
+        self._waking.difference_update(due)  # deleted meanwhile
+
+    async def _awake(self, recurring_run_id: str) -> _Actor | None:
+        """The recurring run's actor, woken if it sleeps; None when it has none (disabled)."""
+        actor = self._actors.get(recurring_run_id)
+        if actor is None and self._asleep(recurring_run_id):
+            async with self._paused(recurring_run_id):
+                pass  # its actor starts on the way out
+            actor = self._actors.get(recurring_run_id)
+        return actor
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, recurring_run_id: str) -> AsyncIterator[_Actor | None]:
+        """The recurring run's awake actor (woken if asleep) with its lock held and its state
+        loaded; None when it has no actor (disabled)."""
+        while True:
+            actor = await self._awake(recurring_run_id)
+            if actor is None:
+                yield None
+                return
+            await actor.lock.acquire()
+            if not actor.asleep:
+                break
+            actor.lock.release()  # it went to sleep while this waited: wake it again
+        try:
+            if not actor.loaded:
+                await actor.load()
+            yield actor
+        finally:
+            actor.lock.release()
+
+    def _fire(self, recurring_run_id: str, time: int) -> None:
+        """A tick outside the schedule (an upstream run, a new pipeline version)."""
+        actor = self._actors.get(recurring_run_id)
+        if actor is not None:
+            actor.fire(time)
+        elif self._asleep(recurring_run_id) and not self._stopping:
+            self._spawn(self._fire_asleep(recurring_run_id, time))
+
+    async def _fire_asleep(self, recurring_run_id: str, time: int) -> None:
+        try:
+            async with self._paused(recurring_run_id) as paused:
+                paused.fired.append(time)  # handed to the actor started on the way out
+        except DomainError:  # deleted meanwhile
+            pass
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -166,7 +355,7 @@ class RecurringRuns:
         )
         await store.insert(self._db, recurring_run, spec, self._events.job(event.recurring_run_changed(recurring_run, "CREATED", now)))
         if definition.enabled:
-            self._start_actor(recurring_run)
+            self._start_actor(recurring_run, ([], 0))  # new: no runs, no queue
         return await self._view(recurring_run, spec)
 
     async def get(self, recurring_run_id: str, with_spec: bool = True) -> RecurringRunView:
@@ -251,12 +440,11 @@ class RecurringRuns:
         """One run now, outside the schedule; it takes a concurrency slot like any other.
         FailedPrecondition: all slots busy, or an archived experiment."""
         check(id_violations(recurring_run_id, "recurring_run_id"))
-        actor = self._actors.get(recurring_run_id)
-        recurring_run = actor.recurring_run if actor is not None else await store.get(self._db, recurring_run_id)
+        recurring_run = await store.get(self._db, recurring_run_id)
         async with self._db.reader() as conn:  # said first; storing the run checks it again
             await experiment_store.check_available_within(conn, recurring_run.experiment_id, f"triggering recurring run {recurring_run_id!r}")
-        if actor is not None:
-            async with actor.lock:
+        async with self._locked(recurring_run_id) as actor:
+            if actor is not None:
                 return await actor.start_now()
         detached = _Actor(self, recurring_run, self._schedule(recurring_run))
         detached.urgent = True  # it only serves this request
@@ -285,8 +473,7 @@ class RecurringRuns:
         if start_time and end_time and end_time < start_time:
             violations.append(FieldViolation("end_time", "must not be before start_time"))
         check(violations)
-        actor = self._actors.get(recurring_run_id)
-        async with actor.lock if actor else contextlib.nullcontext():
+        async with self._locked(recurring_run_id) as actor:
             if actor is not None:
                 await actor.step()  # the due ticks are handled first: none in the range is left to it
             recurring_run = actor.recurring_run if actor else await store.get(self._db, recurring_run_id)
@@ -387,7 +574,7 @@ class RecurringRuns:
     async def experiment_archiving(self, experiment_id: str) -> None:
         """Archiving an experiment disables its recurring runs first, so that no tick of
         theirs meets the archived experiment."""
-        for recurring_run_id in [a.recurring_run.recurring_run_id for a in self._actors.values() if a.recurring_run.experiment_id == experiment_id]:
+        for recurring_run_id in await store.enabled_ids_in_experiment(self._db, experiment_id):
             await self.set_enabled(recurring_run_id, False)
 
     # -- internals ---------------------------------------------------------------------------
@@ -536,14 +723,14 @@ class RecurringRuns:
 
     def _schedule(self, recurring_run: RecurringRun) -> Schedule | None:
         """The stored trigger's schedule; None when it has none, or no valid one any more."""
-        return self._stored_schedule(recurring_run)[0]
+        return self._stored_schedule(recurring_run.trigger, recurring_run.created_at)[0]
 
-    def _stored_schedule(self, recurring_run: RecurringRun) -> tuple[Schedule | None, str]:
+    def _stored_schedule(self, trigger: Trigger, created_at: int) -> tuple[Schedule | None, str]:
         """The stored trigger's schedule, and why it has none when it should. It was valid when
         stored, but the zone database may have changed since, or an older server stored it
         unchecked. The minimum interval is a rule for new definitions: raising the flag later
         does not stop stored schedules (1 s is the least the flag ever allowed)."""
-        schedule, violations = self._parse_trigger(recurring_run.trigger, recurring_run.created_at, "trigger", min_interval_seconds=1)
+        schedule, violations = self._parse_trigger(trigger, created_at, "trigger", min_interval_seconds=1)
         if violations:
             return None, "; ".join(f"{v.field}: {v.description}" for v in violations)
         return schedule, ""
@@ -567,14 +754,20 @@ class RecurringRuns:
             actor.loaded = True
         actor.fired = list(fired)
         self._actors[recurring_run.recurring_run_id] = actor
-        if recurring_run.trigger.upstream_recurring_run_ids:
-            self._downstream.add(recurring_run.recurring_run_id)
+        self._index(recurring_run.recurring_run_id, recurring_run.trigger, recurring_run.pipeline_id, recurring_run.pipeline_version_id)
         actor.start()
 
     def _actor_exited(self, actor: _Actor) -> None:
         if self._actors.get(actor.recurring_run.recurring_run_id) is actor:
             del self._actors[actor.recurring_run.recurring_run_id]
-            self._downstream.discard(actor.recurring_run.recurring_run_id)
+
+    def _actor_asleep(self, actor: _Actor, deadline: int | None) -> None:
+        """An actor with nothing in hand ends; its recurring run sleeps until `deadline`."""
+        rid = actor.recurring_run.recurring_run_id
+        actor.asleep = True
+        if self._actors.get(rid) is actor:
+            del self._actors[rid]
+            self._sleep_until(rid, deadline)
 
     def _paused(self, recurring_run_id: str) -> _Paused:
         return _Paused(self, recurring_run_id)
@@ -603,7 +796,7 @@ class RecurringRuns:
             if actor is not None and actor.schedule is not None and actor.recurring_run.trigger == recurring_run.trigger:
                 schedule = actor.schedule  # parsed once
             else:
-                schedule, problem = self._stored_schedule(recurring_run)
+                schedule, problem = self._stored_schedule(recurring_run.trigger, recurring_run.created_at)
         upcoming: list[int] = []
         try:
             upcoming = next_times(schedule, recurring_run.watermark) if schedule else []
@@ -616,22 +809,19 @@ class RecurringRuns:
 
     def pipeline_version_created(self, version: PipelineVersion) -> None:
         """Fire the recurring runs that follow the pipeline's latest version and ask for it."""
-        for actor in self._actors.values():
-            recurring_run = actor.recurring_run
-            if (recurring_run.trigger.on_new_pipeline_version and recurring_run.pipeline_id == version.pipeline_id
-                    and not recurring_run.pipeline_version_id):
-                actor.fire(version.created_at)
+        for recurring_run_id in sorted(self._followers.get(version.pipeline_id, ())):
+            self._fire(recurring_run_id, version.created_at)
 
     def _run_finished(self, run: Run) -> None:
         if run.state == SUCCEEDED and run.recurring_run_id:
-            for downstream in filter(None, map(self._actors.get, self._downstream)):
-                if run.recurring_run_id in downstream.recurring_run.trigger.upstream_recurring_run_ids:
-                    downstream.fire(run.finished_at)
+            for downstream_id, upstream_ids in list(self._downstream.items()):
+                if run.recurring_run_id in upstream_ids:
+                    self._fire(downstream_id, run.finished_at)
         actor = self._actors.get(run.recurring_run_id)
         if actor is not None:
             actor.run_finished(run.run_id)
-        elif run.recurring_run_id and not self._stopping:
-            asyncio.get_running_loop().create_task(self._publish_stored(run.recurring_run_id))
+        elif run.recurring_run_id and not self._stopping and self._snapshots.watched(run.recurring_run_id):
+            self._spawn(self._publish_stored(run.recurring_run_id))
 
     async def _publish_stored(self, recurring_run_id: str) -> None:
         try:
@@ -650,7 +840,7 @@ class _Paused:
         self._manager = manager
         self._id = recurring_run_id
         self._lock = manager._change_locks.setdefault(recurring_run_id, _ChangeLock())
-        self._fired: list[int] = []
+        self.fired: list[int] = []  # fires the actor had not handled, for the actor started after
         self.current: RecurringRun | None = None
 
     async def __aenter__(self) -> _Paused:
@@ -664,6 +854,7 @@ class _Paused:
         return self
 
     async def _stop_actor(self) -> RecurringRun:
+        self._manager._forget(self._id)
         actor = self._manager._actors.get(self._id)
         if actor is None:
             return await store.get(self._manager._db, self._id)
@@ -679,13 +870,14 @@ class _Paused:
                 log.exception("recurring run actor failed before a change", extra={"fields": {"recurring_run_id": self._id}})
             actor.stop()
         await actor.finished()
-        self._fired = actor.fired
+        self._manager._forget(self._id)  # it may have gone to sleep before it was stopped
+        self.fired += actor.fired
         return actor.recurring_run
 
     async def __aexit__(self, *exc_info: object) -> None:
         try:
             if self.current is not None and self.current.status == ENABLED:
-                self._manager._start_actor(self.current, fired=self._fired)
+                self._manager._start_actor(self.current, fired=self.fired)
         finally:
             self._release()
 
@@ -717,6 +909,7 @@ class _Actor:
         self.failure = ""  # while its steps fail: why, shown as the recurring run's error
         self.failures = 0  # steps failed in a row
         self.urgent = False  # a request waits on this actor: its writes go in the requests' lane
+        self.asleep = False  # it ended with nothing in hand: its recurring run sleeps in the heap
         self._task: asyncio.Task[None] | None = None
         self._inline_spec: tuple[str, dict[str, Any]] | None = None  # (hash, spec)
 
@@ -756,16 +949,21 @@ class _Actor:
     # -- the loop ----------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        """Step, then sleep until the next tick or a wake-up; until stopped. A step that fails
-        (the store refuses writes, or a bug) never ends the actor: see `_failed`."""
+        """Step, then wait for the next tick or a wake-up; until stopped, or until it has
+        nothing in hand (no unfinished run, queued tick or fire): then it ends and its
+        recurring run sleeps in the manager's heap. A step that fails (the store refuses
+        writes, or a bug) never ends the actor: see `_failed`."""
         clock = self.manager._clock
         while True:
             try:
                 if not self.loaded:
-                    await self._load()
+                    await self.load()
                 async with self.lock:
                     await self.step()
-                deadline = self.schedule.next_after(self.recurring_run.watermark) if self.schedule else None
+                    deadline = self.schedule.next_after(self.recurring_run.watermark) if self.schedule else None
+                    if not (self.active or self.queued or self.fired or self.failures or self.urgent):
+                        self.manager._actor_asleep(self, deadline)
+                        return
             except Exception as error:  # noqa: BLE001 - supervision
                 await self._failed(error)
                 continue
@@ -777,7 +975,7 @@ class _Actor:
             if alarm is not None:
                 alarm.cancel()
 
-    async def _load(self) -> None:
+    async def load(self) -> None:
         """Its unfinished runs and queue length, from the store; after a failure, the
         recurring run too (a bug may have struck between a commit and its use in memory)."""
         db, recurring_run_id = self.manager._db, self.recurring_run.recurring_run_id

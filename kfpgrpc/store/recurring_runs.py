@@ -120,9 +120,52 @@ async def list_page(db: Database, query: Query) -> Page[RecurringRun]:
     return await _TABLE.list_page(db, query)
 
 
-async def enabled(db: Database) -> list[RecurringRun]:
-    rows = await db.fetch_all(f"SELECT {_TABLE.select} FROM recurring_runs WHERE status = ?", (ENABLED,))
-    return [_TABLE.from_row(row) for row in rows]
+_IN_CHUNK = 500  # ids per `IN (...)` query: well under SQLite's 32,766 variables
+
+
+async def get_many(db: Database, recurring_run_ids: Sequence[str]) -> list[RecurringRun]:
+    """The recurring runs of `recurring_run_ids` that exist, in no particular order: a few
+    queries for thousands of ids (the actors woken by one tick)."""
+    found = []
+    for start in range(0, len(recurring_run_ids), _IN_CHUNK):
+        chunk = recurring_run_ids[start : start + _IN_CHUNK]
+        rows = await db.fetch_all(
+            f"SELECT {_TABLE.select} FROM recurring_runs WHERE recurring_run_id IN ({', '.join('?' * len(chunk))})", chunk
+        )
+        found += [_TABLE.from_row(row) for row in rows]
+    return found
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """What the server needs of an enabled recurring run to know when it next wakes, and
+    which events fire it: a few columns instead of the whole row (read for every enabled
+    recurring run at start)."""
+
+    recurring_run_id: str
+    watermark: int
+    created_at: int
+    trigger_text: str  # the stored JSON, so that equal triggers are parsed once
+    pipeline_id: str
+    pipeline_version_id: str
+
+    @property
+    def trigger(self) -> Trigger:
+        return _decode_trigger(self.trigger_text)
+
+
+async def enabled_alarms(db: Database) -> list[Alarm]:
+    """An Alarm of every enabled recurring run."""
+    rows = await db.fetch_all(
+        "SELECT recurring_run_id, watermark, created_at, trigger, pipeline_id, pipeline_version_id FROM recurring_runs WHERE status = ?",
+        (ENABLED,),
+    )
+    return [Alarm(*row) for row in rows]
+
+
+async def enabled_ids_in_experiment(db: Database, experiment_id: str) -> list[str]:
+    rows = await db.fetch_all("SELECT recurring_run_id FROM recurring_runs WHERE status = ? AND experiment_id = ?", (ENABLED, experiment_id))
+    return [row[0] for row in rows]
 
 
 async def enabled_in_archived_experiments(db: Database) -> list[str]:
