@@ -18,9 +18,9 @@ from google.protobuf import field_mask_pb2, json_format, timestamp_pb2
 from kfpgrpc.clock import VirtualClock
 from kfpgrpc.config import ServerConfig
 from kfpgrpc.server import KfpGrpcServer
-from kfpgrpc.v1 import common_pb2, event_pb2, experiment_pb2, run_pb2
+from kfpgrpc.v1 import common_pb2, event_pb2, experiment_pb2, pipeline_pb2, run_pb2
 from kfpgrpc.v1 import recurring_run_pb2 as pb
-from tests.support import Stubs, eventually, field_violations, read_events, running, upload
+from tests.support import Stubs, eventually, field_violations, read_events, running, struct, upload
 
 START = "2026-05-04T10:07:00+00:00"  # a Monday
 Spec = dict[str, Any]
@@ -755,3 +755,29 @@ async def test_triggering_a_sleeping_recurring_run_takes_its_slot(harness: Harne
     assert (got.counters.runs_active, got.counters.ticks_queued, got.counters.runs_created) == (1, 1, 1)
     (tmp_path / "gate").touch()
     assert await harness.ticks(created.recurring_run_id, 2) == ["2026-05-04T10:07:00Z", "2026-05-04T11:00:00Z"]
+
+
+async def test_ticks_follow_new_and_deleted_versions(harness: Harness, version: Any, compiled: dict[str, Spec]) -> None:
+    """Each tick runs the version it names, or its pipeline's latest at that tick: a new
+    version is run from the next tick, a deleted one no more (versions are cached between
+    ticks, and forgotten when versions are created or deleted)."""
+    follower = await harness.create(recurring(version, "latest", "0 * * * *"))
+    pinned_message = recurring(version, "pinned", "0 * * * *")
+    pinned_message.pipeline_version_reference.pipeline_version_id = version.pipeline_version_id
+    pinned = await harness.create(pinned_message)
+    await harness.advance_to("2026-05-04T11:00:00+00:00", follower.recurring_run_id)
+    newer = await harness.stubs.pipelines.CreatePipelineVersion(pipeline_pb2.CreatePipelineVersionRequest(
+        pipeline_id=version.pipeline_id, pipeline_version=pipeline_pb2.PipelineVersion(pipeline_spec=struct(compiled["instant-pipeline"]))))
+    await harness.advance_to("2026-05-04T12:00:00+00:00", follower.recurring_run_id)
+    await harness.stubs.pipelines.DeletePipelineVersion(pipeline_pb2.DeletePipelineVersionRequest(
+        pipeline_id=version.pipeline_id, pipeline_version_id=newer.pipeline_version_id))
+    await harness.advance_to("2026-05-04T13:00:00+00:00", follower.recurring_run_id)
+    await harness.ticks(follower.recurring_run_id, 3)
+    runs = await harness.runs(follower.recurring_run_id)
+    assert [r.pipeline_version_reference.pipeline_version_id for r in runs] == [
+        version.pipeline_version_id, newer.pipeline_version_id, version.pipeline_version_id]
+    await harness.ticks(pinned.recurring_run_id, 3)
+    await harness.stubs.pipelines.DeletePipelineVersion(pipeline_pb2.DeletePipelineVersionRequest(
+        pipeline_id=version.pipeline_id, pipeline_version_id=version.pipeline_version_id))
+    got = await harness.advance_to("2026-05-04T14:00:00+00:00", pinned.recurring_run_id)
+    assert got.counters.runs_created == 3 and dict(got.counters.ticks_skipped_by_reason) == {"run creation failed": 1}

@@ -35,6 +35,7 @@ class Pipelines:
         self._clock = clock
         self._events = events
         self.version_listeners: list[Callable[[PipelineVersion], None]] = []  # told of every new version
+        self.deletion_listeners: list[Callable[[], None]] = []  # told once versions may have been deleted
 
     async def create(self, name: str, display_name: str, description: str) -> Pipeline:
         """`name` is the unique key; either name may stand in for the other."""
@@ -80,7 +81,10 @@ class Pipelines:
 
     async def delete(self, pipeline_id: str, cascade: bool) -> None:
         check(id_violations(pipeline_id, "pipeline_id"))
-        await store.delete_pipeline(self._db, pipeline_id, cascade)
+        try:
+            await store.delete_pipeline(self._db, pipeline_id, cascade)
+        finally:
+            self._deleted()
 
     async def create_version(
         self,
@@ -147,4 +151,12 @@ class Pipelines:
 
     async def delete_version(self, pipeline_id: str, pipeline_version_id: str) -> None:
         await self.get_version(pipeline_id, pipeline_version_id)
-        await store.delete_version(self._db, pipeline_version_id)
+        try:
+            await store.delete_version(self._db, pipeline_version_id)
+        finally:
+            self._deleted()
+
+    def _deleted(self) -> None:
+        # Also after a failed delete: whether it committed is not always known.
+        for listener in self.deletion_listeners:
+            listener()

@@ -190,6 +190,7 @@ class Runs:
         self._spec_infos: OrderedDict[str, PipelineSpecInfo] = OrderedDict()
         self._specs = SpecSnapshots(db)
         self._versions: OrderedDict[str, tuple[PipelineVersion, str]] = OrderedDict()
+        self._latest_versions: dict[str, str] = {}  # pipeline id -> its latest version's id
         self._snapshots: Broadcast[RunView] = Broadcast()
         self._log_appended: Broadcast[bool] = Broadcast(capacity=1)
         self._stopping = False
@@ -344,15 +345,32 @@ class Runs:
                 raise DependencyUnresolved(f"{field}[{name}]: recurring run {ref['recurring_run_id']!r} {why}")
         return values
 
+    def version_created(self, version: PipelineVersion) -> None:
+        """Its pipeline has a new latest version."""
+        self._latest_versions.pop(version.pipeline_id, None)
+
+    def versions_deleted(self) -> None:
+        """Versions may be gone: nothing cached about versions is trusted any more."""
+        self._latest_versions.clear()
+        self._versions.clear()
+
     async def _version(self, pipeline_id: str, pipeline_version_id: str, field: str) -> tuple[PipelineVersion, str]:
-        """The version to run and its spec hash. Versions never change, so their parsed specs
-        are cached: every run of a version (every tick of a recurring run) shares one."""
+        """The version to run and its spec hash. Versions never change, so they and their
+        parsed specs are cached, as is each pipeline's latest version (forgotten when a
+        version is created or deleted): every tick of a recurring run shares one and reads
+        nothing."""
+        if not pipeline_version_id:
+            pipeline_version_id = self._latest_versions.get(pipeline_id, "")
         if not pipeline_version_id:
             pipeline_version_id = await pipeline_store.latest_version_id(self._db, pipeline_id) or ""
             if not pipeline_version_id:
                 await pipeline_store.get_pipeline(self._db, pipeline_id)  # NOT_FOUND for a bad id
                 raise FailedPrecondition(f"pipeline {pipeline_id!r} has no versions; upload one first")
-        owner = await pipeline_store.pipeline_of_version(self._db, pipeline_version_id)
+            if len(self._latest_versions) >= _SPEC_CACHE_SIZE:
+                self._latest_versions.clear()
+            self._latest_versions[pipeline_id] = pipeline_version_id
+        cached = self._versions.get(pipeline_version_id)
+        owner = cached[0].pipeline_id if cached else await pipeline_store.pipeline_of_version(self._db, pipeline_version_id)
         if owner is None:
             raise NotFound("pipeline version", "pipeline_version_id", pipeline_version_id)
         if owner != pipeline_id:
@@ -360,7 +378,6 @@ class Runs:
                 f"{field}.pipeline_version_reference.pipeline_version_id",
                 f"version {pipeline_version_id!r} belongs to another pipeline",
             )
-        cached = self._versions.get(pipeline_version_id)
         if cached is None:
             version = await pipeline_store.get_version(self._db, pipeline_version_id)
             cached = self._versions[pipeline_version_id] = (version, await asyncio.to_thread(store.spec_hash, version.pipeline_spec))
