@@ -36,7 +36,7 @@ from typing import Any
 from cel_expr_python import cel
 from google.protobuf import descriptor_pool
 from google.protobuf.struct_pb2 import ListValue, Struct
-from kfp.pipeline_spec import pipeline_spec_pb2
+from kfpgrpc.kfp_ir import pipeline_spec_pb2
 
 from kfpgrpc.json_values import protojson_numbers
 
