@@ -96,6 +96,11 @@ class EncodedEvents:
         self._bytes = 0
         self._by_sequence: OrderedDict[int, bytes] = OrderedDict()
 
+    @property
+    def held_bytes(self) -> int:
+        """The bytes of the encodings kept."""
+        return self._bytes
+
     def __call__(self, event: Event) -> bytes:
         """`event` (committed: its sequence set) as the serialized Event message."""
         encoded = self._by_sequence.get(event.sequence)
