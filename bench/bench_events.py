@@ -1,10 +1,15 @@
 """Events benchmark: latency from a run's completion to each WatchEvents watcher receiving its RUN_COMPLETED event.
 
     python bench/bench_events.py [--watchers 1,100,1000] [--runs 50] [--channels 10]
-        [--client-processes 1,2] [--poll-intervals 1,5] [--pollers 200] [--poll-runs 3]
+        [--client-processes 1] [--anchor b22ec75] [--rounds 2]
+        [--poll-intervals 1,5] [--pollers 200] [--poll-runs 3]
 
-One `kfpgrpc serve` subprocess (bench/harness.py) runs every run: the "instant-pipeline" of
-tests/pipelines.py (one busybox container task that exits at once, compiled by the kfp SDK).
+Two `kfpgrpc serve` subprocesses (bench/harness.py): this tree's ("new") and the --anchor
+commit's (extracted with bench/harness.py checkout; 'none' for this tree alone), up at the
+same time. Each row of part 1 runs --rounds times on each, interleaved (new, anchor, new,
+anchor), so that both sides see the same load of this shared machine; part 2 runs on the new
+server only. Every run is the "instant-pipeline" of tests/pipelines.py (one busybox container
+task that exits at once, compiled by the kfp SDK).
 
 1. Watchers. For each watcher count N, N WatchEvents streams, each filtered on a fresh
    experiment and on RUN_COMPLETED, spread round-robin over min(N, --channels) channels,
@@ -29,8 +34,8 @@ tests/pipelines.py (one busybox container task that exits at once, compiled by t
    the poller's GetRun returns the terminal state, minus the run's finished_at. Measured over
    --poll-runs runs, printed next to the expectation (a uniform wait: p50 = interval / 2).
 
-At the defaults the script takes about a minute on 2 cores. The server's commit is printed
-first.
+At the defaults the script takes about three minutes on 2 cores. The servers' commits are
+printed first.
 """
 
 from __future__ import annotations
