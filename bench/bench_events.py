@@ -1,10 +1,15 @@
 """Events benchmark: latency from a run's completion to each WatchEvents watcher receiving its RUN_COMPLETED event.
 
     python bench/bench_events.py [--watchers 1,100,1000] [--runs 50] [--channels 10]
-        [--client-processes 1,2] [--poll-intervals 1,5] [--pollers 200] [--poll-runs 3]
+        [--client-processes 1] [--anchor b22ec75] [--rounds 2]
+        [--poll-intervals 1,5] [--pollers 200] [--poll-runs 3]
 
-One `kfpgrpc serve` subprocess (bench/harness.py) runs every run: the "instant-pipeline" of
-tests/pipelines.py (one busybox container task that exits at once, compiled by the kfp SDK).
+Two `kfpgrpc serve` subprocesses (bench/harness.py): this tree's ("new") and the --anchor
+commit's (extracted with bench/harness.py checkout; 'none' for this tree alone), up at the
+same time. Each row of part 1 runs --rounds times on each, interleaved (new, anchor, new,
+anchor), so that both sides see the same load of this shared machine; part 2 runs on the new
+server only. Every run is the "instant-pipeline" of tests/pipelines.py (one busybox container
+task that exits at once, compiled by the kfp SDK).
 
 1. Watchers. For each watcher count N, N WatchEvents streams, each filtered on a fresh
    experiment and on RUN_COMPLETED, spread round-robin over min(N, --channels) channels,
@@ -29,19 +34,21 @@ tests/pipelines.py (one busybox container task that exits at once, compiled by t
    the poller's GetRun returns the terminal state, minus the run's finished_at. Measured over
    --poll-runs runs, printed next to the expectation (a uniform wait: p50 = interval / 2).
 
-At the defaults the script takes about a minute on 2 cores. The server's commit is printed
-first.
+At the defaults the script takes about 90 s on 2 cores. The servers' commits are
+printed first.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -49,6 +56,7 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kfpgrpc.v1 import event_pb2, event_pb2_grpc  # noqa: E402
 
+ANCHOR = "b22ec75"  # main before issue 16's event fan-out work: the anchor of docs/benchmarks.md's figures
 REPORT_TIMEOUT = 120  # seconds a completion may take to reach every watcher before the bench gives up
 
 
@@ -98,10 +106,10 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--watch-child"]:
 
 from bench.bench_recurring import cpu_seconds, revision, sizes  # noqa: E402
 from bench.bench_runs import upload  # noqa: E402
-from bench.harness import Latencies, Server  # noqa: E402
+from bench.harness import Latencies, Server, checkout, commit_of  # noqa: E402
 from kfpgrpc.v1 import common_pb2, experiment_pb2  # noqa: E402
-from kfpgrpc.v1.pipeline_pb2 import PipelineVersion  # noqa: E402
 from kfpgrpc.v1 import run_pb2 as pb  # noqa: E402
+from kfpgrpc.v1.pipeline_pb2 import PipelineVersion  # noqa: E402
 from tests.pipelines import compile_pipeline, instant_pipeline  # noqa: E402
 from tests.support import Stubs, run_of  # noqa: E402
 
@@ -154,10 +162,11 @@ async def completion(stubs: Stubs, version: PipelineVersion, experiment_id: str,
 
 
 async def watcher_latencies(
-    stubs: Stubs, server: Server, version: PipelineVersion, watchers: int, channels: int, processes: int, runs: int
+    side: Side, watchers: int, channels: int, processes: int, runs: int, round_: int
 ) -> None:
+    stubs, server, version = side.stubs, side.server, side.version
     experiment = await stubs.experiments.CreateExperiment(experiment_pb2.CreateExperimentRequest(
-        experiment=experiment_pb2.Experiment(display_name=f"watched-by-{watchers}-from-{processes}-processes")))
+        experiment=experiment_pb2.Experiment(display_name=f"watched-by-{watchers}-from-{processes}-processes-{round_}")))
     children = await spawn_watchers(server.address, experiment.experiment_id, watchers, channels, processes)
     every, first, fan_out = Latencies([]), Latencies([]), Latencies([])
     try:
@@ -178,7 +187,7 @@ async def watcher_latencies(
             child.stdin.close()
         for child in children:
             await child.wait()
-    print(f"{watchers:>8,} {channels:>8} {len(children):>9}   {percentiles(every)}   {first.ms(0.5):9.1f} {fan_out.ms(0.5):9.1f}"
+    print(f"{side.label:<8} {watchers:>8,} {channels:>8} {len(children):>9}   {percentiles(every)}   {first.ms(0.5):9.1f} {fan_out.ms(0.5):9.1f}"
           f" {fan_out.ms(1.0):9.1f}   {server_ms:9.1f} {client_ms:9.1f} {len(every.seconds):>8,}")
 
 
@@ -209,21 +218,37 @@ async def polling_latencies(stubs: Stubs, version: PipelineVersion, intervals: l
               f" p50 {500 * interval:.0f}, p99 {990 * interval:.0f}, max {1000 * interval:.0f} ms  (n={len(latencies.seconds):,})")
 
 
-async def bench(server: Server, spec: dict, args: argparse.Namespace, gates: Path) -> None:
-    async with grpc.aio.insecure_channel(server.address) as channel:
-        stubs = Stubs.on(channel)
-        version = await upload(channel, spec)
-        print(f"1. Watchers: {args.runs} runs per row, one at a time; latency = receive time - run_completed.end_time (ms)")
-        print(f"{'watchers':>8} {'channels':>8} {'processes':>9}   {'p50':>9} {'p99':>9} {'max':>9}"
+@dataclass
+class Side:
+    """One server under test: this tree's ("new") or the anchor commit's."""
+
+    label: str
+    server: Server
+    stubs: Stubs
+    version: PipelineVersion
+
+
+async def bench(servers: list[tuple[str, Server]], spec: dict, args: argparse.Namespace, gates: Path) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        sides = []
+        for label, server in servers:
+            channel = await stack.enter_async_context(grpc.aio.insecure_channel(server.address))
+            sides.append(Side(label, server, Stubs.on(channel), await upload(channel, spec)))
+        print(f"1. Watchers: {args.runs} runs per row, one at a time; latency = receive time - run_completed.end_time (ms);"
+              f" each row {args.rounds}x, the servers interleaved")
+        print(f"{'server':<8} {'watchers':>8} {'channels':>8} {'processes':>9}   {'p50':>9} {'p99':>9} {'max':>9}"
               f"   {'first p50':>9} {'fan-out':>9} {'fan-out':>9}   {'server':>9} {'clients':>9} {'samples':>8}")
-        print(f"{'':>8} {'':>8} {'':>9}   {'':>9} {'':>9} {'':>9}   {'':>9} {'p50':>9} {'max':>9}   {'CPU/run':>9} {'CPU/run':>9}")
+        print(f"{'':<8} {'':>8} {'':>8} {'':>9}   {'':>9} {'':>9} {'':>9}   {'':>9} {'p50':>9} {'max':>9}   {'CPU/run':>9} {'CPU/run':>9}")
         for watchers in args.watchers:
             channels = min(watchers, args.channels)
             for processes in args.client_processes:
                 if processes <= channels:
-                    await watcher_latencies(stubs, server, version, watchers, channels, processes, args.runs)
-        print(f"2. Polling GetRun: {args.pollers} pollers per interval, {args.poll_runs} runs (ms)")
-        await polling_latencies(stubs, version, args.poll_intervals, args.pollers, args.poll_runs, gates)
+                    for round_ in range(args.rounds):
+                        for side in sides:
+                            await watcher_latencies(side, watchers, channels, processes, args.runs, round_)
+        if args.poll_runs:
+            print(f"2. Polling GetRun ({sides[0].label} server): {args.pollers} pollers per interval, {args.poll_runs} runs (ms)")
+            await polling_latencies(sides[0].stubs, sides[0].version, args.poll_intervals, args.pollers, args.poll_runs, gates)
 
 
 def main() -> None:
@@ -231,18 +256,24 @@ def main() -> None:
     parser.add_argument("--watchers", type=sizes, default=[1, 100, 1000], help="watcher counts, one row each")
     parser.add_argument("--runs", type=int, default=50, help="measured runs per row, after one warm-up run")
     parser.add_argument("--channels", type=int, default=10, help="channels the watchers are spread over (at most one per watcher)")
-    parser.add_argument("--client-processes", type=sizes, default=[1, 2],
+    parser.add_argument("--client-processes", type=sizes, default=[1],
                         help="client processes sharing the channels; a list gives a row per value (at most one per channel)")
+    parser.add_argument("--anchor", default=ANCHOR,
+                        help="commit whose server runs the same rows in the same run, interleaved ('none': this tree only)")
+    parser.add_argument("--rounds", type=int, default=2, help="times each row runs on each server, interleaved")
     parser.add_argument("--poll-intervals", type=sizes, default=[1, 5], help="GetRun polling intervals, seconds")
     parser.add_argument("--pollers", type=int, default=200, help="pollers per interval")
-    parser.add_argument("--poll-runs", type=int, default=3, help="runs the pollers wait for, one at a time")
+    parser.add_argument("--poll-runs", type=int, default=3, help="runs the pollers wait for, one at a time (0: no polling)")
     args = parser.parse_args()
     begun = time.perf_counter()
-    print(f"server code: {revision()[0]}")
-    with tempfile.TemporaryDirectory() as tmp:
+    print(f"server code: new = {revision()[0]}" + ("" if args.anchor == "none" else f"; anchor = {commit_of(args.anchor)}"))
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         spec = compile_pipeline(instant_pipeline, Path(tmp) / "instant.yaml")
-        with Server(Path(tmp) / "server") as server:
-            asyncio.run(bench(server, spec, args, Path(tmp)))
+        servers = [("new", stack.enter_context(Server(Path(tmp) / "server")))]
+        if args.anchor != "none":
+            source = checkout(args.anchor, Path(tmp) / "anchor")
+            servers.append((commit_of(args.anchor), stack.enter_context(Server(Path(tmp) / "anchor-server", source=source))))
+        asyncio.run(bench(servers, spec, args, Path(tmp)))
     print(f"total {time.perf_counter() - begun:.0f} s")
 
 

@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from kfpgrpc.api.events import EventServicer
+from kfpgrpc.api.events import EventServicer, add_event_service
 from kfpgrpc.api.experiments import ExperimentServicer
 from kfpgrpc.api.interceptors import ErrorMappingInterceptor, TokenAuthInterceptor
 from kfpgrpc.api.pipelines import PipelineServicer
@@ -43,7 +43,6 @@ from kfpgrpc.http.server import HttpServer, bind
 from kfpgrpc.store.database import Database, SchemaTooNew
 from kfpgrpc.v1 import (
     event_pb2,
-    event_pb2_grpc,
     experiment_pb2,
     experiment_pb2_grpc,
     pipeline_pb2,
@@ -245,7 +244,7 @@ class KfpGrpcServer:
         pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineServicer(pipelines, self.config.max_spec_bytes), server)
         run_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(runs, self.config.max_spec_bytes), server)
         recurring_run_pb2_grpc.add_RecurringRunServiceServicer_to_server(RecurringRunServicer(recurring_runs, self.config.max_spec_bytes), server)
-        event_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(events), server)
+        add_event_service(EventServicer(events), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         reflection.enable_server_reflection((*SERVICE_NAMES, health_name, reflection.SERVICE_NAME), server)

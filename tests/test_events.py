@@ -11,10 +11,13 @@ from typing import Any
 import grpc
 import pytest
 
+from kfpgrpc.api.events import EncodedEvents, event_to_proto
 from kfpgrpc.clock import MICROS_PER_SECOND, VirtualClock
+from kfpgrpc.domain import PIPELINE_VERSION_CREATED, Event
 from kfpgrpc.server import KfpGrpcServer
 from kfpgrpc.v1 import common_pb2, experiment_pb2, pipeline_pb2, recurring_run_pb2, run_pb2
 from kfpgrpc.v1 import event_pb2 as pb
+from tests.stalled_http2 import StalledHttp2Stream
 from tests.support import (
     STREAM_TIMEOUT,
     Stubs,
@@ -139,6 +142,84 @@ async def test_run_events_and_filters(stubs: Stubs, compiled: dict[str, Spec]) -
     assert {e.type for e in await read_events(stubs, 2, types=[pb.PIPELINE_VERSION_CREATED, pb.RUN_COMPLETED])} <= {
         pb.PIPELINE_VERSION_CREATED, pb.RUN_COMPLETED,
     }
+
+
+async def test_watchers_with_one_filter_each_get_every_match_and_other_filters_only_theirs(
+    stubs: Stubs, compiled: dict[str, Spec]
+) -> None:
+    """Live streams, several with each filter (the server matches a filter once for all its
+    watchers and shares the encoded event): each gets exactly the events the stored log holds
+    for its filter, in order."""
+    version = await upload(stubs, "instant", compiled["instant-pipeline"])
+    experiments = [
+        (await stubs.experiments.CreateExperiment(
+            experiment_pb2.CreateExperimentRequest(experiment=experiment_pb2.Experiment(display_name=name))
+        )).experiment_id
+        for name in ("a", "b")
+    ]
+    a, b = experiments
+    # (filter, how many events it matches: 4 per run, 1 per version, the upload's included)
+    filters: list[tuple[dict[str, Any], int]] = [
+        *[({"experiment_id": a}, 8)] * 3, *[({"experiment_id": b}, 4)] * 2, *[({"types": [pb.RUN_COMPLETED]}, 3)] * 2,
+        ({"experiment_id": a, "types": [pb.RUN_COMPLETED]}, 2), ({"types": [pb.PIPELINE_VERSION_CREATED]}, 3),
+    ]
+    calls = [stubs.events.WatchEvents(pb.WatchEventsRequest(**wanted)) for wanted, _ in filters]
+    extra_reads = []
+    try:
+        await asyncio.gather(*(asyncio.wait_for(call.initial_metadata(), STREAM_TIMEOUT) for call in calls))
+        runs = []
+        for index, experiment_id in enumerate([a, b, a]):
+            message = run_of(version, f"run-{index}")
+            message.experiment_id = experiment_id
+            runs.append(await stubs.runs.CreateRun(run_pb2.CreateRunRequest(run=message)))
+        for run in runs:
+            await watch_to_end(stubs.runs, run.run_id)
+        added = await add_versions(stubs, version.pipeline_id, compiled["instant-pipeline"], 2)
+        received = {}
+        for index, (call, (wanted, count)) in enumerate(zip(calls, filters)):
+            received[index] = [await asyncio.wait_for(call.read(), STREAM_TIMEOUT) for _ in range(count)]
+            assert received[index] == await read_events(stubs, count, **wanted), wanted
+            extra_reads.append(asyncio.ensure_future(call.read()))
+        # Nothing else matched: every stream is waiting (all the events were committed before).
+        done, _ = await asyncio.wait(extra_reads, timeout=0.2)
+        assert not done, [read.result() for read in done]
+    finally:
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*extra_reads, return_exceptions=True)
+    assert {e.run_id for e in received[0] if e.run_id} == {runs[0].run_id, runs[2].run_id}
+    assert version_ids(received[len(filters) - 1])[1:] == added
+
+
+async def test_a_stalled_watcher_holds_up_neither_the_writes_nor_a_watcher_with_the_same_filter(
+    data_dir: Path, compiled: dict[str, Spec]
+) -> None:
+    """Two watchers of one filter, one of them on an HTTP/2 window of 0 bytes: the other gets
+    every event as it is committed; the stalled one, once it reads again, gets the one message
+    that was waiting and is cut off (its buffer of 20 overflowed), and resuming after it gives
+    the rest."""
+    async with running(data_dir, event_watcher_capacity=20) as (server, stubs):
+        pipeline_id = await new_pipeline(stubs)
+        wanted: dict[str, Any] = {"types": [pb.PIPELINE_VERSION_CREATED]}
+        stalled = await StalledHttp2Stream.open(server.address, "/kfpgrpc.v1.EventService/WatchEvents", pb.WatchEventsRequest(**wanted))
+        try:
+            await asyncio.wait_for(stalled.headers_received.wait(), STREAM_TIMEOUT)
+            sibling = stubs.events.WatchEvents(pb.WatchEventsRequest(**wanted))
+            await asyncio.wait_for(sibling.initial_metadata(), STREAM_TIMEOUT)
+            added, received = [], []
+            for _ in range(60):  # one commit each, every one read by the sibling before the next
+                added += await add_versions(stubs, pipeline_id, compiled["instant-pipeline"], 1)
+                received.append(await asyncio.wait_for(sibling.read(), STREAM_TIMEOUT))
+            sibling.cancel()
+            assert version_ids(received) == added
+            assert stalled.messages(pb.Event) == [] and not stalled.ended.is_set()  # it really was stalled
+            await stalled.resume()
+            await asyncio.wait_for(stalled.ended.wait(), STREAM_TIMEOUT)
+            assert not stalled.reset
+            assert stalled.messages(pb.Event) == received[:1]
+            assert received[:1] + await read_events(stubs, 59, after_sequence=received[0].sequence, **wanted) == received
+        finally:
+            await stalled.close()
 
 
 async def test_a_stalled_watcher_is_cut_off_and_resumes_while_runs_go_on(data_dir: Path, compiled: dict[str, Spec]) -> None:
@@ -267,3 +348,17 @@ async def test_bad_newest_requests_name_the_field(stubs: Stubs) -> None:
             await stubs.events.WatchEvents(request).read()
         assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field_violations(failure.value) == {"newest": text}
+
+
+def test_encoded_events_are_each_events_own_message_also_once_the_budget_evicts() -> None:
+    """The shared encoding of an event is its own Event message, whether it is served from the
+    cache or encoded again after the byte budget (here about two events) evicted it."""
+    events = [
+        Event(n, START + n, PIPELINE_VERSION_CREATED, details={"pipeline_id": "p", "pipeline_version_id": f"v{n}"})
+        for n in range(1, 6)
+    ]
+    budget = 2 * len(event_to_proto(events[0]).SerializeToString())
+    encoded = EncodedEvents(max_bytes=budget)
+    for event in [*events, *events[::-1], events[0], events[0]]:
+        assert pb.Event.FromString(encoded(event)) == event_to_proto(event)
+        assert 0 < encoded.held_bytes <= budget

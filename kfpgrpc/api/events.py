@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -81,15 +82,62 @@ def event_filter(request: pb.WatchEventsRequest) -> EventFilter:
     return EventFilter(request.run_id, request.recurring_run_id, request.experiment_id, frozenset(types))
 
 
+ENCODED_CACHE_BYTES = 16 * 1024 * 1024  # serialized events kept for the other watchers of the same event
+
+
+class EncodedEvents:
+    """Serialized Event messages by sequence, the most recent up to `max_bytes` in all (one
+    event at least): an event committed once reaches every watcher whose filter matches it, so
+    it is converted and serialized once, not once per watcher. A committed event never changes
+    and its sequence is never reused, so an entry never goes stale."""
+
+    def __init__(self, max_bytes: int = ENCODED_CACHE_BYTES) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._by_sequence: OrderedDict[int, bytes] = OrderedDict()
+
+    @property
+    def held_bytes(self) -> int:
+        """The bytes of the encodings kept."""
+        return self._bytes
+
+    def __call__(self, event: Event) -> bytes:
+        """`event` (committed: its sequence set) as the serialized Event message."""
+        encoded = self._by_sequence.get(event.sequence)
+        if encoded is None:
+            encoded = event_to_proto(event).SerializeToString()
+            self._by_sequence[event.sequence] = encoded
+            self._bytes += len(encoded)
+            while self._bytes > self._max_bytes and len(self._by_sequence) > 1:
+                self._bytes -= len(self._by_sequence.popitem(last=False)[1])
+        return encoded
+
+
 class EventServicer(event_pb2_grpc.EventServiceServicer):
+    """Yields serialized Event messages: register it with `add_event_service`."""
+
     def __init__(self, events: Events) -> None:
         self._events = events
+        self._encoded = EncodedEvents()
 
     async def WatchEvents(  # noqa: N802 - gRPC method name
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.Event]:
+    ) -> AsyncIterator[bytes]:
         stream = await self._events.watch(request.after_sequence, event_filter(request), request.newest)
         # Headers at once: a client waiting for the stream to open need not wait for an event.
         await context.send_initial_metadata(())
         async for event in stream:
-            yield event_to_proto(event)
+            yield self._encoded(event)
+
+
+def add_event_service(servicer: EventServicer, server: grpc.aio.Server) -> None:
+    """The generated `add_EventServiceServicer_to_server`, except that WatchEvents sends the
+    bytes its servicer yields as they are (no response serializer: gRPC passes bytes through),
+    so that one serialized event is shared by all the streams it goes to."""
+    handlers = {
+        "WatchEvents": grpc.unary_stream_rpc_method_handler(
+            servicer.WatchEvents, request_deserializer=pb.WatchEventsRequest.FromString, response_serializer=None,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("kfpgrpc.v1.EventService", handlers),))
+    server.add_registered_method_handlers("kfpgrpc.v1.EventService", handlers)

@@ -41,40 +41,49 @@ DEFAULT_WATCHER_CAPACITY = 10_000  # events buffered per watcher before it is cu
 
 
 class _Watcher:
-    def __init__(self, wanted: EventFilter, capacity: int) -> None:
-        self.wanted = wanted
+    """One stream's buffer of live events, already filtered (`Events` matches each distinct
+    filter once per committed batch and hands the matches to every watcher with that filter)."""
+
+    def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._items: deque[Event] = deque()
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self.overflowed = False
         self.closed = False
 
-    def offer(self, events: list[Event]) -> None:
+    def offer(self, matched: list[Event]) -> None:
         if self.overflowed:
             return
-        before = len(self._items)
-        self._items.extend(e for e in events if self.wanted.matches(e))
+        self._items.extend(matched)
         if len(self._items) > self._capacity:
             self.overflowed = True
             self._items.clear()
-        if len(self._items) != before or self.overflowed:
-            self._ready.set()
+        self._wake()
 
     def close(self) -> None:
         self.closed = True
-        self._ready.set()
+        self._wake()
 
     def reset(self) -> None:
         self.overflowed = False
         self._items.clear()
+
+    def _wake(self) -> None:
+        # A bare future rather than an asyncio.Event: one wake-up per batch for each of
+        # possibly thousands of watchers, so the cheapest hand-off counts.
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def next(self) -> Event | None:
         """The next buffered event; None after an overflow or once closed."""
         while not self._items:
             if self.closed or self.overflowed:
                 return None
-            self._ready.clear()
-            await self._ready.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         return self._items.popleft()
 
 
@@ -84,7 +93,8 @@ class Events:
         self.log = EventLog(db)
         self.log.listeners.append(self._committed)
         self._watcher_capacity = watcher_capacity
-        self._watchers: set[_Watcher] = set()
+        # Grouped by filter: each distinct filter is matched once per committed batch.
+        self._watchers: dict[EventFilter, set[_Watcher]] = {}
         self._closed = False
 
     def job(self, *events: Event) -> WriteJob[None]:
@@ -98,8 +108,9 @@ class Events:
     def close(self) -> None:
         """End every watch stream (server shutdown)."""
         self._closed = True
-        for watcher in self._watchers:
-            watcher.close()
+        for group in self._watchers.values():
+            for watcher in group:
+                watcher.close()
 
     async def watch(self, after: int, wanted: EventFilter, newest: int = 0) -> AsyncGenerator[Event, None]:
         """The events after sequence `after` that `wanted` matches, stored ones first, then each
@@ -132,8 +143,9 @@ class Events:
         return self._follow(after, wanted)
 
     async def _follow(self, after: int, wanted: EventFilter) -> AsyncGenerator[Event, None]:
-        watcher = _Watcher(wanted, self._watcher_capacity)
-        self._watchers.add(watcher)
+        watcher = _Watcher(self._watcher_capacity)
+        group = self._watchers.setdefault(wanted, set())
+        group.add(watcher)
         try:
             last = after
             while True:  # the stored log, up to the newest committed event
@@ -158,11 +170,16 @@ class Events:
                     yield event
                     last = event.sequence
         finally:
-            self._watchers.discard(watcher)
+            group.discard(watcher)
+            if not group:
+                del self._watchers[wanted]
 
     def _committed(self, events: list[Event]) -> None:
-        for watcher in self._watchers:
-            watcher.offer(events)
+        for wanted, group in self._watchers.items():
+            matched = [event for event in events if wanted.matches(event)]
+            if matched:
+                for watcher in group:
+                    watcher.offer(matched)
 
 
 # -- what each event says ------------------------------------------------------------------
