@@ -88,3 +88,61 @@ async def test_a_snapshot_sees_one_commit_while_writes_land(tmp_path: Path) -> N
         assert len(await db.fetch_all("SELECT * FROM experiments")) == 2
     finally:
         await db.close()
+
+
+async def held_writer(db: Database) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    """A write that holds the writer until the returned event is set."""
+    release = asyncio.Event()
+
+    async def job(conn: aiosqlite.Connection) -> None:
+        await release.wait()
+
+    task = asyncio.create_task(db.write(job))
+    await asyncio.sleep(0.05)
+    assert db.writing
+    return release, task
+
+
+async def test_a_write_whose_caller_gave_up_before_it_ran_is_dropped(tmp_path: Path) -> None:
+    """Cancelled while queued (a request given up, an actor stopped): never run, neither by
+    the writer nor at close; a write queued behind it still is."""
+    db = await Database.open(tmp_path / "db.sqlite")
+    try:
+        release, holder = await held_writer(db)
+        given_up = asyncio.create_task(insert(db, "given-up"))
+        kept = asyncio.create_task(insert(db, "kept"))
+        await asyncio.sleep(0.05)
+        given_up.cancel()
+        release.set()
+        await holder
+        await kept
+        with pytest.raises(asyncio.CancelledError):
+            await given_up
+    finally:
+        await db.close()
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        assert [row[0] for row in conn.execute("SELECT display_name FROM experiments")] == ["kept"]
+
+
+async def test_expedite_moves_an_owners_background_write_ahead_of_the_others(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "db.sqlite")
+    order: list[str] = []
+
+    def job(name: str):  # noqa: ANN202 - a write job
+        async def run(conn: aiosqlite.Connection) -> None:
+            order.append(name)
+
+        return run
+
+    try:
+        release, holder = await held_writer(db)
+        owner = object()
+        writes = [asyncio.create_task(db.write(job(f"background-{i}"), background=True)) for i in range(300)]
+        mine = asyncio.create_task(db.write(job("owned"), background=True, owner=owner))
+        await asyncio.sleep(0.05)
+        db.expedite(owner)
+        release.set()
+        await asyncio.gather(holder, mine, *writes)
+    finally:
+        await db.close()
+    assert order[0] == "owned" and order.count("owned") == 1 and len(order) == 301
