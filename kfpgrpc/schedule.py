@@ -198,6 +198,10 @@ class Cron:
         return "0 0 " + " ".join(self.expression.split()[-3:])
 
     def next_after(self, after_us: int) -> int | None:
+        """By the day-by-day walk: several times faster than asking croniter."""
+        return next(self.between(after_us, MAX_TIME_US), None)
+
+    def _croniter_next_after(self, after_us: int) -> int | None:
         if self.start_us:
             after_us = max(after_us, self.start_us - 1)
         after_us = max(after_us, _CRON_FIRST_US)
@@ -221,7 +225,7 @@ class Cron:
     def between(self, after_us: int, until_us: int) -> Iterator[int]:
         """Day by day: a matching day away from any UTC-offset change fires at its times of
         day; days next to a change (where DST moves or repeats times), and the first and last
-        days of time (the walk looks a day beyond its range), are left to next_after."""
+        days of time (the walk looks a day beyond its range), are left to croniter."""
         if self.start_us:
             after_us = max(after_us, self.start_us - 1)
         until_us = min(until_us, self.end_us or MAX_TIME_US, MAX_TIME_US)
@@ -232,10 +236,10 @@ class Cron:
         yield from self._one_by_one(max(after_us, walk_until), until_us)
 
     def _one_by_one(self, after_us: int, until_us: int) -> Iterator[int]:
-        tick = self.next_after(after_us) if after_us < until_us else None
+        tick = self._croniter_next_after(after_us) if after_us < until_us else None
         while tick is not None and tick <= until_us:
             yield tick
-            tick = self.next_after(tick)
+            tick = self._croniter_next_after(tick)
 
     def _walk(self, after_us: int, until_us: int) -> Iterator[int]:
         midnights = _Midnights(self.zone)
@@ -434,13 +438,8 @@ def _clock_time(seconds: int) -> str:
 
 
 def next_times(schedule: Schedule, after_us: int, count: int = NEXT_TIMES) -> list[int]:
-    times: list[int] = []
-    while len(times) < count:
-        tick = schedule.next_after(times[-1] if times else after_us)
-        if tick is None:
-            break
-        times.append(tick)
-    return times
+    """The first `count` ticks after `after_us` (fewer when the schedule ends)."""
+    return list(itertools.islice(schedule.between(after_us, MAX_TIME_US), count))
 
 
 @dataclass(frozen=True)
@@ -527,7 +526,25 @@ def cron_schedule(
 ) -> tuple[Schedule | None, list[FieldViolation]]:
     """A cron (or `@every`) schedule, or the violations of `field` (the expression), in the
     user's terms. `anchor_us` anchors an `@every` without start; `min_interval_seconds` is the
-    closest two ticks may come."""
+    closest two ticks may come. Parsed once per distinct arguments: thousands of recurring
+    runs share a few expressions, and a schedule is immutable, so they share it too."""
+    if not expression.lstrip().startswith("@every"):
+        anchor_us = 0  # only @every depends on it: the cache holds one entry per cron
+    schedule, violations = _cron_schedule(expression, zone, start_us, end_us, anchor_us, min_interval_seconds, field)
+    return schedule, list(violations)
+
+
+@lru_cache(maxsize=4096)
+def _cron_schedule(
+    expression: str, zone: ZoneInfo, start_us: int, end_us: int, anchor_us: int, min_interval_seconds: int, field: str
+) -> tuple[Schedule | None, tuple[FieldViolation, ...]]:
+    schedule, violations = _parsed_cron_schedule(expression, zone, start_us, end_us, anchor_us, min_interval_seconds, field)
+    return schedule, tuple(violations)
+
+
+def _parsed_cron_schedule(
+    expression: str, zone: ZoneInfo, start_us: int, end_us: int, anchor_us: int, min_interval_seconds: int, field: str
+) -> tuple[Schedule | None, list[FieldViolation]]:
     if len(expression) > MAX_CRON_LENGTH:
         return None, [FieldViolation(field, f"must be at most {MAX_CRON_LENGTH} characters, got {len(expression)}")]
     text = " ".join(expression.split())
@@ -547,7 +564,7 @@ def cron_schedule(
         return None, [FieldViolation(field, problem)]
     schedule = Cron(text, zone, start_us, end_us)
     try:
-        schedule.next_after(anchor_us)  # parses, and finds a first match
+        schedule._croniter_next_after(anchor_us)  # parses, and finds a first match
     except CroniterBadDateError:
         day_of_month, month = text.split()[-3:-1]
         return None, [FieldViolation(field, impossible_date_problem(day_of_month, month))]
