@@ -63,6 +63,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -197,7 +198,7 @@ import grpc  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from bench.bench_runs import compiled_instant, upload  # noqa: E402
-from bench.harness import Server, checkout, closed_loop, rss_mib  # noqa: E402
+from bench.harness import Latencies, Server, checkout, closed_loop, rss_mib  # noqa: E402
 from kfpgrpc.v1 import common_pb2  # noqa: E402
 from kfpgrpc.v1 import recurring_run_pb2 as rr  # noqa: E402
 from kfpgrpc.v1 import recurring_run_pb2_grpc, run_pb2, run_pb2_grpc  # noqa: E402
@@ -284,6 +285,7 @@ async def fire_lag(address: str, pid: int, spec: dict, n: int, args: argparse.Na
         print(f"    measuring ticks at +0 .. +{interval * (ticks - 1)} s from {time.strftime('%H:%M:%S', time.gmtime(first))} UTC"
               f" (first in {first - time.time():.1f} s)")
         cpu_before, wall_before = cpu_seconds(pid), time.time()
+        probing = asyncio.create_task(probe(channel, ids, measured[-1] + interval))
         visible: dict[int, float] = {}
         deadline = measured[-1] + args.lag_timeout
         counts: dict[int, int] = {}
@@ -299,6 +301,7 @@ async def fire_lag(address: str, pid: int, spec: dict, n: int, args: argparse.Na
                 last_report = time.time()
                 print(f"      … runs of the measured ticks so far: {[counts.get(t, 0) for t in measured]}")
         server_cpu = 100 * (cpu_seconds(pid) - cpu_before) / (time.time() - wall_before)
+        probed = await probing
         unfinished = (await runs.ListRuns(run_pb2.ListRunsRequest(page_size=1, filter=UNFINISHED))).total_size
         succeeded = (await runs.ListRuns(run_pb2.ListRunsRequest(page_size=1, filter=SUCCEEDED))).total_size
         all_lags: list[float] = []
@@ -316,6 +319,8 @@ async def fire_lag(address: str, pid: int, spec: dict, n: int, args: argparse.Na
         print(f"    N={n:<7,} all ticks: lag {lag_summary(all_lags)}")
         print(f"    server CPU over the ticks: {server_cpu:.0f}% of one core (own process, not its task processes);"
               f" at the end {succeeded:,} runs had succeeded and {unfinished:,} were unfinished (executor backlog)")
+        for name, latencies in probed.items():
+            print(f"    during the ticks, {name:<16} {latencies.summary()}")
         disabled = 0
 
         async def disable(index: int) -> None:
@@ -325,10 +330,38 @@ async def fire_lag(address: str, pid: int, spec: dict, n: int, args: argparse.Na
 
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(closed_loop(disable, n, args.create_concurrency), timeout=args.disable_timeout)
-            print(f"    disabled all {n:,} in {time.perf_counter() - started:.1f} s")
+            _, latencies = await asyncio.wait_for(closed_loop(disable, n, args.create_concurrency), timeout=args.disable_timeout)
+            print(f"    disabled all {n:,} in {time.perf_counter() - started:.1f} s ({args.create_concurrency} in flight;"
+                  f" call {latencies.summary()})")
         except TimeoutError:
             print(f"    disabled only {disabled:,} of {n:,} in {args.disable_timeout:.0f} s (gave up; the server is stopped instead)")
+
+
+async def probe(channel: grpc.aio.Channel, ids: list[str], until: float) -> dict[str, Latencies]:
+    """What a user does while the schedules flood the server, one call at a time every 0.1 s
+    until `until` (Unix s): GetRecurringRun of a random recurring run, ListRuns of its 20
+    newest runs, DisableRecurringRun + EnableRecurringRun of one kept for probing (the last)."""
+    stub = recurring_run_pb2_grpc.RecurringRunServiceStub(channel)
+    runs = run_pb2_grpc.RunServiceStub(channel)
+    found: dict[str, list[float]] = {"GetRecurringRun": [], "ListRuns": [], "Disable+Enable": []}
+    chosen = random.Random(7)
+    calls = {
+        "GetRecurringRun": lambda: stub.GetRecurringRun(rr.GetRecurringRunRequest(recurring_run_id=chosen.choice(ids))),
+        "ListRuns": lambda: runs.ListRuns(run_pb2.ListRunsRequest(page_size=20, sort_by="created_at desc")),
+    }
+
+    async def toggle() -> None:
+        await stub.DisableRecurringRun(rr.DisableRecurringRunRequest(recurring_run_id=ids[-1]))
+        await stub.EnableRecurringRun(rr.EnableRecurringRunRequest(recurring_run_id=ids[-1]))
+
+    calls["Disable+Enable"] = toggle
+    while time.time() < until:
+        for name, call in calls.items():
+            started = time.perf_counter()
+            await call()
+            found[name].append(time.perf_counter() - started)
+        await asyncio.sleep(0.1)
+    return {name: Latencies(seconds) for name, seconds in found.items()}
 
 
 # -- 2. idle cost -----------------------------------------------------------------------------
@@ -595,6 +628,8 @@ def main() -> None:
     parser.add_argument("--sections", default="lag,idle,apscheduler,catchup", help="comma-separated subset to run")
     parser.add_argument("--lag-sizes", type=sizes, default=[1000, 10000], help="N for the fire-lag test")
     parser.add_argument("--ticks", type=int, default=3, help="ticks measured per fire-lag size")
+    parser.add_argument("--overload-size", type=int, default=10000,
+                        help="fire-lag sizes from this one up are also run on the anchor (the overload: no peer applies)")
     parser.add_argument("--interval", type=int, default=10, help="seconds between ticks (a divisor of 60)")
     parser.add_argument("--lag-timeout", type=float, default=180, help="seconds after the last tick to wait for its runs")
     parser.add_argument("--disable-timeout", type=float, default=30,
@@ -623,11 +658,13 @@ def main() -> None:
         if "lag" in sections:
             print(f"1. Fire lag: N recurring runs, cron */{args.interval} * * * * *, {args.ticks} ticks each")
             for n in args.lag_sizes:
-                server = Server(data / f"lag-{n}")
-                try:
-                    asyncio.run(fire_lag(server.address, server.process.pid, spec, n, args))
-                finally:
-                    print(f"    server stopped in {stop(server, args.disable_timeout):.1f} s")
+                for label, source in [("kfpgrpc", None)] + ([("anchor", anchor)] if anchor and n >= args.overload_size else []):
+                    print(f"  {label}, N={n:,}")
+                    server = Server(data / f"lag-{n}-{label}", source=source)
+                    try:
+                        asyncio.run(fire_lag(server.address, server.process.pid, spec, n, args))
+                    finally:
+                        print(f"    server stopped in {stop(server, args.disable_timeout):.1f} s after SIGTERM")
         if "idle" in sections:
             print("2. Idle cost and start-up: N enabled recurring runs, next tick far away (cron 0 0 1 1 *)")
             idle_cost(data, spec, args, anchor)
