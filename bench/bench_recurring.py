@@ -263,7 +263,7 @@ async def pipeline_reference(channel: grpc.aio.Channel, spec: dict) -> common_pb
 # -- 1. fire lag ------------------------------------------------------------------------------
 
 
-async def fire_lag(address: str, pid: int, spec: dict, n: int, args: argparse.Namespace) -> None:
+async def fire_lag(address: str, pid: int, spec: dict, n: int, args: argparse.Namespace, label: str) -> None:
     interval, ticks = args.interval, args.ticks
     async with grpc.aio.insecure_channel(address) as channel:
         runs = run_pb2_grpc.RunServiceStub(channel)
@@ -276,7 +276,7 @@ async def fire_lag(address: str, pid: int, spec: dict, n: int, args: argparse.Na
         await closed_loop(lambda i: stub.DeleteRecurringRun(rr.DeleteRecurringRunRequest(recurring_run_id=pilot[i])), len(pilot), args.create_concurrency)
         start_time = first_tick_after(time.time() + 1.5 * n * seconds / len(pilot) + 10, interval)
         ids, _ = await create_recurring_runs(
-            channel, reference, "lag", n, f"*/{interval} * * * * *", 100, args.create_concurrency, start_time=start_time
+            channel, reference, "lag", n, f"*/{interval} * * * * *", 100, args.create_concurrency, start_time=start_time, label=label
         )
         if time.time() > start_time:
             print(f"    (creation overran the start_time by {time.time() - start_time:.0f} s: ticks fired during creation)")
@@ -662,7 +662,7 @@ def main() -> None:
                     print(f"  {label}, N={n:,}")
                     server = Server(data / f"lag-{n}-{label}", source=source)
                     try:
-                        asyncio.run(fire_lag(server.address, server.process.pid, spec, n, args))
+                        asyncio.run(fire_lag(server.address, server.process.pid, spec, n, args, label))
                     finally:
                         print(f"    server stopped in {stop(server, args.disable_timeout):.1f} s after SIGTERM")
         if "idle" in sections:

@@ -781,3 +781,52 @@ async def test_ticks_follow_new_and_deleted_versions(harness: Harness, version: 
         pipeline_id=version.pipeline_id, pipeline_version_id=version.pipeline_version_id))
     got = await harness.advance_to("2026-05-04T14:00:00+00:00", pinned.recurring_run_id)
     assert got.counters.runs_created == 3 and dict(got.counters.ticks_skipped_by_reason) == {"run creation failed": 1}
+
+
+async def test_a_tick_the_store_refuses_fails_alone_in_a_shared_commit(data_dir: Path, compiled: dict[str, Spec]) -> None:
+    """Ticks of many recurring runs commit together; one that cannot be stored (here: its tick
+    already has a run, which the store refuses) does not hold back the others."""
+    clock = VirtualClock(us(START))
+    first = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
+    await first.start()
+    try:
+        async with grpc.aio.insecure_channel(first.address) as channel:
+            harness = Harness(Stubs.on(channel), clock)
+            version = await upload(harness.stubs, "instant", compiled["instant-pipeline"])
+            created = [await harness.create(recurring(version, f"hourly-{i}", "0 * * * *")) for i in range(20)]
+            await harness.advance_to("2026-05-04T11:00:00+00:00", created[0].recurring_run_id)
+            for recurring_run in created:
+                await harness.ticks(recurring_run.recurring_run_id, 1)
+    finally:
+        await first.stop()
+    blocked = created[7].recurring_run_id
+    with sqlite3.connect(data_dir / "kfpgrpc.db") as conn:  # a run of its 12:00 tick, as if already made
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+        values = ", ".join("'blocker'" if c == "run_id" else str(us("2026-05-04T12:00:00+00:00")) if c == "scheduled_at" else c
+                           for c in columns)
+        conn.execute(f"INSERT INTO runs ({', '.join(columns)}) SELECT {values} FROM runs WHERE recurring_run_id = ?", (blocked,))
+    clock.set(us("2026-05-04T11:59:00+00:00"))
+    second = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
+    await second.start()
+    try:
+        async with grpc.aio.insecure_channel(second.address) as channel:
+            harness = Harness(Stubs.on(channel), clock)
+            errors: list[str] = []  # of another recurring run, seen by a watcher
+
+            async def watch() -> None:
+                request = pb.WatchRecurringRunRequest(recurring_run_id=created[0].recurring_run_id)
+                async for snapshot in harness.stubs.recurring_runs.WatchRecurringRun(request):
+                    errors.append(snapshot.error.message)
+
+            watching = asyncio.create_task(watch())
+            await eventually(lambda: asyncio.sleep(0, errors), lambda seen: len(seen) > 0)
+            clock.set(us("2026-05-04T12:00:00+00:00"))
+            for recurring_run in created:
+                if recurring_run.recurring_run_id != blocked:
+                    assert await harness.ticks(recurring_run.recurring_run_id, 2) == ["2026-05-04T11:00:00Z", "2026-05-04T12:00:00Z"]
+            got = await eventually(lambda: harness.get(blocked), lambda got: "cannot be handled" in got.error.message)
+            assert got.counters.runs_created == 1
+            watching.cancel()
+            assert not any(errors), errors  # it never failed for the other's sake
+    finally:
+        await second.stop()

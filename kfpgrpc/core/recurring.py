@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import dataclasses
 import heapq
+import itertools
 import logging
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -80,6 +81,9 @@ MAX_PREVIEW_TIMES = 100  # fire times PreviewSchedule computes
 RETRY_DELAY_SECONDS = 1.0
 MAX_RETRY_DELAY_SECONDS = 60.0
 ARMING_CHUNK = 2000  # recurring runs armed between two yields to the event loop at start
+MAX_TICKS_PER_WRITE = 2000  # actors' tick commits in one write job
+# What a tick's commit changes in its recurring run's row.
+_TICK_FIELDS = ("watermark", "ticks_handled", "runs_created", "ticks_skipped", "error", "revision")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +145,7 @@ class RecurringRuns:
         self._snapshots: Broadcast[RecurringRunView] = Broadcast()
         self._change_locks: dict[str, _ChangeLock] = {}  # of recurring runs being changed
         self._tasks: set[asyncio.Task[None]] = set()  # the timer, the arming, wake-ups by events
+        self._ticks = _TickWriter(self)
         self._stopping = False
         self.armed: asyncio.Task[None] | None = None  # arming at start; done once every enabled one is armed
         runs.finished_listeners.append(self._run_finished)
@@ -860,6 +865,7 @@ class _Paused:
             return await store.get(self._manager._db, self._id)
         actor.urgent = True  # it is stopped after this step: its writes need not go back
         self._manager._db.expedite(actor)
+        self._manager._ticks.expedite(actor)
         async with actor.lock:
             try:
                 await actor.step()  # due ticks of the old definition are handled, not dropped
@@ -1044,11 +1050,16 @@ class _Actor:
         first = recurring_run.ticks_handled + 1
         skipped: list[_Skip] = []
         queue: list[QueuedTick] = []
+        start: list[tuple[int, int]] = []
         if recurring_run.no_catchup:
             skipped = [_Skip(tick, "no_catchup") for tick in ticks]
         else:
-            queue = [QueuedTick(tick, first + offset, "catchup") for offset, tick in enumerate(ticks)]
-        await self._commit(watermark=ticks[-1], handled=len(ticks), queue=queue, skipped=skipped)
+            # As queuing them and draining the queue at once would: the oldest start while
+            # slots are free and nothing is queued before them, the rest wait in the queue.
+            free = 0 if self.queued else max(0, recurring_run.max_concurrency - len(self.active))
+            start = [(tick, first + offset) for offset, tick in enumerate(ticks[:free])]
+            queue = [QueuedTick(tick, first + offset, "catchup") for offset, tick in enumerate(ticks) if offset >= free]
+        await self._commit(watermark=ticks[-1], handled=len(ticks), start=start, queue=queue, skipped=skipped)
 
     async def _on_time(self, tick: int) -> None:
         recurring_run = self.recurring_run
@@ -1125,7 +1136,6 @@ class _Actor:
                 error = self.last_failure = failure.message
         dropped: list[int] = []
         queued = 0
-
         async def job(conn: aiosqlite.Connection) -> None:
             nonlocal dropped, queued
             if drop_overlap:
@@ -1135,7 +1145,7 @@ class _Actor:
             queued = await store.enqueue_within(conn, recurring_run.recurring_run_id, queue)
             await store.dequeue_within(conn, recurring_run.recurring_run_id, dequeue)
             updated = changed()
-            await store.save_within(conn, updated, ("watermark", "ticks_handled", "runs_created", "ticks_skipped", "error", "revision"))
+            await store.save_within(conn, updated, _TICK_FIELDS)
             now = manager._clock.now_us()
             manager._events.log.stage(*(event.tick_skipped(updated, s.tick, s.reason, s.detail, now) for s in skips))
 
@@ -1152,7 +1162,10 @@ class _Actor:
                 revision=recurring_run.revision + 1,
             )
 
-        await manager._runs.insert_and_launch(prepared, job, background=not self.urgent, owner=self)
+        if not (queue or dequeue or drop_overlap or self.urgent):  # the common case: shared with other actors' ticks
+            await manager._ticks.commit(self, prepared, changed(), skips)
+        else:
+            await manager._runs.insert_and_launch(prepared, job, background=not self.urgent, owner=self)
         self.recurring_run = changed()
         self.active += [run.run_id for run, _ in prepared]
         self.queued += queued - len(dequeue) - len(dropped)
@@ -1167,6 +1180,92 @@ class _Actor:
         if self._inline_spec is None or self._inline_spec[0] != spec_hash:
             self._inline_spec = (spec_hash, await self.manager._runs.spec_snapshot(spec_hash))
         return self._inline_spec[1]
+
+
+@dataclasses.dataclass
+class _TickCommit:
+    """What one actor's step commits: runs to insert and start, its recurring run's new row
+    (watermark, counters) and its skipped ticks."""
+
+    actor: _Actor
+    prepared: list[tuple[Run, dict[str, Any]]]
+    updated: RecurringRun
+    skips: list[_Skip]
+    future: asyncio.Future[None]
+
+
+class _TickWriter:
+    """Commits the ticks of many actors in one write job: a burst of thousands of recurring
+    runs due in the same second costs a few statement executions per job (runs inserted by one
+    executemany, recurring runs updated by another) instead of a few per tick, each a hop to
+    the writer thread. One job is in flight at a time; the commits that arrive meanwhile go in
+    the next. If a job fails, its commits are retried one job each, so that one that cannot
+    be stored (an archived experiment, a tick already run) fails alone. Exactly once is
+    unchanged: a tick's run and its recurring run's watermark commit together, and the store
+    refuses a second run for a (recurring run, tick)."""
+
+    def __init__(self, manager: RecurringRuns) -> None:
+        self._manager = manager
+        self._waiting: dict[_Actor, _TickCommit] = {}  # an actor awaits its commit: one each
+        self._writing = False
+
+    async def commit(self, actor: _Actor, prepared: list[tuple[Run, dict[str, Any]]], updated: RecurringRun, skips: list[_Skip]) -> None:
+        """Return once committed; raise what storing it alone raises."""
+        part = _TickCommit(actor, prepared, updated, skips, asyncio.get_running_loop().create_future())
+        self._waiting[actor] = part
+        if not self._writing:
+            self._writing = True
+            self._manager._spawn(self._write())
+        await part.future  # cancelled (the actor stopped) before its job ran: dropped
+
+    def expedite(self, actor: _Actor) -> None:
+        """A request waits for this actor: its commit, if not in a job yet, goes alone in the
+        requests' lane."""
+        part = self._waiting.pop(actor, None)
+        if part is not None:
+            self._manager._spawn(self._commit([part], background=False))
+
+    async def _write(self) -> None:
+        try:
+            while self._waiting:
+                parts = []
+                for actor in list(itertools.islice(self._waiting, MAX_TICKS_PER_WRITE)):
+                    part = self._waiting.pop(actor)
+                    if not part.future.done():
+                        parts.append(part)
+                if parts:
+                    await self._commit(parts)
+        finally:
+            self._writing = False
+
+    async def _commit(self, parts: list[_TickCommit], background: bool = True) -> None:
+        manager = self._manager
+        prepared = [run for part in parts for run in part.prepared]
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            if prepared:
+                await manager._runs.insert_many_within(conn, prepared)
+            await store.save_many_within(conn, [part.updated for part in parts], _TICK_FIELDS)
+            now = manager._clock.now_us()
+            manager._events.log.stage(*(event.tick_skipped(part.updated, s.tick, s.reason, s.detail, now) for part in parts for s in part.skips))
+
+        try:
+            await manager._db.write(job, background=background)
+        except Exception as error:  # noqa: BLE001 - handed to the actors that wait
+            if len(parts) > 1 and not isinstance(error, StoreFault):
+                for part in parts:
+                    await self._commit([part], background)
+            else:
+                for part in parts:
+                    if not part.future.done():
+                        part.future.set_exception(error)
+            return
+        try:
+            manager._runs.launch(prepared)
+        finally:  # committed: the actors go on whatever happens here
+            for part in parts:
+                if not part.future.done():
+                    part.future.set_result(None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -188,6 +188,7 @@ class Runs:
         self._executing = 0
         self._admission: deque[_Execution] = deque()
         self._spec_infos: OrderedDict[str, PipelineSpecInfo] = OrderedDict()
+        self._unsupported_by_spec: OrderedDict[str, list[str]] = OrderedDict()
         self._specs = SpecSnapshots(db)
         self._versions: OrderedDict[str, tuple[PipelineVersion, str]] = OrderedDict()
         self._latest_versions: dict[str, str] = {}  # pipeline id -> its latest version's id
@@ -246,6 +247,17 @@ class Runs:
                 await also(conn)
 
         await store.insert_runs(self._db, prepared, job, background=background, owner=owner)
+        self.launch(prepared)
+
+    async def insert_many_within(self, conn: aiosqlite.Connection, prepared: Sequence[tuple[Run, dict[str, Any]]]) -> None:
+        """Inside a write job: store prepared runs (a few statement executions for all of them)
+        and stage their creation events; `launch` them once the job has committed. Raises as
+        store.insert_many_runs_within."""
+        await store.insert_many_runs_within(conn, prepared)
+        self._events.log.stage(*(event.run_state_changed(run, "", run.created_at) for run, _ in prepared))
+
+    def launch(self, prepared: Sequence[tuple[Run, dict[str, Any]]]) -> None:
+        """Start runs stored by `insert_many_within` (committed)."""
         for run, document in prepared:
             self._launch(_Execution(run, {}, document, {}))
 
@@ -284,7 +296,7 @@ class Runs:
             dependencies = {name: "" for name in new.parameters_from}  # a URI is a string
         given = {**new.parameters, **dependencies}
         parameters = resolve_parameters(info.inputs, given, f"{field}.runtime_config.parameters")
-        if unsupported := await self._orchestrator.unsupported(info.spec, platform_spec_of(document)):
+        if unsupported := await self._unsupported(hash_, info, document):
             raise FailedPrecondition("this server cannot run this pipeline: " + "; ".join(unsupported))
         now = self._clock.now_us()
         run = Run(
@@ -400,6 +412,17 @@ class Runs:
         except InvalidArgument:  # the run fails when it executes, saying why
             return run, document
         return dataclasses.replace(run, parameters=share_defaults(run.parameters, inputs)), document
+
+    async def _unsupported(self, key: str, info: PipelineSpecInfo, document: dict[str, Any]) -> list[str]:
+        """What of the spec whose hash is `key` this server cannot run (see
+        Orchestrator.unsupported); a walk over the whole spec, so cached like `_spec_info`:
+        every tick of a recurring run asks it again."""
+        found = self._unsupported_by_spec.get(key)
+        if found is None:
+            found = self._unsupported_by_spec[key] = await self._orchestrator.unsupported(info.spec, platform_spec_of(document))
+            if len(self._unsupported_by_spec) > _SPEC_CACHE_SIZE:
+                self._unsupported_by_spec.popitem(last=False)
+        return found
 
     async def _spec_info(self, document: dict[str, Any], field: str, key: str) -> PipelineSpecInfo:
         """Validate a spec whose hash is `key`; what a valid spec yields is cached, as the same

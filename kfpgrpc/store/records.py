@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
@@ -75,6 +75,26 @@ class RecordTable(Generic[T]):
             await conn.execute(f"INSERT INTO {self.table} ({self.select}) VALUES ({placeholders})", values)
         except sqlite3.IntegrityError:
             raise AlreadyExists(conflict) from None
+
+    async def insert_many_within(self, conn: aiosqlite.Connection, records: Sequence[T]) -> None:
+        """Insert many records inside a write job, in one statement execution (a thread hop
+        for all of them); a uniqueness clash raises sqlite3.IntegrityError."""
+        placeholders = ", ".join("?" * len(self.fields))
+        await conn.executemany(
+            f"INSERT INTO {self.table} ({self.select}) VALUES ({placeholders})",
+            [[self.encode(name, getattr(record, name)) for name in self.fields] for record in records],
+        )
+
+    async def update_many_within(self, conn: aiosqlite.Connection, column: str, records: Sequence[T], names: Sequence[str]) -> None:
+        """Set the fields `names` of many records (each found by its `column`) inside a write
+        job, in one statement execution; NotFound if any is missing."""
+        assignments = ", ".join(f"{name} = ?" for name in names)
+        cursor = await conn.executemany(
+            f"UPDATE {self.table} SET {assignments} WHERE {column} = ?",
+            [[*(self.encode(name, getattr(record, name)) for name in names), getattr(record, column)] for record in records],
+        )
+        if cursor.rowcount != len(records):  # executemany sums the rows each execution changed
+            raise NotFound(self.kind, column, "one of a batch")
 
     async def find(self, db: Database, column: str, value: Any) -> T | None:
         row = await db.fetch_one(f"SELECT {self.select} FROM {self.table} WHERE {column} = ?", (value,))

@@ -177,6 +177,11 @@ async def enabled_in_archived_experiments(db: Database) -> list[str]:
     return [row[0] for row in rows]
 
 
+async def save_many_within(conn: aiosqlite.Connection, recurring_runs: Sequence[RecurringRun], changes: Sequence[str]) -> None:
+    """save_within for many recurring runs, the same fields of each, in one execution."""
+    await _TABLE.update_many_within(conn, "recurring_run_id", recurring_runs, changes)
+
+
 async def save_within(conn: aiosqlite.Connection, recurring_run: RecurringRun, changes: Iterable[str]) -> None:
     await _TABLE.update_within(
         conn, "recurring_run_id", recurring_run.recurring_run_id, {name: getattr(recurring_run, name) for name in changes}

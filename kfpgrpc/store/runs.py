@@ -137,6 +137,30 @@ async def insert_run_within(conn: aiosqlite.Connection, run: Run, spec: dict[str
     await _RUNS.insert_within(conn, run, f"run {run.run_id!r} already exists")
 
 
+async def insert_many_runs_within(conn: aiosqlite.Connection, runs: Sequence[tuple[Run, dict[str, Any]]]) -> None:
+    """insert_run_within for many runs in a few statement executions (the runs of one tick of
+    thousands of recurring runs): their experiments checked at once, their specs stored if
+    new, the rows inserted by one executemany. Raises as insert_run_within for the first run
+    whose experiment is missing or archived, and sqlite3.IntegrityError for a clash."""
+    experiments = sorted({run.experiment_id for run, _ in runs})
+    rows = await conn.execute_fetchall(
+        f"SELECT experiment_id, storage_state FROM experiments WHERE experiment_id IN ({', '.join('?' * len(experiments))})", experiments
+    )
+    states = {experiment_id: state for experiment_id, state in rows}
+    for experiment_id in experiments:
+        if experiment_id not in states:
+            raise NotFound("experiment", "experiment_id", experiment_id)
+        if states[experiment_id] == ARCHIVED:
+            raise FailedPrecondition(f"experiment {experiment_id!r} is archived; unarchive it to add runs")
+    specs = {run.spec_hash: spec for run, spec in runs}
+    rows = await conn.execute_fetchall(
+        f"SELECT spec_hash FROM pipeline_specs WHERE spec_hash IN ({', '.join('?' * len(specs))})", list(specs)
+    )
+    for hash_ in specs.keys() - {row[0] for row in rows}:
+        await remember_spec_within(conn, hash_, specs[hash_])
+    await _RUNS.insert_many_within(conn, [run for run, _ in runs])
+
+
 async def get_run(db: Database, run_id: str) -> Run:
     return await _RUNS.get(db, "run_id", run_id)
 
