@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import shutil
 import sqlite3
@@ -39,6 +40,7 @@ from google.protobuf import struct_pb2
 from kfp import compiler, dsl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.bench_recurring import cpu_seconds  # noqa: E402
 from bench.harness import Latencies, Server, at_each_concurrency, checkout, commit_of  # noqa: E402
 from kfpgrpc.store.listing import ListRequest, build_query  # noqa: E402
 from kfpgrpc.store.runs import RUNS  # noqa: E402
@@ -142,7 +144,7 @@ def bulk_load(database: Path, rows: int, experiment_ids: list[str]) -> None:
 
 # Each side's measure of one list runs until it has `samples` calls or has taken this long
 # (the anchor's filtered counts take seconds a call at 10^6 runs); n says how many it got.
-MEASURE_SECONDS = 8.0
+MEASURE_SECONDS = 3.0
 ANCHOR = "b22ec75"  # main when the run-count table was added (issue 16, target 7)
 AVAILABLE = {"key": "storage_state", "operation": "EQUALS", "string_value": "AVAILABLE"}
 # (label, experiment-scoped, filter predicates): what the UI's runs list asks (runs.js filterOf:
@@ -244,7 +246,9 @@ def deep_token(database: Path, experiment_id: str, predicates: list[dict]) -> st
     (its own build_query/next_page_token): walking there 200 runs a call would take thousands
     of calls."""
     scope = [("experiment_id", experiment_id)] if experiment_id else []
-    query = build_query(RUNS, ListRequest(sort_by="created_at desc", filter=_filter(predicates)), scope)
+    # Counted, not summed: the store is still the anchor's (it may have no count table).
+    counted = dataclasses.replace(RUNS, counts=None)
+    query = build_query(counted, ListRequest(sort_by="created_at desc", filter=_filter(predicates)), scope)
     sql, params = query.page_sql("created_at, run_id")
     with contextlib.closing(sqlite3.connect(database)) as conn:
         conn.row_factory = sqlite3.Row
@@ -267,18 +271,30 @@ async def timed(call: Callable[[], Awaitable[Any]], samples: int) -> tuple[Laten
     return latencies, result
 
 
-async def store_measures(address: str, experiment_id: str, tokens: dict[str, str], run_ids: list[str], samples: int) -> dict[str, tuple[Latencies, int]]:
-    """{measure: (latencies, total_size or 0)} for each list of LISTS (first and deep page) and GetRun."""
-    found: dict[str, tuple[Latencies, int]] = {}
-    async with grpc.aio.insecure_channel(address) as channel:
+Measure = tuple[Latencies, int, float]  # latencies, total_size (0: none), server CPU ms per call
+
+
+async def store_measures(server: Server, experiment_id: str, tokens: dict[str, str], run_ids: list[str], samples: int) -> dict[str, Measure]:
+    """{measure: Measure} for each list of LISTS (first and deep page) and GetRun. The server's
+    CPU time per call (its process, all threads) is not disturbed by other load on the machine,
+    as the latencies are."""
+    found: dict[str, Measure] = {}
+
+    async def measure(name: str, call: Callable[[], Awaitable[Any]], times: int) -> None:
+        cpu = cpu_seconds(server.process.pid)
+        latencies, result = await timed(call, times)
+        cpu_ms = 1000 * (cpu_seconds(server.process.pid) - cpu) / len(latencies.seconds)
+        found[name] = (latencies, getattr(result, "total_size", 0), cpu_ms)
+
+    async with grpc.aio.insecure_channel(server.address) as channel:
         stub = run_pb2_grpc.RunServiceStub(channel)
         for label, scoped, predicates in LISTS:
             fields = {"page_size": 20, "experiment_id": experiment_id if scoped else ""}
-            first, page = await timed(
+            await measure(
+                f"{label}: first page",
                 lambda: stub.ListRuns(pb.ListRunsRequest(sort_by="created_at desc", filter=_filter(predicates), **fields)),
                 samples,
             )
-            found[f"{label}: first page"] = (first, page.total_size)
             token = tokens[label]
 
             async def deep() -> pb.ListRunsResponse:
@@ -287,16 +303,14 @@ async def store_measures(address: str, experiment_id: str, tokens: dict[str, str
                 token = page.next_page_token or tokens[label]
                 return page
 
-            latencies, page = await timed(deep, samples)
-            found[f"{label}: deep page"] = (latencies, page.total_size)
+            await measure(f"{label}: deep page", deep, samples)
         ids = iter(run_ids * (1 + 10 * samples // len(run_ids)))
-        gets, _ = await timed(lambda: stub.GetRun(pb.GetRunRequest(run_id=next(ids))), 10 * samples)
-        found["GetRun of a random run (1 client)"] = (gets, 0)
+        await measure("GetRun of a random run (1 client)", lambda: stub.GetRun(pb.GetRunRequest(run_id=next(ids))), 10 * samples)
     return found
 
 
 def size_report(database: Path, runs: int) -> str:
-    """The file's bytes per run, and per table (its indexes included) from the dbstat table."""
+    """The file's bytes per run, and per table (data + its indexes) from the dbstat table."""
     with contextlib.closing(sqlite3.connect(database)) as conn:
         owners = dict(conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')"))
         tables: dict[str, list[int]] = {}
@@ -336,24 +350,26 @@ def store_scale(rows: int, anchor: str, rounds: int, samples: int, tmp: Path, sp
     }
     with contextlib.closing(sqlite3.connect(database)) as conn:
         run_ids = [row[0] for row in conn.execute("SELECT run_id FROM runs ORDER BY random() LIMIT 1000")]
-    results: dict[str, list[dict[str, tuple[Latencies, int]]]] = {side: [] for side in sides}
+    results: dict[str, list[dict[str, Measure]]] = {side: [] for side in sides}
     for round_ in range(rounds):
         for side, source in sides.items():
             started = time.perf_counter()
             with Server(directories[side], source=source) as server:
                 print(f"round {round_ + 1}, {side}: server ready in {time.perf_counter() - started:.1f} s", flush=True)
-                results[side].append(asyncio.run(store_measures(server.address, experiment_ids[0], tokens, run_ids, samples)))
-    print(f"\n{rows + 1:,} runs, page_size 20, created_at desc; p50 / p99 ms (n) per round")
-    for measure, (_, total) in results[next(iter(sides))][0].items():
+                results[side].append(asyncio.run(store_measures(server, experiment_ids[0], tokens, run_ids, samples)))
+    print(f"\n{rows + 1:,} runs, page_size 20, created_at desc; per round: p50 / p99 ms (calls) server CPU ms/call")
+    for measure, (_, total, _) in results[next(iter(sides))][0].items():
         print(f"{measure}" + (f" (total_size {total:,})" if total else ""))
         for side in sides:
             figures = "   ".join(
-                f"{found[measure][0].ms(0.5):8.2f} / {found[measure][0].ms(0.99):8.2f} ({len(found[measure][0].seconds)})"
-                for found in results[side]
+                f"{latencies.ms(0.5):8.2f} / {latencies.ms(0.99):8.2f} ({len(latencies.seconds):>4}) cpu {cpu_ms:6.2f}"
+                for latencies, _, cpu_ms in (found[measure] for found in results[side])
             )
             print(f"    {side:<22} {figures}")
     for side, directory in directories.items():
-        print(f"size, {side}: {size_report(directory / 'kfpgrpc.db', rows + 1)}")
+        database = directory / "kfpgrpc.db"
+        print(f"size, {side}: {database.stat().st_size / (rows + 1):,.0f} bytes/run")
+    print(f"size, {side}, by table: {size_report(database, rows + 1)}")
 
 
 async def experiments(address: str) -> list[str]:
