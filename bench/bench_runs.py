@@ -163,15 +163,15 @@ UUID4_SQL = (  # a random version-4 UUID in its text form, as uuid.uuid4() gives
 
 
 def fill_copies(database: Path, rows: int, experiment_ids: list[str], archived_every: int = 9, failed_every: int = 49) -> None:
-    """Add `rows` copies of the one run in `database` (the server stopped): each copy is the
+    """Add `rows` copies of the one run in `database` (no server running): each copy is the
     run's row, its tasks' rows and its log lines' rows as the server wrote them, with a new
-    random run id, times shifted to one run a second before the original, the display name
-    run-NNNNNNN, the experiments taken in turn, every `archived_every`-th archived (what
-    ArchiveRun changes) and every `failed_every`-th in state FAILED (only that column: the
-    state filters of the UI then have matches). Written by SQL in one transaction with no journal; the runs', tasks'
-    and log lines' indexes are dropped first and built again from their own SQL at the end (a
-    sorted build instead of 10^6 random inserts). Events are not copied: the server prunes
-    them after a week (--event-retention)."""
+    random run id, times moved to one run a second ending before the original, the display
+    name run-NNNNNNN, the experiments taken in turn, every `archived_every`-th archived (what
+    ArchiveRun changes) and every `failed_every`-th in state FAILED (only that column, so that
+    the UI's state filter has matches). Written by SQL in one transaction with no journal; the
+    runs', tasks' and log lines' indexes are dropped first and built again from their own SQL
+    at the end (sorted builds instead of 10^6 random inserts); the schema's triggers run as
+    for any insert. Events are not copied: the server prunes them after a week."""
     conn = sqlite3.connect(database, isolation_level=None)
     try:
         conn.row_factory = sqlite3.Row

@@ -240,7 +240,7 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER runs_count_insert AFTER INSERT ON runs BEGIN
         INSERT INTO run_counts (experiment_id, storage_state, state, runs)
             VALUES (NEW.experiment_id, NEW.storage_state, NEW.state, 1)
-            ON CONFLICT DO UPDATE SET runs = runs + 1;
+            ON CONFLICT (experiment_id, storage_state, state) DO UPDATE SET runs = runs + 1;
     END;
     CREATE TRIGGER runs_count_delete AFTER DELETE ON runs BEGIN
         UPDATE run_counts SET runs = runs - 1
@@ -257,7 +257,7 @@ MIGRATIONS: list[str] = [
             WHERE experiment_id = OLD.experiment_id AND storage_state = OLD.storage_state AND state = OLD.state AND runs = 0;
         INSERT INTO run_counts (experiment_id, storage_state, state, runs)
             VALUES (NEW.experiment_id, NEW.storage_state, NEW.state, 1)
-            ON CONFLICT DO UPDATE SET runs = runs + 1;
+            ON CONFLICT (experiment_id, storage_state, state) DO UPDATE SET runs = runs + 1;
     END;
     """,
 ]
