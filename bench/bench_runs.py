@@ -40,8 +40,14 @@ from google.protobuf import struct_pb2
 from kfp import compiler, dsl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.bench_recurring import cpu_seconds  # noqa: E402
-from bench.harness import Latencies, Server, at_each_concurrency, checkout, commit_of  # noqa: E402
+from bench.harness import (  # noqa: E402
+    Latencies,
+    Server,
+    at_each_concurrency,
+    checkout,
+    commit_of,
+    cpu_seconds,
+)
 from kfpgrpc.store.listing import ListRequest, build_query  # noqa: E402
 from kfpgrpc.store.runs import RUNS  # noqa: E402
 from kfpgrpc.v1 import (  # noqa: E402
