@@ -74,17 +74,10 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ANCHOR = "1733c27"  # main before issue 16's changes: the "previous commit" where no peer applies
 
 
 # -- process usage from /proc -----------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process itself (not of its children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of stat(5)
 
 
 def idle_usage(pid: int, seconds: float) -> tuple[float, float]:
@@ -198,7 +191,7 @@ import grpc  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from bench.bench_runs import compiled_instant, upload  # noqa: E402
-from bench.harness import Latencies, Server, checkout, closed_loop, rss_mib  # noqa: E402
+from bench.harness import Latencies, Server, checkout, closed_loop, cpu_seconds, rss_mib  # noqa: E402
 from kfpgrpc.v1 import common_pb2  # noqa: E402
 from kfpgrpc.v1 import recurring_run_pb2 as rr  # noqa: E402
 from kfpgrpc.v1 import recurring_run_pb2_grpc, run_pb2, run_pb2_grpc  # noqa: E402

@@ -1,28 +1,38 @@
-"""Runs benchmark: CreateRun throughput, GetRun latency and ListRuns paging through a real server.
+"""Runs benchmark: CreateRun throughput, GetRun latency, and ListRuns/GetRun at store scale.
 
-    python bench/bench_runs.py [--rows 100000]
+    python bench/bench_runs.py [--rows 1000000] [--anchor REV] [--rounds 2] [--only creates,store]
 
-1. CreateRun with 1 and 50 concurrent clients (one channel) of an "instant" pipeline: one
-   container task running `true`, compiled by the kfp SDK. Acknowledged = committed; the runs
-   execute in the background on the same two cores while creation goes on, so the figure
-   includes that load. Also printed: how long until every created run had finished.
-2. GetRun of finished runs (with their task details) with 1 and 50 clients.
-3. ListRuns first-page and deep-page latency with --rows runs in the store (each with two
-   tasks), bulk-loaded with sqlite3 while the server is stopped; lists of one experiment use
-   the experiment-scoped indexes.
+1. creates: CreateRun with 1 and 50 concurrent clients (one channel) of an "instant" pipeline:
+   one container task running `true`, compiled by the kfp SDK. Acknowledged = committed; the
+   runs execute in the background on the same two cores while creation goes on, so the figure
+   includes that load. Also printed: how long until every created run had finished. Then
+   GetRun of finished runs (with their task details) with 1 and 50 clients.
+2. store: --rows runs in one store, served by this tree and by the anchor (--anchor, the
+   commit this change is measured against) in the same run, each side on its own copy of one
+   filled file, the sides interleaved --rounds times. The store is filled from one real run:
+   the anchor's server creates and executes it (CreateRun), then `fill_copies` copies its rows
+   (run, tasks, log lines) in SQL with new ids and times while no server runs. Measured over
+   gRPC, page_size 20, `sort_by=created_at desc` (the UI's order): ListRuns first pages and
+   deep pages (from the middle of the list on, following next_page_token), unfiltered and with
+   the UI's filters; GetRun of random runs; the file's bytes per run, per table.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
+import shutil
 import sqlite3
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import yaml
@@ -30,10 +40,25 @@ from google.protobuf import struct_pb2
 from kfp import compiler, dsl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import Server, at_each_concurrency, page_latencies, repeated  # noqa: E402
-from kfpgrpc.v1 import common_pb2, experiment_pb2, experiment_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc  # noqa: E402
+from bench.harness import (  # noqa: E402
+    Latencies,
+    Server,
+    at_each_concurrency,
+    checkout,
+    commit_of,
+    cpu_seconds,
+)
+from kfpgrpc.store.listing import ListRequest, build_query  # noqa: E402
+from kfpgrpc.store.runs import RUNS  # noqa: E402
+from kfpgrpc.v1 import (  # noqa: E402
+    common_pb2,
+    experiment_pb2,
+    experiment_pb2_grpc,
+    pipeline_pb2,
+    pipeline_pb2_grpc,
+    run_pb2_grpc,  # noqa: E402
+)
 from kfpgrpc.v1 import run_pb2 as pb  # noqa: E402
-from kfpgrpc.v1 import run_pb2_grpc  # noqa: E402
 
 
 @dsl.container_component
@@ -123,22 +148,234 @@ def bulk_load(database: Path, rows: int, experiment_ids: list[str]) -> None:
         )
 
 
-async def list_latency(address: str, rows: int, experiment_id: str) -> None:
+# Each side's measure of one list runs until it has `samples` calls or has taken this long
+# (the anchor's filtered counts take seconds a call at 10^6 runs); n says how many it got.
+MEASURE_SECONDS = 3.0
+ANCHOR = "b22ec75"  # main when the run-count table was added (issue 16, target 7)
+AVAILABLE = {"key": "storage_state", "operation": "EQUALS", "string_value": "AVAILABLE"}
+# (label, experiment-scoped, filter predicates): what the UI's runs list asks (runs.js filterOf:
+# "active" runs by default, optionally one state) and what kfp.Client asks (no filter).
+LISTS = (
+    ("all runs, no filter", False, []),
+    ("all runs, storage_state=AVAILABLE (UI default)", False, [AVAILABLE]),
+    ("one experiment, storage_state=AVAILABLE", True, [AVAILABLE]),
+    ("all runs, AVAILABLE and state=FAILED (UI state filter)", False,
+     [AVAILABLE, {"key": "state", "operation": "EQUALS", "string_value": "FAILED"}]),
+)
+UUID4_SQL = (  # a random version-4 UUID in its text form, as uuid.uuid4() gives the server
+    "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-'"
+    " || substr('89ab', 1 + abs(random() % 4), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))"
+)
+
+
+def fill_copies(database: Path, rows: int, experiment_ids: list[str], archived_every: int = 9, failed_every: int = 49) -> None:
+    """Add `rows` copies of the one run in `database` (no server running): each copy is the
+    run's row, its tasks' rows and its log lines' rows as the server wrote them, with a new
+    random run id, times moved to one run a second ending before the original, the display
+    name run-NNNNNNN, the experiments taken in turn, every `archived_every`-th archived (what
+    ArchiveRun changes) and every `failed_every`-th in state FAILED (only that column, so that
+    the UI's state filter has matches). Written by SQL in one transaction with no journal; the
+    runs', tasks' and log lines' indexes are dropped first and built again from their own SQL
+    at the end (sorted builds instead of 10^6 random inserts); the schema's triggers run as
+    for any insert. Events are not copied: the server prunes them after a week."""
+    conn = sqlite3.connect(database, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("PRAGMA cache_size = -500000")  # KiB
+        (template,) = conn.execute("SELECT * FROM runs").fetchall()
+        tasks = conn.execute("SELECT * FROM tasks WHERE run_id = ?", (template["run_id"],)).fetchall()
+        lines = conn.execute("SELECT * FROM log_lines WHERE run_id = ?", (template["run_id"],)).fetchall()
+        conn.execute("BEGIN")
+        indexes = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            " AND tbl_name IN ('runs', 'tasks', 'log_lines')"
+        ).fetchall()
+        for name, _ in indexes:
+            conn.execute(f"DROP INDEX {name}")
+        shift = f"(n.n - {rows}) * 1000000"
+        run_values = {
+            "run_id": UUID4_SQL,
+            "experiment_id": f"json_extract(:experiments, '$[' || (n.n % {len(experiment_ids)}) || ']')",
+            "display_name": "printf('run-%07d', n.n)",
+            "storage_state": f"CASE WHEN n.n % {archived_every} = {archived_every - 1} THEN 'ARCHIVED' ELSE :storage_state END",
+            "state": f"CASE WHEN n.n % {failed_every} = {failed_every - 1} THEN 'FAILED' ELSE :state END",
+            **{name: f":{name} + {shift}" for name in ("created_at", "scheduled_at", "finished_at")},
+        }
+        columns = template.keys()
+        conn.execute(
+            f"WITH RECURSIVE n(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM n WHERE n < {rows - 1})"
+            f" INSERT INTO runs ({', '.join(columns)}) SELECT {', '.join(run_values.get(c, ':' + c) for c in columns)} FROM n",
+            {**dict(template), "experiments": json.dumps(experiment_ids)},
+        )
+        # Each copy's task and log rows follow its run's; tasks in run_id order (their key).
+        copies = "FROM runs AS r WHERE r.run_id != :original"
+        moved = "r.created_at - :original_created_at"
+        for table, templates, order, times in (
+            ("tasks", tasks, "r.run_id", ("create_time", "start_time", "end_time")),
+            ("log_lines", lines, "r.created_at", ("time",)),
+        ):
+            for row in templates:
+                columns = [c for c in row.keys() if c != "sequence"]
+                values = ["r.run_id" if c == "run_id" else f":{c} + {moved}" if c in times else f":{c}" for c in columns]
+                conn.execute(
+                    f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} {copies} ORDER BY {order}",
+                    {**dict(row), "original": template["run_id"], "original_created_at": template["created_at"]},
+                )
+        for _, sql in indexes:
+            conn.execute(sql)
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA journal_mode = WAL")  # as the server leaves it
+    finally:
+        conn.close()
+
+
+async def seed(address: str, spec: dict) -> list[str]:
+    """Two experiments and one executed run of the instant pipeline in the first; their ids."""
+    experiment_ids = await experiments(address)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = run_pb2_grpc.RunServiceStub(channel)
+        version = await upload(channel, spec)
+        reference = common_pb2.PipelineVersionReference(
+            pipeline_id=version.pipeline_id, pipeline_version_id=version.pipeline_version_id
+        )
+        run = pb.Run(display_name="original", experiment_id=experiment_ids[0], pipeline_version_reference=reference)
+        created = await stub.CreateRun(pb.CreateRunRequest(run=run))
+        while (await stub.GetRun(pb.GetRunRequest(run_id=created.run_id))).state != common_pb2.SUCCEEDED:
+            await asyncio.sleep(0.05)
+    return experiment_ids
 
-        async def list_runs(**fields: object) -> pb.ListRunsResponse:
-            return await stub.ListRuns(pb.ListRunsRequest(**fields))
 
-        async def list_experiment_runs(**fields: object) -> pb.ListRunsResponse:
-            return await list_runs(experiment_id=experiment_id, **fields)
+def deep_token(database: Path, experiment_id: str, predicates: list[dict]) -> str:
+    """The page token of the middle row of a list (created_at desc), as the server makes it
+    (its own build_query/next_page_token): walking there 200 runs a call would take thousands
+    of calls."""
+    scope = [("experiment_id", experiment_id)] if experiment_id else []
+    # Counted, not summed: the store is still the anchor's (it may have no count table).
+    counted = dataclasses.replace(RUNS, counts=None)
+    query = build_query(counted, ListRequest(sort_by="created_at desc", filter=_filter(predicates)), scope)
+    sql, params = query.page_sql("created_at, run_id")
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        conn.row_factory = sqlite3.Row
+        (count,) = conn.execute(*query.count_sql()).fetchone()
+        row = conn.execute(sql.replace(" LIMIT ?", f" LIMIT 1 OFFSET {count // 2}"), params[:-1]).fetchone()
+    return query.next_page_token(row)
 
-        for label, call, size in (("all runs", list_runs, rows), ("one experiment", list_experiment_runs, rows // 2)):
-            for sort_by in ("created_at desc", "display_name"):
-                await page_latencies(f"ListRuns, {label},", call, size, sort_by)
-        failed = json.dumps({"predicates": [{"key": "state", "operation": "EQUALS", "string_value": "FAILED"}]})
-        scanned, page = await repeated(lambda: list_runs(page_size=20, filter=failed), 20)
-        print(f"ListRuns state=FAILED filter (seeks the state index; {page.total_size} matches): {scanned.summary()}")
+
+def _filter(predicates: list[dict]) -> str:
+    return json.dumps({"predicates": predicates}) if predicates else ""
+
+
+async def timed(call: Callable[[], Awaitable[Any]], samples: int) -> tuple[Latencies, Any]:
+    """Up to `samples` sequential calls, fewer if they pass MEASURE_SECONDS; the last result."""
+    latencies, result, started = Latencies([]), None, time.perf_counter()
+    while len(latencies.seconds) < samples and (not latencies.seconds or time.perf_counter() - started < MEASURE_SECONDS):
+        began = time.perf_counter()
+        result = await call()
+        latencies.seconds.append(time.perf_counter() - began)
+    return latencies, result
+
+
+Measure = tuple[Latencies, int, float]  # latencies, total_size (0: none), server CPU ms per call
+
+
+async def store_measures(server: Server, experiment_id: str, tokens: dict[str, str], run_ids: list[str], samples: int) -> dict[str, Measure]:
+    """{measure: Measure} for each list of LISTS (first and deep page) and GetRun. The server's
+    CPU time per call (its process, all threads) is not disturbed by other load on the machine,
+    as the latencies are."""
+    found: dict[str, Measure] = {}
+
+    async def measure(name: str, call: Callable[[], Awaitable[Any]], times: int) -> None:
+        cpu = cpu_seconds(server.process.pid)
+        latencies, result = await timed(call, times)
+        cpu_ms = 1000 * (cpu_seconds(server.process.pid) - cpu) / len(latencies.seconds)
+        found[name] = (latencies, getattr(result, "total_size", 0), cpu_ms)
+
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = run_pb2_grpc.RunServiceStub(channel)
+        for label, scoped, predicates in LISTS:
+            fields = {"page_size": 20, "experiment_id": experiment_id if scoped else ""}
+            await measure(
+                f"{label}: first page",
+                lambda: stub.ListRuns(pb.ListRunsRequest(sort_by="created_at desc", filter=_filter(predicates), **fields)),
+                samples,
+            )
+            token = tokens[label]
+
+            async def deep() -> pb.ListRunsResponse:
+                nonlocal token
+                page = await stub.ListRuns(pb.ListRunsRequest(page_token=token, **fields))
+                token = page.next_page_token or tokens[label]
+                return page
+
+            await measure(f"{label}: deep page", deep, samples)
+        ids = iter(run_ids * (1 + 10 * samples // len(run_ids)))
+        await measure("GetRun of a random run (1 client)", lambda: stub.GetRun(pb.GetRunRequest(run_id=next(ids))), 10 * samples)
+    return found
+
+
+def size_report(database: Path, runs: int) -> str:
+    """The file's bytes per run, and per table (data + its indexes) from the dbstat table."""
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        owners = dict(conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')"))
+        tables: dict[str, list[int]] = {}
+        for name, data, indexes in conn.execute(
+            "SELECT name, SUM(pgsize) FILTER (WHERE name NOT IN (SELECT name FROM sqlite_master WHERE type = 'index')),"
+            " SUM(pgsize) FILTER (WHERE name IN (SELECT name FROM sqlite_master WHERE type = 'index')) FROM dbstat GROUP BY name"
+        ):
+            table = tables.setdefault(owners.get(name, name), [0, 0])
+            table[0] += data or 0
+            table[1] += indexes or 0
+    size = database.stat().st_size
+    parts = [f"{size / runs:,.0f} bytes/run ({size / 2**20:,.0f} MiB)"]
+    for table, (data, indexes) in sorted(tables.items(), key=lambda item: -sum(item[1])):
+        if data + indexes >= size / 1000:
+            parts.append(f"{table} {data / runs:,.0f} + indexes {indexes / runs:,.0f}")
+    return "; ".join(parts)
+
+
+def store_scale(rows: int, anchor: str, rounds: int, samples: int, tmp: Path, spec: dict) -> None:
+    sides = {f"anchor {anchor}": checkout(anchor, tmp / "src"), f"new {commit_of()}+": None}
+    directories = {side: tmp / f"store-{index}" for index, side in enumerate(sides)}
+    first_dir, *other_dirs = directories.values()
+    with Server(first_dir, source=next(iter(sides.values()))) as server:
+        experiment_ids = asyncio.run(seed(server.address, spec))
+    database = first_dir / "kfpgrpc.db"
+    started = time.perf_counter()
+    fill_copies(database, rows, experiment_ids)
+    elapsed = time.perf_counter() - started
+    print(f"filled {rows:,} runs (+1 created) in {elapsed:.1f} s ({rows / elapsed:,.0f} runs/s)")
+    started = time.perf_counter()
+    for directory in other_dirs:
+        shutil.copytree(first_dir, directory)
+    print(f"copied the store for each other side in {time.perf_counter() - started:.1f} s")
+    tokens = {
+        label: deep_token(database, experiment_ids[0] if scoped else "", predicates)
+        for label, scoped, predicates in LISTS
+    }
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        run_ids = [row[0] for row in conn.execute("SELECT run_id FROM runs ORDER BY random() LIMIT 1000")]
+    results: dict[str, list[dict[str, Measure]]] = {side: [] for side in sides}
+    for round_ in range(rounds):
+        for side, source in sides.items():
+            started = time.perf_counter()
+            with Server(directories[side], source=source) as server:
+                print(f"round {round_ + 1}, {side}: server ready in {time.perf_counter() - started:.1f} s", flush=True)
+                results[side].append(asyncio.run(store_measures(server, experiment_ids[0], tokens, run_ids, samples)))
+    print(f"\n{rows + 1:,} runs, page_size 20, created_at desc; per round: p50 / p99 ms (calls) server CPU ms/call")
+    for measure, (_, total, _) in results[next(iter(sides))][0].items():
+        print(f"{measure}" + (f" (total_size {total:,})" if total else ""))
+        for side in sides:
+            figures = "   ".join(
+                f"{latencies.ms(0.5):8.2f} / {latencies.ms(0.99):8.2f} ({len(latencies.seconds):>4}) cpu {cpu_ms:6.2f}"
+                for latencies, _, cpu_ms in (found[measure] for found in results[side])
+            )
+            print(f"    {side:<22} {figures}")
+    for side, directory in directories.items():
+        database = directory / "kfpgrpc.db"
+        print(f"size, {side}: {database.stat().st_size / (rows + 1):,.0f} bytes/run")
+    print(f"size, {side}, by table: {size_report(database, rows + 1)}")
 
 
 async def experiments(address: str) -> list[str]:
@@ -155,17 +392,21 @@ async def experiments(address: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000, help="runs in the store for the list test")
-    rows = parser.parse_args().rows
+    parser.add_argument("--rows", type=int, default=1_000_000, help="runs in the store for the store measures")
+    parser.add_argument("--anchor", default=ANCHOR, help="the commit to compare with (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=2, help="times each side is measured, interleaved")
+    parser.add_argument("--samples", type=int, default=200, help="calls per list measure (10x for GetRun)")
+    parser.add_argument("--only", default="creates,store", help="comma-separated parts to run")
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         spec = compiled_instant(data)
-        with Server(data / "server") as server:
-            asyncio.run(creates_and_gets(server.address, spec))
-            experiment_ids = asyncio.run(experiments(server.address))
-        bulk_load(data / "server" / "kfpgrpc.db", rows, experiment_ids)
-        with Server(data / "server") as server:
-            asyncio.run(list_latency(server.address, rows, experiment_ids[0]))
+        if "creates" in parts:
+            with Server(data / "server") as server:
+                asyncio.run(creates_and_gets(server.address, spec))
+        if "store" in parts:
+            store_scale(args.rows, args.anchor, args.rounds, args.samples, data, spec)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
@@ -146,3 +148,67 @@ async def test_expedite_moves_an_owners_background_write_ahead_of_the_others(tmp
     finally:
         await db.close()
     assert order[0] == "owned" and order.count("owned") == 1 and len(order) == 301
+
+
+def _run_row(run_id: str, experiment_id: str, storage_state: str, state: str) -> tuple[str, ...]:
+    return (run_id, experiment_id, run_id, storage_state, state)
+
+
+_INSERT_RUN = (
+    "INSERT INTO runs (run_id, experiment_id, display_name, description, storage_state, pipeline_id,"
+    " pipeline_version_id, spec_hash, parameters, pipeline_root, service_account, created_at, scheduled_at,"
+    " finished_at, state, error, recurring_run_id, state_history, artifacts, output_artifacts, revision)"
+    " VALUES (?, ?, ?, '', ?, '', '', 'h', '{}', '', '', 1, 1, 0, ?, '', '', '[]', '[]', '[]', 1)"
+)
+
+
+async def _counts(db: Database) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(the run_counts table, the same counted from runs), each sorted."""
+    kept = await db.fetch_all("SELECT experiment_id, storage_state, state, runs FROM run_counts ORDER BY 1, 2, 3")
+    counted = await db.fetch_all(
+        "SELECT experiment_id, storage_state, state, COUNT(*) FROM runs GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    )
+    return [tuple(row) for row in kept], [tuple(row) for row in counted]
+
+
+async def test_run_counts_are_built_by_their_migration_and_kept_by_every_write(tmp_path: Path) -> None:
+    """ListRuns' total_size sums run_counts (schema 6): it must match the runs after the
+    migration of a database that already has runs, and after inserts, state and storage state
+    changes, moves between experiments and deletes, with no group left at zero."""
+    path = tmp_path / "db.sqlite"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as raw:  # schema 5, with runs
+        for script in MIGRATIONS[:5]:
+            raw.executescript(script)
+        raw.execute("PRAGMA user_version = 5")
+        raw.executemany(_INSERT_RUN, [
+            _run_row(f"r{i}", f"e{i % 2}", "ARCHIVED" if i % 3 == 0 else "AVAILABLE", "FAILED" if i % 4 == 0 else "SUCCEEDED")
+            for i in range(20)
+        ])
+    db = await Database.open(path)
+    try:
+        kept, counted = await _counts(db)
+        assert kept == counted and sum(row[3] for row in kept) == 20
+
+        async def write(*statements: tuple[str, tuple[Any, ...]]) -> None:
+            async def job(conn: aiosqlite.Connection) -> None:
+                for sql, params in statements:
+                    await conn.execute(sql, params)
+
+            await db.write(job)
+            kept, counted = await _counts(db)
+            assert kept == counted, statements
+
+        await write((_INSERT_RUN, _run_row("new", "e2", "AVAILABLE", "PENDING")))
+        await write(("UPDATE runs SET state = 'RUNNING', revision = 2 WHERE run_id = 'new'", ()))
+        await write(("UPDATE runs SET state = 'SUCCEEDED', finished_at = 5 WHERE run_id = 'new'", ()))
+        await write(("UPDATE runs SET display_name = 'renamed' WHERE run_id = 'r1'", ()))  # no counted column
+        await write(("UPDATE runs SET storage_state = 'ARCHIVED' WHERE experiment_id = 'e1'", ()))
+        await write(("UPDATE runs SET experiment_id = 'e3' WHERE run_id IN ('r2', 'r4')", ()))
+        await write(("DELETE FROM runs WHERE run_id IN ('r0', 'new')", ()), ("DELETE FROM runs WHERE state = 'FAILED'", ()))
+        await write((_INSERT_RUN, _run_row("again", "e2", "AVAILABLE", "PENDING")))
+        kept, _ = await _counts(db)
+        assert ("e2", "AVAILABLE", "PENDING", 1) in kept and all(row[3] > 0 for row in kept)
+        await write(("DELETE FROM runs", ()))
+        assert await _counts(db) == ([], [])
+    finally:
+        await db.close()

@@ -322,6 +322,60 @@ async def test_archive_unarchive_and_archived_experiments(stubs: Stubs, compiled
     assert got.last_run_created_at == kept.created_at
 
 
+async def test_total_size_stays_exact_through_runs_states_archives_and_deletes(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    """total_size is summed from counts kept by triggers (store/listing.py Counts) for filters
+    on experiment, storage state and state, and counted for others: either way it equals the
+    runs the list holds, in all runs and in one experiment, as runs start, end, are archived,
+    unarchived and deleted, and as their experiment is archived."""
+    version = await upload(stubs, "add", compiled["add-pipeline"])
+    experiment = await stubs.experiments.CreateExperiment(
+        experiment_pb2.CreateExperimentRequest(experiment=experiment_pb2.Experiment(display_name="counted"))
+    )
+
+    def where(*predicates: dict[str, Any]) -> str:
+        return json.dumps({"predicates": list(predicates)})
+
+    available = {"key": "storage_state", "operation": "EQUALS", "string_value": "AVAILABLE"}
+    filters = [
+        "", where(available), where({"key": "storage_state", "operation": "EQUALS", "string_value": "ARCHIVED"}),
+        where(available, {"key": "state", "operation": "EQUALS", "string_value": "FAILED"}),
+        where({"key": "state", "operation": "NOT_EQUALS", "string_value": "SUCCEEDED"}),
+        where({"key": "state", "operation": "IN", "string_values": {"values": ["PENDING", "RUNNING", "SUCCEEDED"]}}),
+        where({"key": "experiment_id", "operation": "EQUALS", "string_value": experiment.experiment_id}),
+        where(available, {"key": "display_name", "operation": "IS_SUBSTRING", "string_value": "run-1"}),  # counted
+    ]
+
+    async def totals() -> list[int]:
+        found = []
+        for experiment_id in ("", experiment.experiment_id):
+            for text in filters:
+                page = await stubs.runs.ListRuns(run_pb2.ListRunsRequest(page_size=200, filter=text, experiment_id=experiment_id))
+                assert page.total_size == len(page.runs) and not page.next_page_token, (experiment_id, text)
+                found.append(page.total_size)
+        return found
+
+    runs = []
+    for index in range(4):
+        run = run_of(version, f"run-{index}")
+        if index % 2:
+            run.experiment_id = experiment.experiment_id
+        runs.append(await create(stubs, run))
+        await totals()  # while earlier runs execute
+    runs.append(await create(stubs, inline_run(compiled["failing-pipeline"], "run-failing")))
+    for run in runs:
+        await finished(stubs, run)
+    assert (await totals())[:4] == [5, 5, 0, 1]
+    await stubs.runs.ArchiveRun(run_pb2.ArchiveRunRequest(run_id=runs[1].run_id))
+    assert (await totals())[:4] == [5, 4, 1, 1]
+    await stubs.runs.DeleteRun(run_pb2.DeleteRunRequest(run_id=runs[4].run_id))
+    assert (await totals())[:4] == [4, 3, 1, 0]
+    await stubs.runs.UnarchiveRun(run_pb2.UnarchiveRunRequest(run_id=runs[1].run_id))
+    await stubs.experiments.ArchiveExperiment(experiment_pb2.ArchiveExperimentRequest(experiment_id=experiment.experiment_id))
+    assert (await totals())[:4] == [4, 2, 2, 0]
+    await stubs.runs.DeleteRun(run_pb2.DeleteRunRequest(run_id=runs[1].run_id))
+    assert (await totals())[8:12] == [1, 0, 1, 0]  # the experiment's
+
+
 async def test_delete_run_removes_it_with_its_logs_and_artifacts(stubs: Stubs, compiled: dict[str, Spec], data_dir: Path, tmp_path: Path) -> None:
     version = await upload(stubs, "artifacts", compiled["artifact-pipeline"])
     run = await finished(stubs, await create(stubs, run_of(version)))

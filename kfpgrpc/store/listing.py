@@ -3,6 +3,11 @@
 Every list is ordered by (sort column, id) and resumed with a row-value comparison against the
 last row of the previous page, so each page is an index range scan whatever its depth. The page
 token carries the sort, the filter and the scope, so a client may send the token alone.
+
+total_size is exact at the time of each call (KFP counts on every call too; clients show it as
+"n runs", "page i of m"). A list with a count table (see Counts) answers it by summing a few rows
+of that table when the scope and filter name only the columns it counts, instead of counting up
+to every row of the list (a count of 10^6 runs costs 60 ms, seconds with a filter).
 """
 
 from __future__ import annotations
@@ -10,8 +15,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import urllib.parse
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -54,6 +59,19 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Counts:
+    """A table holding, in its column `counted`, how many rows of a list's table have each
+    combination of values of `columns` (named as in that table), kept exact by triggers in the
+    transactions that change them. A predicate on those columns alone selects the same
+    combinations there as rows in the list's table, so summing the selected counts is the count
+    of the rows, and it reads as many rows as there are combinations."""
+
+    table: str
+    columns: frozenset[str]
+    counted: str
+
+
+@dataclass(frozen=True)
 class Listing:
     """What one List RPC may filter and sort on. Column names are the API keys."""
 
@@ -62,6 +80,7 @@ class Listing:
     columns: Mapping[str, Column]
     aliases: Mapping[str, str] = field(default_factory=dict)  # KFP's short keys, e.g. "name"
     default_sort: str = "created_at"
+    counts: Counts | None = None  # how total_size may be summed instead of counted
 
     def resolve(self, key: str) -> str | None:
         key = self.aliases.get(key, key)
@@ -85,14 +104,14 @@ class Query:
     sort_column: str
     descending: bool
     filter_text: str
-    conditions: tuple[tuple[str, tuple[Any, ...]], ...]  # (SQL, params) from the filter
+    conditions: tuple[tuple[str, str, tuple[Any, ...]], ...]  # (column, SQL, params) from the filter
     page_size: int
     after: tuple[Any, Any] | None  # (sort value, id) of the last row already returned
 
     def _where(self, with_keyset: bool) -> tuple[str, list[Any]]:
         clauses = [f"{column} = ?" for column, _ in self.scope]
         params: list[Any] = [value for _, value in self.scope]
-        for sql, values in self.conditions:
+        for _, sql, values in self.conditions:
             clauses.append(sql)
             params.extend(values)
         if with_keyset and self.after is not None:
@@ -122,7 +141,13 @@ class Query:
         ]
 
     def count_sql(self) -> tuple[str, list[Any]]:
+        """The total_size query: a sum over the listing's count table when the scope and the
+        filter name only columns it counts, else a count of the matching rows."""
         where, params = self._where(with_keyset=False)
+        counts = self.listing.counts
+        named = {column for column, _ in self.scope} | {column for column, _, _ in self.conditions}
+        if counts is not None and named <= counts.columns:
+            return f"SELECT COALESCE(SUM({counts.counted}), 0) FROM {counts.table}{where}", params
         return f"SELECT COUNT(*) FROM {self.listing.table}{where}", params
 
     def next_page_token(self, last_row: Mapping[str, Any]) -> str:
@@ -176,7 +201,7 @@ def build_query(listing: Listing, request: ListRequest, scope: Sequence[tuple[st
         sort_column, descending = _parse_sort(listing, sort_by)
     except ValueError as exc:
         violations.append(FieldViolation("sort_by", str(exc)))
-    conditions: list[tuple[str, tuple[Any, ...]]] = []
+    conditions: list[tuple[str, str, tuple[Any, ...]]] = []
     if filter_text:
         conditions, filter_violations = _parse_filter(listing, filter_text)
         violations.extend(filter_violations)
@@ -242,7 +267,7 @@ def _stored_form(column: Column, value: Any) -> bool:
     return isinstance(value, str)
 
 
-def _parse_filter(listing: Listing, text: str) -> tuple[list[tuple[str, tuple[Any, ...]]], list[FieldViolation]]:
+def _parse_filter(listing: Listing, text: str) -> tuple[list[tuple[str, str, tuple[Any, ...]]], list[FieldViolation]]:
     if len(text) > MAX_FILTER_LENGTH:
         return [], [FieldViolation("filter", f"must be at most {MAX_FILTER_LENGTH} characters, got {len(text)}")]
     if "%" in text and not text.lstrip().startswith("{"):
@@ -288,11 +313,16 @@ def _value_count(predicate: filter_pb2.Predicate) -> int:
     return len(getattr(predicate, which).values) if which in _LIST_VALUES else 1
 
 
-def _predicate_sql(listing: Listing, predicate: filter_pb2.Predicate) -> tuple[str, tuple[Any, ...]]:
+def _predicate_sql(listing: Listing, predicate: filter_pb2.Predicate) -> tuple[str, str, tuple[Any, ...]]:
+    """(the column, SQL, params) of one predicate."""
     column_name = listing.resolve(predicate.key)
     if column_name is None:
         raise _PredicateError("key", f"unknown key {predicate.key!r}; valid keys: {', '.join(sorted(listing.columns))}")
-    column = listing.columns[column_name]
+    sql, params = _column_predicate_sql(listing.columns[column_name], column_name, predicate)
+    return column_name, sql, params
+
+
+def _column_predicate_sql(column: Column, column_name: str, predicate: filter_pb2.Predicate) -> tuple[str, tuple[Any, ...]]:
     op = predicate.operation
     which = predicate.WhichOneof("value")
     if op == Op.OPERATION_UNSPECIFIED:

@@ -23,7 +23,7 @@ from kfpgrpc.domain import (
 )
 from kfpgrpc.errors import FailedPrecondition, NotFound
 from kfpgrpc.store.database import Database, WriteJob
-from kfpgrpc.store.listing import Column, Kind, Listing, Query
+from kfpgrpc.store.listing import Column, Counts, Kind, Listing, Query
 from kfpgrpc.store.records import JSON, Codec, RecordTable
 from kfpgrpc.v1 import common_pb2
 
@@ -44,6 +44,7 @@ RUNS = Listing(
         "recurring_run_id": Column(Kind.TEXT),
     },
     aliases={"id": "run_id", "name": "display_name"},
+    counts=Counts("run_counts", frozenset({"experiment_id", "storage_state", "state"}), "runs"),  # schema 6
 )
 
 

@@ -223,4 +223,41 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX execution_cache_of_run ON execution_cache (run_id);
     """,
+    # 6: runs counted per (experiment, storage state, state), kept by triggers, so that the
+    # total_size of ListRuns (every call, as KFP) sums a few rows instead of counting up to
+    # every run (store/listing.py Counts). A group whose count reaches 0 is removed.
+    """
+    CREATE TABLE run_counts (
+        experiment_id TEXT NOT NULL,
+        storage_state TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        runs          INTEGER NOT NULL,
+        PRIMARY KEY (experiment_id, storage_state, state)
+    ) WITHOUT ROWID;
+    INSERT INTO run_counts (experiment_id, storage_state, state, runs)
+        SELECT experiment_id, storage_state, state, COUNT(*) FROM runs GROUP BY experiment_id, storage_state, state;
+
+    CREATE TRIGGER runs_count_insert AFTER INSERT ON runs BEGIN
+        INSERT INTO run_counts (experiment_id, storage_state, state, runs)
+            VALUES (NEW.experiment_id, NEW.storage_state, NEW.state, 1)
+            ON CONFLICT (experiment_id, storage_state, state) DO UPDATE SET runs = runs + 1;
+    END;
+    CREATE TRIGGER runs_count_delete AFTER DELETE ON runs BEGIN
+        UPDATE run_counts SET runs = runs - 1
+            WHERE experiment_id = OLD.experiment_id AND storage_state = OLD.storage_state AND state = OLD.state;
+        DELETE FROM run_counts
+            WHERE experiment_id = OLD.experiment_id AND storage_state = OLD.storage_state AND state = OLD.state AND runs = 0;
+    END;
+    CREATE TRIGGER runs_count_update AFTER UPDATE OF experiment_id, storage_state, state ON runs
+        WHEN OLD.experiment_id != NEW.experiment_id OR OLD.storage_state != NEW.storage_state OR OLD.state != NEW.state
+    BEGIN
+        UPDATE run_counts SET runs = runs - 1
+            WHERE experiment_id = OLD.experiment_id AND storage_state = OLD.storage_state AND state = OLD.state;
+        DELETE FROM run_counts
+            WHERE experiment_id = OLD.experiment_id AND storage_state = OLD.storage_state AND state = OLD.state AND runs = 0;
+        INSERT INTO run_counts (experiment_id, storage_state, state, runs)
+            VALUES (NEW.experiment_id, NEW.storage_state, NEW.state, 1)
+            ON CONFLICT (experiment_id, storage_state, state) DO UPDATE SET runs = runs + 1;
+    END;
+    """,
 ]
