@@ -424,7 +424,7 @@ class RecurringRuns:
 
             await store.save(self._db, changed, ("status", "updated_at", "revision"), job)
             paused.current = changed
-        await self._after_change(changed)
+        await self._publish(changed)  # a view only if watched: nothing is returned
 
     async def delete(self, recurring_run_id: str, delete_runs: bool) -> None:
         """Stop the actor and delete the recurring run (and its runs if `delete_runs`).
@@ -918,6 +918,7 @@ class _Actor:
         self.asleep = False  # it ended with nothing in hand: its recurring run sleeps in the heap
         self._task: asyncio.Task[None] | None = None
         self._inline_spec: tuple[str, dict[str, Any]] | None = None  # (hash, spec)
+        self._next: tuple[int, int | None] | None = None  # (after, the schedule's first tick after it)
 
     # -- supervision -------------------------------------------------------------------------
 
@@ -966,7 +967,7 @@ class _Actor:
                     await self.load()
                 async with self.lock:
                     await self.step()
-                    deadline = self.schedule.next_after(self.recurring_run.watermark) if self.schedule else None
+                    deadline = self.next_tick(self.recurring_run.watermark)
                     if not (self.active or self.queued or self.fired or self.failures or self.urgent):
                         self.manager._actor_asleep(self, deadline)
                         return
@@ -1026,10 +1027,14 @@ class _Actor:
             return
         now = self.manager._clock.now_us()
         while self.schedule is not None:
-            # One more than a batch: whether the batch's last tick is the newest due.
-            due = ticks_between(self.schedule, self.recurring_run.watermark, now, CATCHUP_BATCH + 1)
-            if not due:
+            first = self.next_tick(self.recurring_run.watermark)
+            if first is None or first > now:
                 break
+            following = self.next_tick(first)
+            if following is None or following > now:
+                due = [first]  # on time, the common case: no walk over a range
+            else:  # one more than a batch: whether the batch's last tick is the newest due
+                due = ticks_between(self.schedule, self.recurring_run.watermark, now, CATCHUP_BATCH + 1)
             on_time = due[-1] if len(due) <= CATCHUP_BATCH else None
             await self._missed(due[:-1] if on_time is not None else due[:CATCHUP_BATCH])
             await self._drain()
@@ -1042,6 +1047,15 @@ class _Actor:
             await self._on_time(max(self.fired[0], self.recurring_run.watermark + 1))
             self.fired.pop(0)
         await self._drain()
+
+    def next_tick(self, after: int) -> int | None:
+        """The schedule's first tick after `after` (µs); the latest answer is remembered, as a
+        step asks for the tick after its watermark, after that tick, and then its deadline."""
+        if self.schedule is None:
+            return None
+        if self._next is None or self._next[0] != after:
+            self._next = (after, self.schedule.next_after(after))
+        return self._next[1]
 
     async def _missed(self, ticks: list[int]) -> None:
         if not ticks:
@@ -1163,10 +1177,12 @@ class _Actor:
             )
 
         if not (queue or dequeue or drop_overlap or self.urgent):  # the common case: shared with other actors' ticks
-            await manager._ticks.commit(self, prepared, changed(), skips)
+            updated = changed()
+            await manager._ticks.commit(self, prepared, updated, skips)
         else:
             await manager._runs.insert_and_launch(prepared, job, background=not self.urgent, owner=self)
-        self.recurring_run = changed()
+            updated = changed()  # with the ticks the job dropped
+        self.recurring_run = updated
         self.active += [run.run_id for run, _ in prepared]
         self.queued += queued - len(dequeue) - len(dropped)
         await manager._publish(self.recurring_run)
