@@ -1135,10 +1135,9 @@ class _Actor:
         prepared, error = [], ""
         for tick, index in start:
             context = MacroContext(tick, manager._clock.now_us(), index, new_id())
-            template = dataclasses.replace(
-                run_template(recurring_run, await self._spec()),
-                display_name=f"{recurring_run.display_name}-{to_datetime(tick):%Y%m%d%H%M%S}",
-                recurring_run_id=recurring_run.recurring_run_id,
+            template = run_template(
+                recurring_run, await self._spec(), f"{recurring_run.display_name}-{to_datetime(tick):%Y%m%d%H%M%S}",
+                recurring_run.recurring_run_id,
             )
             try:
                 prepared.append(await manager._runs.prepare(manager._new_run(template, context, tick), "recurring_run"))
@@ -1293,11 +1292,13 @@ class _Skip:
     detail: str = ""
 
 
-def run_template(recurring_run: RecurringRun, spec: dict[str, Any] | None) -> NewRun:
+def run_template(recurring_run: RecurringRun, spec: dict[str, Any] | None, display_name: str = "", recurring_run_id: str = "") -> NewRun:
     """The run a tick of a stored recurring run creates (its inline spec passed in), before
-    macros and naming."""
+    macros; named `display_name` (default: the recurring run's) and marked as a run of
+    `recurring_run_id` if given."""
     return NewRun(
-        display_name=recurring_run.display_name,
+        display_name=display_name or recurring_run.display_name,
+        recurring_run_id=recurring_run_id,
         description=recurring_run.description,
         experiment_id=recurring_run.experiment_id,
         pipeline_id=recurring_run.pipeline_id,
