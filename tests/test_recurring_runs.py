@@ -830,3 +830,34 @@ async def test_a_tick_the_store_refuses_fails_alone_in_a_shared_commit(data_dir:
             assert not any(errors), errors  # it never failed for the other's sake
     finally:
         await second.stop()
+
+
+async def test_a_restart_keeps_each_periodic_schedule_on_its_own_anchor(data_dir: Path, compiled: dict[str, Spec]) -> None:
+    """Two hourly periodic schedules without a start time, created half an hour apart, share
+    their stored trigger: once armed after a restart, each still ticks on its creation time."""
+    clock = VirtualClock(us(START))
+    first = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
+    await first.start()
+    try:
+        async with grpc.aio.insecure_channel(first.address) as channel:
+            harness = Harness(Stubs.on(channel), clock)
+            version = await upload(harness.stubs, "instant", compiled["instant-pipeline"])
+            created = []
+            for name, moment in (("early", "2026-05-04T10:07:00+00:00"), ("late", "2026-05-04T10:37:00+00:00")):
+                clock.set(us(moment))
+                message = recurring(version, name)
+                message.trigger.periodic_schedule.interval_second = 3600
+                created.append(await harness.create(message))
+    finally:
+        await first.stop()
+    clock.set(us("2026-05-04T10:50:00+00:00"))
+    second = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
+    await second.start()
+    try:
+        async with grpc.aio.insecure_channel(second.address) as channel:
+            harness = Harness(Stubs.on(channel), clock)
+            await harness.advance_to("2026-05-04T11:40:00+00:00", created[1].recurring_run_id)
+            assert await harness.ticks(created[0].recurring_run_id, 1) == ["2026-05-04T11:07:00Z"]
+            assert await harness.ticks(created[1].recurring_run_id, 1) == ["2026-05-04T11:37:00Z"]
+    finally:
+        await second.stop()

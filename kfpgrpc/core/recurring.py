@@ -80,7 +80,7 @@ MAX_PREVIEW_TIMES = 100  # fire times PreviewSchedule computes
 # a bug is at fault, not the schedule).
 RETRY_DELAY_SECONDS = 1.0
 MAX_RETRY_DELAY_SECONDS = 60.0
-ARMING_CHUNK = 2000  # recurring runs armed between two yields to the event loop at start
+ARMING_CHUNK = 2000  # recurring runs read and armed between two yields to the event loop at start
 MAX_TICKS_PER_WRITE = 2000  # actors' tick commits in one write job
 # What a tick's commit changes in its recurring run's row.
 _TICK_FIELDS = ("watermark", "ticks_handled", "runs_created", "ticks_skipped", "error", "revision")
@@ -188,33 +188,36 @@ class RecurringRuns:
 
     async def _arm(self, skip: set[str]) -> None:
         """Put every enabled recurring run without an actor to sleep until its next tick.
-        Equal triggers are parsed once, and a schedule's next tick is computed once for
-        every watermark before it (most recurring runs of one cron share their next tick)."""
-        alarms = sorted(await store.enabled_alarms(self._db), key=lambda a: (a.trigger_text, a.watermark))
-        # (trigger, anchor) -> [its schedule, (a watermark, its next tick) last computed]
+        Rows are read a chunk at a time, ordered by trigger and watermark: equal triggers are
+        decoded and parsed once, and a schedule's next tick is computed once for every
+        watermark before it (most recurring runs of one cron share their next tick)."""
+        # (stored trigger, anchor) -> [its trigger, its schedule, (a watermark, its next tick)]
         schedules: dict[tuple[str, int], list[Any]] = {}
-        for index, alarm in enumerate(alarms):
-            if index % ARMING_CHUNK == ARMING_CHUNK - 1:
-                await asyncio.sleep(0)
-            rid = alarm.recurring_run_id
-            if rid in skip or rid in self._actors or rid in self._dormant or rid in self._change_locks or rid in (self._touched or ()):
-                continue
-            trigger = alarm.trigger
-            # A periodic schedule without a start time is anchored at its creation.
-            key = (alarm.trigger_text, alarm.created_at if trigger.schedule == "periodic" or trigger.cron.startswith("@every") else 0)
-            entry = schedules.get(key)
-            if entry is None:
-                entry = schedules[key] = [self._stored_schedule(trigger, alarm.created_at)[0], None]
-            schedule, known = entry
-            if schedule is None:
-                deadline = None
-            elif known is not None and known[0] <= alarm.watermark < known[1]:
-                deadline = known[1]  # no tick between that watermark and this one
-            else:
-                deadline = schedule.next_after(alarm.watermark)
-                entry[1] = (alarm.watermark, deadline) if deadline is not None else None
-            self._index(rid, trigger, alarm.pipeline_id, alarm.pipeline_version_id)
-            self._sleep_until(rid, deadline)
+        async for chunk in store.enabled_alarms(self._db, ARMING_CHUNK):
+            for rid, watermark, created_at, trigger_text, pipeline_id, pipeline_version_id in chunk:
+                if rid in skip or rid in self._actors or rid in self._dormant or rid in self._change_locks or rid in (self._touched or ()):
+                    continue
+                if len(schedules) > ARMING_CHUNK:  # periodic ones are each their own: keep few
+                    schedules.clear()
+                entry = schedules.get((trigger_text, 0)) or schedules.get((trigger_text, created_at))
+                if entry is None:
+                    trigger = store.decode_trigger(trigger_text)
+                    # A periodic schedule (or @every) without a start time is anchored at its creation.
+                    anchored = trigger.schedule == "periodic" or trigger.cron.startswith("@every")
+                    entry = schedules[(trigger_text, created_at if anchored else 0)] = [
+                        trigger, self._stored_schedule(trigger, created_at)[0], None,
+                    ]
+                trigger, schedule, known = entry
+                if schedule is None:
+                    deadline = None
+                elif known is not None and known[0] <= watermark < known[1]:
+                    deadline = known[1]  # no tick between that watermark and this one
+                else:
+                    deadline = schedule.next_after(watermark)
+                    entry[2] = (watermark, deadline) if deadline is not None else None
+                self._index(rid, trigger, pipeline_id, pipeline_version_id)
+                self._sleep_until(rid, deadline)
+            await asyncio.sleep(0)  # requests are served while arming
         self._touched = None
         log.info("recurring runs armed", extra={"fields": {"asleep": len(self._dormant), "awake": len(self._actors)}})
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,31 +136,29 @@ async def get_many(db: Database, recurring_run_ids: Sequence[str]) -> list[Recur
     return found
 
 
-@dataclass(frozen=True)
-class Alarm:
-    """What the server needs of an enabled recurring run to know when it next wakes, and
-    which events fire it: a few columns instead of the whole row (read for every enabled
-    recurring run at start)."""
-
-    recurring_run_id: str
-    watermark: int
-    created_at: int
-    trigger_text: str  # the stored JSON, so that equal triggers are parsed once
-    pipeline_id: str
-    pipeline_version_id: str
-
-    @property
-    def trigger(self) -> Trigger:
-        return _decode_trigger(self.trigger_text)
+# What the server needs of an enabled recurring run to know when it next wakes and which
+# events fire it: (recurring_run_id, watermark, created_at, trigger as stored, pipeline_id,
+# pipeline_version_id). The trigger is left as its stored JSON, so that equal triggers are
+# decoded and parsed once.
+Alarm = tuple[str, int, int, str, str, str]
 
 
-async def enabled_alarms(db: Database) -> list[Alarm]:
-    """An Alarm of every enabled recurring run."""
-    rows = await db.fetch_all(
-        "SELECT recurring_run_id, watermark, created_at, trigger, pipeline_id, pipeline_version_id FROM recurring_runs WHERE status = ?",
-        (ENABLED,),
-    )
-    return [Alarm(*row) for row in rows]
+async def enabled_alarms(db: Database, chunk: int = 2000) -> AsyncIterator[list[Alarm]]:
+    """The Alarm of every enabled recurring run, `chunk` at a time, ordered by trigger and
+    watermark (read at start for every enabled recurring run: never all held at once)."""
+    async with db.reader() as conn:
+        async with conn.execute(
+            "SELECT recurring_run_id, watermark, created_at, trigger, pipeline_id, pipeline_version_id FROM recurring_runs"
+            " WHERE status = ? ORDER BY trigger, watermark",
+            (ENABLED,),
+        ) as cursor:
+            while rows := await cursor.fetchmany(chunk):
+                yield [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def decode_trigger(text: str) -> Trigger:
+    """A trigger as stored (an Alarm's)."""
+    return _decode_trigger(text)
 
 
 async def enabled_ids_in_experiment(db: Database, experiment_id: str) -> list[str]:
