@@ -35,6 +35,9 @@ class Pipelines:
         self._clock = clock
         self._events = events
         self.version_listeners: list[Callable[[PipelineVersion], None]] = []  # told of every new version
+        # Told (pipeline_id, pipeline_version_id) of every deletion once committed; an empty
+        # version id: every version of the pipeline.
+        self.deletion_listeners: list[Callable[[str, str], None]] = []
 
     async def create(self, name: str, display_name: str, description: str) -> Pipeline:
         """`name` is the unique key; either name may stand in for the other."""
@@ -81,6 +84,7 @@ class Pipelines:
     async def delete(self, pipeline_id: str, cascade: bool) -> None:
         check(id_violations(pipeline_id, "pipeline_id"))
         await store.delete_pipeline(self._db, pipeline_id, cascade)
+        self._deleted(pipeline_id, "")
 
     async def create_version(
         self,
@@ -148,3 +152,8 @@ class Pipelines:
     async def delete_version(self, pipeline_id: str, pipeline_version_id: str) -> None:
         await self.get_version(pipeline_id, pipeline_version_id)
         await store.delete_version(self._db, pipeline_version_id)
+        self._deleted(pipeline_id, pipeline_version_id)
+
+    def _deleted(self, pipeline_id: str, pipeline_version_id: str) -> None:
+        for listener in self.deletion_listeners:
+            listener(pipeline_id, pipeline_version_id)

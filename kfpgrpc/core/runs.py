@@ -190,6 +190,7 @@ class Runs:
         self._spec_infos: OrderedDict[str, PipelineSpecInfo] = OrderedDict()
         self._specs = SpecSnapshots(db)
         self._versions: OrderedDict[str, tuple[PipelineVersion, str]] = OrderedDict()
+        self._version_deletions = 0  # a version read while one is deleted may be gone: not cached
         self._snapshots: Broadcast[RunView] = Broadcast()
         self._log_appended: Broadcast[bool] = Broadcast(capacity=1)
         self._stopping = False
@@ -345,30 +346,47 @@ class Runs:
         return values
 
     async def _version(self, pipeline_id: str, pipeline_version_id: str, field: str) -> tuple[PipelineVersion, str]:
-        """The version to run and its spec hash. Versions never change, so their parsed specs
-        are cached: every run of a version (every tick of a recurring run) shares one."""
+        """The version to run and its spec hash. Versions never change, so they are cached
+        with their parsed specs until deleted (see `pipeline_deleted`): every run of a version
+        (every tick of a recurring run) shares one, and a cached version is not read again."""
         if not pipeline_version_id:
             pipeline_version_id = await pipeline_store.latest_version_id(self._db, pipeline_id) or ""
             if not pipeline_version_id:
                 await pipeline_store.get_pipeline(self._db, pipeline_id)  # NOT_FOUND for a bad id
                 raise FailedPrecondition(f"pipeline {pipeline_id!r} has no versions; upload one first")
-        owner = await pipeline_store.pipeline_of_version(self._db, pipeline_version_id)
-        if owner is None:
-            raise NotFound("pipeline version", "pipeline_version_id", pipeline_version_id)
+        cached = self._versions.get(pipeline_version_id)
+        if cached is None:
+            deletions = self._version_deletions
+            owner = await pipeline_store.pipeline_of_version(self._db, pipeline_version_id)
+            if owner is None:
+                raise NotFound("pipeline version", "pipeline_version_id", pipeline_version_id)
+            self._check_owner(owner, pipeline_id, pipeline_version_id, field)
+            version = await pipeline_store.get_version(self._db, pipeline_version_id)
+            cached = (version, await asyncio.to_thread(store.spec_hash, version.pipeline_spec))
+            if deletions == self._version_deletions:  # else it may be deleted already: not kept
+                self._versions[pipeline_version_id] = cached
+                if len(self._versions) > _SPEC_CACHE_SIZE:
+                    self._versions.popitem(last=False)
+        else:
+            self._check_owner(cached[0].pipeline_id, pipeline_id, pipeline_version_id, field)
+            self._versions.move_to_end(pipeline_version_id)
+        return cached
+
+    @staticmethod
+    def _check_owner(owner: str, pipeline_id: str, pipeline_version_id: str, field: str) -> None:
         if owner != pipeline_id:
             raise InvalidArgument.field(
                 f"{field}.pipeline_version_reference.pipeline_version_id",
                 f"version {pipeline_version_id!r} belongs to another pipeline",
             )
-        cached = self._versions.get(pipeline_version_id)
-        if cached is None:
-            version = await pipeline_store.get_version(self._db, pipeline_version_id)
-            cached = self._versions[pipeline_version_id] = (version, await asyncio.to_thread(store.spec_hash, version.pipeline_spec))
-            if len(self._versions) > _SPEC_CACHE_SIZE:
-                self._versions.popitem(last=False)
-        else:
-            self._versions.move_to_end(pipeline_version_id)
-        return cached
+
+    def pipeline_deleted(self, pipeline_id: str, pipeline_version_id: str) -> None:
+        """A version (an empty `pipeline_version_id`: every version of the pipeline) was
+        deleted: runs of it are refused from now on (NOT_FOUND)."""
+        self._version_deletions += 1
+        for version_id, (version, _) in list(self._versions.items()):
+            if version_id == pipeline_version_id or (not pipeline_version_id and version.pipeline_id == pipeline_id):
+                del self._versions[version_id]
 
     async def spec_snapshot(self, spec_hash: str) -> dict[str, Any]:
         """The stored spec snapshot `spec_hash`, decoded once while runs hold it."""
@@ -706,11 +724,15 @@ class Runs:
             events = []
             if "state" in changes:
                 events.append(event.run_state_changed(changed, run.state, self._clock.now_us()))
-                if changed.finished:
-                    events.append(event.run_completed(changed, *await store.names_of(self._db, changed)))
+
+            async def stage(conn: aiosqlite.Connection) -> None:
+                completed = []
+                if changed.finished and "state" in changes:  # names as committed with the end
+                    completed.append(event.run_completed(changed, *await store.names_within(conn, changed)))
+                await self._events.job(*events, *completed)(conn)
+
             await store.save_run(
-                self._db, changed, [*changes, "revision"], tasks, self._events.job(*events),
-                background=background, patient=background,
+                self._db, changed, [*changes, "revision"], tasks, stage, background=background, patient=background,
             )
             execution.run = changed
             for task in tasks:
