@@ -10,7 +10,7 @@ import aiosqlite
 import pytest
 
 from kfpgrpc.errors import Unavailable
-from kfpgrpc.store.database import Database
+from kfpgrpc.store.database import Database, offloaded
 from kfpgrpc.store.schema import MIGRATIONS
 
 
@@ -86,5 +86,34 @@ async def test_a_snapshot_sees_one_commit_while_writes_land(tmp_path: Path) -> N
             (second,) = next(iter(await conn.execute_fetchall("SELECT COUNT(*) FROM experiments")))
         assert first == second == 1
         assert len(await db.fetch_all("SELECT * FROM experiments")) == 2
+    finally:
+        await db.close()
+
+
+async def test_offloaded_statements_belong_to_the_job_s_transaction(tmp_path: Path) -> None:
+    """A job's statements run on the event loop's thread, those in `offloaded` on the
+    connection's: both are in the batch's transaction, so a job that fails after both leaves
+    neither, and its neighbours in the batch are committed."""
+    db = await Database.open(tmp_path / "db.sqlite")
+
+    async def half_then_fail(conn: aiosqlite.Connection) -> None:
+        await conn.execute("INSERT INTO experiments VALUES ('id-inline', 'inline', '', 0, 'AVAILABLE', 0)")
+        with offloaded(conn):
+            await conn.execute("INSERT INTO experiments VALUES ('id-offloaded', 'offloaded', '', 0, 'AVAILABLE', 0)")
+        raise RuntimeError("after both")
+
+    async def both(conn: aiosqlite.Connection) -> int:
+        await conn.execute("INSERT INTO experiments VALUES ('id-a', 'a', '', 0, 'AVAILABLE', 0)")
+        with offloaded(conn):
+            cursor = await conn.execute("UPDATE experiments SET description = 'offloaded' WHERE experiment_id = 'id-a'")
+        return cursor.rowcount
+
+    try:
+        results = await asyncio.gather(
+            insert(db, "before"), db.write(half_then_fail), db.write(both), insert(db, "after"), return_exceptions=True
+        )
+        assert isinstance(results[1], RuntimeError) and results[2] == 1
+        rows = await db.fetch_all("SELECT display_name, description FROM experiments ORDER BY display_name")
+        assert [tuple(row) for row in rows] == [("a", "offloaded"), ("after", ""), ("before", "")]
     finally:
         await db.close()
