@@ -292,6 +292,8 @@ async def reuse_outputs(result: TaskResult, run_dir: str, task_id: str) -> TaskR
     """`Launcher.reuse_outputs` where `run_dir` is a directory of this machine (maybe a shared
     file system): hard links (copies across file systems) of the cached artifacts in the task's
     artifact directory, instant, and no space is used twice."""
+    if not any(result.output_artifacts.values()) and not os.path.lexists(os.path.join(run_dir, task_id)):
+        return result  # nothing to link and no earlier attempt's directory to remove: one stat
     # In a worker thread, the directories too: making one takes a millisecond on some file
     # systems, and a cached run makes two (its own and the task's).
     return await asyncio.to_thread(_reuse_outputs, result, run_dir, task_id)

@@ -81,7 +81,8 @@ class CommitHook(Protocol):
 class _Writer(aiosqlite.Connection):
     """The write connection. While `inline`, its statements run at once on the calling (event
     loop) thread: only the writer task uses it, and only between its hops to the connection's
-    thread, so the two threads never use it at once."""
+    thread, so the two threads never use it at once. (It overrides aiosqlite's private
+    `_execute`, through which every call goes: aiosqlite is pinned to 0.22.x.)"""
 
     inline = False
 

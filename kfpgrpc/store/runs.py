@@ -226,10 +226,10 @@ async def delete_run(db: Database, run_id: str, also: WriteJob[None] | None = No
         if not rows:
             raise NotFound("run", "run_id", run_id)
         (hash_,) = next(iter(rows))
-        with offloaded(conn):
+        with offloaded(conn):  # a run may have millions of log lines and thousands of tasks
             await conn.execute("DELETE FROM log_lines WHERE run_id = ?", (run_id,))
-        await conn.execute("DELETE FROM execution_cache WHERE run_id = ?", (run_id,))
-        await conn.execute("DELETE FROM tasks WHERE run_id = ?", (run_id,))
+            await conn.execute("DELETE FROM execution_cache WHERE run_id = ?", (run_id,))
+            await conn.execute("DELETE FROM tasks WHERE run_id = ?", (run_id,))
         await conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
         await forget_spec_if_unused_within(conn, hash_)
         if also is not None:
