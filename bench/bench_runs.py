@@ -1,20 +1,25 @@
-"""Runs benchmark: CreateRun throughput, GetRun latency, and ListRuns/GetRun at store scale.
+"""Runs benchmark: CreateRun throughput and end-to-end rate, GetRun latency, and ListRuns/GetRun at store scale.
 
     python bench/bench_runs.py [--rows 1000000] [--anchor REV] [--rounds 2] [--only creates,store]
 
+Both parts run this tree's server and the anchor commit's (--anchor, default ANCHOR: main before
+issue 16's store and write changes) in the same run, each side --rounds times, interleaved: the
+machine is shared, so only figures of one run compare.
+
 1. creates: CreateRun with 1 and 50 concurrent clients (one channel) of an "instant" pipeline:
-   one container task running `true`, compiled by the kfp SDK. Acknowledged = committed; the
-   runs execute in the background on the same two cores while creation goes on, so the figure
-   includes that load. Also printed: how long until every created run had finished. Then
-   GetRun of finished runs (with their task details) with 1 and 50 clients.
-2. store: --rows runs in one store, served by this tree and by the anchor (--anchor, the
-   commit this change is measured against) in the same run, each side on its own copy of one
-   filled file, the sides interleaved --rounds times. The store is filled from one real run:
-   the anchor's server creates and executes it (CreateRun), then `fill_copies` copies its rows
-   (run, tasks, log lines) in SQL with new ids and times while no server runs. Measured over
-   gRPC, page_size 20, `sort_by=created_at desc` (the UI's order): ListRuns first pages and
-   deep pages (from the middle of the list on, following next_page_token), unfiltered and with
-   the UI's filters; GetRun of random runs; the file's bytes per run, per table.
+   one container task running `true`, compiled by the kfp SDK, cached (the SDK's default: every
+   run after the first reuses the first one's task) and uncached (each run starts a task
+   process). Acknowledged = committed; the runs execute in the background on the same two
+   cores while creation goes on, so the figure includes that load. Also printed: the end-to-end
+   rate, until every created run had finished; then GetRun of finished runs (with their task
+   details) with 1 and 50 clients.
+2. store: --rows runs in one store, each side on its own copy of one filled file. The store is
+   filled from one real run: the anchor's server creates and executes it (CreateRun), then
+   `fill_copies` copies its rows (run, tasks, log lines) in SQL with new ids and times while no
+   server runs. Measured over gRPC, page_size 20, `sort_by=created_at desc` (the UI's order):
+   ListRuns first pages and deep pages (from the middle of the list on, following
+   next_page_token), unfiltered and with the UI's filters; GetRun of random runs; the file's
+   bytes per run, per table.
 """
 
 from __future__ import annotations
@@ -43,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import (  # noqa: E402
     Latencies,
     Server,
-    at_each_concurrency,
     checkout,
+    closed_loop,
     commit_of,
     cpu_seconds,
 )
@@ -56,7 +61,7 @@ from kfpgrpc.v1 import (  # noqa: E402
     experiment_pb2_grpc,
     pipeline_pb2,
     pipeline_pb2_grpc,
-    run_pb2_grpc,  # noqa: E402
+    run_pb2_grpc,
 )
 from kfpgrpc.v1 import run_pb2 as pb  # noqa: E402
 
@@ -71,15 +76,22 @@ def instant_pipeline():
     instant()
 
 
-def compiled_instant(directory: Path) -> dict:
-    path = directory / "instant.yaml"
-    compiler.Compiler().compile(instant_pipeline, package_path=str(path))
+@dsl.pipeline(name="instant-uncached")
+def instant_uncached_pipeline():
+    instant().set_caching_options(False)
+
+
+def compiled_instant(directory: Path, caching: bool = True) -> dict:
+    """The instant pipeline, compiled. With `caching` (the SDK's default) every run after the
+    first reuses the first run's task (no task process); without it each run starts one."""
+    path = directory / f"instant-{caching}.yaml"
+    compiler.Compiler().compile(instant_pipeline if caching else instant_uncached_pipeline, package_path=str(path))
     return yaml.safe_load(path.read_text())
 
 
-async def upload(channel: grpc.aio.Channel, spec: dict) -> pipeline_pb2.PipelineVersion:
+async def upload(channel: grpc.aio.Channel, spec: dict, name: str = "instant") -> pipeline_pb2.PipelineVersion:
     stub = pipeline_pb2_grpc.PipelineServiceStub(channel)
-    pipeline = await stub.CreatePipeline(pipeline_pb2.CreatePipelineRequest(pipeline=pipeline_pb2.Pipeline(name="instant")))
+    pipeline = await stub.CreatePipeline(pipeline_pb2.CreatePipelineRequest(pipeline=pipeline_pb2.Pipeline(name=name)))
     body = struct_pb2.Struct()
     body.update(spec)
     return await stub.CreatePipelineVersion(
@@ -92,30 +104,45 @@ async def upload(channel: grpc.aio.Channel, spec: dict) -> pipeline_pb2.Pipeline
 UNFINISHED = json.dumps({"predicates": [{"key": "state", "operation": "IN", "string_values": {"values": ["PENDING", "RUNNING", "CANCELING"]}}]})
 
 
-async def creates_and_gets(address: str, spec: dict) -> None:
+async def creates_and_gets(address: str, specs: dict[str, dict]) -> dict[str, str]:
+    """CreateRun of each of `specs` ({name: compiled spec}) at each concurrency of CREATES, with
+    the end-to-end rate (until every run has finished), then GetRun: {figure: text}."""
+    figures = {}
     async with grpc.aio.insecure_channel(address) as channel:
         stub = run_pb2_grpc.RunServiceStub(channel)
-        version = await upload(channel, spec)
-        reference = common_pb2.PipelineVersionReference(
-            pipeline_id=version.pipeline_id, pipeline_version_id=version.pipeline_version_id
-        )
         ids: list[str] = []
+        for name, spec in specs.items():
+            version = await upload(channel, spec, name)
+            reference = common_pb2.PipelineVersionReference(
+                pipeline_id=version.pipeline_id, pipeline_version_id=version.pipeline_version_id
+            )
 
-        async def create(concurrency: int, index: int) -> None:
-            run = pb.Run(display_name=f"c{concurrency}-{index}", pipeline_version_reference=reference)
-            ids.append((await stub.CreateRun(pb.CreateRunRequest(run=run))).run_id)
+            async def create(index: int) -> None:
+                run = pb.Run(display_name=f"c{index}", pipeline_version_reference=reference)
+                ids.append((await stub.CreateRun(pb.CreateRunRequest(run=run))).run_id)
 
-        async def all_finished(started: float) -> None:
-            while (await stub.ListRuns(pb.ListRunsRequest(page_size=1, filter=UNFINISHED))).total_size:
-                await asyncio.sleep(0.05)
-            elapsed = time.perf_counter() - started
-            print(f"{'':>15} every run had finished {elapsed:.2f} s after the first create")
+            for concurrency, total in CREATES.items():
+                started = time.perf_counter()
+                rate, latencies = await closed_loop(create, total, concurrency)
+                figures[f"CreateRun, {name}, {concurrency} clients"] = f"{rate:6.0f} runs/s   {latencies.summary()}"
+                while (await stub.ListRuns(pb.ListRunsRequest(page_size=1, filter=UNFINISHED))).total_size:
+                    await asyncio.sleep(0.02)
+                elapsed = time.perf_counter() - started
+                figures[f"  all finished, {name}, {concurrency} clients"] = (
+                    f"{total / elapsed:6.0f} runs/s   end to end: {total:,} runs in {elapsed:.2f} s from the first create"
+                )
 
-        async def get(concurrency: int, index: int) -> None:
+        async def get(index: int) -> None:
             await stub.GetRun(pb.GetRunRequest(run_id=ids[index % len(ids)]))
 
-        await at_each_concurrency("CreateRun", "runs/s", create, {1: 500, 50: 2000}, after=all_finished)
-        await at_each_concurrency("GetRun", "reads/s", get, {1: 4000, 50: 4000})
+        for concurrency, total in GETS.items():
+            rate, latencies = await closed_loop(get, total, concurrency)
+            figures[f"GetRun, {concurrency} clients"] = f"{rate:6.0f} reads/s  {latencies.summary()}"
+    return figures
+
+
+CREATES = {1: 500, 50: 2000}
+GETS = {1: 4000, 50: 4000}
 
 
 def bulk_load(database: Path, rows: int, experiment_ids: list[str]) -> None:
@@ -148,10 +175,25 @@ def bulk_load(database: Path, rows: int, experiment_ids: list[str]) -> None:
         )
 
 
-# Each side's measure of one list runs until it has `samples` calls or has taken this long
-# (the anchor's filtered counts take seconds a call at 10^6 runs); n says how many it got.
+async def experiments(address: str) -> list[str]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = experiment_pb2_grpc.ExperimentServiceStub(channel)
+        ids = []
+        for name in ("bench-a", "bench-b"):
+            created = await stub.CreateExperiment(
+                experiment_pb2.CreateExperimentRequest(experiment=experiment_pb2.Experiment(display_name=name))
+            )
+            ids.append(created.experiment_id)
+        return ids
+
+
+def sides(anchor: str, into: Path) -> list[tuple[str, Path | None]]:
+    """(label, source) of the anchor commit's server and of this tree's."""
+    return [(f"anchor {commit_of(anchor)}", checkout(anchor, into)), (f"new {commit_of('HEAD')}+tree", None)]
+
+
 MEASURE_SECONDS = 3.0
-ANCHOR = "b22ec75"  # main when the run-count table was added (issue 16, target 7)
+ANCHOR = "b22ec75"  # main before issue 16's store and write changes (targets 6 and 7)
 AVAILABLE = {"key": "storage_state", "operation": "EQUALS", "string_value": "AVAILABLE"}
 # (label, experiment-scoped, filter predicates): what the UI's runs list asks (runs.js filterOf:
 # "active" runs by default, optionally one state) and what kfp.Client asks (no filter).
@@ -378,18 +420,6 @@ def store_scale(rows: int, anchor: str, rounds: int, samples: int, tmp: Path, sp
     print(f"size, {side}, by table: {size_report(database, rows + 1)}")
 
 
-async def experiments(address: str) -> list[str]:
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = experiment_pb2_grpc.ExperimentServiceStub(channel)
-        ids = []
-        for name in ("bench-a", "bench-b"):
-            created = await stub.CreateExperiment(
-                experiment_pb2.CreateExperimentRequest(experiment=experiment_pb2.Experiment(display_name=name))
-            )
-            ids.append(created.experiment_id)
-        return ids
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="runs in the store for the store measures")
@@ -401,12 +431,22 @@ def main() -> None:
     parts = set(args.only.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        spec = compiled_instant(data)
+        specs = {"cached": compiled_instant(data, caching=True), "uncached": compiled_instant(data, caching=False)}
         if "creates" in parts:
-            with Server(data / "server") as server:
-                asyncio.run(creates_and_gets(server.address, spec))
+            figures: dict[str, list[dict[str, str]]] = {}
+            for round_ in range(args.rounds):
+                for label, source in sides(args.anchor, data / "sources"):
+                    directory = data / f"server-{round_}-{label.split()[0]}"
+                    with Server(directory, source=source) as server:
+                        figures.setdefault(label, []).append(asyncio.run(creates_and_gets(server.address, specs)))
+                    print(f"round {round_ + 1}, {label}: done", flush=True)
+            print("Instant runs (one container task running `true`), new vs anchor, each round:")
+            for key in next(iter(figures.values()))[0]:
+                for label, rounds in figures.items():
+                    for round_, found in enumerate(rounds):
+                        print(f"{key:<36} {label:<22} round {round_ + 1}: {found[key]}")
         if "store" in parts:
-            store_scale(args.rows, args.anchor, args.rounds, args.samples, data, spec)
+            store_scale(args.rows, args.anchor, args.rounds, args.samples, data, specs["cached"])
 
 
 if __name__ == "__main__":

@@ -169,7 +169,7 @@ class KfpGrpcServer:
             experiments.archiving_listeners.append(recurring_runs.experiment_archiving)
             experiments.archive_listeners.append(runs.experiment_archived)
             pipelines.version_listeners += [runs.version_created, recurring_runs.pipeline_version_created]
-            pipelines.deletion_listeners.append(runs.versions_deleted)
+            pipelines.deletion_listeners.append(runs.pipeline_deleted)
             self._housekeeping = Housekeeping(db, self.clock, runs, config.event_retention_us, config.run_ttl_us)
             self._add_services(server, experiments, pipelines, runs, recurring_runs, events)
             await runs.start()

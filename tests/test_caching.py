@@ -81,3 +81,17 @@ async def test_the_server_switch_turns_caching_off(this_kfp: dict[str, Spec], tm
     assert [r.state for r in runs] == [SUCCEEDED, SUCCEEDED]
     assert not any(t.cached for t in runs[1].run_details.task_details)
     assert (lines(cached_log), lines(uncached_log)) == (2, 2)
+
+
+async def test_a_cached_task_without_output_artifacts_makes_no_directories(
+    stubs: Stubs, compiled: dict[str, Spec], data_dir: Path
+) -> None:
+    """Its outputs are parameters only: nothing is linked into this run's directory, so none is
+    made (a cached run cost two directories before)."""
+    first = await run_to_end(stubs, compiled["instant-pipeline"], "first")
+    second = await run_to_end(stubs, compiled["instant-pipeline"], "second")
+    assert first.state == second.state == SUCCEEDED
+    (task,) = [t for t in second.run_details.task_details if t.display_name == "noop"]
+    assert task.cached and task.cached_from_run_id == first.run_id
+    artifacts = data_dir / "artifacts"
+    assert (artifacts / first.run_id).is_dir() and not (artifacts / second.run_id).exists()

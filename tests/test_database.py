@@ -12,7 +12,7 @@ import aiosqlite
 import pytest
 
 from kfpgrpc.errors import Unavailable
-from kfpgrpc.store.database import Database
+from kfpgrpc.store.database import Database, offloaded
 from kfpgrpc.store.schema import MIGRATIONS
 
 
@@ -210,5 +210,34 @@ async def test_run_counts_are_built_by_their_migration_and_kept_by_every_write(t
         assert ("e2", "AVAILABLE", "PENDING", 1) in kept and all(row[3] > 0 for row in kept)
         await write(("DELETE FROM runs", ()))
         assert await _counts(db) == ([], [])
+    finally:
+        await db.close()
+
+
+async def test_offloaded_statements_belong_to_the_job_s_transaction(tmp_path: Path) -> None:
+    """A job's statements run on the event loop's thread, those in `offloaded` on the
+    connection's: both are in the batch's transaction, so a job that fails after both leaves
+    neither, and its neighbours in the batch are committed."""
+    db = await Database.open(tmp_path / "db.sqlite")
+
+    async def half_then_fail(conn: aiosqlite.Connection) -> None:
+        await conn.execute("INSERT INTO experiments VALUES ('id-inline', 'inline', '', 0, 'AVAILABLE', 0)")
+        with offloaded(conn):
+            await conn.execute("INSERT INTO experiments VALUES ('id-offloaded', 'offloaded', '', 0, 'AVAILABLE', 0)")
+        raise RuntimeError("after both")
+
+    async def both(conn: aiosqlite.Connection) -> int:
+        await conn.execute("INSERT INTO experiments VALUES ('id-a', 'a', '', 0, 'AVAILABLE', 0)")
+        with offloaded(conn):
+            cursor = await conn.execute("UPDATE experiments SET description = 'offloaded' WHERE experiment_id = 'id-a'")
+        return cursor.rowcount
+
+    try:
+        results = await asyncio.gather(
+            insert(db, "before"), db.write(half_then_fail), db.write(both), insert(db, "after"), return_exceptions=True
+        )
+        assert isinstance(results[1], RuntimeError) and results[2] == 1
+        rows = await db.fetch_all("SELECT display_name, description FROM experiments ORDER BY display_name")
+        assert [tuple(row) for row in rows] == [("a", "offloaded"), ("after", ""), ("before", "")]
     finally:
         await db.close()

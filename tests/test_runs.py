@@ -477,3 +477,41 @@ async def test_runs_beyond_the_executors_capacity_wait_pending(data_dir: Path, c
             assert [(await finished(stubs, run)).state for run in runs[:3]] == [common_pb2.SUCCEEDED] * 3
     finally:
         await server.stop()
+
+
+async def test_concurrent_creates_a_bad_one_fails_alone_and_each_run_exists_once(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    """Creates that arrive together share write batches: a run in an archived experiment
+    (FAILED_PRECONDITION) or a missing one (NOT_FOUND) fails only its own request, and every
+    acknowledged run exists exactly once and runs."""
+    version = await upload(stubs, "instant", compiled["instant-pipeline"])
+    archived = await stubs.experiments.CreateExperiment(
+        experiment_pb2.CreateExperimentRequest(experiment=experiment_pb2.Experiment(display_name="archived"))
+    )
+    await stubs.experiments.ArchiveExperiment(experiment_pb2.ArchiveExperimentRequest(experiment_id=archived.experiment_id))
+    requests = [run_of(version, f"r{i}") for i in range(60)]
+    requests[17].experiment_id = archived.experiment_id
+    requests[41].experiment_id = "nope"
+    results = await asyncio.gather(*(create(stubs, request) for request in requests), return_exceptions=True)
+    codes = {i: r.code() for i, r in enumerate(results) if isinstance(r, grpc.aio.AioRpcError)}
+    assert codes == {17: grpc.StatusCode.FAILED_PRECONDITION, 41: grpc.StatusCode.NOT_FOUND}
+    created = [r for r in results if isinstance(r, run_pb2.Run)]
+    listed = await stubs.runs.ListRuns(run_pb2.ListRunsRequest(page_size=100))
+    assert listed.total_size == len(listed.runs) == 58
+    assert sorted(r.run_id for r in listed.runs) == sorted(r.run_id for r in created)
+    assert sorted(r.display_name for r in listed.runs) == sorted(f"r{i}" for i in range(60) if i not in (17, 41))
+    assert {(await finished(stubs, run)).state for run in created} == {common_pb2.SUCCEEDED}
+
+
+async def test_runs_of_a_deleted_version_or_pipeline_are_refused(stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    """The server keeps the versions it ran (they never change) but forgets one once deleted."""
+    version = await upload(stubs, "instant", compiled["instant-pipeline"])
+    await create(stubs, run_of(version))  # the version is now cached
+    await stubs.pipelines.DeletePipelineVersion(pipeline_pb2.DeletePipelineVersionRequest(
+        pipeline_id=version.pipeline_id, pipeline_version_id=version.pipeline_version_id))
+    error = await rpc_error(create(stubs, run_of(version)))
+    assert error.code() == grpc.StatusCode.NOT_FOUND and version.pipeline_version_id in error.details()
+    other = await upload(stubs, "other", compiled["instant-pipeline"])
+    await create(stubs, run_of(other))
+    await stubs.pipelines.DeletePipeline(pipeline_pb2.DeletePipelineRequest(pipeline_id=other.pipeline_id, cascade=True))
+    error = await rpc_error(create(stubs, run_of(other)))
+    assert error.code() == grpc.StatusCode.NOT_FOUND

@@ -35,7 +35,9 @@ class Pipelines:
         self._clock = clock
         self._events = events
         self.version_listeners: list[Callable[[PipelineVersion], None]] = []  # told of every new version
-        self.deletion_listeners: list[Callable[[], None]] = []  # told once versions may have been deleted
+        # Told (pipeline_id, pipeline_version_id) of every deletion once committed; an empty
+        # version id: every version of the pipeline.
+        self.deletion_listeners: list[Callable[[str, str], None]] = []
 
     async def create(self, name: str, display_name: str, description: str) -> Pipeline:
         """`name` is the unique key; either name may stand in for the other."""
@@ -83,8 +85,8 @@ class Pipelines:
         check(id_violations(pipeline_id, "pipeline_id"))
         try:
             await store.delete_pipeline(self._db, pipeline_id, cascade)
-        finally:
-            self._deleted()
+        finally:  # also after a failure: whether it committed is not always known
+            self._deleted(pipeline_id, "")
 
     async def create_version(
         self,
@@ -153,10 +155,9 @@ class Pipelines:
         await self.get_version(pipeline_id, pipeline_version_id)
         try:
             await store.delete_version(self._db, pipeline_version_id)
-        finally:
-            self._deleted()
+        finally:  # also after a failure: whether it committed is not always known
+            self._deleted(pipeline_id, pipeline_version_id)
 
-    def _deleted(self) -> None:
-        # Also after a failed delete: whether it committed is not always known.
+    def _deleted(self, pipeline_id: str, pipeline_version_id: str) -> None:
         for listener in self.deletion_listeners:
-            listener()
+            listener(pipeline_id, pipeline_version_id)

@@ -192,6 +192,8 @@ class Runs:
         self._specs = SpecSnapshots(db)
         self._versions: OrderedDict[str, tuple[PipelineVersion, str]] = OrderedDict()
         self._latest_versions: dict[str, str] = {}  # pipeline id -> its latest version's id
+        # Bumped when versions are created or deleted: a read that overlapped one is not cached.
+        self._version_changes = 0
         self._snapshots: Broadcast[RunView] = Broadcast()
         self._log_appended: Broadcast[bool] = Broadcast(capacity=1)
         self._stopping = False
@@ -359,45 +361,60 @@ class Runs:
 
     def version_created(self, version: PipelineVersion) -> None:
         """Its pipeline has a new latest version."""
+        self._version_changes += 1
         self._latest_versions.pop(version.pipeline_id, None)
 
-    def versions_deleted(self) -> None:
-        """Versions may be gone: nothing cached about versions is trusted any more."""
-        self._latest_versions.clear()
-        self._versions.clear()
+    def pipeline_deleted(self, pipeline_id: str, pipeline_version_id: str) -> None:
+        """A version (an empty `pipeline_version_id`: every version of the pipeline) was
+        deleted: runs of it are refused from now on (NOT_FOUND), and its pipeline's latest
+        version is read again."""
+        self._version_changes += 1
+        self._latest_versions.pop(pipeline_id, None)
+        for version_id, (version, _) in list(self._versions.items()):
+            if version_id == pipeline_version_id or (not pipeline_version_id and version.pipeline_id == pipeline_id):
+                del self._versions[version_id]
 
     async def _version(self, pipeline_id: str, pipeline_version_id: str, field: str) -> tuple[PipelineVersion, str]:
-        """The version to run and its spec hash. Versions never change, so they and their
-        parsed specs are cached, as is each pipeline's latest version (forgotten when a
-        version is created or deleted): every tick of a recurring run shares one and reads
-        nothing."""
+        """The version to run and its spec hash. Versions never change, so they are cached
+        with their parsed specs until deleted, as is each pipeline's latest version until a
+        version is created or deleted (see `version_created`, `pipeline_deleted`): every tick
+        of a recurring run shares one and reads nothing."""
+        changes = self._version_changes
         if not pipeline_version_id:
             pipeline_version_id = self._latest_versions.get(pipeline_id, "")
-        if not pipeline_version_id:
-            pipeline_version_id = await pipeline_store.latest_version_id(self._db, pipeline_id) or ""
             if not pipeline_version_id:
-                await pipeline_store.get_pipeline(self._db, pipeline_id)  # NOT_FOUND for a bad id
-                raise FailedPrecondition(f"pipeline {pipeline_id!r} has no versions; upload one first")
-            if len(self._latest_versions) >= _SPEC_CACHE_SIZE:
-                self._latest_versions.clear()
-            self._latest_versions[pipeline_id] = pipeline_version_id
+                pipeline_version_id = await pipeline_store.latest_version_id(self._db, pipeline_id) or ""
+                if not pipeline_version_id:
+                    await pipeline_store.get_pipeline(self._db, pipeline_id)  # NOT_FOUND for a bad id
+                    raise FailedPrecondition(f"pipeline {pipeline_id!r} has no versions; upload one first")
+                if changes == self._version_changes:  # else it may not be the latest any more
+                    if len(self._latest_versions) >= _SPEC_CACHE_SIZE:
+                        self._latest_versions.clear()
+                    self._latest_versions[pipeline_id] = pipeline_version_id
         cached = self._versions.get(pipeline_version_id)
-        owner = cached[0].pipeline_id if cached else await pipeline_store.pipeline_of_version(self._db, pipeline_version_id)
-        if owner is None:
-            raise NotFound("pipeline version", "pipeline_version_id", pipeline_version_id)
+        if cached is None:
+            owner = await pipeline_store.pipeline_of_version(self._db, pipeline_version_id)
+            if owner is None:
+                raise NotFound("pipeline version", "pipeline_version_id", pipeline_version_id)
+            self._check_owner(owner, pipeline_id, pipeline_version_id, field)
+            version = await pipeline_store.get_version(self._db, pipeline_version_id)
+            cached = (version, await asyncio.to_thread(store.spec_hash, version.pipeline_spec))
+            if changes == self._version_changes:  # else it may be deleted already: not kept
+                self._versions[pipeline_version_id] = cached
+                if len(self._versions) > _SPEC_CACHE_SIZE:
+                    self._versions.popitem(last=False)
+        else:
+            self._check_owner(cached[0].pipeline_id, pipeline_id, pipeline_version_id, field)
+            self._versions.move_to_end(pipeline_version_id)
+        return cached
+
+    @staticmethod
+    def _check_owner(owner: str, pipeline_id: str, pipeline_version_id: str, field: str) -> None:
         if owner != pipeline_id:
             raise InvalidArgument.field(
                 f"{field}.pipeline_version_reference.pipeline_version_id",
                 f"version {pipeline_version_id!r} belongs to another pipeline",
             )
-        if cached is None:
-            version = await pipeline_store.get_version(self._db, pipeline_version_id)
-            cached = self._versions[pipeline_version_id] = (version, await asyncio.to_thread(store.spec_hash, version.pipeline_spec))
-            if len(self._versions) > _SPEC_CACHE_SIZE:
-                self._versions.popitem(last=False)
-        else:
-            self._versions.move_to_end(pipeline_version_id)
-        return cached
 
     async def spec_snapshot(self, spec_hash: str) -> dict[str, Any]:
         """The stored spec snapshot `spec_hash`, decoded once while runs hold it."""
@@ -746,11 +763,15 @@ class Runs:
             events = []
             if "state" in changes:
                 events.append(event.run_state_changed(changed, run.state, self._clock.now_us()))
-                if changed.finished:
-                    events.append(event.run_completed(changed, *await store.names_of(self._db, changed)))
+
+            async def stage(conn: aiosqlite.Connection) -> None:
+                completed = []
+                if changed.finished and "state" in changes:  # names as committed with the end
+                    completed.append(event.run_completed(changed, *await store.names_within(conn, changed)))
+                await self._events.job(*events, *completed)(conn)
+
             await store.save_run(
-                self._db, changed, [*changes, "revision"], tasks, self._events.job(*events),
-                background=background, patient=background,
+                self._db, changed, [*changes, "revision"], tasks, stage, background=background, patient=background,
             )
             execution.run = changed
             for task in tasks:

@@ -292,14 +292,25 @@ async def reuse_outputs(result: TaskResult, run_dir: str, task_id: str) -> TaskR
     """`Launcher.reuse_outputs` where `run_dir` is a directory of this machine (maybe a shared
     file system): hard links (copies across file systems) of the cached artifacts in the task's
     artifact directory, instant, and no space is used twice."""
+    if not any(result.output_artifacts.values()) and not os.path.lexists(os.path.join(run_dir, task_id)):
+        return result  # nothing to link and no earlier attempt's directory to remove: one stat
+    # In a worker thread, the directories too: making one takes a millisecond on some file
+    # systems, and a cached run makes two (its own and the task's).
+    return await asyncio.to_thread(_reuse_outputs, result, run_dir, task_id)
+
+
+def _reuse_outputs(result: TaskResult, run_dir: str, task_id: str) -> TaskResult | None:
     try:
+        if not any(result.output_artifacts.values()):
+            # Nothing to link, so no directory is made (on some file systems the two
+            # directories were most of what a cached task cost); an earlier attempt's goes.
+            _remove_artifact_dir(run_dir, task_id)
+            return result
         task_root = _empty_artifact_dir(run_dir, task_id)
     except (UnsafePath, OSError):
         return None
-    try:
-        return await asyncio.to_thread(_link_artifacts, result, task_root)
-    finally:
-        task_root.close()
+    with task_root:
+        return _link_artifacts(result, task_root)
 
 
 def unsupported(spec: Mapping[str, Any], platform_spec: Mapping[str, Any] | None = None) -> list[str]:
@@ -333,6 +344,16 @@ def _empty_artifact_dir(run_dir: str, task_id: str) -> Directory:
     with Directory.open(parent, create=True) as anchor, anchor.child(name, create=True) as run:
         run.remove(task_id)
         return run.child(task_id, create=True)
+
+
+def _remove_artifact_dir(run_dir: str, task_id: str) -> None:
+    """Remove `<run_dir>/<task_id>` if it exists, following no link below the artifact root."""
+    parent, name = os.path.split(run_dir)
+    try:
+        with Directory.open(parent) as anchor, anchor.child(name) as run:
+            run.remove(task_id)
+    except FileNotFoundError:
+        return
 
 
 def _link_artifacts(result: TaskResult, task_root: Directory) -> TaskResult | None:

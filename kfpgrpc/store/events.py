@@ -15,7 +15,7 @@ from typing import Any
 import aiosqlite
 
 from kfpgrpc.domain import Event, EventFilter
-from kfpgrpc.store.database import Database
+from kfpgrpc.store.database import Database, offloaded
 from kfpgrpc.store.records import JSON
 
 _COLUMNS = "sequence, time, type, run_id, recurring_run_id, experiment_id, details"
@@ -121,7 +121,8 @@ async def prune(db: Database, before: int) -> int:
     """Delete the events older than `before` (microseconds); return how many."""
 
     async def job(conn: aiosqlite.Connection) -> int:
-        cursor = await conn.execute("DELETE FROM events WHERE time < ?", (before,))
+        with offloaded(conn):
+            cursor = await conn.execute("DELETE FROM events WHERE time < ?", (before,))
         return cursor.rowcount
 
     return await db.write(job, background=True)

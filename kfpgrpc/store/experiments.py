@@ -6,7 +6,7 @@ import aiosqlite
 
 from kfpgrpc.domain import ARCHIVED, AVAILABLE, ENABLED, Experiment, Page
 from kfpgrpc.errors import FailedPrecondition
-from kfpgrpc.store.database import Database
+from kfpgrpc.store.database import Database, offloaded
 from kfpgrpc.store.listing import Column, Kind, Listing, Query
 from kfpgrpc.store.records import RecordTable
 
@@ -52,7 +52,8 @@ async def archive(db: Database, experiment_id: str) -> None:
         if enabled := list(rows):
             raise FailedPrecondition(f"recurring run {enabled[0][0]!r} in experiment {experiment_id!r} was enabled meanwhile; archive again")
         await _TABLE.update_within(conn, "experiment_id", experiment_id, {"storage_state": ARCHIVED})
-        await conn.execute("UPDATE runs SET storage_state = ? WHERE experiment_id = ?", (ARCHIVED, experiment_id))
+        with offloaded(conn):
+            await conn.execute("UPDATE runs SET storage_state = ? WHERE experiment_id = ?", (ARCHIVED, experiment_id))
 
     await db.write(job)
 
@@ -75,7 +76,8 @@ async def delete(db: Database, experiment_id: str) -> None:
 
     async def job(conn: aiosqlite.Connection) -> None:
         for table, what in (("runs", "run(s)"), ("recurring_runs", "recurring run(s)")):
-            rows = await conn.execute_fetchall(f"SELECT COUNT(*) FROM {table} WHERE experiment_id = ?", (experiment_id,))
+            with offloaded(conn):
+                rows = await conn.execute_fetchall(f"SELECT COUNT(*) FROM {table} WHERE experiment_id = ?", (experiment_id,))
             if count := next(iter(rows))[0]:
                 raise FailedPrecondition(f"experiment {experiment_id!r} has {count} {what}; delete them first")
         await _TABLE.delete_within(conn, "experiment_id", experiment_id)

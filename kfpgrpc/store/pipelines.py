@@ -8,7 +8,7 @@ import aiosqlite
 
 from kfpgrpc.domain import Page, Pipeline, PipelineVersion
 from kfpgrpc.errors import FailedPrecondition, NotFound
-from kfpgrpc.store.database import Database, WriteJob
+from kfpgrpc.store.database import Database, WriteJob, offloaded
 from kfpgrpc.store.listing import Column, Kind, Listing, Query
 from kfpgrpc.store.records import JSON, RecordTable
 
@@ -63,7 +63,8 @@ async def delete_pipeline(db: Database, pipeline_id: str, cascade: bool) -> None
             raise FailedPrecondition(
                 f"pipeline {pipeline_id!r} has {versions} version(s); delete them first or set cascade"
             )
-        await conn.execute("DELETE FROM pipeline_versions WHERE pipeline_id = ?", (pipeline_id,))
+        with offloaded(conn):  # every version's spec
+            await conn.execute("DELETE FROM pipeline_versions WHERE pipeline_id = ?", (pipeline_id,))
         await _PIPELINES.delete_within(conn, "pipeline_id", pipeline_id)
 
     await db.write(job)
@@ -99,7 +100,8 @@ async def _insert_version_within(conn: aiosqlite.Connection, version: PipelineVe
         name = await _next_default_name(conn, version.pipeline_id)
         stored = dataclasses.replace(version, name=name, display_name=version.display_name or name)
     conflict = f"pipeline {version.pipeline_id!r} already has a version named {stored.name!r}"
-    await _VERSIONS.insert_within(conn, stored, conflict)
+    with offloaded(conn):  # its spec: megabytes, maybe
+        await _VERSIONS.insert_within(conn, stored, conflict)
     if also is not None:
         await also(conn)
     return stored

@@ -12,7 +12,7 @@ import aiosqlite
 
 from kfpgrpc.domain import DISABLED, ENABLED, Page, RecurringRun, Trigger
 from kfpgrpc.errors import FailedPrecondition
-from kfpgrpc.store.database import Database, WriteJob
+from kfpgrpc.store.database import Database, WriteJob, offloaded
 from kfpgrpc.store.listing import Column, Kind, Listing, Query
 from kfpgrpc.store.records import JSON, Codec, RecordTable
 from kfpgrpc.store.runs import forget_spec_if_unused_within, remember_spec_within
@@ -176,8 +176,10 @@ async def enabled_in_archived_experiments(db: Database) -> list[str]:
 
 
 async def save_many_within(conn: aiosqlite.Connection, recurring_runs: Sequence[RecurringRun], changes: Sequence[str]) -> None:
-    """save_within for many recurring runs, the same fields of each, in one execution."""
-    await _TABLE.update_many_within(conn, "recurring_run_id", recurring_runs, changes)
+    """save_within for many recurring runs, the same fields of each, in one execution (on
+    the connection's thread: thousands of rows)."""
+    with offloaded(conn):
+        await _TABLE.update_many_within(conn, "recurring_run_id", recurring_runs, changes)
 
 
 async def save_within(conn: aiosqlite.Connection, recurring_run: RecurringRun, changes: Iterable[str]) -> None:
