@@ -619,7 +619,7 @@ def sizes(text: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default="lag,idle,apscheduler,catchup", help="comma-separated subset to run")
-    parser.add_argument("--lag-sizes", type=sizes, default=[1000, 10000], help="N for the fire-lag test")
+    parser.add_argument("--lag-sizes", type=sizes, default=[10000], help="N for the fire-lag test")
     parser.add_argument("--ticks", type=int, default=3, help="ticks measured per fire-lag size")
     parser.add_argument("--overload-size", type=int, default=10000,
                         help="fire-lag sizes from this one up are also run on the anchor (the overload: no peer applies)")
@@ -631,7 +631,7 @@ def main() -> None:
     parser.add_argument("--idle-sizes", type=sizes, default=[100000], help="N (cloned from those created) for the start-up test")
     parser.add_argument("--anchor", default=ANCHOR,
                         help="the commit to run side by side where no peer applies ('' for none); default: main before issue 16")
-    parser.add_argument("--idle-seconds", type=float, default=20)
+    parser.add_argument("--idle-seconds", type=float, default=10)
     parser.add_argument("--create-concurrency", type=int, default=50, help="CreateRecurringRun calls in flight")
     parser.add_argument("--catchup-ticks", type=int, default=10000, help="missed ticks for the catch-up test")
     parser.add_argument("--catchup-concurrency", type=int, default=10, help="max_concurrency of the catch-up recurring run")
