@@ -1,35 +1,42 @@
-"""Recurring runs benchmark: fire lag, idle cost, catch-up, and the same load on APScheduler 3.
+"""Recurring runs benchmark: burst, overload, idle cost, start-up and catch-up, against APScheduler 3 and the anchor commit.
 
-    python bench/bench_recurring.py [--lag-sizes 1000,10000] [--ticks 3] [--interval 10]
-        [--idle-sizes 10000,100000] [--idle-seconds 20] [--catchup-ticks 10000]
-        [--sections lag,idle,apscheduler,catchup]
+    python bench/bench_recurring.py [--lag-sizes 10000] [--ticks 3] [--interval 10]
+        [--idle-create 10000] [--idle-sizes 100000] [--idle-seconds 10] [--catchup-ticks 10000]
+        [--anchor 1733c27] [--sections lag,idle,apscheduler,catchup]
 
 Every kfpgrpc figure comes from a `kfpgrpc serve` subprocess (a fresh data directory per
 size) driven by a grpc.aio client over one channel; client and server share the machine's
 cores. Recurring runs run the "instant" pipeline of bench_runs.py (one container task running
 `true`) and are created through CreateRecurringRun with --create-concurrency calls in flight.
+Where no peer applies (the overload, start-up), the same measure runs in the same run on the
+anchor: --anchor (default ANCHOR, main before issue 16's changes) checked out and served with
+this environment (bench/harness.py `checkout`), labelled "anchor".
 
-1. Fire lag. N enabled recurring runs, all with the 6-field cron `*/10 * * * * *` (every
-   --interval s, so every tick of every recurring run falls in the same second) and
+1. Burst and overload. N enabled recurring runs, all with the 6-field cron `*/10 * * * * *`
+   (every --interval s, so every tick of every recurring run falls in the same second) and
    max_concurrency 100 (so an on-time tick always starts a run even while earlier runs wait for
-   the executor). So that no tick fires while they are being created, all share a
-   cron_schedule.start_time after the expected end of creation (estimated from a pilot of 300
-   creates, then deleted). Measured over --ticks ticks after every create has returned
-   (ticks * N runs). For each run: lag = run.created_at - run.scheduled_at; created_at is
-   stamped when the server builds the run, before the transaction that inserts it. Printed
-   per tick: lag p50/p99/max (the max is how long the server took to build all N runs of the
-   tick), and "listed": when the client (polling ListRuns every 0.2 s) first counted all N
-   runs of the tick, i.e. when the last one was committed. Every run then executes a task
-   subprocess on the same cores; the runs succeeded and unfinished at the end are printed.
-   Then every recurring run is disabled (timed; given up after --disable-timeout s) and the
-   server is stopped (SIGKILL if it has not exited --disable-timeout s after SIGTERM).
-2. Idle cost. N enabled recurring runs whose next tick is far away (cron `0 0 1 1 *`): the
-   time to create them through the RPC, then the server's RSS (VmRSS of /proc/<pid>/status;
-   "empty server" is the RSS right after it started) and CPU% of one core (utime + stime
-   deltas of /proc/<pid>/stat over --idle-seconds, after 3 s of settling). The server is then
-   restarted on the same store: time until it prints its address (it reads every enabled
-   recurring run first), time until its CPU settles (under 5% over 2 s: the N actors load
-   their state), and idle RSS/CPU again.
+   the executor, which runs far fewer than N per 10 s: the overload). So that no tick fires
+   while they are being created, all share a cron_schedule.start_time after the expected end
+   of creation (estimated from a pilot of 300 creates, then deleted). Measured over --ticks
+   ticks after every create has returned (ticks * N runs). For each run: lag = run.created_at
+   - run.scheduled_at; created_at is stamped when the server builds the run, before the
+   transaction that inserts it. Printed per tick: lag p50/p99/max, and "listed": when the
+   client (polling ListRuns every 0.2 s) first counted all N runs of the tick, i.e. when the
+   last one was committed. Meanwhile, every 0.1 s, one GetRecurringRun, one ListRuns (20
+   newest) and one Disable+Enable of a recurring run kept for probing, one at a time: their
+   latencies are printed. Then every recurring run is disabled (--create-concurrency in
+   flight; given up after --disable-timeout s) and the server is stopped (SIGKILL if it has
+   not exited --disable-timeout s after SIGTERM): both timed. Sizes from --overload-size up
+   also run on the anchor.
+2. Idle cost and start-up. --idle-create enabled recurring runs whose next tick is far away
+   (cron `0 0 1 1 *`) created through the RPC (timed; on the anchor, ANCHOR_IDLE_CREATE), then the server's RSS (VmRSS of
+   /proc/<pid>/status; "empty server" is the RSS right after it started) and CPU% of one core
+   (utime + stime deltas of /proc/<pid>/stat over --idle-seconds, after 3 s of settling). The
+   store is then cloned to each --idle-sizes N (`clone_recurring_runs`: the first row copied
+   with new ids and names while no server runs; N calls would take minutes) and a server
+   started on it: time until it prints its address, until it logs that every recurring run is
+   armed (servers before issue 16 do not log it), until its CPU settles (under 5% over 2 s),
+   then idle RSS/CPU. Both on this tree and on the anchor.
 3. APScheduler 3 (skipped with a message if `apscheduler` is not importable): the same loads
    on an AsyncIOScheduler with a SQLAlchemyJobStore on a SQLite file, in a subprocess of its
    own (so RSS/CPU compare). Jobs have CronTrigger(second='*/10') and are coroutines that
@@ -37,7 +44,9 @@ cores. Recurring runs run the "instant" pipeline of bench_runs.py (one container
    event's scheduled_run_time (misfire_grace_time=None so late jobs run rather than being
    dropped; misses are counted anyway). The jobs are added before start(), which stores them
    (one job-store transaction each; the time is printed) and wakes the scheduler once. Idle: N
-   jobs with CronTrigger.from_crontab('0 0 1 1 *').
+   jobs with CronTrigger.from_crontab('0 0 1 1 *'): APS_IDLE_ADDED added through APScheduler
+   (timed), the rest cloned in its job store as kfpgrpc's store is, then a scheduler started on
+   the store.
    Note that an APScheduler job does far less than a kfpgrpc tick: a Python coroutine call and
    one job-store UPDATE, versus a persisted run (checked, inserted, its tick recorded exactly
    once) that executes a subprocess. The comparison is with what one would otherwise pick for
@@ -50,10 +59,7 @@ cores. Recurring runs run the "instant" pipeline of bench_runs.py (one container
    GetRecurringRun), when they are drained (ticks_queued = 0, runs_active = 0), and the drain
    rate. Ticks that fall due during the drain are queued behind the missed ones and drained too.
 
-At the default sizes the script takes about 15 minutes on 2 cores; creating 100,000
-recurring runs through the RPC (about 4 minutes) and adding 100,000 APScheduler jobs (about
-2 minutes) are the longest parts (`--idle-sizes 10000` brings it under 10 minutes). The
-server's commit is printed first, with a warning at the end if the server code changed
+The server's commit is printed first, with a warning at the end if the server code changed
 during the run.
 """
 
@@ -75,6 +81,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ANCHOR = "1733c27"  # main before issue 16's changes: the "previous commit" where no peer applies
+ANCHOR_IDLE_CREATE = 2000  # recurring runs the anchor creates through the RPC (at ~200/s) before its store is cloned
 
 
 # -- process usage from /proc -----------------------------------------------------------------
@@ -120,6 +127,27 @@ async def aps_job() -> float:
     return time.time()
 
 
+APS_IDLE_ADDED = 10_000  # jobs added through APScheduler for the idle test; more are cloned
+
+
+def aps_clone_jobs(db: str, n: int) -> None:
+    """Bring the job store (its scheduler shut down) to `n` jobs by copying its first one with
+    new ids, stored as SQLAlchemyJobStore stores a job: its pickled state, whose id is the
+    row's."""
+    import pickle
+
+    with sqlite3.connect(db) as conn:
+        have = conn.execute("SELECT COUNT(*) FROM apscheduler_jobs").fetchone()[0]
+        next_run_time, job_state = conn.execute("SELECT next_run_time, job_state FROM apscheduler_jobs LIMIT 1").fetchone()
+        state = pickle.loads(job_state)
+
+        def row(index: int) -> tuple[str, float, bytes]:
+            state["id"] = state["name"] = f"job-{index}"
+            return state["id"], next_run_time, pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
+
+        conn.executemany("INSERT INTO apscheduler_jobs (id, next_run_time, job_state) VALUES (?, ?, ?)", (row(i) for i in range(have, n)))
+
+
 def aps_child(argv: list[str]) -> None:
     """python bench_recurring.py --aps-child lag|idle N DB INTERVAL TICKS TIMEOUT"""
     mode, n, db, interval, ticks, timeout = argv[0], int(argv[1]), argv[2], int(argv[3]), int(argv[4]), float(argv[5])
@@ -162,12 +190,20 @@ def aps_child(argv: list[str]) -> None:
         started = time.perf_counter()
         # Added before start(): start() stores them all and wakes the scheduler once (adding
         # to a running scheduler would queue one wakeup, i.e. a job-store scan, per job).
-        for index in range(n):
+        added = n if mode == "lag" else min(n, APS_IDLE_ADDED)
+        for index in range(added):
             scheduler.add_job(aps_job, trigger, id=f"job-{index}", name=f"job-{index}")
         scheduler.start()
-        emit(event="ready", create_seconds=time.perf_counter() - started)
+        create_seconds = time.perf_counter() - started
         if mode == "idle":
+            if n > added:  # cloned as kfpgrpc's store is, then a scheduler started on the store
+                scheduler.shutdown(wait=False)
+                aps_clone_jobs(db, n)
+                scheduler = AsyncIOScheduler(jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{db}")}, timezone="UTC")
+                scheduler.start()
+            emit(event="ready", create_seconds=create_seconds, added=added)
             await asyncio.Event().wait()
+        emit(event="ready", create_seconds=create_seconds, added=added)
         first = first_tick_after(time.time() + 1, interval)
         measured.update(first + k * interval for k in range(ticks))
         try:
@@ -267,7 +303,7 @@ async def fire_lag(address: str, pid: int, spec: dict, n: int, args: argparse.Na
         stub = recurring_run_pb2_grpc.RecurringRunServiceStub(channel)
         pilot, seconds = await create_recurring_runs(channel, reference, "pilot", 300, "0 0 1 1 *", 1, args.create_concurrency, quiet=True)
         await closed_loop(lambda i: stub.DeleteRecurringRun(rr.DeleteRecurringRunRequest(recurring_run_id=pilot[i])), len(pilot), args.create_concurrency)
-        start_time = first_tick_after(time.time() + 1.5 * n * seconds / len(pilot) + 10, interval)
+        start_time = first_tick_after(time.time() + 1.25 * n * seconds / len(pilot) + 5, interval)
         ids, _ = await create_recurring_runs(
             channel, reference, "lag", n, f"*/{interval} * * * * *", 100, args.create_concurrency, start_time=start_time, label=label
         )
@@ -436,13 +472,14 @@ def idle_cost(data: Path, spec: dict, args: argparse.Namespace, anchor: Path | N
     for label, source in sides:
         directory = data / f"idle-{label}"
         server = Server(directory, source=source)
+        created = args.idle_create if source is None else min(args.idle_create, ANCHOR_IDLE_CREATE)
         try:
             base_rss = rss_mib(server.process.pid)
-            asyncio.run(create_idle(server.address, spec, args.idle_create, args.create_concurrency, label))
+            asyncio.run(create_idle(server.address, spec, created, args.create_concurrency, label))
             time.sleep(3)
             rss, cpu = idle_usage(server.process.pid, args.idle_seconds)
-            print(f"    {label:<8} N={args.idle_create:<7,} idle: RSS {rss:7.1f} MiB (empty server: {base_rss:.1f} MiB,"
-                  f" {1024 * (rss - base_rss) / args.idle_create:.2f} KiB per recurring run)  CPU {cpu:5.2f}% of one core"
+            print(f"    {label:<8} N={created:<7,} idle: RSS {rss:7.1f} MiB (empty server: {base_rss:.1f} MiB,"
+                  f" {1024 * (rss - base_rss) / created:.2f} KiB per recurring run)  CPU {cpu:5.2f}% of one core"
                   f" over {args.idle_seconds:.0f} s")
         finally:
             stop(server)
@@ -509,7 +546,8 @@ def aps_idle(data: Path, n: int, args: argparse.Namespace) -> None:
         ready = aps_read(child)
         time.sleep(3)
         rss, cpu = idle_usage(child.pid, args.idle_seconds)
-        print(f"    N={n:<7,} {n:,} jobs added and stored in {ready['create_seconds']:.1f} s;"
+        cloned = " (the rest cloned in the job store, then a scheduler started on it)" if ready["added"] < n else ""
+        print(f"    N={n:<7,} {ready['added']:,} jobs added and stored in {ready['create_seconds']:.1f} s{cloned};"
               f" idle RSS {rss:7.1f} MiB  CPU {cpu:5.2f}% of one core over {args.idle_seconds:.0f} s")
     finally:
         child.kill()
@@ -624,8 +662,8 @@ def main() -> None:
     parser.add_argument("--overload-size", type=int, default=10000,
                         help="fire-lag sizes from this one up are also run on the anchor (the overload: no peer applies)")
     parser.add_argument("--interval", type=int, default=10, help="seconds between ticks (a divisor of 60)")
-    parser.add_argument("--lag-timeout", type=float, default=180, help="seconds after the last tick to wait for its runs")
-    parser.add_argument("--disable-timeout", type=float, default=30,
+    parser.add_argument("--lag-timeout", type=float, default=60, help="seconds after the last tick to wait for its runs")
+    parser.add_argument("--disable-timeout", type=float, default=15,
                         help="seconds allowed for disabling all, and for the server to exit after SIGTERM, per fire-lag size")
     parser.add_argument("--idle-create", type=int, default=10000, help="recurring runs created through the RPC for the idle test")
     parser.add_argument("--idle-sizes", type=sizes, default=[100000], help="N (cloned from those created) for the start-up test")
@@ -633,7 +671,7 @@ def main() -> None:
                         help="the commit to run side by side where no peer applies ('' for none); default: main before issue 16")
     parser.add_argument("--idle-seconds", type=float, default=10)
     parser.add_argument("--create-concurrency", type=int, default=50, help="CreateRecurringRun calls in flight")
-    parser.add_argument("--catchup-ticks", type=int, default=10000, help="missed ticks for the catch-up test")
+    parser.add_argument("--catchup-ticks", type=int, default=5000, help="missed ticks for the catch-up test")
     parser.add_argument("--catchup-concurrency", type=int, default=10, help="max_concurrency of the catch-up recurring run")
     parser.add_argument("--catchup-timeout", type=float, default=600)
     args = parser.parse_args()
