@@ -761,8 +761,9 @@ async def test_ticks_follow_new_and_deleted_versions(harness: Harness, version: 
     """Each tick runs the version it names, or its pipeline's latest at that tick: a new
     version is run from the next tick, a deleted one no more (versions are cached between
     ticks, and forgotten when versions are created or deleted)."""
-    follower = await harness.create(recurring(version, "latest", "0 * * * *"))
-    pinned_message = recurring(version, "pinned", "0 * * * *")
+    # Slots enough that every tick starts on time (a queued one would run whatever is latest then).
+    follower = await harness.create(recurring(version, "latest", "0 * * * *", max_concurrency=10))
+    pinned_message = recurring(version, "pinned", "0 * * * *", max_concurrency=10)
     pinned_message.pipeline_version_reference.pipeline_version_id = version.pipeline_version_id
     pinned = await harness.create(pinned_message)
     await harness.advance_to("2026-05-04T11:00:00+00:00", follower.recurring_run_id)
