@@ -1,7 +1,7 @@
 """Recurring runs benchmark: burst, overload, idle cost, start-up and catch-up, against APScheduler 3 and the anchor commit.
 
     python bench/bench_recurring.py [--lag-sizes 10000] [--ticks 3] [--interval 10]
-        [--idle-create 10000] [--idle-sizes 100000] [--idle-seconds 10] [--catchup-ticks 10000]
+        [--idle-create 10000] [--idle-sizes 100000] [--idle-seconds 5] [--catchup-ticks 5000]
         [--anchor 1733c27] [--sections lag,idle,apscheduler,catchup]
 
 Every kfpgrpc figure comes from a `kfpgrpc serve` subprocess (a fresh data directory per
@@ -127,7 +127,7 @@ async def aps_job() -> float:
     return time.time()
 
 
-APS_IDLE_ADDED = 10_000  # jobs added through APScheduler for the idle test; more are cloned
+APS_IDLE_ADDED = 2_000  # jobs added through APScheduler for the idle test; more are cloned
 
 
 def aps_clone_jobs(db: str, n: int) -> None:
@@ -662,14 +662,14 @@ def main() -> None:
     parser.add_argument("--overload-size", type=int, default=10000,
                         help="fire-lag sizes from this one up are also run on the anchor (the overload: no peer applies)")
     parser.add_argument("--interval", type=int, default=10, help="seconds between ticks (a divisor of 60)")
-    parser.add_argument("--lag-timeout", type=float, default=60, help="seconds after the last tick to wait for its runs")
+    parser.add_argument("--lag-timeout", type=float, default=30, help="seconds after the last tick to wait for its runs")
     parser.add_argument("--disable-timeout", type=float, default=15,
                         help="seconds allowed for disabling all, and for the server to exit after SIGTERM, per fire-lag size")
     parser.add_argument("--idle-create", type=int, default=10000, help="recurring runs created through the RPC for the idle test")
     parser.add_argument("--idle-sizes", type=sizes, default=[100000], help="N (cloned from those created) for the start-up test")
     parser.add_argument("--anchor", default=ANCHOR,
                         help="the commit to run side by side where no peer applies ('' for none); default: main before issue 16")
-    parser.add_argument("--idle-seconds", type=float, default=10)
+    parser.add_argument("--idle-seconds", type=float, default=5)
     parser.add_argument("--create-concurrency", type=int, default=50, help="CreateRecurringRun calls in flight")
     parser.add_argument("--catchup-ticks", type=int, default=5000, help="missed ticks for the catch-up test")
     parser.add_argument("--catchup-concurrency", type=int, default=10, help="max_concurrency of the catch-up recurring run")

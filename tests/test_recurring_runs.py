@@ -5,8 +5,9 @@ file named by its `gate` parameter exists, which is how a test keeps runs active
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,19 @@ def harness(stubs: Stubs, clock: VirtualClock) -> Harness:
     return Harness(stubs, clock)
 
 
+@contextlib.asynccontextmanager
+async def served(data_dir: Path, clock: VirtualClock) -> AsyncIterator[Harness]:
+    """A server of its own on `data_dir` (a test that restarts one), with a harness on it;
+    stopped on the way out."""
+    server = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            yield Harness(Stubs.on(channel), clock)
+    finally:
+        await server.stop()
+
+
 async def test_cron_ticks_fire_at_their_times_with_named_runs(harness: Harness, version: Any) -> None:
     created = await harness.create(recurring(version, "every15", "*/15 * * * *"))
     assert created.status == pb.RecurringRun.ENABLED and created.max_concurrency == 1
@@ -221,26 +235,14 @@ async def test_overlap_policies(harness: Harness, version: Any, tmp_path: Path, 
 
 async def test_catch_up_after_downtime_runs_missed_ticks_in_order(data_dir: Path, compiled: dict[str, Spec]) -> None:
     clock = VirtualClock(us(START))
-    first = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
-    await first.start()
-    try:
-        async with grpc.aio.insecure_channel(first.address) as channel:
-            harness = Harness(Stubs.on(channel), clock)
-            version = await upload(harness.stubs, "instant", compiled["instant-pipeline"])
-            created = await harness.create(recurring(version, "quarterly", "*/15 * * * *"))
-            await harness.advance_to("2026-05-04T10:15:00+00:00", created.recurring_run_id)
-            await harness.ticks(created.recurring_run_id, 1)
-    finally:
-        await first.stop()
+    async with served(data_dir, clock) as harness:
+        version = await upload(harness.stubs, "instant", compiled["instant-pipeline"])
+        created = await harness.create(recurring(version, "quarterly", "*/15 * * * *"))
+        await harness.advance_to("2026-05-04T10:15:00+00:00", created.recurring_run_id)
+        await harness.ticks(created.recurring_run_id, 1)
     clock.set(us("2026-05-04T11:20:00+00:00"))  # down for an hour: four ticks missed
-    second = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
-    await second.start()
-    try:
-        async with grpc.aio.insecure_channel(second.address) as channel:
-            harness = Harness(Stubs.on(channel), clock)
-            ticks = await harness.ticks(created.recurring_run_id, 5)
-    finally:
-        await second.stop()
+    async with served(data_dir, clock) as harness:
+        ticks = await harness.ticks(created.recurring_run_id, 5)
     assert ticks == ["2026-05-04T10:15:00Z", "2026-05-04T10:30:00Z", "2026-05-04T10:45:00Z",
                      "2026-05-04T11:00:00Z", "2026-05-04T11:15:00Z"]
 
@@ -721,28 +723,16 @@ async def test_a_restart_arms_every_recurring_run_and_loses_no_tick_due_meanwhil
     """Enabled recurring runs are armed after the server starts listening; a tick that fell
     due while the server was down or arming runs once, and the next ones follow."""
     clock = VirtualClock(us(START))
-    first = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
-    await first.start()
-    try:
-        async with grpc.aio.insecure_channel(first.address) as channel:
-            harness = Harness(Stubs.on(channel), clock)
-            version = await upload(harness.stubs, "instant", compiled["instant-pipeline"])
-            created = [await harness.create(recurring(version, f"hourly-{i}", "0 * * * *")) for i in range(30)]
-    finally:
-        await first.stop()
+    async with served(data_dir, clock) as harness:
+        version = await upload(harness.stubs, "instant", compiled["instant-pipeline"])
+        created = [await harness.create(recurring(version, f"hourly-{i}", "0 * * * *")) for i in range(30)]
     clock.set(us("2026-05-04T11:00:00+00:00"))  # the tick is due as the server starts
-    second = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
-    await second.start()
-    try:
-        async with grpc.aio.insecure_channel(second.address) as channel:
-            harness = Harness(Stubs.on(channel), clock)
-            for recurring_run in created:
-                assert await harness.ticks(recurring_run.recurring_run_id, 1) == ["2026-05-04T11:00:00Z"]
-            harness.clock.set(us("2026-05-04T12:00:00+00:00"))
-            for recurring_run in created:
-                assert await harness.ticks(recurring_run.recurring_run_id, 2) == ["2026-05-04T11:00:00Z", "2026-05-04T12:00:00Z"]
-    finally:
-        await second.stop()
+    async with served(data_dir, clock) as harness:
+        for recurring_run in created:
+            assert await harness.ticks(recurring_run.recurring_run_id, 1) == ["2026-05-04T11:00:00Z"]
+        harness.clock.set(us("2026-05-04T12:00:00+00:00"))
+        for recurring_run in created:
+            assert await harness.ticks(recurring_run.recurring_run_id, 2) == ["2026-05-04T11:00:00Z", "2026-05-04T12:00:00Z"]
 
 
 async def test_triggering_a_sleeping_recurring_run_takes_its_slot(harness: Harness, version: Any, tmp_path: Path) -> None:
@@ -788,18 +778,12 @@ async def test_a_tick_the_store_refuses_fails_alone_in_a_shared_commit(data_dir:
     """Ticks of many recurring runs commit together; one that cannot be stored (here: its tick
     already has a run, which the store refuses) does not hold back the others."""
     clock = VirtualClock(us(START))
-    first = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
-    await first.start()
-    try:
-        async with grpc.aio.insecure_channel(first.address) as channel:
-            harness = Harness(Stubs.on(channel), clock)
-            version = await upload(harness.stubs, "instant", compiled["instant-pipeline"])
-            created = [await harness.create(recurring(version, f"hourly-{i}", "0 * * * *")) for i in range(20)]
-            await harness.advance_to("2026-05-04T11:00:00+00:00", created[0].recurring_run_id)
-            for recurring_run in created:
-                await harness.ticks(recurring_run.recurring_run_id, 1)
-    finally:
-        await first.stop()
+    async with served(data_dir, clock) as harness:
+        version = await upload(harness.stubs, "instant", compiled["instant-pipeline"])
+        created = [await harness.create(recurring(version, f"hourly-{i}", "0 * * * *")) for i in range(20)]
+        await harness.advance_to("2026-05-04T11:00:00+00:00", created[0].recurring_run_id)
+        for recurring_run in created:
+            await harness.ticks(recurring_run.recurring_run_id, 1)
     blocked = created[7].recurring_run_id
     with sqlite3.connect(data_dir / "kfpgrpc.db") as conn:  # a run of its 12:00 tick, as if already made
         columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
@@ -807,58 +791,40 @@ async def test_a_tick_the_store_refuses_fails_alone_in_a_shared_commit(data_dir:
                            for c in columns)
         conn.execute(f"INSERT INTO runs ({', '.join(columns)}) SELECT {values} FROM runs WHERE recurring_run_id = ?", (blocked,))
     clock.set(us("2026-05-04T11:59:00+00:00"))
-    second = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
-    await second.start()
-    try:
-        async with grpc.aio.insecure_channel(second.address) as channel:
-            harness = Harness(Stubs.on(channel), clock)
-            errors: list[str] = []  # of another recurring run, seen by a watcher
+    async with served(data_dir, clock) as harness:
+        errors: list[str] = []  # of another recurring run, seen by a watcher
 
-            async def watch() -> None:
-                request = pb.WatchRecurringRunRequest(recurring_run_id=created[0].recurring_run_id)
-                async for snapshot in harness.stubs.recurring_runs.WatchRecurringRun(request):
-                    errors.append(snapshot.error.message)
+        async def watch() -> None:
+            request = pb.WatchRecurringRunRequest(recurring_run_id=created[0].recurring_run_id)
+            async for snapshot in harness.stubs.recurring_runs.WatchRecurringRun(request):
+                errors.append(snapshot.error.message)
 
-            watching = asyncio.create_task(watch())
-            await eventually(lambda: asyncio.sleep(0, errors), lambda seen: len(seen) > 0)
-            clock.set(us("2026-05-04T12:00:00+00:00"))
-            for recurring_run in created:
-                if recurring_run.recurring_run_id != blocked:
-                    assert await harness.ticks(recurring_run.recurring_run_id, 2) == ["2026-05-04T11:00:00Z", "2026-05-04T12:00:00Z"]
-            got = await eventually(lambda: harness.get(blocked), lambda got: "cannot be handled" in got.error.message)
-            assert got.counters.runs_created == 1
-            watching.cancel()
-            assert not any(errors), errors  # it never failed for the other's sake
-    finally:
-        await second.stop()
+        watching = asyncio.create_task(watch())
+        await eventually(lambda: asyncio.sleep(0, errors), lambda seen: len(seen) > 0)
+        clock.set(us("2026-05-04T12:00:00+00:00"))
+        for recurring_run in created:
+            if recurring_run.recurring_run_id != blocked:
+                assert await harness.ticks(recurring_run.recurring_run_id, 2) == ["2026-05-04T11:00:00Z", "2026-05-04T12:00:00Z"]
+        got = await eventually(lambda: harness.get(blocked), lambda got: "cannot be handled" in got.error.message)
+        assert got.counters.runs_created == 1
+        watching.cancel()
+        assert not any(errors), errors  # it never failed for the other's sake
 
 
 async def test_a_restart_keeps_each_periodic_schedule_on_its_own_anchor(data_dir: Path, compiled: dict[str, Spec]) -> None:
     """Two hourly periodic schedules without a start time, created half an hour apart, share
     their stored trigger: once armed after a restart, each still ticks on its creation time."""
     clock = VirtualClock(us(START))
-    first = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
-    await first.start()
-    try:
-        async with grpc.aio.insecure_channel(first.address) as channel:
-            harness = Harness(Stubs.on(channel), clock)
-            version = await upload(harness.stubs, "instant", compiled["instant-pipeline"])
-            created = []
-            for name, moment in (("early", "2026-05-04T10:07:00+00:00"), ("late", "2026-05-04T10:37:00+00:00")):
-                clock.set(us(moment))
-                message = recurring(version, name)
-                message.trigger.periodic_schedule.interval_second = 3600
-                created.append(await harness.create(message))
-    finally:
-        await first.stop()
+    async with served(data_dir, clock) as harness:
+        version = await upload(harness.stubs, "instant", compiled["instant-pipeline"])
+        created = []
+        for name, moment in (("early", "2026-05-04T10:07:00+00:00"), ("late", "2026-05-04T10:37:00+00:00")):
+            clock.set(us(moment))
+            message = recurring(version, name)
+            message.trigger.periodic_schedule.interval_second = 3600
+            created.append(await harness.create(message))
     clock.set(us("2026-05-04T10:50:00+00:00"))
-    second = KfpGrpcServer(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir), clock)
-    await second.start()
-    try:
-        async with grpc.aio.insecure_channel(second.address) as channel:
-            harness = Harness(Stubs.on(channel), clock)
-            await harness.advance_to("2026-05-04T11:40:00+00:00", created[1].recurring_run_id)
-            assert await harness.ticks(created[0].recurring_run_id, 1) == ["2026-05-04T11:07:00Z"]
-            assert await harness.ticks(created[1].recurring_run_id, 1) == ["2026-05-04T11:37:00Z"]
-    finally:
-        await second.stop()
+    async with served(data_dir, clock) as harness:
+        await harness.advance_to("2026-05-04T11:40:00+00:00", created[1].recurring_run_id)
+        assert await harness.ticks(created[0].recurring_run_id, 1) == ["2026-05-04T11:07:00Z"]
+        assert await harness.ticks(created[1].recurring_run_id, 1) == ["2026-05-04T11:37:00Z"]
