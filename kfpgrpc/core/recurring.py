@@ -47,7 +47,7 @@ from kfpgrpc.core.events import Events
 from kfpgrpc.core.runs import DependencyUnresolved, NewRun, Runs
 from kfpgrpc.core.validation import check, id_violations, new_id
 from kfpgrpc.domain import DISABLED, ENABLED, SUCCEEDED, Page, PipelineVersion, RecurringRun, RecurringRunView, Run, Trigger
-from kfpgrpc.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument, StoreFault, Unavailable
+from kfpgrpc.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument, NotFound, StoreFault, Unavailable
 from kfpgrpc.macros import MacroContext, expand, macro_violations
 from kfpgrpc.schedule import (
     NEXT_TIMES,
@@ -195,7 +195,7 @@ class RecurringRuns:
         schedules: dict[tuple[str, int], list[Any]] = {}
         async for chunk in store.enabled_alarms(self._db, ARMING_CHUNK):
             for rid, watermark, created_at, trigger_text, pipeline_id, pipeline_version_id in chunk:
-                if rid in skip or rid in self._actors or rid in self._dormant or rid in self._change_locks or rid in (self._touched or ()):
+                if rid in skip or rid in self._actors or self._asleep(rid) or rid in self._change_locks or rid in (self._touched or ()):
                     continue
                 if len(schedules) > ARMING_CHUNK:  # periodic ones are each their own: keep few
                     schedules.clear()
@@ -336,11 +336,24 @@ class RecurringRuns:
             self._spawn(self._fire_asleep(recurring_run_id, time))
 
     async def _fire_asleep(self, recurring_run_id: str, time: int) -> None:
-        try:
-            async with self._paused(recurring_run_id) as paused:
-                paused.fired.append(time)  # handed to the actor started on the way out
-        except DomainError:  # deleted meanwhile
-            pass
+        """Wake a sleeping actor with a fire; while the store cannot be read, try again after
+        1, 2, 4 ... 60 s (as a failed step does): a fire is not dropped."""
+        delay = RETRY_DELAY_SECONDS
+        while True:
+            try:
+                async with self._paused(recurring_run_id) as paused:
+                    paused.fired.append(time)  # handed to the actor started on the way out
+                return
+            except NotFound:  # deleted meanwhile
+                return
+            except DomainError as error:
+                log.error("cannot wake a recurring run for a fire; retrying",
+                          extra={"fields": {"recurring_run_id": recurring_run_id, "error": str(error), "retry_in_seconds": delay}})
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, MAX_RETRY_DELAY_SECONDS)
+            if (actor := self._actors.get(recurring_run_id)) is not None:  # woken meanwhile
+                actor.fire(time)
+                return
 
     # -- requests ----------------------------------------------------------------------------
 
