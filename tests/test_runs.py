@@ -252,17 +252,20 @@ async def test_retry_reruns_only_the_tasks_that_did_not_succeed(stubs: Stubs, co
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "SUCCEEDED" in error.details()
 
 
+def alternating(version: Any, index: int, experiment_id: str) -> run_pb2.Run:
+    """Run "run-<index>" of `version`, in the experiment `experiment_id` when index is odd."""
+    run = run_of(version, f"run-{index}")
+    if index % 2:
+        run.experiment_id = experiment_id
+    return run
+
+
 async def test_list_runs_filters_sorts_and_pages(stubs: Stubs, compiled: dict[str, Spec]) -> None:
     version = await upload(stubs, "add", compiled["add-pipeline"])
     experiment = await stubs.experiments.CreateExperiment(
         experiment_pb2.CreateExperimentRequest(experiment=experiment_pb2.Experiment(display_name="exp"))
     )
-    created = []
-    for index in range(5):
-        run = run_of(version, f"run-{index}")
-        if index % 2:
-            run.experiment_id = experiment.experiment_id
-        created.append(await create(stubs, run))
+    created = [await create(stubs, alternating(version, index, experiment.experiment_id)) for index in range(5)]
     failing = await create(stubs, inline_run(compiled["failing-pipeline"], "run-failing"))
     for run in [*created, failing]:
         await finished(stubs, run)
@@ -356,10 +359,7 @@ async def test_total_size_stays_exact_through_runs_states_archives_and_deletes(s
 
     runs = []
     for index in range(4):
-        run = run_of(version, f"run-{index}")
-        if index % 2:
-            run.experiment_id = experiment.experiment_id
-        runs.append(await create(stubs, run))
+        runs.append(await create(stubs, alternating(version, index, experiment.experiment_id)))
         await totals()  # while earlier runs execute
     runs.append(await create(stubs, inline_run(compiled["failing-pipeline"], "run-failing")))
     for run in runs:
