@@ -828,3 +828,19 @@ async def test_a_restart_keeps_each_periodic_schedule_on_its_own_anchor(data_dir
         await harness.advance_to("2026-05-04T11:40:00+00:00", created[1].recurring_run_id)
         assert await harness.ticks(created[0].recurring_run_id, 1) == ["2026-05-04T11:07:00Z"]
         assert await harness.ticks(created[1].recurring_run_id, 1) == ["2026-05-04T11:37:00Z"]
+
+
+async def test_a_sleeping_downstream_runs_once_per_upstream_success_even_close_together(harness: Harness, version: Any) -> None:
+    """Two upstream recurring runs on one cron finish within milliseconds of each other: the
+    downstream, asleep between fires, runs once for each (the second fire arrives while the
+    first wakes it)."""
+    upstream = [await harness.create(recurring(version, f"upstream-{i}", "0 * * * *", max_concurrency=10)) for i in range(2)]
+    message = recurring(version, "downstream", max_concurrency=10)
+    message.trigger.upstream_recurring_run_ids.extend(u.recurring_run_id for u in upstream)
+    downstream = await harness.create(message)
+    await harness.advance_to("2026-05-04T11:00:00+00:00", upstream[1].recurring_run_id)
+    for recurring_run in upstream:
+        await harness.ticks(recurring_run.recurring_run_id, 1)
+    runs = await eventually(lambda: harness.runs(downstream.recurring_run_id), lambda found: len(found) >= 2)
+    await asyncio.sleep(0.5)  # no third
+    assert len(await harness.runs(downstream.recurring_run_id)) == 2, [r.scheduled_at.ToJsonString() for r in runs]

@@ -135,12 +135,14 @@ class RecurringRuns:
         self._dormant: dict[str, int | None] = {}
         self._alarms: list[tuple[int, str]] = []
         self._waking: set[str] = set()  # taken off the heap, their rows being read
+        self._reload: set[str] = set()  # asleep after a failed change: woken with their state read
         self._alarm_changed = asyncio.Event()  # the heap's head moved earlier
         # What fires enabled recurring runs, awake or asleep: id -> its upstream recurring
         # runs, and pipeline id -> the recurring runs following its latest version. A
         # finished run or a new version is checked against these few, not every actor.
         self._downstream: dict[str, tuple[str, ...]] = {}
         self._followers: dict[str, set[str]] = {}
+        self._following: dict[str, str] = {}  # the other way round
         self._touched: set[str] | None = None  # changed while arming: not armed from the stale list
         self._snapshots: Broadcast[RecurringRunView] = Broadcast()
         self._change_locks: dict[str, _ChangeLock] = {}  # of recurring runs being changed
@@ -166,6 +168,9 @@ class RecurringRuns:
             if recurring_run.status == ENABLED:
                 rid = recurring_run.recurring_run_id
                 self._start_actor(recurring_run, (active.get(rid, []), queued.get(rid, 0)))
+        # What fires recurring runs is known before the server listens, armed or not.
+        for rid, trigger_text, pipeline_id, pipeline_version_id in await store.fired_by(self._db):
+            self._index(rid, store.decode_trigger(trigger_text), pipeline_id, pipeline_version_id)
         self._touched = set()
         self.armed = self._spawn(self._arm(set(busy)))
         self._spawn(self._timer())
@@ -239,21 +244,41 @@ class RecurringRuns:
         return recurring_run_id in self._dormant or recurring_run_id in self._waking
 
     def _forget(self, recurring_run_id: str) -> None:
-        """A change takes the recurring run in hand: it is no longer asleep, nor indexed (the
-        actor started after the change indexes it again)."""
+        """A change takes the recurring run in hand: it is no longer asleep (its indexes stay:
+        a fire during the change waits for it, see `_fire`)."""
         self._dormant.pop(recurring_run_id, None)
         self._waking.discard(recurring_run_id)
+        self._reload.discard(recurring_run_id)
         if self._touched is not None:
             self._touched.add(recurring_run_id)
-        for followers in self._followers.values():
-            followers.discard(recurring_run_id)
+
+    def _recover(self, recurring_run_id: str) -> None:
+        """A change failed (or its caller gave up) while taking the recurring run in hand: its
+        actor goes on, or, if it had none or was being stopped, the recurring run is woken at
+        once with its state read from the store (nothing is assumed of it)."""
+        actor = self._actors.get(recurring_run_id)
+        if actor is not None and not actor.stopping:
+            actor.urgent = False
+            return
+        self._reload.add(recurring_run_id)
+        self._sleep_until(recurring_run_id, self._clock.now_us())
+
+    def _unindex(self, recurring_run_id: str) -> None:
         self._downstream.pop(recurring_run_id, None)
+        followed = self._following.pop(recurring_run_id, None)
+        if followed is not None:
+            self._followers[followed].discard(recurring_run_id)
+            if not self._followers[followed]:
+                del self._followers[followed]
 
     def _index(self, recurring_run_id: str, trigger: Trigger, pipeline_id: str, pipeline_version_id: str) -> None:
+        """Index an enabled recurring run by what fires it (replacing what was indexed)."""
+        self._unindex(recurring_run_id)
         if trigger.upstream_recurring_run_ids:
             self._downstream[recurring_run_id] = trigger.upstream_recurring_run_ids
         if trigger.on_new_pipeline_version and pipeline_id and not pipeline_version_id:
             self._followers.setdefault(pipeline_id, set()).add(recurring_run_id)
+            self._following[recurring_run_id] = pipeline_id
 
     async def _timer(self) -> None:
         """Wake the sleeping actors whose tick has come; one task for all of them."""
@@ -293,19 +318,27 @@ class RecurringRuns:
             return
         for recurring_run in recurring_runs:
             rid = recurring_run.recurring_run_id
-            if rid in self._waking and rid not in self._change_locks and rid not in self._actors and recurring_run.status == ENABLED:
+            actor = self._actors.get(rid)
+            if rid in self._waking and rid not in self._change_locks and (actor is None or actor.stopping) and recurring_run.status == ENABLED:
                 self._waking.discard(rid)
-                self._start_actor(recurring_run, ([], 0))
-        self._waking.difference_update(due)  # deleted meanwhile
+                # Asleep with nothing in hand, unless a failed change left it (then read).
+                self._start_actor(recurring_run, None if rid in self._reload else ([], 0))
+                self._reload.discard(rid)
+        self._waking.difference_update(due)  # deleted or disabled meanwhile
 
     async def _awake(self, recurring_run_id: str) -> _Actor | None:
         """The recurring run's actor, woken if it sleeps; None when it has none (disabled)."""
         actor = self._actors.get(recurring_run_id)
-        if actor is None and self._asleep(recurring_run_id):
+        if actor is None and self._maybe_enabled(recurring_run_id):
             async with self._paused(recurring_run_id):
-                pass  # its actor starts on the way out
+                pass  # its actor starts on the way out (after a change in progress, if any)
             actor = self._actors.get(recurring_run_id)
         return actor
+
+    def _maybe_enabled(self, recurring_run_id: str) -> bool:
+        """Without an awake actor, whether it may still be an enabled recurring run: asleep,
+        in a change, or not armed yet (the store says)."""
+        return self._asleep(recurring_run_id) or recurring_run_id in self._change_locks or self._touched is not None
 
     @contextlib.asynccontextmanager
     async def _locked(self, recurring_run_id: str) -> AsyncIterator[_Actor | None]:
@@ -317,9 +350,9 @@ class RecurringRuns:
                 yield None
                 return
             await actor.lock.acquire()
-            if not actor.asleep:
+            if not actor.asleep and self._actors.get(recurring_run_id) is actor:
                 break
-            actor.lock.release()  # it went to sleep while this waited: wake it again
+            actor.lock.release()  # it went to sleep, or a change replaced it, while this waited
         try:
             if not actor.loaded:
                 await actor.load()
@@ -332,7 +365,7 @@ class RecurringRuns:
         actor = self._actors.get(recurring_run_id)
         if actor is not None:
             actor.fire(time)
-        elif self._asleep(recurring_run_id) and not self._stopping:
+        elif self._maybe_enabled(recurring_run_id) and not self._stopping:
             self._spawn(self._fire_asleep(recurring_run_id, time))
 
     async def _fire_asleep(self, recurring_run_id: str, time: int) -> None:
@@ -870,6 +903,7 @@ class _Paused:
         try:
             self.current = await self._stop_actor()
         except BaseException:
+            self._manager._recover(self._id)
             self._release()
             raise
         return self
@@ -900,6 +934,10 @@ class _Paused:
         try:
             if self.current is not None and self.current.status == ENABLED:
                 self._manager._start_actor(self.current, fired=self.fired)
+            elif self.current is None or exc_info[0] is None:  # deleted or disabled: nothing fires it
+                self._manager._unindex(self._id)
+            else:  # the body failed: the recurring run goes on as it was
+                self._manager._recover(self._id)
         finally:
             self._release()
 
@@ -932,6 +970,7 @@ class _Actor:
         self.failures = 0  # steps failed in a row
         self.urgent = False  # a request waits on this actor: its writes go in the requests' lane
         self.asleep = False  # it ended with nothing in hand: its recurring run sleeps in the heap
+        self.stopping = False  # stopped by a change or the server's stop
         self._task: asyncio.Task[None] | None = None
         self._inline_spec: tuple[str, dict[str, Any]] | None = None  # (hash, spec)
         self._next: tuple[int, int | None] | None = None  # (after, the schedule's first tick after it)
@@ -943,6 +982,7 @@ class _Actor:
         self._task.add_done_callback(self._exited)
 
     def stop(self) -> None:
+        self.stopping = True
         if self._task is not None:
             self._task.cancel()
 

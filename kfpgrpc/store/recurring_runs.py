@@ -156,6 +156,17 @@ async def enabled_alarms(db: Database, chunk: int = 2000) -> AsyncIterator[list[
                 yield [tuple(row) for row in rows]  # type: ignore[misc]
 
 
+async def fired_by(db: Database) -> list[tuple[str, str, str, str]]:
+    """(recurring_run_id, trigger as stored, pipeline_id, pipeline_version_id) of the enabled
+    recurring runs that upstream runs or new pipeline versions fire."""
+    rows = await db.fetch_all(
+        "SELECT recurring_run_id, trigger, pipeline_id, pipeline_version_id FROM recurring_runs WHERE status = ?"
+        " AND (json_array_length(trigger, '$.upstream_recurring_run_ids') > 0 OR json_extract(trigger, '$.on_new_pipeline_version'))",
+        (ENABLED,),
+    )
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
 def decode_trigger(text: str) -> Trigger:
     """A trigger as stored (an Alarm's)."""
     return _decode_trigger(text)
