@@ -1205,8 +1205,11 @@ class _Actor:
                 error = self.last_failure = failure.message
         dropped: list[int] = []
         queued = 0
+        decided = list(skips)  # before the job: a retried job (its batch rolled back) starts again
+
         async def job(conn: aiosqlite.Connection) -> None:
             nonlocal dropped, queued
+            skips[:] = decided
             if drop_overlap:
                 dropped = await store.drop_queued_within(conn, recurring_run.recurring_run_id, "overlap")
                 skips.extend(_Skip(tick, "overlap_buffer_one", "a newer tick took its place in the queue") for tick in dropped)
