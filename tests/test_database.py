@@ -241,3 +241,25 @@ async def test_offloaded_statements_belong_to_the_job_s_transaction(tmp_path: Pa
         assert [tuple(row) for row in rows] == [("a", "offloaded"), ("after", ""), ("before", "")]
     finally:
         await db.close()
+
+
+async def test_a_patient_write_whose_caller_gave_up_still_runs(tmp_path: Path) -> None:
+    """What a run's execution reports (a patient write) is kept even if the task that sent it
+    is cancelled before it ran (a log flush cut short by the end of the task's output)."""
+    db = await Database.open(tmp_path / "db.sqlite")
+
+    async def job(conn: aiosqlite.Connection) -> None:
+        await conn.execute("INSERT INTO experiments VALUES ('id-kept', 'kept', '', 0, 'AVAILABLE', 0)")
+
+    try:
+        release, holder = await held_writer(db)
+        report = asyncio.create_task(db.write(job, background=True, patient=True))
+        await asyncio.sleep(0.05)
+        report.cancel()
+        release.set()
+        await holder
+        await asyncio.gather(report, return_exceptions=True)
+    finally:
+        await db.close()
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        assert [row[0] for row in conn.execute("SELECT display_name FROM experiments")] == ["kept"]

@@ -228,9 +228,9 @@ class Database:
         else:
             self._requests.append(pending)
             self._work.set()
-        # A caller cancelled before its job ran (a request given up, an actor or an execution
-        # stopped) leaves its future cancelled: the job is dropped, never run (nor waited for
-        # at close).
+        # A caller cancelled before its job ran (a request given up, an actor stopped) leaves
+        # its future cancelled: the job is dropped, never run (nor waited for at close), unless
+        # it is patient (an execution's report: kept).
         return await pending.future
 
     def expedite(self, owner: object) -> None:
@@ -298,7 +298,10 @@ class Database:
             for lane in (self._requests, self._background):
                 while lane and len(batch) < MAX_BATCH:
                     pending = lane.popleft()
-                    if pending.taken or pending.future.done():  # expedited and taken, or cancelled
+                    # Expedited and taken already, or cancelled (its caller gave up) unless patient:
+                    # what a run's execution reports (log lines, states) is kept even if the
+                    # task that sent it is cancelled, as a flush cut short by the end of output.
+                    if pending.taken or (pending.future.done() and not pending.patient):
                         continue
                     pending.taken = True
                     if self._background_of.get(pending.owner) is pending:
