@@ -38,7 +38,8 @@ def _encode_trigger(trigger: Trigger) -> str:
     return JSON.encode(dataclasses.asdict(trigger))
 
 
-def _decode_trigger(text: str) -> Trigger:
+def decode_trigger(text: str) -> Trigger:
+    """A trigger as stored (the column's JSON)."""
     fields = json.loads(text)
     fields["upstream_recurring_run_ids"] = tuple(fields["upstream_recurring_run_ids"])
     return Trigger(**fields)
@@ -52,7 +53,7 @@ _TABLE = RecordTable(
     {
         "parameters": JSON,
         "parameters_from": JSON,
-        "trigger": Codec(_encode_trigger, _decode_trigger),
+        "trigger": Codec(_encode_trigger, decode_trigger),
         "no_catchup": _BOOL,
         "artifacts": JSON,
         "ticks_skipped": JSON,
@@ -165,11 +166,6 @@ async def fired_by(db: Database) -> list[tuple[str, str, str, str]]:
         (ENABLED,),
     )
     return [tuple(row) for row in rows]  # type: ignore[misc]
-
-
-def decode_trigger(text: str) -> Trigger:
-    """A trigger as stored (an Alarm's)."""
-    return _decode_trigger(text)
 
 
 async def enabled_ids_in_experiment(db: Database, experiment_id: str) -> list[str]:
