@@ -13,9 +13,18 @@ import pytest
 
 from kfpgrpc.api.events import EncodedEvents, event_to_proto
 from kfpgrpc.clock import MICROS_PER_SECOND, VirtualClock
-from kfpgrpc.domain import PIPELINE_VERSION_CREATED, Event
+from kfpgrpc.core.events import Events
+from kfpgrpc.domain import PIPELINE_VERSION_CREATED, Event, EventFilter
+from kfpgrpc.errors import Unavailable
 from kfpgrpc.server import KfpGrpcServer
-from kfpgrpc.v1 import common_pb2, experiment_pb2, pipeline_pb2, recurring_run_pb2, run_pb2
+from kfpgrpc.store.database import Database
+from kfpgrpc.v1 import (
+    common_pb2,
+    experiment_pb2,
+    pipeline_pb2,
+    recurring_run_pb2,
+    run_pb2,
+)
 from kfpgrpc.v1 import event_pb2 as pb
 from tests.stalled_http2 import StalledHttp2Stream
 from tests.support import (
@@ -292,6 +301,24 @@ async def error_of(stubs: Stubs, after_sequence: int) -> grpc.aio.AioRpcError | 
     finally:
         call.cancel()
     return None
+
+
+@pytest.mark.parametrize("newest", [0, 1])
+async def test_a_watch_whose_stream_starts_after_the_server_began_stopping_ends_unavailable(tmp_path: Path, newest: int) -> None:
+    """The server's stop (Events.close) ends every watch, also one that watch() handed out
+    before it and whose stream starts after it: an HTTP event stream starts the stream only
+    once it has sent its first bytes, or watch() may still be reading `newest`'s start when the
+    stop comes. Such a watch used to follow for ever, and held the HTTP server's stop until the
+    shutdown grace ran out (uvicorn then cancelled it with an ERROR and a traceback)."""
+    db = await Database.open(tmp_path / "kfpgrpc.db")
+    try:
+        events = Events(db)
+        stream = await events.watch(0, EventFilter(), newest)
+        events.close()
+        with pytest.raises(Unavailable, match="shutting down; resume with after_sequence=0"):
+            await asyncio.wait_for(anext(stream), STREAM_TIMEOUT)  # the timeout only turns a hang into a failure
+    finally:
+        await db.close()
 
 
 async def test_bad_requests_name_the_field(stubs: Stubs) -> None:

@@ -106,7 +106,8 @@ class Events:
         return stage
 
     def close(self) -> None:
-        """End every watch stream (server shutdown)."""
+        """End every watch stream, present and future (server shutdown): also one that watch()
+        returned before and that starts after (see _follow)."""
         self._closed = True
         for group in self._watchers.values():
             for watcher in group:
@@ -144,6 +145,11 @@ class Events:
 
     async def _follow(self, after: int, wanted: EventFilter) -> AsyncGenerator[Event, None]:
         watcher = _Watcher(self._watcher_capacity)
+        if self._closed:
+            # The stop came after watch() returned, before this body ran (at the first anext: an
+            # HTTP event stream gets there once its first bytes are sent). close() did not see
+            # this watcher; left open it would follow for ever and hold the server's stop.
+            watcher.close()
         group = self._watchers.setdefault(wanted, set())
         group.add(watcher)
         try:
