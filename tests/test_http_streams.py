@@ -2,21 +2,28 @@
 `kfpgrpc serve` with real runs, read with httpx as any HTTP client reads them: a run watched to
 SUCCEEDED, a recurring run watched to its deletion, events filtered and resumed with
 Last-Event-ID, a task's log lines followed while it runs, errors before the stream as JSON, the
-bearer token, and streams dropped by their clients leaving nothing behind."""
+bearer token, a stop ending every open stream cleanly, and streams dropped by their clients
+leaving nothing behind."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import signal
+import socket
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
+from kfpgrpc.errors import Unavailable
+from kfpgrpc.http.streams import event_stream
 from tests import test_http
 from tests.support import ServerProcess
 from tests.test_run_streams import Gated
@@ -287,31 +294,85 @@ def test_streams_need_the_bearer_token(tmp_path: Path) -> None:
         assert code == 0, stderr
 
 
-def test_streams_the_server_ends_send_an_error_event(tmp_path: Path, compiled: dict[str, dict[str, Any]]) -> None:
+def test_a_stop_ends_every_open_stream_with_an_error_event_and_logs_no_error(tmp_path: Path, compiled: dict[str, dict[str, Any]]) -> None:
     """At shutdown the core ends its streams with UNAVAILABLE: each client gets an `error`
-    event with the JSON error body, then the stream closes (and the server stops)."""
+    event with the JSON error body, then the stream closes, and the server stops within its
+    normal stop, idle connections (kept alive, or half a request head in) closed: uvicorn
+    never has to cut a response off at the end of the grace, which it logs as an ERROR with a
+    traceback (CI saw it for a web UI page's event stream; tests/test_events.py has the race)."""
     server = ServerProcess(tmp_path / "data", http=True)
     gated = Gated(tmp_path / "gated")
     try:
         url = server.http_url
         run_id = create_run(url, compiled["gated-pipeline"], counter=str(gated.counter), gate=str(gated.gate))
         wait_for(lambda: get_run(url, run_id)["state"] == "RUNNING", "the gated run RUNNING")
-        with stream(url + EVENTS) as events, stream(f"{url}{RUNS}/{run_id}:watch") as watch:
-            received_events, received_snapshots = opened(events), opened(watch)
-            assert next(received_events).data["run_id"] == run_id
-            assert next(received_snapshots).data["state"] == "RUNNING"
+        created = httpx.post(url + "/apis/v2beta1/recurringruns", json={
+            "display_name": "hourly", "pipeline_spec": compiled["add-pipeline"], "mode": "ENABLE",
+            "trigger": {"periodic_schedule": {"interval_second": "3600", "start_time": START}},
+        })
+        assert created.status_code == 200, created.text
+        paths = [EVENTS, EVENTS + "?newest=1", f"{RUNS}/{run_id}:watch", f"{RUNS}/{run_id}/logs?follow=true",
+                 f"/apis/v2beta1/recurringruns/{created.json()['recurring_run_id']}:watch"]
+        address = urlsplit(url)
+        with ExitStack() as open_streams, httpx.Client(timeout=HANG) as idle, socket.create_connection((address.hostname, address.port)) as half:
+            received = [opened(open_streams.enter_context(stream(url + path))) for path in paths]
+            assert next(received[0]).data["run_id"] == run_id
+            assert next(received[2]).data["state"] == "RUNNING"
+            assert next(received[4]).event == "recurring_run"
+            assert idle.get(url + "/ui/").status_code == 200  # its connection stays open, idle
+            half.settimeout(WAIT)  # only turns a hang into a failure
+            half.sendall(b"GET /ui/ HTTP/1.1\r\nHost: x\r\n")
             server.process.send_signal(signal.SIGTERM)
-            for received in (received_events, received_snapshots):
-                last = list(received)[-1]
-                assert last.event == "error"
-                assert last.data["code"] == 14 and "shutting down" in last.data["message"]  # UNAVAILABLE
+            for path, frames_of_one in zip(paths, received, strict=True):
+                last = list(frames_of_one)[-1]
+                assert last.event == "error", (path, last)
+                assert last.data["code"] == 14 and "shutting down" in last.data["message"], (path, last)  # UNAVAILABLE
                 assert last.data["details"] == []
+            assert half.recv(1024) == b""  # closed without an answer
         _, stderr = server.process.communicate(timeout=20)
         assert server.process.returncode == 0, stderr
+        assert "level=error" not in stderr and "Traceback" not in stderr, stderr
     finally:
         gated.open()
         if server.process.returncode is None:  # the test failed before the server stopped
             server.kill()
+
+
+async def test_a_stream_its_client_leaves_as_the_core_ends_it_loses_no_error_to_the_log() -> None:
+    """A client that leaves (Starlette then cancels the response) just as the core ends the
+    stream with an error (at a stop every watch ends UNAVAILABLE at once) leaves the error in
+    the task that waited for the next item: unless the stream retrieves it, asyncio logs it
+    when the task is collected ("Task exception was never retrieved", an ERROR with a
+    traceback; seen at a stop with streams opening and closing)."""
+
+    async def leave_as_it_fails() -> None:
+        started, failing = asyncio.Event(), asyncio.Event()
+
+        async def items() -> AsyncGenerator[int, None]:
+            """A core stream: it waits for an item, then ends with the stop's error."""
+            started.set()
+            await failing.wait()
+            raise Unavailable("the server is shutting down")
+            yield 0  # an async generator, as the core's streams are
+
+        body = event_stream(items(), lambda item: b"").body_iterator
+        assert await anext(body) == b"retry: 1000\n\n"  # type: ignore[call-overload]
+        sending = asyncio.ensure_future(anext(body))  # type: ignore[call-overload]
+        await started.wait()  # the stream waits for the next item
+        failing.set()  # the core ends the stream (its task runs first: woken first) ...
+        sending.cancel()  # ... as the client leaves, before the stream sees that end
+        await asyncio.wait({sending})  # not awaited itself: its CancelledError would keep the task alive
+        assert sending.cancelled()
+
+    loop = asyncio.get_running_loop()
+    logged: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: logged.append(context))
+    try:
+        await leave_as_it_fails()
+        gc.collect()  # the task that waited for the item is collected (at once, but for cycles)
+        assert not logged, [context["message"] for context in logged]
+    finally:
+        loop.set_exception_handler(None)
 
 
 def test_dropped_streams_leave_nothing_behind(tmp_path: Path, compiled: dict[str, dict[str, Any]]) -> None:

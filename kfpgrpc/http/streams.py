@@ -79,4 +79,8 @@ async def _frames(items: AsyncGenerator[T, None], frame: Callable[[T], bytes], f
         if pending is not None and not pending.done():
             pending.cancel()  # the client left while `items` waited: end it there
         else:
+            if pending is not None and not pending.cancelled():
+                # The client left just as `items` ended with an error (every watch does at a
+                # stop): nobody will send it. Retrieved, else asyncio logs it as lost (an ERROR).
+                pending.exception()
             await items.aclose()
