@@ -1,15 +1,19 @@
 """Events benchmark: latency from a run's completion to each WatchEvents watcher receiving its RUN_COMPLETED event.
 
     python bench/bench_events.py [--watchers 1,100,1000] [--runs 50] [--channels 10]
-        [--client-processes 1] [--anchor b22ec75] [--rounds 2]
+        [--client-processes 1] [--anchor b22ec75] [--grpc-floor on] [--rounds 2]
         [--poll-intervals 1,5] [--pollers 200] [--poll-runs 3]
 
 Two `kfpgrpc serve` subprocesses (bench/harness.py): this tree's ("new") and the --anchor
 commit's (extracted with bench/harness.py checkout; 'none' for this tree alone), up at the
-same time. Each row of part 1 runs --rounds times on each, interleaved (new, anchor, new,
-anchor), so that both sides see the same load of this shared machine; part 2 runs on the new
-server only. Every run is the "instant-pipeline" of tests/pipelines.py (one busybox container
-task that exits at once, compiled by the kfp SDK).
+same time, and with --grpc-floor on a third server, "grpc.aio": bench/grpc_floor.py, a bare
+grpc.aio server with the WatchEvents method alone, which sends a RUN_COMPLETED stamped on
+request to every open stream (no run, database, filter or interceptor: gRPC Python's own
+cost of the fan-out, the floor under kfpgrpc's). Each row of part 1 runs --rounds times on
+each, interleaved (new, anchor, grpc.aio, new, ...), so that all see the same load of this
+shared machine; part 2 runs on the new server only. On the kfpgrpc servers every run is the
+"instant-pipeline" of tests/pipelines.py (one busybox container task that exits at once,
+compiled by the kfp SDK).
 
 1. Watchers. For each watcher count N, N WatchEvents streams, each filtered on a fresh
    experiment and on RUN_COMPLETED, spread round-robin over min(N, --channels) channels,
@@ -18,7 +22,7 @@ task that exits at once, compiled by the kfp SDK).
    processes' CPU per run is printed next to the server's). Every stream is open (its headers
    received) before the first run. Then --runs runs of that experiment, one at a time: a run
    is created once every watcher has received the previous one's completion (plus one
-   warm-up run, not counted). Latency = the watcher's time.time_ns() when the event is handed
+   warm-up run, not counted); on the grpc.aio floor, a completion is requested instead. Latency = the watcher's time.time_ns() when the event is handed
    to it, minus the event's run_completed.end_time (the run's finished_at, stamped by the
    server's clock on this machine before it commits the run's end with its events). Printed
    per row: p50/p99/max over every (run, watcher) pair; "first" = per completion, the latency
@@ -45,9 +49,11 @@ import asyncio
 import contextlib
 import json
 import random
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kfpgrpc.v1 import event_pb2, event_pb2_grpc  # noqa: E402
 
 ANCHOR = "b22ec75"  # main before issue 16's event fan-out work: the anchor of docs/benchmarks.md's figures
+FLOOR_RUN_SECONDS = 0.008  # a completion requested on the grpc.aio floor waits this long first
 REPORT_TIMEOUT = 120  # seconds a completion may take to reach every watcher before the bench gives up
 
 
@@ -149,37 +156,32 @@ async def report(child: asyncio.subprocess.Process) -> dict:
     return reported
 
 
-async def completion(stubs: Stubs, version: PipelineVersion, experiment_id: str, children: list[asyncio.subprocess.Process],
-                     name: str) -> list[dict]:
-    """Create a run in the watched experiment; return each watcher process's report of its completion."""
-    message = run_of(version, name)
-    message.experiment_id = experiment_id
-    run = await stubs.runs.CreateRun(pb.CreateRunRequest(run=message))
+async def completion(side: Side, experiment_id: str, children: list[asyncio.subprocess.Process], name: str) -> list[dict]:
+    """Complete a run in the watched experiment; return each watcher process's report of its completion."""
+    run_id = await side.complete(experiment_id, name)
     reports = await asyncio.gather(*(report(child) for child in children))
-    if {r["run_id"] for r in reports} != {run.run_id}:
-        raise RuntimeError(f"expected completions of {run.run_id}, the watchers reported {reports}")
+    if {r["run_id"] for r in reports} != {run_id}:
+        raise RuntimeError(f"expected completions of {run_id}, the watchers reported {reports}")
     return reports
 
 
 async def watcher_latencies(
     side: Side, watchers: int, channels: int, processes: int, runs: int, round_: int
 ) -> None:
-    stubs, server, version = side.stubs, side.server, side.version
-    experiment = await stubs.experiments.CreateExperiment(experiment_pb2.CreateExperimentRequest(
-        experiment=experiment_pb2.Experiment(display_name=f"watched-by-{watchers}-from-{processes}-processes-{round_}")))
-    children = await spawn_watchers(server.address, experiment.experiment_id, watchers, channels, processes)
+    experiment_id = await side.new_experiment(f"watched-by-{watchers}-from-{processes}-processes-{round_}")
+    children = await spawn_watchers(side.address, experiment_id, watchers, channels, processes)
     every, first, fan_out = Latencies([]), Latencies([]), Latencies([])
     try:
         # Not counted: the first run on a fresh experiment, which also proves that every stream delivers.
-        reports = await completion(stubs, version, experiment.experiment_id, children, "warm-up")
-        server_cpu, client_cpu = cpu_seconds(server.process.pid), sum(r["cpu_seconds"] for r in reports)
+        reports = await completion(side, experiment_id, children, "warm-up")
+        server_cpu, client_cpu = cpu_seconds(side.pid), sum(r["cpu_seconds"] for r in reports)
         for index in range(runs):
-            reports = await completion(stubs, version, experiment.experiment_id, children, f"watched-{index}")
+            reports = await completion(side, experiment_id, children, f"watched-{index}")
             seconds = sorted(us / 1e6 for r in reports for us in r["latencies_us"])
             every.seconds += seconds
             first.seconds.append(seconds[0])
             fan_out.seconds.append(seconds[-1] - seconds[0])
-        server_ms = 1000 * (cpu_seconds(server.process.pid) - server_cpu) / runs
+        server_ms = 1000 * (cpu_seconds(side.pid) - server_cpu) / runs
         client_ms = 1000 * (sum(r["cpu_seconds"] for r in reports) - client_cpu) / runs
     finally:
         for child in children:
@@ -220,20 +222,75 @@ async def polling_latencies(stubs: Stubs, version: PipelineVersion, intervals: l
 
 @dataclass
 class Side:
-    """One server under test: this tree's ("new") or the anchor commit's."""
+    """One server under test: this tree's ("new"), the anchor commit's, or the grpc.aio floor."""
 
     label: str
-    server: Server
-    stubs: Stubs
-    version: PipelineVersion
+    address: str
+    pid: int
+    new_experiment: Callable[[str], Awaitable[str]]  # display name -> experiment id
+    complete: Callable[[str, str], Awaitable[str]]  # (experiment id, run name) -> the id of the run that completes
 
 
-async def bench(servers: list[tuple[str, Server]], spec: dict, args: argparse.Namespace, gates: Path) -> None:
+async def kfpgrpc_side(label: str, server: Server, channel: grpc.aio.Channel, spec: dict) -> tuple[Side, Stubs, PipelineVersion]:
+    """A kfpgrpc server's side: experiments and runs of the uploaded `spec` are real; also its stubs and the version."""
+    stubs, version = Stubs.on(channel), await upload(channel, spec)
+
+    async def new_experiment(name: str) -> str:
+        experiment = await stubs.experiments.CreateExperiment(experiment_pb2.CreateExperimentRequest(
+            experiment=experiment_pb2.Experiment(display_name=name)))
+        return experiment.experiment_id
+
+    async def complete(experiment_id: str, name: str) -> str:
+        message = run_of(version, name)
+        message.experiment_id = experiment_id
+        return (await stubs.runs.CreateRun(pb.CreateRunRequest(run=message))).run_id
+
+    return Side(label, server.address, server.process.pid, new_experiment, complete), stubs, version
+
+
+def floor_side(address: str, pid: int, channel: grpc.aio.Channel) -> Side:
+    """The grpc.aio floor's side: a "run" completes when asked to (bench/grpc_floor.py)."""
+    fire = channel.unary_unary("/floor.Floor/Complete")
+
+    async def new_experiment(name: str) -> str:
+        return name  # the floor ignores filters: only this row's watchers are open
+
+    async def complete(experiment_id: str, name: str) -> str:
+        # Standing in for the run itself: on kfpgrpc an instant-pipeline run takes about 8 ms
+        # from CreateRun to its completion, measured with one watcher.
+        await asyncio.sleep(FLOOR_RUN_SECONDS)
+        await fire(name.encode())
+        return name
+
+    return Side("grpc.aio", address, pid, new_experiment, complete)
+
+
+@contextlib.contextmanager
+def floor_server() -> Iterator[tuple[str, int]]:
+    """bench/grpc_floor.py running: its address and process id."""
+    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "grpc_floor.py")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        address = process.stdout.readline().strip()
+        if not address:
+            raise RuntimeError("the grpc.aio floor server did not start")
+        yield address, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def bench(servers: list[tuple[str, Server]], floor: tuple[str, int] | None, spec: dict, args: argparse.Namespace,
+                gates: Path) -> None:
     async with contextlib.AsyncExitStack() as stack:
-        sides = []
+        sides, polled = [], None
         for label, server in servers:
             channel = await stack.enter_async_context(grpc.aio.insecure_channel(server.address))
-            sides.append(Side(label, server, Stubs.on(channel), await upload(channel, spec)))
+            side, stubs, version = await kfpgrpc_side(label, server, channel, spec)
+            sides.append(side)
+            polled = polled or (side.label, stubs, version)
+        if floor is not None:
+            sides.append(floor_side(*floor, await stack.enter_async_context(grpc.aio.insecure_channel(floor[0]))))
         print(f"1. Watchers: {args.runs} runs per row, one at a time; latency = receive time - run_completed.end_time (ms);"
               f" each row {args.rounds}x, the servers interleaved")
         print(f"{'server':<8} {'watchers':>8} {'channels':>8} {'processes':>9}   {'p50':>9} {'p99':>9} {'max':>9}"
@@ -246,9 +303,10 @@ async def bench(servers: list[tuple[str, Server]], spec: dict, args: argparse.Na
                     for round_ in range(args.rounds):
                         for side in sides:
                             await watcher_latencies(side, watchers, channels, processes, args.runs, round_)
-        if args.poll_runs:
-            print(f"2. Polling GetRun ({sides[0].label} server): {args.pollers} pollers per interval, {args.poll_runs} runs (ms)")
-            await polling_latencies(sides[0].stubs, sides[0].version, args.poll_intervals, args.pollers, args.poll_runs, gates)
+        if args.poll_runs and polled is not None:
+            label, stubs, version = polled
+            print(f"2. Polling GetRun ({label} server): {args.pollers} pollers per interval, {args.poll_runs} runs (ms)")
+            await polling_latencies(stubs, version, args.poll_intervals, args.pollers, args.poll_runs, gates)
 
 
 def main() -> None:
@@ -260,6 +318,8 @@ def main() -> None:
                         help="client processes sharing the channels; a list gives a row per value (at most one per channel)")
     parser.add_argument("--anchor", default=ANCHOR,
                         help="commit whose server runs the same rows in the same run, interleaved ('none': this tree only)")
+    parser.add_argument("--grpc-floor", choices=["on", "off"], default="on",
+                        help="also run each row on bench/grpc_floor.py, a bare grpc.aio server: gRPC Python's own cost of the fan-out")
     parser.add_argument("--rounds", type=int, default=2, help="times each row runs on each server, interleaved")
     parser.add_argument("--poll-intervals", type=sizes, default=[1, 5], help="GetRun polling intervals, seconds")
     parser.add_argument("--pollers", type=int, default=200, help="pollers per interval")
@@ -273,7 +333,8 @@ def main() -> None:
         if args.anchor != "none":
             source = checkout(args.anchor, Path(tmp) / "anchor")
             servers.append((commit_of(args.anchor), stack.enter_context(Server(Path(tmp) / "anchor-server", source=source))))
-        asyncio.run(bench(servers, spec, args, Path(tmp)))
+        floor = stack.enter_context(floor_server()) if args.grpc_floor == "on" else None
+        asyncio.run(bench(servers, floor, spec, args, Path(tmp)))
     print(f"total {time.perf_counter() - begun:.0f} s")
 
 
