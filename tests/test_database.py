@@ -92,14 +92,14 @@ async def test_a_snapshot_sees_one_commit_while_writes_land(tmp_path: Path) -> N
         await db.close()
 
 
-async def held_writer(db: Database) -> tuple[asyncio.Event, asyncio.Task[None]]:
+async def held_writer(db: Database, background: bool = False) -> tuple[asyncio.Event, asyncio.Task[None]]:
     """A write that holds the writer until the returned event is set."""
     release = asyncio.Event()
 
     async def job(conn: aiosqlite.Connection) -> None:
         await release.wait()
 
-    task = asyncio.create_task(db.write(job))
+    task = asyncio.create_task(db.write(job, background=background))
     await asyncio.sleep(0.05)
     assert db.writing
     return release, task
@@ -148,6 +148,57 @@ async def test_expedite_moves_an_owners_background_write_ahead_of_the_others(tmp
     finally:
         await db.close()
     assert order[0] == "owned" and order.count("owned") == 1 and len(order) == 301
+
+
+async def test_a_request_is_not_committed_with_the_background_writes_queued_behind_it(tmp_path: Path) -> None:
+    """A request's write commits in a batch of requests; the background writes queued after it
+    (thousands under overload) go in a later batch, and still run while requests keep coming."""
+    db = await Database.open(tmp_path / "db.sqlite")
+    seen: dict[str, bool] = {}  # background write -> whether the request was committed when it ran
+
+    try:
+        release, holder = await held_writer(db, background=True)  # as a tick job in flight
+        request = asyncio.create_task(insert(db, "request"))
+
+        def background(name: str):  # noqa: ANN202 - a write job
+            async def run(conn: aiosqlite.Connection) -> None:  # a reader sees only what is committed
+                seen[name] = await db.fetch_one("SELECT 1 FROM experiments WHERE display_name = 'request'") is not None
+
+            return run
+
+        backgrounds = [asyncio.create_task(db.write(background(f"b{i}"), background=True)) for i in range(3)]
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(holder, request, *backgrounds)
+
+        # Requests that keep arriving (each queues the next before it commits) leave a turn
+        # to a background write queued meanwhile.
+        chain_done: list[int] = []
+
+        async def chained(index: int) -> None:
+            async def job(conn: aiosqlite.Connection) -> None:
+                if index < 6:
+                    asyncio.get_running_loop().create_task(chained(index + 1))
+                    await asyncio.sleep(0.01)
+
+            await db.write(job)
+            chain_done.append(index)
+
+        first = asyncio.create_task(chained(0))
+        await asyncio.sleep(0.005)
+        background_ran_after: list[int] = []
+
+        async def late(conn: aiosqlite.Connection) -> None:
+            background_ran_after.append(len(chain_done))
+
+        await db.write(late, background=True)
+        await first
+        while len(chain_done) < 7:
+            await asyncio.sleep(0.01)
+    finally:
+        await db.close()
+    assert seen == {"b0": True, "b1": True, "b2": True}
+    assert background_ran_after and background_ran_after[0] < 6
 
 
 def _run_row(run_id: str, experiment_id: str, storage_state: str, state: str) -> tuple[str, ...]:

@@ -46,7 +46,7 @@ from kfpgrpc.core.broadcast import Broadcast
 from kfpgrpc.core.events import Events
 from kfpgrpc.core.runs import DependencyUnresolved, NewRun, Runs
 from kfpgrpc.core.validation import check, id_violations, new_id
-from kfpgrpc.domain import DISABLED, ENABLED, SUCCEEDED, Page, PipelineVersion, RecurringRun, RecurringRunView, Run, Trigger
+from kfpgrpc.domain import DISABLED, ENABLED, SUCCEEDED, Page, PipelineVersion, RecurringRun, RecurringRunView, Run, Trigger, evolve
 from kfpgrpc.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument, NotFound, StoreFault, Unavailable
 from kfpgrpc.macros import MacroContext, expand, macro_violations
 from kfpgrpc.schedule import (
@@ -426,7 +426,7 @@ class RecurringRuns:
         for stored in page.items:
             actor = self._actors.get(stored.recurring_run_id)
             views.append(await self._view(actor.recurring_run if actor else stored))
-        return dataclasses.replace(page, items=views)
+        return evolve(page, items=views)
 
     async def update(self, recurring_run_id: str, definition: Definition, updated_fields: Sequence[str] = ()) -> RecurringRunView:
         """Replace the definition. A changed trigger applies from now on: ticks of the old one
@@ -438,7 +438,7 @@ class RecurringRuns:
             current = paused.current
             now = self._clock.now_us()
             defined = self._defined(definition, spec_hash)
-            updated = dataclasses.replace(
+            updated = evolve(
                 current,
                 **defined,
                 watermark=max(current.watermark, now) if defined["trigger"] != current.trigger else current.watermark,
@@ -463,7 +463,7 @@ class RecurringRuns:
             if current.status == status:
                 return
             now = self._clock.now_us()
-            changed = dataclasses.replace(current, status=status, updated_at=now, revision=current.revision + 1)
+            changed = evolve(current, status=status, updated_at=now, revision=current.revision + 1)
             changed_event = self._events.job(event.recurring_run_changed(changed, status, now))
 
             async def job(conn: aiosqlite.Connection) -> None:
@@ -482,7 +482,7 @@ class RecurringRuns:
         async with self._db.reader() as conn:  # refused without disturbing the actor
             await store.check_unreferenced_within(conn, recurring_run_id)
         async with self._paused(recurring_run_id) as paused:
-            deleted = dataclasses.replace(paused.current, status=DISABLED)
+            deleted = evolve(paused.current, status=DISABLED)
             await store.delete(self._db, recurring_run_id, self._events.job(event.recurring_run_changed(deleted, "DELETED", self._clock.now_us())))
             paused.current = None
         self._snapshots.close_key(recurring_run_id)
@@ -567,7 +567,7 @@ class RecurringRuns:
                 queued = await store.enqueue_within(conn, recurring_run_id, ticks)
                 await store.save_within(conn, changed, ("ticks_handled", "revision"))
 
-            changed = dataclasses.replace(
+            changed = evolve(
                 recurring_run, ticks_handled=recurring_run.ticks_handled + len(ticks), revision=recurring_run.revision + 1
             )
             await self._db.write(job)
@@ -664,7 +664,7 @@ class RecurringRuns:
         # A sample run checks the pipeline source, the parameters (macros expanded), the
         # pipeline root and the artifact selectors exactly as each tick will; an own
         # previous run's artifact stands in as a string.
-        template = dataclasses.replace(
+        template = evolve(
             definition.run,
             parameters={**definition.run.parameters, **{name: "" for name in own}},
             parameters_from={name: ref for name, ref in definition.run.parameters_from.items() if name not in own},
@@ -740,7 +740,7 @@ class RecurringRuns:
 
     def _with_default_zone(self, trigger: Trigger) -> Trigger:
         if trigger.schedule == "cron" and not trigger.time_zone:
-            return dataclasses.replace(trigger, time_zone=self._default_time_zone)
+            return evolve(trigger, time_zone=self._default_time_zone)
         return trigger
 
     def _parse_trigger(
@@ -790,7 +790,7 @@ class RecurringRuns:
         return schedule, ""
 
     def _new_run(self, template: NewRun, context: MacroContext, scheduled_at: int) -> NewRun:
-        return dataclasses.replace(
+        return evolve(
             template,
             parameters={name: expand(value, context) for name, value in template.parameters.items()},
             run_id=context.run_id,
@@ -828,7 +828,7 @@ class RecurringRuns:
 
     async def _after_change(self, recurring_run: RecurringRun, spec: dict[str, Any] | None = None) -> RecurringRunView:
         view = await self._view(recurring_run, spec)
-        self._snapshots.publish(recurring_run.recurring_run_id, dataclasses.replace(view, pipeline_spec=None))
+        self._snapshots.publish(recurring_run.recurring_run_id, evolve(view, pipeline_spec=None))
         return view
 
     async def _publish(self, recurring_run: RecurringRun) -> None:
@@ -839,7 +839,7 @@ class RecurringRuns:
     async def _view(self, recurring_run: RecurringRun, spec: dict[str, Any] | None = None) -> RecurringRunView:
         actor = self._actors.get(recurring_run.recurring_run_id)
         if actor is not None and actor.failure:
-            recurring_run = dataclasses.replace(recurring_run, error=actor.failure)
+            recurring_run = evolve(recurring_run, error=actor.failure)
         if actor is not None and actor.loaded:
             queued, active = actor.queued, len(actor.active)
         else:
@@ -858,7 +858,7 @@ class RecurringRuns:
             log.exception("next scheduled times failed", extra={"fields": {"recurring_run_id": recurring_run.recurring_run_id}})
             problem = f"the next scheduled times cannot be computed: {error}"
         if problem:
-            recurring_run = dataclasses.replace(recurring_run, error=problem)
+            recurring_run = evolve(recurring_run, error=problem)
         return RecurringRunView(recurring_run, upcoming, queued, active, spec)
 
     def pipeline_version_created(self, version: PipelineVersion) -> None:
@@ -1224,7 +1224,7 @@ class _Actor:
         def changed() -> RecurringRun:
             totals = Counter(recurring_run.ticks_skipped)
             totals.update(s.reason for s in skips)
-            return dataclasses.replace(
+            return evolve(
                 recurring_run,
                 watermark=max(recurring_run.watermark, watermark),
                 ticks_handled=recurring_run.ticks_handled + handled,

@@ -63,6 +63,7 @@ from kfpgrpc.domain import (
     RunView,
     StateChange,
     TaskDetail,
+    evolve,
 )
 from kfpgrpc.errors import (
     DomainError,
@@ -428,7 +429,7 @@ class Runs:
             inputs = (await self._spec_info(document, "pipeline_spec", run.spec_hash)).inputs
         except InvalidArgument:  # the run fails when it executes, saying why
             return run, document
-        return dataclasses.replace(run, parameters=share_defaults(run.parameters, inputs)), document
+        return evolve(run, parameters=share_defaults(run.parameters, inputs)), document
 
     async def _unsupported(self, key: str, info: PipelineSpecInfo, document: dict[str, Any]) -> list[str]:
         """What of the spec whose hash is `key` this server cannot run (see
@@ -472,7 +473,7 @@ class Runs:
         active = {r.run_id: self._active[r.run_id].view() for r in page.items if r.run_id in self._active}
         tasks = await store.tasks_of(self._db, [r.run_id for r in page.items if r.run_id not in active])
         views = [active.get(r.run_id) or RunView(r, tasks[r.run_id]) for r in page.items]
-        return dataclasses.replace(page, items=views)
+        return evolve(page, items=views)
 
     async def set_storage_state(self, run_id: str, archived: bool) -> None:
         """ArchiveRun / UnarchiveRun. FailedPrecondition: unarchiving a run of an archived
@@ -493,7 +494,7 @@ class Runs:
         """The store archived the experiment's runs; bring active runs in memory up to date."""
         for execution in self._active.values():
             if execution.run.experiment_id == experiment_id:
-                execution.run = dataclasses.replace(execution.run, storage_state=ARCHIVED)
+                execution.run = evolve(execution.run, storage_state=ARCHIVED)
 
     async def terminate(self, run_id: str) -> None:
         check(id_violations(run_id, "run_id"))
@@ -530,7 +531,7 @@ class Runs:
             self._root_of(run)  # FAILED_PRECONDITION if its root is no longer allowed
             tasks = (await store.tasks_of(self._db, [run_id]))[run_id]
             now = self._clock.now_us()
-            retried = dataclasses.replace(
+            retried = evolve(
                 run,
                 state=PENDING,
                 error="",
@@ -719,7 +720,7 @@ class Runs:
         now = self._clock.now_us()
         # Tasks a crashed attempt left unfinished and this attempt did not reach.
         leftovers = [
-            dataclasses.replace(
+            evolve(
                 task,
                 state=CANCELED,
                 end_time=now,
@@ -759,7 +760,7 @@ class Runs:
                     *run.state_history,
                     StateChange(changes["state"], self._clock.now_us(), summary(changes.get("error", ""))),
                 ]
-            changed = dataclasses.replace(run, **changes, revision=run.revision + 1)
+            changed = evolve(run, **changes, revision=run.revision + 1)
             events = []
             if "state" in changes:
                 events.append(event.run_state_changed(changed, run.state, self._clock.now_us()))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 import uuid
 
 from kfpgrpc.errors import FieldViolation, InvalidArgument
@@ -32,7 +34,16 @@ def id_violations(value: str, field: str) -> list[FieldViolation]:
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A new id: a UUID version 7 (RFC 9562, section 5.7), 36 characters. Its first 48 bits
+    are the Unix time in milliseconds and the other 74 free bits are random, so ids made
+    later sort after earlier ones: a row inserted into a table keyed (or indexed) by id goes
+    at the end of the index instead of at a random page. For the runs table that cut the CPU
+    of inserting 10,000 runs by about 40% (docs/benchmarks.md). KFP's ids are UUIDs too
+    (version 4); clients treat them as opaque. Python 3.14's uuid.uuid7 makes the same."""
+    value = (time.time_ns() // 1_000_000 & (1 << 48) - 1) << 80 | secrets.randbits(80)
+    value = value & ~(0xF << 76) | 0x7 << 76  # version
+    value = value & ~(0x3 << 62) | 0x2 << 62  # variant (RFC 9562)
+    return str(uuid.UUID(int=value))
 
 
 def check(violations: list[FieldViolation]) -> None:

@@ -125,6 +125,10 @@ async def _connect(conn: C, *, read_only: bool) -> C:
         await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         await conn.execute("PRAGMA foreign_keys = ON")
         await conn.execute("PRAGMA synchronous = NORMAL")  # reads the header: fails on a non-database
+        # Temporary files in memory: a statement that fires triggers (every run INSERT and
+        # state UPDATE keeps run_counts) keeps a statement journal, and with the default
+        # temp_store that cost ~45 us per trigger run (docs/benchmarks.md).
+        await conn.execute("PRAGMA temp_store = MEMORY")
         if read_only:
             await conn.execute("PRAGMA query_only = ON")
     except BaseException:
@@ -176,6 +180,7 @@ class Database:
         self._requests: deque[_Pending] = deque()
         self._background: deque[_Pending] = deque()
         self._background_of: dict[object, _Pending] = {}  # an owner's latest queued background write
+        self._background_turn = False  # the next batch takes background jobs even if requests wait
         self._work = asyncio.Event()
         self._closing = False
         self.writing = False  # a batch's jobs are running
@@ -295,7 +300,14 @@ class Database:
                 await self._work.wait()
                 continue
             batch: list[_Pending] = []
-            for lane in (self._requests, self._background):
+            # While requests wait, a batch holds requests only, every other one: a request
+            # then waits for at most one batch of background jobs (the one in flight or its
+            # own), not for the up to MAX_BATCH behind it in every batch (under overload,
+            # thousands of ticks and execution reports). The other batches take background
+            # jobs too, so that a stream of requests never starves them.
+            lanes = (self._requests,) if self._requests and not self._background_turn else (self._requests, self._background)
+            self._background_turn = len(lanes) == 1
+            for lane in lanes:
                 while lane and len(batch) < MAX_BATCH:
                     pending = lane.popleft()
                     # Expedited and taken already, or cancelled (its caller gave up) unless patient:

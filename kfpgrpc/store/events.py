@@ -8,13 +8,12 @@ follow commit order. Listeners hear of each committed batch, in sequence order.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import aiosqlite
 
-from kfpgrpc.domain import Event, EventFilter
+from kfpgrpc.domain import Event, EventFilter, evolve
 from kfpgrpc.store.database import Database, offloaded
 from kfpgrpc.store.records import JSON
 
@@ -55,7 +54,7 @@ class EventLog:
             # Rows are inserted in VALUES order with increasing sequences; RETURNING's order is
             # not guaranteed, the sorted sequences are.
             sequences = sorted(row[0] for row in rows)
-            self._sequenced += [dataclasses.replace(e, sequence=s) for e, s in zip(chunk, sequences)]
+            self._sequenced += [evolve(e, sequence=s) for e, s in zip(chunk, sequences)]
 
     def committed(self) -> None:
         sequenced, self._sequenced = self._sequenced, []

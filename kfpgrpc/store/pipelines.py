@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import aiosqlite
 
-from kfpgrpc.domain import Page, Pipeline, PipelineVersion
+from kfpgrpc.domain import Page, Pipeline, PipelineVersion, evolve
 from kfpgrpc.errors import FailedPrecondition, NotFound
 from kfpgrpc.store.database import Database, WriteJob, offloaded
 from kfpgrpc.store.listing import Column, Kind, Listing, Query
@@ -98,7 +97,7 @@ async def _insert_version_within(conn: aiosqlite.Connection, version: PipelineVe
     stored = version
     if not version.name:
         name = await _next_default_name(conn, version.pipeline_id)
-        stored = dataclasses.replace(version, name=name, display_name=version.display_name or name)
+        stored = evolve(version, name=name, display_name=version.display_name or name)
     conflict = f"pipeline {version.pipeline_id!r} already has a version named {stored.name!r}"
     with offloaded(conn):  # its spec: megabytes, maybe
         await _VERSIONS.insert_within(conn, stored, conflict)
