@@ -12,6 +12,8 @@ from typing import Any
 
 import grpc
 
+from kfpgrpc.server import KfpGrpcServer
+from kfpgrpc.store.run_cache import FinishedRuns
 from kfpgrpc.v1 import common_pb2, experiment_pb2, run_pb2
 from tests.support import (
     Stubs,
@@ -141,3 +143,27 @@ async def test_a_run_deleted_by_its_ttl_is_gone_from_get_run(data_dir: Path, com
                 return grpc.StatusCode.OK
 
             assert await eventually(code, lambda found: found == grpc.StatusCode.NOT_FOUND, timeout=30) == grpc.StatusCode.NOT_FOUND
+
+
+async def test_the_cache_stays_within_its_entries_and_bytes(server: KfpGrpcServer, stubs: Stubs, compiled: dict[str, Spec]) -> None:
+    """Least recently used runs go first, past either bound; what is read stays right."""
+    version = await upload(stubs, "add", compiled["add-pipeline"])
+    runs = [await finished(stubs, await create(stubs, run_of(version, f"run-{index}"))) for index in range(3)]
+    db = server._db  # noqa: SLF001 - a second cache on the server's store, with small bounds
+    assert db is not None
+    by_entries = FinishedRuns(db, max_entries=2)
+    await by_entries.install()
+    for run in [*runs, runs[1]]:
+        found, tasks = await by_entries.get(run.run_id)
+        assert (found.run_id, found.state, [t.task_id for t in tasks]) == (run.run_id, "SUCCEEDED", [t.task_id for t in run.run_details.task_details])
+    assert len(by_entries) == 2
+    one_run = by_entries.bytes // 2
+    by_bytes = FinishedRuns(db, max_bytes=one_run + one_run // 2)
+    await by_bytes.install()
+    for run in runs:
+        await by_bytes.get(run.run_id)
+        assert len(by_bytes) == 1 and 0 < by_bytes.bytes <= one_run + one_run // 2
+    # The server's own cache and this one both see a change.
+    await stubs.runs.ArchiveRun(run_pb2.ArchiveRunRequest(run_id=runs[2].run_id))
+    assert (await by_bytes.get(runs[2].run_id))[0].storage_state == "ARCHIVED"
+    assert (await got_twice(stubs, runs[2].run_id)).storage_state == run_pb2.Run.ARCHIVED

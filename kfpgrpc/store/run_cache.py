@@ -31,7 +31,6 @@ from kfpgrpc.store.database import Database
 MAX_ENTRIES = 5_000
 MAX_BYTES = 16 * 2**20  # estimated, see the module docstring
 ROW_OVERHEAD = 1_600  # bytes
-_FUNCTION = "kfpgrpc_run_changed"
 # (event, table, which row's run_id): every change of a cached entry's rows.
 _TRIGGERS = (
     ("UPDATE", "runs", "OLD"),
@@ -70,12 +69,14 @@ class FinishedRuns:
         """Make the write connection report changes of runs; from then on, runs are kept.
         Raises StoreFault when the store takes no writes."""
 
+        function = f"kfpgrpc_run_changed_{id(self):x}"  # one per cache: a Database may have several
+
         async def job(conn: aiosqlite.Connection) -> None:
-            await conn.create_function(_FUNCTION, 1, self._changed)
+            await conn.create_function(function, 1, self._changed)
             for event, table, row in _TRIGGERS:
                 await conn.execute(
-                    f"CREATE TEMP TRIGGER IF NOT EXISTS run_cache_{event.lower()}_{table}_{row.lower()}"
-                    f" AFTER {event} ON main.{table} BEGIN SELECT {_FUNCTION}({row}.run_id); END"
+                    f"CREATE TEMP TRIGGER IF NOT EXISTS {function}_{event.lower()}_{table}_{row.lower()}"
+                    f" AFTER {event} ON main.{table} BEGIN SELECT {function}({row}.run_id); END"
                 )
 
         if self not in self._db.commit_hooks:
