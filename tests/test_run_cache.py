@@ -167,3 +167,31 @@ async def test_the_cache_stays_within_its_entries_and_bytes(server: KfpGrpcServe
     await stubs.runs.ArchiveRun(run_pb2.ArchiveRunRequest(run_id=runs[2].run_id))
     assert (await by_bytes.get(runs[2].run_id))[0].storage_state == "ARCHIVED"
     assert (await got_twice(stubs, runs[2].run_id)).storage_state == run_pb2.Run.ARCHIVED
+
+
+async def test_a_change_of_more_runs_than_counted_one_by_one_drops_them_all(
+    server: KfpGrpcServer, stubs: Stubs, compiled: dict[str, Spec]
+) -> None:
+    """ArchiveExperiment of more runs than a cache counts one by one (max_changing): every run
+    it kept is read again."""
+    experiment = await stubs.experiments.CreateExperiment(
+        experiment_pb2.CreateExperimentRequest(experiment=experiment_pb2.Experiment(display_name="exp"))
+    )
+    version = await upload(stubs, "add", compiled["add-pipeline"])
+    runs = []
+    for index in range(2):
+        new = run_of(version, f"run-{index}")
+        new.experiment_id = experiment.experiment_id
+        runs.append(await finished(stubs, await create(stubs, new)))
+    db = server._db  # noqa: SLF001 - a second cache on the server's store, counting one run at most
+    assert db is not None
+    cache = FinishedRuns(db, max_changing=1)
+    await cache.install()
+    for run in runs:
+        assert (await cache.get(run.run_id))[0].storage_state == "AVAILABLE"
+    assert len(cache) == 2
+    await stubs.experiments.ArchiveExperiment(experiment_pb2.ArchiveExperimentRequest(experiment_id=experiment.experiment_id))
+    assert len(cache) == 0
+    for run in runs:
+        assert (await cache.get(run.run_id))[0].storage_state == "ARCHIVED"
+        assert (await got_twice(stubs, run.run_id)).storage_state == run_pb2.Run.ARCHIVED

@@ -10,7 +10,8 @@ them) call back with the run's id from inside the statement; once the transactio
 do not fill it. Between the statement and the end of its transaction the run is read from the
 store, which shows what is committed.
 
-Inserted runs fire nothing: a cached run exists, and one deleted fired on its delete.
+Inserted runs fire nothing: a cached run exists, and one deleted fired on its delete. Past
+MAX_CHANGING runs changed in one transaction, the whole cache counts as changed.
 
 Bounded by entries and by an estimate of their memory, least recently used first out: the
 text and blobs of their rows plus ROW_OVERHEAD per row for the objects they decode to (a run
@@ -31,6 +32,9 @@ from kfpgrpc.store.database import Database
 MAX_ENTRIES = 5_000
 MAX_BYTES = 16 * 2**20  # estimated, see the module docstring
 ROW_OVERHEAD = 1_600  # bytes
+# Past this many runs changed in one transaction (ArchiveExperiment of a large experiment),
+# every run counts as changed: the ids are not all held.
+MAX_CHANGING = 10_000
 # (event, table, which row's run_id): every change of a cached entry's rows.
 _TRIGGERS = (
     ("UPDATE", "runs", "OLD"),
@@ -52,10 +56,13 @@ class _Entry:
 class FinishedRuns:
     """The cache of one Database (see the module docstring); it keeps nothing until `install`ed."""
 
-    def __init__(self, db: Database, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(
+        self, db: Database, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES, max_changing: int = MAX_CHANGING
+    ) -> None:
         self._db = db
         self._max_entries = max_entries
         self._max_bytes = max_bytes
+        self._max_changing = max_changing
         self._installed = False
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
@@ -63,6 +70,7 @@ class FinishedRuns:
         # statement (the event loop's, or the write connection's for an offloaded one): one
         # set.add, atomic under the GIL; read and replaced on the loop between statements.
         self._changing: set[str] = set()
+        self._all_changing = False  # more than max_changing: every run
         self._reads: dict[str, set[object]] = {}  # reads in flight per run: fill if still there
 
     async def install(self) -> None:
@@ -95,7 +103,7 @@ class FinishedRuns:
     async def get(self, run_id: str) -> tuple[Run, list[TaskDetail]]:
         """The run and its tasks in creation order, as store.run_with_tasks; kept if finished.
         The task list is shared: do not change it. NotFound when there is no such run."""
-        if run_id not in self._changing and (entry := self._entries.get(run_id)) is not None:
+        if not self._touched(run_id) and (entry := self._entries.get(run_id)) is not None:
             self._entries.move_to_end(run_id)
             return entry.run, entry.tasks
         read = object()
@@ -110,7 +118,7 @@ class FinishedRuns:
                 if not reads:
                     del self._reads[run_id]
         size = stored + ROW_OVERHEAD * (1 + len(tasks))
-        if fresh and self._installed and run.finished and run_id not in self._changing and size <= self._max_bytes:
+        if fresh and self._installed and run.finished and not self._touched(run_id) and size <= self._max_bytes:
             self._put(run_id, _Entry(run, tasks, size))
         return run, tasks
 
@@ -127,13 +135,29 @@ class FinishedRuns:
         if entry is not None:
             self._bytes -= entry.size
 
+    def _touched(self, run_id: str) -> bool:
+        """Changed by the open write transaction."""
+        return self._all_changing or run_id in self._changing
+
     def _changed(self, run_id: str) -> None:
+        if self._all_changing:
+            return
         self._changing.add(run_id)
+        if len(self._changing) > self._max_changing:
+            self._all_changing = True
+            self._changing = set()
 
     def _ended(self) -> None:
         """The write transaction ended: its changed runs are read from the store again."""
+        if self._all_changing:
+            self._entries.clear()
+            self._bytes = 0
+            self._reads.clear()
+            self._all_changing = False
+            return
         changed, self._changing = self._changing, set()
-        for run_id in changed:
+        # A change of many runs drops few entries: compared as sets, not one by one.
+        for run_id in changed.intersection(self._entries.keys() | self._reads.keys()):
             self._drop(run_id)
             self._reads.pop(run_id, None)
 
