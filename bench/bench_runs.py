@@ -354,7 +354,7 @@ async def store_measures(server: Server, experiment_id: str, tokens: dict[str, s
 
             await measure(f"{label}: deep page", deep, samples)
         # Each run read once, then the runs read so far once more: a finished run read before
-        # may be served from memory (core/runs.py), a first read is a store read.
+        # may be served from memory (kfpgrpc/store/run_cache.py), a first read is a store read.
         ids, read = iter(run_ids), []
 
         def first() -> Awaitable[pb.Run]:
