@@ -96,6 +96,7 @@ from kfpgrpc.store import recurring_runs as recurring_store
 from kfpgrpc.store import runs as store
 from kfpgrpc.store.database import Database, WriteJob
 from kfpgrpc.store.listing import ListRequest, build_query
+from kfpgrpc.store.run_cache import FinishedRuns
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,7 @@ class Runs:
         self._spec_infos: OrderedDict[str, PipelineSpecInfo] = OrderedDict()
         self._unsupported_by_spec: OrderedDict[str, list[str]] = OrderedDict()
         self._specs = SpecSnapshots(db)
+        self._finished = FinishedRuns(db)  # GetRun of a finished run: no store read
         self._versions: OrderedDict[str, tuple[PipelineVersion, str]] = OrderedDict()
         self._latest_versions: dict[str, str] = {}  # pipeline id -> its latest version's id
         # Bumped when versions are created or deleted: a read that overlapped one is not cached.
@@ -205,6 +207,7 @@ class Runs:
     async def start(self) -> None:
         """Resume the runs a previous server process left unfinished (the launcher has killed the
         task processes it left running, see Executor.start)."""
+        await self._finished.install()
         async for stored in store.unfinished_runs(self._db):
             run, document = await self._with_snapshot(stored)
             tasks = (await store.tasks_of(self._db, [run.run_id]))[run.run_id]
@@ -461,8 +464,7 @@ class Runs:
         execution = self._active.get(run_id)
         if execution is not None:
             return execution.view(with_spec)
-        run = await store.get_run(self._db, run_id)
-        tasks = (await store.tasks_of(self._db, [run_id]))[run_id]
+        run, tasks = await self._finished.get(run_id)
         spec = await self._specs.get(run.spec_hash) if with_spec and run.inline else None
         return RunView(run, tasks, spec)
 

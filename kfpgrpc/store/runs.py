@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
@@ -166,6 +167,24 @@ async def insert_many_runs_within(conn: aiosqlite.Connection, runs: Sequence[tup
 
 async def get_run(db: Database, run_id: str) -> Run:
     return await _RUNS.get(db, "run_id", run_id)
+
+
+async def run_with_tasks(db: Database, run_id: str) -> tuple[Run, list[TaskDetail], int]:
+    """The run, its tasks in creation order (as tasks_of) and the bytes of text and blobs
+    their rows hold (what a cache of them is bounded by), read in one hop and one snapshot.
+    NotFound when there is no such run."""
+
+    def read(conn: sqlite3.Connection) -> tuple[sqlite3.Row | None, list[sqlite3.Row]]:
+        row = conn.execute(f"SELECT {_RUNS.select} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None, []
+        return row, conn.execute(f"SELECT {_TASKS.select} FROM tasks WHERE run_id = ? ORDER BY create_time, task_id", (run_id,)).fetchall()
+
+    row, task_rows = await db.read(read)
+    if row is None:
+        raise NotFound("run", "run_id", run_id)
+    size = sum(len(value) for r in (row, *task_rows) for value in r if isinstance(value, (str, bytes)))
+    return _RUNS.from_row(row), [_TASKS.from_row(r) for r in task_rows], size
 
 
 async def get_spec(db: Database, hash_: str) -> dict[str, Any]:
