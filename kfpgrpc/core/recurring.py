@@ -82,6 +82,11 @@ RETRY_DELAY_SECONDS = 1.0
 MAX_RETRY_DELAY_SECONDS = 60.0
 ARMING_CHUNK = 2000  # recurring runs read and armed between two yields to the event loop at start
 MAX_TICKS_PER_WRITE = 2000  # actors' tick commits in one write job
+# Actors preparing a step at once; the others wait their turn (FIFO). A burst of ticks then
+# queues a few dozen steps on the event loop rather than thousands, so that a request (a
+# disable, a read) arriving during it waits tens of ms, not for every due actor's step.
+STEP_TURNS = 64
+WAKE_CHUNK = 500  # sleeping actors woken (rows read and decoded, actors started) at a time
 # What a tick's commit changes in its recurring run's row.
 _TICK_FIELDS = ("watermark", "ticks_handled", "runs_created", "ticks_skipped", "error", "revision")
 
@@ -148,6 +153,7 @@ class RecurringRuns:
         self._change_locks: dict[str, _ChangeLock] = {}  # of recurring runs being changed
         self._tasks: set[asyncio.Task[None]] = set()  # the timer, the arming, wake-ups by events
         self._ticks = _TickWriter(self)
+        self._turns = asyncio.Semaphore(STEP_TURNS)
         self._stopping = False
         self.armed: asyncio.Task[None] | None = None  # arming at start; done once every enabled one is armed
         runs.finished_listeners.append(self._run_finished)
@@ -302,29 +308,33 @@ class RecurringRuns:
 
     async def _wake_due(self, due: list[str]) -> None:
         """Start the actors of `due` (asleep with nothing in hand: no unfinished run, no queued
-        tick), their rows read in a few queries. One that a change took in hand meanwhile is
-        left to the change. If the rows cannot be read they sleep again, to be tried later."""
+        tick), their rows read WAKE_CHUNK at a time, with the event loop free between chunks
+        (10,000 rows decoded and actors started at once held it for a second). One that a
+        change took in hand meanwhile is left to the change. If rows cannot be read, those not
+        started yet sleep again, to be tried later."""
         self._waking.update(due)
-        try:
-            recurring_runs = await store.get_many(self._db, due)
-        except Exception as error:  # noqa: BLE001 - supervision: retried, never dropped
-            delay = RETRY_DELAY_SECONDS * MICROS_PER_SECOND
-            log.error("cannot read recurring runs to wake; retrying", extra={"fields": {"count": len(due), "error": str(error)}})
-            for rid in due:
-                if rid in self._waking:
+        for first in range(0, len(due), WAKE_CHUNK):
+            chunk = due[first : first + WAKE_CHUNK]
+            try:
+                recurring_runs = await store.get_many(self._db, chunk)
+            except Exception as error:  # noqa: BLE001 - supervision: retried, never dropped
+                delay = RETRY_DELAY_SECONDS * MICROS_PER_SECOND
+                log.error("cannot read recurring runs to wake; retrying", extra={"fields": {"count": len(due) - first, "error": str(error)}})
+                for rid in due[first:]:
+                    if rid in self._waking:
+                        self._waking.discard(rid)
+                        self._sleep_until(rid, self._clock.now_us() + delay)
+                await asyncio.sleep(RETRY_DELAY_SECONDS)
+                return
+            for recurring_run in recurring_runs:
+                rid = recurring_run.recurring_run_id
+                actor = self._actors.get(rid)
+                if rid in self._waking and rid not in self._change_locks and (actor is None or actor.stopping) and recurring_run.status == ENABLED:
                     self._waking.discard(rid)
-                    self._sleep_until(rid, self._clock.now_us() + delay)
-            await asyncio.sleep(RETRY_DELAY_SECONDS)
-            return
-        for recurring_run in recurring_runs:
-            rid = recurring_run.recurring_run_id
-            actor = self._actors.get(rid)
-            if rid in self._waking and rid not in self._change_locks and (actor is None or actor.stopping) and recurring_run.status == ENABLED:
-                self._waking.discard(rid)
-                # Asleep with nothing in hand, unless a failed change left it (then read).
-                self._start_actor(recurring_run, None if rid in self._reload else ([], 0))
-                self._reload.discard(rid)
-        self._waking.difference_update(due)  # deleted or disabled meanwhile
+                    # Asleep with nothing in hand, unless a failed change left it (then read).
+                    self._start_actor(recurring_run, None if rid in self._reload else ([], 0))
+                    self._reload.discard(rid)
+            self._waking.difference_update(chunk)  # deleted or disabled meanwhile
 
     async def _awake(self, recurring_run_id: str) -> _Actor | None:
         """The recurring run's actor, woken if it sleeps; None when it has none (disabled)."""
@@ -971,6 +981,7 @@ class _Actor:
         self.urgent = False  # a request waits on this actor: its writes go in the requests' lane
         self.asleep = False  # it ended with nothing in hand: its recurring run sleeps in the heap
         self.stopping = False  # stopped by a change or the server's stop
+        self.turn = False  # holds one of the manager's step turns
         self._task: asyncio.Task[None] | None = None
         self._inline_spec: tuple[str, dict[str, Any]] | None = None  # (hash, spec)
         self._next: tuple[int, int | None] | None = None  # (after, the schedule's first tick after it)
@@ -1021,12 +1032,19 @@ class _Actor:
             try:
                 if not self.loaded:
                     await self.load()
-                async with self.lock:
-                    await self.step()
-                    deadline = self.next_tick(self.recurring_run.watermark)
-                    if not (self.active or self.queued or self.fired or self.failures or self.urgent):
-                        self.manager._actor_asleep(self, deadline)
-                        return
+                # The turn before the lock: a request that needs this actor meanwhile takes
+                # the lock and steps it itself instead of waiting in the line of turns.
+                await self.manager._turns.acquire()
+                self.turn = True
+                try:
+                    async with self.lock:
+                        await self.step()
+                        deadline = self.next_tick(self.recurring_run.watermark)
+                        if not (self.active or self.queued or self.fired or self.failures or self.urgent):
+                            self.manager._actor_asleep(self, deadline)
+                            return
+                finally:
+                    self.end_turn()
             except Exception as error:  # noqa: BLE001 - supervision
                 await self._failed(error)
                 continue
@@ -1037,6 +1055,13 @@ class _Actor:
             self.wake.clear()
             if alarm is not None:
                 alarm.cancel()
+
+    def end_turn(self) -> None:
+        """Give back its step turn, if it holds one: once its step is done, or waits for a
+        commit (the turn bounds the CPU of preparing steps, not the writes they wait for)."""
+        if self.turn:
+            self.turn = False
+            self.manager._turns.release()
 
     async def load(self) -> None:
         """Its unfinished runs and queue length, from the store; after a failure, the
@@ -1234,6 +1259,7 @@ class _Actor:
                 revision=recurring_run.revision + 1,
             )
 
+        self.end_turn()
         if not (queue or dequeue or drop_overlap or self.urgent):  # the common case: shared with other actors' ticks
             updated = changed()
             await manager._ticks.commit(self, prepared, updated, skips)
