@@ -13,9 +13,12 @@ store, which shows what is committed.
 Inserted runs fire nothing: a cached run exists, and one deleted fired on its delete. Past
 MAX_CHANGING runs changed in one transaction, the whole cache counts as changed.
 
-Bounded by entries and by an estimate of their memory, least recently used first out: the
-text and blobs of their rows plus ROW_OVERHEAD per row for the objects they decode to (a run
-with one task, 547 bytes of text, took 3.8 KB decoded).
+Bounded by entries and by an upper estimate of their memory, least recently used first out:
+TEXT_EXPANSION times the text and blobs of their rows plus ROW_OVERHEAD per row. The estimate
+must hold for the worst text, as a task's outputs come from an untrusted pipeline (up to
+1 MiB of them): JSON such as `[{},{},...]` decodes to about 24 times its length. A typical
+run is over-estimated (one task, 547 bytes of text: estimated 20.7 KB, 3.8 KB decoded), so the
+byte bound is set for some 1,500 typical runs.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from kfpgrpc.store import runs as store
 from kfpgrpc.store.database import Database
 
 MAX_ENTRIES = 5_000
-MAX_BYTES = 16 * 2**20  # estimated, see the module docstring
+MAX_BYTES = 32 * 2**20  # estimated, see the module docstring
 ROW_OVERHEAD = 1_600  # bytes
+TEXT_EXPANSION = 32  # decoded bytes per byte of JSON text, at most (an empty object: 3 bytes -> 72)
 # Past this many runs changed in one transaction (ArchiveExperiment of a large experiment),
 # every run counts as changed: the ids are not all held.
 MAX_CHANGING = 10_000
@@ -117,7 +121,7 @@ class FinishedRuns:
                 reads.discard(read)
                 if not reads:
                     del self._reads[run_id]
-        size = stored + ROW_OVERHEAD * (1 + len(tasks))
+        size = TEXT_EXPANSION * stored + ROW_OVERHEAD * (1 + len(tasks))
         if fresh and self._installed and run.finished and not self._touched(run_id) and size <= self._max_bytes:
             self._put(run_id, _Entry(run, tasks, size))
         return run, tasks

@@ -14,6 +14,11 @@ export function h(tag, attributes = {}, ...children) {
   return element;
 }
 
+/** An id shortened for a label: its last 8 characters. Ids are UUID version 7, whose first
+ * characters are a millisecond clock (alike for everything made within a minute); the last
+ * are random. */
+export const shortId = (id) => id.slice(-8);
+
 /** The RuntimeState names (protos/kfpgrpc/v1/common.proto), in their enum order. */
 export const STATES = ["PENDING", "RUNNING", "SUCCEEDED", "SKIPPED", "FAILED", "CANCELING", "CANCELED", "PAUSED"];
 export const FINAL_STATES = new Set(["SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"]);

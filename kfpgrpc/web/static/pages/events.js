@@ -5,7 +5,7 @@
 
 import { watch } from "../api.js";
 import { setQuery } from "../app.js";
-import { formatTime, h, stateBadge } from "../util.js";
+import { formatTime, h, shortId, stateBadge } from "../util.js";
 
 /** The EventType names (protos/kfpgrpc/v1/event.proto), in their enum order. */
 export const EVENT_TYPES = ["RUN_STATE_CHANGED", "RUN_COMPLETED", "RECURRING_RUN_CHANGED", "TICK_SKIPPED", "RUN_DELETED", "PIPELINE_VERSION_CREATED"];
@@ -132,7 +132,7 @@ function setStatus(mine, text, live) {
   mine.status.dataset.live = live;
 }
 
-const link = (section, id) => (id ? h("a", { href: `#/${section}/${encodeURIComponent(id)}`, title: id }, id.slice(0, 8)) : "");
+const link = (section, id) => (id ? h("a", { href: `#/${section}/${encodeURIComponent(id)}`, title: id }, shortId(id)) : "");
 
 function row(event) {
   return h("tr", { "data-sequence": event.sequence, "data-type": event.type, "data-run-id": event.run_id || null },
@@ -141,7 +141,7 @@ function row(event) {
     h("td", { class: "type" }, event.type),
     h("td", {}, link("runs", event.run_id)),
     h("td", {}, link("recurringruns", event.recurring_run_id)),
-    h("td", { title: event.experiment_id || "" }, event.experiment_id ? h("a", { href: `#/runs?experiment=${encodeURIComponent(event.experiment_id)}` }, event.experiment_id.slice(0, 8)) : ""),
+    h("td", { title: event.experiment_id || "" }, event.experiment_id ? h("a", { href: `#/runs?experiment=${encodeURIComponent(event.experiment_id)}` }, shortId(event.experiment_id)) : ""),
     h("td", { class: "details" }, details(event)));
 }
 

@@ -5,7 +5,7 @@
 
 import { ApiError, del, describe, get, post, showError, watch } from "../api.js";
 import { setQuery } from "../app.js";
-import { FINAL_STATES, formatDuration, formatTime, h, stateBadge } from "../util.js";
+import { FINAL_STATES, formatDuration, formatTime, h, shortId, stateBadge } from "../util.js";
 import { NOT_RUN, RunGraph } from "./graph.js";
 import { LogView } from "./logs.js";
 
@@ -118,7 +118,7 @@ class RunPage {
       run.finished_at ? h("span", {}, `finished ${formatTime(run.finished_at)}`) : null,
       h("span", {}, `duration ${formatDuration(ended - new Date(run.created_at))}`),
       run.storage_state === "ARCHIVED" ? h("span", { class: "archived" }, "archived") : null,
-      run.experiment_id ? h("span", {}, "experiment ", h("a", { href: `#/runs?experiment=${encodeURIComponent(run.experiment_id)}`, class: "experiment", "data-id": run.experiment_id }, this.experimentName || run.experiment_id.slice(0, 8))) : null,
+      run.experiment_id ? h("span", {}, "experiment ", h("a", { href: `#/runs?experiment=${encodeURIComponent(run.experiment_id)}`, class: "experiment", "data-id": run.experiment_id }, this.experimentName || shortId(run.experiment_id))) : null,
       run.recurring_run_id ? h("span", {}, "by recurring run ", h("a", { href: `#/recurringruns/${encodeURIComponent(run.recurring_run_id)}` }, run.recurring_run_id)) : null,
     ].filter(Boolean));
     this.description.textContent = run.description || "";

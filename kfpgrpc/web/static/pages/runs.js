@@ -4,7 +4,7 @@
 
 import { get, showError, watchNewest } from "../api.js";
 import { setQuery } from "../app.js";
-import { FINAL_STATES, STATES, formatDuration, formatTime, h, stateBadge } from "../util.js";
+import { FINAL_STATES, STATES, formatDuration, formatTime, h, shortId, stateBadge } from "../util.js";
 import { Pager, nameSearch, pageSizeOf, sizeQuery, sizeSelect } from "./pager.js";
 
 const LIVE_TYPES = ["RUN_STATE_CHANGED", "RUN_COMPLETED", "RUN_DELETED"];
@@ -158,7 +158,7 @@ function row(mine, run) {
 /** The recurring run's name if known yet, else the start of its id. */
 function recurringName(id) {
   const known = recurringNames.get(id);
-  return typeof known === "string" && known ? known : id.slice(0, 8);
+  return typeof known === "string" && known ? known : shortId(id);
 }
 
 /** How long `run` took, or has been going. */
