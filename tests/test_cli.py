@@ -409,6 +409,41 @@ async def test_ctrl_c_stops_the_watch_and_says_how_to_stop_the_run(server: KfpGr
     assert (await kfpgrpc(server, "runs", "watch", run_id, "-o", "json")).json["state"] == "CANCELED"
 
 
+# Runs the command of its arguments with SIGINT ignored, as a shell without job control (a
+# script, a CI job) starts its `&` commands: their children inherit it, and Python then installs
+# no KeyboardInterrupt.
+SIGINT_IGNORED = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"
+
+
+async def test_ctrl_c_stops_every_stream_command_also_when_sigint_was_ignored_at_start(
+        server: KfpGrpcServer, pipeline_files: dict[str, str], tmp_path: Path) -> None:
+    await kfpgrpc(server, "pipelines", "upload", pipeline_files["gated-pipeline"])
+    run_id = (await kfpgrpc(server, "runs", "create", "--pipeline", "gated-pipeline", "--param", f"counter={tmp_path / 'counter'}",
+                            "--param", f"gate={tmp_path / 'gate'}", "-o", "json")).json["run_id"]
+    hint = f"kfpgrpc: stopped watching; the run continues on the server. Stop it with: kfpgrpc runs terminate {run_id}\n"
+    # Each command waits for the next message of its stream when SIGINT comes: the run waits for
+    # a gate that never opens.
+    for args, shown, stderr in [(("runs", "watch", run_id), b"task wait-for: RUNNING", hint),
+                                (("runs", "logs", run_id, "--follow"), b"record: ", ""),
+                                (("events", "tail"), b"PIPELINE_VERSION_CREATED", "")] * 2:
+        command = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", SIGINT_IGNORED, sys.executable, "-m", "kfpgrpc.cli", *args,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "KFPGRPC_SERVER": server.address})
+        assert command.stdout is not None
+        while shown not in (line := await asyncio.wait_for(command.stdout.readline(), 60)):
+            assert line, f"{args}: ended before printing {shown!r}"
+        command.send_signal(signal.SIGINT)
+        try:
+            _, err = await asyncio.wait_for(command.communicate(), 60)  # a hang guard: it ends at once
+        finally:
+            if command.returncode is None:
+                command.kill()
+                await command.wait()
+        assert (command.returncode, err.decode()) == (130, stderr), args
+    assert (await kfpgrpc(server, "runs", "terminate", run_id)).code == 0
+
+
 async def test_server_without_a_port_means_port_8887_and_http_urls_are_plaintext(data_dir: Path) -> None:
     # 127.0.0.2 is this machine too (the loopback network is 127.0.0.0/8); port 8887 there is free
     # of other tests, which listen on 127.0.0.1.

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +26,26 @@ from kfpgrpc.v1 import common_pb2
 T = TypeVar("T")
 Handler = Callable[[argparse.Namespace, Client], int]
 INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
+
+
+@contextlib.contextmanager
+def ctrl_c_interrupts() -> Iterator[None]:
+    """Inside the block, SIGINT (Ctrl-C, `kill -INT`) raises KeyboardInterrupt, also when the
+    process started with SIGINT ignored; the previous disposition comes back after it. For the
+    commands that follow a stream, which only Ctrl-C ends: a shell without job control (a
+    script, a CI job) starts its `&` commands with SIGINT ignored, their children inherit that,
+    and Python then installs no handler, so that a watch never stopped. `kfpgrpc serve` too
+    stops on SIGINT whatever it inherited. Signal handlers belong to the main thread: elsewhere
+    the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler installed by C code, which Python cannot reinstall
+            signal.signal(signal.SIGINT, previous)
 
 
 class ArgumentParser(argparse.ArgumentParser):

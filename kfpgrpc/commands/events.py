@@ -7,7 +7,14 @@ import itertools
 from typing import Any
 
 from kfpgrpc.client import Client, ReconnectPolicy
-from kfpgrpc.commands.common import action, print_json, state_name, subcommands, when
+from kfpgrpc.commands.common import (
+    action,
+    ctrl_c_interrupts,
+    print_json,
+    state_name,
+    subcommands,
+    when,
+)
 from kfpgrpc.v1 import event_pb2, recurring_run_pb2
 
 EVENT_TYPES = [name for name in event_pb2.EventType.keys() if not name.endswith("UNSPECIFIED")]
@@ -30,11 +37,12 @@ def register(commands: Any, options: argparse.ArgumentParser) -> None:
 def tail_events(args: argparse.Namespace, client: Client) -> int:
     events = client.watch_events(args.after, run_id=args.run, recurring_run_id=args.recurring_run,
                                  experiment=args.experiment, types=args.type)
-    for event in itertools.islice(events, args.limit):
-        if args.output == "json":
-            print_json(event, compact=True)
-        else:
-            print(f"{event.sequence:>6}  {when(event.time)}  {event_pb2.EventType.Name(event.type):<24}  {describe(event)}", flush=True)
+    with ctrl_c_interrupts():
+        for event in itertools.islice(events, args.limit):
+            if args.output == "json":
+                print_json(event, compact=True)
+            else:
+                print(f"{event.sequence:>6}  {when(event.time)}  {event_pb2.EventType.Name(event.type):<24}  {describe(event)}", flush=True)
     return 0
 
 

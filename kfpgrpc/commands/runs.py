@@ -10,6 +10,7 @@ from kfpgrpc.client import Client, kfp_filter
 from kfpgrpc.commands.common import (
     action,
     add_list_options,
+    ctrl_c_interrupts,
     list_arguments,
     parameter,
     parameter_values,
@@ -95,11 +96,12 @@ def retry_run(args: argparse.Namespace, client: Client) -> int:
 
 
 def run_logs(args: argparse.Namespace, client: Client) -> int:
-    for line in client.run_logs(args.target, args.task, args.follow):
-        if args.output == "json":
-            print_json(line, compact=True)
-        else:
-            print(f"{line.task_id}: {line.text}", flush=True)
+    with ctrl_c_interrupts():
+        for line in client.run_logs(args.target, args.task, args.follow):
+            if args.output == "json":
+                print_json(line, compact=True)
+            else:
+                print(f"{line.task_id}: {line.text}", flush=True)
     return 0
 
 

@@ -7,7 +7,13 @@ import sys
 from collections.abc import Iterable
 
 from kfpgrpc.client import Client
-from kfpgrpc.commands.common import INTERRUPTED, print_json, state_name, utc_datetime
+from kfpgrpc.commands.common import (
+    INTERRUPTED,
+    ctrl_c_interrupts,
+    print_json,
+    state_name,
+    utc_datetime,
+)
 from kfpgrpc.v1 import common_pb2, run_pb2
 
 
@@ -15,15 +21,16 @@ def watch_run(client: Client, run_id: str, output: str) -> int:
     """Follow the run until it ends; 0 if it SUCCEEDED, else 1. JSON output: the final run only.
     Ctrl-C stops watching, not the run: 130, saying how to terminate it."""
     try:
-        if output == "json":
-            final = client.wait_for_run(run_id)
-            print_json(final)
-        elif sys.stdout.isatty():
-            from kfpgrpc.commands.live import follow_live  # rich is loaded only to draw on a terminal
+        with ctrl_c_interrupts():
+            if output == "json":
+                final = client.wait_for_run(run_id)
+                print_json(final)
+            elif sys.stdout.isatty():
+                from kfpgrpc.commands.live import follow_live  # rich is loaded only to draw on a terminal
 
-            final = follow_live(client.watch_run(run_id))
-        else:
-            final = _plain(client.watch_run(run_id))
+                final = follow_live(client.watch_run(run_id))
+            else:
+                final = _plain(client.watch_run(run_id))
     except KeyboardInterrupt:
         print(f"kfpgrpc: stopped watching; the run continues on the server. Stop it with: kfpgrpc runs terminate {run_id}",
               file=sys.stderr)
