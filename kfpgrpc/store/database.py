@@ -125,12 +125,15 @@ async def _connect(conn: C, *, read_only: bool) -> C:
         await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         await conn.execute("PRAGMA foreign_keys = ON")
         await conn.execute("PRAGMA synchronous = NORMAL")  # reads the header: fails on a non-database
-        # Temporary files in memory: a statement that fires triggers (every run INSERT and
-        # state UPDATE keeps run_counts) keeps a statement journal, and with the default
-        # temp_store that cost ~45 us per trigger run (docs/benchmarks.md).
-        await conn.execute("PRAGMA temp_store = MEMORY")
         if read_only:
             await conn.execute("PRAGMA query_only = ON")
+        else:
+            # The writer's temporary files in memory: a statement that fires triggers (every
+            # run INSERT and state UPDATE keeps run_counts) keeps a statement journal, which
+            # in a file cost ~45 us per insert (bench/bench_run_inserts.py). Not the readers':
+            # their large sorts (arming 100,000 recurring runs in trigger order) would then
+            # stay in the process's memory.
+            await conn.execute("PRAGMA temp_store = MEMORY")
     except BaseException:
         await conn.close()  # its thread would keep the process from exiting
         raise
