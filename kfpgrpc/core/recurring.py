@@ -82,10 +82,6 @@ RETRY_DELAY_SECONDS = 1.0
 MAX_RETRY_DELAY_SECONDS = 60.0
 ARMING_CHUNK = 2000  # recurring runs read and armed between two yields to the event loop at start
 MAX_TICKS_PER_WRITE = 2000  # actors' tick commits in one write job
-# Actors preparing a step at once; the others wait their turn (FIFO). A burst of ticks then
-# queues a few dozen steps on the event loop rather than thousands, so that a request (a
-# disable, a read) arriving during it waits tens of ms, not for every due actor's step.
-STEP_TURNS = 64
 WAKE_CHUNK = 500  # sleeping actors woken (rows read and decoded, actors started) at a time
 # What a tick's commit changes in its recurring run's row.
 _TICK_FIELDS = ("watermark", "ticks_handled", "runs_created", "ticks_skipped", "error", "revision")
@@ -153,7 +149,6 @@ class RecurringRuns:
         self._change_locks: dict[str, _ChangeLock] = {}  # of recurring runs being changed
         self._tasks: set[asyncio.Task[None]] = set()  # the timer, the arming, wake-ups by events
         self._ticks = _TickWriter(self)
-        self._turns = asyncio.Semaphore(STEP_TURNS)
         self._stopping = False
         self.armed: asyncio.Task[None] | None = None  # arming at start; done once every enabled one is armed
         runs.finished_listeners.append(self._run_finished)
@@ -981,7 +976,6 @@ class _Actor:
         self.urgent = False  # a request waits on this actor: its writes go in the requests' lane
         self.asleep = False  # it ended with nothing in hand: its recurring run sleeps in the heap
         self.stopping = False  # stopped by a change or the server's stop
-        self.turn = False  # holds one of the manager's step turns
         self._task: asyncio.Task[None] | None = None
         self._inline_spec: tuple[str, dict[str, Any]] | None = None  # (hash, spec)
         self._next: tuple[int, int | None] | None = None  # (after, the schedule's first tick after it)
@@ -1032,19 +1026,12 @@ class _Actor:
             try:
                 if not self.loaded:
                     await self.load()
-                # The turn before the lock: a request that needs this actor meanwhile takes
-                # the lock and steps it itself instead of waiting in the line of turns.
-                await self.manager._turns.acquire()
-                self.turn = True
-                try:
-                    async with self.lock:
-                        await self.step()
-                        deadline = self.next_tick(self.recurring_run.watermark)
-                        if not (self.active or self.queued or self.fired or self.failures or self.urgent):
-                            self.manager._actor_asleep(self, deadline)
-                            return
-                finally:
-                    self.end_turn()
+                async with self.lock:
+                    await self.step()
+                    deadline = self.next_tick(self.recurring_run.watermark)
+                    if not (self.active or self.queued or self.fired or self.failures or self.urgent):
+                        self.manager._actor_asleep(self, deadline)
+                        return
             except Exception as error:  # noqa: BLE001 - supervision
                 await self._failed(error)
                 continue
@@ -1055,13 +1042,6 @@ class _Actor:
             self.wake.clear()
             if alarm is not None:
                 alarm.cancel()
-
-    def end_turn(self) -> None:
-        """Give back its step turn, if it holds one: once its step is done, or waits for a
-        commit (the turn bounds the CPU of preparing steps, not the writes they wait for)."""
-        if self.turn:
-            self.turn = False
-            self.manager._turns.release()
 
     async def load(self) -> None:
         """Its unfinished runs and queue length, from the store; after a failure, the
@@ -1259,7 +1239,6 @@ class _Actor:
                 revision=recurring_run.revision + 1,
             )
 
-        self.end_turn()
         if not (queue or dequeue or drop_overlap or self.urgent):  # the common case: shared with other actors' ticks
             updated = changed()
             await manager._ticks.commit(self, prepared, updated, skips)
