@@ -18,9 +18,9 @@ import dataclasses
 import logging
 import os
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -104,6 +104,20 @@ LOG_PAGE_LINES = 500
 MAX_TAIL_LINES = 100_000  # StreamRunLogsRequest.tail_lines
 MAX_SELECTORS = 100  # artifact selectors of a run or a recurring run
 _SPEC_CACHE_SIZE = 128
+_V = TypeVar("_V")
+
+
+async def _per_spec(cache: OrderedDict[str, _V], key: str, compute: Callable[[], Awaitable[_V]]) -> _V:
+    """`cache[key]`, computed by `compute` (which may raise: nothing is kept then) the first
+    time; the _SPEC_CACHE_SIZE most recently used are kept."""
+    value = cache.get(key)
+    if value is None:
+        value = cache[key] = await compute()
+        if len(cache) > _SPEC_CACHE_SIZE:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return value
 
 
 class DependencyUnresolved(FailedPrecondition):
@@ -438,26 +452,13 @@ class Runs:
         """What of the spec whose hash is `key` this server cannot run (see
         Orchestrator.unsupported); a walk over the whole spec, so cached like `_spec_info`:
         every tick of a recurring run asks it again."""
-        found = self._unsupported_by_spec.get(key)
-        if found is None:
-            found = self._unsupported_by_spec[key] = await self._orchestrator.unsupported(info.spec, platform_spec_of(document))
-            if len(self._unsupported_by_spec) > _SPEC_CACHE_SIZE:
-                self._unsupported_by_spec.popitem(last=False)
-        return found
+        return await _per_spec(self._unsupported_by_spec, key, lambda: self._orchestrator.unsupported(info.spec, platform_spec_of(document)))
 
     async def _spec_info(self, document: dict[str, Any], field: str, key: str) -> PipelineSpecInfo:
         """Validate a spec whose hash is `key`; what a valid spec yields is cached, as the same
         specs come back for every run of a version or of a recurring run. Validation runs in a
         worker thread: a spec of megabytes takes seconds."""
-        info = self._spec_infos.get(key)
-        if info is None:
-            info = await asyncio.to_thread(validate_pipeline_spec, document, field)
-            self._spec_infos[key] = info
-            if len(self._spec_infos) > _SPEC_CACHE_SIZE:
-                self._spec_infos.popitem(last=False)
-        else:
-            self._spec_infos.move_to_end(key)
-        return info
+        return await _per_spec(self._spec_infos, key, lambda: asyncio.to_thread(validate_pipeline_spec, document, field))
 
     async def get(self, run_id: str, with_spec: bool = True) -> RunView:
         check(id_violations(run_id, "run_id"))

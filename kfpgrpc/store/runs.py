@@ -140,6 +140,9 @@ async def insert_run_within(conn: aiosqlite.Connection, run: Run, spec: dict[str
         await _RUNS.insert_within(conn, run, f"run {run.run_id!r} already exists")
 
 
+_TASK_ORDER = " ORDER BY create_time, task_id"  # a run's tasks as every read shows them
+
+
 async def insert_many_runs_within(conn: aiosqlite.Connection, runs: Sequence[tuple[Run, dict[str, Any]]]) -> None:
     """insert_run_within for many runs in a few statement executions (the runs of one tick of
     thousands of recurring runs): their experiments checked at once, their specs stored if
@@ -178,7 +181,7 @@ async def run_with_tasks(db: Database, run_id: str) -> tuple[Run, list[TaskDetai
         row = conn.execute(f"SELECT {_RUNS.select} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             return None, []
-        return row, conn.execute(f"SELECT {_TASKS.select} FROM tasks WHERE run_id = ? ORDER BY create_time, task_id", (run_id,)).fetchall()
+        return row, conn.execute(f"SELECT {_TASKS.select} FROM tasks WHERE run_id = ?{_TASK_ORDER}", (run_id,)).fetchall()
 
     row, task_rows = await db.read(read)
     if row is None:
@@ -219,8 +222,7 @@ async def tasks_of(db: Database, run_ids: Iterable[str]) -> dict[str, list[TaskD
     if not ids:
         return found
     rows = await db.fetch_all(
-        f"SELECT {_TASKS.select} FROM tasks WHERE run_id IN ({', '.join('?' * len(ids))})"
-        " ORDER BY create_time, task_id",
+        f"SELECT {_TASKS.select} FROM tasks WHERE run_id IN ({', '.join('?' * len(ids))}){_TASK_ORDER}",
         ids,
     )
     for row in rows:
