@@ -538,18 +538,11 @@ def cron_schedule(
     if not expression.lstrip().startswith("@every"):
         anchor_us = 0  # only @every depends on it: the cache holds one entry per cron
     schedule, violations = _cron_schedule(expression, zone, start_us, end_us, anchor_us, min_interval_seconds, field)
-    return schedule, list(violations)
+    return schedule, list(violations)  # a copy: the cached list is shared
 
 
 @lru_cache(maxsize=4096)
 def _cron_schedule(
-    expression: str, zone: ZoneInfo, start_us: int, end_us: int, anchor_us: int, min_interval_seconds: int, field: str
-) -> tuple[Schedule | None, tuple[FieldViolation, ...]]:
-    schedule, violations = _parsed_cron_schedule(expression, zone, start_us, end_us, anchor_us, min_interval_seconds, field)
-    return schedule, tuple(violations)
-
-
-def _parsed_cron_schedule(
     expression: str, zone: ZoneInfo, start_us: int, end_us: int, anchor_us: int, min_interval_seconds: int, field: str
 ) -> tuple[Schedule | None, list[FieldViolation]]:
     if len(expression) > MAX_CRON_LENGTH:
