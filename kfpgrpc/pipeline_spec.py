@@ -20,11 +20,11 @@ from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Value
-from kfpgrpc.kfp_ir import pipeline_spec_pb2
 
 from kfpgrpc.bounds import MAX_DAG_DEPTH, MAX_PIPELINE_INPUTS, MAX_TASKS
 from kfpgrpc.errors import FieldViolation, InvalidArgument
 from kfpgrpc.executor.cel import CelError, compile_condition, compile_selector
+from kfpgrpc.kfp_ir import pipeline_spec_pb2
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ def new_id() -> str:
     """A new id: a UUID version 7 (RFC 9562, section 5.7), 36 characters. Its first 48 bits
     are the Unix time in milliseconds and the other 74 free bits are random, so ids made
     later sort after earlier ones: a row inserted into a table keyed (or indexed) by id goes
-    at the end of the index instead of at a random page. For the runs table that cut the CPU
-    of inserting 10,000 runs by about 40% (docs/benchmarks.md). KFP's ids are UUIDs too
+    at the end of the index instead of at a random page: with the runs table's indexes, about a
+    quarter to a third of an insert's CPU (bench/bench_run_inserts.py). KFP's ids are UUIDs too
     (version 4); clients treat them as opaque. Python 3.14's uuid.uuid7 makes the same."""
     value = (time.time_ns() // 1_000_000 & (1 << 48) - 1) << 80 | secrets.randbits(80)
     value = value & ~(0xF << 76) | 0x7 << 76  # version

@@ -36,9 +36,9 @@ from typing import Any
 from cel_expr_python import cel
 from google.protobuf import descriptor_pool
 from google.protobuf.struct_pb2 import ListValue, Struct
-from kfpgrpc.kfp_ir import pipeline_spec_pb2
 
 from kfpgrpc.json_values import protojson_numbers
+from kfpgrpc.kfp_ir import pipeline_spec_pb2
 
 # Longer expressions are refused: compiling takes about 1 ms per 1,000 characters. An
 # If/Elif/Else chain of 120 branches compiles to under 10,000 characters.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import aiosqlite
 
 from kfpgrpc.domain import Page, Pipeline, PipelineVersion, evolve
