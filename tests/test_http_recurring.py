@@ -172,3 +172,24 @@ def test_backfill_validate_only_lists_the_ticks_and_queues_nothing(rest: ServerP
     assert status == 400 and [v["field"] for v in refused["details"][0]["field_violations"]] == ["end_time"]
     status, done = post(one + ":backfill", window)
     assert (status, done) == (200, {"ticks_queued": "3"})
+
+
+def test_a_misspelled_enum_name_is_refused_naming_the_field(rest: ServerProcess, compiled: dict[str, dict[str, Any]]) -> None:
+    """An enum value given by a name its enum lacks (`"mode": "ENABEL"`) is refused naming the
+    field, not dropped (which would create the recurring run disabled, without a word), as an
+    unknown name in a query parameter already was. Unknown field names stay ignored, as KFP's
+    gateway ignores them."""
+    url = rest.http_url + "/apis/v2beta1/recurringruns"
+    base = {"display_name": "typo", "pipeline_spec": compiled["add-pipeline"], "namespace": "ignored",
+            "trigger": {"cron_schedule": {"cron": "0 3 * * *", "start_time": START}}}
+    for change, field in (({"mode": "ENABEL"}, "recurring_run.mode"), ({"mode": "ENABLE", "overlap_policy": "NOPE"}, "recurring_run.overlap_policy")):
+        status, refused = post(url, {**base, **change})
+        assert status == 400 and refused["code"] == 3, refused
+        violations = refused["details"][0]["field_violations"]
+        assert [v["field"] for v in violations] == [field] and repr(change[field.rsplit(".", 1)[1]]) in violations[0]["description"], violations
+    status, created = post(url, {**base, "mode": "ENABLE", "overlap_policy": "SKIP"})
+    assert status == 200 and created["mode"] == "ENABLE" and created["overlap_policy"] == "SKIP", created
+    watched = urllib.request.Request(rest.http_url + "/apis/v2beta1/events:watch?types=RUN_COMPLETED&types=BOGUS")
+    with pytest.raises(urllib.error.HTTPError) as bogus:  # a query parameter: refused as before
+        urllib.request.urlopen(watched, timeout=30)
+    assert bogus.value.code == 400

@@ -10,6 +10,7 @@ KFP has and kfpgrpc does not (`namespace`) are ignored, as KFP's gateway ignores
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -86,12 +87,62 @@ async def _off_loop_if_large(body: bytes, parse: Callable[..., T], *args: Any) -
 
 def _parse_body(body: bytes, message: M, field: str) -> M:
     """`message` with the JSON `body` merged in (unknown fields ignored, as KFP's gateway does);
-    InvalidArgument naming `field` for a body that is not JSON of the message."""
+    InvalidArgument naming `field` for a body that is not JSON of the message, and naming each
+    enum field given a name its enum lacks (`field.mode`; "body" is the whole request)."""
     try:
         json_format.Parse(body or b"{}", message, ignore_unknown_fields=True)
     except (json_format.ParseError, UnicodeDecodeError) as error:
         raise InvalidArgument.field(field, f"not a JSON {message.DESCRIPTOR.name}: {error}") from None
+    if _has_enums(message.DESCRIPTOR) and (
+        violations := _unknown_enum_names(json.loads(body or b"{}"), message.DESCRIPTOR, "" if field == "body" else field + ".")
+    ):
+        raise InvalidArgument(violations)
     return message
+
+
+def _followed(field: FieldDescriptor) -> bool:
+    """A message field whose JSON is walked for enums: not a map, not a google.protobuf type."""
+    nested = field.message_type
+    return nested is not None and not nested.GetOptions().map_entry and not nested.full_name.startswith("google.protobuf.")
+
+
+@functools.lru_cache(maxsize=None)
+def _has_enums(descriptor: Descriptor) -> bool:
+    """Whether a message has an enum field, itself or in a message field it holds."""
+    seen, pending = {descriptor}, [descriptor]
+    while pending:
+        for field in pending.pop().fields:
+            if field.enum_type is not None:
+                return True
+            if _followed(field) and field.message_type not in seen:
+                seen.add(field.message_type)
+                pending.append(field.message_type)
+    return False
+
+
+def _unknown_enum_names(document: object, descriptor: Descriptor, prefix: str) -> list[FieldViolation]:
+    """The enum fields of a JSON object of message `descriptor` given a name their enum does not
+    define: json_format with ignore_unknown_fields drops such a value without a word, so that a
+    misspelled `"mode": "ENABEL"` would create a recurring run disabled. (A number the enum
+    lacks is kept, proto3 enums being open, and refused by the core's checks.)"""
+    if not isinstance(document, dict):
+        return []
+    violations = []
+    for key, value in document.items():
+        field = descriptor.fields_by_name.get(key) or descriptor.fields_by_camelcase_name.get(key)
+        if field is None:
+            continue
+        values = value if field.is_repeated and isinstance(value, list) else [value]
+        if field.enum_type is not None:
+            known = field.enum_type.values_by_name
+            violations += [
+                FieldViolation(prefix + field.name, f"unknown {field.enum_type.name} name {name[:100]!r}; one of {', '.join(known)}")
+                for name in values if isinstance(name, str) and name not in known
+            ]
+        elif _followed(field):
+            for nested in values:
+                violations += _unknown_enum_names(nested, field.message_type, prefix + field.name + ".")
+    return violations
 
 
 def _set_paths(document: object, descriptor: Descriptor, prefix: str) -> list[str]:
