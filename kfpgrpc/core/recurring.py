@@ -1024,9 +1024,12 @@ class _Actor:
         clock = self.manager._clock
         while True:
             try:
-                if not self.loaded:
-                    await self.load()
                 async with self.lock:
+                    # Loaded under the lock: a request that takes the lock loads the actor too
+                    # and then changes its counters (a backfill's queue); a load of the loop's
+                    # own finishing after that commit would count the queue twice.
+                    if not self.loaded:
+                        await self.load()
                     await self.step()
                     deadline = self.next_tick(self.recurring_run.watermark)
                     if not (self.active or self.queued or self.fired or self.failures or self.urgent):
