@@ -236,6 +236,60 @@ async def test_bad_command_lines_give_one_line_and_exit_2(server: KfpGrpcServer,
         assert_one_line_error(await kfpgrpc(server, *args), 2, message)
 
 
+async def test_numbers_out_of_their_fields_range_give_one_line_and_exit_2(server: KfpGrpcServer) -> None:
+    """Each number is checked against the range of the proto field it goes into (and is never
+    negative where that means nothing) before anything is sent: no traceback from islice or
+    from protobuf's encoder."""
+    huge = "99999999999999999999"
+    cases = [
+        (("events", "tail", "--limit", "-1"), "argument --limit: must be a whole number from 0 to 9223372036854775807, got '-1'"),
+        (("events", "tail", "--after", "99999999999999999999999"), "argument --after: must be a whole number from 0 to 9223372036854775807"),
+        (("events", "tail", "--after", "-5"), "argument --after: must be a whole number from 0 to"),
+        (("recurring", "create", "--pipeline", "p", "--every", "1h", "--max-concurrency", huge),
+         f"recurring create: argument --max-concurrency: must be a whole number from 0 to 9223372036854775807, got '{huge}'"),
+        (("recurring", "update", "nightly", "--max-concurrency", huge), "recurring update: argument --max-concurrency: must be a whole number"),
+        (("recurring", "create", "--pipeline", "p", "--every", huge, "--name", "e1"),
+         f"argument --every: must be a whole number of seconds from 1 to 9223372036854775807, got '{huge}'"),
+        (("recurring", "create", "--pipeline", "p", "--every", "1e400"), "argument --every: must be a whole number of seconds from 1 to"),
+        (("recurring", "create", "--pipeline", "p", "--every", "nan"), "argument --every: must be a whole number of seconds from 1 to"),
+        (("recurring", "next", "nightly", "--count", "-1"), "argument --count: must be a whole number from 0 to 2147483647, got '-1'"),
+        (("runs", "list", "--limit", "-1"), "runs list: argument --limit: must be a whole number from 0 to 2147483647, got '-1'"),
+        (("experiments", "list", "--limit", "many"), "argument --limit: must be a whole number from 0 to 2147483647, got 'many'"),
+    ]
+    for args, message in cases:
+        result = await kfpgrpc(server, *args)
+        assert "Traceback" not in result.stderr, result.stderr
+        assert_one_line_error(result, 2, message)
+
+
+CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # every control character but the newline ending each line
+
+
+async def test_server_strings_with_control_characters_are_shown_escaped(server: KfpGrpcServer, pipeline_files: dict[str, str]) -> None:
+    """A name another client gave, with ESC, BEL, a newline and a C1 CSI in it, neither sets the
+    terminal's title, clears it nor forges a row of text output; JSON keeps it as it is."""
+    evil = "evil\x1b]0;pwned\x07\x1b[2J\nFAKE-ROW  SUCCEEDED\x9b31m\x7f"
+    shown = "evil\\x1b]0;pwned\\x07\\x1b[2J\\x0aFAKE-ROW  SUCCEEDED\\x9b31m\\x7f"
+    await kfpgrpc(server, "pipelines", "upload", pipeline_files["instant-pipeline"])
+    assert (await kfpgrpc(server, "experiments", "create", evil)).code == 0
+    created = await kfpgrpc(server, "runs", "create", "--pipeline", "instant-pipeline", "--experiment", evil, "--name", evil, "--watch")
+    assert created.code == 0, created
+    run = (await kfpgrpc(server, "runs", "list", "-o", "json")).json[0]
+    assert run["display_name"] == evil  # stored and sent as given: only the text output escapes it
+    outputs = [created.stdout]
+    for args in (("runs", "list"), ("runs", "get", run["run_id"]), ("experiments", "list"), ("experiments", "get", evil),
+                 ("events", "tail", "--run", run["run_id"], "--limit", "2")):
+        result = await kfpgrpc(server, *args)
+        assert result.code == 0, result
+        outputs.append(result.stdout)
+    for output in outputs:
+        assert not CONTROLS.search(output), output
+        assert shown in output, output
+        assert not any(line.startswith("FAKE-ROW") for line in output.splitlines()), output
+    rows = (await kfpgrpc(server, "runs", "list")).stdout.splitlines()
+    assert len(rows) == 2 and rows[1].split()[:2] == [run["run_id"], shown.split()[0]]
+
+
 async def test_server_errors_give_one_line_with_the_code_and_exit_1(server: KfpGrpcServer, pipeline_files: dict[str, str], tmp_path: Path) -> None:
     assert_one_line_error(await kfpgrpc(server, "runs", "get", "no-such-run"), 1, "kfpgrpc: NOT_FOUND: run with run_id 'no-such-run' not found")
     await kfpgrpc(server, "pipelines", "upload", pipeline_files["add-pipeline"])

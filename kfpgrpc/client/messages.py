@@ -79,6 +79,9 @@ def timestamp(value: TimeValue, field: str = "time") -> timestamp_pb2.Timestamp:
     return message
 
 
+MAX_INTERVAL_SECONDS = 2**63 - 1  # RecurringRun.Trigger.periodic_schedule.interval_second is an int64
+
+
 def interval_seconds(value: float | timedelta | str, field: str = "interval") -> int:
     """Whole seconds from a number, a timedelta, or a Go duration such as "1h30m" or "90s"."""
     if isinstance(value, timedelta):
@@ -95,8 +98,9 @@ def interval_seconds(value: float | timedelta | str, field: str = "interval") ->
                 raise KfpGrpcError.invalid_argument(field, f"must be seconds or a duration such as 1h30m, got {value!r}") from None
     else:
         seconds = float(value)
-    if seconds < 1 or seconds != int(seconds):
-        raise KfpGrpcError.invalid_argument(field, f"must be a positive whole number of seconds, got {value!r}")
+    # interval_second is an int64; `not 1 <= seconds` also refuses NaN, and the bound infinity
+    if not 1 <= seconds <= MAX_INTERVAL_SECONDS or seconds != int(seconds):
+        raise KfpGrpcError.invalid_argument(field, f"must be a whole number of seconds from 1 to {MAX_INTERVAL_SECONDS}, got {value!r}")
     return int(seconds)
 
 

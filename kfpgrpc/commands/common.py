@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as error:
         return usage_error(args, error.argument, error.problem)
     except KfpGrpcError as error:
-        print(f"kfpgrpc: {explain(error)}", file=sys.stderr)
+        say(f"kfpgrpc: {explain(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return INTERRUPTED
@@ -136,7 +136,7 @@ class UsageError(Exception):
 
 def usage_error(args: argparse.Namespace, argument: str, problem: str) -> int:
     """Print `kfpgrpc: <command>: argument <argument>: <problem> (see --help)`; return 2."""
-    print(f"kfpgrpc: {args.command} {args.action}: argument {argument}: {problem} (see --help)", file=sys.stderr)
+    say(f"kfpgrpc: {args.command} {args.action}: argument {argument}: {problem} (see --help)", file=sys.stderr)
     return 2
 
 
@@ -162,7 +162,7 @@ class RetryNotice:
         now = time.monotonic()
         if attempt == 0 or now - self._last >= self.INTERVAL:
             self._last = now
-            print(f"kfpgrpc: {explain(error)}; retrying", file=sys.stderr, flush=True)
+            say(f"kfpgrpc: {explain(error)}; retrying", file=sys.stderr, flush=True)
 
 
 def subcommands(commands: Any, name: str, help: str) -> Any:
@@ -194,7 +194,7 @@ def change_command(
         found = find(client, args.target)
         operation(client, identify(found))
         shown = found if done == "deleted" else find(client, identify(found))
-        return show(args, shown, lambda _: print(f"{done} {noun} {shown.display_name} ({identify(shown)})"))
+        return show(args, shown, lambda _: say(f"{done} {noun} {shown.display_name} ({identify(shown)})"))
 
     return handler
 
@@ -210,6 +210,20 @@ def _argument_type(convert: Callable[[str], T]) -> Callable[[str], T]:
             raise argparse.ArgumentTypeError(next(iter(error.field_violations.values()), error.message)) from None
 
     return checked
+
+
+def _whole_number(low: int, high: int) -> Callable[[str], int]:
+    """A converter of text to a whole number from `low` to `high`, both included."""
+    def convert(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            raise KfpGrpcError.invalid_argument("number", f"must be a whole number from {low} to {high}, got {text!r}")
+        return number
+
+    return convert
 
 
 def _parameter(text: str) -> tuple[str, str]:
@@ -236,6 +250,13 @@ parameter = _argument_type(_parameter)
 existing_file = _argument_type(_existing_file)
 time_value = _argument_type(_time)
 duration = _argument_type(interval_seconds)
+# Every integer option takes one of these: the range of the proto field it goes into (beyond it
+# protobuf refuses to encode), never negative where that means nothing; the server checks its
+# own rules (max_concurrency 1 to 100). `count`: int32 (a list's --limit, which caps page_size;
+# `recurring next --count`); `int64_count`: after_sequence, max_concurrency, `events tail --limit`.
+INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
+count = _argument_type(_whole_number(0, INT32_MAX))
+int64_count = _argument_type(_whole_number(0, INT64_MAX))
 
 
 def parameter_values(pairs: Sequence[tuple[str, str]] | None, spec: struct_pb2.Struct) -> dict[str, Any] | None:
@@ -257,7 +278,7 @@ def add_list_options(parser: argparse.ArgumentParser, sort_by: str = "") -> Any:
     filters = parser.add_mutually_exclusive_group()
     filters.add_argument("--filter", default="", help="KFP JSON filter, e.g. '{\"predicates\": [...]}'")
     parser.add_argument("--sort-by", default=sort_by, help=f"FIELD or 'FIELD desc' (default {sort_by or 'created_at'})")
-    parser.add_argument("--limit", type=int, default=100, help="show at most N (default 100; 0 = all)")
+    parser.add_argument("--limit", type=count, default=100, help="show at most N (default 100; 0 = all)")
     return filters
 
 
@@ -277,11 +298,28 @@ def print_json(value: Message | Iterable[Message], compact: bool = False) -> Non
     print(json.dumps(data, separators=(",", ":")) if compact else json.dumps(data, indent=2), flush=True)
 
 
+# C0 controls, DEL and C1 controls, as `\x1b`: a name from another client must not move the
+# cursor, set the terminal's title or start a line of its own (ECMA-48).
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def printable(text: str) -> str:
+    """`text` with each control character (C0, DEL, C1) written as a `\\xNN` escape."""
+    return text.translate(_CONTROLS)
+
+
+def say(line: str = "", file: TextIO | None = None, flush: bool = False) -> None:
+    """Print one line of text output (not JSON), its control characters escaped (printable):
+    every line the commands print goes through here, since most hold names and messages that
+    came from the server."""
+    print(printable(line), file=file or sys.stdout, flush=flush)
+
+
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    rows = [list(headers), *(list(row) for row in rows)]
+    rows = [list(headers), *([printable(cell) for cell in row] for row in rows)]  # escaped first: the widths are those shown
     widths = [max(len(row[column]) for row in rows) for column in range(len(headers))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        say("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 def print_details(fields: Mapping[str, str]) -> None:
@@ -289,7 +327,7 @@ def print_details(fields: Mapping[str, str]) -> None:
     shown = {name: value for name, value in fields.items() if value}
     width = max(map(len, shown), default=0) + 1
     for name, value in shown.items():
-        print(f"{name + ':':<{width}}  {value}")
+        say(f"{name + ':':<{width}}  {value}")
 
 
 def show(args: argparse.Namespace, value: Any, table: Callable[[Any], None]) -> int:

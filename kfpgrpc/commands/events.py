@@ -10,7 +10,9 @@ from kfpgrpc.client import Client, ReconnectPolicy
 from kfpgrpc.commands.common import (
     action,
     ctrl_c_interrupts,
+    int64_count,
     print_json,
+    say,
     state_name,
     subcommands,
     when,
@@ -24,12 +26,12 @@ def register(commands: Any, options: argparse.ArgumentParser) -> None:
     actions = subcommands(commands, "events", "the durable event log")
     tail = action(actions, "tail", tail_events,
                   "print events as they happen (after the stored ones); reconnects and resumes across server restarts", options)
-    tail.add_argument("--after", type=int, default=0, metavar="SEQUENCE", help="only events after this sequence (default 0: all kept)")
+    tail.add_argument("--after", type=int64_count, default=0, metavar="SEQUENCE", help="only events after this sequence (default 0: all kept)")
     tail.add_argument("--run", default="", metavar="RUN_ID", help="only events of this run")
     tail.add_argument("--recurring-run", default="", metavar="ID", help="only events of this recurring run and its runs")
     tail.add_argument("--experiment", metavar="NAME_OR_ID", help="only events of this experiment")
     tail.add_argument("--type", action="append", choices=EVENT_TYPES, default=[], help="only events of this type; repeatable")
-    tail.add_argument("--limit", type=int, metavar="N", help="exit after N events")
+    tail.add_argument("--limit", type=int64_count, metavar="N", help="exit after N events")
     # A tail waits for its server however long it takes, also before its first event.
     tail.set_defaults(reconnect=ReconnectPolicy(max_attempts=None, before_first_message=True))
 
@@ -42,7 +44,7 @@ def tail_events(args: argparse.Namespace, client: Client) -> int:
             if args.output == "json":
                 print_json(event, compact=True)
             else:
-                print(f"{event.sequence:>6}  {when(event.time)}  {event_pb2.EventType.Name(event.type):<24}  {describe(event)}", flush=True)
+                say(f"{event.sequence:>6}  {when(event.time)}  {event_pb2.EventType.Name(event.type):<24}  {describe(event)}", flush=True)
     return 0
 
 

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from kfpgrpc.commands.common import state_name, utc_datetime
+from kfpgrpc.commands.common import printable, state_name, utc_datetime
 from kfpgrpc.commands.watch import outcome
 from kfpgrpc.v1 import common_pb2, run_pb2
 
@@ -30,7 +30,7 @@ def follow_live(snapshots: Iterable[run_pb2.Run]) -> run_pb2.Run:
         for view.run in snapshots:
             pass
     before, after = outcome(view.run)
-    console.print(Text.assemble(before, _state_text(view.run.state), after), soft_wrap=True)
+    console.print(Text.assemble(printable(before), _state_text(view.run.state), printable(after)), soft_wrap=True)
     return view.run
 
 
@@ -42,7 +42,8 @@ class _RunView:
 
     def __rich__(self) -> RenderableType:
         run, now = self.run, datetime.now(timezone.utc)
-        header = Text.assemble(("run ", "bold"), f"{run.display_name} ({run.run_id})  ", _state_text(run.state))
+        # Names from the server as Text, control characters escaped: never markup, never terminal controls
+        header = Text.assemble(("run ", "bold"), printable(f"{run.display_name} ({run.run_id})  "), _state_text(run.state))
         tasks = Table(box=None, pad_edge=False)
         for column in ("TASK", "STATE", "STARTED", "DURATION"):
             tasks.add_column(column)
@@ -53,7 +54,7 @@ class _RunView:
             if task.cached:  # its outputs came from an earlier run: it did not run
                 state.append(" (cached)", style="dim")
             tasks.add_row(
-                task.task_id, state,
+                Text(printable(task.task_id)), state,
                 started.strftime("%H:%M:%S") if started else "", f"{(ended - started).total_seconds():.1f}s" if started else "",
             )
         return Group(header, tasks)

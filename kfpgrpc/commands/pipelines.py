@@ -14,6 +14,7 @@ from kfpgrpc.commands.common import (
     list_arguments,
     print_details,
     print_table,
+    say,
     show,
     subcommands,
     when,
@@ -36,7 +37,7 @@ def register(commands: Any, options: argparse.ArgumentParser) -> None:
 
 def upload_pipeline(args: argparse.Namespace, client: Client) -> int:
     version = client.upload_pipeline(args.file, args.name, args.version_name, args.description)
-    return show(args, version, lambda v: print(
+    return show(args, version, lambda v: say(
         f"uploaded version {v.name} ({v.pipeline_version_id}) of pipeline {client.get_pipeline(v.pipeline_id).name} ({v.pipeline_id})"))
 
 
@@ -55,7 +56,7 @@ def get_pipeline(args: argparse.Namespace, client: Client) -> int:
             "Description": pipeline.description,
             "Created": when(pipeline.created_at),
         })
-        print()
+        say()
         versions = client.list_pipeline_versions(pipeline.pipeline_id, sort_by="created_at desc", limit=20)
         print_table(["VERSION ID", "NAME", "CREATED", "DESCRIPTION"],
                     [[v.pipeline_version_id, v.name, when(v.created_at), v.description] for v in versions])

@@ -14,15 +14,18 @@ from kfpgrpc.client import Client
 from kfpgrpc.commands.common import (
     Handler,
     action,
-    change_command,
     add_list_options,
+    change_command,
+    count,
     duration,
+    int64_count,
     list_arguments,
     parameter,
     parameter_values,
     plain_values,
     print_details,
     print_table,
+    say,
     show,
     subcommands,
     time_value,
@@ -59,7 +62,7 @@ def register(commands: Any, options: argparse.ArgumentParser) -> None:
     backfill.add_argument("--end", type=time_value, required=True, metavar="TIME", help="ISO 8601, not in the future")
     upcoming = action(actions, "next", next_fire_times, "print the next fire times, in the schedule's zone and in UTC", options,
                       target="ID_OR_NAME")
-    upcoming.add_argument("--count", type=int, default=10, help="at most N (the server computes up to 10)")
+    upcoming.add_argument("--count", type=count, default=10, help="at most N (the server computes up to 10)")
     action(actions, "delete", _change(lambda client, id: client.delete_recurring_run(id), "deleted"), "delete a recurring run", options,
            target="ID_OR_NAME")
 
@@ -74,7 +77,7 @@ def _add_definition_flags(parser: argparse.ArgumentParser, creating: bool) -> No
     parser.add_argument("--time-zone", metavar="ZONE", help="IANA zone of --cron (default: the server's, UTC unless set)")
     parser.add_argument("--start", type=time_value, metavar="TIME", help="no tick before (ISO 8601; no zone = UTC)")
     parser.add_argument("--end", type=time_value, metavar="TIME", help="no tick after (ISO 8601; no zone = UTC)")
-    parser.add_argument("--max-concurrency", type=int, metavar="N", help="runs active at once (1 to 100; default 1)")
+    parser.add_argument("--max-concurrency", type=int64_count, metavar="N", help="runs active at once (1 to 100; default 1)")
     parser.add_argument("--overlap-policy", choices=OVERLAP_POLICIES, help="when every slot is busy (default BUFFER_ALL)")
     parser.add_argument("--param", type=parameter, action="append", metavar="NAME=VALUE",
                         help="a pipeline parameter for every run, converted to the type the pipeline declares for NAME"
@@ -146,7 +149,7 @@ def trigger_recurring_run(args: argparse.Namespace, client: Client) -> int:
 def backfill_recurring_run(args: argparse.Namespace, client: Client) -> int:
     recurring_run = client.find_recurring_run(args.target)
     result = client.backfill_recurring_run(recurring_run.recurring_run_id, args.start, args.end)
-    return show(args, result, lambda r: print(
+    return show(args, result, lambda r: say(
         f"queued {r.ticks_queued} ticks of {recurring_run.display_name}; {r.ticks_already_present} already had a run"))
 
 
@@ -160,7 +163,7 @@ def next_fire_times(args: argparse.Namespace, client: Client) -> int:
                           for t in times], indent=2))
     elif not times:
         state = recurring_run_pb2.RecurringRun.Status.Name(recurring_run.status)
-        print(f"no upcoming fire times ({'its schedule has ended' if state == 'ENABLED' else state.lower()})")
+        say(f"no upcoming fire times ({'its schedule has ended' if state == 'ENABLED' else state.lower()})")
     else:
         print_table([zone_name.upper() if zone_name == "UTC" else zone_name, "UTC"],
                     [[f"{t.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}", f"{t:%Y-%m-%d %H:%M:%S} UTC"] for t in times])

@@ -18,6 +18,7 @@ from kfpgrpc.commands.common import (
     print_details,
     print_json,
     print_table,
+    say,
     show,
     state_name,
     subcommands,
@@ -87,7 +88,7 @@ def watch(args: argparse.Namespace, client: Client) -> int:
 def terminate_run(args: argparse.Namespace, client: Client) -> int:
     client.terminate_run(args.target)
     run = client.get_run(args.target)
-    return show(args, run, lambda r: print(f"run {r.display_name} ({r.run_id}): {state_name(r.state)}"))
+    return show(args, run, lambda r: say(f"run {r.display_name} ({r.run_id}): {state_name(r.state)}"))
 
 
 def retry_run(args: argparse.Namespace, client: Client) -> int:
@@ -101,7 +102,7 @@ def run_logs(args: argparse.Namespace, client: Client) -> int:
             if args.output == "json":
                 print_json(line, compact=True)
             else:
-                print(f"{line.task_id}: {line.text}", flush=True)
+                say(f"{line.task_id}: {line.text}", flush=True)
     return 0
 
 
@@ -129,6 +130,6 @@ def run_details(run: run_pb2.Run) -> None:
     })
     tasks = run.run_details.task_details
     if tasks:
-        print()
+        say()
         print_table(["TASK", "STATE", "STARTED", "ENDED", "OUTPUTS"],
                     [[t.task_id, state_name(t.state), when(t.start_time), when(t.end_time), plain_values(t.output_parameters)] for t in tasks])

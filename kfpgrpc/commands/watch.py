@@ -11,6 +11,7 @@ from kfpgrpc.commands.common import (
     INTERRUPTED,
     ctrl_c_interrupts,
     print_json,
+    say,
     state_name,
     utc_datetime,
 )
@@ -32,7 +33,7 @@ def watch_run(client: Client, run_id: str, output: str) -> int:
             else:
                 final = _plain(client.watch_run(run_id))
     except KeyboardInterrupt:
-        print(f"kfpgrpc: stopped watching; the run continues on the server. Stop it with: kfpgrpc runs terminate {run_id}",
+        say(f"kfpgrpc: stopped watching; the run continues on the server. Stop it with: kfpgrpc runs terminate {run_id}",
               file=sys.stderr)
         return INTERRUPTED
     if final.state == common_pb2.SUCCEEDED:
@@ -48,16 +49,16 @@ def _plain(snapshots: Iterable[run_pb2.Run]) -> run_pb2.Run:
     final = run_pb2.Run()
     for final in snapshots:
         if not seen:
-            print(f"run {final.display_name} ({final.run_id})", flush=True)
+            say(f"run {final.display_name} ({final.run_id})", flush=True)
         for key, label, state, note in [("", "run", final.state, "")] + [
             (task.task_id, f"task {task.task_id}", task.state, " (cached)" if task.cached else "")
             for task in final.run_details.task_details
         ]:
             if seen.get(key) != state:
                 seen[key] = state
-                print(f"{label}: {state_name(state)}{note}", flush=True)
+                say(f"{label}: {state_name(state)}{note}", flush=True)
     before, after = outcome(final)
-    print(f"{before}{state_name(final.state)}{after}", flush=True)
+    say(f"{before}{state_name(final.state)}{after}", flush=True)
     return final
 
 
@@ -80,10 +81,10 @@ def print_failed_tasks(run: run_pb2.Run) -> None:
     if not failed:
         return
     first = failed[0]
-    print(f"task {first.task_id} failed: {error_line(first.error.message)}")
-    print(f"its log: kfpgrpc runs logs {run.run_id} --task {first.task_id}")
+    say(f"task {first.task_id} failed: {error_line(first.error.message)}")
+    say(f"its log: kfpgrpc runs logs {run.run_id} --task {first.task_id}")
     if len(failed) > 1:
-        print(f"{len(failed) - 1} more tasks failed: kfpgrpc runs get {run.run_id}")
+        say(f"{len(failed) - 1} more tasks failed: kfpgrpc runs get {run.run_id}")
 
 
 def error_line(message: str) -> str:
